@@ -1,0 +1,202 @@
+"""HTTP routes of the collector: thin, they parse, call the service and map errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AwareDatetime, ValidationError
+
+from shiftwatch.auth import Principal, require
+from shiftwatch.collector import metrics, queries, registry, wire
+from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.schemas import (
+    IngestOut,
+    ModelIn,
+    ModelOut,
+    PredictionBatchIn,
+    PredictionOut,
+    PredictionPage,
+    VersionIn,
+    VersionOut,
+)
+from shiftwatch.db import Database
+from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.errors import Invalid, ShiftwatchError, TooLarge, Unavailable
+from shiftwatch.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["collector"])
+
+
+@router.post("/models", response_model=ModelOut, status_code=201)
+def create_model(body: ModelIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))):
+    with db.session() as session:
+        return ModelOut.model_validate(registry.register_model(session, body.name, body.class_names, body.description))
+
+
+@router.get("/models", response_model=list[ModelOut])
+def list_models(db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+    with db.session() as session:
+        return [ModelOut.model_validate(m) for m in registry.list_models(session)]
+
+
+@router.get("/models/{name}", response_model=ModelOut)
+def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+    with db.session() as session:
+        return ModelOut.model_validate(registry.get_model(session, name))
+
+
+@router.post("/models/{name}/versions", response_model=VersionOut, status_code=201)
+def create_version(
+    name: str, body: VersionIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))
+):
+    with db.session() as session:
+        row = registry.register_version(session, name, body.version, **body.model_dump(exclude={"version"}))
+        return VersionOut.model_validate(row)
+
+
+@router.get("/models/{name}/versions", response_model=list[VersionOut])
+def list_versions(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+    with db.session() as session:
+        return [VersionOut.model_validate(v) for v in registry.list_versions(session, name)]
+
+
+class IngestGate:
+    """Bounds the batches being stored at once: past the bound the server answers 503 + Retry-After, not a queue."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def __enter__(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise Unavailable("ingest is saturated; retry later", retry_after_s=1.0)
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, decompressed, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body: {declared} bytes, over the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body: over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    if encoding in ("gzip", "deflate"):
+        try:
+            inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise Invalid("body", f"not valid {encoding} data ({exc})") from None
+        if len(body) > limit:
+            raise TooLarge(f"body: decompresses to over the limit of {limit} bytes")
+    elif encoding not in ("", "identity"):
+        raise Invalid("content-encoding", f"{encoding!r} is not supported (use gzip)")
+    return body
+
+
+def _json_chunks(body: bytes) -> list:
+    try:
+        batch = PredictionBatchIn.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        if error["type"] == "json_invalid":
+            raise Invalid("body", f"malformed JSON: {error['msg']}") from None
+        location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+        raise Invalid(location or "body", error["msg"]) from None
+    return batch.to_chunks()
+
+
+@router.post("/predictions", response_model=IngestOut)
+async def post_predictions(
+    request: Request,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("ingest")),
+):
+    """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id."""
+    started = time.perf_counter()
+    gate: IngestGate = request.app.state.ingest_gate
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    try:
+        with gate:
+            body = await read_body(request, settings.max_request_bytes)
+            if content_type == wire.CONTENT_TYPE:
+                try:
+                    chunks = [(wire.decode(body, max_unpacked_bytes=settings.max_request_bytes), None)]
+                except wire.WireError as exc:
+                    raise Invalid(exc.field, exc.why) from None
+            elif content_type == "application/json":
+                chunks = await run_in_threadpool(_json_chunks, body)
+            else:
+                raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
+            result = await run_in_threadpool(
+                ingest, db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days
+            )
+    except ShiftwatchError as exc:
+        metrics.REJECTED.labels(reason=type(exc).__name__).inc()
+        raise
+    metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
+    models = {str(m) for chunk, _ in chunks for m in np.unique(chunk.model)}
+    for model in models:
+        metrics.INGESTED.labels(model=model).inc(result.stored / max(len(models), 1))
+    metrics.DUPLICATES.inc(result.duplicates)
+    return IngestOut(received=result.received, stored=result.stored, duplicates=result.duplicates)
+
+
+@router.get("/predictions", response_model=PredictionPage)
+def get_predictions(
+    model: str,
+    version: str,
+    start: AwareDatetime | None = None,
+    end: AwareDatetime | None = None,
+    route: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+    include_vectors: bool = False,
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("read")),
+):
+    """Page through one version's predictions in time order; pass ``next_cursor`` back for the next page."""
+    with db.session() as session:
+        row = registry.get_version(session, model, version)
+        rows, next_cursor = queries.page(
+            session, row.id, start=start, end=end, route=route, limit=limit, cursor=cursor
+        )
+        return PredictionPage(items=[_out(p, model, version, include_vectors) for p in rows], next_cursor=next_cursor)
+
+
+def _out(p: Prediction, model: str, version: str, include_vectors: bool) -> PredictionOut:
+    def vector(blob: bytes | None) -> list[float] | None:
+        if blob is None or not include_vectors:
+            return None
+        return np.frombuffer(blob, dtype="<f4").astype(float).tolist()
+
+    return PredictionOut(
+        id=p.id,
+        ts=p.ts,
+        model=model,
+        version=version,
+        route=p.route,
+        request_id=p.request_id,
+        stream_id=p.stream_id,
+        predicted_class=p.predicted_class,
+        confidence=p.confidence,
+        probabilities=vector(p.probabilities),
+        embedding=vector(p.embedding),
+        input_ref=p.input_ref,
+        latency_ms=p.latency_ms,
+    )
+
+

@@ -1,0 +1,142 @@
+"""Pydantic shapes of the collector's API (JSON in and out)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shiftwatch.collector.wire import ColumnBatch, to_ts_us
+
+
+class ModelIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    class_names: list[str] = Field(min_length=2)
+    description: str = ""
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    class_names: list[str]
+    description: str
+    created_at: datetime
+
+
+class VersionIn(BaseModel):
+    version: str = Field(min_length=1, max_length=100)
+    embedding_dim: int = Field(gt=0, le=65536)
+    artifact_path: str | None = None
+    artifact_sha256: str | None = Field(None, min_length=64, max_length=64)
+    input_spec: dict[str, Any] = Field(default_factory=dict)
+    state: str = "candidate"
+
+
+class VersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    version: str
+    state: str
+    embedding_dim: int
+    artifact_path: str | None
+    artifact_sha256: str | None
+    input_spec: dict[str, Any]
+    report: dict[str, Any]
+    created_at: datetime
+
+
+class PredictionIn(BaseModel):
+    """One prediction as JSON. ``id`` is the client's idempotency key."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+
+    id: uuid.UUID
+    model: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=100)
+    ts: AwareDatetime
+    route: Literal["production", "canary", "shadow"] = "production"
+    request_id: str | None = Field(None, max_length=200)
+    stream_id: str | None = Field(None, max_length=200)
+    predicted_class: int = Field(ge=0)
+    confidence: float = Field(ge=0, le=1)
+    probabilities: list[float] | None = None
+    embedding: list[float] | None = None
+    input_ref: str | None = Field(None, max_length=2000)
+    latency_ms: float | None = Field(None, ge=0)
+
+
+class PredictionBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    predictions: list[PredictionIn] = Field(min_length=1)
+
+    def to_chunks(self) -> list[tuple[ColumnBatch, np.ndarray]]:
+        """Group rows into rectangular column batches (same version, same optional fields), keeping positions."""
+        groups: dict[tuple, list[int]] = {}
+        for index, p in enumerate(self.predictions):
+            key = (
+                p.model,
+                p.version,
+                None if p.embedding is None else len(p.embedding),
+                None if p.probabilities is None else len(p.probabilities),
+            )
+            groups.setdefault(key, []).append(index)
+        chunks = []
+        for (_, _, emb_dim, prob_dim), indexes in groups.items():
+            rows = [self.predictions[i] for i in indexes]
+            chunks.append((_columns(rows, emb_dim is not None, prob_dim is not None), np.asarray(indexes)))
+        return chunks
+
+
+def _columns(rows: list[PredictionIn], with_embedding: bool, with_probabilities: bool) -> ColumnBatch:
+    def strings(name: str) -> np.ndarray:
+        return np.asarray([getattr(r, name) or "" for r in rows], dtype=np.str_)
+
+    return ColumnBatch(
+        ids=np.frombuffer(b"".join(r.id.bytes for r in rows), dtype=np.uint8).reshape(len(rows), 16),
+        ts_us=np.asarray([to_ts_us(r.ts) for r in rows], dtype=np.int64),
+        model=strings("model"),
+        version=strings("version"),
+        route=strings("route"),
+        request_id=strings("request_id"),
+        stream_id=strings("stream_id"),
+        input_ref=strings("input_ref"),
+        predicted_class=np.asarray([r.predicted_class for r in rows], dtype=np.int64),
+        confidence=np.asarray([r.confidence for r in rows], dtype=np.float64),
+        latency_ms=np.asarray([np.nan if r.latency_ms is None else r.latency_ms for r in rows], dtype=np.float64),
+        embeddings=np.asarray([r.embedding for r in rows], dtype=np.float32) if with_embedding else None,
+        probabilities=np.asarray([r.probabilities for r in rows], dtype=np.float32) if with_probabilities else None,
+    )
+
+
+class IngestOut(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+
+
+class PredictionOut(BaseModel):
+    id: uuid.UUID
+    ts: datetime
+    model: str
+    version: str
+    route: str
+    request_id: str | None
+    stream_id: str | None
+    predicted_class: int
+    confidence: float
+    probabilities: list[float] | None = None
+    embedding: list[float] | None = None
+    input_ref: str | None
+    latency_ms: float | None
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionOut]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= to get the next page; null on the last page")

@@ -1,0 +1,1 @@
+"""Grafana dashboards (JSON) and the command that provisions them."""

@@ -1,0 +1,1 @@
+"""Detectors: data drift (embeddings, model outputs) and concept drift, scheduled, with alerts."""

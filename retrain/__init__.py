@@ -1,0 +1,1 @@
+"""Retrain, compress, compile: every candidate ends as an optimized ONNX Runtime artifact."""

@@ -1,0 +1,1 @@
+"""Rollout: the serving gateway, shadow and canary comparisons, approval and rollback."""

@@ -1,0 +1,98 @@
+"""The FastAPI app factory: one app, every domain's router, one error handler."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import ModuleType
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shiftwatch import __version__
+from shiftwatch.db import Database
+from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
+from shiftwatch.settings import Settings
+
+# Each domain's router module, lowest layer first. A module may also define
+# ``on_startup(app)`` / ``on_shutdown(app)`` for what it runs in the background.
+ROUTER_MODULES = (
+    "shiftwatch.collector.router",
+    "shiftwatch.detectors.router",
+    "shiftwatch.labeling.router",
+    "shiftwatch.retrain.router",
+    "shiftwatch.rollout.router",
+    "shiftwatch.console.router",
+)
+
+
+def _domain_modules() -> list[ModuleType]:
+    modules = []
+    for name in ROUTER_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):  # a domain without routes yet is fine; a broken import is not
+                raise
+    return modules
+
+
+def error_body(exc: ShiftwatchError) -> dict:
+    body: dict = {"detail": exc.message, "error": type(exc).__name__}
+    if isinstance(exc, Invalid):
+        body["field"] = exc.field
+    return body
+
+
+def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
+    """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
+    from shiftwatch.collector.router import IngestGate
+
+    modules = _domain_modules()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for module in modules:
+            if hasattr(module, "on_startup"):
+                module.on_startup(app)
+        try:
+            yield
+        finally:
+            for module in reversed(modules):
+                if hasattr(module, "on_shutdown"):
+                    module.on_shutdown(app)
+
+    app = FastAPI(title="shiftwatch", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.db = db or Database.connect(settings.database_url)
+    app.state.ingest_gate = IngestGate(settings.max_inflight_batches)
+
+    @app.exception_handler(ShiftwatchError)
+    async def _domain_error(_: Request, exc: ShiftwatchError) -> JSONResponse:
+        headers = {}
+        if isinstance(exc, Unavailable):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"])
+        return JSONResponse(
+            {"detail": f"{location}: {error['msg']}", "error": "Invalid", "field": location}, status_code=422
+        )
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for module in modules:
+        app.include_router(module.router)
+    return app

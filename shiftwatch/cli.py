@@ -1,0 +1,88 @@
+"""The ``shiftwatch`` command: the root and the wiring commands; each domain adds its own."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from shiftwatch.errors import ShiftwatchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keep vision models honest in production.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+
+# Each domain's CLI module defines ``register(app)``, adding its commands or sub-apps.
+CLI_MODULES = (
+    "shiftwatch.collector.cli",
+    "shiftwatch.detectors.cli",
+    "shiftwatch.labeling.cli",
+    "shiftwatch.retrain.cli",
+    "shiftwatch.rollout.cli",
+    "shiftwatch.dashboards.cli",
+    "shiftwatch.tokens_cli",
+    "shiftwatch.demo",
+)
+
+
+def settings_or_exit():  # type: ignore[no-untyped-def]
+    """Load settings; bad configuration is a one-line message and exit code 2, like any bad input."""
+    from pydantic import ValidationError
+
+    from shiftwatch.settings import load_settings
+
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "config"
+        raise ShiftwatchError(f"configuration: SHIFTWATCH_{field.upper()}: {error['msg']}") from None
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    from shiftwatch.migrate import upgrade
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+    typer.echo(f"schema up to date at {settings.database_url}")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="bind address (default from settings: 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default from settings: 8000)"),
+) -> None:
+    """Migrate the schema, then serve the API, console and schedulers."""
+    import uvicorn
+
+    from shiftwatch.app import create_app
+    from shiftwatch.migrate import upgrade
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
+    )
+
+
+def _register_domains() -> None:
+    for name in CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+            continue
+        module.register(app)
+
+
+def main() -> None:
+    _register_domains()
+    try:
+        app()
+    except ShiftwatchError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)

@@ -1,0 +1,90 @@
+"""One pydantic-settings class for all configuration (``SHIFTWATCH_*`` env vars, optional TOML file)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+class Settings(BaseSettings):
+    """Everything a shiftwatch process can be told. Passed down explicitly; nothing else reads the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="forbid")
+
+    database_url: str = "sqlite:///./shiftwatch.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Ingest limits: a request body over this is refused with 413 before it is parsed.
+    max_request_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    max_batch_rows: int = Field(10_000, gt=0)
+    # Batches stored at once per process; past this the server answers 503 + Retry-After.
+    max_inflight_batches: int = Field(8, gt=0)
+    # Days of predictions kept; older daily partitions (PostgreSQL) or rows (SQLite) are dropped.
+    # Labeled samples, alerts and the audit log are kept regardless.
+    retention_days: int = Field(30, ge=1)
+    # Daily partitions created ahead of time on PostgreSQL.
+    partitions_ahead_days: int = Field(3, ge=1)
+    # Where model artifacts, reports and demo outputs are written.
+    data_dir: Path = Path("./shiftwatch-data")
+    # Run the schedulers (detectors, rollout controller) inside `shiftwatch serve`.
+    scheduler_enabled: bool = True
+    # Label Studio (optional): when unset, the built-in oracle labels in the demo.
+    label_studio_url: str | None = None
+    label_studio_token: str | None = None
+    # Public base URL of this server, used in links sent to people and to Label Studio.
+    public_url: str = "http://127.0.0.1:8000"
+    # Comma-separated webhook URLs that receive alerts.
+    alert_webhooks: list[str] = Field(default_factory=list)
+    # Auth: when false (the embedded demo default), every request acts as a local admin.
+    auth_required: bool = False
+    secret_key: str = "change-me-in-production"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+            raise ValueError("database_url must be a sqlite:/// or postgresql+psycopg:// URL")
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # psycopg 3 is the driver we ship; make the plain URL work.
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("alert_webhooks", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("SHIFTWATCH_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and ``SHIFTWATCH_CONFIG`` TOML file), with explicit overrides on top."""
+    config_file = os.environ.get("SHIFTWATCH_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        from shiftwatch.errors import Invalid
+
+        raise Invalid("SHIFTWATCH_CONFIG", f"config file {config_file!r} does not exist")
+    return Settings(**overrides)
