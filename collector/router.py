@@ -8,12 +8,14 @@ import zlib
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, ValidationError
 
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.schemas import (
     IngestOut,
@@ -200,3 +202,13 @@ def _out(p: Prediction, model: str, version: str, include_vectors: bool) -> Pred
     )
 
 
+
+
+@router.get("/inputs/{name}", response_class=FileResponse)
+def get_input(
+    name: str, settings: Settings = Depends(get_settings), _: Principal = Depends(require("read"))
+) -> FileResponse:
+    """The stored input image behind an ``input_ref`` (``inputs/<sha256>.png``)."""
+    store = InputStore(settings.data_dir)
+    ref = f"inputs/{name}"
+    return FileResponse(store.path(ref), media_type=store.media_type(ref))

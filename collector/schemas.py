@@ -9,7 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shiftwatch.collector.wire import ColumnBatch, to_ts_us
+from shiftwatch.collector.records import PredictionRecord, grouped_columns
+from shiftwatch.collector.wire import ColumnBatch
 
 
 class ModelIn(BaseModel):
@@ -78,41 +79,15 @@ class PredictionBatchIn(BaseModel):
 
     def to_chunks(self) -> list[tuple[ColumnBatch, np.ndarray]]:
         """Group rows into rectangular column batches (same version, same optional fields), keeping positions."""
-        groups: dict[tuple, list[int]] = {}
-        for index, p in enumerate(self.predictions):
-            key = (
-                p.model,
-                p.version,
-                None if p.embedding is None else len(p.embedding),
-                None if p.probabilities is None else len(p.probabilities),
+        records = [
+            PredictionRecord(
+                **p.model_dump(exclude={"embedding", "probabilities"}),
+                embedding=None if p.embedding is None else np.asarray(p.embedding, dtype=np.float32),
+                probabilities=None if p.probabilities is None else np.asarray(p.probabilities, dtype=np.float32),
             )
-            groups.setdefault(key, []).append(index)
-        chunks = []
-        for (_, _, emb_dim, prob_dim), indexes in groups.items():
-            rows = [self.predictions[i] for i in indexes]
-            chunks.append((_columns(rows, emb_dim is not None, prob_dim is not None), np.asarray(indexes)))
-        return chunks
-
-
-def _columns(rows: list[PredictionIn], with_embedding: bool, with_probabilities: bool) -> ColumnBatch:
-    def strings(name: str) -> np.ndarray:
-        return np.asarray([getattr(r, name) or "" for r in rows], dtype=np.str_)
-
-    return ColumnBatch(
-        ids=np.frombuffer(b"".join(r.id.bytes for r in rows), dtype=np.uint8).reshape(len(rows), 16),
-        ts_us=np.asarray([to_ts_us(r.ts) for r in rows], dtype=np.int64),
-        model=strings("model"),
-        version=strings("version"),
-        route=strings("route"),
-        request_id=strings("request_id"),
-        stream_id=strings("stream_id"),
-        input_ref=strings("input_ref"),
-        predicted_class=np.asarray([r.predicted_class for r in rows], dtype=np.int64),
-        confidence=np.asarray([r.confidence for r in rows], dtype=np.float64),
-        latency_ms=np.asarray([np.nan if r.latency_ms is None else r.latency_ms for r in rows], dtype=np.float64),
-        embeddings=np.asarray([r.embedding for r in rows], dtype=np.float32) if with_embedding else None,
-        probabilities=np.asarray([r.probabilities for r in rows], dtype=np.float32) if with_probabilities else None,
-    )
+            for p in self.predictions
+        ]
+        return grouped_columns(records)
 
 
 class IngestOut(BaseModel):

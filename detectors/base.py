@@ -1,0 +1,44 @@
+"""The detector contract: configure in ``__init__``, learn in ``fit(reference)``, decide in ``test(current)``.
+
+Follows scikit-learn's estimator habits: the constructor stores configuration as given,
+``fit`` sets attributes ending in ``_`` and returns ``self``, ``test`` returns a frozen
+``DriftResult`` and never mutates configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    """One test of a current window against a reference: the statistic, its significance, its size, its evidence."""
+
+    method: str
+    statistic: float
+    p_value: float | None  # None for detectors that decide by threshold only
+    threshold: float | None  # the decision threshold on the statistic (or on p_value: alpha)
+    drift: bool  # significant AND at least the configured practical effect size
+    n_reference: int
+    n_current: int
+    effect_size: float  # in ``effect_unit``, a unit a person understands
+    effect_unit: str
+    evidence: dict[str, Any] = field(default_factory=dict)  # per-dimension / per-sample evidence, JSON-able
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Detector:
+    """Base class of every detector: a name, ``fit`` and ``test``."""
+
+    name: ClassVar[str] = "detector"
+
+    def fit(self, reference: np.ndarray, **context: Any) -> "Detector":
+        raise NotImplementedError
+
+    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
+        raise NotImplementedError
