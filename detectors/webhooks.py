@@ -129,8 +129,10 @@ def _lease(db: Database, delivery_id: Any, now: datetime) -> WebhookDelivery | N
                 or_(WebhookDelivery.leased_until.is_(None), WebhookDelivery.leased_until < now),
             )
             .values(leased_until=now + timedelta(seconds=LEASE_S))
-        ).rowcount
-        return session.get(WebhookDelivery, delivery_id) if taken == 1 else None
+            .returning(WebhookDelivery.id)
+            .execution_options(synchronize_session=False)
+        ).first()
+        return session.get(WebhookDelivery, delivery_id) if taken is not None else None
 
 
 def _post(client: httpx.Client, delivery: WebhookDelivery, secret: str | None) -> tuple[int | None, str | None]:

@@ -61,9 +61,14 @@ def claim_tick(db: Database, job_name: str, tick: datetime) -> bool:
     """True for exactly one caller per (job_name, tick), across threads, processes and replicas."""
     values = {"job_name": job_name, "tick": tick, "claimed_by": REPLICA_ID, "claimed_at": utcnow()}
     dialect_insert = pg_insert if db.is_postgres else sqlite_insert
-    stmt = dialect_insert(JobTick).values(**values).on_conflict_do_nothing(index_elements=["job_name", "tick"])
+    stmt = (
+        dialect_insert(JobTick)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["job_name", "tick"])
+        .returning(JobTick.job_name)  # rowcount is -1 through the ORM on psycopg; a returned row is unambiguous
+    )
     with db.session() as session:
-        won = session.execute(stmt).rowcount == 1
+        won = session.execute(stmt).first() is not None
         if won:
             session.execute(delete(JobTick).where(JobTick.job_name == job_name, JobTick.tick < tick - TICK_RETENTION))
     return won
@@ -98,19 +103,25 @@ def run_job(name: str, now: datetime | None = None) -> bool:
     return True
 
 
+def bind(db: Database, settings: Settings, job: ScheduledJob) -> None:
+    """Make ``job`` runnable by ``run_job(job.name)`` in this process (``start_job`` also schedules it)."""
+    with _lock:
+        _bound[job.name] = _Bound(job, db, settings)
+
+
 def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
     """Schedule ``job`` in this process's scheduler (started on first use, job store in ``db``)."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
     global _scheduler
+    bind(db, settings, job)
     with _lock:
-        _bound[job.name] = _Bound(job, db, settings)
         if _scheduler is None:
             _scheduler = BackgroundScheduler(
                 jobstores={"default": SQLAlchemyJobStore(engine=db.engine)},
                 # A replica that was down does not replay missed ticks: the next tick covers them.
-                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": job.every_seconds},
+                job_defaults={"coalesce": True, "max_instances": 1},
                 timezone=timezone.utc,
             )
             _scheduler.start()
@@ -122,6 +133,7 @@ def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
             start_date=tick_of(utcnow(), job.every_seconds),
             id=job.name,
             args=[job.name],
+            misfire_grace_time=job.every_seconds,
             replace_existing=True,
         )
 
