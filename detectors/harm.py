@@ -1,36 +1,50 @@
-"""Estimated harm of a shift: the label-free accuracy drop, used to rank alerts and set their severity.
+"""Estimated harm of a shift: accuracy points lost, label-free, and the severity it earns.
 
-A shift that is real but leaves accuracy alone is reported at low severity: the detectors
-say *that* the inputs changed, the accuracy estimate says whether it *matters*.
+Preferred source: an accuracy-estimating detector (ATC, CBPE) configured on the same model
+version, whose result's effect is an accuracy drop in points. Without one, the difference of
+mean confidences between reference and current (DoC, Guillory et al. 2021): under a model that
+is calibrated on the reference, mean confidence tracks accuracy, so its drop estimates the
+accuracy drop. It is a floor-level estimator, good enough to rank alerts and to tell "the
+inputs moved" (low) from "the model got worse" (high).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
-from shiftwatch.detectors.accuracy import AccuracyEstimate, AccuracyEstimator
-from shiftwatch.detectors.base import DriftResult
+import numpy as np
 
-# Accuracy points: under 1 is within what the estimators resolve on a 500-sample window
-# (bench/detectors_quality.py MAE); 5 points is a drop a product owner notices.
-LOW_HARM_POINTS = 1.0
+# Points of accuracy lost: below 2 a shift is worth a look, not a page; 5 or more is an incident.
+MEDIUM_HARM_POINTS = 2.0
 HIGH_HARM_POINTS = 5.0
 
 
-def estimate_harm(reference_probs: Any, reference_labels: Any, current_probs: Any, method: str = "atc") -> AccuracyEstimate:
-    """Label-free estimate of the current accuracy and its drop from the reference (``estimated_drop_points``)."""
-    return AccuracyEstimator(method).fit(reference_probs, reference_labels).estimate(current_probs)  # type: ignore[arg-type]
+@dataclass(frozen=True, slots=True)
+class Harm:
+    """An accuracy drop in points (positive = worse) and where the number came from."""
+
+    points: float
+    source: str
 
 
-def severity(result: DriftResult, harm_points: float | None) -> str:
-    """'none' without drift; else by estimated harm: 'low' (< 1 point), 'medium', 'high' (>= 5 points).
+def confidence_drop(reference_confidence: np.ndarray, current_confidence: np.ndarray) -> Harm | None:
+    """DoC: 100 x (mean reference confidence - mean current confidence)."""
+    if len(reference_confidence) == 0 or len(current_confidence) == 0:
+        return None
+    drop = 100.0 * (float(np.mean(reference_confidence)) - float(np.mean(current_confidence)))
+    return Harm(points=round(drop, 3), source="confidence_drop")
 
-    Without a harm estimate (no labeled reference probabilities) a drift is 'medium'.
-    """
-    if not result.drift:
-        return "none"
-    if harm_points is None:
+
+def is_accuracy_estimate(effect_unit: str | None) -> bool:
+    return bool(effect_unit) and "accuracy" in str(effect_unit).lower()
+
+
+def severity(harm: Harm | None) -> str:
+    """low / medium / high by accuracy points lost; unknown harm is medium (someone should look)."""
+    if harm is None:
         return "medium"
-    if harm_points < LOW_HARM_POINTS:
-        return "low"
-    return "high" if harm_points >= HIGH_HARM_POINTS else "medium"
+    if harm.points >= HIGH_HARM_POINTS:
+        return "high"
+    if harm.points >= MEDIUM_HARM_POINTS:
+        return "medium"
+    return "low"

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: list[str] = Field(default_factory=list)
+    # Per-endpoint HMAC secrets for alert webhooks, as JSON {"<url as listed>": "<secret>"}; a listed
+    # endpoint without one gets unsigned requests (fine for Slack, whose URL is the secret).
+    alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
+    # How often the detector job wakes up; each config runs when its own schedule_seconds have passed.
+    detector_tick_seconds: int = Field(60, ge=1)
     # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
     # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
     auth_required: bool = False

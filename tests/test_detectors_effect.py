@@ -10,7 +10,7 @@ import pytest
 
 from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 from shiftwatch.detectors.base import DriftResult
-from shiftwatch.detectors.harm import severity
+from shiftwatch.detectors.harm import Harm, severity
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import Invalid
 
@@ -107,10 +107,7 @@ def test_big_window_is_tested_with_bounded_memory() -> None:
 
 
 def test_severity_follows_estimated_harm() -> None:
-    drift = DriftResult("mmd", 1.0, 0.001, 0.05, True, 100, 100, 5.0, "%")
-    assert severity(drift, 0.2) == "low"
-    assert severity(drift, 3.0) == "medium"
-    assert severity(drift, 12.0) == "high"
-    assert severity(drift, None) == "medium"
-    quiet = DriftResult("mmd", 0.0, 0.5, 0.05, False, 100, 100, 0.0, "%")
-    assert severity(quiet, 12.0) == "none"
+    assert severity(Harm(points=0.2, source="atc")) == "low"
+    assert severity(Harm(points=3.0, source="atc")) == "medium"
+    assert severity(Harm(points=12.0, source="atc")) == "high"
+    assert severity(None) == "medium"
