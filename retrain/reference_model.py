@@ -103,7 +103,7 @@ ProgressCallback = Callable[[int, int, float], None]  # (epoch done, epochs, mea
 
 
 def fit(
-    model: DigitsCNN,
+    model: nn.Module,
     images: np.ndarray,
     labels: np.ndarray,
     config: TrainConfig,
