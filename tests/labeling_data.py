@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,13 @@ from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 
 DATA = Path(__file__).parent / "data"
+
+
+def free_port_closed() -> int:
+    """A loopback port nothing listens on (bound, then released): connecting is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def fake_ref(i: int | str) -> str:
