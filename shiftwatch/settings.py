@@ -38,6 +38,16 @@ class Settings(BaseSettings):
     # Label Studio (optional): when unset, the built-in oracle labels in the demo.
     label_studio_url: str | None = None
     label_studio_token: str | None = None
+    # A shiftwatch API token (scope "label") Label Studio sends with its webhooks when auth_required is on.
+    label_studio_callback_token: str | None = None
+    # Labeling budget: samples queued per model per UTC day (per-model overrides by name), and per batch.
+    labeling_daily_budget: int = Field(200, ge=0)
+    labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
+    labeling_batch_size: int = Field(50, ge=1)
+    # The labeling job (select, push, pull) runs this often inside `shiftwatch serve`.
+    labeling_sync_interval_s: int = Field(300, ge=10)
+    # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
+    labeling_link_ttl_s: int = Field(14 * 86400, ge=60)
     # Public base URL of this server, used in links sent to people and to Label Studio.
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
