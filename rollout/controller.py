@@ -259,11 +259,11 @@ def approve(
 ) -> Rollout:
     """Promote a canary to production; refused while evidence is insufficient unless forced with a reason."""
     now = now or utcnow()
+    if force and not reason.strip():
+        raise Invalid("reason", "a forced approval needs a reason (it goes in the audit log)")
     rollout = get_rollout(session, rollout_id, lock=True)
     if rollout.state != "canary":
         raise Conflict(f"rollout {rollout_id} is {rollout.state}; only a canary can be approved")
-    if force and not reason.strip():
-        raise Invalid("reason", "a forced approval needs a reason (it goes in the audit log)")
     metrics, verdict, _ = evaluate(session, rollout, now, labels or handoff.known_labels)
     if verdict.decision != "await_approval" and not force:
         raise Conflict("not enough evidence to approve yet: " + "; ".join(verdict.reasons))
