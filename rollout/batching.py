@@ -30,18 +30,15 @@ class ImageResult:
     batch_size: int
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
 class DynamicBatcher:
-    """Queue + one worker task on the serving event loop; the ORT call itself runs in ``executor``."""
+    """Queue + one worker task on the serving event loop; ``run`` (the ORT call) runs in ``executor``.
+
+    ``run`` maps a batch (N, C, H, W) to (probabilities (N, K), embeddings (N, D)).
+    """
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+        run: Callable[[np.ndarray], BatchOutput],
         *,
         max_batch_size: int,
         max_wait_s: float,
@@ -56,10 +53,6 @@ class DynamicBatcher:
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[ImageResult]]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
-    def _infer(self, images: np.ndarray) -> BatchOutput:
-        logits, embeddings = self.run(images)
-        return softmax(logits), embeddings
-
     @property
     def backlog(self) -> int:
         return 0 if self._queue is None else self._queue.qsize()
@@ -68,7 +61,7 @@ class DynamicBatcher:
         """Run one (C, H, W) image; returns when its batch is done."""
         loop = asyncio.get_running_loop()
         if self.max_batch_size == 1:
-            probabilities, embeddings = await loop.run_in_executor(self.executor, self._infer, image[None])
+            probabilities, embeddings = await loop.run_in_executor(self.executor, self.run, image[None])
             self.batch_sizes[1] += 1
             return ImageResult(probabilities[0], embeddings[0], 1)
         if self._queue is None or self._worker is None or self._worker.done():
@@ -98,7 +91,7 @@ class DynamicBatcher:
                     break
             images = np.stack([image for image, _ in batch])
             try:
-                probabilities, embeddings = await loop.run_in_executor(self.executor, self._infer, images)
+                probabilities, embeddings = await loop.run_in_executor(self.executor, self.run, images)
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the model's failure
                 for _, future in batch:
                     if not future.done():

@@ -20,10 +20,9 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
-from shiftwatch.rollout.gateway import artifact_file
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.models import ACTIVE_STATES, AuditLog, Comparison, Rollout
-from shiftwatch.rollout.ort_session import load_verified
+from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.settings import Settings
 

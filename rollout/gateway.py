@@ -16,10 +16,11 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 from sqlalchemy import select
@@ -29,10 +30,11 @@ from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.errors import ShiftwatchError, Unavailable
-from shiftwatch.rollout.batching import DynamicBatcher, ImageResult
+from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.models import Rollout
-from shiftwatch.rollout.ort_session import load_verified
+from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter
 from shiftwatch.rollout.routing import goes_to_canary
 from shiftwatch.settings import Settings
@@ -83,9 +85,12 @@ class Answer:
     batch_size: int
 
 
-def artifact_file(settings: Settings, artifact_path: str) -> Path:
-    path = Path(artifact_path)
-    return path if path.is_absolute() else settings.data_dir / path
+def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.ndarray], BatchOutput]:
+    def run(images: np.ndarray) -> BatchOutput:
+        output = classifier.run(images)
+        return output.probabilities, output.embeddings
+
+    return run
 
 
 class Gateway:
@@ -164,7 +169,7 @@ class Gateway:
             class_names=list(model.class_names),
             input_spec=dict(row.input_spec or {}),
             batcher=DynamicBatcher(
-                classifier.run,
+                _probabilities_and_embeddings(classifier),
                 max_batch_size=self.settings.gateway_max_batch_size,
                 max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
                 executor=self.executor,
