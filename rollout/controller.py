@@ -126,6 +126,10 @@ def get_rollout(session: Session, rollout_id: int, *, lock: bool = False) -> Rol
     return rollout
 
 
+def list_active(session: Session) -> list[Rollout]:
+    return list(session.scalars(select(Rollout).where(Rollout.state.in_(ACTIVE_STATES)).order_by(Rollout.id)))
+
+
 def start_rollout(
     session: Session, settings: Settings, model: str, version: str, plan: RolloutPlan, *, actor: str
 ) -> Rollout:
