@@ -63,16 +63,21 @@ def required_labels_per_arm(plan: RolloutPlan, baseline_accuracy: float | None) 
 
 def sprt_accuracy(correct_candidate: np.ndarray, correct_production: np.ndarray, plan: RolloutPlan) -> SprtResult:
     """Wald SPRT of equal vs ``margin`` worse accuracy, from per-sample correctness (0/1) of each arm."""
-    n_c, n_p = len(correct_candidate), len(correct_production)
+    return sprt_from_counts(
+        int(np.sum(correct_candidate)), len(correct_candidate), int(np.sum(correct_production)), len(correct_production), plan
+    )
+
+
+def sprt_from_counts(hits_c: int, n_c: int, hits_p: int, n_p: int, plan: RolloutPlan) -> SprtResult:
     upper = math.log((1 - plan.beta) / plan.alpha)
     lower = math.log(plan.beta / (1 - plan.alpha))
-    acc_c = float(np.mean(correct_candidate)) if n_c else None
-    acc_p = float(np.mean(correct_production)) if n_p else None
+    acc_c = hits_c / n_c if n_c else None
+    acc_p = hits_p / n_p if n_p else None
     required = required_labels_per_arm(plan, acc_p)
     if acc_c is None or acc_p is None or min(n_c, n_p) < MIN_LABELED_PER_ARM:
         return SprtResult("undecided", 0.0, upper, lower, n_c, n_p, acc_c, acc_p, required)
     # Pooled Bernoulli variance, floored so a perfect-so-far arm does not make the test overconfident.
-    pooled = (acc_c * n_c + acc_p * n_p) / (n_c + n_p)
+    pooled = (hits_c + hits_p) / (n_c + n_p)
     pooled = min(max(pooled, 0.02), 0.98)
     variance = pooled * (1 - pooled) * (1 / n_c + 1 / n_p)
     delta = plan.accuracy_margin
@@ -129,8 +134,9 @@ def breaches(metrics: dict[str, Any], plan: RolloutPlan) -> list[str]:
 def accuracy_evidence_sufficient(metrics: dict[str, Any], plan: RolloutPlan) -> bool:
     if not plan.require_labels:
         return True
-    acc = metrics["accuracy"]
-    return acc["decision"] == "not_worse" or min(acc["n_candidate"], acc["n_production"]) >= acc["required_per_arm"]
+    # The SPRT's own stopping rule: "not worse" is reached with power 1-beta against a margin drop.
+    # A fixed sample count is not enough: stopping there would skip the test's guarantee.
+    return metrics["accuracy"]["decision"] == "not_worse"
 
 
 def judge_shadow(metrics: dict[str, Any], plan: RolloutPlan) -> Verdict:
@@ -158,8 +164,9 @@ def judge_canary(metrics: dict[str, Any], step: int, plan: RolloutPlan) -> Verdi
         return Verdict(
             "hold",
             [
-                f"final step: accuracy evidence insufficient ({min(acc['n_candidate'], acc['n_production'])} of "
-                f"{acc['required_per_arm']} labeled samples per arm, SPRT undecided)"
+                f"final step: accuracy evidence insufficient: {acc['n_candidate']} candidate / "
+                f"{acc['n_production']} production labeled samples, the SPRT is undecided (a fixed-size test "
+                f"would need about {acc['required_per_arm']} per arm)"
             ],
         )
     return Verdict("await_approval", ["all steps passed; waiting for a person to approve"], evidence_sufficient=True)

@@ -183,3 +183,24 @@ def test_restart_mid_canary_resumes_from_the_database(db_url, db, settings):
             assert api.app.state.gateway.refresh("digits").share == 1.0
     finally:
         fresh_db.dispose()
+
+
+@pytest.mark.slow  # the first Evidently report imports and renders for seconds
+def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, settings, api):
+    add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2", noise=3.0)  # a different head: disagrees on part of the inputs
+    plan = FAST_PLAN.model_copy(update={"min_agreement": 0.0, "min_shadow_pairs": 1000, "max_confidence_drop": 1.0})
+    rollout_id = start(db, settings, plan=plan)
+    api.app.state.gateway.refresh("digits")
+    answers = send(api, 30)
+    controller.tick(db, settings)
+    shown = api.get(f"/v1/rollouts/{rollout_id}").json()
+    agreement = shown["latest_comparison"]["metrics"]["agreement"]
+    assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
+    assert shown["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
+    assert {b["request_id"] for b in answers}  # every production answer carried the id its shadow copy reused
+    controller.tick(db, settings)
+    assert api.get(f"/v1/rollouts/{rollout_id}").json()["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
+    report = api.get(f"/v1/rollouts/{rollout_id}/report")
+    assert report.status_code == 200 and "confidence" in report.text
+    assert (settings.data_dir / "reports" / f"rollout-{rollout_id}.html").is_file()
