@@ -95,9 +95,16 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (and ``SHIFTWATCH_CONFIG`` TOML file), with explicit overrides on top."""
-    config_file = os.environ.get("SHIFTWATCH_CONFIG")
-    if config_file and not Path(config_file).is_file():
-        from shiftwatch.errors import Invalid
+    import tomllib
 
-        raise Invalid("SHIFTWATCH_CONFIG", f"config file {config_file!r} does not exist")
+    from shiftwatch.errors import Invalid
+
+    config_file = os.environ.get("SHIFTWATCH_CONFIG")
+    if config_file:
+        if not Path(config_file).is_file():
+            raise Invalid("SHIFTWATCH_CONFIG", f"config file {config_file!r} does not exist")
+        try:
+            tomllib.loads(Path(config_file).read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise Invalid("SHIFTWATCH_CONFIG", f"{config_file} is not valid TOML ({exc})") from None
     return Settings(**overrides)
