@@ -14,13 +14,20 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
 from conftest import free_port
+
+from shiftwatch.collector.client import Client
+from shiftwatch.collector.models import Prediction
+from shiftwatch.db import Database
 
 
 def _run(*args: str, timeout: float = 60) -> None:
@@ -143,3 +150,65 @@ class ServeProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def log_n(client: Client, n: int, seed: int = 0, pause_every: int = 0, pause_s: float = 0.0) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        probs = rng.dirichlet(np.ones(10))
+        client.log("digits", "v1", int(probs.argmax()), float(probs.max()), embedding=rng.normal(size=64), probabilities=probs)
+        if pause_every and i % pause_every == pause_every - 1:
+            time.sleep(pause_s)
+
+
+@contextmanager
+def predictions_locked(url: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``predictions``: any ingest blocks inside its transaction until release."""
+    engine = create_engine(url)
+    connection = engine.connect()
+    transaction = connection.begin()
+    connection.execute(text("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE"))
+    try:
+        yield
+    finally:
+        transaction.rollback()
+        connection.close()
+        engine.dispose()
+
+
+def wait_for_count(url: str, sql: str, done, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    """Poll a ``SELECT count(*)`` until ``done(count)``; AssertionError naming ``what`` after ``timeout``."""
+    engine = create_engine(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as connection:
+                if done(connection.execute(text(sql)).scalar_one()):
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"gave up waiting: {what}")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def wait_for_lock_waiters(url: str) -> None:
+    """Until some transaction (an ingest) is blocked on a lock in this database."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    wait_for_count(url, sql, lambda n: n >= 1, "no ingest transaction is waiting on the lock")
+
+
+def wait_for_no_open_transactions(url: str) -> None:
+    """Until no other session has a statement running or a transaction open (a killed client's backend is gone)."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+    )
+    wait_for_count(url, sql, lambda n: n == 0, "a transaction of the killed server is still open")
+
+
+def stored_count(db: Database, distinct: bool = False) -> int:
+    """Predictions in the table (or distinct ids: equal when nothing is stored twice)."""
+    what = func.count(func.distinct(Prediction.id)) if distinct else func.count()
+    with db.session() as session:
+        return int(session.scalar(select(what).select_from(Prediction)))

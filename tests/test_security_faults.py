@@ -8,17 +8,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-import numpy as np
 import pytest
 from conftest import LiveServer, empty_all_tables
-from pg_processes import FaultCluster, ServeProcess, fault_cluster_or_skip
-from sqlalchemy import create_engine, func, select, text
+from pg_processes import (
+    FaultCluster,
+    ServeProcess,
+    fault_cluster_or_skip,
+    log_n,
+    stored_count,
+    predictions_locked,
+    wait_for_lock_waiters,
+    wait_for_no_open_transactions,
+)
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.client import Client
-from shiftwatch.collector.models import Prediction
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
@@ -47,79 +52,6 @@ def fault_db(cluster: FaultCluster) -> Iterator[Database]:
     database.dispose()
 
 
-def count(db: Database) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(Prediction)))
-
-
-def distinct_ids(db: Database) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(func.count(func.distinct(Prediction.id)))))
-
-
-def log_n(client: Client, n: int, seed: int = 0, pause_every: int = 0, pause_s: float = 0.0) -> None:
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        probs = rng.dirichlet(np.ones(10))
-        client.log("digits", "v1", int(probs.argmax()), float(probs.max()), embedding=rng.normal(size=64), probabilities=probs)
-        if pause_every and i % pause_every == pause_every - 1:
-            time.sleep(pause_s)
-
-
-@contextmanager
-def predictions_locked(url: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``predictions``: any ingest blocks inside its transaction until release."""
-    engine = create_engine(url)
-    connection = engine.connect()
-    transaction = connection.begin()
-    connection.execute(text("LOCK TABLE predictions IN ACCESS EXCLUSIVE MODE"))
-    try:
-        yield
-    finally:
-        transaction.rollback()
-        connection.close()
-        engine.dispose()
-
-
-def wait_for_lock_waiters(url: str, at_least: int = 1, timeout: float = 20) -> None:
-    engine = create_engine(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            with engine.connect() as connection:
-                waiting = connection.execute(
-                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-                ).scalar_one()
-            if waiting >= at_least:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("no ingest transaction is waiting on the lock")
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-
-
-def wait_for_no_open_transactions(url: str, timeout: float = 20) -> None:
-    engine = create_engine(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            with engine.connect() as connection:
-                busy = connection.execute(
-                    text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
-                    )
-                ).scalar_one()
-            if busy == 0:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("a transaction of the killed server is still open")
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-
-
 def test_database_restart_during_ingest_loses_nothing(cluster, fault_db, tmp_path):
     settings = Settings(database_url=cluster.url, data_dir=tmp_path / "data", scheduler_enabled=False)
     from shiftwatch.app import create_app
@@ -137,8 +69,8 @@ def test_database_restart_during_ingest_loses_nothing(cluster, fault_db, tmp_pat
             assert client.flush(timeout=90)
             assert client.stats.rejected_batches == 0
             assert client.stats.retries >= 1, "the restart should have been noticed"
-        assert count(fault_db) == total
-        assert distinct_ids(fault_db) == total
+        assert stored_count(fault_db) == total
+        assert stored_count(fault_db, distinct=True) == total
     finally:
         server.stop()
 
@@ -155,11 +87,11 @@ def test_server_killed_mid_batch_stores_nothing_then_the_retry_stores_it_once(cl
             first.kill()
         # The killed server's transaction never committed: once its backend is gone, not one row is there.
         wait_for_no_open_transactions(cluster.url)
-        assert count(fault_db) == 0
+        assert stored_count(fault_db) == 0
         second.start()
         assert client.flush(timeout=120)
-        assert count(fault_db) == n
-        assert distinct_ids(fault_db) == n
+        assert stored_count(fault_db) == n
+        assert stored_count(fault_db, distinct=True) == n
         assert client.stats.retries >= 1
     finally:
         client.close(timeout=5)
