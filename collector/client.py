@@ -76,7 +76,7 @@ class Client:
         timeout_s: float = 10.0,
         max_buffer: int = 100_000,
         replay_interval_s: float = 5.0,
-        concurrency: int = 2,
+        concurrency: int = 4,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
