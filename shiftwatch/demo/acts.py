@@ -11,8 +11,6 @@ from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.models import Model, ModelVersion, Prediction
-from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.demo.stage import Stage
 
 MODEL = "digits"
@@ -43,7 +41,8 @@ def stream(stage: Stage, source: "TrafficSource", requests: int, phase: str, tit
 
 
 def show_stored(stage: Stage) -> None:
-    """What the collector holds now, read back from the store."""
+    """What the collector holds now, read back from the store (after the SDK has flushed)."""
+    stage.client.flush()
     with stage.db.session() as session:
         rows = session.execute(
             select(Model.name, ModelVersion.version, ModelVersion.state, Prediction.route, func.count(),
@@ -91,8 +90,8 @@ class Served:
         self.accuracy = accuracy
 
 
-class InProcessSource(TrafficSource):
-    """Predicts in this process and logs through the collector's in-process entry point (no gateway yet)."""
+class SdkSource(TrafficSource):
+    """Predicts in this process and logs every prediction through the client SDK over HTTP (no gateway yet)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, predict, version: str, seed: int = 7) -> None:  # type: ignore[no-untyped-def]
         super().__init__(images, labels, seed)
@@ -105,20 +104,16 @@ class InProcessSource(TrafficSource):
         probabilities = self.predict(images)
         latency_ms = (time.perf_counter() - started) * 1000 / size
         predicted = probabilities.argmax(axis=1)
-        records = [
-            PredictionRecord(
-                model=MODEL, version=self.version, predicted_class=int(predicted[i]),
-                confidence=float(probabilities[i, predicted[i]]), probabilities=probabilities[i].astype(np.float32),
-                embedding=images[i].reshape(-1).astype(np.float32), latency_ms=latency_ms,
+        for i in range(size):
+            stage.client.log(
+                MODEL, self.version, int(predicted[i]), float(probabilities[i, predicted[i]]),
+                probabilities=probabilities[i], embedding=images[i].reshape(-1), latency_ms=latency_ms,
                 request_id=f"req-{stage.timeline.step + i}", stream_id=f"camera-{i % 4}",
             )
-            for i in range(size)
-        ]
-        log_predictions(stage.db, stage.settings, records)
         return Served(self.version, float(np.mean(predicted == labels)))
 
 
-def stand_in_model(stage: Stage) -> InProcessSource:
+def stand_in_model(stage: Stage) -> SdkSource:
     """Until the retrain package lands: a logistic regression on the 8x8 digits, registered as v1."""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
@@ -132,7 +127,7 @@ def stand_in_model(stage: Stage) -> InProcessSource:
         registry.register_version(session, MODEL, "v1", embedding_dim=64, state="production",
                                   report={"kind": "stand-in logistic regression"})
     stage.say("Registered [bold]digits v1[/] (state production).")
-    return InProcessSource(images[1000:], digits.target[1000:],
+    return SdkSource(images[1000:], digits.target[1000:],
                            lambda batch: model.predict_proba(batch.reshape(len(batch), -1)), "v1")
 
 

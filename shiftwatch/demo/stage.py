@@ -87,6 +87,7 @@ class Stage:
     facts: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     resources: list[Any] = field(default_factory=list)  # things with .stop(), stopped at the end
+    client: Any = None  # the collector SDK's Client, logging to the demo's API server
 
     @contextmanager
     def act(self, number: int, title: str) -> Iterator[None]:
@@ -113,6 +114,8 @@ class Stage:
         )
 
     def stop_all(self) -> None:
+        if self.client is not None:
+            self.client.close()
         for resource in reversed(self.resources):
             resource.stop()
         self.resources.clear()

@@ -53,8 +53,11 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
 def start_api(stage: Stage) -> ApiServer:
     from shiftwatch.app import create_app
 
+    from shiftwatch.collector.client import Client
+
     server = ApiServer(create_app(stage.settings, stage.db)).start()
     stage.resources.append(server)
+    stage.client = Client(server.url, spill_dir=stage.out_dir / "spill")
     stage.facts["console_url"] = f"{server.url}/console"
     return server
 
@@ -67,7 +70,8 @@ def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console 
         with stage.act(1, "the store and the API"):
             acts.open_store(stage)
             server = start_api(stage)
-            stage.say(f"API and console on [cyan]{server.url}[/] (real uvicorn on loopback)")
+            stage.say(f"API and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
+                      "predictions are logged through the client SDK over HTTP")
         with stage.act(2, "the reference model"):
             source = acts.stand_in_model(stage)
         with stage.act(3, "production traffic"):
