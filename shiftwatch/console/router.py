@@ -1,0 +1,82 @@
+"""The console: server-rendered pages over the domains' service functions, behind the API's auth.
+
+Routers hold no logic: each page reads through a domain's service module, each button posts
+a form to a route that calls the same service function as the API, then redirects (POST +
+redirect, so reloading a page never repeats an action).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from shiftwatch.auth import Principal
+from shiftwatch.collector import registry
+from shiftwatch.console.access import csrf_field, page_access
+from shiftwatch.db import Database
+from shiftwatch.dependencies import get_db
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["csrf_field"] = csrf_field
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
+
+
+def render(request: Request, template: str, **context: Any) -> HTMLResponse:
+    context.setdefault("flash", request.query_params.get("flash"))
+    return templates.TemplateResponse(request, template, context)
+
+
+def missing(request: Request, title: str, piece: str) -> HTMLResponse:
+    return render(request, "missing.html", title=title, piece=piece)
+
+
+def back_to(request: Request, route: str, flash: str, **params: Any) -> RedirectResponse:
+    """303 See Other after a form post, with a one-line flash message."""
+    url = request.url_for(route, **params).include_query_params(flash=flash)
+    return RedirectResponse(str(url), status_code=303)
+
+
+@router.get("/static/console.css", name="console_css")
+def console_css() -> FileResponse:
+    return FileResponse(HERE / "static" / "console.css", media_type="text/css")
+
+
+@router.get("", name="console_home")
+def home(request: Request, _: Principal = Depends(page_access("read"))) -> RedirectResponse:
+    return RedirectResponse(str(request.url_for("console_models")), status_code=303)
+
+
+@router.get("/models", name="console_models", response_class=HTMLResponse)
+def models_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
+    with db.session() as session:
+        models = [
+            {
+                "name": model.name,
+                "description": model.description,
+                "class_names": model.class_names,
+                "versions": registry.list_versions(session, model.name),
+            }
+            for model in registry.list_models(session)
+        ]
+    return render(request, "models.html", models=models)
+
+
+@router.get("/alerts", name="console_alerts", response_class=HTMLResponse)
+def alerts_page(request: Request, _: Principal = Depends(page_access("read"))):
+    return missing(request, "Alerts", "drift runs and alerts (shiftwatch.detectors)")
+
+
+@router.get("/labeling", name="console_labeling", response_class=HTMLResponse)
+def labeling_page(request: Request, _: Principal = Depends(page_access("read"))):
+    return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+
+
+@router.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
+def rollouts_page(request: Request, _: Principal = Depends(page_access("read"))):
+    return missing(request, "Rollouts", "rollouts (shiftwatch.rollout)")
