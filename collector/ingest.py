@@ -142,8 +142,7 @@ def ingest(
         raise Invalid("predictions", "the batch is empty")
     now = utcnow()
     keys = {(str(m), str(v)) for chunk, _ in chunks for m, v in zip(chunk.model, chunk.version)}
-    with db.session() as session:
-        versions = version_infos(session, keys)
+    versions = _cached_versions(db, keys)
     rows: list[dict] = []
     for chunk, positions in chunks:
         version_ids = validate(chunk, versions, retention_days=retention_days, now=now, positions=positions)
@@ -151,10 +150,33 @@ def ingest(
     with db.engine.begin() as connection:
         ensure_partitions(connection, {row["ts"].date() for row in rows})
         if connection.dialect.name == "postgresql":
-            stored = _copy_postgres(connection, rows)
+            stored = _insert_postgres(connection, rows)
         else:
             stored = _insert_sqlite(connection, rows)
     return IngestResult(received=received, stored=stored)
+
+
+# What ingest checks of a version (id, embedding size, class count) never changes once
+# registered, so it is cached per process: one fewer round trip per batch.
+_VERSION_CACHE: dict[tuple[str, str, str], VersionInfo] = {}
+
+
+def _cached_versions(db: Database, keys: set[tuple[str, str]]) -> dict[tuple[str, str], VersionInfo]:
+    url = str(db.engine.url)
+    found = {key: _VERSION_CACHE[(url, *key)] for key in keys if (url, *key) in _VERSION_CACHE}
+    missing = keys - found.keys()
+    if missing:
+        with db.session() as session:
+            fresh = version_infos(session, missing)
+        for key, info in fresh.items():
+            _VERSION_CACHE[(url, *key)] = info
+        found.update(fresh)
+    return found
+
+
+def forget_cached_versions() -> None:
+    """Clear the cache (tests that empty and refill the database need this)."""
+    _VERSION_CACHE.clear()
 
 
 def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[dict]:
@@ -195,25 +217,39 @@ COPY_TYPES = (
 )  # fmt: skip
 
 
-def _copy_postgres(connection: Connection, rows: list[dict]) -> int:
-    connection.execute(
-        text(
-            "CREATE TEMP TABLE IF NOT EXISTS predictions_incoming "
-            "(LIKE predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-    )
+def _insert_postgres(connection: Connection, rows: list[dict]) -> int:
+    """Binary COPY straight into ``predictions``; if the batch holds an id already stored (a re-send),
+    roll back to a savepoint and take the idempotent ``INSERT ... ON CONFLICT DO NOTHING`` path.
+
+    Re-sends are rare, so nearly every batch goes at COPY speed (bench/ingest.py: the unnest
+    insert alone reached 0.36-0.51x of raw COPY on the same run; this path is measured there).
+    """
+    import psycopg
+
     raw = connection.connection.driver_connection
+    try:
+        with connection.begin_nested():
+            with raw.cursor() as cursor:
+                with cursor.copy(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(list(COPY_TYPES))
+                    for row in rows:
+                        copy.write_row(tuple(row[c] for c in COLUMNS))
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        return _insert_postgres_idempotent(connection, rows)
+
+
+def _insert_postgres_idempotent(connection: Connection, rows: list[dict]) -> int:
+    """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` with binary parameters."""
     columns = ", ".join(COLUMNS)
+    arrays = ", ".join(f"%b::{kind}[]" for kind in COPY_TYPES)  # %b: binary parameters, no text escaping
+    raw = connection.connection.driver_connection
     with raw.cursor() as cursor:
-        with cursor.copy(f"COPY predictions_incoming ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(COPY_TYPES))
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in COLUMNS))
-    result = connection.execute(
-        text(f"INSERT INTO predictions ({columns}) SELECT {columns} FROM predictions_incoming ON CONFLICT DO NOTHING")
-    )
-    connection.execute(text("TRUNCATE predictions_incoming"))
-    return result.rowcount or 0
+        cursor.execute(
+            f"INSERT INTO predictions ({columns}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",
+            [[row[c] for row in rows] for c in COLUMNS],
+        )
+        return cursor.rowcount
 
 
 def _insert_sqlite(connection: Connection, rows: list[dict]) -> int:

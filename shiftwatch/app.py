@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import ModuleType
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shiftwatch import __version__
+from shiftwatch.auth import require
 from shiftwatch.db import Database
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.settings import Settings
@@ -50,6 +51,7 @@ def error_body(exc: ShiftwatchError) -> dict:
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
     from shiftwatch.collector.router import IngestGate
+    from shiftwatch.tokens import TokenResolver
 
     modules = _domain_modules()
 
@@ -69,6 +71,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db or Database.connect(settings.database_url)
     app.state.ingest_gate = IngestGate(settings.max_inflight_batches)
+    # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
+    app.state.resolve_token = TokenResolver(app.state.db)
 
     @app.exception_handler(ShiftwatchError)
     async def _domain_error(_: Request, exc: ShiftwatchError) -> JSONResponse:
@@ -89,7 +93,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    # Prometheus scrapes with a read token (``authorization: {credentials_file: ...}`` in its config).
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, dependencies=[Depends(require("read"))])
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -47,4 +47,5 @@ def require(scope: str):  # type: ignore[no-untyped-def]
             raise Forbidden(f"this needs the {scope!r} scope")
         return principal
 
+    dependency.required_scope = scope  # type: ignore[attr-defined]  # read by the route-table test
     return dependency

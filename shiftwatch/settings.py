@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+
+DEFAULT_SECRET_KEY = "change-me-in-production"
 
 
 class Settings(BaseSettings):
@@ -39,9 +42,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: list[str] = Field(default_factory=list)
-    # Auth: when false (the embedded demo default), every request acts as a local admin.
+    # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
+    # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
     auth_required: bool = False
-    secret_key: str = "change-me-in-production"
+    # Signs console session cookies and CSRF tokens; must be changed whenever auth_required is on.
+    secret_key: str = DEFAULT_SECRET_KEY
 
     @field_validator("database_url")
     @classmethod
@@ -51,6 +56,14 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             # psycopg 3 is the driver we ship; make the plain URL work.
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_set_when_auth_on(cls, value: str, info: ValidationInfo) -> str:
+        # With the well-known default, anyone could forge a console session cookie.
+        if info.data.get("auth_required") and (value == DEFAULT_SECRET_KEY or len(value) < 32):
+            raise ValueError("must be set to 32+ random characters when auth_required is true")
         return value
 
     @field_validator("alert_webhooks", mode="before")
@@ -82,9 +95,16 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from the environment (and ``SHIFTWATCH_CONFIG`` TOML file), with explicit overrides on top."""
-    config_file = os.environ.get("SHIFTWATCH_CONFIG")
-    if config_file and not Path(config_file).is_file():
-        from shiftwatch.errors import Invalid
+    import tomllib
 
-        raise Invalid("SHIFTWATCH_CONFIG", f"config file {config_file!r} does not exist")
+    from shiftwatch.errors import Invalid
+
+    config_file = os.environ.get("SHIFTWATCH_CONFIG")
+    if config_file:
+        if not Path(config_file).is_file():
+            raise Invalid("SHIFTWATCH_CONFIG", f"config file {config_file!r} does not exist")
+        try:
+            tomllib.loads(Path(config_file).read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise Invalid("SHIFTWATCH_CONFIG", f"{config_file} is not valid TOML ({exc})") from None
     return Settings(**overrides)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from shiftwatch.collector.ingest import forget_cached_versions
 from shiftwatch.collector.partitions import forget_known_partitions
 from shiftwatch.db import Base, Database, import_all_models
 from shiftwatch.migrate import upgrade
@@ -116,6 +117,7 @@ def empty_all_tables(database: Database) -> None:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
     forget_known_partitions()
+    forget_cached_versions()
 
 
 @pytest.fixture

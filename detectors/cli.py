@@ -1,0 +1,81 @@
+"""``shiftwatch detect`` and ``shiftwatch estimate-accuracy``: the detectors on .npy files, one JSON object out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from shiftwatch.errors import Invalid
+
+EMBEDDING_METHODS = ("mmd", "lsdd", "ks", "classifier")
+
+
+def load_array(path: Path, option: str) -> np.ndarray:
+    """A numeric array from a .npy file; never unpickles (a pickled file is refused, not run)."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            raise Invalid(option, f"not a .npy file: {path}")
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise Invalid(option, f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise Invalid(option, f"is a directory: {path}") from None
+    except ValueError as exc:
+        why = "holds Python objects (pickle), refused" if "pickle" in str(exc).lower() else f"not a .npy array ({exc})"
+        raise Invalid(option, why) from None
+    except (OSError, EOFError) as exc:
+        raise Invalid(option, f"unreadable: {exc}") from None
+    if not isinstance(array, np.ndarray):
+        raise Invalid(option, "holds an archive (.npz), expected one .npy array")
+    return array
+
+
+def pick_method(method: str, kind: str) -> str:
+    if method != "auto":
+        return method
+    return "mmd" if kind == "embeddings" else "bbsd"
+
+
+def run_detect(
+    reference: np.ndarray, current: np.ndarray, method: str, kind: str, alpha: float, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Fit the chosen detector on the reference array and test the current one."""
+    from shiftwatch.detectors import DETECTORS
+
+    name = pick_method(method, kind)
+    if name not in DETECTORS:
+        raise Invalid("--method", f"unknown method {name!r}; known: auto, {', '.join(sorted(DETECTORS))}")
+    if kind not in ("embeddings", "probs"):
+        raise Invalid("--kind", "must be embeddings or probs")
+    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
+    result = detector.fit(reference).test(current)
+    return result.to_dict()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def detect(
+        reference: Path = typer.Option(..., "--reference", help="reference window, float (n, d) .npy"),
+        current: Path = typer.Option(..., "--current", help="current window, float (m, d) .npy"),
+        method: str = typer.Option("auto", help="mmd | lsdd | ks | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs | auto"),
+        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
+        kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
+        min_effect: float | None = typer.Option(None, help="practical effect threshold (in the method's unit)"),
+        seed: int | None = typer.Option(None, help="seed for subsampling and permutations"),
+    ) -> None:
+        """Test whether CURRENT drifted from REFERENCE; prints one JSON object."""
+        result = run_detect(
+            load_array(reference, "--reference"),
+            load_array(current, "--current"),
+            method,
+            kind,
+            alpha,
+            {"min_effect_size": min_effect, "seed": seed},
+        )
+        typer.echo(json.dumps(result))

@@ -1,0 +1,75 @@
+"""``shiftwatch token create|list|revoke``: issue and withdraw scoped API tokens."""
+
+from __future__ import annotations
+
+import typer
+
+from shiftwatch.auth import SCOPES
+
+token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
+
+
+def _db():  # type: ignore[no-untyped-def]
+    from shiftwatch.cli import settings_or_exit
+    from shiftwatch.db import Database
+
+    return Database.connect(settings_or_exit().database_url)
+
+
+@token_app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="who or what holds it, e.g. gateway-eu1"),
+    scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),
+) -> None:
+    """Issue a token and print it once: it cannot be shown again."""
+    from shiftwatch.tokens import create_token
+
+    db = _db()
+    try:
+        token = create_token(db, name, scope)
+    finally:
+        db.dispose()
+    typer.echo(token)
+    typer.echo(f"token {name!r} with scopes {', '.join(dict.fromkeys(scope))}: store it now, it is not kept", err=True)
+
+
+@token_app.command("list")
+def list_() -> None:
+    """Show tokens (names, scopes, dates); never the secrets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiftwatch.tokens import list_tokens
+
+    db = _db()
+    try:
+        tokens = list_tokens(db)
+    finally:
+        db.dispose()
+    table = Table("name", "scopes", "created", "last used", "revoked")
+    for t in tokens:
+        table.add_row(
+            t.name,
+            ",".join(t.scopes),
+            f"{t.created_at:%Y-%m-%d %H:%M}",
+            f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
+            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-",
+        )
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def revoke(name: str = typer.Argument(..., help="the token's name")) -> None:
+    """Revoke a token; every replica refuses it within a few seconds."""
+    from shiftwatch.tokens import revoke_token
+
+    db = _db()
+    try:
+        revoke_token(db, name)
+    finally:
+        db.dispose()
+    typer.echo(f"token {name!r} revoked")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(token_app, name="token")

@@ -1,0 +1,110 @@
+"""Uploaded model artifacts: refused unless small enough, matching their sha256 and a valid, self-contained ONNX."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from shiftwatch.artifacts import verify_onnx_artifact
+from shiftwatch.errors import Invalid, TooLarge
+
+
+def tiny_model(path: Path) -> str:
+    """A 4->2 linear layer, valid ONNX; returns its sha256."""
+    weight = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        initializer=[weight],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_valid_artifact_passes_and_reports_its_graph(tmp_path):
+    path = tmp_path / "m.onnx"
+    digest = tiny_model(path)
+    check = verify_onnx_artifact(path, digest, max_bytes=1 << 20)
+    assert (check.sha256, check.opset, check.inputs, check.outputs) == (digest, 17, ("x",), ("y",))
+    assert check.size_bytes == path.stat().st_size
+
+
+def test_artifact_over_the_size_limit_is_refused_before_hashing(tmp_path):
+    path = tmp_path / "m.onnx"
+    digest = tiny_model(path)
+    with pytest.raises(TooLarge):
+        verify_onnx_artifact(path, digest, max_bytes=path.stat().st_size - 1)
+
+
+def test_wrong_sha256_is_refused(tmp_path):
+    path = tmp_path / "m.onnx"
+    tiny_model(path)
+    with pytest.raises(Invalid) as error:
+        verify_onnx_artifact(path, "0" * 64)
+    assert error.value.field == "artifact_sha256"
+    with pytest.raises(Invalid):
+        verify_onnx_artifact(path, "not-hex")
+
+
+def test_flipped_byte_is_caught_by_the_hash(tmp_path):
+    path = tmp_path / "m.onnx"
+    digest = tiny_model(path)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(Invalid):
+        verify_onnx_artifact(path, digest)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\x80\x04\x95 pickle payload cos\nsystem\n(S'echo pwned'\ntR.", b"not a model at all", b"\x00" * 64],
+)
+def test_non_onnx_bytes_are_refused(tmp_path, content):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(content)
+    with pytest.raises(Invalid) as error:
+        verify_onnx_artifact(path, hashlib.sha256(content).hexdigest())
+    assert error.value.field == "artifact"
+
+
+def test_graph_that_fails_the_checker_is_refused(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "missing"], ["y"])],
+        "broken",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+    )
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(Invalid, match="ONNX checker"):
+        verify_onnx_artifact(path, None)
+
+
+def test_external_data_files_are_refused(tmp_path):
+    # An external-data reference is a path the server would open; artifacts must carry their weights.
+    path = tmp_path / "m.onnx"
+    tiny_model(path)
+    model = onnx.load(str(path))
+    onnx.save_model(model, str(path), save_as_external_data=True, location="weights.bin", size_threshold=0)
+    with pytest.raises(Invalid, match="external data"):
+        verify_onnx_artifact(path, None)
+
+
+def test_symlink_and_missing_file_are_refused(tmp_path):
+    real = tmp_path / "m.onnx"
+    tiny_model(real)
+    link = tmp_path / "link.onnx"
+    os.symlink(real, link)
+    with pytest.raises(Invalid, match="regular file"):
+        verify_onnx_artifact(link, None)
+    with pytest.raises(Invalid, match="does not exist"):
+        verify_onnx_artifact(tmp_path / "nope.onnx", None)
