@@ -44,3 +44,10 @@ def test_demo_names_every_missing_piece_in_its_narrative(demo_run) -> None:  # t
     result, text = demo_run
     for piece in result.missing:
         assert piece.split(" (")[0][:30] in text.replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_demo_accuracy_falls_when_the_drift_is_injected(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, _ = demo_run
+    assert result.accuracy["clean"] > 0.9
+    assert result.accuracy["drift"] < result.accuracy["clean"] - 0.15

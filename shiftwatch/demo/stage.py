@@ -88,6 +88,8 @@ class Stage:
     missing: list[str] = field(default_factory=list)
     resources: list[Any] = field(default_factory=list)  # things with .stop(), stopped at the end
     client: Any = None  # the collector SDK's Client, logging to the demo's API server
+    serving: Any = None  # whatever answers requests now (the gateway, or in-process ONNX Runtime)
+    traffic: Any = None  # the demo's request source (shiftwatch.demo.traffic.Traffic)
 
     @contextmanager
     def act(self, number: int, title: str) -> Iterator[None]:

@@ -73,10 +73,21 @@ def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console 
             stage.say(f"API and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
                       "predictions are logged through the client SDK over HTTP")
         with stage.act(2, "the reference model"):
-            source = acts.stand_in_model(stage)
-        with stage.act(3, "production traffic"):
-            acts.stream(stage, source, scale.clean_requests, "clean", "clean traffic")
+            acts.train_reference(stage)
+        with stage.act(3, "deploy and serve production traffic"):
+            acts.deploy(stage)
+            acts.stream(stage, scale.clean_requests, "clean", "clean traffic")
+        with stage.act(4, "the world changes"):
+            acts.inject_drift(stage)
+            acts.stream(stage, scale.drift_requests, "drift", "drifted traffic")
             acts.show_stored(stage)
+        # Each later act needs the one before it: a missing piece ends the loop there, said plainly.
+        loop = ((5, "the detector notices", acts.detect), (6, "labels for what changed", acts.label),
+                (7, "a candidate model", acts.retrain), (8, "shadow, canary, approval, promotion", acts.roll_out))
+        for number, title, act in loop:
+            with stage.act(number, title):
+                if not act(stage):
+                    break
     finally:
         stage.stop_all()
     print_summary(stage)
