@@ -9,7 +9,7 @@ Frames are embedded and classified by the project's reference CNN.
 (1) FPR: >= 200 pairs of (reference, current) windows of 150 frames per camera, taken at
 random far-apart times, for each detector with and without ``stream_ids`` / ``timestamps``.
 (2) Delay: a corruption starts at frame T0 on one camera or on all of them; a window of the
-last 150 frames per camera is tested every 10 frames; delay = first flagged frame - T0.
+last 150 frames per camera is tested every 20 frames; delay = first flagged frame - T0.
 (3) Large windows: 50,000 samples per window with a mild corruption (accuracy moves < 0.5
 points): the alert's severity by estimated harm (harm.severity).
 Writes bench/results/detectors_streams.json.
@@ -34,7 +34,7 @@ OUT = Path(__file__).resolve().parent / "results" / "detectors_streams.json"
 ALPHA = 0.05
 CAMERAS, FRAMES, PER_WINDOW = 4, 4000, 150
 NULL_WINDOWS = 200
-T0, CHANGE_FRAMES, STEP = 400, 400, 10
+T0, CHANGE_FRAMES, STEP = 400, 400, 20
 METHODS = {"mmd": {"n_permutations": 99}, "lsdd": {"n_permutations": 99}, "ks": {}, "bbsd": {}}
 
 
