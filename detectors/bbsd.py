@@ -178,7 +178,7 @@ class ClassProbabilityKSDetector(_OutputDetector):
         self.check_fitted()
         probs = as_probabilities(current, "current", classes=self.reference_.shape[1])
         streams = stream_context(context, len(probs))
-        n_eff = None if streams == (None, None) else np.array([n_effective(c, streams) for c in probs.T])
+        n_eff = None if streams[0] is None and streams[1] is None else np.array([n_effective(c, streams) for c in probs.T])
         dependent = n_eff is not None or bool(np.any(self.reference_n_eff_ < len(self.reference_)))
         distance, p_values = ks_columns(self.reference_, probs, self.reference_n_eff_ if dependent else None, n_eff)
         adjusted = adjust(p_values, self.correction)

@@ -29,6 +29,7 @@ def calibrated_outputs(rng: np.random.Generator, n: int, hard_share: float) -> t
 
 # On calibrated outputs CBPE is unbiased; ATC's single threshold misjudges the hard inputs'
 # graded confidences (about 5 points here), so it gets a wider bound and no coverage claim.
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "tolerance", "min_covered"), [("cbpe", 0.03, 8), ("atc", 0.08, 0)])
 def test_estimate_under_covariate_shift_is_close_and_inside_its_interval(method: str, tolerance: float, min_covered: int) -> None:
     errors, covered = [], 0

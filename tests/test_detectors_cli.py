@@ -100,6 +100,7 @@ def test_unknown_method_and_bbsd_on_embeddings_are_refused(runner_app, arrays) -
         assert isinstance(result.exception, Invalid)
 
 
+@pytest.mark.slow  # starts the real command: a fresh interpreter importing every domain
 @pytest.mark.parametrize("current", ["wide", "objects"])
 def test_installed_command_exits_2_with_one_line_on_stderr(arrays, current: str) -> None:
     done = subprocess.run(

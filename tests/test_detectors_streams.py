@@ -88,3 +88,18 @@ def test_labeled_accuracy_on_streams_uses_effective_counts() -> None:
         detector = DETECTORS["labeled_accuracy"](min_effect_size=0.0).fit(ref_ok, stream_ids=streams, timestamps=times)
         fires += detector.test(cur_ok, stream_ids=streams, timestamps=times).p_value <= ALPHA
     assert fires / 60 <= ALPHA + 0.06
+
+
+def test_output_detectors_accept_stream_context_and_shrink_their_evidence() -> None:
+    rng = np.random.default_rng(3)
+    latent_ref, streams, times = camera_frames(rng, d=3)
+    latent_cur, _, _ = camera_frames(rng, d=3)
+    softmax = lambda z: np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)  # noqa: E731
+    for name in ("bbsd", "bbsd_confidence", "bbsd_label", "bbsd_probs"):
+        naive = DETECTORS[name]().fit(softmax(latent_ref)).test(softmax(latent_cur))
+        aware = (
+            DETECTORS[name]()
+            .fit(softmax(latent_ref), stream_ids=streams, timestamps=times)
+            .test(softmax(latent_cur), stream_ids=streams, timestamps=times)
+        )
+        assert aware.p_value >= naive.p_value
