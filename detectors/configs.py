@@ -62,7 +62,7 @@ def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]] | N
             raise Invalid(name, "must be at least 1")
     if not 0 < values["alpha"] < 1:
         raise Invalid("alpha", "must be between 0 and 1")
-    if values["min_effect"] < 0:
+    if values["min_effect"] is not None and values["min_effect"] < 0:
         raise Invalid("min_effect", "must not be negative")
     try:
         cls(**values["params"])
@@ -82,7 +82,7 @@ def create(
     window_minutes: int | None = None,
     schedule_seconds: int = 300,
     alpha: float = 0.05,
-    min_effect: float = 0.0,
+    min_effect: float | None = None,
     confirm_runs: int = 2,
     enabled: bool = True,
     registry: Mapping[str, type[Detector]] | None = None,
