@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from shiftwatch.auth import Principal, require
@@ -197,10 +198,14 @@ async def pin_reference_upload(
         if len(data) > settings.max_request_bytes:
             raise TooLarge(f"{field} is over {settings.max_request_bytes} bytes")
         arrays[field] = references.parse_npy(field, data)
-    with db.session() as session:
-        version_id = registry.get_version(session, model, version).id
-        row = references.pin_upload(session, version_id, **arrays)
-        return ReferenceOut(**references.to_out_fields(row))
+
+    def pin() -> ReferenceOut:
+        with db.session() as session:
+            version_id = registry.get_version(session, model, version).id
+            row = references.pin_upload(session, version_id, **arrays)
+            return ReferenceOut(**references.to_out_fields(row))
+
+    return await run_in_threadpool(pin)  # the database work blocks; keep it off the event loop
 
 
 @router.get("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)

@@ -242,3 +242,38 @@ def test_confirm_rule_needs_all_recent_runs_flagged():
     assert confirmed([], True, 1) and not confirmed([], False, 1)
     assert confirmed([True, False], True, 2) and not confirmed([False, True], True, 2)
     assert not confirmed([True], True, 3)
+
+
+def test_consecutive_run_rule_turns_alpha_per_run_into_alpha_squared_false_pages():
+    rng = np.random.default_rng(1)
+    alpha, runs = 0.05, 200_000
+    flagged = rng.uniform(size=runs) <= alpha  # independent windows under no change
+    pages = sum(confirmed([bool(flagged[i - 1])], bool(flagged[i]), 2) for i in range(1, runs))
+    assert pages / runs == pytest.approx(alpha**2, rel=0.15)
+
+
+def test_severity_follows_estimated_harm_and_a_harmless_shift_is_low():
+    from shiftwatch.detectors.harm import Harm, confidence_drop, severity
+
+    assert [severity(Harm(p, "x")) for p in (0.4, -3.0, 2.0, 4.9, 5.0, 30.0)] == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+    assert severity(None) == "medium"
+    assert confidence_drop(np.full(100, 0.9), np.full(100, 0.85)).points == pytest.approx(5.0)
+
+
+def test_holm_is_applied_across_the_detectors_of_a_version_at_each_tick(db, settings, stream):
+    version_id, t = stream
+    add_config(db, version_id)
+    add_config(db, version_id, detector="meanshift", registry=REGISTRY)
+    log(db, settings, records(t, 200, seed=33))
+    assert run(db, settings, t + timedelta(minutes=5)).runs == 2
+    with db.session() as session:
+        rows = session.scalars(select(DriftRun).order_by(DriftRun.id)).all()
+    assert [r.adjusted_p_value for r in rows] == pytest.approx(holm_adjust([r.p_value for r in rows]))
+    assert all(r.adjusted_p_value >= r.p_value for r in rows)
