@@ -25,6 +25,7 @@ from shiftwatch.collector import queries
 from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.queries import Window
 from shiftwatch.db import Database
+from shiftwatch.errors import ShiftwatchError
 from shiftwatch.detectors import alerts, evidence, harm, multiple_testing, references
 from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.detectors.configs import detector_class, fit_key
@@ -162,10 +163,16 @@ def _test_all(
             outcome.note = f"{len(outcome.window)} predictions in the window, fewer than {MIN_CURRENT}"
         else:
             started = time.perf_counter()
-            detector = _detector(
-                outcome, registry, reference, ref_data, states.get(config.id), fit_key(config, ref_data.fingerprint)
-            )
-            outcome.result = detector.test(current, stream_ids=outcome.window.stream_id, timestamps=outcome.window.ts)
+            try:
+                detector = _detector(
+                    outcome, registry, reference, ref_data, states.get(config.id), fit_key(config, ref_data.fingerprint)
+                )
+                outcome.result = detector.test(
+                    current, stream_ids=outcome.window.stream_id, timestamps=outcome.window.ts
+                )
+            except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
+                outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
+                continue
             own_threshold = float(getattr(detector, "min_effect_size", 0.0) or 0.0)
             outcome.min_effect = own_threshold if config.min_effect is None else config.min_effect
             outcome.duration_ms = (time.perf_counter() - started) * 1000

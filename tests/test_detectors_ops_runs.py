@@ -277,3 +277,47 @@ def test_holm_is_applied_across_the_detectors_of_a_version_at_each_tick(db, sett
         rows = session.scalars(select(DriftRun).order_by(DriftRun.id)).all()
     assert [r.adjusted_p_value for r in rows] == pytest.approx(holm_adjust([r.p_value for r in rows]))
     assert all(r.adjusted_p_value >= r.p_value for r in rows)
+
+
+def test_package_detectors_run_side_by_side_and_the_accuracy_estimate_becomes_the_harm(db, settings, digits_model):
+    from shiftwatch.detectors import references
+
+    rng = np.random.default_rng(40)
+    reference = records(utcnow() - timedelta(hours=3), 400, seed=41)
+    probabilities = np.stack([r.probabilities for r in reference])
+    predicted = probabilities.argmax(axis=1)
+    # Calibrated reference: the prediction is right with probability equal to its confidence.
+    right = rng.uniform(size=len(reference)) < probabilities.max(axis=1)
+    labels = np.where(right, predicted, (predicted + rng.integers(1, 10, len(reference))) % 10)
+    with db.session() as session:
+        references.pin_upload(
+            session,
+            digits_model.id,
+            embeddings=np.stack([r.embedding for r in reference]),
+            probabilities=probabilities,
+            labels=labels,
+        )
+    for detector in ("mmd", "bbsd_confidence"):
+        add_config(db, digits_model.id, detector=detector, confirm_runs=2)
+    add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"}, confirm_runs=2)
+    t = utcnow() - timedelta(hours=1)
+    log(db, settings, records(t, 300, shift=0.6, confidence=0.6, seed=42))
+    assert run(db, settings, t + timedelta(minutes=10)).flagged == 3
+    with db.session() as session:
+        rows = {r.detector: r for r in session.scalars(select(DriftRun))}
+    assert {d: r.status for d, r in rows.items()} == {"mmd": "ok", "bbsd_confidence": "ok", "accuracy_drop": "ok"}
+    drop = rows["accuracy_drop"].effect_size
+    assert drop > 10  # CBPE on confidences that fell from 0.92 to 0.6
+    assert all(r.estimated_harm == pytest.approx(drop) for r in rows.values())  # harm from the estimator, not DoC
+
+
+def test_a_detector_that_cannot_test_is_recorded_as_skipped_without_stopping_the_others(db, settings, stream):
+    version_id, t = stream  # a reference from a time range: no labels
+    add_config(db, version_id, detector="accuracy_drop")
+    add_config(db, version_id, detector="meanshift")
+    log(db, settings, records(t, 200, seed=43))
+    assert run(db, settings, t + timedelta(minutes=5)).runs == 2
+    with db.session() as session:
+        rows = {r.detector: r for r in session.scalars(select(DriftRun))}
+    assert rows["meanshift"].status == "ok"
+    assert rows["accuracy_drop"].status == "skipped" and "labels" in rows["accuracy_drop"].note
