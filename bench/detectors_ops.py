@@ -87,6 +87,65 @@ def bench_backend(url: str, data_dir: Path) -> dict[str, float]:
     return results
 
 
+LARGE = 50_000
+
+
+def bench_large_window(url: str, data_dir: Path) -> dict[str, object]:
+    """Issue #9: a 50,000-sample window with a shift too small to cost accuracy pages nobody above low."""
+    from sqlalchemy import select
+
+    from shiftwatch.detectors.models import Alert, DriftRun
+
+    upgrade(url)
+    db = Database.connect(url)
+    settings = Settings(database_url=url, data_dir=data_dir, scheduler_enabled=False)
+    start = (utcnow() - timedelta(hours=30)).replace(microsecond=0)
+    with db.session() as session:
+        registry.register_model(session, "digits", [str(i) for i in range(10)])
+        version_id = registry.register_version(session, "digits", "v1", embedding_dim=64, state="production").id
+    log(db, settings, records(start, REFERENCE, seed=1, spacing_s=0.1))
+    with db.session() as session:
+        references.pin_time_range(session, version_id, start, start + timedelta(seconds=REFERENCE))
+        for name in ("mmd", "bbsd_confidence"):
+            configs.create(session, version_id, name, window_last_n=LARGE, schedule_seconds=60, confirm_runs=1)
+    # 0.05 reference std on every embedding dimension, mean confidence 0.920 -> 0.917: real, tiny.
+    current = start + timedelta(hours=1)
+    for part in range(0, LARGE, 10_000):
+        log(
+            db,
+            settings,
+            records(
+                current + timedelta(seconds=part / 10),
+                10_000,
+                shift=0.05,
+                confidence=0.917,
+                seed=100 + part,
+                spacing_s=0.1,
+            ),
+        )
+    report, seconds = timed(run_due_detectors, db, settings, current + timedelta(hours=3))
+    with db.session() as session:
+        runs = {r.detector: r for r in session.scalars(select(DriftRun))}
+        severities = [a.severity for a in session.scalars(select(Alert))]
+    db.dispose()
+    return {
+        "window": LARGE,
+        "tick_s": seconds,
+        "runs": {
+            d: {
+                "p_value": r.p_value,
+                "effect_size": r.effect_size,
+                "effect_unit": r.effect_unit,
+                "decision": r.decision,
+                "estimated_harm_points": r.estimated_harm,
+            }
+            for d, r in runs.items()
+        },
+        "alerts_above_low": sum(s != "low" for s in severities),
+        "alerts": len(severities),
+    }
+
+
 def main() -> None:
     console = Console()
     sys.path.insert(0, str(ROOT / "tests"))
@@ -96,6 +155,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         console.print("[bold]SQLite[/]")
         backends["sqlite"] = bench_backend(f"sqlite:///{folder}/bench.db", Path(folder) / "data")
+        console.print(f"[bold]SQLite, one {LARGE:,}-sample window with a harmless shift[/]")
+        large = bench_large_window(f"sqlite:///{folder}/large.db", Path(folder) / "data-large")
         if _pg_available() is None:
             console.print("[bold]PostgreSQL[/]")
             url = create_pg_database("sw_bench_ops")
@@ -119,13 +180,26 @@ def main() -> None:
         values["restored_vs_refit_speedup"] = values["tick_quiet_refit_s"] / values["tick_quiet_restored_s"]
     table.add_row("refit / restored (x)", *(f"{backends[b]['restored_vs_refit_speedup']:.2f}" for b in backends))
     console.print(table)
+    large_table = Table(title=f"{LARGE:,}-sample window, shift of 0.05 std and -0.3 points of confidence")
+    for column in ("detector", "p-value", "effect", "flagged", "est. harm [points]"):
+        large_table.add_column(column)
+    for detector, run in large["runs"].items():  # type: ignore[union-attr]
+        large_table.add_row(
+            detector,
+            f"{run['p_value']:.3g}",
+            f"{run['effect_size']:.3g} {run['effect_unit']}",
+            str(run["decision"]),
+            f"{run['estimated_harm_points']:.2f}",
+        )
+    console.print(large_table)
+    console.print(f"alerts: {large['alerts']}, above low severity: {large['alerts_above_low']}")
     out = ROOT / "bench" / "results" / "detectors_ops.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     import os
 
     # The machine is shared: the load average says how much of its 2 cores this run had.
     context = {"reference": REFERENCE, "window": WINDOW, "detectors": DETECTORS, "load_average_1m": os.getloadavg()[0]}
-    out.write_text(json.dumps({**context, **backends}, indent=2))
+    out.write_text(json.dumps({**context, **backends, "large_window": large}, indent=2))
     console.print(f"wrote {out.relative_to(ROOT)}")
 
 
