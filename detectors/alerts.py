@@ -147,7 +147,7 @@ def list_alerts(
     *,
     state: str | None = None,
     severity: str | None = None,
-    model_version_id: int | None = None,
+    model_version_ids: list[int] | None = None,
     detector: str | None = None,
     limit: int = 100,
 ) -> list[Alert]:
@@ -161,8 +161,8 @@ def list_alerts(
         stmt = stmt.where(Alert.state == state)
     if severity is not None:
         stmt = stmt.where(Alert.severity == severity)
-    if model_version_id is not None:
-        stmt = stmt.where(Alert.model_version_id == model_version_id)
+    if model_version_ids is not None:
+        stmt = stmt.where(Alert.model_version_id.in_(model_version_ids))
     if detector is not None:
         stmt = stmt.where(Alert.detector == detector)
     stmt = stmt.order_by(

@@ -23,7 +23,7 @@ from shiftwatch.detectors.schemas import (
     ReferenceOut,
     ReferenceRangeIn,
 )
-from shiftwatch.errors import NotFound, TooLarge
+from shiftwatch.errors import Invalid, NotFound, TooLarge
 from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["detectors"])
@@ -57,9 +57,16 @@ def list_alerts(
 ):
     """Alerts ranked by estimated harm (accuracy points lost), then by recency."""
     with db.session() as session:
-        version_id = registry.get_version(session, model, version).id if model and version else None
+        if version and not model:
+            raise Invalid("version", "give the model too")
+        if model and version:
+            version_ids = [registry.get_version(session, model, version).id]
+        elif model:
+            version_ids = [v.id for v in registry.list_versions(session, model)]
+        else:
+            version_ids = None
         rows = alerts.list_alerts(
-            session, state=state, severity=severity, model_version_id=version_id, detector=detector, limit=limit
+            session, state=state, severity=severity, model_version_ids=version_ids, detector=detector, limit=limit
         )
         return [alerts.to_out(session, settings, a) for a in rows]
 

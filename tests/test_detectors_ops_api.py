@@ -29,6 +29,8 @@ def test_alert_api_lists_gets_serves_the_report_acknowledges_and_resolves(api, d
 
     listed = api.get("/v1/alerts", params={"state": "open", "model": "digits", "version": "v1"}).json()
     assert [a["id"] for a in listed] == [alert_id]
+    assert [a["id"] for a in api.get("/v1/alerts", params={"model": "digits"}).json()] == [alert_id]
+    assert api.get("/v1/alerts", params={"version": "v1"}).status_code == 422
     alert = api.get(f"/v1/alerts/{alert_id}").json()
     assert alert["severity"] == "high" and alert["estimated_harm"] > 15 and alert["effect_size"] > 0.5
     assert alert["effect_unit"] == "% of reference kernel spread" and alert["p_value"] <= 0.05
