@@ -34,14 +34,21 @@ def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) ->
     return f"{config.name}: drift ({effect}; {impact})"[:500]
 
 
-def _previous_decisions(session: Session, config: DetectorConfig, run: DriftRun) -> list[bool]:
+def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime) -> list[bool]:
     stmt = (
         select(DriftRun.decision)
-        .where(DriftRun.config_id == config.id, DriftRun.status == "ok", DriftRun.tick < run.tick)
+        .where(DriftRun.config_id == config.id, DriftRun.status == "ok", DriftRun.tick < tick)
         .order_by(DriftRun.tick.desc())
         .limit(max(0, config.confirm_runs - 1))
     )
     return [bool(d) for d in session.scalars(stmt)]
+
+
+def would_alert(session: Session, config: DetectorConfig, tick: datetime) -> bool:
+    """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
+    if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
+        return True
+    return multiple_testing.confirmed(_previous_decisions(session, config, tick), True, config.confirm_runs)
 
 
 def apply_run(
@@ -61,7 +68,9 @@ def apply_run(
     alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
     new_severity = harm.severity(estimate)
     if alert is None:
-        if not multiple_testing.confirmed(_previous_decisions(session, config, run), run.decision, config.confirm_runs):
+        if not multiple_testing.confirmed(
+            _previous_decisions(session, config, run.tick), run.decision, config.confirm_runs
+        ):
             return None
         alert = Alert(
             config_id=config.id,
@@ -138,7 +147,7 @@ def list_alerts(
     *,
     state: str | None = None,
     severity: str | None = None,
-    model_version_id: int | None = None,
+    model_version_ids: list[int] | None = None,
     detector: str | None = None,
     limit: int = 100,
 ) -> list[Alert]:
@@ -152,8 +161,8 @@ def list_alerts(
         stmt = stmt.where(Alert.state == state)
     if severity is not None:
         stmt = stmt.where(Alert.severity == severity)
-    if model_version_id is not None:
-        stmt = stmt.where(Alert.model_version_id == model_version_id)
+    if model_version_ids is not None:
+        stmt = stmt.where(Alert.model_version_id.in_(model_version_ids))
     if detector is not None:
         stmt = stmt.where(Alert.detector == detector)
     stmt = stmt.order_by(

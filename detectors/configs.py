@@ -16,6 +16,8 @@ from shiftwatch.detectors.models import DetectorConfig
 from shiftwatch.errors import Conflict, Invalid, NotFound
 
 INPUTS = ("embeddings", "probabilities", "confidence")
+# Detectors that test correctness flags: they run from the CLI or code, not from scheduled windows.
+UNSCHEDULABLE = ("labeled_accuracy",)
 EDITABLE = (
     "params",
     "window_last_n",
@@ -43,6 +45,17 @@ def detector_class(name: str, registry: Mapping[str, type[Detector]] | None = No
     return registry[name]
 
 
+def default_input(name: str, cls: type[Detector]) -> str:
+    """What a detector reads: its class's ``input_kind`` if declared, else by the package's groups."""
+    declared = getattr(cls, "input_kind", None)
+    if declared:
+        return str(declared)
+    import shiftwatch.detectors as package
+
+    probability_detectors = (*getattr(package, "PROBABILITY_DETECTORS", ()), "accuracy_drop")
+    return "probabilities" if name in probability_detectors else "embeddings"
+
+
 def fit_key(config: DetectorConfig, reference_fingerprint: str) -> str:
     """What a fitted state depends on: the reference and how the detector is configured."""
     text = json.dumps(
@@ -62,7 +75,7 @@ def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]] | N
             raise Invalid(name, "must be at least 1")
     if not 0 < values["alpha"] < 1:
         raise Invalid("alpha", "must be between 0 and 1")
-    if values["min_effect"] < 0:
+    if values["min_effect"] is not None and values["min_effect"] < 0:
         raise Invalid("min_effect", "must not be negative")
     try:
         cls(**values["params"])
@@ -82,21 +95,25 @@ def create(
     window_minutes: int | None = None,
     schedule_seconds: int = 300,
     alpha: float = 0.05,
-    min_effect: float = 0.0,
+    min_effect: float | None = None,
     confirm_runs: int = 2,
     enabled: bool = True,
     registry: Mapping[str, type[Detector]] | None = None,
 ) -> DetectorConfig:
-    """Add a config; ``input`` defaults to the detector class's ``input_kind`` (else embeddings)."""
+    """Add a config; ``input`` defaults to what the detector reads (``default_input``)."""
     if session.get(ModelVersion, model_version_id) is None:
         raise NotFound(f"model version {model_version_id} does not exist")
     cls = detector_class(detector, registry)
+    if detector in UNSCHEDULABLE:
+        raise Invalid(
+            "detector", f"{detector} needs labels joined to predictions, which scheduled runs do not read yet"
+        )
     values: dict[str, Any] = {
         "model_version_id": model_version_id,
         "name": name or detector,
         "detector": detector,
         "params": dict(params or {}),
-        "input": input or getattr(cls, "input_kind", "embeddings"),
+        "input": input or default_input(detector, cls),
         "window_last_n": window_last_n,
         "window_minutes": window_minutes,
         "schedule_seconds": schedule_seconds,

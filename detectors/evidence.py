@@ -32,12 +32,25 @@ def shifted_dimensions(reference: np.ndarray, current: np.ndarray, top: int = TO
     return [{"dimension": int(d), "shift_in_std": round(float(shift[d]), 4)} for d in order]
 
 
-def detector_sample_scores(evidence: dict[str, Any], n_current: int) -> np.ndarray | None:
-    """Per-sample scores a detector put in its evidence (e.g. the domain classifier's), if any."""
-    scores = evidence.get("sample_scores")
-    if isinstance(scores, (list, np.ndarray)) and len(scores) == n_current:
-        return np.asarray(scores, dtype=np.float64)
-    return None
+def detector_atypical(evidence: dict[str, Any], n_current: int) -> list[AtypicalSample]:
+    """The samples a detector itself ranked most atypical (``most_atypical`` indices, best first), if it did.
+
+    Scores come from the first list of the same length whose key ends in ``_scores`` (e.g. the
+    MMD witness); without one, a rank score (1 for the first) keeps the order.
+    """
+    indices = evidence.get("most_atypical")
+    if not isinstance(indices, (list, np.ndarray)) or len(indices) == 0:
+        return []
+    indices = [int(i) for i in indices if 0 <= int(i) < n_current]
+    scores = next(
+        (
+            [float(v) for v in values]
+            for key, values in evidence.items()
+            if key.endswith("_scores") and isinstance(values, (list, np.ndarray)) and len(values) == len(indices)
+        ),
+        [1.0 / (rank + 1) for rank in range(len(indices))],
+    )
+    return [AtypicalSample(index=i, score=s) for i, s in zip(indices, scores)]
 
 
 def knn_scores(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> np.ndarray:

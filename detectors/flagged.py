@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.detectors.models import FlaggedSample
+from shiftwatch.detectors.models import DriftRun, FlaggedSample
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +23,18 @@ class Flagged:
     input_ref: str | None
     score: float
     reason: str
+    detector: str  # the method that flagged it (e.g. "mmd")
     drift_run_id: int
     flagged_at: datetime
 
 
 def flagged_samples(session: Session, model_version_id: int, since: datetime | None = None) -> list[Flagged]:
     """Samples flagged for ``model_version_id`` (after ``since``, exclusive), oldest flag first, strongest first within a run."""
-    stmt = select(FlaggedSample).where(FlaggedSample.model_version_id == model_version_id)
+    stmt = (
+        select(FlaggedSample, DriftRun.detector)
+        .join(DriftRun, DriftRun.id == FlaggedSample.drift_run_id)
+        .where(FlaggedSample.model_version_id == model_version_id)
+    )
     if since is not None:
         stmt = stmt.where(FlaggedSample.created_at > since)
     stmt = stmt.order_by(
@@ -44,8 +49,9 @@ def flagged_samples(session: Session, model_version_id: int, since: datetime | N
             input_ref=row.input_ref,
             score=row.score,
             reason=row.reason,
+            detector=detector,
             drift_run_id=row.drift_run_id,
             flagged_at=row.created_at,
         )
-        for row in session.scalars(stmt)
+        for row, detector in session.execute(stmt)
     ]

@@ -53,7 +53,8 @@ class DetectorConfig(Base):
     schedule_seconds: Mapped[int] = mapped_column(Integer, default=300)
     alpha: Mapped[float] = mapped_column(Float, default=0.05)
     # Practical threshold on the result's effect size (in its effect_unit): smaller shifts never page.
-    min_effect: Mapped[float] = mapped_column(Float, default=0.0)
+    # None: the detector's own ``min_effect_size`` (calibrated per method), else 0.
+    min_effect: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Consecutive flagged runs needed before an alert opens (the across-runs half of multiple testing).
     confirm_runs: Mapped[int] = mapped_column(Integer, default=2)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -79,6 +80,10 @@ class ReferenceWindow(Base):
     confidence: Mapped[bytes] = mapped_column(LargeBinary)
     predicted_class: Mapped[bytes] = mapped_column(LargeBinary)
     labels: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Where and when each sample was taken (int64 microseconds since the epoch): detectors permute
+    # blocks of consecutive frames of one camera, so the reference needs them as much as the current window.
+    stream_ids: Mapped[list[str | None] | None] = mapped_column(JSON, nullable=True)
+    timestamps: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # sha256 of all arrays: fitted detector state is tied to it and refit only when it changes.
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,8 @@ class ReferenceData:
     confidence: np.ndarray
     predicted_class: np.ndarray
     labels: np.ndarray | None
+    stream_ids: list[str | None] | None
+    timestamps: np.ndarray | None  # datetime64[us]
     fingerprint: str
 
     def __len__(self) -> int:
@@ -57,6 +60,8 @@ def pin(
     embeddings: np.ndarray | None = None,
     probabilities: np.ndarray | None = None,
     labels: np.ndarray | None = None,
+    stream_ids: list[str | None] | None = None,
+    timestamps: np.ndarray | None = None,
     source: str,
     start: datetime | None = None,
     end: datetime | None = None,
@@ -76,6 +81,10 @@ def pin(
         ("labels", labels, 1),
     ):
         _check(name, array, n, ndim)
+    if stream_ids is not None and len(stream_ids) != n:
+        raise Invalid("stream_ids", f"has {len(stream_ids)} entries for {n} samples")
+    if timestamps is not None and len(timestamps) != n:
+        raise Invalid("timestamps", f"has {len(timestamps)} entries for {n} samples")
     if embeddings is not None and embeddings.shape[1] != version.embedding_dim:
         raise Invalid(
             "embeddings", f"model version has {version.embedding_dim}-d embeddings, got {embeddings.shape[1]}"
@@ -86,10 +95,12 @@ def pin(
         "confidence": _f32(confidence),
         "predicted_class": _f32(predicted_class),
         "labels": _f32(labels),
+        "timestamps": None if timestamps is None else timestamps.astype("datetime64[us]").astype("<i8").tobytes(),
     }
     digest = hashlib.sha256()
     for name, blob in blobs.items():
         digest.update(name.encode() + b"\0" + (blob or b""))
+    digest.update(json.dumps(stream_ids).encode())
     row = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == model_version_id))
     if row is None:
         row = ReferenceWindow(model_version_id=model_version_id)
@@ -99,6 +110,8 @@ def pin(
     row.num_classes = None if probabilities is None else probabilities.shape[1]
     row.embeddings, row.probabilities = blobs["embeddings"], blobs["probabilities"]
     row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]
+    row.stream_ids = None if stream_ids is None else list(stream_ids)
+    row.timestamps = blobs["timestamps"]
     row.fingerprint = digest.hexdigest()
     session.flush()
     return row
@@ -116,6 +129,8 @@ def pin_time_range(session: Session, model_version_id: int, start: datetime, end
         predicted_class=window.predicted_class,
         embeddings=window.embeddings,
         probabilities=window.probabilities,
+        stream_ids=window.stream_id,
+        timestamps=window.ts,
         source="time_range",
         start=start,
         end=end,
@@ -173,6 +188,10 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
         confidence=vector(row.confidence),  # type: ignore[arg-type]
         predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]
         labels=None if labels is None else labels.astype(np.int64),
+        stream_ids=row.stream_ids,
+        timestamps=(
+            None if row.timestamps is None else np.frombuffer(row.timestamps, dtype="<i8").astype("datetime64[us]")
+        ),
         fingerprint=row.fingerprint,
     )
 

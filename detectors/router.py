@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from shiftwatch.auth import Principal, require
@@ -22,7 +23,7 @@ from shiftwatch.detectors.schemas import (
     ReferenceOut,
     ReferenceRangeIn,
 )
-from shiftwatch.errors import NotFound, TooLarge
+from shiftwatch.errors import Invalid, NotFound, TooLarge
 from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["detectors"])
@@ -56,9 +57,16 @@ def list_alerts(
 ):
     """Alerts ranked by estimated harm (accuracy points lost), then by recency."""
     with db.session() as session:
-        version_id = registry.get_version(session, model, version).id if model and version else None
+        if version and not model:
+            raise Invalid("version", "give the model too")
+        if model and version:
+            version_ids = [registry.get_version(session, model, version).id]
+        elif model:
+            version_ids = [v.id for v in registry.list_versions(session, model)]
+        else:
+            version_ids = None
         rows = alerts.list_alerts(
-            session, state=state, severity=severity, model_version_id=version_id, detector=detector, limit=limit
+            session, state=state, severity=severity, model_version_ids=version_ids, detector=detector, limit=limit
         )
         return [alerts.to_out(session, settings, a) for a in rows]
 
@@ -197,10 +205,14 @@ async def pin_reference_upload(
         if len(data) > settings.max_request_bytes:
             raise TooLarge(f"{field} is over {settings.max_request_bytes} bytes")
         arrays[field] = references.parse_npy(field, data)
-    with db.session() as session:
-        version_id = registry.get_version(session, model, version).id
-        row = references.pin_upload(session, version_id, **arrays)
-        return ReferenceOut(**references.to_out_fields(row))
+
+    def pin() -> ReferenceOut:
+        with db.session() as session:
+            version_id = registry.get_version(session, model, version).id
+            row = references.pin_upload(session, version_id, **arrays)
+            return ReferenceOut(**references.to_out_fields(row))
+
+    return await run_in_threadpool(pin)  # the database work blocks; keep it off the event loop
 
 
 @router.get("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)

@@ -30,7 +30,8 @@ from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.detectors.configs import detector_class, fit_key
 from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.reports import write_drift_report
-from shiftwatch.detectors.state import dump_state, load_state
+from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
+from shiftwatch.errors import ShiftwatchError
 from shiftwatch.scheduler import tick_of
 from shiftwatch.settings import Settings
 
@@ -71,6 +72,7 @@ class _Outcome:
     result: DriftResult | None = None
     note: str | None = None
     new_state: bytes | None = None
+    min_effect: float = 0.0
     duration_ms: float = 0.0
     adjusted_p: float | None = None
     decision: bool = False
@@ -117,29 +119,46 @@ def _detector(
     registry: Mapping[str, type[Detector]],
     reference: np.ndarray,
     ref_data: Any,
-    state: DetectorState | None,
+    state: tuple[str, bytes] | None,
     key: str,
 ) -> Detector:
     """The fitted detector: restored from its persisted state when the fit key matches, else fitted now."""
     config = outcome.config
     cls = detector_class(config.detector, registry)
-    if state is not None and state.fit_key == key and hasattr(cls, "from_state"):
-        return cls.from_state(dict(config.params), load_state(state.state))  # type: ignore[attr-defined]
-    context = {} if ref_data.labels is None else {"labels": ref_data.labels}
+    if state is not None and state[0] == key and hasattr(cls, "from_state"):
+        return cls.from_state(dict(config.params), state_from_npz(state[1]))  # type: ignore[attr-defined]
+    context = {"stream_ids": ref_data.stream_ids, "timestamps": ref_data.timestamps}
+    if ref_data.labels is not None:
+        context["labels"] = ref_data.labels
     detector = cls(**config.params).fit(reference, **context)
     if hasattr(detector, "get_state"):
-        outcome.new_state = dump_state(detector.get_state())  # type: ignore[attr-defined]
+        outcome.new_state = state_to_npz(detector.get_state())  # type: ignore[attr-defined]
     return detector
 
 
-def _test_all(
-    session: Session, configs: list[DetectorConfig], now: datetime, registry: Mapping[str, type[Detector]]
-) -> tuple[list[_Outcome], references.ReferenceData | None]:
-    ref_data = references.load(session, configs[0].model_version_id)
-    states = {
-        s.config_id: s
-        for s in session.scalars(select(DetectorState).where(DetectorState.config_id.in_([c.id for c in configs])))
-    }
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What the read phase hands to the compute phase (no ORM objects tied to an open session)."""
+
+    reference: references.ReferenceData | None
+    states: dict[int, tuple[str, bytes]]  # config id -> (fit key, npz bytes)
+    class_names: list[str]
+    alerting: frozenset[int]  # configs whose flagged run would open or update an alert
+
+
+def _read(
+    session: Session, configs: list[DetectorConfig], now: datetime, tick: datetime
+) -> tuple[_Inputs, list[_Outcome]]:
+    """The read phase: reference, fitted states, current windows (shared by configs with the same spec)."""
+    version = session.get(ModelVersion, configs[0].model_version_id)
+    model = session.get(Model, version.model_id) if version is not None else None
+    states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_([c.id for c in configs])))
+    inputs = _Inputs(
+        reference=references.load(session, configs[0].model_version_id),
+        states={s.config_id: (s.fit_key, s.state) for s in states},
+        class_names=list(model.class_names) if model is not None else [],
+        alerting=frozenset(c.id for c in configs if alerts.would_alert(session, c, tick)),
+    )
     windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
     outcomes = []
     for config in configs:
@@ -149,22 +168,35 @@ def _test_all(
         outcome = _Outcome(config=config)
         outcome.window, outcome.window_start, outcome.window_end = windows[spec]
         outcomes.append(outcome)
-        current = _array(outcome.window, config.input)
+    return inputs, outcomes
+
+
+def _test_all(outcomes: list[_Outcome], inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> None:
+    """The compute phase: fit or restore each detector and test its window; outside any transaction."""
+    ref_data = inputs.reference
+    for outcome in outcomes:
+        config, window = outcome.config, outcome.window
+        assert window is not None
+        current = _array(window, config.input)
         reference = None if ref_data is None else _array(ref_data, config.input)
         if ref_data is None:
             outcome.note = "no reference window pinned for this model version"
-        elif reference is None or (current is None and len(outcome.window) > 0):
+        elif reference is None or (current is None and len(window) > 0):
             outcome.note = f"no {config.input} in the reference or the current window"
-        elif len(outcome.window) < MIN_CURRENT:
-            outcome.note = f"{len(outcome.window)} predictions in the window, fewer than {MIN_CURRENT}"
+        elif len(window) < MIN_CURRENT:
+            outcome.note = f"{len(window)} predictions in the window, fewer than {MIN_CURRENT}"
         else:
             started = time.perf_counter()
-            detector = _detector(
-                outcome, registry, reference, ref_data, states.get(config.id), fit_key(config, ref_data.fingerprint)
-            )
-            outcome.result = detector.test(current, stream_ids=outcome.window.stream_id, timestamps=outcome.window.ts)
+            key = fit_key(config, ref_data.fingerprint)
+            try:
+                detector = _detector(outcome, registry, reference, ref_data, inputs.states.get(config.id), key)
+                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
+            except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
+                outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
+                continue
+            own_threshold = float(getattr(detector, "min_effect_size", 0.0) or 0.0)
+            outcome.min_effect = own_threshold if config.min_effect is None else config.min_effect
             outcome.duration_ms = (time.perf_counter() - started) * 1000
-    return outcomes, ref_data
 
 
 def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None) -> None:
@@ -177,7 +209,7 @@ def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None)
         assert result is not None
         outcome.adjusted_p = adjusted_p
         is_significant = multiple_testing.significant(adjusted_p, outcome.config.alpha, bool(result.drift))
-        large = bool(np.isfinite(result.effect_size)) and result.effect_size >= outcome.config.min_effect
+        large = bool(np.isfinite(result.effect_size)) and result.effect_size >= outcome.min_effect
         outcome.decision = is_significant and large
         if estimates:
             outcome.harm = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
@@ -185,24 +217,31 @@ def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None)
             outcome.harm = harm.confidence_drop(ref_data.confidence, outcome.window.confidence)
 
 
-def _explain(
-    outcome: _Outcome, ref_data: references.ReferenceData, class_names: list[str], settings: Settings, tick: datetime
-) -> None:
-    """Evidence and the Evidently report of a flagged run (written before the transaction; a retry overwrites it)."""
+def _explain(outcome: _Outcome, ref_data: references.ReferenceData) -> None:
+    """Evidence of a flagged run: the most shifted embedding dimensions and the most atypical samples."""
     window, result = outcome.window, outcome.result
     assert window is not None and result is not None
-    scores = evidence.detector_sample_scores(result.evidence, len(window))
     if ref_data.embeddings is not None and window.embeddings is not None:
         outcome.summary["shifted_dimensions"] = evidence.shifted_dimensions(ref_data.embeddings, window.embeddings)
-        if scores is None:
+    outcome.atypical = evidence.detector_atypical(result.evidence, len(window))
+    if not outcome.atypical:
+        if ref_data.embeddings is not None and window.embeddings is not None:
             scores = evidence.knn_scores(ref_data.embeddings, window.embeddings)
-    if scores is None:  # outputs only: the least confident predictions are the least typical
-        scores = 1.0 - window.confidence
-    outcome.atypical = evidence.atypical_samples(scores)
+        else:  # outputs only: the least confident predictions are the least typical
+            scores = 1.0 - window.confidence
+        outcome.atypical = evidence.atypical_samples(scores)
     outcome.summary["atypical_samples"] = [
         {"prediction_id": str(window.ids[s.index]), "input_ref": window.input_ref[s.index], "score": round(s.score, 4)}
         for s in outcome.atypical
     ]
+
+
+def _render_report(
+    outcome: _Outcome, ref_data: references.ReferenceData, class_names: list[str], settings: Settings, tick: datetime
+) -> None:
+    """The Evidently report an alert links to (written before the transaction; a retried tick overwrites it)."""
+    window = outcome.window
+    assert window is not None
     name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%SZ')}.html"
     outcome.report_path = write_drift_report(
         Path(settings.data_dir) / "reports" / name,
@@ -315,14 +354,15 @@ def run_version(
 ) -> TickReport:
     """Run the due configs of one model version; all of it is written in one transaction, or nothing."""
     with db.session() as session:
-        outcomes, ref_data = _test_all(session, configs, now, registry)
-        version = session.get(ModelVersion, configs[0].model_version_id)
-        model = session.get(Model, version.model_id) if version is not None else None
-        class_names = list(model.class_names) if model is not None else []
+        inputs, outcomes = _read(session, configs, now, tick)
+    _test_all(outcomes, inputs, registry)
+    ref_data = inputs.reference
     _decide(outcomes, ref_data)
     for outcome in outcomes:
         if outcome.decision:
-            _explain(outcome, ref_data, class_names, settings, tick)  # type: ignore[arg-type]
+            _explain(outcome, ref_data)  # type: ignore[arg-type]
+            if outcome.config.id in inputs.alerting:  # only runs that open or update an alert need a report
+                _render_report(outcome, ref_data, inputs.class_names, settings, tick)  # type: ignore[arg-type]
     with db.session() as session:
         for outcome in outcomes:
             outcome.config = session.merge(outcome.config, load=False)

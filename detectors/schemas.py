@@ -52,7 +52,8 @@ class DetectorConfigIn(BaseModel):
     window_minutes: int | None = None
     schedule_seconds: int = 300
     alpha: float = 0.05
-    min_effect: float = 0.0
+    # None: the detector's own calibrated min_effect_size
+    min_effect: float | None = None
     confirm_runs: int = 2
     enabled: bool = True
 
@@ -83,7 +84,7 @@ class DetectorConfigOut(BaseModel):
     window_minutes: int | None
     schedule_seconds: int
     alpha: float
-    min_effect: float
+    min_effect: float | None
     confirm_runs: int
     enabled: bool
 

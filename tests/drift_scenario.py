@@ -1,8 +1,8 @@
-"""Test support for the detectors' scheduling and alerts: a tiny real detector and a seeded prediction stream.
+"""Test support for the detectors' scheduling and alerts: a seeded prediction stream and a small extra detector.
 
-``MeanShiftDetector`` is a real two-sample test (per-dimension z-test on means, Bonferroni
-over dimensions), small enough to reason about, with persisted state; the package's own
-detectors are exercised by their own tests.
+Runs use the package's MMD by default. ``MeanShiftDetector`` is a real two-sample test too
+(per-dimension z-test on means, Bonferroni over dimensions) that counts its fits, so tests
+can see that persisted state is reused instead of refitted.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scipy import stats
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
-from shiftwatch.detectors import configs, references
+from shiftwatch.detectors import DETECTORS, configs, references
 from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.settings import Settings
 
@@ -42,12 +42,12 @@ class MeanShiftDetector(Detector):
         return self
 
     def get_state(self) -> dict[str, Any]:
-        return {"mean": self.mean_, "std": self.std_, "n": self.n_}
+        return {"mean_": self.mean_, "std_": self.std_, "n_": self.n_}
 
     @classmethod
     def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "MeanShiftDetector":
         detector = cls(**config)
-        detector.mean_, detector.std_, detector.n_ = state["mean"], state["std"], int(state["n"])
+        detector.mean_, detector.std_, detector.n_ = state["mean_"], state["std_"], int(state["n_"])
         return detector
 
     def test(self, current: np.ndarray, **context: Any) -> DriftResult:
@@ -70,7 +70,8 @@ class MeanShiftDetector(Detector):
         )
 
 
-REGISTRY = {"meanshift": MeanShiftDetector}
+# The package's detectors (MMD, ...) plus the small one above.
+REGISTRY: dict[str, type[Detector]] = {**DETECTORS, "meanshift": MeanShiftDetector}
 
 
 def records(
@@ -112,6 +113,6 @@ def pin_reference(db: Database, settings: Settings, version_id: int, start: date
 def add_config(db: Database, version_id: int, **overrides: Any) -> int:
     values: dict[str, Any] = {"window_last_n": 200, "schedule_seconds": 60, "confirm_runs": 1, "registry": REGISTRY}
     values.update(overrides)
-    detector = values.pop("detector", "meanshift")
+    detector = values.pop("detector", "mmd")
     with db.session() as session:
         return configs.create(session, version_id, detector, **values).id

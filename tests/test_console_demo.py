@@ -51,3 +51,12 @@ def test_demo_accuracy_falls_when_the_drift_is_injected(demo_run) -> None:  # ty
     result, _ = demo_run
     assert result.accuracy["clean"] > 0.9
     assert result.accuracy["drift"] < result.accuracy["clean"] - 0.15
+
+
+@pytest.mark.slow
+def test_demo_alert_fires_on_the_drift_and_reaches_the_webhook_signed(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, text = demo_run
+    assert result.facts["drift_runs_clean_flagged"] == 0  # the clean window before the onset pages nobody
+    assert result.facts["alert_severity"] == "high" and result.facts["alert_estimated_accuracy_drop_points"] > 5
+    assert Path(result.facts["alert_report"]).is_file() and result.facts["webhooks_delivered"] >= 1
+    assert "signature valid" in text.replace("\n", " ")

@@ -16,7 +16,7 @@ from shiftwatch.detectors.flagged import flagged_samples
 from shiftwatch.detectors.models import Alert, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.multiple_testing import confirmed, holm_adjust
 from shiftwatch.detectors.runs import run_due_detectors
-from shiftwatch.detectors.state import dump_state, load_state
+from shiftwatch.detectors.two_sample import state_from_npz
 from shiftwatch.settings import Settings
 
 
@@ -54,9 +54,9 @@ def test_flagged_run_opens_one_alert_and_a_second_updates_it_with_a_real_report(
         assert (alert.state, alert.run_count, alert.config_id) == ("open", 2, config_id)
         assert alert.severity == "high"  # confidence fell 0.92 -> 0.6: ~32 points of estimated accuracy
         assert alert.estimated_harm == pytest.approx(32, abs=2) and alert.harm_source == "confidence_drop"
-        assert alert.effect_unit == "reference std (largest dimension)" and alert.effect_size > 0.5
-        samples = alert.evidence["atypical_samples"]
-        assert len(samples) == 20 and all(s["input_ref"].startswith("inputs/3-") for s in samples)
+        assert alert.effect_unit == "% of reference kernel spread" and alert.effect_size > 0.5
+        samples = alert.evidence["atypical_samples"]  # the MMD witness's top 10 (its n_evidence)
+        assert len(samples) == 10 and all(s["input_ref"].startswith("inputs/3-") for s in samples)
         assert len(alert.evidence["shifted_dimensions"]) == 5
         html = Path(alert.report_path).read_text()
     assert html.lstrip().lower().startswith("<html") or "<!doctype html" in html[:200].lower()
@@ -67,7 +67,7 @@ def test_flagged_run_opens_one_alert_and_a_second_updates_it_with_a_real_report(
 
 def test_quiet_stream_records_runs_reuses_fitted_state_and_opens_nothing(db, settings, stream):
     version_id, t = stream
-    add_config(db, version_id)
+    add_config(db, version_id, detector="meanshift")
     MeanShiftDetector.fits = 0
     for step in range(3):
         log(db, settings, records(t + timedelta(minutes=2 * step), 200, seed=10 + step))
@@ -80,8 +80,8 @@ def test_quiet_stream_records_runs_reuses_fitted_state_and_opens_nothing(db, set
         assert [r.status for r in runs] == ["ok"] * 3
         assert all(r.n_current == 200 and r.n_reference == 400 and r.p_value is not None for r in runs)
         assert all(r.window_start < r.window_end and r.duration_ms > 0 for r in runs)
-        state = load_state(session.scalar(select(DetectorState.state)))
-        assert state["mean"].shape == (64,) and state["n"] == 400
+        state = state_from_npz(session.scalar(select(DetectorState.state)))
+        assert state["mean_"].shape == (64,) and int(state["n_"]) == 400
 
 
 def test_a_run_is_not_repeated_within_its_schedule(db, settings, stream):
@@ -133,7 +133,7 @@ def test_alert_opens_only_after_confirm_runs_consecutive_flagged_runs(db, settin
 
 def test_shift_below_the_practical_threshold_never_alerts(db, settings, stream):
     version_id, t = stream
-    add_config(db, version_id, min_effect=5.0)  # 5 reference std: far beyond the 0.6 shift below
+    add_config(db, version_id, min_effect=20.0)  # % of kernel spread: the 0.6 shift below is ~9
     log(db, settings, records(t, 200, shift=0.6, seed=11))
     report = run(db, settings, t + timedelta(minutes=5))
     assert report.runs == 1 and report.flagged == 0 and count(db, Alert) == 0
@@ -158,8 +158,9 @@ class ExplodingDetector(MeanShiftDetector):
 def test_crashed_run_leaves_no_rows_and_is_retried_next_tick(db, settings, stream):
     version_id, t = stream
     registry = {**REGISTRY, "exploding": ExplodingDetector}
-    add_config(db, version_id, name="first")  # written first in the transaction, then rolled back
-    add_config(db, version_id, detector="exploding", registry=registry)
+    # confirm_runs=2: both runs are flagged, written and rolled back, without alerts (and their reports) on top
+    add_config(db, version_id, registry=registry, confirm_runs=2)  # written first in the transaction
+    add_config(db, version_id, detector="exploding", registry=registry, confirm_runs=2)
     log(db, settings, records(t, 200, shift=0.6, seed=12))
     ExplodingDetector.armed = True
     crashed = run_due_detectors(db, settings, t + timedelta(minutes=5), registry=registry)
@@ -168,8 +169,8 @@ def test_crashed_run_leaves_no_rows_and_is_retried_next_tick(db, settings, strea
 
     ExplodingDetector.armed = False
     retried = run_due_detectors(db, settings, t + timedelta(minutes=6), registry=registry)
-    assert retried.runs == 2 and len(retried.opened) == 2 and retried.failed_versions == ()
-    assert count(db, DriftRun) == 2
+    assert (retried.runs, retried.flagged, retried.failed_versions) == (2, 2, ())
+    assert count(db, DriftRun) == 2 and count(db, FlaggedSample) == 30  # MMD's 10 + the kNN fallback's 20
 
 
 @pytest.mark.slow
@@ -182,8 +183,8 @@ def test_flagged_samples_reach_the_labeling_function_without_predictions_fk(db, 
     with db.session() as session:
         flagged = flagged_samples(session, version_id)
         assert flagged_samples(session, version_id, since=utcnow() + timedelta(seconds=1)) == []
-        assert len(flagged_samples(session, version_id, since=before)) == 20
-    assert len(flagged) == 20 and all(f.input_ref.startswith("inputs/13-") for f in flagged)
+        assert len(flagged_samples(session, version_id, since=before)) == 10
+    assert len(flagged) == 10 and all(f.input_ref.startswith("inputs/13-") for f in flagged)
     assert [f.score for f in flagged] == sorted((f.score for f in flagged), reverse=True)
     with pytest.raises(AttributeError):
         flagged[0].score = 0.0  # type: ignore[misc]
@@ -243,10 +244,80 @@ def test_confirm_rule_needs_all_recent_runs_flagged():
     assert not confirmed([True], True, 3)
 
 
-def test_state_serialization_is_npz_without_pickle():
-    state = {"mean": np.arange(3.0), "n": np.int64(7), "name": "x", "nested": {"w": np.eye(2), "k": [1, 2]}}
-    back = load_state(dump_state(state))
-    assert back["n"] == 7 and back["name"] == "x" and back["nested"]["k"] == [1, 2]
-    np.testing.assert_array_equal(back["nested"]["w"], np.eye(2))
-    with pytest.raises(ValueError):
-        dump_state({"bad": np.array([object()], dtype=object)})
+def test_consecutive_run_rule_turns_alpha_per_run_into_alpha_squared_false_pages():
+    rng = np.random.default_rng(1)
+    alpha, runs = 0.05, 200_000
+    flagged = rng.uniform(size=runs) <= alpha  # independent windows under no change
+    pages = sum(confirmed([bool(flagged[i - 1])], bool(flagged[i]), 2) for i in range(1, runs))
+    assert pages / runs == pytest.approx(alpha**2, rel=0.15)
+
+
+def test_severity_follows_estimated_harm_and_a_harmless_shift_is_low():
+    from shiftwatch.detectors.harm import Harm, confidence_drop, severity
+
+    assert [severity(Harm(p, "x")) for p in (0.4, -3.0, 2.0, 4.9, 5.0, 30.0)] == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+    assert severity(None) == "medium"
+    assert confidence_drop(np.full(100, 0.9), np.full(100, 0.85)).points == pytest.approx(5.0)
+
+
+def test_holm_is_applied_across_the_detectors_of_a_version_at_each_tick(db, settings, stream):
+    version_id, t = stream
+    add_config(db, version_id)
+    add_config(db, version_id, detector="meanshift", registry=REGISTRY)
+    log(db, settings, records(t, 200, seed=33))
+    assert run(db, settings, t + timedelta(minutes=5)).runs == 2
+    with db.session() as session:
+        rows = session.scalars(select(DriftRun).order_by(DriftRun.id)).all()
+    assert [r.adjusted_p_value for r in rows] == pytest.approx(holm_adjust([r.p_value for r in rows]))
+    assert all(r.adjusted_p_value >= r.p_value for r in rows)
+
+
+def test_package_detectors_run_side_by_side_and_the_accuracy_estimate_becomes_the_harm(db, settings, digits_model):
+    from shiftwatch.detectors import references
+
+    rng = np.random.default_rng(40)
+    reference = records(utcnow() - timedelta(hours=3), 400, seed=41)
+    probabilities = np.stack([r.probabilities for r in reference])
+    predicted = probabilities.argmax(axis=1)
+    # Calibrated reference: the prediction is right with probability equal to its confidence.
+    right = rng.uniform(size=len(reference)) < probabilities.max(axis=1)
+    labels = np.where(right, predicted, (predicted + rng.integers(1, 10, len(reference))) % 10)
+    with db.session() as session:
+        references.pin_upload(
+            session,
+            digits_model.id,
+            embeddings=np.stack([r.embedding for r in reference]),
+            probabilities=probabilities,
+            labels=labels,
+        )
+    for detector in ("mmd", "bbsd_confidence"):
+        add_config(db, digits_model.id, detector=detector, confirm_runs=2)
+    add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"}, confirm_runs=2)
+    t = utcnow() - timedelta(hours=1)
+    log(db, settings, records(t, 300, shift=0.6, confidence=0.6, seed=42))
+    assert run(db, settings, t + timedelta(minutes=10)).flagged == 3
+    with db.session() as session:
+        rows = {r.detector: r for r in session.scalars(select(DriftRun))}
+    assert {d: r.status for d, r in rows.items()} == {"mmd": "ok", "bbsd_confidence": "ok", "accuracy_drop": "ok"}
+    drop = rows["accuracy_drop"].effect_size
+    assert drop > 10  # CBPE on confidences that fell from 0.92 to 0.6
+    assert all(r.estimated_harm == pytest.approx(drop) for r in rows.values())  # harm from the estimator, not DoC
+
+
+def test_a_detector_that_cannot_test_is_recorded_as_skipped_without_stopping_the_others(db, settings, stream):
+    version_id, t = stream  # a reference from a time range: no labels
+    add_config(db, version_id, detector="accuracy_drop")
+    add_config(db, version_id, detector="meanshift")
+    log(db, settings, records(t, 200, seed=43))
+    assert run(db, settings, t + timedelta(minutes=5)).runs == 2
+    with db.session() as session:
+        rows = {r.detector: r for r in session.scalars(select(DriftRun))}
+    assert rows["meanshift"].status == "ok"
+    assert rows["accuracy_drop"].status == "skipped" and "labels" in rows["accuracy_drop"].note

@@ -120,3 +120,21 @@ def test_background_scheduler_with_the_database_job_store_runs_the_job_each_tick
     with db.session() as session:
         claimed = session.scalars(select(JobTick.tick).where(JobTick.job_name == "test.every_second")).all()
     assert set(ticks) <= set(claimed)
+
+
+def test_serve_starts_the_detector_jobs_on_startup_and_stops_them_on_shutdown(db, settings):
+    from fastapi.testclient import TestClient
+
+    from shiftwatch.app import create_app
+    from shiftwatch.detectors import schedule
+
+    app = create_app(settings.model_copy(update={"scheduler_enabled": True}), db)
+    try:
+        with TestClient(app):
+            assert scheduler._scheduler is not None
+            stored = {job.id for job in scheduler._scheduler.get_jobs()}
+            assert {schedule.DETECTOR_JOB, schedule.WEBHOOK_JOB} <= stored
+        assert scheduler._scheduler is None or schedule.DETECTOR_JOB not in scheduler._bound
+    finally:
+        with db.engine.begin() as connection:
+            connection.execute(text("DELETE FROM apscheduler_jobs WHERE id LIKE 'detectors.%'"))

@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("window_minutes", sa.Integer(), nullable=True),
         sa.Column("schedule_seconds", sa.Integer(), nullable=False),
         sa.Column("alpha", sa.Float(), nullable=False),
-        sa.Column("min_effect", sa.Float(), nullable=False),
+        sa.Column("min_effect", sa.Float(), nullable=True),
         sa.Column("confirm_runs", sa.Integer(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", shiftwatch.db.UtcDateTime(), nullable=False),
@@ -63,6 +63,8 @@ def upgrade() -> None:
         sa.Column("confidence", sa.LargeBinary(), nullable=False),
         sa.Column("predicted_class", sa.LargeBinary(), nullable=False),
         sa.Column("labels", sa.LargeBinary(), nullable=True),
+        sa.Column("stream_ids", sa.JSON(), nullable=True),
+        sa.Column("timestamps", sa.LargeBinary(), nullable=True),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", shiftwatch.db.UtcDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

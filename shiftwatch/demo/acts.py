@@ -123,9 +123,73 @@ def show_stored(stage: Stage) -> None:
 
 def detect(stage: Stage) -> bool:
     """Act 5: the scheduled detectors compare recent traffic with v1's reference and open an alert."""
-    stage.not_built("scheduled drift runs, alerts and webhooks (shiftwatch.detectors runs/alerts)",
-                    "Nobody is told that accuracy fell; the rest of the loop cannot start.")
-    return False
+    import time
+
+    from rich.markup import escape
+
+    from shiftwatch.db import utcnow
+    from shiftwatch.demo.servers import WebhookReceiver
+    from shiftwatch.detectors import configs, references
+    from shiftwatch.detectors.models import Alert, DriftRun
+    from shiftwatch.detectors.runs import run_due_detectors
+    from shiftwatch.detectors.webhooks import deliver_due
+    from shiftwatch.scheduler import tick_of
+
+    stage.client.flush()
+    # Ticks of one second: the demo calls the scheduler's job body itself, twice, seconds apart.
+    settings = stage.settings.model_copy(update={"detector_tick_seconds": 1})
+    clean, window = stage.scale.clean_requests, stage.scale.clean_requests // 2
+    with stage.db.session() as session:
+        version_id = registry.get_version(session, MODEL, "v1").id
+        times = session.scalars(
+            select(Prediction.ts)
+            .where(Prediction.model_version_id == version_id, Prediction.route == "production")
+            .order_by(Prediction.ts, Prediction.id)
+        ).all()
+        onset = times[clean]
+        pinned = references.pin_time_range(session, version_id, times[0], times[window])
+        for detector in ("mmd", "bbsd_confidence"):
+            # confirm_runs=1: the demo has one drifted window to show; the production default is 2.
+            configs.create(session, version_id, detector, window_last_n=window, schedule_seconds=1, confirm_runs=1)
+    stage.say(f"Pinned v1's reference: the first {pinned.n} clean predictions. Detectors: MMD on embeddings, "
+              f"KS on confidences; each tests the last {window} predictions, Holm-corrected together.")
+    quiet = run_due_detectors(stage.db, settings, onset)
+    if tick_of(utcnow(), 1) <= tick_of(onset, 1):
+        time.sleep(1.0)  # the next run must fall in a later tick
+    drifted = run_due_detectors(stage.db, settings, utcnow())
+    with stage.db.session() as session:
+        runs = session.scalars(select(DriftRun).order_by(DriftRun.tick, DriftRun.id)).all()
+        alert = session.get(Alert, drifted.opened[0]) if drifted.opened else None
+    table = Table(title="Drift runs")
+    for column in ("window", "detector", "p-value", "Holm p", "effect", "alert?"):
+        table.add_column(column)
+    for run in runs:
+        label = "clean (before onset)" if run.tick <= tick_of(onset, 1) else "latest (drifted)"
+        numbers = [run.p_value, run.adjusted_p_value, run.effect_size]
+        p_value, holm, effect = ("-" if x is None else f"{x:.3g}" for x in numbers)
+        table.add_row(label, run.detector, p_value, holm, f"{effect} {run.effect_unit or ''}", "yes" if run.decision else "no")
+    stage.console.print(table)
+    stage.facts["drift_runs_clean_flagged"] = quiet.flagged
+    if alert is None:
+        stage.say("[red]No alert opened on the drifted window.[/]")
+        return False
+    stage.timeline.mark(f"alert #{alert.id} ({alert.severity})")
+    stage.say(f"[bold red]{len(drifted.opened)} alert(s) opened[/], e.g. #{alert.id} (severity {alert.severity}): "
+              f"{escape(alert.title)}")
+    before, during = stage.timeline.accuracy("clean"), stage.timeline.accuracy("drift")
+    if before is not None and during is not None:
+        stage.say(f"Label-free harm estimate {alert.estimated_harm:.1f} points ({alert.harm_source}); "
+                  f"users actually lost {100 * (before - during):.1f} points.")
+    stage.say(f"Evidently report: [cyan]{alert.report_path}[/]")
+    deliveries = deliver_due(stage.db, settings, utcnow())
+    receiver = next((r for r in stage.resources if isinstance(r, WebhookReceiver)), None)
+    if receiver is not None and deliveries["delivered"]:
+        got = receiver.wait_for(1, timeout_s=5)[-1]
+        stage.say(f"Webhook delivered to {receiver.url}: event {got.body.get('event')}, "
+                  f"signature {'valid' if got.signature_valid else 'missing or invalid'}")
+    stage.facts.update(alert_severity=alert.severity, alert_estimated_accuracy_drop_points=alert.estimated_harm,
+                       alert_report=alert.report_path, webhooks_delivered=deliveries["delivered"])
+    return True
 
 
 def label(stage: Stage) -> bool:

@@ -35,11 +35,13 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
             (out_dir / name).unlink(missing_ok=True)
         shutil.rmtree(out_dir / "data", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    receiver = WebhookReceiver(secret="demo-webhook-secret").start()
+    secret = "demo-webhook-secret"
+    receiver = WebhookReceiver(secret=secret).start()
     settings = load_settings(
         database_url=f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
         data_dir=out_dir.resolve() / "data",
         alert_webhooks=[receiver.url],
+        alert_webhook_secrets={receiver.url: secret},
         scheduler_enabled=False,  # the demo runs each step itself, so the story is deterministic
     )
     upgrade(settings.database_url)
