@@ -113,6 +113,8 @@ def retrain(
     if len(labeled) == 0:
         window = f" since {since.isoformat()}" if since else ""
         raise Invalid("labeled", f"no labeled samples for model {model_name!r}{window}; label some first")
+    if calibration_images is not None and len(calibration_images) == 0:
+        raise Invalid("calibration_images", "is empty; pass None to calibrate on the labeled and reference images")
     labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)

@@ -1,0 +1,145 @@
+"""Retraining end to end on both backends: candidate registration, run records, the gate, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+torch = pytest.importorskip("torch")
+
+from shiftwatch.collector import registry  # noqa: E402
+from shiftwatch.collector.models import ModelVersion  # noqa: E402
+from shiftwatch.db import Database  # noqa: E402
+from shiftwatch.errors import Invalid, NotFound  # noqa: E402
+from shiftwatch.retrain import digits  # noqa: E402
+from shiftwatch.retrain.candidate import package, register  # noqa: E402
+from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
+from shiftwatch.retrain.models import Artifact, TrainingRun  # noqa: E402
+from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap, retrain  # noqa: E402
+from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, deterministic, fit  # noqa: E402
+from shiftwatch.retrain.training import GateConfig, LabeledData  # noqa: E402
+from shiftwatch.settings import Settings  # noqa: E402
+
+FAST = RetrainConfig(
+    finetune=TrainConfig(epochs=2, lr=1e-3), compress=CompressConfig(steps=("ptq",)), latency_repeats=3
+)
+
+
+@pytest.fixture(scope="module")
+def trained() -> DigitsCNN:
+    splits = digits.split_digits(0)
+    with deterministic(0):
+        model = DigitsCNN()
+    fit(model, splits.train.images, splits.train.labels, TrainConfig(epochs=3, seed=0))
+    return model
+
+
+@pytest.fixture
+def production(db: Database, settings: Settings, trained: DigitsCNN) -> ModelVersion:
+    """digits v1 in production, with its ONNX artifact and torch weights stored (as bootstrap leaves it)."""
+    splits = digits.split_digits(0)
+    packaged = package(
+        trained, settings, train=(splits.train.images, splits.train.labels),
+        evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
+        train_config=TrainConfig(), compress_config=CompressConfig(steps=()), latency_repeats=3,
+    )  # fmt: skip
+    with db.session() as session:
+        registry.register_model(session, "digits", digits.CLASS_NAMES)
+        return register(session, settings, "digits", packaged, packaged.report, state="production", version="v1")
+
+
+def rotated_samples(n: int = 240) -> LabeledData:
+    """Production drifted: the camera is rotated (severity 3, about 30 degrees)."""
+    splits = digits.split_digits(0)
+    rng = np.random.default_rng(7)
+    index = rng.choice(len(splits.train), size=n, replace=False)
+    images = digits.corrupt(splits.train.images[index], "rotation", 3, rng)
+    ids = tuple(f"00000000-0000-0000-0000-{i:012d}" for i in range(n))
+    return LabeledData(images, splits.train.labels[index], rng.uniform(0, 14, size=n), ids)
+
+
+def count(db: Database, table) -> int:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+@pytest.mark.slow
+def test_retrain_registers_a_candidate_that_recovers_accuracy_on_rotated_inputs(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    labeled = rotated_samples()
+    outcome = retrain(db, settings, "digits", labeled, FAST)
+    assert outcome.status == "succeeded" and outcome.version == "v2"
+    assert outcome.gate is not None and outcome.gate.new_candidate > outcome.gate.new_base + 0.1
+    with db.session() as session:
+        row = registry.get_version(session, "digits", "v2")
+        run = session.get(TrainingRun, outcome.run_id)
+        assert row.state == "candidate" and row.embedding_dim == 64
+        assert row.artifact_sha256 == hashlib.sha256(Path(row.artifact_path).read_bytes()).hexdigest()
+        assert row.input_spec["shape"] == [1, 32, 32]
+        report = row.report
+        assert set(report["latency_ms"]) == {"batch1", "batch32"}
+        assert {"p50_ms", "p99_ms"} <= set(report["latency_ms"]["batch32"])
+        assert report["compression_steps"] == ["ptq"] and report["size_bytes"] == Path(row.artifact_path).stat().st_size
+        assert report["parity"]["ok"] and report["accuracy_old"] > 0.85 and report["accuracy_new"] > report["gate"]["accuracy_new"]["production"]
+        assert hashlib.sha256(Path(report["weights_path"]).read_bytes()).hexdigest() == report["weights_sha256"]
+        assert run is not None and run.status == "succeeded" and run.candidate_version_id == row.id
+        assert run.labeled_snapshot_sha256 == labeled.snapshot_sha256()
+        assert run.hyperparameters["seed"] == 0 and run.duration_s is not None and run.duration_s > 0
+        assert run.data_snapshot["labeled"] == 240 and run.artifact_sha256 == row.artifact_sha256
+        assert session.get(Artifact, row.artifact_sha256) is not None
+
+
+@pytest.mark.slow
+def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    # No candidate gains 90 points; one epoch is enough to find that out.
+    config = replace(FAST, finetune=TrainConfig(epochs=1, lr=1e-3), gate=GateConfig(min_new_gain=0.9))
+    outcome = retrain(db, settings, "digits", rotated_samples(60), config)
+    assert outcome.status == "rejected" and outcome.version is None
+    with db.session() as session:
+        assert [v.version for v in registry.list_versions(session, "digits")] == ["v1"]
+        run = session.get(TrainingRun, outcome.run_id)
+        assert run is not None and run.status == "rejected" and "gains" in (run.error or "")
+
+
+def test_no_labeled_data_is_a_clear_error_and_writes_nothing(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    empty = LabeledData.from_arrays(np.zeros((0, 1, 32, 32), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(Invalid, match="no labeled samples for model 'digits'"):
+        retrain(db, settings, "digits", empty, FAST)
+    assert count(db, TrainingRun) == 0
+
+
+def test_unknown_model_is_not_found_and_writes_nothing(db: Database, settings: Settings) -> None:
+    with pytest.raises(NotFound, match="'nope'"):
+        retrain(db, settings, "nope", rotated_samples(10), FAST)
+    assert count(db, TrainingRun) == 0
+
+
+def test_a_production_version_without_torch_weights_cannot_be_fine_tuned(
+    db: Database, settings: Settings, digits_model: ModelVersion
+) -> None:
+    with pytest.raises(Invalid, match="no torch weights"):
+        retrain(db, settings, "digits", rotated_samples(10), FAST)
+    assert count(db, TrainingRun) == 0
+
+
+@pytest.mark.slow
+def test_bootstrap_registers_the_reference_model_in_production_once(db: Database, settings: Settings) -> None:
+    reference = TrainConfig(epochs=1)
+    first = bootstrap(db, settings, "digits", FAST, reference=reference)
+    assert first.status == "production" and first.version == "v1"
+    with db.session() as session:
+        row = registry.get_version(session, "digits", "v1")
+        assert row.artifact_sha256 == hashlib.sha256(Path(row.artifact_path).read_bytes()).hexdigest()
+        assert count(db, Artifact) == 2  # the ONNX model and the torch weights
+    state = torch.load(first.report["weights_path"], weights_only=True)
+    assert set(state) >= {"conv1.weight", "embed.weight", "head.weight"}
