@@ -144,3 +144,29 @@ def test_bootstrap_registers_the_reference_model_in_production_once(db: Database
         assert count(db, Artifact) == 2  # the ONNX model and the torch weights
     state = torch.load(first.report["weights_path"], weights_only=True)
     assert set(state) >= {"conv1.weight", "embed.weight", "head.weight"}
+
+
+def test_recent_production_inputs_come_back_as_images_for_calibration(
+    db: Database, settings: Settings, digits_model: ModelVersion
+) -> None:
+    from shiftwatch.collector.inputs import InputStore
+    from shiftwatch.collector.records import PredictionRecord
+    from shiftwatch.collector.service import log_predictions
+    from shiftwatch.retrain.labeled import recent_inputs
+
+    images = digits.split_digits(0).test.images[:5]
+    store = InputStore(settings.data_dir)
+    records = [
+        PredictionRecord(
+            model="digits", version="v1", predicted_class=0, confidence=0.9,
+            embedding=np.zeros(64, np.float32), input_ref=store.put(digits.encode_png(image), "png"),
+        )  # fmt: skip
+        for image in images
+    ]
+    records.append(PredictionRecord(model="digits", version="v1", predicted_class=1, confidence=0.5, embedding=np.zeros(64, np.float32)))
+    log_predictions(db, settings, records)
+    with db.session() as session:
+        got = recent_inputs(session, settings, digits_model.id, limit=10)
+    assert got.shape == (5, 1, 32, 32)  # the prediction without a stored input is skipped
+    for image in got:  # each is one of the logged images, up to 8-bit PNG rounding
+        assert min(np.abs(image - original).max() for original in images) < 1 / 255
