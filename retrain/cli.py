@@ -116,7 +116,7 @@ def retrain_command(
     settings, db = _connect()
     with db.session() as session:
         registry.get_model(session, model)
-        base, _ = production_base(session, model)
+        base, _ = production_base(session, settings, model)
         labeled = labeled_data(session, settings, model, since=since_at)
         calibration = recent_inputs(session, settings, base.id)
     config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))

@@ -21,6 +21,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid
+from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
 from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
@@ -60,28 +61,31 @@ class RetrainOutcome:
     report: dict[str, Any]
 
 
-def production_base(session: Session, model_name: str) -> tuple[ModelVersion, Path]:
+def production_base(session: Session, settings: Settings, model_name: str) -> tuple[ModelVersion, Path]:
     """The production version of ``model_name`` and its torch weights file (the fine-tuning start)."""
     production = registry.versions_in_state(session, model_name, "production")
     if not production:
         raise Invalid("model", f"{model_name!r} has no production version to fine-tune from")
     base = production[-1]
     weights = base.report.get("weights_path") if base.report else None
-    if not weights or not Path(weights).is_file():
+    if not weights or not ArtifactStore(settings.data_dir).resolve(weights).is_file():
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
             "(only models trained by `shiftwatch retrain bootstrap` or a previous retrain can be retrained)",
         )
-    return base, Path(weights)
+    return base, ArtifactStore(settings.data_dir).resolve(weights)
 
 
-def _base_accuracy(base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+def _base_accuracy(
+    settings: Settings, base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray
+) -> float:
     """What production scores: its deployed artifact when there is one, else its torch weights."""
     from shiftwatch.retrain.reference_model import accuracy
 
-    if base.artifact_path and Path(base.artifact_path).is_file():
-        return onnx_accuracy(Path(base.artifact_path), images, labels)
+    artifact = ArtifactStore(settings.data_dir).resolve(base.artifact_path) if base.artifact_path else None
+    if artifact is not None and artifact.is_file():
+        return onnx_accuracy(artifact, images, labels)
     return accuracy(base_model, images, labels)
 
 
@@ -118,7 +122,7 @@ def retrain(
     labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
-        base, weights_path = production_base(session, model_name)
+        base, weights_path = production_base(session, settings, model_name)
         base_id = base.id
         run = TrainingRun(
             model_id=model_row.id,
@@ -160,9 +164,9 @@ def retrain(
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]
             result = gate(
-                _base_accuracy(base, base_model, splits.test.images, splits.test.labels),
+                _base_accuracy(settings, base, base_model, splits.test.images, splits.test.labels),
                 onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels),
-                _base_accuracy(base, base_model, labeled_holdout.images, labeled_holdout.labels),
+                _base_accuracy(settings, base, base_model, labeled_holdout.images, labeled_holdout.labels),
                 onnx_accuracy(packaged.onnx.path, labeled_holdout.images, labeled_holdout.labels),
                 config.gate,
             )

@@ -69,11 +69,43 @@ def count(db: Database, table) -> int:  # type: ignore[no-untyped-def]
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
 
 
+def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> None:
+    """Production serves the drifted images through ONNX Runtime, logs them, and the labeling queue gets them labeled."""
+    from shiftwatch.collector.inputs import InputStore
+    from shiftwatch.collector.records import PredictionRecord
+    from shiftwatch.collector.service import log_predictions
+    from shiftwatch.labeling.oracle import label_with_oracle
+    from shiftwatch.labeling.queue import enqueue
+    from shiftwatch.retrain.runtime import OnnxClassifier
+
+    store = InputStore(settings.data_dir)
+    with db.session() as session:
+        v1 = registry.get_version(session, "digits", "v1")
+    out = OnnxClassifier(settings.data_dir / v1.artifact_path).predict(labeled.images)
+    truth, records = {}, []
+    for i, image in enumerate(labeled.images):
+        ref = store.put(digits.encode_png(image), "png")
+        truth[ref] = int(labeled.labels[i])
+        records.append(PredictionRecord(
+            model="digits", version="v1", predicted_class=int(out.predicted_class[i]), confidence=float(out.confidence[i]),
+            embedding=out.embeddings[i], probabilities=out.probabilities[i], input_ref=ref,
+        ))  # fmt: skip
+    log_predictions(db, settings, records)
+    with db.session() as session:
+        enqueue(session, v1.id, [r.id for r in records], "random")
+        assert label_with_oracle(session, "digits", lambda ref: truth[ref]) == len(records)
+
+
 @pytest.mark.slow
-def test_retrain_registers_a_candidate_that_recovers_accuracy_on_rotated_inputs(
+def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
     db: Database, settings: Settings, production: ModelVersion
 ) -> None:
-    labeled = rotated_samples()
+    from shiftwatch.retrain.labeled import labeled_data
+
+    log_and_label(db, settings, rotated_samples())
+    with db.session() as session:
+        labeled = labeled_data(session, settings, "digits")
+    assert len(labeled) == 240 and len(set(labeled.ids)) == 240
     outcome = retrain(db, settings, "digits", labeled, FAST)
     assert outcome.status == "succeeded" and outcome.version == "v2"
     assert outcome.gate is not None and outcome.gate.new_candidate > outcome.gate.new_base + 0.1
@@ -81,14 +113,16 @@ def test_retrain_registers_a_candidate_that_recovers_accuracy_on_rotated_inputs(
         row = registry.get_version(session, "digits", "v2")
         run = session.get(TrainingRun, outcome.run_id)
         assert row.state == "candidate" and row.embedding_dim == 64
-        assert row.artifact_sha256 == hashlib.sha256(Path(row.artifact_path).read_bytes()).hexdigest()
+        artifact = settings.data_dir / row.artifact_path  # registry paths are relative to data_dir
+        assert row.artifact_sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
         assert row.input_spec["shape"] == [1, 32, 32]
         report = row.report
         assert set(report["latency_ms"]) == {"batch1", "batch32"}
         assert {"p50_ms", "p99_ms"} <= set(report["latency_ms"]["batch32"])
-        assert report["compression_steps"] == ["ptq"] and report["size_bytes"] == Path(row.artifact_path).stat().st_size
+        assert report["compression_steps"] == ["ptq"] and report["size_bytes"] == artifact.stat().st_size
         assert report["parity"]["ok"] and report["accuracy_old"] > 0.85 and report["accuracy_new"] > report["gate"]["accuracy_new"]["production"]
-        assert hashlib.sha256(Path(report["weights_path"]).read_bytes()).hexdigest() == report["weights_sha256"]
+        weights = settings.data_dir / report["weights_path"]
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == report["weights_sha256"]
         assert run is not None and run.status == "succeeded" and run.candidate_version_id == row.id
         assert run.labeled_snapshot_sha256 == labeled.snapshot_sha256()
         assert run.hyperparameters["seed"] == 0 and run.duration_s is not None and run.duration_s > 0
@@ -140,9 +174,9 @@ def test_bootstrap_registers_the_reference_model_in_production_once(db: Database
     assert first.status == "production" and first.version == "v1"
     with db.session() as session:
         row = registry.get_version(session, "digits", "v1")
-        assert row.artifact_sha256 == hashlib.sha256(Path(row.artifact_path).read_bytes()).hexdigest()
+        assert row.artifact_sha256 == hashlib.sha256((settings.data_dir / row.artifact_path).read_bytes()).hexdigest()
         assert count(db, Artifact) == 2  # the ONNX model and the torch weights
-    state = torch.load(first.report["weights_path"], weights_only=True)
+    state = torch.load(settings.data_dir / first.report["weights_path"], weights_only=True)
     assert set(state) >= {"conv1.weight", "embed.weight", "head.weight"}
 
 
