@@ -154,11 +154,13 @@ def retrain(
         fit(model, images, labels, train_config, progress=epochs)
         eval_images = np.concatenate([splits.val.images, labeled_holdout.images])
         eval_labels = np.concatenate([splits.val.labels, labeled_holdout.labels])
-        if calibration_images is None:
-            calibration_images = np.concatenate([labeled_train.images, splits.val.images])
+        # PTQ ranges must cover both distributions the gate judges: recent production inputs
+        # (the labeled ones when none are given) and reference images.
+        recent = labeled_train.images if calibration_images is None else calibration_images
+        calibration = np.concatenate([recent, splits.val.images])
         packaged = package(
             model, settings, train=(images, labels), evaluation=(eval_images, eval_labels),
-            calibration=calibration_images, train_config=train_config, compress_config=config.compress,
+            calibration=calibration, train_config=train_config, compress_config=config.compress,
             latency_repeats=config.latency_repeats, progress=progress,
         )  # fmt: skip
         with db.session() as session:
