@@ -4,7 +4,9 @@ One run, one thread for both runtimes, batch 1 and batch 32. Rows are cumulative
 +PTQ (int8 QDQ), +pruning (channels x0.75 + 30% magnitude, fine-tuned), +distillation
 (student at half width; the default artifact `shiftwatch retrain` registers). Timings are
 taken in interleaved rounds (every variant once per round, median over rounds) so that
-load from other processes on a shared machine hits all variants alike.
+load from other processes on a shared machine hits all variants alike; wall time is the
+headline, the calling thread's CPU time is reported beside it (both runtimes compute in
+the calling thread with one intra-op thread).
 Prints a table and writes bench/results/compress.json.
 
     python bench/compress.py [--rounds 7] [--calls 60]
@@ -73,24 +75,30 @@ def main() -> None:
                      "size_bytes": result.path.stat().st_size, "details": result.details})  # fmt: skip
         runners[name] = _ort_runner(result.path)
 
-    medians = {name: {b: [] for b in BATCHES} for name in runners}
+    clocks = {"": time.perf_counter, "cpu_": time.thread_time}
+    medians = {(name, batch, c): [] for name in runners for batch in BATCHES for c in clocks}
     for _ in range(args.rounds):
         for batch in BATCHES:
             x = np.ascontiguousarray(test_x[:batch])
             for name, make in runners.items():
-                medians[name][batch].append(float(np.median(time_calls(make(x), args.calls))))
+                for prefix, clock in clocks.items():
+                    medians[name, batch, prefix].append(float(np.median(time_calls(make(x), args.calls, clock=clock))))
     peer = rows[0]
     for row in rows:
         for batch in BATCHES:
-            row[f"latency_ms_batch{batch}"] = round(float(np.median(medians[row["variant"]][batch])), 4)
-        row["speedup_batch1"] = round(peer["latency_ms_batch1"] / row["latency_ms_batch1"], 2)
-        row["speedup_batch32"] = round(peer["latency_ms_batch32"] / row["latency_ms_batch32"], 2)
+            for prefix in clocks:
+                row[f"{prefix}latency_ms_batch{batch}"] = round(float(np.median(medians[row["variant"], batch, prefix])), 4)
+                row[f"{prefix}speedup_batch{batch}"] = round(
+                    peer[f"{prefix}latency_ms_batch{batch}"] / row[f"{prefix}latency_ms_batch{batch}"], 2
+                )
         row["smaller_x"] = round(peer["size_bytes"] / row["size_bytes"], 2)
         row["accuracy_delta_points"] = round(100 * (row["accuracy"] - peer["accuracy"]), 2)
     default = rows[-1]
+    # Judged on the smaller of the wall-time and CPU-time speedups: on a loaded machine long
+    # calls are preempted more often, which inflates the peer's wall time at batch 32.
     verdict = {
-        "speedup_batch1_ge_5": default["speedup_batch1"] >= 5.0,
-        "speedup_batch32_ge_5": default["speedup_batch32"] >= 5.0,
+        "speedup_batch1_ge_5": min(default["speedup_batch1"], default["cpu_speedup_batch1"]) >= 5.0,
+        "speedup_batch32_ge_5": min(default["speedup_batch32"], default["cpu_speedup_batch32"]) >= 5.0,
         "smaller_ge_3_5": default["smaller_x"] >= 3.5,
         "within_1_point": default["accuracy_delta_points"] >= -1.0,
     }
@@ -102,7 +110,8 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": 1},
         "inputs": {"dataset": "sklearn digits 32x32, test split seed 0", "test_images": int(len(test_y))},
-        "method": {"rounds": args.rounds, "calls_per_round": args.calls, "statistic": "median of per-round medians"},
+        "method": {"rounds": args.rounds, "calls_per_round": args.calls, "statistic": "median of per-round medians",
+                   "clocks": "latency_* wall time (perf_counter); cpu_latency_* calling thread's CPU time (thread_time)"},
         "rows": rows, "default_meets_targets": verdict,
     }, indent=2) + "\n")  # fmt: skip
     console.print(f"wrote {out}")
@@ -135,13 +144,15 @@ def _ort_runner(path: Path):  # type: ignore[no-untyped-def]
 
 def _print(rows: list[dict], verdict: dict[str, bool]) -> None:
     table = Table(title="digits CNN: eager PyTorch fp32 vs ONNX Runtime artifacts (1 thread)")
-    for column in ("variant", "top-1 %", "Δ pts", "size KB", "smaller", "b1 ms", "b1 speedup", "b32 ms", "b32 speedup"):
+    for column in ("variant", "top-1 %", "Δ pts", "size KB", "smaller", "b1 ms", "b1 speedup", "b32 ms", "b32 speedup",
+                   "b1 cpu", "b32 cpu"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for row in rows:
         table.add_row(
             row["variant"], f"{100 * row['accuracy']:.2f}", f"{row['accuracy_delta_points']:+.2f}",
             f"{row['size_bytes'] / 1024:.0f}", f"{row['smaller_x']:.1f}x", f"{row['latency_ms_batch1']:.3f}",
             f"{row['speedup_batch1']:.1f}x", f"{row['latency_ms_batch32']:.3f}", f"{row['speedup_batch32']:.1f}x",
+            f"{row['cpu_speedup_batch1']:.1f}x", f"{row['cpu_speedup_batch32']:.1f}x",
         )  # fmt: skip
     console.print(table)
     console.print("default artifact meets targets: " + ", ".join(f"{k}={v}" for k, v in verdict.items()))

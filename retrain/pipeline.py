@@ -181,7 +181,12 @@ def retrain(
                 "training_run_id": run_id,
                 "base_version": base.version,
             }
-            version_row = register(session, settings, model_name, packaged, report) if result.passed else None
+            if result.passed:
+                version_row = register(session, settings, model_name, packaged, report)
+            else:  # the files stay on record (the run names them), but no version is registered
+                version_row = None
+                for stored in (packaged.onnx, packaged.weights):
+                    ArtifactStore(settings.data_dir).record(session, stored)
             version_name = version_row.version if version_row else None
             version_id = version_row.id if version_row else None
     except BaseException as exc:

@@ -142,6 +142,7 @@ def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered
         assert [v.version for v in registry.list_versions(session, "digits")] == ["v1"]
         run = session.get(TrainingRun, outcome.run_id)
         assert run is not None and run.status == "rejected" and "gains" in (run.error or "")
+        assert session.get(Artifact, run.artifact_sha256) is not None  # its files are on record
 
 
 def test_no_labeled_data_is_a_clear_error_and_writes_nothing(
