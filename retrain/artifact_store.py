@@ -28,7 +28,17 @@ class ArtifactStore:
     """Copy a file in once; the same bytes always land at the same path (writing twice is free)."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.root = (Path(data_dir) / "artifacts").resolve()
+        self.data_dir = Path(data_dir).resolve()
+        self.root = self.data_dir / "artifacts"
+
+    def relative(self, stored: StoredArtifact) -> str:
+        """The path registry rows carry: relative to ``data_dir``, so the data directory can move."""
+        return str(stored.path.relative_to(self.data_dir))
+
+    def resolve(self, registry_path: str) -> Path:
+        """A registry path (absolute, or relative to ``data_dir``) as a file path: the rollout gateway's rule."""
+        path = Path(registry_path)
+        return path if path.is_absolute() else self.data_dir / path
 
     def put(self, source: Path, kind: str) -> StoredArtifact:
         if kind not in KINDS:
@@ -50,14 +60,14 @@ class ArtifactStore:
             raise NotFound(f"artifact {sha256} ({kind}) is not stored under {self.root}")
         return target
 
-    def record(self, session: Session, stored: StoredArtifact, data_dir: Path) -> None:
+    def record(self, session: Session, stored: StoredArtifact) -> None:
         """Add the artifacts row unless it is there already (same bytes, same row)."""
         if session.get(Artifact, stored.sha256) is None:
             session.add(
                 Artifact(
                     sha256=stored.sha256,
                     kind=stored.kind,
-                    path=str(stored.path.relative_to(Path(data_dir).resolve())),
+                    path=self.relative(stored),
                     size_bytes=stored.size_bytes,
                 )
             )

@@ -78,7 +78,7 @@ def package(
         "compression": result.details,
         "parity": result.parity.as_dict(),
         "quantized_parity": result.quantized_parity.as_dict() if result.quantized_parity else None,
-        "weights_path": str(weights.path),
+        "weights_path": store.relative(weights),
         "weights_sha256": weights.sha256,
         "runtime": "onnxruntime",
     }
@@ -106,14 +106,14 @@ def register(
 ) -> ModelVersion:
     """Record the artifact rows and register the version (``candidate`` unless told otherwise)."""
     store = ArtifactStore(settings.data_dir)
-    store.record(session, packaged.onnx, settings.data_dir)
-    store.record(session, packaged.weights, settings.data_dir)
+    store.record(session, packaged.onnx)
+    store.record(session, packaged.weights)
     return registry.register_version(
         session,
         model_name,
         version or next_version_name(session, model_name),
         embedding_dim=int(packaged.compression.model.embedding_dim),
-        artifact_path=str(packaged.onnx.path),
+        artifact_path=store.relative(packaged.onnx),
         artifact_sha256=packaged.onnx.sha256,
         input_spec=dict(INPUT_SPEC),
         state=state,

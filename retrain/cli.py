@@ -96,6 +96,8 @@ def retrain_command(
     since: str | None = typer.Option(None, help="only samples labeled from this time: ISO date/time or 7d, 12h, 30m"),
     compress: str = typer.Option("distill,prune,ptq", help="comma-separated steps: distill, prune, qat, ptq, or none"),
     seed: int = typer.Option(0, help="seed of the data split, initialisation and batch order"),
+    max_old_drop: float = typer.Option(1.0, min=0.0, help="gate: top-1 points the candidate may lose on reference data"),
+    min_new_gain: float = typer.Option(0.0, min=0.0, help="gate: top-1 points it must gain on held-out production data"),
 ) -> None:
     """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
     if ctx.invoked_subcommand is not None:
@@ -112,14 +114,19 @@ def retrain_command(
     from shiftwatch.collector import registry
     from shiftwatch.retrain.labeled import labeled_data, recent_inputs
     from shiftwatch.retrain.pipeline import RetrainConfig, production_base, retrain
+    from shiftwatch.retrain.training import GateConfig
 
     settings, db = _connect()
     with db.session() as session:
         registry.get_model(session, model)
-        base, _ = production_base(session, model)
+        base, _ = production_base(session, settings, model)
         labeled = labeled_data(session, settings, model, since=since_at)
         calibration = recent_inputs(session, settings, base.id)
-    config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
+    config = RetrainConfig(
+        seed=seed,
+        compress=replace(CompressConfig(), steps=steps),
+        gate=GateConfig(max_old_drop=max_old_drop / 100, min_new_gain=min_new_gain / 100),
+    )
     with _progress() as progress:
         outcome = retrain(
             db, settings, model, labeled, config, since=since_at,

@@ -25,12 +25,9 @@ from shiftwatch.retrain.runtime import OnnxClassifier
 
 STEPS = ("distill", "prune", "qat", "ptq")  # run order
 DEFAULT_STEPS = ("distill", "prune", "ptq")
-# int8 rounding moves the digits CNN's logits by up to ~15% of their largest magnitude
-# (measured: 4.1 of 30); a graph with wrong weights or scales moves them by far more, and
-# breaks top-1 agreement, which must stay high.
-QUANTIZED_ATOL = 0.5
-QUANTIZED_RTOL = 0.25
-QUANTIZED_MIN_AGREEMENT = 0.95
+# int8 artifacts are judged on their answers: at least 97% the same top-1 as the fp32 torch
+# model they were quantized from (a graph with wrong weights or scales falls far below).
+QUANTIZED_MIN_AGREEMENT = 0.97
 
 StepProgress = Callable[[str, int, int], None]  # (step, done, total)
 
@@ -143,7 +140,7 @@ def compress(
             )
         applied.append("ptq")
         quantized_parity = check_parity(
-            current, int8_path, eval_images, atol=QUANTIZED_ATOL, rtol=QUANTIZED_RTOL, min_agreement=QUANTIZED_MIN_AGREEMENT
+            current, int8_path, eval_images, atol=None, min_agreement=QUANTIZED_MIN_AGREEMENT
         )
         result_path = int8_path
         report("ptq", 1, 1)

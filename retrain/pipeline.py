@@ -21,6 +21,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid
+from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
 from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
@@ -60,28 +61,31 @@ class RetrainOutcome:
     report: dict[str, Any]
 
 
-def production_base(session: Session, model_name: str) -> tuple[ModelVersion, Path]:
+def production_base(session: Session, settings: Settings, model_name: str) -> tuple[ModelVersion, Path]:
     """The production version of ``model_name`` and its torch weights file (the fine-tuning start)."""
     production = registry.versions_in_state(session, model_name, "production")
     if not production:
         raise Invalid("model", f"{model_name!r} has no production version to fine-tune from")
     base = production[-1]
     weights = base.report.get("weights_path") if base.report else None
-    if not weights or not Path(weights).is_file():
+    if not weights or not ArtifactStore(settings.data_dir).resolve(weights).is_file():
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
             "(only models trained by `shiftwatch retrain bootstrap` or a previous retrain can be retrained)",
         )
-    return base, Path(weights)
+    return base, ArtifactStore(settings.data_dir).resolve(weights)
 
 
-def _base_accuracy(base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+def _base_accuracy(
+    settings: Settings, base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray
+) -> float:
     """What production scores: its deployed artifact when there is one, else its torch weights."""
     from shiftwatch.retrain.reference_model import accuracy
 
-    if base.artifact_path and Path(base.artifact_path).is_file():
-        return onnx_accuracy(Path(base.artifact_path), images, labels)
+    artifact = ArtifactStore(settings.data_dir).resolve(base.artifact_path) if base.artifact_path else None
+    if artifact is not None and artifact.is_file():
+        return onnx_accuracy(artifact, images, labels)
     return accuracy(base_model, images, labels)
 
 
@@ -113,10 +117,12 @@ def retrain(
     if len(labeled) == 0:
         window = f" since {since.isoformat()}" if since else ""
         raise Invalid("labeled", f"no labeled samples for model {model_name!r}{window}; label some first")
+    if calibration_images is not None and len(calibration_images) == 0:
+        raise Invalid("calibration_images", "is empty; pass None to calibrate on the labeled and reference images")
     labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
-        base, weights_path = production_base(session, model_name)
+        base, weights_path = production_base(session, settings, model_name)
         base_id = base.id
         run = TrainingRun(
             model_id=model_row.id,
@@ -148,19 +154,21 @@ def retrain(
         fit(model, images, labels, train_config, progress=epochs)
         eval_images = np.concatenate([splits.val.images, labeled_holdout.images])
         eval_labels = np.concatenate([splits.val.labels, labeled_holdout.labels])
-        if calibration_images is None:
-            calibration_images = np.concatenate([labeled_train.images, splits.val.images])
+        # PTQ ranges must cover both distributions the gate judges: recent production inputs
+        # (the labeled ones when none are given) and reference images.
+        recent = labeled_train.images if calibration_images is None else calibration_images
+        calibration = np.concatenate([recent, splits.val.images])
         packaged = package(
             model, settings, train=(images, labels), evaluation=(eval_images, eval_labels),
-            calibration=calibration_images, train_config=train_config, compress_config=config.compress,
+            calibration=calibration, train_config=train_config, compress_config=config.compress,
             latency_repeats=config.latency_repeats, progress=progress,
         )  # fmt: skip
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]
             result = gate(
-                _base_accuracy(base, base_model, splits.test.images, splits.test.labels),
+                _base_accuracy(settings, base, base_model, splits.test.images, splits.test.labels),
                 onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels),
-                _base_accuracy(base, base_model, labeled_holdout.images, labeled_holdout.labels),
+                _base_accuracy(settings, base, base_model, labeled_holdout.images, labeled_holdout.labels),
                 onnx_accuracy(packaged.onnx.path, labeled_holdout.images, labeled_holdout.labels),
                 config.gate,
             )
@@ -173,7 +181,12 @@ def retrain(
                 "training_run_id": run_id,
                 "base_version": base.version,
             }
-            version_row = register(session, settings, model_name, packaged, report) if result.passed else None
+            if result.passed:
+                version_row = register(session, settings, model_name, packaged, report)
+            else:  # the files stay on record (the run names them), but no version is registered
+                version_row = None
+                for stored in (packaged.onnx, packaged.weights):
+                    ArtifactStore(settings.data_dir).record(session, stored)
             version_name = version_row.version if version_row else None
             version_id = version_row.id if version_row else None
     except BaseException as exc:

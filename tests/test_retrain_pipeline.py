@@ -1,0 +1,206 @@
+"""Retraining end to end on both backends: candidate registration, run records, the gate, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+torch = pytest.importorskip("torch")
+
+from shiftwatch.collector import registry  # noqa: E402
+from shiftwatch.collector.models import ModelVersion  # noqa: E402
+from shiftwatch.db import Database  # noqa: E402
+from shiftwatch.errors import Invalid, NotFound  # noqa: E402
+from shiftwatch.retrain import digits  # noqa: E402
+from shiftwatch.retrain.candidate import package, register  # noqa: E402
+from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
+from shiftwatch.retrain.models import Artifact, TrainingRun  # noqa: E402
+from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap, retrain  # noqa: E402
+from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, deterministic, fit  # noqa: E402
+from shiftwatch.retrain.training import GateConfig, LabeledData  # noqa: E402
+from shiftwatch.settings import Settings  # noqa: E402
+
+FAST = RetrainConfig(
+    finetune=TrainConfig(epochs=2, lr=1e-3), compress=CompressConfig(steps=("ptq",)), latency_repeats=3
+)
+
+
+@pytest.fixture(scope="module")
+def trained() -> DigitsCNN:
+    """A production model half the reference width: retraining is architecture-agnostic, and 4x cheaper here."""
+    splits = digits.split_digits(0)
+    with deterministic(0):
+        model = DigitsCNN((16, 32, 64))
+    fit(model, splits.train.images, splits.train.labels, TrainConfig(epochs=4, seed=0))
+    return model
+
+
+@pytest.fixture
+def production(db: Database, settings: Settings, trained: DigitsCNN) -> ModelVersion:
+    """digits v1 in production, with its ONNX artifact and torch weights stored (as bootstrap leaves it)."""
+    splits = digits.split_digits(0)
+    packaged = package(
+        trained, settings, train=(splits.train.images, splits.train.labels),
+        evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
+        train_config=TrainConfig(), compress_config=CompressConfig(steps=()), latency_repeats=3,
+    )  # fmt: skip
+    with db.session() as session:
+        registry.register_model(session, "digits", digits.CLASS_NAMES)
+        return register(session, settings, "digits", packaged, packaged.report, state="production", version="v1")
+
+
+def rotated_samples(n: int = 240) -> LabeledData:
+    """Production drifted: the camera is rotated (severity 3, about 30 degrees)."""
+    splits = digits.split_digits(0)
+    rng = np.random.default_rng(7)
+    index = rng.choice(len(splits.train), size=n, replace=False)
+    images = digits.corrupt(splits.train.images[index], "rotation", 3, rng)
+    ids = tuple(f"00000000-0000-0000-0000-{i:012d}" for i in range(n))
+    return LabeledData(images, splits.train.labels[index], rng.uniform(0, 14, size=n), ids)
+
+
+def count(db: Database, table) -> int:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> None:
+    """Production serves the drifted images through ONNX Runtime, logs them, and the labeling queue gets them labeled."""
+    from shiftwatch.collector.inputs import InputStore
+    from shiftwatch.collector.records import PredictionRecord
+    from shiftwatch.collector.service import log_predictions
+    from shiftwatch.labeling.oracle import label_with_oracle
+    from shiftwatch.labeling.queue import enqueue
+    from shiftwatch.retrain.runtime import OnnxClassifier
+
+    store = InputStore(settings.data_dir)
+    with db.session() as session:
+        v1 = registry.get_version(session, "digits", "v1")
+    out = OnnxClassifier(settings.data_dir / v1.artifact_path).predict(labeled.images)
+    truth, records = {}, []
+    for i, image in enumerate(labeled.images):
+        ref = store.put(digits.encode_png(image), "png")
+        truth[ref] = int(labeled.labels[i])
+        records.append(PredictionRecord(
+            model="digits", version="v1", predicted_class=int(out.predicted_class[i]), confidence=float(out.confidence[i]),
+            embedding=out.embeddings[i], probabilities=out.probabilities[i], input_ref=ref,
+        ))  # fmt: skip
+    log_predictions(db, settings, records)
+    with db.session() as session:
+        enqueue(session, v1.id, [r.id for r in records], "random")
+        assert label_with_oracle(session, "digits", lambda ref: truth[ref]) == len(records)
+
+
+@pytest.mark.slow
+def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    from shiftwatch.retrain.labeled import labeled_data
+
+    log_and_label(db, settings, rotated_samples())
+    with db.session() as session:
+        labeled = labeled_data(session, settings, "digits")
+    assert len(labeled) == 240 and len(set(labeled.ids)) == 240
+    outcome = retrain(db, settings, "digits", labeled, FAST)
+    assert outcome.status == "succeeded" and outcome.version == "v2"
+    assert outcome.gate is not None and outcome.gate.new_candidate > outcome.gate.new_base + 0.1
+    with db.session() as session:
+        row = registry.get_version(session, "digits", "v2")
+        run = session.get(TrainingRun, outcome.run_id)
+        assert row.state == "candidate" and row.embedding_dim == 64
+        artifact = settings.data_dir / row.artifact_path  # registry paths are relative to data_dir
+        assert row.artifact_sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()
+        assert row.input_spec["shape"] == [1, 32, 32]
+        report = row.report
+        assert set(report["latency_ms"]) == {"batch1", "batch32"}
+        assert {"p50_ms", "p99_ms"} <= set(report["latency_ms"]["batch32"])
+        assert report["compression_steps"] == ["ptq"] and report["size_bytes"] == artifact.stat().st_size
+        assert report["parity"]["ok"] and report["accuracy_old"] > 0.85 and report["accuracy_new"] > report["gate"]["accuracy_new"]["production"]
+        weights = settings.data_dir / report["weights_path"]
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == report["weights_sha256"]
+        assert run is not None and run.status == "succeeded" and run.candidate_version_id == row.id
+        assert run.labeled_snapshot_sha256 == labeled.snapshot_sha256()
+        assert run.hyperparameters["seed"] == 0 and run.duration_s is not None and run.duration_s > 0
+        assert run.data_snapshot["labeled"] == 240 and run.artifact_sha256 == row.artifact_sha256
+        assert session.get(Artifact, row.artifact_sha256) is not None
+
+
+@pytest.mark.slow
+def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    # No candidate gains 90 points; one epoch is enough to find that out.
+    config = replace(FAST, finetune=TrainConfig(epochs=1, lr=1e-3), gate=GateConfig(min_new_gain=0.9))
+    outcome = retrain(db, settings, "digits", rotated_samples(60), config)
+    assert outcome.status == "rejected" and outcome.version is None
+    with db.session() as session:
+        assert [v.version for v in registry.list_versions(session, "digits")] == ["v1"]
+        run = session.get(TrainingRun, outcome.run_id)
+        assert run is not None and run.status == "rejected" and "gains" in (run.error or "")
+        assert session.get(Artifact, run.artifact_sha256) is not None  # its files are on record
+
+
+def test_no_labeled_data_is_a_clear_error_and_writes_nothing(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    empty = LabeledData.from_arrays(np.zeros((0, 1, 32, 32), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(Invalid, match="no labeled samples for model 'digits'"):
+        retrain(db, settings, "digits", empty, FAST)
+    assert count(db, TrainingRun) == 0
+
+
+def test_unknown_model_is_not_found_and_writes_nothing(db: Database, settings: Settings) -> None:
+    with pytest.raises(NotFound, match="'nope'"):
+        retrain(db, settings, "nope", rotated_samples(10), FAST)
+    assert count(db, TrainingRun) == 0
+
+
+def test_a_production_version_without_torch_weights_cannot_be_fine_tuned(
+    db: Database, settings: Settings, digits_model: ModelVersion
+) -> None:
+    with pytest.raises(Invalid, match="no torch weights"):
+        retrain(db, settings, "digits", rotated_samples(10), FAST)
+    assert count(db, TrainingRun) == 0
+
+
+@pytest.mark.slow
+def test_bootstrap_registers_the_reference_model_in_production_once(db: Database, settings: Settings) -> None:
+    reference = TrainConfig(epochs=1)
+    first = bootstrap(db, settings, "digits", FAST, reference=reference)
+    assert first.status == "production" and first.version == "v1"
+    with db.session() as session:
+        row = registry.get_version(session, "digits", "v1")
+        assert row.artifact_sha256 == hashlib.sha256((settings.data_dir / row.artifact_path).read_bytes()).hexdigest()
+        assert count(db, Artifact) == 2  # the ONNX model and the torch weights
+    state = torch.load(settings.data_dir / first.report["weights_path"], weights_only=True)
+    assert set(state) >= {"conv1.weight", "embed.weight", "head.weight"}
+
+
+def test_recent_production_inputs_come_back_as_images_for_calibration(
+    db: Database, settings: Settings, digits_model: ModelVersion
+) -> None:
+    from shiftwatch.collector.inputs import InputStore
+    from shiftwatch.collector.records import PredictionRecord
+    from shiftwatch.collector.service import log_predictions
+    from shiftwatch.retrain.labeled import recent_inputs
+
+    images = digits.split_digits(0).test.images[:5]
+    store = InputStore(settings.data_dir)
+    records = [
+        PredictionRecord(
+            model="digits", version="v1", predicted_class=0, confidence=0.9,
+            embedding=np.zeros(64, np.float32), input_ref=store.put(digits.encode_png(image), "png"),
+        )  # fmt: skip
+        for image in images
+    ]
+    records.append(PredictionRecord(model="digits", version="v1", predicted_class=1, confidence=0.5, embedding=np.zeros(64, np.float32)))
+    log_predictions(db, settings, records)
+    with db.session() as session:
+        got = recent_inputs(session, settings, digits_model.id, limit=10)
+    assert got.shape == (5, 1, 32, 32)  # the prediction without a stored input is skipped
+    for image in got:  # each is one of the logged images, up to 8-bit PNG rounding
+        assert min(np.abs(image - original).max() for original in images) < 1 / 255
