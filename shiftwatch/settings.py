@@ -52,6 +52,21 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: list[str] = Field(default_factory=list)
+    # Per-endpoint HMAC secrets for alert webhooks, as JSON {"<url as listed>": "<secret>"}; a listed
+    # endpoint without one gets unsigned requests (fine for Slack, whose URL is the secret).
+    alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
+    # How often the detector job wakes up; each config runs when its own schedule_seconds have passed.
+    detector_tick_seconds: int = Field(60, ge=1)
+    # Serving gateway (rollout): concurrent requests gathered into one ONNX Runtime call, up to this
+    # many images or this long a wait (1 = no batching). 32 / 5 ms: see bench/gateway.py.
+    gateway_max_batch_size: int = Field(32, ge=1, le=1024)
+    gateway_max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    # ONNX Runtime intra-op threads per loaded model version.
+    gateway_ort_threads: int = Field(1, ge=1, le=64)
+    # How often the gateway re-reads which versions serve which route (new ones load in the background).
+    gateway_refresh_seconds: float = Field(1.0, gt=0)
+    # How often the rollout controller judges shadow and canary evidence.
+    rollout_tick_seconds: float = Field(30.0, gt=0)
     # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
     # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
     auth_required: bool = False
