@@ -38,5 +38,6 @@ def as_flagged_item(item: Any) -> FlaggedItem:
     prediction_id = field("prediction_id")
     if not isinstance(prediction_id, uuid.UUID):
         prediction_id = uuid.UUID(str(prediction_id))
-    method = field("method") or field("detector") or "detector"
+    # detectors.flagged.Flagged names its method ``reason`` (e.g. "mmd_witness").
+    method = field("method") or field("detector") or field("reason") or "detector"
     return FlaggedItem(prediction_id=prediction_id, score=float(field("score", 1.0)), method=str(method))

@@ -332,13 +332,13 @@ def _plan(
         for i in usable
         if not np.isnan(uncertain_priority[i])
     ]
-    informative += _flagged_candidates(session, version_id, win, flags, queued)
+    informative += _flagged_candidates(session, version_id, flags)
     return selection.plan_batch(informative, everyone, budget, rng=rng, existing=_existing_centers(session, version_id))
 
 
-def _flagged_candidates(
-    session: Session, version_id: int, win: Window, flags: list[FlaggedItem], queued: set[uuid.UUID]
-) -> list[Candidate]:
+def _flagged_candidates(session: Session, version_id: int, flags: list[FlaggedItem]) -> list[Candidate]:
+    # A flag may name a prediction outside this window, so its queue check is its own.
+    queued = _already_queued(session, [f.prediction_id for f in flags])
     flags = [f for f in flags if f.prediction_id not in queued]
     if not flags:
         return []

@@ -9,7 +9,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
 
-from shiftwatch.auth import Principal, require
+from shiftwatch.auth import Principal, current_principal, require
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import get_db, get_settings
@@ -39,13 +39,32 @@ def webhook(
     return SyncOut(**asdict(sync.apply_webhook(db, body.model_dump(exclude_none=True))))
 
 
+def signed_link_or_read(
+    request: Request,
+    name: str,
+    expires: int | None = None,
+    signature: str | None = None,
+    settings: Settings = Depends(get_settings),
+) -> str:
+    """An annotator's browser cannot send our bearer token: a valid signed link stands in for the ``read`` scope."""
+    if expires is None and signature is None:
+        principal = current_principal(request)
+        if "read" not in principal.scopes:
+            raise Forbidden("this needs the 'read' scope")
+        return principal.name
+    if expires is None or signature is None or not link_is_valid(settings, name, expires, signature):
+        raise Forbidden("this image link is invalid or has expired")
+    return "signed-link"
+
+
+signed_link_or_read.required_scope = "read"  # type: ignore[attr-defined]  # read by the route-table test
+
+
 @router.get(INPUTS_ROUTE.removeprefix("/v1") + "/{name}", response_class=FileResponse)
 def signed_input(
-    name: str, expires: int = Query(...), signature: str = Query(...), settings: Settings = Depends(get_settings)
+    name: str, settings: Settings = Depends(get_settings), _: str = Depends(signed_link_or_read)
 ) -> FileResponse:
-    """A stored input by signed link (what Label Studio shows annotators); the signature is the credential."""
-    if not link_is_valid(settings, name, expires, signature):
-        raise Forbidden("this image link is invalid or has expired")
+    """A stored input by signed link (what Label Studio shows annotators), or with a ``read`` token."""
     store = InputStore(settings.data_dir)
     ref = f"inputs/{name}"
     return FileResponse(store.path(ref), media_type=store.media_type(ref))

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 
 PINNED_VERSION = "1.23.2"
-# First start migrates a fresh SQLite database: ~45-60 s measured on a busy 2-core machine.
-START_TIMEOUT_S = 240.0
+# First start migrates a fresh SQLite database: 45-160 s measured on a shared, overloaded 2-core machine.
+START_TIMEOUT_S = 300.0
 
 
 def free_port() -> int:

@@ -165,3 +165,24 @@ def test_random_slice_is_a_uniform_sample_of_the_window():
         draws += len(drawn)
     assert draws == 400 * 2
     assert 0.07 < hits / draws < 0.13
+
+
+def test_detector_flags_are_read_in_the_detectors_record_shape():
+    from dataclasses import make_dataclass
+
+    from shiftwatch.labeling.flags import as_flagged_item
+
+    Flagged = make_dataclass("Flagged", ["id", "prediction_id", "score", "reason"])  # detectors.flagged.Flagged's fields
+    pid = uuid.uuid4()
+    assert as_flagged_item(Flagged(1, pid, 0.7, "mmd_witness")) == FlaggedItem(pid, 0.7, "mmd_witness")
+    assert as_flagged_item({"prediction_id": str(pid), "score": 2}) == FlaggedItem(pid, 2.0, "detector")
+
+
+def test_the_labeling_job_queues_a_batch_without_label_studio(db, settings, digits_model):
+    from shiftwatch.labeling.job import LabelingJob
+
+    rng = np.random.default_rng(11)
+    log(db, settings, np.stack([probs_with_margin(5, 0.1)] * 4), rng.normal(size=(4, 64)), ts=NOW)
+    job = LabelingJob(db, settings.model_copy(update={"labeling_sync_interval_s": 600}))
+    job()
+    assert len(_tasks(db)) == 4 and job.last_run is not None

@@ -133,14 +133,21 @@ def test_webhook_with_a_wrong_secret_is_refused_and_changes_nothing(db, api, rec
     assert api.post("/v1/labeling/webhook", json=HOOKS["events"][0]["body"]).status_code == 401
 
 
-def test_signed_image_link_is_the_credential_and_expires(api, settings):
+def test_signed_image_link_is_the_credential_and_expires(db, settings):
+    from fastapi.testclient import TestClient
+
+    from shiftwatch.app import create_app
+
+    settings = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
     png = b"\x89PNG\r\n\x1a\n" + b"fake image bytes"
     ref = InputStore(settings.data_dir).put(png, "png")
     link = input_link(settings, ref).removeprefix(settings.public_url)
-    assert api.get(link).content == png
-    assert api.get(link[:-4] + "0000").status_code == 403
-    expired = input_link(settings, ref, now=time.time() - settings.labeling_link_ttl_s - 1)
-    assert api.get(expired.removeprefix(settings.public_url)).status_code == 403
+    with TestClient(create_app(settings, db)) as api:
+        assert api.get(link).content == png  # no bearer token: the signature is the credential
+        assert api.get(link[:-4] + "0000").status_code == 403
+        expired = input_link(settings, ref, now=time.time() - settings.labeling_link_ttl_s - 1)
+        assert api.get(expired.removeprefix(settings.public_url)).status_code == 403
+        assert api.get(link.split("?")[0]).status_code == 401  # no link, no token
 
 
 def test_oracle_labels_are_marked_and_feed_the_training_query(db, settings, digits_model):
@@ -165,6 +172,7 @@ def test_oracle_labels_are_marked_and_feed_the_training_query(db, settings, digi
     assert outcomes.accuracy(unbiased=True) == 1.0 and outcomes.accuracy(unbiased=False) == pytest.approx(4 / 6)
 
 
+@pytest.mark.slow  # two CLI processes: 3-15 s of imports on a busy machine
 def test_cli_push_without_label_studio_exits_2_with_the_reason(db_url, tmp_path, digits_model):
     env = {**os.environ, "SHIFTWATCH_DATABASE_URL": db_url, "SHIFTWATCH_DATA_DIR": str(tmp_path)}
     env.pop("SHIFTWATCH_LABEL_STUDIO_URL", None)
