@@ -85,6 +85,13 @@ class Answer:
     batch_size: int
 
 
+def _lower_thread_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per-thread nice value
+    except (AttributeError, OSError):
+        pass  # other platforms: same priority, still off the response path
+
+
 def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.ndarray], BatchOutput]:
     def run(images: np.ndarray) -> BatchOutput:
         output = classifier.run(images)
@@ -100,10 +107,14 @@ class Gateway:
         self.db = db
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="ort")
+        # Shadow copies run ORT in their own low-priority thread: on a busy host the production
+        # path's threads win the CPU (ORT releases the GIL, so the nice value is what counts).
+        self.shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-shadow",
+                                                  initializer=_lower_thread_priority)
         self.writer = PredictionLogWriter(db, settings)
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}
-        self._loaded: dict[int, ServedVersion] = {}
+        self._loaded: dict[tuple[int, bool], ServedVersion] = {}  # (version id, as shadow) -> loaded
         self._refused: dict[int, str] = {}  # version id -> why its artifact was refused (not retried)
         self._load_lock = threading.Lock()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
@@ -129,12 +140,12 @@ class Gateway:
                     select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary")))
                 )
                 candidate = session.get(ModelVersion, rollout.candidate_version_id) if rollout else None
-            served = self._load(model, production)
+            served = self._load(model, production, shadow=False)
             if served is None:
                 raise Unavailable(f"production version of {model_name!r} cannot be served: {self._refused[production.id]}")
             table = RouteTable(production=served)
             if rollout is not None and candidate is not None:
-                served_candidate = self._load(model, candidate)
+                served_candidate = self._load(model, candidate, shadow=rollout.state == "shadow")
                 if served_candidate is not None:
                     steps = rollout.plan.get("canary_steps", [0.0])
                     table = RouteTable(
@@ -147,9 +158,9 @@ class Gateway:
             self._tables[model_name] = table  # one assignment: requests see the old or the new table, whole
             return table
 
-    def _load(self, model: Model, row: ModelVersion) -> ServedVersion | None:
-        if row.id in self._loaded:
-            return self._loaded[row.id]
+    def _load(self, model: Model, row: ModelVersion, *, shadow: bool) -> ServedVersion | None:
+        if (row.id, shadow) in self._loaded:
+            return self._loaded[(row.id, shadow)]
         if row.id in self._refused:
             return None
         try:
@@ -172,10 +183,10 @@ class Gateway:
                 _probabilities_and_embeddings(classifier),
                 max_batch_size=self.settings.gateway_max_batch_size,
                 max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
-                executor=self.executor,
+                executor=self.shadow_executor if shadow else self.executor,
             ),
         )
-        self._loaded[row.id] = served
+        self._loaded[(row.id, shadow)] = served
         return served
 
     def _refresh_loop(self) -> None:
@@ -316,3 +327,4 @@ class Gateway:
             served.batcher.close()
         self.writer.close()
         self.executor.shutdown(wait=True)
+        self.shadow_executor.shutdown(wait=True)
