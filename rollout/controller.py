@@ -178,10 +178,7 @@ def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: l
     fresh = [d for d in disagreements if cursor is None or d.ts.isoformat() > cursor]
     if not fresh:
         return 0
-    handoff.send_disagreements(
-        session, rollout.candidate_version_id, [d.to_item() for d in fresh], "shadow disagrees with production"
-    )
-    return len(fresh)
+    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh])
 
 
 def evaluate(
