@@ -145,10 +145,10 @@ def start_rollout(
     )
     if active is not None:
         raise Conflict(f"rollout {active.id} of {model!r} is still {active.state}; finish it first")
-    if not candidate.artifact_path:
-        raise Invalid("version", f"{version!r} has no artifact to serve")
-    # Refuse a swapped or corrupted file now, before any traffic (raises Conflict on a sha256 mismatch).
-    load_verified(artifact_file(settings, candidate.artifact_path), candidate.artifact_sha256)
+    if candidate.artifact_path:
+        # Refuse a swapped or corrupted file now, before any traffic (raises Conflict on a sha256 mismatch).
+        load_verified(artifact_file(settings, candidate.artifact_path), candidate.artifact_sha256)
+    # No artifact: the team serves elsewhere and logs both versions through the SDK; only the comparisons run here.
     now = utcnow()
     rollout = Rollout(
         model_id=candidate.model_id,
