@@ -101,9 +101,12 @@ def png_payloads(n: int) -> list[bytes]:
     return payloads
 
 
+HEALTH = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+
+
 async def client(port: int, payloads: list[bytes], stop_at: float, record_from: float, latencies: list[float],
-                 budget: list[int], worker: int) -> None:
-    """One closed-loop client on one keep-alive connection."""
+                 budget: list[int], worker: int, health_only: bool = False) -> None:
+    """One closed-loop client on one keep-alive connection (``health_only``: the HTTP floor, no model)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = worker
     try:
@@ -114,6 +117,8 @@ async def client(port: int, payloads: list[bytes], stop_at: float, record_from: 
                 f"POST /v1/models/digits/predict HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: image/png\r\n"
                 f"x-client-key: client-{worker}\r\ncontent-length: {len(body)}\r\n\r\n"
             ).encode() + body
+            if health_only:
+                request = HEALTH
             started = time.perf_counter()
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -128,13 +133,13 @@ async def client(port: int, payloads: list[bytes], stop_at: float, record_from: 
         writer.close()
 
 
-async def level(port: int, payloads: list[bytes], concurrency: int) -> dict:
+async def level(port: int, payloads: list[bytes], concurrency: int, health_only: bool = False) -> dict:
     now = time.perf_counter()
     record_from = now + WARMUP_SECONDS
     latencies: list[float] = []
     budget = [MAX_REQUESTS]
-    await asyncio.gather(*[client(port, payloads, record_from + MAX_SECONDS, record_from, latencies, budget, w)
-                           for w in range(concurrency)])
+    await asyncio.gather(*[client(port, payloads, record_from + MAX_SECONDS, record_from, latencies, budget, w,
+                                  health_only) for w in range(concurrency)])
     return {"latencies": np.asarray(latencies), "seconds": time.perf_counter() - record_from}
 
 
@@ -212,6 +217,7 @@ def main() -> None:
     if args.command == "serve":
         serve(args.port)
         return
+    load_at_start = list(os.getloadavg())
     payloads = png_payloads(256)
     base_port = 18000 + os.getpid() % 1000
     modes = (("unbatched", 1, False), ("batched", 32, False), ("shadow", 32, True))
@@ -228,6 +234,8 @@ def main() -> None:
                     for server in servers:
                         row = asyncio.run(level(server.port, payloads, concurrency))
                         measured.setdefault((server.name, concurrency), []).append(row)
+                # The same server answering GET /health: what HTTP alone costs, with no model at all.
+                measured.setdefault(("http_floor", 32), []).append(asyncio.run(level(servers[1].port, payloads, 32, True)))
                 print(f"round {round_no + 1}/{args.rounds} done", flush=True)
             stats = {server.name: server.stats() for server in servers}
         finally:
@@ -250,15 +258,19 @@ def main() -> None:
     }
     print("\nbatched / unbatched throughput: " + ", ".join(
         f"c={c}: {summary[f'c{c}']['throughput_ratio_batched_vs_unbatched']:.2f}x" for c in CONCURRENCY))
+    floor = pooled(measured[("http_floor", 32)])
+    print(f"HTTP floor (GET /health, c=32, same server): {floor['throughput_rps']:.0f} req/s")
     print("shadow added p99: " + ", ".join(f"c={c}: {summary[f'c{c}']['shadow_added_p99_ms']:+.2f} ms" for c in CONCURRENCY))
     result = {
         "model": "retrain DigitsCNN (reference architecture, fp32 ONNX, untrained weights: same compute; "
                  "compression not on main yet)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "shared 2-core host, load generator on the same host"},
+                    "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg()),
+                    "note": "shared host (other jobs running), load generator on the same host"},
         "settings": {"max_batch_size": 32, "max_wait_ms": 5, "ort_threads": 1, "database": "sqlite"},
         "bounds": {"rounds": args.rounds, "max_requests_per_level": MAX_REQUESTS, "max_seconds_per_level": MAX_SECONDS},
         "ort_only_ms_per_image": ort_per_image(),
+        "http_floor_health_c32": pooled(measured[("http_floor", 32)]),
         "results": {name: {f"c{c}": table[name][c] for c in CONCURRENCY} for name, _, _ in modes},
         "batch_sizes": {name: stats[name]["batch_sizes"] for name, _, _ in modes},
         "shadow_dropped": stats["shadow"]["shadow_dropped"],

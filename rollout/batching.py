@@ -52,6 +52,7 @@ class DynamicBatcher:
         self.active = 0  # requests inside the gateway for this version (decoding, queued or computing)
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[ImageResult]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def backlog(self) -> int:
@@ -67,6 +68,7 @@ class DynamicBatcher:
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._work(self._queue))
+            self._loop = loop
         future: asyncio.Future[ImageResult] = loop.create_future()
         self._queue.put_nowait((image, future))
         return await future
@@ -103,5 +105,6 @@ class DynamicBatcher:
                     future.set_result(ImageResult(probabilities[index], embeddings[index], len(batch)))
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        """Stop the worker; safe from any thread. A request that still arrives starts a new one."""
+        if self._worker is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._worker.cancel)

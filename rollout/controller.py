@@ -7,6 +7,7 @@ every transition writes an ``audit_log`` row with the actor, the reason and the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rolled_back": frozenset(),
 }
 CONTROLLER = "controller"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +242,13 @@ def tick(
     outcomes = []
     for rollout_id in ids:
         # One transaction per rollout, its row locked: approval and a tick never interleave.
-        with db.session() as session:
-            rollout = get_rollout(session, rollout_id, lock=True)
-            if rollout.state in ("shadow", "canary"):
-                outcomes.append(tick_rollout(session, rollout, now, labels))
+        try:
+            with db.session() as session:
+                rollout = get_rollout(session, rollout_id, lock=True)
+                if rollout.state in ("shadow", "canary"):
+                    outcomes.append(tick_rollout(session, rollout, now, labels))
+        except Exception:  # one rollout's failure must not stall the others; it is retried next tick
+            log.exception("controller tick failed for rollout %d", rollout_id)
     return outcomes
 
 

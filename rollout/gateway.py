@@ -156,7 +156,20 @@ class Gateway:
                         rollout_id=rollout.id,
                     )
             self._tables[model_name] = table  # one assignment: requests see the old or the new table, whole
+            self._unload_unused()
             return table
+
+    def _unload_unused(self) -> None:
+        """Drop versions no table serves any more (a finished rollout's candidate, a retired production)."""
+        in_use = set()
+        for table in self._tables.values():
+            in_use.add(id(table.production))
+            if table.candidate is not None:
+                in_use.add(id(table.candidate))
+        for key, served in list(self._loaded.items()):
+            if id(served) not in in_use:
+                del self._loaded[key]
+                served.batcher.close()
 
     def _load(self, model: Model, row: ModelVersion, *, shadow: bool) -> ServedVersion | None:
         if (row.id, shadow) in self._loaded:
@@ -312,7 +325,7 @@ class Gateway:
     def batch_sizes(self, model_name: str) -> dict[str, dict[int, int]]:
         """ORT call sizes per loaded version of a model (for /stats, tests and the bench)."""
         return {
-            f"{s.model}:{s.version}": dict(s.batcher.batch_sizes) for s in self._loaded.values() if s.model == model_name
+            f"{s.model}:{s.version}": dict(s.batcher.batch_sizes) for s in list(self._loaded.values()) if s.model == model_name
         }
 
     async def drain_shadow(self) -> None:
