@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.errors import ShiftwatchError, Unavailable
 from shiftwatch.retrain.runtime import OnnxClassifier
-from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
+from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.loading import artifact_file, load_verified
@@ -119,6 +120,7 @@ class Gateway:
         self._load_lock = threading.Lock()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
+        self._in_flight: dict[str, InFlight] = {}
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
         self._refresher.start()
@@ -197,6 +199,7 @@ class Gateway:
                 max_batch_size=self.settings.gateway_max_batch_size,
                 max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
                 executor=self.shadow_executor if shadow else self.executor,
+                in_flight=InFlight() if shadow else self._in_flight.setdefault(model.name, InFlight()),
             ),
         )
         self._loaded[(row.id, shadow)] = served
@@ -223,6 +226,16 @@ class Gateway:
         return await asyncio.shield(pending)
 
     # -- serving -------------------------------------------------------------------------------
+    @contextmanager
+    def arriving(self, model_name: str) -> Iterator[None]:
+        """Count a request from before its body is read, so the batcher knows more are on their way."""
+        counter = self._in_flight.setdefault(model_name, InFlight())
+        counter.n += 1
+        try:
+            yield
+        finally:
+            counter.n -= 1
+
     async def predict(
         self,
         model_name: str,
@@ -275,11 +288,7 @@ class Gateway:
 
     async def _run(self, served: ServedVersion, decoded: DecodedInput) -> tuple[ImageResult, float]:
         started = time.perf_counter()
-        served.batcher.active += 1
-        try:
-            result = await served.batcher.submit(decoded.tensor)
-        finally:
-            served.batcher.active -= 1
+        result = await served.batcher.submit(decoded.tensor)
         BATCH_SIZE.observe(result.batch_size)
         return result, (time.perf_counter() - started) * 1000.0
 

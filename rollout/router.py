@@ -36,17 +36,18 @@ async def predict(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
 ):
-    body = await request.body()
-    if len(body) > settings.max_request_bytes:
-        raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
-    answer = await gateway.predict(
-        name,
-        body,
-        request.headers.get("content-type", ""),
-        request_id=request.headers.get(REQUEST_ID_HEADER),
-        routing_key=request.headers.get(CLIENT_KEY_HEADER),
-        stream_id=request.headers.get(STREAM_ID_HEADER),
-    )
+    with gateway.arriving(name):
+        body = await request.body()
+        if len(body) > settings.max_request_bytes:
+            raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
+        answer = await gateway.predict(
+            name,
+            body,
+            request.headers.get("content-type", ""),
+            request_id=request.headers.get(REQUEST_ID_HEADER),
+            routing_key=request.headers.get(CLIENT_KEY_HEADER),
+            stream_id=request.headers.get(STREAM_ID_HEADER),
+        )
     # A plain JSONResponse: the hot path skips response-model re-validation (PredictOut documents the shape).
     return JSONResponse(
         {
