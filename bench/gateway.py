@@ -1,7 +1,7 @@
 """Gateway throughput and latency: dynamic batching vs one ORT call per request, and the shadow's overhead.
 
-A real uvicorn (``python bench/gateway.py serve``, a subprocess) serves the digits CNN exported to
-ONNX; this process is the load generator: closed-loop clients over keep-alive HTTP/1.1 on loopback
+A real uvicorn (``python bench/gateway.py serve``, a subprocess) serves the compressed digits CNN
+(int8 ONNX); this process is the load generator: closed-loop clients over keep-alive HTTP/1.1 on loopback
 (a minimal asyncio client, so the load generator is not the bottleneck), each level bounded by a
 request count and a time limit. Three server runs: unbatched (max batch 1), batched (32 / 5 ms),
 batched with a candidate in shadow. Writes bench/results/gateway.json.
@@ -42,17 +42,25 @@ def serve(port: int) -> None:
 
 
 def build_models(data_dir: Path) -> dict[str, str]:
-    """Export the digits CNN (two seeds: production and candidate) to ONNX; returns version -> sha256."""
+    """The compressed digits model: the reference CNN exported to ONNX, then static int8 PTQ (retrain.quantize).
+
+    Two seeds (production v1, candidate v2). Weights are untrained: serving cost does not depend on
+    them, and training would add a minute to every run. Returns version -> sha256.
+    """
     import torch
 
     from shiftwatch.artifacts import sha256_file
+    from shiftwatch.retrain.digits import load_digits_images
     from shiftwatch.retrain.export import export_onnx
+    from shiftwatch.retrain.quantize import quantize_int8
     from shiftwatch.retrain.reference_model import DigitsCNN
 
+    images, _ = load_digits_images()
     shas = {}
     for seed, version in ((0, "v1"), (1, "v2")):
         torch.manual_seed(seed)
-        path = export_onnx(DigitsCNN(), data_dir / "models" / f"{version}.onnx")
+        fp32 = export_onnx(DigitsCNN(), data_dir / "models" / f"{version}-fp32.onnx")
+        path = quantize_int8(fp32, data_dir / "models" / f"{version}.onnx", images[:256])
         shas[version] = sha256_file(path)
     return shas
 
@@ -262,8 +270,8 @@ def main() -> None:
     print(f"HTTP floor (GET /health, c=32, same server): {floor['throughput_rps']:.0f} req/s")
     print("shadow added p99: " + ", ".join(f"c={c}: {summary[f'c{c}']['shadow_added_p99_ms']:+.2f} ms" for c in CONCURRENCY))
     result = {
-        "model": "retrain DigitsCNN (reference architecture, fp32 ONNX, untrained weights: same compute; "
-                 "compression not on main yet)",
+        "model": "retrain DigitsCNN reference architecture, static int8 QDQ (retrain.quantize.quantize_int8), "
+                 "untrained weights (same compute)",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_at_start": load_at_start, "load_average_at_end": list(os.getloadavg()),
                     "note": "shared host (other jobs running), load generator on the same host"},
@@ -281,13 +289,12 @@ def main() -> None:
 
 
 def ort_per_image() -> dict[str, float]:
-    """ONNX Runtime alone, one thread: the ceiling on what batching can save per image."""
-    from shiftwatch.retrain.export import export_onnx
-    from shiftwatch.retrain.reference_model import DigitsCNN
+    """ONNX Runtime alone on the same int8 model, one thread: the ceiling on what batching saves per image."""
     from shiftwatch.retrain.runtime import OnnxClassifier
 
     with tempfile.TemporaryDirectory() as tmp:
-        classifier = OnnxClassifier(export_onnx(DigitsCNN(), Path(tmp) / "m.onnx"), "cpu", threads=1)
+        build_models(Path(tmp))
+        classifier = OnnxClassifier(Path(tmp) / "models" / "v1.onnx", "cpu", threads=1)
         out = {}
         for batch in (1, 32):
             images = np.random.default_rng(0).random((batch, 1, 32, 32), dtype=np.float32)
