@@ -15,8 +15,8 @@ import os
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +34,8 @@ from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
 from shiftwatch.rollout.images import DecodedInput, decode
-from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter
 from shiftwatch.rollout.routing import goes_to_canary
 from shiftwatch.settings import Settings

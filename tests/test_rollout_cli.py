@@ -34,12 +34,14 @@ def test_cli_starts_refuses_then_force_approves_with_the_reason_audited(db, db_u
     add_version(db, settings, "v2")
     env = {"SHIFTWATCH_DATABASE_URL": db_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
     runner = CliRunner()
-    started = runner.invoke(cli_app(), ["rollout", "start", "--model", "digits", "--version", "v2", "--steps", "1.0"],
+    started = runner.invoke(cli_app(), ["rollout", "start", "--model", "digits", "--version", "v2", "--steps", "1.0",
+                                          "--plan", '{"min_shadow_pairs": 7}'],
                             env=env)
     assert started.exit_code == 0, started.output
     assert "shadow" in started.output
     with db.session() as session:
         (rollout,) = controller.list_active(session)
+        assert (rollout.plan["min_shadow_pairs"], rollout.plan["canary_steps"]) == (7, [1.0])
         controller.transition(session, rollout, "canary", actor="controller", action="start_canary", reason="test")
         rollout_id = rollout.id
     # The real entry point, so the error-to-exit-code mapping is what a person gets.

@@ -102,6 +102,20 @@ def test_broken_candidate_is_rolled_back_automatically(db, settings, api):
     assert api.app.state.gateway.refresh("digits").candidate is None
 
 
+def test_failing_canary_answers_fall_back_to_production_and_the_error_rate_rolls_it_back(db, settings, api):
+    add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2", side=28)  # every ORT call on a 32x32 input fails
+    rollout_id = start(db, settings, plan=FAST_PLAN.model_copy(update={"canary_steps": [1.0]}))
+    with db.session() as session:
+        controller.transition(session, controller.get_rollout(session, rollout_id), "canary", actor="controller",
+                              action="start_canary", reason="test")
+    api.app.state.gateway.refresh("digits")
+    answers = send(api, 20)
+    assert {(a["route"], a["version"]) for a in answers} == {("production", "v1")}  # clients never saw the failure
+    (outcome,) = controller.tick(db, settings)
+    assert outcome.state_after == "rolled_back" and "error rate 20/20" in outcome.reasons[0]
+
+
 def test_good_candidate_goes_through_shadow_and_canary_then_waits_for_approval(db, settings, api):
     add_version(db, settings, "v1", state="production")
     add_version(db, settings, "v2")  # same weights as v1: an equal candidate
