@@ -178,9 +178,11 @@ class Gateway:
             return self._loaded[(row.id, shadow)]
         if row.id in self._refused:
             return None
+        if not row.artifact_path:  # served elsewhere: its rows come through the SDK
+            log.info("%s:%s has no artifact; the gateway does not serve it", model.name, row.version)
+            self._refused[row.id] = f"version {row.version!r} has no artifact"
+            return None
         try:
-            if not row.artifact_path:
-                raise Unavailable(f"version {row.version!r} has no artifact")
             classifier = load_verified(
                 artifact_file(self.settings, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )
