@@ -1,8 +1,9 @@
 """Dynamic batching: concurrent requests for one model version gathered into one ONNX Runtime call.
 
 A batch closes when it holds ``max_batch_size`` images, when ``max_wait_s`` has passed since its
-first image, or when every request now inside the gateway for this version is already in it:
-waiting for requests that do not exist only adds latency (at concurrency 1 a request never waits).
+first image, or when every request now inside the server for this model (counted from before its
+body is read) is already in it: waiting for requests that do not exist only adds latency (at
+concurrency 1 a request never waits).
 With ``max_batch_size == 1`` every request is its own ORT call in the thread pool (the baseline
 that bench/gateway.py compares against).
 """
@@ -19,6 +20,13 @@ import numpy as np
 
 # Post-processed outputs of one batch: probabilities (n, k), embeddings (n, d).
 BatchOutput = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(slots=True)
+class InFlight:
+    """Requests for one model between arrival and answer; shared by the model's batchers (one event loop)."""
+
+    n: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +51,17 @@ class DynamicBatcher:
         max_batch_size: int,
         max_wait_s: float,
         executor: Executor,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.run = run
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.executor = executor
         self.batch_sizes: Counter[int] = Counter()  # ORT call size -> how many calls (tests and /stats read it)
-        self.active = 0  # requests inside the gateway for this version (decoding, queued or computing)
+        self.in_flight = in_flight or InFlight()
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[ImageResult]]] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def backlog(self) -> int:
@@ -67,6 +77,7 @@ class DynamicBatcher:
         if self._queue is None or self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
             self._worker = loop.create_task(self._work(self._queue))
+            self._loop = loop
         future: asyncio.Future[ImageResult] = loop.create_future()
         self._queue.put_nowait((image, future))
         return await future
@@ -83,7 +94,7 @@ class DynamicBatcher:
                 except asyncio.QueueEmpty:
                     pass
                 remaining = deadline - loop.time()
-                if remaining <= 0 or len(batch) >= self.active:
+                if remaining <= 0 or len(batch) >= self.in_flight.n:
                     break
                 try:
                     batch.append(await asyncio.wait_for(queue.get(), remaining))
@@ -103,5 +114,6 @@ class DynamicBatcher:
                     future.set_result(ImageResult(probabilities[index], embeddings[index], len(batch)))
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        """Stop the worker; safe from any thread. A request that still arrives starts a new one."""
+        if self._worker is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._worker.cancel)

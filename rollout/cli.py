@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
         version: str = typer.Option(..., "--version", help="the registered candidate version"),
         steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
         require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
+        plan_json: str = typer.Option("{}", "--plan", help='other plan fields as JSON, e.g. \'{"min_shadow_pairs": 50}\''),
     ) -> None:
         """Put a candidate in shadow behind production; the controller takes it from there."""
         from pydantic import ValidationError
@@ -72,10 +73,13 @@ def register(app: typer.Typer) -> None:
         from shiftwatch.rollout.schemas import RolloutPlan
 
         try:
-            plan = RolloutPlan(canary_steps=[float(s) for s in steps.split(",") if s.strip()],
-                               require_labels=require_labels)
-        except (ValueError, ValidationError) as exc:
-            raise Invalid("--steps", str(exc).splitlines()[-1]) from None
+            overrides = json.loads(plan_json)
+            plan = RolloutPlan.model_validate(
+                {**overrides, "canary_steps": [float(s) for s in steps.split(",") if s.strip()],
+                 "require_labels": require_labels}
+            )
+        except (ValueError, TypeError, ValidationError) as exc:
+            raise Invalid("--plan", str(exc).splitlines()[-1]) from None
         settings, db = _connect()
         with db.session() as session:
             rollout = controller.start_rollout(session, settings, model, version, plan, actor=_actor())

@@ -7,6 +7,7 @@ every transition writes an ``audit_log`` row with the actor, the reason and the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "rolled_back": frozenset(),
 }
 CONTROLLER = "controller"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +147,10 @@ def start_rollout(
     )
     if active is not None:
         raise Conflict(f"rollout {active.id} of {model!r} is still {active.state}; finish it first")
-    if not candidate.artifact_path:
-        raise Invalid("version", f"{version!r} has no artifact to serve")
-    # Refuse a swapped or corrupted file now, before any traffic (raises Conflict on a sha256 mismatch).
-    load_verified(artifact_file(settings, candidate.artifact_path), candidate.artifact_sha256)
+    if candidate.artifact_path:
+        # Refuse a swapped or corrupted file now, before any traffic (raises Conflict on a sha256 mismatch).
+        load_verified(artifact_file(settings, candidate.artifact_path), candidate.artifact_sha256)
+    # No artifact: the team serves elsewhere and logs both versions through the SDK; only the comparisons run here.
     now = utcnow()
     rollout = Rollout(
         model_id=candidate.model_id,
@@ -178,10 +180,7 @@ def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: l
     fresh = [d for d in disagreements if cursor is None or d.ts.isoformat() > cursor]
     if not fresh:
         return 0
-    handoff.send_disagreements(
-        session, rollout.candidate_version_id, [d.to_item() for d in fresh], "shadow disagrees with production"
-    )
-    return len(fresh)
+    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh])
 
 
 def evaluate(
@@ -243,10 +242,13 @@ def tick(
     outcomes = []
     for rollout_id in ids:
         # One transaction per rollout, its row locked: approval and a tick never interleave.
-        with db.session() as session:
-            rollout = get_rollout(session, rollout_id, lock=True)
-            if rollout.state in ("shadow", "canary"):
-                outcomes.append(tick_rollout(session, rollout, now, labels))
+        try:
+            with db.session() as session:
+                rollout = get_rollout(session, rollout_id, lock=True)
+                if rollout.state in ("shadow", "canary"):
+                    outcomes.append(tick_rollout(session, rollout, now, labels))
+        except Exception:  # one rollout's failure must not stall the others; it is retried next tick
+            log.exception("controller tick failed for rollout %d", rollout_id)
     return outcomes
 
 

@@ -15,8 +15,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,10 +32,10 @@ from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.runtime import OnnxClassifier
-from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
+from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
 from shiftwatch.rollout.images import DecodedInput, decode
-from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter
 from shiftwatch.rollout.routing import goes_to_canary
 from shiftwatch.settings import Settings
@@ -85,6 +86,13 @@ class Answer:
     batch_size: int
 
 
+def _lower_thread_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per-thread nice value
+    except (AttributeError, OSError):
+        pass  # other platforms: same priority, still off the response path
+
+
 def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.ndarray], BatchOutput]:
     def run(images: np.ndarray) -> BatchOutput:
         output = classifier.run(images)
@@ -100,14 +108,19 @@ class Gateway:
         self.db = db
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="ort")
+        # Shadow copies run ORT in their own low-priority thread: on a busy host the production
+        # path's threads win the CPU (ORT releases the GIL, so the nice value is what counts).
+        self.shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-shadow",
+                                                  initializer=_lower_thread_priority)
         self.writer = PredictionLogWriter(db, settings)
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}
-        self._loaded: dict[int, ServedVersion] = {}
+        self._loaded: dict[tuple[int, bool], ServedVersion] = {}  # (version id, as shadow) -> loaded
         self._refused: dict[int, str] = {}  # version id -> why its artifact was refused (not retried)
         self._load_lock = threading.Lock()
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
+        self._in_flight: dict[str, InFlight] = {}
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
         self._refresher.start()
@@ -129,12 +142,12 @@ class Gateway:
                     select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary")))
                 )
                 candidate = session.get(ModelVersion, rollout.candidate_version_id) if rollout else None
-            served = self._load(model, production)
+            served = self._load(model, production, shadow=False)
             if served is None:
                 raise Unavailable(f"production version of {model_name!r} cannot be served: {self._refused[production.id]}")
             table = RouteTable(production=served)
             if rollout is not None and candidate is not None:
-                served_candidate = self._load(model, candidate)
+                served_candidate = self._load(model, candidate, shadow=rollout.state == "shadow")
                 if served_candidate is not None:
                     steps = rollout.plan.get("canary_steps", [0.0])
                     table = RouteTable(
@@ -145,16 +158,31 @@ class Gateway:
                         rollout_id=rollout.id,
                     )
             self._tables[model_name] = table  # one assignment: requests see the old or the new table, whole
+            self._unload_unused()
             return table
 
-    def _load(self, model: Model, row: ModelVersion) -> ServedVersion | None:
-        if row.id in self._loaded:
-            return self._loaded[row.id]
+    def _unload_unused(self) -> None:
+        """Drop versions no table serves any more (a finished rollout's candidate, a retired production)."""
+        in_use = set()
+        for table in self._tables.values():
+            in_use.add(id(table.production))
+            if table.candidate is not None:
+                in_use.add(id(table.candidate))
+        for key, served in list(self._loaded.items()):
+            if id(served) not in in_use:
+                del self._loaded[key]
+                served.batcher.close()
+
+    def _load(self, model: Model, row: ModelVersion, *, shadow: bool) -> ServedVersion | None:
+        if (row.id, shadow) in self._loaded:
+            return self._loaded[(row.id, shadow)]
         if row.id in self._refused:
             return None
+        if not row.artifact_path:  # served elsewhere: its rows come through the SDK
+            log.info("%s:%s has no artifact; the gateway does not serve it", model.name, row.version)
+            self._refused[row.id] = f"version {row.version!r} has no artifact"
+            return None
         try:
-            if not row.artifact_path:
-                raise Unavailable(f"version {row.version!r} has no artifact")
             classifier = load_verified(
                 artifact_file(self.settings, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )
@@ -172,10 +200,11 @@ class Gateway:
                 _probabilities_and_embeddings(classifier),
                 max_batch_size=self.settings.gateway_max_batch_size,
                 max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
-                executor=self.executor,
+                executor=self.shadow_executor if shadow else self.executor,
+                in_flight=InFlight() if shadow else self._in_flight.setdefault(model.name, InFlight()),
             ),
         )
-        self._loaded[row.id] = served
+        self._loaded[(row.id, shadow)] = served
         return served
 
     def _refresh_loop(self) -> None:
@@ -199,6 +228,16 @@ class Gateway:
         return await asyncio.shield(pending)
 
     # -- serving -------------------------------------------------------------------------------
+    @contextmanager
+    def arriving(self, model_name: str) -> Iterator[None]:
+        """Count a request from before its body is read, so the batcher knows more are on their way."""
+        counter = self._in_flight.setdefault(model_name, InFlight())
+        counter.n += 1
+        try:
+            yield
+        finally:
+            counter.n -= 1
+
     async def predict(
         self,
         model_name: str,
@@ -251,11 +290,7 @@ class Gateway:
 
     async def _run(self, served: ServedVersion, decoded: DecodedInput) -> tuple[ImageResult, float]:
         started = time.perf_counter()
-        served.batcher.active += 1
-        try:
-            result = await served.batcher.submit(decoded.tensor)
-        finally:
-            served.batcher.active -= 1
+        result = await served.batcher.submit(decoded.tensor)
         BATCH_SIZE.observe(result.batch_size)
         return result, (time.perf_counter() - started) * 1000.0
 
@@ -301,7 +336,7 @@ class Gateway:
     def batch_sizes(self, model_name: str) -> dict[str, dict[int, int]]:
         """ORT call sizes per loaded version of a model (for /stats, tests and the bench)."""
         return {
-            f"{s.model}:{s.version}": dict(s.batcher.batch_sizes) for s in self._loaded.values() if s.model == model_name
+            f"{s.model}:{s.version}": dict(s.batcher.batch_sizes) for s in list(self._loaded.values()) if s.model == model_name
         }
 
     async def drain_shadow(self) -> None:
@@ -316,3 +351,4 @@ class Gateway:
             served.batcher.close()
         self.writer.close()
         self.executor.shutdown(wait=True)
+        self.shadow_executor.shutdown(wait=True)

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, ks_2samp, norm
+from scipy.stats import binomtest, norm
+
+from shiftwatch.detectors.univariate import ks_columns
 
 from shiftwatch.rollout.schemas import RolloutPlan
 
@@ -90,10 +92,10 @@ def confidence_shift(production: np.ndarray, candidate: np.ndarray) -> dict[str,
     """KS test of the two confidence distributions and the mean drop (production - candidate)."""
     if len(production) < 2 or len(candidate) < 2:
         return {"ks_statistic": None, "ks_p_value": None, "mean_drop": None}
-    result = ks_2samp(production, candidate)
+    distance, p_value = ks_columns(production[:, None], candidate[:, None])
     return {
-        "ks_statistic": float(result.statistic),
-        "ks_p_value": float(result.pvalue),
+        "ks_statistic": float(distance[0]),
+        "ks_p_value": float(p_value[0]),
         "mean_drop": float(np.mean(production) - np.mean(candidate)),
     }
 

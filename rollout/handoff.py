@@ -1,31 +1,46 @@
-"""Thin adapters to the packages below rollout: labels, the labeling queue, the scheduler's tick claim.
-
-Each is one function so that the wiring to labeling/ and detectors/ lives in one place.
-"""
+"""Thin adapters to the packages below rollout: labels for the accuracy test, the labeling queue for disagreements."""
 
 from __future__ import annotations
 
-import logging
+import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.db import Database
+from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.queue import QueueItem, enqueue
 
-log = logging.getLogger(__name__)
+# Bound parameters per IN query (SQLite allows 32,766; PostgreSQL far more).
+IN_CHUNK = 5000
 
 
 def known_labels(session: Session, input_refs: list[str]) -> dict[str, int]:
-    """True classes of the inputs people have labeled (empty until labeling/ provides them)."""
-    return {}
+    """True classes of inputs labeled from labeling's uniformly random slice.
+
+    Only the random slice: tasks picked because they looked hard (uncertain, flagged,
+    disagreeing) would bias an accuracy estimate, and the SPRT assumes unbiased samples.
+    Inputs are content-addressed, so a label applies to every version that saw the input.
+    """
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(input_refs))
+    for start in range(0, len(unique), IN_CHUNK):
+        rows = session.execute(
+            select(LabelTask.input_ref, Label.label)
+            .join(Label, Label.task_id == LabelTask.id)
+            .where(LabelTask.input_ref.in_(unique[start : start + IN_CHUNK]), LabelTask.reason == "random")
+            .order_by(Label.labeled_at)
+        )
+        found.update({ref: int(label) for ref, label in rows if ref is not None})  # the newest label wins
+    return found
 
 
-def send_disagreements(session: Session, model_version_id: int, items: list[dict[str, Any]], reason: str) -> int:
-    """Queue shadow disagreements for labeling; returns how many were handed over."""
-    log.info("%d disagreements for version %d not queued: labeling is not installed", len(items), model_version_id)
-    return 0
-
-
-def claim_tick(db: Database, job_name: str, tick: int) -> bool:
-    """True in exactly one replica per tick (single process until detectors/ provides the claim)."""
-    return True
+def send_disagreements(session: Session, model_version_id: int, items: list[dict[str, Any]]) -> int:
+    """Queue the candidate's side of disagreeing shadow pairs for labeling; returns how many were queued."""
+    result = enqueue(
+        session,
+        model_version_id,
+        [QueueItem(uuid.UUID(item["prediction_id"]), score=1.0, evidence=item) for item in items],
+        "disagreement",
+    )
+    return result.queued

@@ -96,12 +96,15 @@ class PredictionLogWriter:
     def _write(self, items: list[PendingPrediction | PendingError]) -> None:
         records: list[PredictionRecord] = []
         errors: list[PendingError] = []
+        refs: dict[int, str] = {}  # a production answer and its shadow copy share one input: store it once
         for item in items:
             if isinstance(item, PendingError):
                 errors.append(item)
                 continue
             try:
-                item.record.input_ref = self.store.put(stored_bytes(item.image), item.image.extension)
+                if id(item.image) not in refs:
+                    refs[id(item.image)] = self.store.put(stored_bytes(item.image), item.image.extension)
+                item.record.input_ref = refs[id(item.image)]
             except OSError:
                 log.exception("could not store an input image; the prediction is logged without it")
             records.append(item.record)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.auth import Principal, require
 from shiftwatch.db import Database, utcnow
+from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.dependencies import get_db, get_settings
 from shiftwatch.errors import TooLarge
-from shiftwatch.rollout import controller, handoff, status
+from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import write_report
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
@@ -18,7 +20,7 @@ from shiftwatch.rollout.schemas import Decision, PredictOut, RolloutOut, StartRo
 from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
-JOB_NAME = "rollout-controller"
+JOB_NAME = "rollout.controller"
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -34,26 +36,30 @@ async def predict(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
 ):
-    body = await request.body()
-    if len(body) > settings.max_request_bytes:
-        raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
-    answer = await gateway.predict(
-        name,
-        body,
-        request.headers.get("content-type", ""),
-        request_id=request.headers.get(REQUEST_ID_HEADER),
-        routing_key=request.headers.get(CLIENT_KEY_HEADER),
-        stream_id=request.headers.get(STREAM_ID_HEADER),
-    )
-    return PredictOut(
-        model=answer.model,
-        version=answer.version,
-        route=answer.route,
-        request_id=answer.request_id,
-        predicted_class=answer.predicted_class,
-        label=answer.label,
-        confidence=answer.confidence,
-        probabilities=answer.probabilities,
+    with gateway.arriving(name):
+        body = await request.body()
+        if len(body) > settings.max_request_bytes:
+            raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
+        answer = await gateway.predict(
+            name,
+            body,
+            request.headers.get("content-type", ""),
+            request_id=request.headers.get(REQUEST_ID_HEADER),
+            routing_key=request.headers.get(CLIENT_KEY_HEADER),
+            stream_id=request.headers.get(STREAM_ID_HEADER),
+        )
+    # A plain JSONResponse: the hot path skips response-model re-validation (PredictOut documents the shape).
+    return JSONResponse(
+        {
+            "model": answer.model,
+            "version": answer.version,
+            "route": answer.route,
+            "request_id": answer.request_id,
+            "class": answer.predicted_class,
+            "label": answer.label,
+            "confidence": answer.confidence,
+            "probabilities": answer.probabilities,
+        }
     )
 
 
@@ -123,30 +129,24 @@ def reject(
         return status.describe(session, rollout)
 
 
-def run_controller(db: Database, settings: Settings) -> None:
-    """The scheduled job: one replica per tick judges every active rollout."""
-    now = utcnow()
-    if handoff.claim_tick(db, JOB_NAME, int(now.timestamp() // settings.rollout_tick_seconds)):
-        controller.tick(db, settings, now)
+def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:
+    """The scheduled job (shiftwatch.scheduler claims the tick, so one replica runs it)."""
+    controller.tick(db, settings, utcnow())
+
+
+def controller_job(settings: Settings) -> ScheduledJob:
+    return ScheduledJob(JOB_NAME, settings.rollout_tick_seconds, controller_tick)
 
 
 def on_startup(app: FastAPI) -> None:
     app.state.gateway = Gateway(app.state.db, app.state.settings)
-    scheduler = getattr(app.state, "scheduler", None)
-    if scheduler is not None and app.state.settings.scheduler_enabled:
-        scheduler.add_job(
-            run_controller,
-            "interval",
-            seconds=app.state.settings.rollout_tick_seconds,
-            args=[app.state.db, app.state.settings],
-            id=JOB_NAME,
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
+    if app.state.settings.scheduler_enabled:
+        start_job(app.state.db, app.state.settings, controller_job(app.state.settings))
 
 
 def on_shutdown(app: FastAPI) -> None:
+    if app.state.settings.scheduler_enabled:
+        stop_job(JOB_NAME)
     gateway = getattr(app.state, "gateway", None)
     if gateway is not None:
         gateway.close()

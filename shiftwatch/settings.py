@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     # How often the gateway re-reads which versions serve which route (new ones load in the background).
     gateway_refresh_seconds: float = Field(1.0, gt=0)
     # How often the rollout controller judges shadow and canary evidence.
-    rollout_tick_seconds: float = Field(30.0, gt=0)
+    rollout_tick_seconds: int = Field(30, ge=1)
     # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
     # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
     auth_required: bool = False

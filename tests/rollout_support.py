@@ -19,13 +19,16 @@ EMBEDDING_DIM = 16
 CLASSES = 10
 
 
-def build_classifier(path: Path, seed: int = 0, *, noise: float = 0.0, broken: bool = False) -> str:
+def build_classifier(
+    path: Path, seed: int = 0, *, noise: float = 0.0, broken: bool = False, side: int = 32
+) -> str:
     """image [N,1,32,32] -> Flatten -> Gemm -> Relu = embedding [N,16] -> MatMul -> logits [N,10]; returns sha256.
 
-    ``noise`` perturbs the head (a slightly different candidate); ``broken`` zeroes it (uniform, useless outputs).
+    ``noise`` perturbs the head (a slightly different candidate); ``broken`` zeroes it (uniform, useless
+    outputs); ``side`` != 32 makes a graph that refuses the 32x32 inputs the registry row promises.
     """
     rng = np.random.default_rng(seed)
-    w1 = rng.normal(0, 0.05, (1024, EMBEDDING_DIM)).astype(np.float32)
+    w1 = rng.normal(0, 0.05, (side * side, EMBEDDING_DIM)).astype(np.float32)
     b1 = np.full(EMBEDDING_DIM, 0.1, dtype=np.float32)
     w2 = rng.normal(0, 1.0, (EMBEDDING_DIM, CLASSES)).astype(np.float32)
     if noise:
@@ -40,7 +43,7 @@ def build_classifier(path: Path, seed: int = 0, *, noise: float = 0.0, broken: b
             helper.make_node("MatMul", ["embedding", "w2"], ["logits"]),
         ],
         "tiny_digits",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 32, 32])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, side, side])],
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES]),
             helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", EMBEDDING_DIM]),

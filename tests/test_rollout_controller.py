@@ -8,8 +8,10 @@ from sqlalchemy import select
 
 from shiftwatch.app import create_app
 from shiftwatch.collector import registry
-from shiftwatch.db import Database
+from shiftwatch.collector.models import Prediction
+from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid
+from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.models import AuditLog, Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
@@ -98,6 +100,20 @@ def test_broken_candidate_is_rolled_back_automatically(db, settings, api):
     assert audit_actions(db, rollout_id)[-1] == ("auto_rollback", "controller", False)
     # The gateway stops mirroring to it at its next refresh.
     assert api.app.state.gateway.refresh("digits").candidate is None
+
+
+def test_failing_canary_answers_fall_back_to_production_and_the_error_rate_rolls_it_back(db, settings, api):
+    add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2", side=28)  # every ORT call on a 32x32 input fails
+    rollout_id = start(db, settings, plan=FAST_PLAN.model_copy(update={"canary_steps": [1.0]}))
+    with db.session() as session:
+        controller.transition(session, controller.get_rollout(session, rollout_id), "canary", actor="controller",
+                              action="start_canary", reason="test")
+    api.app.state.gateway.refresh("digits")
+    answers = send(api, 20)
+    assert {(a["route"], a["version"]) for a in answers} == {("production", "v1")}  # clients never saw the failure
+    (outcome,) = controller.tick(db, settings)
+    assert outcome.state_after == "rolled_back" and "error rate 20/20" in outcome.reasons[0]
 
 
 def test_good_candidate_goes_through_shadow_and_canary_then_waits_for_approval(db, settings, api):
@@ -199,8 +215,35 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
     assert shown["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     assert {b["request_id"] for b in answers}  # every production answer carried the id its shadow copy reused
+    with db.session() as session:
+        tasks = list(session.scalars(select(LabelTask)))
+    assert len(tasks) == 30 - agreement["agree"] and {t.reason for t in tasks} == {"disagreement"}
+    assert all(t.evidence["production_class"] != t.evidence["candidate_class"] for t in tasks)
     controller.tick(db, settings)
     assert api.get(f"/v1/rollouts/{rollout_id}").json()["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     report = api.get(f"/v1/rollouts/{rollout_id}/report")
     assert report.status_code == 200 and "confidence" in report.text
     assert (settings.data_dir / "reports" / f"rollout-{rollout_id}.html").is_file()
+
+
+def test_accuracy_pairs_use_only_labels_from_the_random_slice(db, settings, api):
+    add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2")
+    plan = FAST_PLAN.model_copy(update={"min_shadow_pairs": 1000})
+    rollout_id = start(db, settings, plan=plan)
+    api.app.state.gateway.refresh("digits")
+    send(api, 40)
+    with db.session() as session:
+        rows = list(session.scalars(select(Prediction).where(Prediction.route == "production")))
+        for i, row in enumerate(rows):
+            task = LabelTask(prediction_id=row.id, ts=row.ts, model_version_id=row.model_version_id,
+                             input_ref=row.input_ref, predicted_class=row.predicted_class, confidence=row.confidence,
+                             reason="random" if i < 35 else "uncertain", priority=1.0, evidence={}, state="labeled")
+            session.add(task)
+            session.flush()
+            session.add(Label(task_id=task.id, prediction_id=row.id, model_version_id=row.model_version_id,
+                              label=row.predicted_class, annotator="oracle", labeled_at=utcnow(), source="oracle"))
+    controller.tick(db, settings)
+    accuracy = api.get(f"/v1/rollouts/{rollout_id}").json()["latest_comparison"]["metrics"]["accuracy"]
+    assert (accuracy["n_candidate"], accuracy["n_production"]) == (35, 35)
+    assert accuracy["accuracy_candidate"] == accuracy["accuracy_production"] == 1.0
