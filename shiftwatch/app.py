@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from shiftwatch import __version__
 from shiftwatch.auth import require
@@ -90,6 +90,16 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             {"detail": "database unavailable; retry later", "error": "Unavailable"},
             status_code=503,
             headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable_value(_: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refuses what validation let through (a NUL character in text, an integer past
+        # int4): the input is at fault, so 422, never 500. Found by tests/test_security_fuzz.py.
+        reason = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else "invalid value"
+        return JSONResponse(
+            {"detail": f"request: a value cannot be stored ({reason})", "error": "Invalid", "field": "request"},
+            status_code=422,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -61,3 +61,13 @@ def test_no_generated_request_gets_a_server_error(app, digits_model):  # type: i
                     no_server_error()
                 except Unsatisfiable:
                     assert mode is GenerationMode.NEGATIVE  # nothing to get wrong (no parameters, no body)
+
+
+def test_nul_characters_are_refused_not_a_server_error(api, digits_model):  # type: ignore[no-untyped-def]
+    # Found by the fuzz run above: PostgreSQL refuses NUL in text, which used to surface as a 500.
+    assert api.get("/v1/predictions", params={"model": "\x00", "version": "v1"}).status_code in (404, 422)
+    assert api.get("/v1/models/a%00b").status_code in (404, 422)
+    created = api.post("/v1/models", json={"name": "a\x00b", "class_names": ["x", "y"]})
+    assert created.status_code in (201, 422)
+    if created.status_code == 422:
+        assert created.json()["field"] in ("name", "request")

@@ -53,3 +53,16 @@ def test_second_replica_skips_while_one_holds_the_lock(db, settings):
             other_replica.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": RETENTION_LOCK_ID})
             other_replica.commit()
     assert retention_job(db, settings).ran
+
+
+def test_no_table_holds_a_foreign_key_into_predictions():
+    # Retention drops whole partitions and a distributed PostgreSQL (Citus) shards predictions by
+    # model version: a foreign key into predictions would block both. Copy prediction_id + ts instead.
+    import_all_models()
+    pointing_in = [
+        f"{table.name}.{fk.parent.name}"
+        for table in Base.metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column.table.name == "predictions"
+    ]
+    assert pointing_in == []
