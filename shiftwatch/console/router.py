@@ -1,0 +1,278 @@
+"""The console: server-rendered pages over the domains' service functions, behind the API's auth.
+
+Routers hold no logic: each page reads through a domain's service module, each button posts
+a form to a route that calls the same service function as the API, then redirects (POST +
+redirect, so reloading a page never repeats an action).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from shiftwatch.auth import Principal
+from shiftwatch.collector import registry
+from shiftwatch.console.access import csrf_field, csrf_protect, login_first, page_access
+from shiftwatch.db import Database, utcnow
+from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.errors import NotFound, ShiftwatchError, Unauthorized
+from shiftwatch.sessions import login, logout
+from shiftwatch.settings import Settings
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["csrf_field"] = csrf_field
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
+# Every page and form: without a session a browser is sent to the login page first.
+pages = APIRouter(dependencies=[Depends(login_first)])
+
+
+def optional_module(name: str) -> ModuleType | None:
+    """A domain's service module, or None while that domain is not in this build (the page says so)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not name.startswith(exc.name):
+            raise
+        return None
+
+
+def render(request: Request, template: str, **context: Any) -> HTMLResponse:
+    context.setdefault("flash", request.query_params.get("flash"))
+    return templates.TemplateResponse(request, template, context)
+
+
+def missing(request: Request, title: str, piece: str) -> HTMLResponse:
+    return render(request, "missing.html", title=title, piece=piece)
+
+
+def back_to(request: Request, route: str, flash: str, **params: Any) -> RedirectResponse:
+    """303 See Other after a form post, with a one-line flash message."""
+    url = request.url_for(route, **params).include_query_params(flash=flash)
+    return RedirectResponse(str(url), status_code=303)
+
+
+@router.get("/static/console.css", name="console_css")
+def console_css() -> FileResponse:
+    return FileResponse(HERE / "static" / "console.css", media_type="text/css")
+
+
+@router.get("/login", name="console_login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/console"):  # noqa: A002 - the conventional name
+    return render(request, "login.html", next=_local_path(next), error=None)
+
+
+@router.post("/login", name="console_login_submit", response_class=HTMLResponse)
+def login_submit(
+    request: Request,
+    token: str = Form(...),
+    next: str = Form("/console"),  # noqa: A002
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+):
+    response = RedirectResponse(_local_path(next), status_code=303)
+    try:
+        login(db, settings, token, response)
+    except Unauthorized as exc:
+        return render(request, "login.html", next=_local_path(next), error=exc.message)
+    return response
+
+
+@router.post("/logout", name="console_logout")
+def logout_submit(request: Request) -> RedirectResponse:
+    response = RedirectResponse(str(request.url_for("console_login")), status_code=303)
+    logout(response)
+    return response
+
+
+def _local_path(target: str) -> str:
+    """Only redirect within the console after login (an open redirect would be a phishing aid)."""
+    return target if target.startswith("/console") and "//" not in target else "/console"
+
+
+@router.get("", name="console_home", dependencies=[Depends(login_first)])
+def home(request: Request, _: Principal = Depends(page_access("read"))) -> RedirectResponse:
+    return RedirectResponse(str(request.url_for("console_models")), status_code=303)
+
+
+@pages.get("/models", name="console_models", response_class=HTMLResponse)
+def models_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
+    with db.session() as session:
+        models = [
+            {
+                "name": model.name,
+                "description": model.description,
+                "class_names": model.class_names,
+                "versions": registry.list_versions(session, model.name),
+            }
+            for model in registry.list_models(session)
+        ]
+    return render(request, "models.html", models=models)
+
+
+@pages.get("/alerts", name="console_alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request,
+    state: str | None = None,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+):
+    alerts = optional_module("shiftwatch.detectors.alerts")
+    if alerts is None:
+        return missing(request, "Alerts", "drift runs and alerts (shiftwatch.detectors)")
+    with db.session() as session:
+        rows = [alerts.to_out(session, settings, a) for a in alerts.list_alerts(session, state=state or None)]
+    return render(request, "alerts.html", alerts=rows)
+
+
+@pages.get("/alerts/{alert_id}", name="console_alert", response_class=HTMLResponse)
+def alert_page(
+    request: Request,
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+):
+    alerts = optional_module("shiftwatch.detectors.alerts")
+    if alerts is None:
+        return missing(request, "Alert", "drift runs and alerts (shiftwatch.detectors)")
+    with db.session() as session:
+        alert = alerts.to_out(session, settings, alerts.get(session, alert_id))
+    report_url = request.url_for("console_alert_report", alert_id=alert_id) if alert.report_url else None
+    evidence = json.dumps(alert.evidence, indent=2, default=str)
+    return render(request, "alert.html", alert=alert, evidence=evidence, report_url=report_url)
+
+
+@pages.get("/alerts/{alert_id}/report", name="console_alert_report", response_class=FileResponse)
+def alert_report(
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+):
+    """The alert's Evidently report, for the alert page's iframe (same file the API serves)."""
+    from shiftwatch.detectors import alerts
+
+    with db.session() as session:
+        report_path = alerts.get(session, alert_id).report_path
+    reports_dir = (Path(settings.data_dir) / "reports").resolve()
+    path = Path(report_path).resolve() if report_path else None
+    if path is None or path.parent != reports_dir or not path.is_file():
+        raise NotFound(f"alert {alert_id} has no report")
+    return FileResponse(path, media_type="text/html")
+
+
+ALERT_ACTIONS = ("acknowledge", "resolve")
+
+
+@pages.post("/alerts/{alert_id}/{action}", name="console_alert_action", dependencies=[Depends(csrf_protect)])
+def alert_action(
+    request: Request,
+    alert_id: int,
+    action: str,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(page_access("operate")),
+) -> RedirectResponse:
+    """Acknowledge or resolve through the same service functions as POST /v1/alerts/{id}/{action}."""
+    from shiftwatch.detectors import alerts
+
+    if action not in ALERT_ACTIONS:
+        raise NotFound(f"no alert action {action!r}")
+    with db.session() as session:
+        getattr(alerts, action)(session, settings, alert_id, principal.name, utcnow())
+    past = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
+    return back_to(request, "console_alert", f"Alert {alert_id} {past} by {principal.name}.", alert_id=alert_id)
+
+
+@pages.get("/labeling", name="console_labeling", response_class=HTMLResponse)
+def labeling_page(request: Request, _: Principal = Depends(page_access("read"))):
+    return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+
+
+@pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
+def rollouts_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
+    status = optional_module("shiftwatch.rollout.status")
+    if status is None:
+        return missing(request, "Rollouts", "rollouts (shiftwatch.rollout)")
+    with db.session() as session:
+        rollouts = status.list_rollouts(session)
+    return render(request, "rollouts.html", rollouts=rollouts)
+
+
+@pages.get("/rollouts/{rollout_id}", name="console_rollout", response_class=HTMLResponse)
+def rollout_page(
+    request: Request,
+    rollout_id: int,
+    db: Database = Depends(get_db),
+    principal: Principal = Depends(page_access("read")),
+):
+    status = optional_module("shiftwatch.rollout.status")
+    if status is None:
+        return missing(request, "Rollout", "rollouts (shiftwatch.rollout)")
+    from shiftwatch.console.rollout_view import distribution_plots
+    from shiftwatch.rollout.report import comparison_rows
+
+    with db.session() as session:
+        rollout = status.describe_id(session, rollout_id)
+        plots = distribution_plots(session, rollout)
+    latest = rollout.latest_comparison
+    return render(
+        request,
+        "rollout.html",
+        rollout=rollout,
+        comparison=comparison_rows(latest.metrics) if latest else [],
+        plots=plots,
+        can_decide=rollout.state in ("shadow", "canary") and "approve" in principal.scopes,
+    )
+
+
+@pages.post("/rollouts/{rollout_id}/approve", name="console_rollout_approve", dependencies=[Depends(csrf_protect)])
+def rollout_approve(
+    request: Request,
+    rollout_id: int,
+    reason: str = Form(""),
+    db: Database = Depends(get_db),
+    principal: Principal = Depends(page_access("approve")),
+) -> RedirectResponse:
+    """Approve through the same controller function as POST /v1/rollouts/{id}/approve (evidence gate included)."""
+    from shiftwatch.rollout import controller
+
+    try:
+        with db.session() as session:
+            controller.approve(session, rollout_id, actor=principal.name, reason=reason)
+    except ShiftwatchError as exc:
+        return back_to(request, "console_rollout", f"Not approved: {exc.message}", rollout_id=rollout_id)
+    return back_to(request, "console_rollout", f"Approved by {principal.name}: promoted to production.",
+                   rollout_id=rollout_id)
+
+
+@pages.post("/rollouts/{rollout_id}/reject", name="console_rollout_reject", dependencies=[Depends(csrf_protect)])
+def rollout_reject(
+    request: Request,
+    rollout_id: int,
+    reason: str = Form(""),
+    db: Database = Depends(get_db),
+    principal: Principal = Depends(page_access("approve")),
+) -> RedirectResponse:
+    """Reject through the same controller function as POST /v1/rollouts/{id}/reject (a reason is required)."""
+    from shiftwatch.rollout import controller
+
+    try:
+        with db.session() as session:
+            controller.reject(session, rollout_id, actor=principal.name, reason=reason)
+    except ShiftwatchError as exc:
+        return back_to(request, "console_rollout", f"Not rejected: {exc.message}", rollout_id=rollout_id)
+    return back_to(request, "console_rollout", f"Rejected by {principal.name}.", rollout_id=rollout_id)
+
+
+router.include_router(pages)

@@ -1,0 +1,24 @@
+"""``shiftwatch demo``: the whole loop, drift to a promoted model, on the embedded SQLite store in a few minutes.
+
+The story is in ``story.py`` (one function per act in ``acts.py``); pieces of the loop that
+are not in this build are named plainly, never faked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        yes: bool = typer.Option(False, "--yes", "-y", help="approve the canary automatically instead of waiting"),
+        out: Path = typer.Option(Path("./shiftwatch-demo"), "--out", help="folder for the database, artifacts and summary.html"),
+        fast: bool = typer.Option(False, "--fast", help="less traffic per phase (used by the tests)"),
+    ) -> None:
+        """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
+        from shiftwatch.demo.story import run_demo
+
+        run_demo(out, auto_approve=yes, fast=fast)

@@ -1,0 +1,71 @@
+"""The demo's ending: a summary table in the terminal and a self-contained HTML page with inline SVG plots."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from rich.table import Table
+
+from shiftwatch.console.svg import Marker, Series, line_chart
+from shiftwatch.demo.stage import Stage
+
+PHASES = (("clean", "before drift"), ("drift", "during drift"), ("rollout", "shadow + canary"),
+          ("recovered", "after promotion"))
+
+
+def phase_rows(stage: Stage) -> list[tuple[str, str]]:
+    rows = []
+    for phase, label in PHASES:
+        accuracy = stage.timeline.accuracy(phase)
+        if accuracy is not None:
+            rows.append((label, f"{accuracy:.1%}"))
+    return rows
+
+
+def print_summary(stage: Stage) -> None:
+    table = Table(title="What happened")
+    table.add_column("")
+    table.add_column("value")
+    for label, value in phase_rows(stage):
+        table.add_row(f"production accuracy {label}", value)
+    for key, value in stage.facts.items():
+        table.add_row(key.replace("_", " "), str(value))
+    for piece in stage.missing:
+        table.add_row("[yellow]not in this build[/]", piece)
+    stage.console.print(table)
+
+
+def accuracy_chart(stage: Stage) -> str:
+    points = stage.timeline.points
+    series = [Series("production accuracy", [p.step for p in points], [p.accuracy for p in points])]
+    markers = [Marker(event.step, event.label) for event in stage.timeline.events]
+    return line_chart(series, title="Production accuracy over the stream", x_label="requests served",
+                      y_label="accuracy", markers=markers, y_range=(0.0, 1.0))
+
+
+def write_html(stage: Stage, extra_sections: list[tuple[str, str]] | None = None) -> Path:
+    """Write ``summary.html`` into the demo's output folder; ``extra_sections`` are (title, trusted HTML)."""
+    facts = "".join(
+        f"<tr><th>{escape(k.replace('_', ' '))}</th><td>{escape(str(v))}</td></tr>" for k, v in stage.facts.items()
+    )
+    phases = "".join(f"<tr><th>accuracy {escape(label)}</th><td>{value}</td></tr>" for label, value in phase_rows(stage))
+    missing = "".join(f"<li>{escape(piece)}</li>" for piece in stage.missing)
+    events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
+    sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in (extra_sections or []))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>
+<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}.missing{{color:#a60}}</style>
+</head><body>
+<h1>shiftwatch demo: drift to a promoted model</h1>
+{accuracy_chart(stage)}
+<h2>Events</h2><ol>{events}</ol>
+<h2>Numbers</h2><table>{phases}{facts}</table>
+{f'<h2 class="missing">Not in this build</h2><ul class="missing">{missing}</ul>' if missing else ''}
+{sections}
+</body></html>
+"""
+    path = stage.out_dir / "summary.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,91 @@
+"""Production traffic for the demo: digits the reference model never saw, optionally corrupted, and who serves them.
+
+The demo knows the true digit of every request it sends (kept by request id), which is
+what lets it plot real accuracy over time and what the built-in labeling oracle answers from.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from shiftwatch.collector.inputs import InputStore
+from shiftwatch.retrain import digits
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """The corruption injected part-way through the stream (MNIST-C style, from shiftwatch.retrain.digits)."""
+
+    corruption: str
+    severity: int
+
+
+@dataclass
+class Traffic:
+    """Draws requests from the held-out digits, applies the current drift, and remembers every true label."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    rng: np.random.Generator
+    drift: Drift | None = None
+    truth: dict[str, int] = field(default_factory=dict)  # request id -> true digit
+    truth_by_input: dict[str, int] = field(default_factory=dict)  # input_ref -> true digit
+    sent: int = 0
+
+    @classmethod
+    def held_out(cls, seed: int = 0) -> "Traffic":
+        test = digits.split_digits(seed).test
+        return cls(test.images, test.labels, np.random.default_rng(seed + 1))
+
+    def next_batch(self, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(request ids, images, true labels) of the next ``size`` requests."""
+        index = self.rng.integers(0, len(self.labels), size)
+        images, labels = self.images[index], self.labels[index]
+        if self.drift is not None:
+            images = digits.corrupt(images, self.drift.corruption, self.drift.severity, self.rng)
+        ids = [f"req-{self.sent + i:06d}" for i in range(size)]
+        self.sent += size
+        self.truth.update(zip(ids, (int(label) for label in labels)))
+        return ids, images, labels
+
+
+@dataclass(frozen=True, slots=True)
+class Answers:
+    """What came back for one batch: the version and route that answered each request, and its class."""
+
+    versions: list[str]
+    routes: list[str]
+    predicted: np.ndarray
+    latency_ms: np.ndarray
+
+
+class InProcessServing:
+    """Serve with ONNX Runtime in this process and log through the client SDK: the path before the gateway exists."""
+
+    def __init__(self, client, input_store: InputStore, model: str, version: str, artifact: str) -> None:  # type: ignore[no-untyped-def]
+        from shiftwatch.retrain.runtime import OnnxClassifier
+
+        self.client = client
+        self.inputs = input_store
+        self.model = model
+        self.version = version
+        self.classifier = OnnxClassifier(artifact, threads=1)
+
+    def serve(self, traffic: Traffic, ids: list[str], images: np.ndarray) -> Answers:
+        started = time.perf_counter()
+        output = self.classifier.run(images)
+        latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(ids), 1)
+        for i, request_id in enumerate(ids):
+            input_ref = self.inputs.put(digits.encode_png(images[i]), "png")
+            traffic.truth_by_input[input_ref] = traffic.truth[request_id]
+            predicted = int(output.predicted_class[i])
+            self.client.log(
+                self.model, self.version, predicted, float(output.probabilities[i, predicted]),
+                embedding=output.embeddings[i], probabilities=output.probabilities[i], request_id=request_id,
+                stream_id=f"camera-{i % 4}", input_ref=input_ref, latency_ms=latency_ms,
+            )
+        n = len(ids)
+        return Answers([self.version] * n, ["production"] * n, output.predicted_class, np.full(n, latency_ms))
