@@ -60,10 +60,9 @@ def status(
         return QueueStatusOut(**asdict(queue.queue_status(session, settings, model)))
 
 
-# hours <= ten years: beyond that now - hours passes year 1 and timedelta overflows (a 500 the fuzz test found).
 @router.post("/labeling/select", response_model=SelectionOut)
 def select(
-    model: str, hours: float = Query(24.0, gt=0, le=24 * 3660), batch_size: int | None = Query(None, ge=1),
+    model: str, hours: float = Query(24.0, gt=0, le=24 * 366), batch_size: int | None = Query(None, ge=1),
     db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
 ):
