@@ -37,7 +37,8 @@ def send(client: TestClient, case) -> int:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.slow
-def test_no_generated_request_gets_a_server_error(app, digits_model):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("backend", ["postgres"])  # the production backend; the only one that found a bug
+def test_no_generated_request_gets_a_server_error(backend, app, digits_model):  # type: ignore[no-untyped-def]
     # digits_model: a registered model, so generated names sometimes hit real rows, not only 404s.
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
