@@ -52,6 +52,8 @@ def error_body(exc: ShiftwatchError) -> dict:
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
     from shiftwatch.collector.router import IngestGate
+    from shiftwatch.maintenance import RETENTION_JOB
+    from shiftwatch.scheduler import start_job, stop_job
     from shiftwatch.tokens import TokenResolver
 
     modules = _domain_modules()
@@ -61,9 +63,13 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         for module in modules:
             if hasattr(module, "on_startup"):
                 module.on_startup(app)
+        if settings.scheduler_enabled:
+            start_job(app.state.db, settings, RETENTION_JOB)
         try:
             yield
         finally:
+            if settings.scheduler_enabled:
+                stop_job(RETENTION_JOB.name)
             for module in reversed(modules):
                 if hasattr(module, "on_shutdown"):
                     module.on_shutdown(app)

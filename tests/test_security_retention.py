@@ -66,3 +66,17 @@ def test_no_table_holds_a_foreign_key_into_predictions():
         if fk.column.table.name == "predictions"
     ]
     assert pointing_in == []
+
+
+def test_retention_is_a_scheduled_job_that_runs_once_per_tick(db, settings):
+    from shiftwatch.maintenance import RETENTION_JOB
+    from shiftwatch.scheduler import bind, run_job, stop_job
+
+    bind(db, settings, RETENTION_JOB)
+    try:
+        now = datetime.now(timezone.utc)
+        assert run_job(RETENTION_JOB.name, now)  # this replica wins the tick
+        assert not run_job(RETENTION_JOB.name, now)  # a second replica firing for the same tick does not
+        assert run_job(RETENTION_JOB.name, now + timedelta(seconds=RETENTION_JOB.every_seconds))
+    finally:
+        stop_job(RETENTION_JOB.name)
