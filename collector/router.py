@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,6 +13,7 @@ from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, ValidationError
 
+from shiftwatch.artifacts import verify_onnx_artifact
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.ingest import ingest
@@ -55,10 +57,20 @@ def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(
 
 @router.post("/models/{name}/versions", response_model=VersionOut, status_code=201)
 def create_version(
-    name: str, body: VersionIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))
+    name: str,
+    body: VersionIn,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("operate")),
 ):
+    """Register a version; an artifact must be a valid, self-contained ONNX matching its sha256 (if given)."""
+    fields = body.model_dump(exclude={"version"})
+    if body.artifact_path is not None:
+        path = Path(body.artifact_path)
+        check = verify_onnx_artifact(path if path.is_absolute() else settings.data_dir / path, body.artifact_sha256)
+        fields["artifact_sha256"] = check.sha256  # what the gateway verifies before serving it
     with db.session() as session:
-        row = registry.register_version(session, name, body.version, **body.model_dump(exclude={"version"}))
+        row = registry.register_version(session, name, body.version, **fields)
         return VersionOut.model_validate(row)
 
 

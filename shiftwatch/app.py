@@ -11,8 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import DataError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from shiftwatch import __version__
 from shiftwatch.auth import require
@@ -53,6 +52,8 @@ def error_body(exc: ShiftwatchError) -> dict:
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
     from shiftwatch.collector.router import IngestGate
+    from shiftwatch.maintenance import RETENTION_JOB
+    from shiftwatch.scheduler import start_job, stop_job
     from shiftwatch.tokens import TokenResolver
 
     modules = _domain_modules()
@@ -62,9 +63,13 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         for module in modules:
             if hasattr(module, "on_startup"):
                 module.on_startup(app)
+        if settings.scheduler_enabled:
+            start_job(app.state.db, settings, RETENTION_JOB)
         try:
             yield
         finally:
+            if settings.scheduler_enabled:
+                stop_job(RETENTION_JOB.name)
             for module in reversed(modules):
                 if hasattr(module, "on_shutdown"):
                     module.on_shutdown(app)
@@ -94,10 +99,14 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         )
 
     @app.exception_handler(DataError)
-    async def _data_error(_: Request, exc: DataError) -> JSONResponse:
-        # e.g. an id past PostgreSQL's int4 range in a path: the caller's value, not a server fault
-        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "value out of range"
-        return JSONResponse({"detail": f"value rejected by the database: {reason}", "error": "Invalid"}, status_code=422)
+    async def _unstorable_value(_: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refuses what validation let through (a NUL character in text, an integer past
+        # int4): the input is at fault, so 422, never 500. Found by tests/test_security_fuzz.py.
+        reason = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else "invalid value"
+        return JSONResponse(
+            {"detail": f"request: a value cannot be stored ({reason})", "error": "Invalid", "field": "request"},
+            status_code=422,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -56,6 +56,8 @@ def verify_onnx_artifact(
         info = path.lstat()
     except FileNotFoundError:
         raise Invalid("artifact", f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, a directory we may not enter
+        raise Invalid("artifact", f"cannot be read ({exc})") from None
     if not stat.S_ISREG(info.st_mode):  # no symlinks, devices or FIFOs: only the file that was uploaded
         raise Invalid("artifact", f"{path} is not a regular file")
     if info.st_size > max_bytes:

@@ -1,7 +1,8 @@
 """The daily housekeeping job: create upcoming prediction partitions, drop those past retention.
 
-Meant for the scheduler (``shiftwatch.scheduler`` registers :func:`retention_job` once a
-day). Only ``predictions`` is touched: labeled samples, alerts, the audit log and tokens
+Scheduled hourly in every ``shiftwatch serve`` (``RETENTION_JOB``, started by the app's
+lifespan when ``scheduler_enabled``); the scheduler's tick claim runs it once per tick across
+replicas, and the advisory lock below also covers a manual run racing it. Only ``predictions`` is touched: labeled samples, alerts, the audit log and tokens
 copy what they need from a prediction and hold no foreign key into it, so they outlive it.
 With several replicas, a PostgreSQL advisory lock lets one run it per tick; the others skip.
 """
@@ -9,11 +10,13 @@ With several replicas, a PostgreSQL advisory lock lets one run it per tick; the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import text
 
 from shiftwatch.collector.partitions import apply_retention, ensure_upcoming_partitions
 from shiftwatch.db import Database
+from shiftwatch.scheduler import ScheduledJob
 from shiftwatch.settings import Settings
 
 # Any constant unique in this project (the migration lock uses 7265110).
@@ -41,3 +44,11 @@ def retention_job(db: Database, settings: Settings) -> RetentionRun:
         finally:
             lock_connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": RETENTION_LOCK_ID})
             lock_connection.commit()
+
+
+def _retention_tick(db: Database, settings: Settings, tick: datetime) -> None:
+    retention_job(db, settings)
+
+
+# Hourly: cheap when there is nothing to drop, and partitions ahead are never more than an hour late.
+RETENTION_JOB = ScheduledJob("core.retention", 3600, _retention_tick)

@@ -10,10 +10,14 @@ token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored ha
 
 
 def _db():  # type: ignore[no-untyped-def]
+    """The configured database, migrated first: the first token is often made before the first `serve`."""
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
+    from shiftwatch.migrate import upgrade
 
-    return Database.connect(settings_or_exit().database_url)
+    url = settings_or_exit().database_url
+    upgrade(url)
+    return Database.connect(url)
 
 
 @token_app.command("create")

@@ -108,3 +108,21 @@ def test_symlink_and_missing_file_are_refused(tmp_path):
         verify_onnx_artifact(link, None)
     with pytest.raises(Invalid, match="does not exist"):
         verify_onnx_artifact(tmp_path / "nope.onnx", None)
+    for bad in ("a\x00b.onnx", "x" * 5000):
+        with pytest.raises(Invalid, match="cannot be read"):
+            verify_onnx_artifact(tmp_path / bad, None)
+
+
+def test_registering_a_version_over_http_verifies_its_artifact(api, db, settings):
+    api.post("/v1/models", json={"name": "m", "class_names": ["a", "b"]})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    digest = tiny_model(settings.data_dir / "m.onnx")
+    version = {"version": "v1", "embedding_dim": 4, "artifact_path": "m.onnx"}
+    created = api.post("/v1/models/m/versions", json=version)
+    assert created.status_code == 201, created.text
+    assert created.json()["artifact_sha256"] == digest  # recorded, so the gateway can verify before serving
+    for path, sha, field in [("/etc/passwd", None, "artifact"), ("m.onnx", "f" * 64, "artifact_sha256"),
+                             ("missing.onnx", None, "artifact")]:  # fmt: skip
+        refused = api.post("/v1/models/m/versions", json={**version, "version": "v2", "artifact_path": path, "artifact_sha256": sha})
+        assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
+    assert [v["version"] for v in api.get("/v1/models/m/versions").json()] == ["v1"]

@@ -53,3 +53,30 @@ def test_second_replica_skips_while_one_holds_the_lock(db, settings):
             other_replica.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": RETENTION_LOCK_ID})
             other_replica.commit()
     assert retention_job(db, settings).ran
+
+
+def test_no_table_holds_a_foreign_key_into_predictions():
+    # Retention drops whole partitions and a distributed PostgreSQL (Citus) shards predictions by
+    # model version: a foreign key into predictions would block both. Copy prediction_id + ts instead.
+    import_all_models()
+    pointing_in = [
+        f"{table.name}.{fk.parent.name}"
+        for table in Base.metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column.table.name == "predictions"
+    ]
+    assert pointing_in == []
+
+
+def test_retention_is_a_scheduled_job_that_runs_once_per_tick(db, settings):
+    from shiftwatch.maintenance import RETENTION_JOB
+    from shiftwatch.scheduler import bind, run_job, stop_job
+
+    bind(db, settings, RETENTION_JOB)
+    try:
+        now = datetime.now(timezone.utc)
+        assert run_job(RETENTION_JOB.name, now)  # this replica wins the tick
+        assert not run_job(RETENTION_JOB.name, now)  # a second replica firing for the same tick does not
+        assert run_job(RETENTION_JOB.name, now + timedelta(seconds=RETENTION_JOB.every_seconds))
+    finally:
+        stop_job(RETENTION_JOB.name)

@@ -34,6 +34,9 @@ PUBLIC = {
     ("HEAD", "/docs/oauth2-redirect"),
     ("HEAD", "/redoc"),
 }
+# No token, but a credential of their own: an HMAC signature in the query (Label Studio's
+# annotators' browsers load images by signed, expiring link). Checked below to refuse unsigned calls.
+SIGNED_LINK = {("GET", "/v1/labeling/inputs/{name}")}
 # Static files (console CSS/JS) and the console's login page carry no data; listed by path prefix.
 PUBLIC_PREFIXES = ("/static", "/console/static", "/login", "/console/login", "/logout", "/console/logout")
 SECRET = "s" * 40
@@ -84,7 +87,7 @@ def api_routes(app) -> Iterator[tuple[str, APIRoute]]:  # type: ignore[no-untype
 
 
 def is_public(method: str, path: str) -> bool:
-    return (method, path) in PUBLIC or path.startswith(PUBLIC_PREFIXES)
+    return (method, path) in PUBLIC or (method, path) in SIGNED_LINK or path.startswith(PUBLIC_PREFIXES)
 
 
 def test_every_route_in_the_openapi_schema_is_in_the_route_walk(app):
@@ -151,6 +154,16 @@ def test_every_guarded_route_refuses_no_token_and_wrong_scope(app, db, settings)
                 assert allowed.status_code not in (401, 403), where
             checked += 1
     assert checked >= 8  # the collector alone has this many; fewer means the walk found nothing
+
+
+def test_signed_link_routes_refuse_unsigned_or_forged_calls(app, settings):
+    present = {(m, r.path) for m, r in api_routes(app)} & SIGNED_LINK
+    with TestClient(app) as client:
+        for method, path in present:
+            name = "0" * 64 + ".png"
+            assert client.request(method, path.replace("{name}", name)).status_code in (403, 422)
+            forged = {"expires": "9999999999", "signature": "0" * 64}
+            assert client.request(method, path.replace("{name}", name), params=forged).status_code == 403
 
 
 def test_public_routes_answer_without_a_token(api):

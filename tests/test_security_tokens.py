@@ -85,7 +85,8 @@ def test_cli_creates_lists_and_revokes(db, db_url, monkeypatch):
     assert resolve_token(db, token) is None
 
 
-def test_cli_bad_scope_is_one_line_and_exit_code_2(db_url, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite"])  # a subprocess start costs seconds; the backend does not matter here
+def test_cli_bad_scope_is_one_line_and_exit_code_2(backend, db_url, tmp_path):
     import os
     import subprocess
     import sys
