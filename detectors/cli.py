@@ -11,9 +11,6 @@ import typer
 
 from shiftwatch.errors import Invalid
 
-EMBEDDING_METHODS = ("mmd", "lsdd", "ks", "classifier")
-
-
 def load_array(path: Path, option: str) -> np.ndarray:
     """A numeric array from a .npy file; never unpickles (a pickled file is refused, not run)."""
     try:
@@ -48,11 +45,14 @@ def run_detect(
     """Fit the chosen detector on the reference array and test the current one."""
     from shiftwatch.detectors import DETECTORS
 
-    name = pick_method(method, kind)
-    if name not in DETECTORS:
-        raise Invalid("--method", f"unknown method {name!r}; known: auto, {', '.join(sorted(DETECTORS))}")
+    from shiftwatch.detectors import EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
+
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")
+    name = pick_method(method, kind)
+    usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probs" else ())
+    if name not in usable:
+        raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
     result = detector.fit(reference).test(current)
     return result.to_dict()
@@ -79,3 +79,22 @@ def register(app: typer.Typer) -> None:
             {"min_effect_size": min_effect, "seed": seed},
         )
         typer.echo(json.dumps(result))
+
+    @app.command("estimate-accuracy")
+    def estimate_accuracy(
+        reference_probs: Path = typer.Option(..., "--reference-probs", help="labeled reference class probabilities, (n, k) .npy"),
+        reference_labels: Path = typer.Option(..., "--reference-labels", help="reference labels, (n,) integer .npy"),
+        current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
+        method: str = typer.Option("atc", help="atc | cbpe"),
+        confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
+    ) -> None:
+        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval."""
+        from shiftwatch.detectors.accuracy import AccuracyEstimator
+
+        if method not in ("atc", "cbpe"):
+            raise Invalid("--method", "must be atc or cbpe")
+        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
+        estimate = estimator.fit(
+            load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels")
+        ).estimate(load_array(current_probs, "--current-probs"))
+        typer.echo(json.dumps(estimate.to_dict()))

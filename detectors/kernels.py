@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Pairs beyond this many rows add nothing to the median but cost quadratic time.
-MEDIAN_ROWS = 1000
+# 100k random pairs pin the median within ~0.5 % (its standard error), at no quadratic cost.
+MEDIAN_PAIRS = 100_000
 
 
 def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -21,15 +21,18 @@ def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def median_bandwidth(squared: np.ndarray, rng: np.random.Generator) -> float:
-    """Median heuristic: sigma = sqrt(median squared distance / 2) over distinct pairs of a random row subset.
+    """Median heuristic: sigma = sqrt(median squared distance / 2) over random distinct pairs.
 
     Drawn from the pooled sample, the bandwidth does not depend on which rows are reference,
     so it does not break the permutation test's exchangeability.
     """
-    rows = rng.choice(len(squared), size=min(len(squared), MEDIAN_ROWS), replace=False)
-    block = squared[np.ix_(rows, rows)]
-    upper = block[np.triu_indices(len(rows), k=1)]
-    median = float(np.median(upper)) if upper.size else 1.0
+    n = len(squared)
+    if n < 2:
+        return 1.0
+    first = rng.integers(0, n, MEDIAN_PAIRS)
+    second = rng.integers(0, n - 1, MEDIAN_PAIRS)
+    second += second >= first  # never a sample with itself
+    median = float(np.median(squared[first, second]))
     return float(np.sqrt(max(median, 1e-12) / 2.0))
 
 

@@ -9,9 +9,9 @@ unequal group sizes (block permutations) are exact. float32 throughout; 2,000 + 
 with 100 permutations in bench/detectors_speed.py.
 
 Memory: at most ``max_samples`` of each window enter the kernel matrix (2,000 + 2,000 is
-64 MB in float32). Larger windows are subsampled at random for the test; the witness score
-(evidence) is computed for *every* current sample in chunks, so the most atypical samples
-are found in the whole window. Peak for a 50,000 x 512 window: bench/detectors_speed.py.
+64 MB in float32). Larger windows are subsampled at random for the test; the evidence
+(mean kernel to the reference, and the witness score) is computed for *every* current
+sample in chunks, so the most atypical samples are found in the whole window. Peak for a 50,000 x 512 window: bench/detectors_speed.py.
 
 Correlated streams: with ``stream_ids`` / ``timestamps`` (at fit and/or test) the test
 permutes blocks of consecutive frames (see ``dependence``), which keeps the false-positive
@@ -117,8 +117,9 @@ class MMDDetector(TwoSampleDetector):
         effect = 100.0 * max(observed, 0.0) / spread
         del kernel, indicators
 
-        witness = self._witness(y, y_test, keep, sigma)
+        witness, similarity = self._witness(y, y_test, keep, sigma)
         top = top_indices(witness, self.n_evidence)
+        atypical = top_indices(-similarity, self.n_evidence)
         return DriftResult(
             method=self.name,
             statistic=observed,
@@ -134,15 +135,22 @@ class MMDDetector(TwoSampleDetector):
                 "n_permutations": self.n_permutations,
                 "n_current_tested": len(y_test),
                 "n_blocks": [n_reference_blocks, int(current_blocks.max()) + 1],
-                "most_atypical": top,
+                # Samples least like anything in the reference (isolated novelties)...
+                "most_atypical": atypical,
+                "reference_similarity": [float(similarity[i]) for i in atypical],
+                # ...and samples from regions the current window over-populates (a shifted cluster).
+                "most_overrepresented": top,
                 "witness_scores": [float(witness[i]) for i in top],
                 "witness_unit": "mean kernel to current minus mean kernel to reference",
             },
         )
 
-    def _witness(self, y: np.ndarray, y_test: np.ndarray, keep: np.ndarray, sigma: float) -> np.ndarray:
-        """Witness score of every current sample: high when it resembles the current window more than the reference."""
+    def _witness(
+        self, y: np.ndarray, y_test: np.ndarray, keep: np.ndarray, sigma: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per current sample: witness (resembles current more than reference) and mean kernel to the reference."""
         scores = np.empty(len(y), dtype=np.float64)
+        similarity = np.empty(len(y), dtype=np.float64)
         chunk = 4096
         m = len(y_test)
         in_test = np.zeros(len(y), dtype=bool)
@@ -155,4 +163,5 @@ class MMDDetector(TwoSampleDetector):
             to_current = np.where(own, (to_current - 1.0) / max(m - 1, 1), to_current / m)
             to_reference = gaussian_kernel(part, self.reference_, sigma).mean(axis=1, dtype=np.float64)
             scores[start : start + chunk] = to_current - to_reference
-        return scores
+            similarity[start : start + chunk] = to_reference
+        return scores, similarity

@@ -37,13 +37,19 @@ class ParityError(ShiftwatchError):
 class ParityReport:
     samples: int
     max_abs_logit_diff: float
+    max_abs_logit: float
     top1_agreement: float
     atol: float
+    rtol: float
     min_agreement: float
 
     @property
+    def allowed_diff(self) -> float:
+        return self.atol + self.rtol * self.max_abs_logit
+
+    @property
     def ok(self) -> bool:
-        return self.max_abs_logit_diff <= self.atol and self.top1_agreement >= self.min_agreement
+        return self.max_abs_logit_diff <= self.allowed_diff and self.top1_agreement >= self.min_agreement
 
     def as_dict(self) -> dict[str, float | int | bool]:
         return {**asdict(self), "ok": self.ok}
@@ -93,13 +99,15 @@ def check_parity(
     images: np.ndarray,
     *,
     atol: float = FP32_ATOL,
+    rtol: float = 0.0,
     min_agreement: float = 1.0,
     raise_on_failure: bool = True,
 ) -> ParityReport:
     """Compare the artifact's logits with the eager torch model's on ``images``.
 
-    Quantized artifacts are compared with a looser ``atol``/``min_agreement`` (the caller's
-    choice); fp32 exports must agree on every top-1 answer.
+    The check passes when max |diff| <= atol + rtol * max |torch logit| and top-1 agreement
+    >= ``min_agreement``. Quantized artifacts are compared with a looser tolerance (the
+    caller's choice); fp32 exports must agree on every top-1 answer.
     """
     from shiftwatch.retrain.reference_model import predict
 
@@ -110,14 +118,16 @@ def check_parity(
     report = ParityReport(
         samples=len(images),
         max_abs_logit_diff=float(np.abs(torch_logits - onnx_logits).max()),
+        max_abs_logit=float(np.abs(torch_logits).max()),
         top1_agreement=float((torch_logits.argmax(1) == onnx_logits.argmax(1)).mean()),
         atol=atol,
+        rtol=rtol,
         min_agreement=min_agreement,
     )
     if raise_on_failure and not report.ok:
         raise ParityError(
             f"parity check failed for {artifact.name}: max |logit diff| {report.max_abs_logit_diff:.3g} "
-            f"(allowed {atol:g}), top-1 agreement {report.top1_agreement:.3f} (needed {min_agreement:g}) "
+            f"(allowed {report.allowed_diff:.3g}), top-1 agreement {report.top1_agreement:.3f} (needed {min_agreement:g}) "
             f"on {report.samples} inputs"
         )
     return report

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import OperationalError
 
 from shiftwatch import __version__
 from shiftwatch.auth import require
@@ -80,6 +81,16 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
         if isinstance(exc, Unavailable):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         return JSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, exc: OperationalError) -> JSONResponse:
+        # The database restarting or failing over is an outage, not a bug: 503 tells clients
+        # (the SDK included) to retry; the transaction was rolled back, so nothing is half-written.
+        return JSONResponse(
+            {"detail": "database unavailable; retry later", "error": "Unavailable"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -111,6 +111,7 @@ def import_all_models() -> None:
 # Every module that defines tables, lowest layer first.
 MODEL_MODULES = (
     "shiftwatch.auth_models",
+    "shiftwatch.scheduler_models",
     "shiftwatch.collector.models",
     "shiftwatch.detectors.models",
     "shiftwatch.labeling.models",

@@ -38,10 +38,35 @@ class Settings(BaseSettings):
     # Label Studio (optional): when unset, the built-in oracle labels in the demo.
     label_studio_url: str | None = None
     label_studio_token: str | None = None
+    # A shiftwatch API token (scope "label") Label Studio sends with its webhooks when auth_required is on.
+    label_studio_callback_token: str | None = None
+    # Labeling budget: samples queued per model per UTC day (per-model overrides by name), and per batch.
+    labeling_daily_budget: int = Field(200, ge=0)
+    labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
+    labeling_batch_size: int = Field(50, ge=1)
+    # The labeling job (select, push, pull) runs this often inside `shiftwatch serve`.
+    labeling_sync_interval_s: int = Field(300, ge=10)
+    # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
+    labeling_link_ttl_s: int = Field(14 * 86400, ge=60)
     # Public base URL of this server, used in links sent to people and to Label Studio.
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: list[str] = Field(default_factory=list)
+    # Per-endpoint HMAC secrets for alert webhooks, as JSON {"<url as listed>": "<secret>"}; a listed
+    # endpoint without one gets unsigned requests (fine for Slack, whose URL is the secret).
+    alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
+    # How often the detector job wakes up; each config runs when its own schedule_seconds have passed.
+    detector_tick_seconds: int = Field(60, ge=1)
+    # Serving gateway (rollout): concurrent requests gathered into one ONNX Runtime call, up to this
+    # many images or this long a wait (1 = no batching). 32 / 5 ms: see bench/gateway.py.
+    gateway_max_batch_size: int = Field(32, ge=1, le=1024)
+    gateway_max_wait_ms: float = Field(5.0, ge=0, le=1000)
+    # ONNX Runtime intra-op threads per loaded model version.
+    gateway_ort_threads: int = Field(1, ge=1, le=64)
+    # How often the gateway re-reads which versions serve which route (new ones load in the background).
+    gateway_refresh_seconds: float = Field(1.0, gt=0)
+    # How often the rollout controller judges shadow and canary evidence.
+    rollout_tick_seconds: float = Field(30.0, gt=0)
     # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
     # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
     auth_required: bool = False

@@ -1,0 +1,197 @@
+"""Alert lifecycle: open (after confirmed runs), update instead of duplicating, acknowledge, resolve; ranked by harm.
+
+One unresolved alert per detector config (``alerts.open_key`` is unique). A flagged run on a
+config with an open or acknowledged alert updates it; webhooks fire when an alert opens, when
+its severity rises and when it is resolved, not on every update, so a long incident pages once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.detectors import harm, multiple_testing
+from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
+from shiftwatch.detectors.schemas import AlertOut
+from shiftwatch.errors import Conflict, Invalid, NotFound
+from shiftwatch.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    alert_id: int
+    event: str  # "alert.opened", "alert.updated", "alert.escalated"
+
+
+def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
+    effect = f"{run.effect_size:.3g} {run.effect_unit}"
+    impact = "accuracy impact unknown" if estimate is None else f"est. accuracy {-estimate.points:+.1f} pts"
+    return f"{config.name}: drift ({effect}; {impact})"[:500]
+
+
+def _previous_decisions(session: Session, config: DetectorConfig, run: DriftRun) -> list[bool]:
+    stmt = (
+        select(DriftRun.decision)
+        .where(DriftRun.config_id == config.id, DriftRun.status == "ok", DriftRun.tick < run.tick)
+        .order_by(DriftRun.tick.desc())
+        .limit(max(0, config.confirm_runs - 1))
+    )
+    return [bool(d) for d in session.scalars(stmt)]
+
+
+def apply_run(
+    session: Session,
+    settings: Settings,
+    *,
+    config: DetectorConfig,
+    run: DriftRun,
+    estimate: harm.Harm | None,
+    summary: dict[str, Any],
+    report_path: str | None,
+    now: datetime,
+) -> AlertChange | None:
+    """Open or update the config's alert for a flagged run; None when the run is not (yet) confirmed."""
+    from shiftwatch.detectors import webhooks
+
+    alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
+    new_severity = harm.severity(estimate)
+    if alert is None:
+        if not multiple_testing.confirmed(_previous_decisions(session, config, run), run.decision, config.confirm_runs):
+            return None
+        alert = Alert(
+            config_id=config.id,
+            model_version_id=config.model_version_id,
+            open_key=config.id,
+            detector=config.detector,
+            state="open",
+            severity=new_severity,
+            first_run_id=run.id,
+            run_count=0,
+            opened_at=now,
+        )
+        session.add(alert)
+        event = "alert.opened"
+    else:
+        rising = SEVERITIES.index(new_severity) > SEVERITIES.index(alert.severity)
+        event = "alert.escalated" if rising else "alert.updated"
+        if rising:
+            alert.severity = new_severity
+    alert.title = _title(config, run, estimate)
+    alert.last_run_id = run.id
+    alert.run_count += 1
+    alert.p_value = run.adjusted_p_value if run.adjusted_p_value is not None else run.p_value
+    alert.effect_size, alert.effect_unit = float(run.effect_size or 0.0), run.effect_unit or ""
+    alert.estimated_harm = None if estimate is None else estimate.points
+    alert.harm_source = None if estimate is None else estimate.source
+    alert.report_path = report_path or alert.report_path
+    alert.evidence = summary
+    alert.updated_at = now
+    session.flush()
+    if event != "alert.updated":
+        webhooks.enqueue(session, settings, alert, event, now)
+    return AlertChange(alert_id=alert.id, event=event)
+
+
+def get(session: Session, alert_id: int) -> Alert:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
+    """Someone is on it: open -> acknowledged (again: no change). A resolved alert cannot be acknowledged."""
+    alert = get(session, alert_id)
+    if alert.state == "resolved":
+        raise Conflict(f"alert {alert_id} is resolved")
+    if alert.state == "open":
+        alert.state, alert.acknowledged_at, alert.acknowledged_by, alert.updated_at = "acknowledged", now, by, now
+        session.flush()
+    return alert
+
+
+def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
+    """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing."""
+    from shiftwatch.detectors import webhooks
+
+    alert = get(session, alert_id)
+    if alert.state != "resolved":
+        alert.state, alert.open_key, alert.resolved_at, alert.resolved_by, alert.updated_at = (
+            "resolved",
+            None,
+            now,
+            by,
+            now,
+        )
+        session.flush()
+        webhooks.enqueue(session, settings, alert, "alert.resolved", now)
+    return alert
+
+
+def list_alerts(
+    session: Session,
+    *,
+    state: str | None = None,
+    severity: str | None = None,
+    model_version_id: int | None = None,
+    detector: str | None = None,
+    limit: int = 100,
+) -> list[Alert]:
+    """Alerts ranked by estimated harm (unknown harm last), then most recently updated."""
+    if state is not None and state not in ALERT_STATES:
+        raise Invalid("state", f"must be one of {', '.join(ALERT_STATES)}")
+    if severity is not None and severity not in SEVERITIES:
+        raise Invalid("severity", f"must be one of {', '.join(SEVERITIES)}")
+    stmt = select(Alert)
+    if state is not None:
+        stmt = stmt.where(Alert.state == state)
+    if severity is not None:
+        stmt = stmt.where(Alert.severity == severity)
+    if model_version_id is not None:
+        stmt = stmt.where(Alert.model_version_id == model_version_id)
+    if detector is not None:
+        stmt = stmt.where(Alert.detector == detector)
+    stmt = stmt.order_by(
+        Alert.estimated_harm.is_(None), Alert.estimated_harm.desc(), Alert.updated_at.desc(), Alert.id.desc()
+    )
+    return list(session.scalars(stmt.limit(limit)))
+
+
+def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
+    """The one outward shape of an alert (API responses and webhook payloads)."""
+    version = session.get(ModelVersion, alert.model_version_id)
+    model = session.get(Model, version.model_id) if version is not None else None
+    base = settings.public_url.rstrip("/")
+    return AlertOut(
+        id=alert.id,
+        model=model.name if model is not None else "",
+        version=version.version if version is not None else "",
+        model_version_id=alert.model_version_id,
+        config_id=alert.config_id,
+        detector=alert.detector,
+        state=alert.state,
+        severity=alert.severity,
+        title=alert.title,
+        p_value=alert.p_value,
+        effect_size=alert.effect_size,
+        effect_unit=alert.effect_unit,
+        estimated_harm=alert.estimated_harm,
+        harm_source=alert.harm_source,
+        run_count=alert.run_count,
+        first_run_id=alert.first_run_id,
+        last_run_id=alert.last_run_id,
+        opened_at=alert.opened_at,
+        updated_at=alert.updated_at,
+        acknowledged_at=alert.acknowledged_at,
+        acknowledged_by=alert.acknowledged_by,
+        resolved_at=alert.resolved_at,
+        resolved_by=alert.resolved_by,
+        url=f"{base}/v1/alerts/{alert.id}",
+        report_url=f"{base}/v1/alerts/{alert.id}/report" if alert.report_path else None,
+        evidence=alert.evidence,
+    )

@@ -1,0 +1,128 @@
+"""Concept drift with labels: windowed accuracy against the reference accuracy, and an online change detector.
+
+``LabeledAccuracyDetector`` tests "current accuracy is lower than the reference's" one-sided:
+Fisher's exact test on the 2x2 table of correct/incorrect; with ``stream_ids`` / ``timestamps``
+the counts are shrunk to effective sizes ``n / tau`` (``dependence``) and a two-proportion
+z-test is used, because neighbouring frames tend to be right or wrong together.
+Input arrays are per-sample correctness (1 = the prediction matched the label).
+
+``AccuracyChangeMonitor`` watches the stream of correct/incorrect one label at a time with
+river's ADWIN (delta bounds its false-alarm probability) and reports a change only when the
+error rate went up. Its state is the recent window of outcomes, replayed into a fresh ADWIN
+on load (no pickle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from river.drift import ADWIN
+from scipy import stats
+
+from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.dependence import effective_sample_size
+from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context
+from shiftwatch.errors import Invalid
+
+
+def as_outcomes(values: Any, field: str) -> np.ndarray:
+    outcomes = np.asarray(values, dtype=np.float64).ravel()
+    if outcomes.size == 0:
+        raise Invalid(field, "is empty")
+    if not np.isin(outcomes, (0.0, 1.0)).all():
+        raise Invalid(field, "must hold 0/1 correctness flags")
+    return outcomes
+
+
+def n_effective(outcomes: np.ndarray, context: dict[str, Any]) -> float:
+    stream_ids = as_context(context.get("stream_ids"), len(outcomes), "stream_ids")
+    timestamps = as_context(context.get("timestamps"), len(outcomes), "timestamps")
+    if stream_ids is None and timestamps is None or outcomes.std() == 0:
+        return float(len(outcomes))
+    return effective_sample_size(outcomes, stream_ids, timestamps)
+
+
+class LabeledAccuracyDetector(TwoSampleDetector):
+    """One-sided test that the labeled accuracy of the current window is below the reference's."""
+
+    name = "labeled_accuracy"
+
+    def __init__(self, alpha: float = 0.05, min_effect_size: float = 2.0) -> None:
+        self.alpha = alpha
+        self.min_effect_size = min_effect_size  # accuracy points
+
+    def fit(self, reference: np.ndarray, **context: Any) -> "LabeledAccuracyDetector":
+        outcomes = as_outcomes(reference, "reference")
+        self.reference_accuracy_ = float(outcomes.mean())
+        self.reference_n_ = float(len(outcomes))
+        self.reference_n_eff_ = n_effective(outcomes, context)
+        return self
+
+    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
+        self.check_fitted()
+        outcomes = as_outcomes(current, "current")
+        accuracy = float(outcomes.mean())
+        n_eff = n_effective(outcomes, context)
+        if n_eff < len(outcomes) or self.reference_n_eff_ < self.reference_n_:
+            p_value = self._z_test(accuracy, n_eff)
+        else:
+            right = [round(self.reference_accuracy_ * self.reference_n_), int(outcomes.sum())]
+            table = [[right[0], self.reference_n_ - right[0]], [right[1], len(outcomes) - right[1]]]
+            p_value = float(stats.fisher_exact(np.array(table, dtype=np.int64), alternative="greater")[1])
+        drop = 100.0 * (self.reference_accuracy_ - accuracy)
+        return DriftResult(
+            method=self.name,
+            statistic=accuracy,
+            p_value=p_value,
+            threshold=self.alpha,
+            drift=self.decide(p_value, drop),
+            n_reference=int(self.reference_n_),
+            n_current=len(outcomes),
+            effect_size=max(drop, 0.0),
+            effect_unit="labeled accuracy drop, percentage points",
+            evidence={"reference_accuracy": self.reference_accuracy_, "current_accuracy": accuracy, "n_effective": [self.reference_n_eff_, n_eff]},
+        )
+
+    def _z_test(self, accuracy: float, n_eff: float) -> float:
+        n1, n2 = self.reference_n_eff_, n_eff
+        pooled = (self.reference_accuracy_ * n1 + accuracy * n2) / (n1 + n2)
+        se = np.sqrt(max(pooled * (1 - pooled), 1e-12) * (1 / n1 + 1 / n2))
+        return float(stats.norm.sf((self.reference_accuracy_ - accuracy) / se))
+
+
+class AccuracyChangeMonitor:
+    """ADWIN on the error stream: ``update(correct)`` is True when the error rate has just risen."""
+
+    def __init__(self, delta: float = 0.002) -> None:
+        self.delta = delta  # ADWIN's bound on a false alarm per check
+        self._adwin = ADWIN(delta=delta)
+        self._recent: list[float] = []
+
+    @property
+    def error_rate(self) -> float:
+        return float(self._adwin.estimation)
+
+    def update(self, correct: bool) -> bool:
+        before = self._adwin.estimation
+        error = 0.0 if correct else 1.0
+        self._adwin.update(error)
+        self._recent.append(error)
+        width = int(self._adwin.width)
+        if len(self._recent) > 2 * width + 64:
+            self._recent = self._recent[-width:]
+        return bool(self._adwin.drift_detected and self._adwin.estimation > before)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        return {"recent_errors_": np.array(self._recent[-int(self._adwin.width) :] if self._adwin.width else [], dtype=np.int8)}
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "AccuracyChangeMonitor":
+        monitor = cls(**config)
+        for error in np.asarray(state.get("recent_errors_", []), dtype=np.float64):
+            monitor._adwin.update(float(error))
+            monitor._recent.append(float(error))
+        return monitor

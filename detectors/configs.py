@@ -1,0 +1,151 @@
+"""Detector configs: which detector watches which model version, over which window, how often, how strictly."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.detectors.base import Detector
+from shiftwatch.detectors.models import DetectorConfig
+from shiftwatch.errors import Conflict, Invalid, NotFound
+
+INPUTS = ("embeddings", "probabilities", "confidence")
+EDITABLE = (
+    "params",
+    "window_last_n",
+    "window_minutes",
+    "schedule_seconds",
+    "alpha",
+    "min_effect",
+    "confirm_runs",
+    "enabled",
+)
+
+
+def default_registry() -> Mapping[str, type[Detector]]:
+    """The package's registry: ``shiftwatch.detectors.DETECTORS`` (name -> class)."""
+    import shiftwatch.detectors as package
+
+    return getattr(package, "DETECTORS", {})
+
+
+def detector_class(name: str, registry: Mapping[str, type[Detector]] | None = None) -> type[Detector]:
+    registry = default_registry() if registry is None else registry
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "none registered"
+        raise Invalid("detector", f"unknown detector {name!r} (known: {known})")
+    return registry[name]
+
+
+def fit_key(config: DetectorConfig, reference_fingerprint: str) -> str:
+    """What a fitted state depends on: the reference and how the detector is configured."""
+    text = json.dumps(
+        [reference_fingerprint, config.detector, config.input, config.params], sort_keys=True, default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]] | None) -> None:
+    cls = detector_class(values["detector"], registry)
+    if values["input"] not in INPUTS:
+        raise Invalid("input", f"must be one of {', '.join(INPUTS)}")
+    if (values["window_last_n"] is None) == (values["window_minutes"] is None):
+        raise Invalid("window", "give exactly one of window_last_n and window_minutes")
+    for name in ("window_last_n", "window_minutes", "schedule_seconds", "confirm_runs"):
+        if values[name] is not None and values[name] < 1:
+            raise Invalid(name, "must be at least 1")
+    if not 0 < values["alpha"] < 1:
+        raise Invalid("alpha", "must be between 0 and 1")
+    if values["min_effect"] < 0:
+        raise Invalid("min_effect", "must not be negative")
+    try:
+        cls(**values["params"])
+    except (TypeError, ValueError) as exc:
+        raise Invalid("params", str(exc)) from None
+
+
+def create(
+    session: Session,
+    model_version_id: int,
+    detector: str,
+    *,
+    name: str | None = None,
+    params: dict[str, Any] | None = None,
+    input: str | None = None,
+    window_last_n: int | None = None,
+    window_minutes: int | None = None,
+    schedule_seconds: int = 300,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+    confirm_runs: int = 2,
+    enabled: bool = True,
+    registry: Mapping[str, type[Detector]] | None = None,
+) -> DetectorConfig:
+    """Add a config; ``input`` defaults to the detector class's ``input_kind`` (else embeddings)."""
+    if session.get(ModelVersion, model_version_id) is None:
+        raise NotFound(f"model version {model_version_id} does not exist")
+    cls = detector_class(detector, registry)
+    values: dict[str, Any] = {
+        "model_version_id": model_version_id,
+        "name": name or detector,
+        "detector": detector,
+        "params": dict(params or {}),
+        "input": input or getattr(cls, "input_kind", "embeddings"),
+        "window_last_n": window_last_n,
+        "window_minutes": window_minutes,
+        "schedule_seconds": schedule_seconds,
+        "alpha": alpha,
+        "min_effect": min_effect,
+        "confirm_runs": confirm_runs,
+        "enabled": enabled,
+    }
+    _validate(values, registry)
+    taken = select(DetectorConfig.id).where(
+        DetectorConfig.model_version_id == model_version_id, DetectorConfig.name == values["name"]
+    )
+    if session.scalar(taken) is not None:
+        raise Conflict(f"model version {model_version_id} already has a detector config named {values['name']!r}")
+    row = DetectorConfig(**values)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update(
+    session: Session, config_id: int, changes: dict[str, Any], registry: Mapping[str, type[Detector]] | None = None
+) -> DetectorConfig:
+    """Change editable fields; a change of params refits on the next run (the fit key changes)."""
+    row = get(session, config_id)
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise Invalid(sorted(unknown)[0], "cannot be changed")
+    values = {c: getattr(row, c) for c in ("detector", "input", *EDITABLE)} | changes
+    if "window_last_n" in changes and changes["window_last_n"] is not None and "window_minutes" not in changes:
+        values["window_minutes"] = None
+    if "window_minutes" in changes and changes["window_minutes"] is not None and "window_last_n" not in changes:
+        values["window_last_n"] = None
+    _validate(values, registry)
+    for key in EDITABLE:
+        setattr(row, key, values[key])
+    session.flush()
+    return row
+
+
+def get(session: Session, config_id: int) -> DetectorConfig:
+    row = session.get(DetectorConfig, config_id)
+    if row is None:
+        raise NotFound(f"detector config {config_id} does not exist")
+    return row
+
+
+def list_configs(session: Session, model_version_id: int | None = None) -> list[DetectorConfig]:
+    stmt = select(DetectorConfig).order_by(DetectorConfig.id)
+    if model_version_id is not None:
+        stmt = stmt.where(DetectorConfig.model_version_id == model_version_id)
+    return list(session.scalars(stmt))

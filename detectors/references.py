@@ -1,0 +1,205 @@
+"""Reference windows pinned per model version: taken from a time range of predictions or uploaded as arrays."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector import queries
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.detectors.models import ReferenceWindow
+from shiftwatch.errors import Invalid, NotFound
+
+# Fewer samples than this make every two-sample test meaningless; refuse rather than pin it.
+MIN_REFERENCE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceData:
+    """A pinned reference as arrays, with the fingerprint fitted states are tied to."""
+
+    model_version_id: int
+    embeddings: np.ndarray | None
+    probabilities: np.ndarray | None
+    confidence: np.ndarray
+    predicted_class: np.ndarray
+    labels: np.ndarray | None
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+
+def _f32(array: np.ndarray | None) -> bytes | None:
+    return None if array is None else np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+def _check(name: str, array: np.ndarray | None, n: int, ndim: int) -> None:
+    if array is None:
+        return
+    if array.ndim != ndim or array.shape[0] != n:
+        raise Invalid(name, f"expected {ndim}-d with {n} rows, got shape {tuple(array.shape)}")
+    if not np.all(np.isfinite(array)):
+        raise Invalid(name, "contains NaN or infinite values")
+
+
+def pin(
+    session: Session,
+    model_version_id: int,
+    *,
+    confidence: np.ndarray,
+    predicted_class: np.ndarray,
+    embeddings: np.ndarray | None = None,
+    probabilities: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    source: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ReferenceWindow:
+    """Pin (or replace) the reference of a model version; fitted states refit on their next run."""
+    version = session.get(ModelVersion, model_version_id)
+    if version is None:
+        raise NotFound(f"model version {model_version_id} does not exist")
+    n = len(confidence)
+    if n < MIN_REFERENCE:
+        raise Invalid("reference", f"needs at least {MIN_REFERENCE} samples, got {n}")
+    for name, array, ndim in (
+        ("embeddings", embeddings, 2),
+        ("probabilities", probabilities, 2),
+        ("confidence", confidence, 1),
+        ("predicted_class", predicted_class, 1),
+        ("labels", labels, 1),
+    ):
+        _check(name, array, n, ndim)
+    if embeddings is not None and embeddings.shape[1] != version.embedding_dim:
+        raise Invalid(
+            "embeddings", f"model version has {version.embedding_dim}-d embeddings, got {embeddings.shape[1]}"
+        )
+    blobs = {
+        "embeddings": _f32(embeddings),
+        "probabilities": _f32(probabilities),
+        "confidence": _f32(confidence),
+        "predicted_class": _f32(predicted_class),
+        "labels": _f32(labels),
+    }
+    digest = hashlib.sha256()
+    for name, blob in blobs.items():
+        digest.update(name.encode() + b"\0" + (blob or b""))
+    row = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == model_version_id))
+    if row is None:
+        row = ReferenceWindow(model_version_id=model_version_id)
+        session.add(row)
+    row.source, row.start, row.end, row.n = source, start, end, n
+    row.embedding_dim = None if embeddings is None else embeddings.shape[1]
+    row.num_classes = None if probabilities is None else probabilities.shape[1]
+    row.embeddings, row.probabilities = blobs["embeddings"], blobs["probabilities"]
+    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]
+    row.fingerprint = digest.hexdigest()
+    session.flush()
+    return row
+
+
+def pin_time_range(session: Session, model_version_id: int, start: datetime, end: datetime) -> ReferenceWindow:
+    """Pin the production predictions of [start, end) as the reference."""
+    if end <= start:
+        raise Invalid("end", "must be after start")
+    window = queries.window(session, model_version_id, start=start, end=end)
+    return pin(
+        session,
+        model_version_id,
+        confidence=window.confidence,
+        predicted_class=window.predicted_class,
+        embeddings=window.embeddings,
+        probabilities=window.probabilities,
+        source="time_range",
+        start=start,
+        end=end,
+    )
+
+
+def pin_upload(
+    session: Session,
+    model_version_id: int,
+    *,
+    embeddings: np.ndarray | None,
+    probabilities: np.ndarray | None,
+    labels: np.ndarray | None = None,
+) -> ReferenceWindow:
+    """Pin uploaded arrays; confidence and predicted class come from the probabilities."""
+    if probabilities is None:
+        raise Invalid("probabilities", "an uploaded reference needs class probabilities (n, k)")
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
+        raise Invalid("probabilities", f"expected (n, k>=2), got shape {tuple(probabilities.shape)}")
+    return pin(
+        session,
+        model_version_id,
+        confidence=probabilities.max(axis=1),
+        predicted_class=probabilities.argmax(axis=1),
+        embeddings=embeddings,
+        probabilities=probabilities,
+        labels=labels,
+        source="upload",
+    )
+
+
+def get_row(session: Session, model_version_id: int) -> ReferenceWindow | None:
+    return session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == model_version_id))
+
+
+def load(session: Session, model_version_id: int) -> ReferenceData | None:
+    """The pinned reference as arrays, or None when none is pinned."""
+    row = get_row(session, model_version_id)
+    if row is None:
+        return None
+
+    def matrix(blob: bytes | None, width: int | None) -> np.ndarray | None:
+        if blob is None or width is None:
+            return None
+        return np.frombuffer(blob, dtype="<f4").reshape(row.n, width).astype(np.float32)
+
+    def vector(blob: bytes | None) -> np.ndarray | None:
+        return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float64)
+
+    labels = vector(row.labels)
+    return ReferenceData(
+        model_version_id=model_version_id,
+        embeddings=matrix(row.embeddings, row.embedding_dim),
+        probabilities=matrix(row.probabilities, row.num_classes),
+        confidence=vector(row.confidence),  # type: ignore[arg-type]
+        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]
+        labels=None if labels is None else labels.astype(np.int64),
+        fingerprint=row.fingerprint,
+    )
+
+
+def parse_npy(field: str, data: bytes) -> np.ndarray:
+    """An uploaded ``.npy`` file as a float array; anything else (pickles included) is refused."""
+    import io
+
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception:  # numpy raises several types for a file that is not .npy
+        raise Invalid(field, "is not a .npy file") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
+        raise Invalid(field, "must be a numeric array")
+    return array.astype(np.float64)
+
+
+def to_out_fields(row: ReferenceWindow) -> dict[str, object]:
+    return {
+        "model_version_id": row.model_version_id,
+        "source": row.source,
+        "start": row.start,
+        "end": row.end,
+        "n": row.n,
+        "embedding_dim": row.embedding_dim,
+        "num_classes": row.num_classes,
+        "has_labels": row.labels is not None,
+        "fingerprint": row.fingerprint,
+        "created_at": row.created_at,
+    }

@@ -1,0 +1,102 @@
+"""The Evidently HTML drift report attached to an alert: reference vs current model outputs, as plots.
+
+Columns: confidence, predicted class, the probabilities of the most frequent reference classes
+and a few principal components of the embeddings (PCA fitted on the reference), so a person
+sees which outputs moved, not only that something did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+
+# Evidently renders every row into the page; 5,000 per side keeps the report a few MB and ~1 s.
+MAX_ROWS = 5000
+TOP_CLASSES = 3
+PCA_COMPONENTS = 3
+
+
+def _frame(
+    confidence: np.ndarray,
+    predicted_class: np.ndarray,
+    probabilities: np.ndarray | None,
+    components: np.ndarray | None,
+    classes: list[int],
+    class_names: list[str],
+) -> pd.DataFrame:
+    def name(c: int) -> str:
+        return class_names[c] if c < len(class_names) else str(c)
+
+    columns: dict[str, object] = {
+        "confidence": confidence.astype(float),
+        "predicted_class": [name(int(c)) for c in predicted_class],
+    }
+    if probabilities is not None:
+        for c in classes:
+            columns[f"p_{name(c)}"] = probabilities[:, c].astype(float)
+    if components is not None:
+        for j in range(components.shape[1]):
+            columns[f"embedding_pc{j + 1}"] = components[:, j].astype(float)
+    return pd.DataFrame(columns)
+
+
+def _subsample(n: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(n, MAX_ROWS, replace=False)) if n > MAX_ROWS else np.arange(n)
+
+
+def write_drift_report(
+    path: Path,
+    *,
+    reference: dict[str, np.ndarray | None],
+    current: dict[str, np.ndarray | None],
+    class_names: list[str],
+    seed: int = 0,
+) -> Path:
+    """Render Evidently's data-drift preset for the two windows into ``path`` (HTML); returns ``path``.
+
+    ``reference`` / ``current``: ``confidence`` (n,), ``predicted_class`` (n,), optional
+    ``probabilities`` (n, k) and ``embeddings`` (n, d).
+    """
+    from evidently import DataDefinition, Dataset, Report  # heavy import (~10 s cold): only when a report is due
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    pca = None
+    ref_embeddings = reference.get("embeddings")
+    if ref_embeddings is not None and current.get("embeddings") is not None:
+        n_components = min(PCA_COMPONENTS, ref_embeddings.shape[1], len(ref_embeddings))
+        pca = PCA(n_components=n_components, random_state=seed).fit(ref_embeddings)
+    ref_probs = reference.get("probabilities")
+    classes: list[int] = []
+    if ref_probs is not None and current.get("probabilities") is not None:
+        counts = np.bincount(np.asarray(reference["predicted_class"], dtype=np.int64), minlength=ref_probs.shape[1])
+        classes = [int(c) for c in np.argsort(-counts)[:TOP_CLASSES]]
+    for window in (reference, current):
+        rows = _subsample(len(window["confidence"]), rng)  # type: ignore[arg-type]
+        probabilities = window.get("probabilities") if classes else None
+        embeddings = window.get("embeddings")
+        frames.append(
+            _frame(
+                window["confidence"][rows],  # type: ignore[index]
+                window["predicted_class"][rows],  # type: ignore[index]
+                None if probabilities is None else probabilities[rows],
+                None if pca is None or embeddings is None else pca.transform(embeddings[rows]),
+                classes,
+                class_names,
+            )
+        )
+    numerical = [c for c in frames[0].columns if c != "predicted_class"]
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=["predicted_class"])
+    snapshot = Report([DataDriftPreset()]).run(
+        reference_data=Dataset.from_pandas(frames[0], data_definition=definition),
+        current_data=Dataset.from_pandas(frames[1], data_definition=definition),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".html.partial")
+    snapshot.save_html(str(partial))
+    partial.replace(path)  # a reader never sees half a report
+    return path

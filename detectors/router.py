@@ -1,0 +1,212 @@
+"""HTTP routes of the detectors: alerts (read / operate), detector configs and reference windows (operate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
+from fastapi.responses import FileResponse
+
+from shiftwatch.auth import Principal, require
+from shiftwatch.collector import registry
+from shiftwatch.db import Database, utcnow
+from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.detectors import alerts, configs, references
+from shiftwatch.detectors.models import DriftRun
+from shiftwatch.detectors.schemas import (
+    AlertOut,
+    DetectorConfigIn,
+    DetectorConfigOut,
+    DetectorConfigPatch,
+    DriftRunOut,
+    ReferenceOut,
+    ReferenceRangeIn,
+)
+from shiftwatch.errors import NotFound, TooLarge
+from shiftwatch.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["detectors"])
+
+
+def on_startup(app: FastAPI) -> None:
+    if app.state.settings.scheduler_enabled:
+        from shiftwatch.detectors import schedule
+
+        schedule.start(app.state.db, app.state.settings)
+
+
+def on_shutdown(app: FastAPI) -> None:
+    if app.state.settings.scheduler_enabled:
+        from shiftwatch.detectors import schedule
+
+        schedule.stop(app.state.settings)
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+def list_alerts(
+    state: str | None = None,
+    severity: str | None = None,
+    model: str | None = None,
+    version: str | None = None,
+    detector: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("read")),
+):
+    """Alerts ranked by estimated harm (accuracy points lost), then by recency."""
+    with db.session() as session:
+        version_id = registry.get_version(session, model, version).id if model and version else None
+        rows = alerts.list_alerts(
+            session, state=state, severity=severity, model_version_id=version_id, detector=detector, limit=limit
+        )
+        return [alerts.to_out(session, settings, a) for a in rows]
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertOut)
+def get_alert(
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("read")),
+):
+    with db.session() as session:
+        return alerts.to_out(session, settings, alerts.get(session, alert_id))
+
+
+@router.get("/alerts/{alert_id}/report", response_class=FileResponse)
+def alert_report(
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("read")),
+):
+    """The Evidently drift report of the alert's latest run (HTML)."""
+    with db.session() as session:
+        report_path = alerts.get(session, alert_id).report_path
+    reports_dir = (Path(settings.data_dir) / "reports").resolve()
+    path = Path(report_path).resolve() if report_path else None
+    if path is None or path.parent != reports_dir or not path.is_file():
+        raise NotFound(f"alert {alert_id} has no report")
+    return FileResponse(path, media_type="text/html")
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
+def acknowledge_alert(
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(require("operate")),
+):
+    with db.session() as session:
+        alert = alerts.acknowledge(session, settings, alert_id, principal.name, utcnow())
+        return alerts.to_out(session, settings, alert)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
+def resolve_alert(
+    alert_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    principal: Principal = Depends(require("operate")),
+):
+    with db.session() as session:
+        alert = alerts.resolve(session, settings, alert_id, principal.name, utcnow())
+        return alerts.to_out(session, settings, alert)
+
+
+@router.post("/detector-configs", response_model=DetectorConfigOut, status_code=201)
+def create_config(body: DetectorConfigIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))):
+    fields = body.model_dump(exclude={"model", "version"})
+    with db.session() as session:
+        version_id = registry.get_version(session, body.model, body.version).id
+        return DetectorConfigOut.model_validate(configs.create(session, version_id, **fields))
+
+
+@router.get("/detector-configs", response_model=list[DetectorConfigOut])
+def list_configs(
+    model: str | None = None,
+    version: str | None = None,
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("read")),
+):
+    with db.session() as session:
+        version_id = registry.get_version(session, model, version).id if model and version else None
+        return [DetectorConfigOut.model_validate(c) for c in configs.list_configs(session, version_id)]
+
+
+@router.patch("/detector-configs/{config_id}", response_model=DetectorConfigOut)
+def update_config(
+    config_id: int,
+    body: DetectorConfigPatch,
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("operate")),
+):
+    with db.session() as session:
+        return DetectorConfigOut.model_validate(configs.update(session, config_id, body.model_dump(exclude_unset=True)))
+
+
+@router.get("/detector-configs/{config_id}/runs", response_model=list[DriftRunOut])
+def list_runs(
+    config_id: int,
+    limit: int = Query(50, ge=1, le=1000),
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("read")),
+):
+    from sqlalchemy import select
+
+    with db.session() as session:
+        configs.get(session, config_id)
+        stmt = select(DriftRun).where(DriftRun.config_id == config_id).order_by(DriftRun.tick.desc()).limit(limit)
+        return [DriftRunOut.model_validate(r) for r in session.scalars(stmt)]
+
+
+@router.put("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)
+def pin_reference_range(
+    model: str,
+    version: str,
+    body: ReferenceRangeIn,
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("operate")),
+):
+    """Pin the production predictions of [start, end) as this version's reference."""
+    with db.session() as session:
+        version_id = registry.get_version(session, model, version).id
+        row = references.pin_time_range(session, version_id, body.start, body.end)
+        return ReferenceOut(**references.to_out_fields(row))
+
+
+@router.put("/models/{model}/versions/{version}/reference/upload", response_model=ReferenceOut)
+async def pin_reference_upload(
+    model: str,
+    version: str,
+    probabilities: UploadFile = File(..., description=".npy (n, k) class probabilities"),
+    embeddings: UploadFile | None = File(None, description=".npy (n, d) embeddings"),
+    labels: UploadFile | None = File(None, description=".npy (n,) true labels, for accuracy estimators"),
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("operate")),
+):
+    """Pin uploaded arrays as this version's reference."""
+    arrays = {}
+    for field, upload in (("probabilities", probabilities), ("embeddings", embeddings), ("labels", labels)):
+        if upload is None:
+            arrays[field] = None
+            continue
+        data = await upload.read(settings.max_request_bytes + 1)
+        if len(data) > settings.max_request_bytes:
+            raise TooLarge(f"{field} is over {settings.max_request_bytes} bytes")
+        arrays[field] = references.parse_npy(field, data)
+    with db.session() as session:
+        version_id = registry.get_version(session, model, version).id
+        row = references.pin_upload(session, version_id, **arrays)
+        return ReferenceOut(**references.to_out_fields(row))
+
+
+@router.get("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)
+def get_reference(model: str, version: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+    with db.session() as session:
+        row = references.get_row(session, registry.get_version(session, model, version).id)
+        if row is None:
+            raise NotFound(f"{model}:{version} has no reference window")
+        return ReferenceOut(**references.to_out_fields(row))

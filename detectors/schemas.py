@@ -1,0 +1,136 @@
+"""Pydantic shapes at the edges: alerts (API and webhook payloads share one), configs, references, runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class AlertOut(BaseModel):
+    """An alert as people and webhooks see it: what moved, how much, how much it likely hurts, where to look."""
+
+    id: int
+    model: str
+    version: str
+    model_version_id: int
+    config_id: int
+    detector: str
+    state: str
+    severity: str
+    title: str
+    p_value: float | None
+    effect_size: float
+    effect_unit: str
+    estimated_harm: float | None = Field(description="estimated accuracy drop in points (positive = worse)")
+    harm_source: str | None
+    run_count: int
+    first_run_id: int
+    last_run_id: int
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    url: str
+    report_url: str | None
+    evidence: dict[str, Any]
+
+
+class DetectorConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    version: str
+    detector: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    input: str | None = None
+    window_last_n: int | None = None
+    window_minutes: int | None = None
+    schedule_seconds: int = 300
+    alpha: float = 0.05
+    min_effect: float = 0.0
+    confirm_runs: int = 2
+    enabled: bool = True
+
+
+class DetectorConfigPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: dict[str, Any] | None = None
+    window_last_n: int | None = None
+    window_minutes: int | None = None
+    schedule_seconds: int | None = None
+    alpha: float | None = None
+    min_effect: float | None = None
+    confirm_runs: int | None = None
+    enabled: bool | None = None
+
+
+class DetectorConfigOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    model_version_id: int
+    name: str
+    detector: str
+    params: dict[str, Any]
+    input: str
+    window_last_n: int | None
+    window_minutes: int | None
+    schedule_seconds: int
+    alpha: float
+    min_effect: float
+    confirm_runs: int
+    enabled: bool
+
+
+class ReferenceRangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class ReferenceOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    model_version_id: int
+    source: str
+    start: datetime | None
+    end: datetime | None
+    n: int
+    embedding_dim: int | None
+    num_classes: int | None
+    has_labels: bool
+    fingerprint: str
+    created_at: datetime
+
+
+class DriftRunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    config_id: int
+    model_version_id: int
+    detector: str
+    tick: datetime
+    status: str
+    note: str | None
+    statistic: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    threshold: float | None
+    detector_drift: bool | None
+    decision: bool
+    effect_size: float | None
+    effect_unit: str | None
+    estimated_harm: float | None
+    window_start: datetime | None
+    window_end: datetime | None
+    n_reference: int
+    n_current: int
+    duration_ms: float

@@ -1,0 +1,90 @@
+"""``shiftwatch labeling status|select|push|pull``: the queue and its sync with Label Studio from a shell."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import timedelta
+
+import typer
+
+from shiftwatch.errors import Unavailable
+
+labeling_app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
+
+
+def _context():  # type: ignore[no-untyped-def]
+    from shiftwatch.cli import settings_or_exit
+    from shiftwatch.db import Database
+
+    settings = settings_or_exit()
+    return settings, Database.connect(settings.database_url)
+
+
+def _models(db, model: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    from shiftwatch.collector import registry
+
+    with db.session() as session:
+        return [model] if model else [m.name for m in registry.list_models(session)]
+
+
+def _print(rows: list[dict]) -> None:
+    typer.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2, default=str))
+
+
+@labeling_app.command("status")
+def status(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+    """How many samples are pending, sent, labeled or skipped, why they were queued, and the last push error."""
+    from shiftwatch.labeling.queue import queue_status
+
+    settings, db = _context()
+    with db.session() as session:
+        _print([asdict(queue_status(session, settings, name)) for name in _models(db, model)])
+
+
+@labeling_app.command("select")
+def select(
+    model: str = typer.Option(..., help="model name"),
+    hours: float = typer.Option(24.0, help="look at production predictions of the last HOURS"),
+    batch_size: int | None = typer.Option(None, help="at most this many (default: settings.labeling_batch_size)"),
+) -> None:
+    """Run the selection policy and queue one batch (within the model's daily budget)."""
+    from shiftwatch.db import utcnow
+    from shiftwatch.labeling.queue import select_for_labeling
+
+    settings, db = _context()
+    with db.session() as session:
+        result = select_for_labeling(
+            session, settings, model, start=utcnow() - timedelta(hours=hours), batch_size=batch_size
+        )
+    _print([asdict(result)])
+
+
+@labeling_app.command("push")
+def push(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+    """Send pending tasks to Label Studio now (ignoring the retry backoff)."""
+    from shiftwatch.labeling.studio import Studio
+    from shiftwatch.labeling.sync import push as push_model
+
+    settings, db = _context()
+    studio = Studio.from_settings(settings)
+    results = [push_model(db, settings, name, studio=studio, force=True) for name in _models(db, model)]
+    _print([asdict(r) for r in results])
+    failed = [r for r in results if r.error]
+    if failed:
+        raise Unavailable(f"Label Studio: {failed[0].error}; {sum(r.pending for r in failed)} tasks stay pending")
+
+
+@labeling_app.command("pull")
+def pull(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+    """Fetch annotations (and deletions) from Label Studio: what the webhook may have missed."""
+    from shiftwatch.labeling.studio import Studio
+    from shiftwatch.labeling.sync import pull as pull_model
+
+    settings, db = _context()
+    studio = Studio.from_settings(settings)
+    _print([{"model": name, **asdict(pull_model(db, settings, name, studio=studio))} for name in _models(db, model)])
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(labeling_app, name="labeling")

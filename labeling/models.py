@@ -1,0 +1,78 @@
+"""ORM tables owned by labeling: the queue of samples to label, and the labels people gave them.
+
+Neither table points into ``predictions`` (it is partitioned and retention drops whole days):
+a queued task copies what labeling and retraining need (input reference, embedding,
+probabilities), so a label outlives the prediction it was given to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shiftwatch.db import Base, UtcDateTime, utcnow
+
+# Why a sample is in the queue; also the order of precedence when two sources pick the same one.
+REASONS = ("disagreement", "flagged", "uncertain", "random")
+# pending: not in Label Studio yet (or its push failed); sent: a task there; labeled: a label is stored;
+# skipped: a person skipped it or deleted its task (never pushed again).
+TASK_STATES = ("pending", "sent", "labeled", "skipped")
+# Where a label came from: Label Studio's webhook, the periodic pull, or the built-in oracle.
+LABEL_SOURCES = ("webhook", "pull", "oracle")
+
+
+class LabelTask(Base):
+    """One prediction queued for a person: why, how urgent, and where it stands in Label Studio."""
+
+    __tablename__ = "label_tasks"
+    __table_args__ = (Index("ix_label_tasks_version_state_priority", "model_version_id", "state", "priority"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Unique: a prediction is queued at most once, whatever selected it.
+    prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    input_ref: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    # float32 little-endian bytes, copied from the prediction.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    predicted_class: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[float] = mapped_column(Float)
+    # What the selector saw (margin, detector score, the shadow's class, ...), for people reading the queue.
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    studio_project_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    studio_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    # Backoff: a failed push is not retried before this time.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Label(Base):
+    """The class a person (or the oracle) gave one queued prediction; an updated annotation overwrites it."""
+
+    __tablename__ = "labels"
+    __table_args__ = (Index("ix_labels_version_labeled_at", "model_version_id", "labeled_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("label_tasks.id", ondelete="CASCADE"), unique=True)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    label: Mapped[int] = mapped_column(Integer)
+    annotator: Mapped[str] = mapped_column(String(320))
+    labeled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(String(20))
+    studio_task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    studio_annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,109 @@
+"""Reading labels back: the training set for retraining, and labeled outcomes for concept-drift accuracy."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.labeling.models import Label, LabelTask
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledSample:
+    """One labeled prediction with what retraining needs (copied at queue time: it outlives the prediction)."""
+
+    prediction_id: uuid.UUID
+    ts: datetime
+    model_version_id: int
+    input_ref: str | None
+    embedding: np.ndarray | None  # float32 (d,)
+    predicted_class: int
+    label: int
+    annotator: str
+    labeled_at: datetime
+
+
+def _vector(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def labeled_samples(session: Session, model_name: str, since: datetime | None = None) -> list[LabeledSample]:
+    """All labeled samples of every version of ``model_name`` labeled at or after ``since``, oldest label first."""
+    model = registry.get_model(session, model_name)
+    stmt = (
+        select(Label, LabelTask)
+        .join(LabelTask, LabelTask.id == Label.task_id)
+        .join(ModelVersion, ModelVersion.id == Label.model_version_id)
+        .where(ModelVersion.model_id == model.id)
+    )
+    if since is not None:
+        stmt = stmt.where(Label.labeled_at >= since)
+    rows = session.execute(stmt.order_by(Label.labeled_at, Label.id)).tuples()
+    return [
+        LabeledSample(
+            prediction_id=task.prediction_id,
+            ts=task.ts,
+            model_version_id=task.model_version_id,
+            input_ref=task.input_ref,
+            embedding=_vector(task.embedding),
+            predicted_class=task.predicted_class,
+            label=label.label,
+            annotator=label.annotator,
+            labeled_at=label.labeled_at,
+        )
+        for label, task in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledOutcomes:
+    """Predictions of one version joined with their labels, as arrays, by prediction time.
+
+    ``reason`` tells which rows were picked uniformly at random (``"random"``): accuracy over
+    those alone is an unbiased estimate; the other rows were chosen because they looked hard.
+    """
+
+    prediction_ids: list[uuid.UUID]
+    ts: np.ndarray  # datetime64[us], UTC
+    predicted_class: np.ndarray
+    confidence: np.ndarray
+    label: np.ndarray
+    reason: np.ndarray  # str
+
+    def __len__(self) -> int:
+        return len(self.prediction_ids)
+
+    def accuracy(self, unbiased: bool = True) -> float | None:
+        """Share of correct predictions (over the random slice only, when ``unbiased``); None without labels."""
+        mask = self.reason == "random" if unbiased else np.ones(len(self), dtype=bool)
+        if not mask.any():
+            return None
+        return float(np.mean(self.predicted_class[mask] == self.label[mask]))
+
+
+def labeled_outcomes(
+    session: Session, model_version_id: int, start: datetime | None = None, end: datetime | None = None
+) -> LabeledOutcomes:
+    """Labels of one version's predictions made in [start, end) (by prediction time ``ts``)."""
+    stmt = select(Label, LabelTask).join(LabelTask, LabelTask.id == Label.task_id)
+    stmt = stmt.where(Label.model_version_id == model_version_id)
+    if start is not None:
+        stmt = stmt.where(LabelTask.ts >= start)
+    if end is not None:
+        stmt = stmt.where(LabelTask.ts < end)
+    rows = list(session.execute(stmt.order_by(LabelTask.ts, LabelTask.id)).tuples())
+    return LabeledOutcomes(
+        prediction_ids=[task.prediction_id for _, task in rows],
+        ts=np.asarray([task.ts.replace(tzinfo=None) for _, task in rows], dtype="datetime64[us]"),
+        predicted_class=np.asarray([task.predicted_class for _, task in rows], dtype=np.int64),
+        confidence=np.asarray([task.confidence for _, task in rows], dtype=np.float64),
+        label=np.asarray([label.label for label, _ in rows], dtype=np.int64),
+        reason=np.asarray([task.reason for _, task in rows], dtype=np.str_),
+    )

@@ -1,0 +1,310 @@
+"""Moving the queue to Label Studio and labels back: push with retry, webhook events, and the catch-up pull.
+
+Queue state lives in our database, never only in Label Studio: a push first claims its
+tasks (a short lease), calls Label Studio outside any transaction, then records either the
+task ids (``sent``) or the error with a backoff (still ``pending``). Labels are keyed by the
+prediction id carried in each task's data, so a webhook, a pull, or a task created twice
+all land on the same row.
+
+A task deleted in Label Studio is marked ``skipped`` and its label removed: someone chose
+to drop it, and putting it back in the queue would push it again on every run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.db import Database, utcnow
+from shiftwatch.errors import Invalid, Unavailable
+from shiftwatch.labeling.input_links import input_link
+from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.queue import backoff_s, tasks_of_model
+from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
+from shiftwatch.settings import Settings
+
+# A claimed batch is invisible to other pushers for this long; far above one import call.
+CLAIM_LEASE_S = 300
+# Tasks per import call: keeps each request small and a failure's blast radius one batch.
+PUSH_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    model: str
+    sent: int
+    failed: int
+    pending: int
+    project_id: int | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCounts:
+    """What a pull or a webhook changed."""
+
+    labeled: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    unknown: int = 0
+
+    def __add__(self, other: "SyncCounts") -> "SyncCounts":
+        return SyncCounts(*(a + b for a, b in zip(_astuple(self), _astuple(other), strict=True)))
+
+
+def _astuple(counts: SyncCounts) -> tuple[int, ...]:
+    return (counts.labeled, counts.updated, counts.unchanged, counts.skipped, counts.deleted, counts.unknown)
+
+
+def _task_payload(settings: Settings, task: LabelTask, version: str, class_names: list[str]) -> dict[str, Any]:
+    assert task.input_ref is not None  # selection and enqueue never queue a task without an input
+    return {
+        "data": {
+            "image": input_link(settings, task.input_ref),
+            "prediction_id": str(task.prediction_id),
+            "priority": round(task.priority, 4),
+            "reason": task.reason,
+            "model_version": version,
+        },
+        "predictions": [
+            {
+                "model_version": version,
+                "score": round(task.confidence, 4),
+                "result": choice_result(class_names[task.predicted_class]),
+            }
+        ],
+    }
+
+
+def push(
+    db: Database,
+    settings: Settings,
+    model_name: str,
+    *,
+    studio: Studio | None = None,
+    now: datetime | None = None,
+    force: bool = False,
+    limit: int = 1000,
+) -> PushResult:
+    """Send the model's due pending tasks to Label Studio, highest priority first.
+
+    A failure leaves them ``pending`` with ``attempts`` + 1, ``last_error`` and a backoff;
+    ``force`` ignores the backoff (the CLI's ``push --now``).
+    """
+    studio = studio or Studio.from_settings(settings)
+    now = now or utcnow()
+    with db.session() as session:
+        model = registry.get_model(session, model_name)
+        class_names = list(model.class_names)
+        stmt = tasks_of_model(model_name).where(LabelTask.state == "pending")
+        if not force:
+            stmt = stmt.where((LabelTask.next_attempt_at.is_(None)) | (LabelTask.next_attempt_at <= now))
+        due = list(session.scalars(stmt.order_by(LabelTask.priority.desc(), LabelTask.id).limit(limit)))
+        versions = {v.id: v.version for v in registry.list_versions(session, model_name)}
+        payloads = [_task_payload(settings, t, versions[t.model_version_id], class_names) for t in due]
+        ids = [t.id for t in due]
+        for task in due:  # the claim: another pusher skips these until the lease ends
+            task.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)
+    sent, project_id, error = 0, None, None
+    try:
+        if ids:
+            project_id = studio.ensure_project(model_name, class_names)
+            studio.ensure_webhook(project_id, settings.public_url.rstrip("/") + WEBHOOK_PATH, webhook_headers(settings))
+        for start in range(0, len(ids), PUSH_BATCH):
+            studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]
+            _mark_sent(db, ids[start : start + PUSH_BATCH], project_id, studio_ids, utcnow())  # type: ignore[arg-type]
+            sent += len(studio_ids)
+    except Exception as exc:  # noqa: BLE001 - any failure (refused, timeout, 5xx, bad token) keeps the rest pending
+        error = _one_line(exc)
+        _mark_failed(db, ids[sent:], error, now)
+    with db.session() as session:
+        waiting = tasks_of_model(model_name).where(LabelTask.state == "pending").subquery()
+        pending = int(session.scalar(select(func.count()).select_from(waiting)) or 0)
+    return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error)
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    if getattr(exc, "status_code", None) is not None and hasattr(exc, "body"):  # the SDK's ApiError
+        text = f"HTTP {exc.status_code}: {exc.body}"  # type: ignore[attr-defined]
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"[:2000]
+
+
+def _mark_sent(db: Database, ids: list[int], project_id: int, studio_ids: list[int], now: datetime) -> None:
+    with db.session() as session:
+        for task_id, studio_id in zip(ids, studio_ids, strict=True):
+            task = session.get(LabelTask, task_id)
+            assert task is not None
+            task.state, task.studio_project_id, task.studio_task_id = "sent", project_id, studio_id
+            task.sent_at, task.last_error, task.next_attempt_at = now, None, None
+            task.attempts += 1
+
+
+def _mark_failed(db: Database, ids: list[int], error: str, now: datetime) -> None:
+    with db.session() as session:
+        for task_id in ids:
+            task = session.get(LabelTask, task_id)
+            assert task is not None
+            task.attempts += 1
+            task.last_error = error
+            task.next_attempt_at = now + timedelta(seconds=backoff_s(task.attempts))
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _annotator(annotation: dict[str, Any]) -> str:
+    """``label-studio:<user id>``: the webhook sends the id only, so the pull records the same."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id")
+    return f"label-studio:{who}"
+
+
+def _find_task(session: Session, task: dict[str, Any]) -> LabelTask | None:
+    prediction_id = (task.get("data") or {}).get("prediction_id")
+    if prediction_id:
+        try:
+            found = session.scalar(select(LabelTask).where(LabelTask.prediction_id == uuid.UUID(str(prediction_id))))
+        except ValueError:
+            found = None
+        if found is not None:
+            return found
+    if task.get("id") is None:
+        return None
+    return session.scalar(select(LabelTask).where(LabelTask.studio_task_id == int(task["id"])).limit(1))
+
+
+def _class_names(session: Session, row: LabelTask) -> list[str]:
+    stmt = select(Model.class_names).join(ModelVersion, ModelVersion.model_id == Model.id)
+    return list(session.scalar(stmt.where(ModelVersion.id == row.model_version_id)) or [])
+
+
+def apply_annotation(
+    session: Session, row: LabelTask, task: dict[str, Any], annotation: dict[str, Any], source: str
+) -> SyncCounts:
+    """Store one Label Studio annotation as the row's label (newer wins; a cancelled one skips the sample)."""
+    if row.studio_task_id is None and task.get("id") is not None:
+        row.studio_task_id, row.studio_project_id = int(task["id"]), task.get("project")
+        row.state = "sent" if row.state == "pending" else row.state
+    label = session.scalar(select(Label).where(Label.task_id == row.id))
+    when = _parse_time(annotation.get("updated_at") or annotation.get("created_at") or utcnow())
+    if label is not None and label.labeled_at > when:
+        return SyncCounts(unchanged=1)  # an older event arriving late must not undo a newer label
+    value = None if annotation.get("was_cancelled") else chosen_class(annotation.get("result") or [], _class_names(session, row))
+    if value is None:  # skipped or emptied: the sample is skipped unless another annotation still labels it
+        if label is None or label.studio_annotation_id == annotation.get("id"):
+            _unlabel(session, row, "skipped")
+        return SyncCounts(skipped=1)
+    fields = {
+        "label": value,
+        "annotator": _annotator(annotation),
+        "labeled_at": when,
+        "source": source,
+        "studio_task_id": task.get("id"),
+        "studio_annotation_id": annotation.get("id"),
+    }
+    row.state = "labeled"
+    if label is None:
+        session.add(Label(task_id=row.id, prediction_id=row.prediction_id, model_version_id=row.model_version_id, **fields))
+        return SyncCounts(labeled=1)
+    if (label.label, label.annotator, label.studio_annotation_id) == (value, fields["annotator"], fields["studio_annotation_id"]) and label.labeled_at == when:
+        return SyncCounts(unchanged=1)
+    for key, val in fields.items():
+        setattr(label, key, val)
+    return SyncCounts(updated=1)
+
+
+def _unlabel(session: Session, row: LabelTask, state: str) -> None:
+    label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and label.source != "oracle":
+        session.delete(label)
+    row.state = state
+
+
+def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: str) -> SyncCounts:
+    """Bring one row in line with a task as the pull sees it: its newest answered annotation wins."""
+    annotations = sorted(task.get("annotations") or [], key=lambda a: _parse_time(a.get("updated_at") or a.get("created_at")))
+    answered = [a for a in annotations if not a.get("was_cancelled")]
+    if answered:
+        return apply_annotation(session, row, task, answered[-1], source)
+    if annotations:
+        return apply_annotation(session, row, task, annotations[-1], source)
+    if row.state in ("labeled", "skipped"):  # its annotations were deleted: the task waits for a person again
+        _unlabel(session, row, "sent")
+        return SyncCounts(updated=1)
+    return SyncCounts(unchanged=1)
+
+
+def pull(db: Database, settings: Settings, model_name: str, *, studio: Studio | None = None) -> SyncCounts:
+    """Catch up with Label Studio: every task's current annotation, and the tasks deleted there."""
+    studio = studio or Studio.from_settings(settings)
+    try:  # network first, then one short transaction
+        project_id = studio.find_project(model_name)
+        tasks = [] if project_id is None else list(studio.tasks(project_id))
+    except Exception as exc:  # noqa: BLE001 - refused, timeout, 5xx, bad token: all mean "try later"
+        raise Unavailable(f"Label Studio at {studio.url}: {_one_line(exc)}", retry_after_s=30) from None
+    if project_id is None:
+        return SyncCounts()
+    counts = SyncCounts()
+    with db.session() as session:
+        registry.get_model(session, model_name)
+        seen: set[int] = set()
+        for task in tasks:
+            row = _find_task(session, task)
+            seen.add(int(task["id"]))
+            counts += apply_task(session, row, task, "pull") if row is not None else SyncCounts(unknown=1)
+        stmt = tasks_of_model(model_name).where(
+            LabelTask.studio_project_id == project_id, LabelTask.state.in_(("sent", "labeled"))
+        )
+        for row in session.scalars(stmt):
+            if row.studio_task_id is not None and row.studio_task_id not in seen:
+                _unlabel(session, row, "skipped")
+                counts += SyncCounts(deleted=1)
+    return counts
+
+
+def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
+    """Apply one Label Studio webhook event; events about tasks we did not push are counted, not failed."""
+    action = payload.get("action")
+    with db.session() as session:
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+            task, annotation = payload.get("task"), payload.get("annotation")
+            if not isinstance(task, dict) or not isinstance(annotation, dict):
+                raise Invalid("body", f"{action} needs 'task' and 'annotation' objects")
+            row = _find_task(session, task)
+            return apply_annotation(session, row, task, annotation, "webhook") if row else SyncCounts(unknown=1)
+        if action == "ANNOTATIONS_DELETED":
+            ids = [int(a["id"]) for a in payload.get("annotations") or [] if "id" in a]
+            counts = SyncCounts()
+            for label in session.scalars(select(Label).where(Label.studio_annotation_id.in_(ids))):
+                row = session.get(LabelTask, label.task_id)
+                assert row is not None
+                _unlabel(session, row, "sent")
+                counts += SyncCounts(updated=1)
+            return counts
+        if action == "TASKS_DELETED":
+            ids = [int(t["id"]) for t in payload.get("tasks") or [] if "id" in t]
+            project = (payload.get("project") or {}).get("id")
+            stmt = select(LabelTask).where(LabelTask.studio_task_id.in_(ids))
+            if project is not None:
+                stmt = stmt.where(LabelTask.studio_project_id == int(project))
+            rows = list(session.scalars(stmt))
+            for row in rows:
+                _unlabel(session, row, "skipped")
+            return SyncCounts(deleted=len(rows))
+    return SyncCounts(unknown=1)

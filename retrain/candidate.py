@@ -1,0 +1,121 @@
+"""Package a trained torch model as a registered candidate: compress, store, measure, register.
+
+This is the only path to a new model version (``bootstrap`` and ``retrain`` both end here):
+the artifact is an ONNX Runtime model that passed the parity check, stored by sha256, and
+its report carries the accuracy, size, latency and compression evidence.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from shiftwatch.artifacts import verify_onnx_artifact
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.retrain.artifact_store import ArtifactStore, StoredArtifact
+from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress
+from shiftwatch.retrain.digits import INPUT_SPEC
+from shiftwatch.retrain.measure import latency_report
+from shiftwatch.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedModel:
+    """Artifacts written and measured, not yet registered."""
+
+    onnx: StoredArtifact
+    weights: StoredArtifact
+    compression: CompressionResult
+    report: dict[str, Any]
+
+
+def package(
+    model: Any,
+    settings: Settings,
+    *,
+    train: tuple[np.ndarray, np.ndarray],
+    evaluation: tuple[np.ndarray, np.ndarray],
+    calibration: np.ndarray,
+    train_config: Any,
+    compress_config: CompressConfig,
+    latency_repeats: int = 100,
+    progress: StepProgress | None = None,
+) -> PackagedModel:
+    """Compress ``model``, store the ONNX artifact and ``model``'s own fp32 weights, measure both.
+
+    The weights stored are the uncompressed model's: the next retraining fine-tunes from them,
+    so compression does not compound over generations (a student of a student of ...).
+    """
+    from shiftwatch.retrain.reference_model import save_weights
+
+    store = ArtifactStore(settings.data_dir)
+    with tempfile.TemporaryDirectory(prefix="shiftwatch-retrain-") as tmp:
+        work = Path(tmp)
+        result = compress(
+            model, *train, *evaluation, calibration, work, train_config, compress_config, progress=progress
+        )
+        verify_onnx_artifact(result.path, None)
+        onnx_artifact = store.put(result.path, "onnx")
+        fp32_size = result.fp32_path.stat().st_size
+        save_weights(model, work / "weights.pt")
+        weights = store.put(work / "weights.pt", "weights")
+    if progress is not None:
+        progress("measure", 0, 1)
+    latency = latency_report(onnx_artifact.path, evaluation[0], repeats=latency_repeats)
+    if progress is not None:
+        progress("measure", 1, 1)
+    report: dict[str, Any] = {
+        "size_bytes": onnx_artifact.size_bytes,
+        "size_bytes_fp32_onnx": fp32_size,
+        "latency_ms": latency,
+        "compression_steps": list(result.steps_applied),
+        "compression": result.details,
+        "parity": result.parity.as_dict(),
+        "quantized_parity": result.quantized_parity.as_dict() if result.quantized_parity else None,
+        "weights_path": str(weights.path),
+        "weights_sha256": weights.sha256,
+        "runtime": "onnxruntime",
+    }
+    return PackagedModel(onnx_artifact, weights, result, report)
+
+
+def next_version_name(session: Session, model_name: str) -> str:
+    """``v<N>`` with N one past the number of versions, skipping names already taken."""
+    taken = {row.version for row in registry.list_versions(session, model_name)}
+    number = len(taken) + 1
+    while f"v{number}" in taken:
+        number += 1
+    return f"v{number}"
+
+
+def register(
+    session: Session,
+    settings: Settings,
+    model_name: str,
+    packaged: PackagedModel,
+    report: dict[str, Any],
+    *,
+    state: str = "candidate",
+    version: str | None = None,
+) -> ModelVersion:
+    """Record the artifact rows and register the version (``candidate`` unless told otherwise)."""
+    store = ArtifactStore(settings.data_dir)
+    store.record(session, packaged.onnx, settings.data_dir)
+    store.record(session, packaged.weights, settings.data_dir)
+    return registry.register_version(
+        session,
+        model_name,
+        version or next_version_name(session, model_name),
+        embedding_dim=int(packaged.compression.model.embedding_dim),
+        artifact_path=str(packaged.onnx.path),
+        artifact_sha256=packaged.onnx.sha256,
+        input_spec=dict(INPUT_SPEC),
+        state=state,
+        report=report,
+    )

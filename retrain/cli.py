@@ -1,0 +1,180 @@
+"""``shiftwatch retrain``: labeled samples in, a registered compressed candidate out; ``bootstrap`` and ``runs`` beside it."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import typer
+
+from shiftwatch.errors import Invalid, Unavailable
+
+retrain_app = typer.Typer(
+    invoke_without_command=True,
+    no_args_is_help=False,
+    help="Retrain from labeled production samples, compress to ONNX Runtime, register a candidate.",
+)
+
+_RELATIVE = re.compile(r"^(\d+)([dhm])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_since(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``2026-11-20``, ``2026-11-20T08:00:00+00:00`` (naive means UTC) or relative ``7d`` / ``12h`` / ``30m``."""
+    if text is None:
+        return None
+    match = _RELATIVE.match(text.strip())
+    if match:
+        now = now or datetime.now(timezone.utc)
+        return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise Invalid("--since", f"{text!r} is neither an ISO date/time nor a relative age like 7d, 12h, 30m") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError:
+        raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
+
+
+class _Bars:
+    """One rich progress bar per pipeline step, created when the step first reports."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=done, total=total)
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    )
+
+
+def _connect():  # type: ignore[no-untyped-def]
+    from shiftwatch.cli import settings_or_exit
+    from shiftwatch.db import Database
+    from shiftwatch.migrate import upgrade
+
+    settings = settings_or_exit()
+    upgrade(settings.database_url)
+    return settings, Database.connect(settings.database_url)
+
+
+def _summary(outcome: Any) -> dict[str, Any]:
+    report = outcome.report
+    return {
+        "status": outcome.status,
+        "training_run_id": outcome.run_id,
+        "version": outcome.version,
+        "gate": outcome.gate.as_dict() if outcome.gate else None,
+        "accuracy_old": report.get("accuracy_old"),
+        "accuracy_new": report.get("accuracy_new"),
+        "size_bytes": report.get("size_bytes"),
+        "latency_ms": report.get("latency_ms"),
+        "compression_steps": report.get("compression_steps"),
+    }
+
+
+@retrain_app.callback()
+def retrain_command(
+    ctx: typer.Context,
+    model: str | None = typer.Option(None, "--model", help="model name (required unless a subcommand is given)"),
+    since: str | None = typer.Option(None, help="only samples labeled from this time: ISO date/time or 7d, 12h, 30m"),
+    compress: str = typer.Option("distill,prune,ptq", help="comma-separated steps: distill, prune, qat, ptq, or none"),
+    seed: int = typer.Option(0, help="seed of the data split, initialisation and batch order"),
+) -> None:
+    """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import replace
+
+    from shiftwatch.retrain.compress import CompressConfig, parse_steps
+
+    if not model:
+        raise Invalid("--model", "is required, e.g. shiftwatch retrain --model digits")
+    steps = parse_steps(compress)
+    since_at = parse_since(since)
+    _require_torch()
+    from shiftwatch.collector import registry
+    from shiftwatch.retrain.labeled import labeled_data, recent_inputs
+    from shiftwatch.retrain.pipeline import RetrainConfig, production_base, retrain
+
+    settings, db = _connect()
+    with db.session() as session:
+        registry.get_model(session, model)
+        base, _ = production_base(session, model)
+        labeled = labeled_data(session, settings, model, since=since_at)
+        calibration = recent_inputs(session, settings, base.id)
+    config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
+    with _progress() as progress:
+        outcome = retrain(
+            db, settings, model, labeled, config, since=since_at,
+            calibration_images=calibration if len(calibration) else None, progress=_Bars(progress),
+        )  # fmt: skip
+    typer.echo(json.dumps(_summary(outcome), indent=2))
+    if outcome.status != "succeeded":
+        raise typer.Exit(1)
+
+
+@retrain_app.command("bootstrap")
+def bootstrap_command(
+    model: str = typer.Option("digits", "--model", help="name to register the reference model under"),
+    compress: str = typer.Option("distill,prune,ptq", help="comma-separated steps, or none"),
+    seed: int = typer.Option(0),
+    epochs: int = typer.Option(12, min=1, help="training epochs of the reference CNN"),
+) -> None:
+    """Train the reference digits CNN and register it (production if the model has none yet)."""
+    from dataclasses import replace
+
+    from shiftwatch.retrain.compress import CompressConfig, parse_steps
+
+    steps = parse_steps(compress)
+    _require_torch()
+    from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
+    from shiftwatch.retrain.reference_model import TrainConfig
+
+    settings, db = _connect()
+    config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
+    with _progress() as progress:
+        outcome = bootstrap(db, settings, model, config, reference=TrainConfig(epochs=epochs, seed=seed), progress=_Bars(progress))
+    typer.echo(json.dumps(_summary(outcome), indent=2))
+
+
+@retrain_app.command("runs")
+def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.Option(20, min=1)) -> None:
+    """The latest training runs of MODEL, one JSON object per line."""
+    from sqlalchemy import select
+
+    from shiftwatch.collector import registry
+    from shiftwatch.retrain.models import TrainingRun
+
+    settings, db = _connect()
+    with db.session() as session:
+        model_row = registry.get_model(session, model)
+        rows = session.scalars(
+            select(TrainingRun).where(TrainingRun.model_id == model_row.id).order_by(TrainingRun.id.desc()).limit(limit)
+        )
+        for run in rows:
+            typer.echo(json.dumps({
+                "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
+                "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
+                "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
+            }))  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(retrain_app, name="retrain")

@@ -1,0 +1,38 @@
+"""Latency percentiles of an ONNX Runtime artifact at batch 1 and 32, one intra-op thread."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from shiftwatch.retrain.runtime import OnnxClassifier
+
+BATCH_SIZES = (1, 32)
+
+
+def time_calls(call, repeats: int, warmup: int = 5) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Wall time of ``repeats`` calls of ``call()`` in milliseconds (after ``warmup`` calls)."""
+    for _ in range(warmup):
+        call()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        call()
+        times[i] = time.perf_counter() - start
+    return times * 1e3
+
+
+def latency_report(path, images: np.ndarray, repeats: int = 100, threads: int = 1) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """{"batch1": {"p50_ms", "p99_ms"}, "batch32": {...}} on the CPU provider."""
+    classifier = OnnxClassifier(path, "cpu", threads=threads)
+    out: dict[str, dict[str, float]] = {}
+    for batch in BATCH_SIZES:
+        x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), dtype=np.float32)
+        feed = {classifier.input_name: x}
+        times = time_calls(lambda: classifier.session.run(None, feed), repeats)
+        out[f"batch{batch}"] = {
+            "p50_ms": round(float(np.percentile(times, 50)), 4),
+            "p99_ms": round(float(np.percentile(times, 99)), 4),
+        }
+    return out

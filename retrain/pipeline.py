@@ -1,0 +1,222 @@
+"""Retraining end to end: fine-tune production on reference + labeled data, compress, gate, register a candidate.
+
+Input checks (model, production weights, labeled data, compression steps) run before
+anything is written. After that every run has a ``training_runs`` row: ``succeeded`` with
+its candidate, ``rejected`` when the evaluation gate said no (nothing registered), or
+``failed`` with the error (a broken parity check, for one).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.db import Database, utcnow
+from shiftwatch.errors import Invalid
+from shiftwatch.retrain.candidate import package, register
+from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
+from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
+from shiftwatch.retrain.models import TrainingRun
+from shiftwatch.retrain.reference_model import TrainConfig
+from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
+from shiftwatch.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainConfig:
+    seed: int = 0
+    # Fine-tuning from production weights: a few epochs at a third of the from-scratch rate.
+    finetune: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, lr=1e-3))
+    compress: CompressConfig = field(default_factory=CompressConfig)
+    mix: MixPolicy = field(default_factory=MixPolicy)
+    gate: GateConfig = field(default_factory=GateConfig)
+    latency_repeats: int = 100
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "finetune": asdict(self.finetune),
+            "compress": asdict(self.compress),
+            "mix": asdict(self.mix),
+            "gate": asdict(self.gate),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    run_id: int | None
+    status: str
+    version: str | None
+    version_id: int | None
+    gate: GateResult | None
+    report: dict[str, Any]
+
+
+def production_base(session: Session, model_name: str) -> tuple[ModelVersion, Path]:
+    """The production version of ``model_name`` and its torch weights file (the fine-tuning start)."""
+    production = registry.versions_in_state(session, model_name, "production")
+    if not production:
+        raise Invalid("model", f"{model_name!r} has no production version to fine-tune from")
+    base = production[-1]
+    weights = base.report.get("weights_path") if base.report else None
+    if not weights or not Path(weights).is_file():
+        raise Invalid(
+            "model",
+            f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
+            "(only models trained by `shiftwatch retrain bootstrap` or a previous retrain can be retrained)",
+        )
+    return base, Path(weights)
+
+
+def _base_accuracy(base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray) -> float:
+    """What production scores: its deployed artifact when there is one, else its torch weights."""
+    from shiftwatch.retrain.reference_model import accuracy
+
+    if base.artifact_path and Path(base.artifact_path).is_file():
+        return onnx_accuracy(Path(base.artifact_path), images, labels)
+    return accuracy(base_model, images, labels)
+
+
+def _finish(db: Database, run_id: int, started: float, **values: Any) -> None:
+    with db.session() as session:
+        run = session.get(TrainingRun, run_id)
+        assert run is not None
+        for key, value in values.items():
+            setattr(run, key, value)
+        run.finished_at = utcnow()
+        run.duration_s = round(time.monotonic() - started, 3)
+
+
+def retrain(
+    db: Database,
+    settings: Settings,
+    model_name: str,
+    labeled: LabeledData,
+    config: RetrainConfig | None = None,
+    *,
+    since: datetime | None = None,
+    calibration_images: np.ndarray | None = None,
+    progress: StepProgress | None = None,
+) -> RetrainOutcome:
+    """Turn labeled production samples into a registered, compressed candidate (or a recorded rejection)."""
+    from shiftwatch.retrain.reference_model import fit, load_weights
+
+    config = config or RetrainConfig()
+    if len(labeled) == 0:
+        window = f" since {since.isoformat()}" if since else ""
+        raise Invalid("labeled", f"no labeled samples for model {model_name!r}{window}; label some first")
+    labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
+    with db.session() as session:
+        model_row = registry.get_model(session, model_name)
+        base, weights_path = production_base(session, model_name)
+        base_id = base.id
+        run = TrainingRun(
+            model_id=model_row.id,
+            base_version_id=base.id,
+            status="running",
+            seed=config.seed,
+            labeled_snapshot_sha256=labeled.snapshot_sha256(),
+            data_snapshot={
+                "reference": {"dataset": "sklearn-digits-32x32", "split_seed": REFERENCE_SPLIT_SEED},
+                "labeled": len(labeled),
+                "labeled_train": len(labeled_train),
+                "labeled_holdout": len(labeled_holdout),
+                "since": since.isoformat() if since else None,
+            },
+            hyperparameters=config.hyperparameters(),
+            compress_steps=list(config.compress.steps),
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    started = time.monotonic()
+    try:
+        splits = split_digits(REFERENCE_SPLIT_SEED)
+        base_model = load_weights(weights_path)
+        images, labels, mix_summary = mix(splits.train.images, splits.train.labels, labeled_train, config.mix)
+        train_config = replace(config.finetune, seed=config.seed)
+        model = load_weights(weights_path)
+        epochs = (lambda done, total, loss: progress("fine-tune", done, total)) if progress else None  # noqa: E731
+        fit(model, images, labels, train_config, progress=epochs)
+        eval_images = np.concatenate([splits.val.images, labeled_holdout.images])
+        eval_labels = np.concatenate([splits.val.labels, labeled_holdout.labels])
+        if calibration_images is None:
+            calibration_images = np.concatenate([labeled_train.images, splits.val.images])
+        packaged = package(
+            model, settings, train=(images, labels), evaluation=(eval_images, eval_labels),
+            calibration=calibration_images, train_config=train_config, compress_config=config.compress,
+            latency_repeats=config.latency_repeats, progress=progress,
+        )  # fmt: skip
+        with db.session() as session:
+            base = session.get(ModelVersion, base_id)  # type: ignore[assignment]
+            result = gate(
+                _base_accuracy(base, base_model, splits.test.images, splits.test.labels),
+                onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels),
+                _base_accuracy(base, base_model, labeled_holdout.images, labeled_holdout.labels),
+                onnx_accuracy(packaged.onnx.path, labeled_holdout.images, labeled_holdout.labels),
+                config.gate,
+            )
+            report = {
+                **packaged.report,
+                "accuracy_old": round(result.old_candidate, 4),
+                "accuracy_new": round(result.new_candidate, 4),
+                "gate": result.as_dict(),
+                "mix": mix_summary,
+                "training_run_id": run_id,
+                "base_version": base.version,
+            }
+            version_row = register(session, settings, model_name, packaged, report) if result.passed else None
+            version_name = version_row.version if version_row else None
+            version_id = version_row.id if version_row else None
+    except BaseException as exc:
+        _finish(db, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    status = "succeeded" if result.passed else "rejected"
+    _finish(
+        db, run_id, started, status=status, metrics=report, candidate_version_id=version_id,
+        artifact_sha256=packaged.onnx.sha256, weights_sha256=packaged.weights.sha256,
+        error=None if result.passed else "; ".join(result.reasons),
+    )  # fmt: skip
+    return RetrainOutcome(run_id, status, version_name, version_id, result, report)
+
+
+def bootstrap(
+    db: Database,
+    settings: Settings,
+    model_name: str = "digits",
+    config: RetrainConfig | None = None,
+    *,
+    reference: TrainConfig | None = None,
+    progress: StepProgress | None = None,
+) -> RetrainOutcome:
+    """Train the reference CNN from scratch and register it: ``production`` when the model has
+    no production version yet (there is nothing to roll out against), else ``candidate``."""
+    from shiftwatch.retrain.reference_model import train_reference
+
+    config = config or RetrainConfig()
+    reference = reference or TrainConfig(seed=config.seed)
+    with db.session() as session:
+        registry.register_model(session, model_name, CLASS_NAMES, description="digits CNN (shiftwatch reference)")
+    splits = split_digits(REFERENCE_SPLIT_SEED)
+    epochs = (lambda done, total, loss: progress("train", done, total)) if progress else None  # noqa: E731
+    model = train_reference(config.seed, reference, progress=epochs)
+    packaged = package(
+        model, settings, train=(splits.train.images, splits.train.labels),
+        evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
+        train_config=reference, compress_config=config.compress, latency_repeats=config.latency_repeats,
+        progress=progress,
+    )  # fmt: skip
+    accuracy = onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels)
+    report = {**packaged.report, "accuracy_old": round(accuracy, 4), "accuracy_new": None, "trained": asdict(reference)}
+    with db.session() as session:
+        has_production = bool(registry.versions_in_state(session, model_name, "production"))
+        row = register(session, settings, model_name, packaged, report, state="candidate" if has_production else "production")
+        return RetrainOutcome(None, row.state, row.version, row.id, None, report)

@@ -1,0 +1,144 @@
+"""``shiftwatch rollout ...``: start a rollout, watch it, approve or reject it (a person), run the controller once."""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+import typer
+
+from shiftwatch.db import Database, utcnow
+from shiftwatch.errors import Invalid
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+def _connect():  # type: ignore[no-untyped-def]
+    from shiftwatch.cli import settings_or_exit
+
+    settings = settings_or_exit()
+    return settings, Database.connect(settings.database_url)
+
+
+def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    from shiftwatch.rollout.report import comparison_rows
+
+    console = Console()
+    console.print(
+        f"[bold]rollout {out.id}[/bold] {out.model}: {out.candidate_version} vs production {out.baseline_version} "
+        f"- [bold]{out.state}[/bold]" + (f" step {out.step + 1}/{len(out.plan['canary_steps'])} ({out.share:.0%})"
+                                         if out.state == "canary" else "")
+    )
+    decision = out.last_decision or {}
+    if decision:
+        console.print(f"last decision: {decision.get('decision')} - {'; '.join(decision.get('reasons', []))}")
+    if out.latest_comparison is not None:
+        table = Table("metric", "production", "candidate", title=f"comparison ({out.latest_comparison.stage})")
+        for row in comparison_rows(out.latest_comparison.metrics):
+            table.add_row(*row)
+        console.print(table)
+    if out.compression_report:
+        console.print("candidate report: " + json.dumps(out.compression_report, default=str)[:2000])
+    if report_path:
+        console.print(f"Evidently report of candidate vs production outputs: {report_path}")
+    if out.audit:
+        audit = Table("when", "who", "action", "from", "to", "forced", "reason", title="audit log")
+        for entry in out.audit:
+            audit.add_row(entry.ts.strftime("%Y-%m-%d %H:%M:%S"), entry.actor, entry.action, entry.from_state or "",
+                          entry.to_state or "", "yes" if entry.forced else "", entry.reason[:80])
+        console.print(audit)
+
+
+def register(app: typer.Typer) -> None:
+    rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
+    app.add_typer(rollout_app, name="rollout")
+
+    @rollout_app.command("start")
+    def start(
+        model: str = typer.Option(..., "--model", help="model name"),
+        version: str = typer.Option(..., "--version", help="the registered candidate version"),
+        steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
+        require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
+    ) -> None:
+        """Put a candidate in shadow behind production; the controller takes it from there."""
+        from pydantic import ValidationError
+
+        from shiftwatch.rollout import controller, status
+        from shiftwatch.rollout.schemas import RolloutPlan
+
+        try:
+            plan = RolloutPlan(canary_steps=[float(s) for s in steps.split(",") if s.strip()],
+                               require_labels=require_labels)
+        except (ValueError, ValidationError) as exc:
+            raise Invalid("--steps", str(exc).splitlines()[-1]) from None
+        settings, db = _connect()
+        with db.session() as session:
+            rollout = controller.start_rollout(session, settings, model, version, plan, actor=_actor())
+            _print_status(status.describe(session, rollout))
+
+    @rollout_app.command("status")
+    def show(
+        rollout_id: int | None = typer.Argument(None, help="a rollout id; all rollouts when left out"),
+        report: bool = typer.Option(True, help="write the Evidently report of candidate vs production outputs"),
+    ) -> None:
+        """The comparison table, the candidate's compression report, the Evidently report and the audit log."""
+        from shiftwatch.errors import Conflict
+        from shiftwatch.rollout import controller, status
+        from shiftwatch.rollout.report import write_report
+
+        settings, db = _connect()
+        with db.session() as session:
+            if rollout_id is None:
+                for out in status.list_rollouts(session):
+                    typer.echo(f"{out.id}\t{out.model}\t{out.candidate_version}\t{out.state}\tstep {out.step}")
+                return
+            rollout = controller.get_rollout(session, rollout_id)
+            path = None
+            if report:
+                try:
+                    path = str(write_report(session, settings, rollout, utcnow()))
+                except Conflict:
+                    path = None
+            _print_status(status.describe(session, rollout), path)
+
+    @rollout_app.command("approve")
+    def approve(
+        rollout_id: int = typer.Argument(..., help="rollout id"),
+        force: bool = typer.Option(False, "--force", help="approve although evidence is insufficient"),
+        reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
+    ) -> None:
+        """Promote a canary to production (a person's decision, recorded in the audit log)."""
+        from shiftwatch.rollout import controller
+
+        _, db = _connect()
+        with db.session() as session:
+            rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
+            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+
+    @rollout_app.command("reject")
+    def reject(
+        rollout_id: int = typer.Argument(..., help="rollout id"),
+        reason: str = typer.Option(..., "--reason", help="why (goes in the audit log)"),
+    ) -> None:
+        """Stop a rollout; the candidate never reaches production."""
+        from shiftwatch.rollout import controller
+
+        _, db = _connect()
+        with db.session() as session:
+            rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
+            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+
+    @rollout_app.command("tick")
+    def tick() -> None:
+        """Run the controller once now (the server runs it every rollout_tick_seconds)."""
+        from shiftwatch.rollout import controller
+
+        settings, db = _connect()
+        for outcome in controller.tick(db, settings):
+            typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
+                       f"({outcome.decision}: {'; '.join(outcome.reasons)})")

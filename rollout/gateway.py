@@ -1,0 +1,318 @@
+"""The serving gateway: which version answers a request, ONNX Runtime behind dynamic batching, logging off-path.
+
+Per model it holds a ``RouteTable`` (production, and the rollout's candidate in shadow or canary).
+A background thread re-reads the database every ``gateway_refresh_seconds``; new versions are
+loaded (sha256-checked) in that thread and the table is swapped in one assignment, so serving
+never waits for a load. Shadow copies run as fire-and-forget tasks after the production answer
+is ready: they never add to the production response's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
+from sqlalchemy import select
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.records import PredictionRecord
+from shiftwatch.db import Database
+from shiftwatch.errors import ShiftwatchError, Unavailable
+from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
+from shiftwatch.rollout.images import DecodedInput, decode
+from shiftwatch.rollout.models import Rollout
+from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter
+from shiftwatch.rollout.routing import goes_to_canary
+from shiftwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = Histogram(
+    "shiftwatch_gateway_batch_size", "Images per ONNX Runtime call", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
+PREDICTIONS = PromCounter("shiftwatch_gateway_predictions_total", "Gateway predictions", ["route"])
+# A shadow copy is dropped rather than queued behind this many: the shadow must never starve production.
+SHADOW_BACKLOG_LIMIT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ServedVersion:
+    """A loaded, verified version with its own batcher."""
+
+    version_id: int
+    model: str
+    version: str
+    class_names: list[str]
+    input_spec: dict[str, Any]
+    batcher: DynamicBatcher
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Who answers for one model right now. Replaced whole, never mutated."""
+
+    production: ServedVersion
+    candidate: ServedVersion | None = None
+    stage: str | None = None  # "shadow" or "canary" while a rollout is active
+    share: float = 0.0
+    rollout_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    model: str
+    version: str
+    route: str
+    request_id: str
+    predicted_class: int
+    label: str
+    confidence: float
+    probabilities: list[float]
+    batch_size: int
+
+
+def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.ndarray], BatchOutput]:
+    def run(images: np.ndarray) -> BatchOutput:
+        output = classifier.run(images)
+        return output.probabilities, output.embeddings
+
+    return run
+
+
+class Gateway:
+    """One per process (``app.state.gateway``); ``close()`` drains the log writer."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="ort")
+        self.writer = PredictionLogWriter(db, settings)
+        self.shadow_dropped = 0
+        self._tables: dict[str, RouteTable] = {}
+        self._loaded: dict[int, ServedVersion] = {}
+        self._refused: dict[int, str] = {}  # version id -> why its artifact was refused (not retried)
+        self._load_lock = threading.Lock()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
+        self._stop = threading.Event()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
+        self._refresher.start()
+
+    # -- which versions serve ------------------------------------------------------------------
+    def refresh(self, model_name: str) -> RouteTable:
+        """Read the wanted versions, load any new one (blocking this thread only), swap the table."""
+        with self._load_lock:
+            with self.db.session() as session:
+                model = registry.get_model(session, model_name)
+                production = session.scalar(
+                    select(ModelVersion)
+                    .where(ModelVersion.model_id == model.id, ModelVersion.state == "production")
+                    .order_by(ModelVersion.id.desc())
+                )
+                if production is None:
+                    raise Unavailable(f"model {model_name!r} has no production version", retry_after_s=5)
+                rollout = session.scalar(
+                    select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary")))
+                )
+                candidate = session.get(ModelVersion, rollout.candidate_version_id) if rollout else None
+            served = self._load(model, production)
+            if served is None:
+                raise Unavailable(f"production version of {model_name!r} cannot be served: {self._refused[production.id]}")
+            table = RouteTable(production=served)
+            if rollout is not None and candidate is not None:
+                served_candidate = self._load(model, candidate)
+                if served_candidate is not None:
+                    steps = rollout.plan.get("canary_steps", [0.0])
+                    table = RouteTable(
+                        production=served,
+                        candidate=served_candidate,
+                        stage=rollout.state,
+                        share=float(steps[min(rollout.step, len(steps) - 1)]) if rollout.state == "canary" else 0.0,
+                        rollout_id=rollout.id,
+                    )
+            self._tables[model_name] = table  # one assignment: requests see the old or the new table, whole
+            return table
+
+    def _load(self, model: Model, row: ModelVersion) -> ServedVersion | None:
+        if row.id in self._loaded:
+            return self._loaded[row.id]
+        if row.id in self._refused:
+            return None
+        try:
+            if not row.artifact_path:
+                raise Unavailable(f"version {row.version!r} has no artifact")
+            classifier = load_verified(
+                artifact_file(self.settings, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
+            )
+        except ShiftwatchError as exc:
+            log.error("refusing to serve %s:%s: %s", model.name, row.version, exc.message)
+            self._refused[row.id] = exc.message
+            return None
+        served = ServedVersion(
+            version_id=row.id,
+            model=model.name,
+            version=row.version,
+            class_names=list(model.class_names),
+            input_spec=dict(row.input_spec or {}),
+            batcher=DynamicBatcher(
+                _probabilities_and_embeddings(classifier),
+                max_batch_size=self.settings.gateway_max_batch_size,
+                max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
+                executor=self.executor,
+            ),
+        )
+        self._loaded[row.id] = served
+        return served
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.settings.gateway_refresh_seconds):
+            for name in list(self._tables):
+                try:
+                    self.refresh(name)
+                except Exception:  # noqa: BLE001 - keep serving the last good table
+                    log.exception("gateway refresh of %s failed; serving the previous table", name)
+
+    async def table(self, model_name: str) -> RouteTable:
+        table = self._tables.get(model_name)
+        if table is not None:
+            return table
+        # Concurrent first requests share one load instead of queueing one database read each.
+        pending = self._first_loads.get(model_name)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(self.refresh, model_name))
+            self._first_loads[model_name] = pending
+            pending.add_done_callback(lambda _: self._first_loads.pop(model_name, None))
+        return await asyncio.shield(pending)
+
+    # -- serving -------------------------------------------------------------------------------
+    async def predict(
+        self,
+        model_name: str,
+        body: bytes,
+        content_type: str,
+        *,
+        request_id: str | None = None,
+        routing_key: str | None = None,
+        stream_id: str | None = None,
+    ) -> Answer:
+        table = await self.table(model_name)
+        request_id = request_id or uuid.uuid4().hex
+        served, route = table.production, "production"
+        if (
+            table.stage == "canary"
+            and table.candidate is not None
+            and table.rollout_id is not None
+            and goes_to_canary(table.rollout_id, routing_key or request_id, table.share)
+        ):
+            served, route = table.candidate, "canary"
+        decoded = decode(body, content_type, served.input_spec)
+        try:
+            result, latency_ms = await self._run(served, decoded)
+        except Exception as exc:  # noqa: BLE001 - a failing canary falls back to production
+            self.writer.put(PendingError(served.version_id, route, request_id, f"{type(exc).__name__}: {exc}"))
+            if route != "canary":
+                raise Unavailable(f"model {model_name!r} failed to predict") from exc
+            served, route = table.production, "production"
+            result, latency_ms = await self._run(served, decoded)
+        self._log(served, route, decoded, result, latency_ms, request_id, stream_id)
+        if table.stage == "shadow" and table.candidate is not None:
+            task = asyncio.get_running_loop().create_task(
+                self._shadow(table.candidate, decoded, request_id, stream_id)
+            )
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+        probabilities = result.probabilities
+        predicted = int(probabilities.argmax())
+        return Answer(
+            model=served.model,
+            version=served.version,
+            route=route,
+            request_id=request_id,
+            predicted_class=predicted,
+            label=served.class_names[predicted] if predicted < len(served.class_names) else str(predicted),
+            confidence=float(probabilities[predicted]),
+            probabilities=[float(p) for p in probabilities],
+            batch_size=result.batch_size,
+        )
+
+    async def _run(self, served: ServedVersion, decoded: DecodedInput) -> tuple[ImageResult, float]:
+        started = time.perf_counter()
+        served.batcher.active += 1
+        try:
+            result = await served.batcher.submit(decoded.tensor)
+        finally:
+            served.batcher.active -= 1
+        BATCH_SIZE.observe(result.batch_size)
+        return result, (time.perf_counter() - started) * 1000.0
+
+    async def _shadow(
+        self, served: ServedVersion, decoded: DecodedInput, request_id: str, stream_id: str | None
+    ) -> None:
+        if served.batcher.backlog >= SHADOW_BACKLOG_LIMIT:
+            self.shadow_dropped += 1
+            return
+        try:
+            result, latency_ms = await self._run(served, decoded)
+        except Exception as exc:  # noqa: BLE001 - a shadow failure is evidence, not an outage
+            self.writer.put(PendingError(served.version_id, "shadow", request_id, f"{type(exc).__name__}: {exc}"))
+            return
+        self._log(served, "shadow", decoded, result, latency_ms, request_id, stream_id)
+
+    def _log(
+        self,
+        served: ServedVersion,
+        route: str,
+        decoded: DecodedInput,
+        result: ImageResult,
+        latency_ms: float,
+        request_id: str,
+        stream_id: str | None,
+    ) -> None:
+        predicted = int(result.probabilities.argmax())
+        PREDICTIONS.labels(route).inc()
+        record = PredictionRecord(
+            model=served.model,
+            version=served.version,
+            predicted_class=predicted,
+            confidence=float(result.probabilities[predicted]),
+            embedding=result.embedding,
+            probabilities=result.probabilities,
+            route=route,
+            request_id=request_id,
+            stream_id=stream_id,
+            latency_ms=latency_ms,
+        )
+        self.writer.put(PendingPrediction(record, decoded))
+
+    def batch_sizes(self, model_name: str) -> dict[str, dict[int, int]]:
+        """ORT call sizes per loaded version of a model (for /stats, tests and the bench)."""
+        return {
+            f"{s.model}:{s.version}": dict(s.batcher.batch_sizes) for s in self._loaded.values() if s.model == model_name
+        }
+
+    async def drain_shadow(self) -> None:
+        """Wait for in-flight shadow copies (tests and shutdown)."""
+        while self._shadow_tasks:
+            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._refresher.join(timeout=10)
+        for served in self._loaded.values():
+            served.batcher.close()
+        self.writer.close()
+        self.executor.shutdown(wait=True)

@@ -1,0 +1,152 @@
+"""HTTP routes of rollout: predict through the gateway, start/inspect rollouts, approve or reject (a person)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from shiftwatch.auth import Principal, require
+from shiftwatch.db import Database, utcnow
+from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.errors import TooLarge
+from shiftwatch.rollout import controller, handoff, status
+from shiftwatch.rollout.gateway import Gateway
+from shiftwatch.rollout.report import write_report
+from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
+from shiftwatch.rollout.schemas import Decision, PredictOut, RolloutOut, StartRollout
+from shiftwatch.settings import Settings
+
+router = APIRouter(prefix="/v1", tags=["rollout"])
+JOB_NAME = "rollout-controller"
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+# Predicting logs a prediction, like ingest does: it needs the "ingest" scope (a serving client's token).
+@router.post("/models/{name}/predict", response_model=PredictOut)
+async def predict(
+    name: str,
+    request: Request,
+    gateway: Gateway = Depends(get_gateway),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("ingest")),
+):
+    body = await request.body()
+    if len(body) > settings.max_request_bytes:
+        raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
+    answer = await gateway.predict(
+        name,
+        body,
+        request.headers.get("content-type", ""),
+        request_id=request.headers.get(REQUEST_ID_HEADER),
+        routing_key=request.headers.get(CLIENT_KEY_HEADER),
+        stream_id=request.headers.get(STREAM_ID_HEADER),
+    )
+    return PredictOut(
+        model=answer.model,
+        version=answer.version,
+        route=answer.route,
+        request_id=answer.request_id,
+        predicted_class=answer.predicted_class,
+        label=answer.label,
+        confidence=answer.confidence,
+        probabilities=answer.probabilities,
+    )
+
+
+@router.get("/gateway/stats")
+def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Principal = Depends(require("read"))):
+    """ORT call sizes per loaded version: how much dynamic batching is happening."""
+    return {"batch_sizes": gateway.batch_sizes(model), "shadow_dropped": gateway.shadow_dropped}
+
+
+@router.post("/rollouts", response_model=RolloutOut, status_code=201)
+def start_rollout(
+    body: StartRollout,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    who: Principal = Depends(require("operate")),
+):
+    with db.session() as session:
+        rollout = controller.start_rollout(session, settings, body.model, body.version, body.plan, actor=who.name)
+        return status.describe(session, rollout)
+
+
+@router.get("/rollouts", response_model=list[RolloutOut])
+def list_rollouts(
+    model: str | None = None,
+    state: str | None = None,
+    db: Database = Depends(get_db),
+    _: Principal = Depends(require("read")),
+):
+    with db.session() as session:
+        return status.list_rollouts(session, model, state)
+
+
+@router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
+def get_rollout(rollout_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+    with db.session() as session:
+        return status.describe_id(session, rollout_id)
+
+
+@router.get("/rollouts/{rollout_id}/report", response_class=HTMLResponse)
+def rollout_report(
+    rollout_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("read")),
+):
+    """Evidently report of candidate vs production outputs, for the approver."""
+    with db.session() as session:
+        path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
+    return HTMLResponse(path.read_text(encoding="utf-8"))
+
+
+@router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)
+def approve(
+    rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
+):
+    with db.session() as session:
+        rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason)
+        return status.describe(session, rollout)
+
+
+@router.post("/rollouts/{rollout_id}/reject", response_model=RolloutOut)
+def reject(
+    rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
+):
+    with db.session() as session:
+        rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
+        return status.describe(session, rollout)
+
+
+def run_controller(db: Database, settings: Settings) -> None:
+    """The scheduled job: one replica per tick judges every active rollout."""
+    now = utcnow()
+    if handoff.claim_tick(db, JOB_NAME, int(now.timestamp() // settings.rollout_tick_seconds)):
+        controller.tick(db, settings, now)
+
+
+def on_startup(app: FastAPI) -> None:
+    app.state.gateway = Gateway(app.state.db, app.state.settings)
+    scheduler = getattr(app.state, "scheduler", None)
+    if scheduler is not None and app.state.settings.scheduler_enabled:
+        scheduler.add_job(
+            run_controller,
+            "interval",
+            seconds=app.state.settings.rollout_tick_seconds,
+            args=[app.state.db, app.state.settings],
+            id=JOB_NAME,
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+        )
+
+
+def on_shutdown(app: FastAPI) -> None:
+    gateway = getattr(app.state, "gateway", None)
+    if gateway is not None:
+        gateway.close()

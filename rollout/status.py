@@ -1,0 +1,56 @@
+"""What a person sees about a rollout: its state, the latest comparison, the candidate's report, the audit trail."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.rollout.controller import candidate_report, get_rollout
+from shiftwatch.rollout.models import AuditLog, Comparison, Rollout
+from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
+
+
+def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> RolloutOut:
+    model = session.get(Model, rollout.model_id)
+    candidate = session.get(ModelVersion, rollout.candidate_version_id)
+    baseline = session.get(ModelVersion, rollout.baseline_version_id)
+    latest = session.scalar(
+        select(Comparison).where(Comparison.rollout_id == rollout.id).order_by(Comparison.id.desc()).limit(1)
+    )
+    audit = (
+        list(session.scalars(select(AuditLog).where(AuditLog.rollout_id == rollout.id).order_by(AuditLog.id)))
+        if with_audit
+        else []
+    )
+    steps = rollout.plan.get("canary_steps", [0.0])
+    return RolloutOut(
+        id=rollout.id,
+        model=model.name if model else "?",
+        candidate_version=candidate.version if candidate else "?",
+        baseline_version=baseline.version if baseline else "?",
+        state=rollout.state,
+        step=rollout.step,
+        share=float(steps[min(rollout.step, len(steps) - 1)]) if rollout.state == "canary" else 0.0,
+        plan=rollout.plan,
+        last_decision=rollout.last_decision,
+        created_by=rollout.created_by,
+        created_at=rollout.created_at,
+        updated_at=rollout.updated_at,
+        compression_report=candidate_report(session, rollout),
+        latest_comparison=ComparisonOut.model_validate(latest) if latest else None,
+        audit=[AuditOut.model_validate(a) for a in audit],
+    )
+
+
+def describe_id(session: Session, rollout_id: int) -> RolloutOut:
+    return describe(session, get_rollout(session, rollout_id))
+
+
+def list_rollouts(session: Session, model: str | None = None, state: str | None = None) -> list[RolloutOut]:
+    stmt = select(Rollout).order_by(Rollout.id.desc())
+    if model is not None:
+        stmt = stmt.join(Model, Model.id == Rollout.model_id).where(Model.name == model)
+    if state is not None:
+        stmt = stmt.where(Rollout.state == state)
+    return [describe(session, r, with_audit=False) for r in session.scalars(stmt)]

@@ -1,0 +1,111 @@
+"""``shiftwatch detect`` and ``shiftwatch estimate-accuracy``: one JSON object out, bad input is exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from shiftwatch import cli
+from shiftwatch.errors import Invalid
+
+SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
+
+
+@pytest.fixture(scope="module")
+def runner_app():
+    cli._register_domains()
+    return cli.app
+
+
+@pytest.fixture
+def arrays(tmp_path: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(0)
+    paths = {}
+
+    def save(name: str, value: np.ndarray, **kw) -> None:
+        paths[name] = tmp_path / f"{name}.npy"
+        np.save(paths[name], value, **kw)
+
+    save("ref", rng.normal(size=(200, 8)).astype(np.float32))
+    save("cur", rng.normal(size=(150, 8)).astype(np.float32) + 1.0)
+    save("wide", rng.normal(size=(150, 9)))
+    nan = rng.normal(size=(150, 8))
+    nan[3, 2] = np.nan
+    save("nan", nan)
+    save("empty", np.zeros((0, 8)))
+    save("objects", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    probs = rng.dirichlet(np.ones(4) * 0.5, size=300)
+    save("probs", probs)
+    save("labels", np.where(rng.random(300) < 0.8, probs.argmax(axis=1), rng.integers(0, 4, 300)))
+    save("probs_cur", rng.dirichlet(np.ones(4) * 1.5, size=200))
+    (tmp_path / "text.npy").write_text("not numpy")
+    paths["text"] = tmp_path / "text.npy"
+    paths["missing"] = tmp_path / "missing.npy"
+    return paths
+
+
+def detect(runner_app, *args: str):
+    return CliRunner().invoke(runner_app, ["detect", *args])
+
+
+@pytest.mark.parametrize("method", ["mmd", "lsdd", "ks", "classifier", "auto"])
+def test_detect_prints_one_json_object_with_the_decision(runner_app, arrays, method: str) -> None:
+    result = detect(runner_app, "--reference", str(arrays["ref"]), "--current", str(arrays["cur"]), "--method", method)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["method"] == ("mmd" if method == "auto" else method)
+    assert out["drift"] is True
+    assert {"p_value", "statistic", "n_reference", "n_current", "effect_size", "effect_unit"} <= set(out)
+    assert (out["n_reference"], out["n_current"]) == (200, 150) or method in ("ks", "lsdd")
+
+
+def test_detect_on_probabilities_runs_bbsd(runner_app, arrays) -> None:
+    result = detect(runner_app, "--reference", str(arrays["probs"]), "--current", str(arrays["probs_cur"]), "--kind", "probs")
+    out = json.loads(result.stdout)
+    assert out["method"] == "bbsd" and out["drift"] is True
+    assert set(out["evidence"]) == {"bbsd_confidence", "bbsd_label", "bbsd_probs"}
+
+
+@pytest.mark.parametrize("method", ["atc", "cbpe"])
+def test_estimate_accuracy_prints_estimate_and_interval(runner_app, arrays, method: str) -> None:
+    result = CliRunner().invoke(
+        runner_app,
+        ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+         "--current-probs", str(arrays["probs_cur"]), "--method", method],
+    )
+    out = json.loads(result.stdout)
+    low, high = out["interval"]
+    assert 0 <= low <= out["estimated_accuracy"] <= high <= 1
+
+
+@pytest.mark.parametrize(
+    ("current", "why"),
+    [("wide", "dimensions"), ("nan", "NaN"), ("empty", "at least"), ("objects", "pickle"), ("text", "not a .npy"), ("missing", "no such file")],
+)
+def test_bad_current_window_is_refused_with_a_reason(runner_app, arrays, current: str, why: str) -> None:
+    result = detect(runner_app, "--reference", str(arrays["ref"]), "--current", str(arrays[current]))
+    assert isinstance(result.exception, Invalid)
+    assert why in str(result.exception)
+
+
+def test_unknown_method_and_bbsd_on_embeddings_are_refused(runner_app, arrays) -> None:
+    for method in ("nope", "bbsd"):
+        result = detect(runner_app, "--reference", str(arrays["ref"]), "--current", str(arrays["cur"]), "--method", method)
+        assert isinstance(result.exception, Invalid)
+
+
+@pytest.mark.parametrize("current", ["wide", "objects"])
+def test_installed_command_exits_2_with_one_line_on_stderr(arrays, current: str) -> None:
+    done = subprocess.run(
+        [SHIFTWATCH, "detect", "--reference", str(arrays["ref"]), "--current", str(arrays[current])],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:")

@@ -1,0 +1,138 @@
+"""Compression steps: each yields a valid ONNX Runtime model within tolerance, composes, and is deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from shiftwatch.artifacts import verify_onnx_artifact  # noqa: E402
+from shiftwatch.errors import Invalid  # noqa: E402
+from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy, parse_steps  # noqa: E402
+from shiftwatch.retrain.digits import split_digits  # noqa: E402
+from shiftwatch.retrain.distill import DistillConfig  # noqa: E402
+from shiftwatch.retrain.prune import PruneConfig, channel_prune  # noqa: E402
+from shiftwatch.retrain.qat import QATConfig  # noqa: E402
+from shiftwatch.retrain.quantize import quantize_int8  # noqa: E402
+from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, accuracy, deterministic, fit, predict  # noqa: E402
+
+# Tiny epochs keep this file fast; the tolerance is therefore looser than the benchmark's 1 point.
+TOLERANCE = 0.04
+FAST = CompressConfig(
+    distill=DistillConfig(epochs=4), prune=PruneConfig(finetune_epochs=1), qat=QATConfig(epochs=1)
+)
+
+
+@pytest.fixture(scope="module")
+def teacher():  # type: ignore[no-untyped-def]
+    splits = split_digits(0)
+    with deterministic(0):
+        model = DigitsCNN()
+    fit(model, splits.train.images, splits.train.labels, TrainConfig(epochs=4, seed=0))
+    return model, splits
+
+
+def run(teacher, tmp_path: Path, steps: tuple[str, ...], **overrides):  # type: ignore[no-untyped-def]
+    model, splits = teacher
+    config = replace(FAST, steps=steps, **overrides)
+    return compress(
+        model, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
+        splits.train.images, tmp_path, TrainConfig(seed=0), config,
+    )  # fmt: skip
+
+
+def assert_close_to_teacher(teacher, path: Path) -> float:  # type: ignore[no-untyped-def]
+    model, splits = teacher
+    verify_onnx_artifact(path, None)  # what registration checks
+    reference = accuracy(model, splits.test.images, splits.test.labels)
+    got = onnx_accuracy(path, splits.test.images, splits.test.labels)
+    assert got >= reference - TOLERANCE, (got, reference)
+    return got
+
+
+def test_teacher_learned_digits(teacher) -> None:  # type: ignore[no-untyped-def]
+    model, splits = teacher
+    assert accuracy(model, splits.test.images, splits.test.labels) > 0.9
+
+
+def test_ptq_gives_an_int8_qdq_model_three_times_smaller(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run(teacher, tmp_path, ("ptq",))
+    assert result.steps_applied == ("ptq",)
+    ops = {node.op_type for node in onnx.load(result.path).graph.node}
+    assert "QLinearConv" in ops
+    assert result.path.stat().st_size * 3 < result.fp32_path.stat().st_size
+    assert result.quantized_parity is not None and result.quantized_parity.ok
+    assert_close_to_teacher(teacher, result.path)
+
+
+def test_channel_pruning_really_shrinks_the_exported_graph(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, _ = teacher
+    result = run(teacher, tmp_path, ("prune",))
+    assert result.model.channels == (24, 48, 96)
+    conv_shapes = [
+        tuple(t.dims) for t in onnx.load(result.path).graph.initializer if len(t.dims) == 4
+    ]
+    assert max(shape[0] for shape in conv_shapes) == 96
+    assert result.details["prune"]["sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert_close_to_teacher(teacher, result.path)
+
+
+def test_channel_pruning_without_fine_tune_keeps_the_strongest_filters(teacher) -> None:  # type: ignore[no-untyped-def]
+    model, splits = teacher
+    full = channel_prune(model, 1.0)
+    assert np.allclose(predict(full, splits.val.images)[0], predict(model, splits.val.images)[0], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_distillation_trains_a_narrower_student(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run(teacher, tmp_path, ("distill",))
+    assert result.model.channels == (16, 32, 64) and result.model.embedding_dim == 64
+    assert_close_to_teacher(teacher, result.path)
+
+
+@pytest.mark.slow
+def test_all_steps_compose_and_qat_takes_over_when_ptq_loses_too_much(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A negative allowance makes any PTQ result "too lossy", so the QAT fallback must run.
+    result = run(teacher, tmp_path, ("distill", "prune", "ptq"), max_ptq_drop=-1.0)
+    assert result.steps_applied == ("distill", "prune", "qat", "ptq")
+    assert "qat_accuracy_drop" in result.details
+    assert result.model.channels == (12, 24, 48)
+    assert_close_to_teacher(teacher, result.path)
+
+
+def test_steps_parse_in_run_order_and_unknown_steps_are_refused() -> None:
+    assert parse_steps("ptq,prune,distill") == ("distill", "prune", "ptq")
+    assert parse_steps("qat") == ("qat", "ptq")
+    assert parse_steps("none") == () and parse_steps("") == ()
+    with pytest.raises(Invalid, match="unknown step"):
+        parse_steps("ptq,sparsify")
+
+
+def test_training_and_quantization_are_deterministic_given_a_seed(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, splits = teacher
+    images, labels = splits.train.images[:256], splits.train.labels[:256]
+    states = []
+    for _ in range(2):
+        with deterministic(5):
+            model = DigitsCNN((8, 16, 32))
+        fit(model, images, labels, TrainConfig(epochs=1, seed=5))
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    with deterministic(6):
+        other = DigitsCNN((8, 16, 32))
+    fit(other, images, labels, TrainConfig(epochs=1, seed=6))
+    assert not torch.equal(states[0]["conv1.weight"], other.state_dict()["conv1.weight"])
+
+    from shiftwatch.retrain.export import export_onnx
+
+    raw = export_onnx(other, tmp_path / "raw.onnx")
+    digests = {
+        hashlib.sha256(quantize_int8(raw, tmp_path / f"q{i}.onnx", images).read_bytes()).hexdigest() for i in range(2)
+    }
+    assert len(digests) == 1
