@@ -105,6 +105,7 @@ def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console 
         else:
             with stage.act(10, "accuracy recovered"):
                 acts.stream(stage, scale.recovered_requests, "recovered", "traffic after promotion")
+                acts.show_stored(stage)
         print_summary(stage)
         path = write_html(stage)
     finally:
