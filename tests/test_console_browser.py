@@ -121,3 +121,51 @@ def test_clicking_approve_promotes_the_canary(page, live_server, app, db, settin
     page.goto(f"{live_server.url}/console/models")
     assert page.locator('span.state[data-version="v2"]').inner_text() == "production"
     assert page.locator('span.state[data-version="v1"]').inner_text() == "retired"
+
+
+def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from console_data import load_demo_like_data
+
+    load_demo_like_data(db, settings)
+    page.goto(f"{live_server.url}/console/alerts")
+    page.click("td a >> nth=0")
+    assert page.locator("#alert-state").inner_text() == "open"
+    assert page.locator("iframe.report").count() == 1  # the Evidently report, inline
+    screenshot(page, tmp_path, "alert-open")
+    page.click("text=Acknowledge")
+    assert page.locator("#alert-state").inner_text() == "acknowledged"
+    assert "acknowledged by local-admin" in page.locator(".flash").inner_text()
+    page.click("text=Resolve")
+    assert page.locator("#alert-state").inner_text() == "resolved"
+    page.goto(f"{live_server.url}/console/labeling")
+    assert int(page.locator('table.queue td[data-state="labels"]').inner_text()) > 0
+    screenshot(page, tmp_path, "labeling")
+
+
+def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
+    page, db, settings, tmp_path: Path
+) -> None:
+    from conftest import LiveServer
+
+    from shiftwatch.app import create_app
+    from shiftwatch.tokens import create_token
+
+    secured = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
+    reader = create_token(db, "reader", ["read"])
+    server = LiveServer(create_app(secured, db)).start()
+    try:
+        page.context.clear_cookies()
+        page.goto(f"{server.url}/console/models")
+        assert "/console/login" in page.url
+        page.fill("input[name=token]", "sw_wrong")
+        page.click("button[type=submit]")
+        assert "unknown or revoked" in page.locator("[role=alert]").inner_text()
+        page.fill("input[name=token]", reader)
+        page.click("button[type=submit]")
+        assert page.url.endswith("/console/models")
+        screenshot(page, tmp_path, "models-logged-in")
+        response = page.request.post(f"{server.url}/console/rollouts/1/approve", form={"reason": "x"})
+        assert response.status == 403  # a reader may look, not approve (and this post has no CSRF token)
+    finally:
+        page.context.clear_cookies()
+        server.stop()

@@ -195,8 +195,22 @@ def alert_action(
 
 
 @pages.get("/labeling", name="console_labeling", response_class=HTMLResponse)
-def labeling_page(request: Request, _: Principal = Depends(page_access("read"))):
-    return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+def labeling_page(
+    request: Request,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+):
+    queue = optional_module("shiftwatch.labeling.queue")
+    if queue is None:
+        return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+    from shiftwatch.console.labeling_view import open_tasks
+
+    with db.session() as session:
+        names = [model.name for model in registry.list_models(session)]
+        statuses = [queue.queue_status(session, settings, name) for name in names]
+        tasks = {name: open_tasks(session, settings, name) for name in names}
+    return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)

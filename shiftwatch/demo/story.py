@@ -31,7 +31,7 @@ class DemoResult:
     missing: list[str]
 
 
-def demo_settings(out_dir: Path, receiver: WebhookReceiver) -> Settings:
+def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Settings:
     """Settings for the demo's own store, webhook receiver and pace (one-second detector ticks)."""
     wanted: dict[str, Any] = {
         "database_url": f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
@@ -41,6 +41,8 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver) -> Settings:
         "alert_webhook_secrets": {receiver.url: WEBHOOK_SECRET},
         "detector_tick_seconds": 1,
         "gateway_refresh_seconds": 0.5,
+        "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
+        "labeling_batch_size": scale.labels,
     }
     # Settings a package adds exist only once that package is in the build.
     return load_settings(**{k: v for k, v in wanted.items() if k in Settings.model_fields})
@@ -53,7 +55,7 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
     shutil.rmtree(out_dir / "data", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
-    settings = demo_settings(out_dir, receiver)
+    settings = demo_settings(out_dir, receiver, scale)
     upgrade(settings.database_url)
     stage = Stage(settings=settings, db=Database.connect(settings.database_url), out_dir=out_dir,
                   console=console, scale=scale, auto_approve=auto_approve)
