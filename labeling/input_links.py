@@ -32,4 +32,5 @@ def input_link(settings: Settings, input_ref: str, now: float | None = None) -> 
 def link_is_valid(settings: Settings, name: str, expires: int, signature: str, now: float | None = None) -> bool:
     if expires < (time.time() if now is None else now):
         return False
-    return hmac.compare_digest(_signature(settings.secret_key, name, expires), signature)
+    # bytes, not str: compare_digest raises TypeError on non-ASCII text (found by schemathesis)
+    return hmac.compare_digest(_signature(settings.secret_key, name, expires).encode(), signature.encode())

@@ -62,7 +62,7 @@ def status(
 
 @router.post("/labeling/select", response_model=SelectionOut)
 def select(
-    model: str, hours: float = Query(24.0, gt=0), batch_size: int | None = Query(None, ge=1),
+    model: str, hours: float = Query(24.0, gt=0, le=24 * 366), batch_size: int | None = Query(None, ge=1),
     db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
 ):

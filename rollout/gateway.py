@@ -29,7 +29,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
-from shiftwatch.errors import ShiftwatchError, Unavailable
+from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
 from shiftwatch.rollout.images import DecodedInput, decode
@@ -124,7 +124,7 @@ class Gateway:
                     .order_by(ModelVersion.id.desc())
                 )
                 if production is None:
-                    raise Unavailable(f"model {model_name!r} has no production version", retry_after_s=5)
+                    raise NotFound(f"model {model_name!r} has no production version to serve")
                 rollout = session.scalar(
                     select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary")))
                 )

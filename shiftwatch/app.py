@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import OperationalError
 
 from shiftwatch import __version__
@@ -91,6 +92,12 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    @app.exception_handler(DataError)
+    async def _data_error(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. an id past PostgreSQL's int4 range in a path: the caller's value, not a server fault
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "value out of range"
+        return JSONResponse({"detail": f"value rejected by the database: {reason}", "error": "Invalid"}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -149,5 +149,5 @@ async def csrf_protect(request: Request) -> None:
         bound_to = _serializer(settings, "csrf").loads(presented, max_age=CSRF_MAX_AGE_S)
     except BadSignature:
         raise Forbidden("invalid or expired CSRF token; reload the page") from None
-    if not hmac.compare_digest(str(bound_to), session_id(request)):
+    if not hmac.compare_digest(str(bound_to).encode(), session_id(request).encode()):
         raise Forbidden("CSRF token belongs to another session; reload the page")

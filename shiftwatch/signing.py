@@ -34,4 +34,4 @@ def verify(
     if abs(now - int(timestamp)) > tolerance_s:
         return False
     expected = sign(secret, body, int(timestamp))[SIGNATURE_HEADER]
-    return hmac.compare_digest(expected, signature)
+    return hmac.compare_digest(expected.encode(), signature.encode())  # bytes: non-ASCII text raises TypeError
