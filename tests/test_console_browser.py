@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -74,3 +75,97 @@ def test_every_console_page_renders_in_the_browser(page, live_server, digits_mod
         assert response is not None and response.status == 200, name
         assert page.locator("h1").count() == 1
         screenshot(page, tmp_path, name)
+
+
+def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
+    """v1 production, v2 candidate, driven through shadow and one canary step until it awaits approval."""
+    import httpx
+    from rollout_support import add_version, png_image
+
+    from shiftwatch.rollout import controller
+    from shiftwatch.rollout.schemas import RolloutPlan
+
+    add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2", noise=0.05)
+    plan = RolloutPlan(canary_steps=[1.0], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
+    with db.session() as session:
+        rollout_id = controller.start_rollout(session, settings, "digits", "v2", plan, actor="alice").id
+    gateway = app.state.gateway
+    for offset in (0, 100):  # shadow, then the canary step
+        gateway.refresh("digits")
+        for i in range(offset, offset + 30):
+            response = httpx.post(f"{server_url}/v1/models/digits/predict", content=png_image(i),
+                                  headers={"content-type": "image/png", "x-client-key": f"client-{i}"})
+            assert response.status_code == 200, response.text
+        time.sleep(0.3)  # shadow copies run after the production answer
+        assert gateway.writer.flush()
+        controller.tick(db, settings)
+    with db.session() as session:
+        assert controller.get_rollout(session, rollout_id).last_decision["decision"] == "await_approval"
+    return rollout_id
+
+
+def test_clicking_approve_promotes_the_canary(page, live_server, app, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rollout_id = rollout_awaiting_approval(db, settings, app, live_server.url)
+    page.goto(f"{live_server.url}/console/rollouts/{rollout_id}")
+    assert page.locator("#rollout-state").inner_text() == "canary"
+    assert page.locator("#comparison tr").count() > 3
+    assert page.locator("svg[aria-label='Confidence distribution']").count() == 1
+    screenshot(page, tmp_path, "rollout-canary")
+    page.click("button.approve")
+    page.wait_for_load_state()
+    assert page.locator("#rollout-state").inner_text() == "production"
+    assert "Approved by local-admin" in page.locator(".flash").inner_text()
+    assert page.locator("button.approve").count() == 0
+    screenshot(page, tmp_path, "rollout-promoted")
+    page.goto(f"{live_server.url}/console/models")
+    assert page.locator('span.state[data-version="v2"]').inner_text() == "production"
+    assert page.locator('span.state[data-version="v1"]').inner_text() == "retired"
+
+
+def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from console_data import load_demo_like_data
+
+    load_demo_like_data(db, settings)
+    page.goto(f"{live_server.url}/console/alerts")
+    page.click("td a >> nth=0")
+    assert page.locator("#alert-state").inner_text() == "open"
+    assert page.locator("iframe.report").count() == 1  # the Evidently report, inline
+    screenshot(page, tmp_path, "alert-open")
+    page.click("text=Acknowledge")
+    assert page.locator("#alert-state").inner_text() == "acknowledged"
+    assert "acknowledged by local-admin" in page.locator(".flash").inner_text()
+    page.click("text=Resolve")
+    assert page.locator("#alert-state").inner_text() == "resolved"
+    page.goto(f"{live_server.url}/console/labeling")
+    assert int(page.locator('table.queue td[data-state="labels"]').inner_text()) > 0
+    screenshot(page, tmp_path, "labeling")
+
+
+def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
+    page, db, settings, tmp_path: Path
+) -> None:
+    from conftest import LiveServer
+
+    from shiftwatch.app import create_app
+    from shiftwatch.tokens import create_token
+
+    secured = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
+    reader = create_token(db, "reader", ["read"])
+    server = LiveServer(create_app(secured, db)).start()
+    try:
+        page.context.clear_cookies()
+        page.goto(f"{server.url}/console/models")
+        assert "/console/login" in page.url
+        page.fill("input[name=token]", "sw_wrong")
+        page.click("button[type=submit]")
+        assert "unknown or revoked" in page.locator("[role=alert]").inner_text()
+        page.fill("input[name=token]", reader)
+        page.click("button[type=submit]")
+        assert page.url.endswith("/console/models")
+        screenshot(page, tmp_path, "models-logged-in")
+        response = page.request.post(f"{server.url}/console/rollouts/1/approve", form={"reason": "x"})
+        assert response.status == 403  # a reader may look, not approve (and this post has no CSRF token)
+    finally:
+        page.context.clear_cookies()
+        server.stop()

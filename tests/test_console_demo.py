@@ -1,4 +1,4 @@
-"""The demo tells the whole story end to end on SQLite (fast mode: less traffic per phase)."""
+"""The demo tells the whole story end to end on SQLite (fast mode: less traffic, no compression)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import pytest
 from rich.console import Console
 from sqlalchemy import func, select
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector import registry
 from shiftwatch.db import Database
 from shiftwatch.demo.story import run_demo
+from shiftwatch.detectors.models import Alert
+from shiftwatch.labeling.models import Label
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -18,45 +22,52 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     out = tmp_path_factory.mktemp("demo")
     console = Console(record=True, width=120, force_terminal=False)
     result = run_demo(out, auto_approve=True, fast=True, console=console)
-    return result, console.export_text()
-
-
-@pytest.mark.slow
-def test_demo_stores_the_predictions_it_served(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, _ = demo_run
     db = Database.connect(result.database_url)
-    with db.session() as session:
-        stored = session.scalar(select(func.count()).select_from(Prediction))
+    yield result, console.export_text(), db
     db.dispose()
-    assert stored == result.facts["stored_predictions"] > 0
 
 
-@pytest.mark.slow
-def test_demo_writes_an_html_summary_with_the_accuracy_plot(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, _ = demo_run
+def test_the_whole_loop_is_in_this_build(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = demo_run
+    assert result.missing == []
+
+
+def test_drift_opens_an_alert_and_the_webhook_reaches_the_receiver(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, text, db = demo_run
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) >= 1
+    assert result.facts["webhooks_received"] >= 1
+    assert "signature valid" in text
+
+
+def test_the_oracle_labels_are_stored_and_say_so(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, text, db = demo_run
+    with db.session() as session:
+        sources = set(session.scalars(select(Label.source)))
+        assert session.scalar(select(func.count()).select_from(Label)) == result.facts["labels_stored"] > 0
+    assert sources == {"oracle"}
+    assert "built-in oracle" in text
+
+
+def test_the_candidate_is_promoted_and_the_old_version_retired(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, _, db = demo_run
+    with db.session() as session:
+        states = {v.version: v.state for v in registry.list_versions(session, "digits")}
+    assert states == {"v1": "retired", result.facts["promoted"]: "production"}
+
+
+def test_accuracy_falls_with_the_drift_and_recovers_after_promotion(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = demo_run
+    accuracy = result.accuracy
+    assert accuracy["clean"] > 0.9
+    assert accuracy["drift"] < accuracy["clean"] - 0.15
+    assert accuracy["recovered"] > accuracy["drift"] + 0.15
+
+
+def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, _, _ = demo_run
     page = Path(result.summary_path).read_text()
-    assert "<svg" in page and "polyline" in page
-    assert "Production accuracy over the stream" in page
-
-
-@pytest.mark.slow
-def test_demo_names_every_missing_piece_in_its_narrative(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, text = demo_run
-    for piece in result.missing:
-        assert piece.split(" (")[0][:30] in text.replace("\n", " ")
-
-
-@pytest.mark.slow
-def test_demo_accuracy_falls_when_the_drift_is_injected(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, _ = demo_run
-    assert result.accuracy["clean"] > 0.9
-    assert result.accuracy["drift"] < result.accuracy["clean"] - 0.15
-
-
-@pytest.mark.slow
-def test_demo_alert_fires_on_the_drift_and_reaches_the_webhook_signed(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, text = demo_run
-    assert result.facts["drift_runs_clean_flagged"] == 0  # the clean window before the onset pages nobody
-    assert result.facts["alert_severity"] == "high" and result.facts["alert_estimated_accuracy_drop_points"] > 5
-    assert Path(result.facts["alert_report"]).is_file() and result.facts["webhooks_delivered"] >= 1
-    assert "signature valid" in text.replace("\n", " ")
+    assert "Production accuracy over the stream" in page and "<polyline" in page
+    for event in ("drift: contrast", "alert opened", "promoted"):
+        assert event in page
+    assert "Confidence distribution" in page

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from shiftwatch.auth import Principal
 from shiftwatch.collector import registry
+from shiftwatch.collector.inputs import InputStore
 from shiftwatch.console.access import csrf_field, csrf_protect, login_first, page_access
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import get_db, get_settings
@@ -149,7 +150,17 @@ def alert_page(
         alert = alerts.to_out(session, settings, alerts.get(session, alert_id))
     report_url = request.url_for("console_alert_report", alert_id=alert_id) if alert.report_url else None
     evidence = json.dumps(alert.evidence, indent=2, default=str)
-    return render(request, "alert.html", alert=alert, evidence=evidence, report_url=report_url)
+    shifted = alert.evidence.get("shifted_dimensions") or []
+    atypical = [s for s in alert.evidence.get("atypical_samples") or [] if s.get("input_ref")][:ATYPICAL_SHOWN]
+    return render(request, "alert.html", alert=alert, evidence=evidence, report_url=report_url, shifted=shifted,
+                  atypical=atypical)
+
+
+@pages.get("/inputs/{ref:path}", name="console_input", response_class=FileResponse)
+def input_image(ref: str, settings: Settings = Depends(get_settings), _: Principal = Depends(page_access("read"))):
+    """A stored input image (the alert page's thumbnails); the store refuses anything but its own references."""
+    store = InputStore(settings.data_dir)
+    return FileResponse(store.path(ref), media_type=store.media_type(ref))
 
 
 @pages.get("/alerts/{alert_id}/report", name="console_alert_report", response_class=FileResponse)
@@ -172,6 +183,8 @@ def alert_report(
 
 
 ALERT_ACTIONS = ("acknowledge", "resolve")
+# Thumbnails on the alert page: enough to see what changed at a glance.
+ATYPICAL_SHOWN = 12
 
 
 @pages.post("/alerts/{alert_id}/{action}", name="console_alert_action", dependencies=[Depends(csrf_protect)])
@@ -195,8 +208,22 @@ def alert_action(
 
 
 @pages.get("/labeling", name="console_labeling", response_class=HTMLResponse)
-def labeling_page(request: Request, _: Principal = Depends(page_access("read"))):
-    return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+def labeling_page(
+    request: Request,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+):
+    queue = optional_module("shiftwatch.labeling.queue")
+    if queue is None:
+        return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+    from shiftwatch.console.labeling_view import open_tasks
+
+    with db.session() as session:
+        names = [model.name for model in registry.list_models(session)]
+        statuses = [queue.queue_status(session, settings, name) for name in names]
+        tasks = {name: open_tasks(session, settings, name) for name in names}
+    return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)

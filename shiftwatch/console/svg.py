@@ -112,13 +112,18 @@ def line_chart(
     ys = [float(v) for s in series for v in s.y if np.isfinite(v)]
     frame = _Frame((min(xs, default=0.0), max(xs, default=1.0)), y_range or (min(ys, default=0.0), max(ys, default=1.0)))
     parts = _axes(frame, title, x_label, y_label)
-    for index, marker in enumerate(markers):
+    lines_at: dict[float, int] = {}
+    for marker in markers:
         x = frame.x(marker.x)
-        label_y = MARGIN_TOP + 12 + 12 * (index % 3)  # stagger labels so neighbours do not overlap
-        parts.append(
-            f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" '
-            f'stroke="#888" stroke-dasharray="4 3"/>'
-        )
+        # Events at the same x stack downwards instead of printing over each other.
+        row = lines_at.get(round(x), 0)
+        lines_at[round(x)] = row + 1
+        if row == 0:
+            parts.append(
+                f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" '
+                f'stroke="#888" stroke-dasharray="4 3"/>'
+            )
+        label_y = MARGIN_TOP + 12 + 12 * row
         parts.append(f'<text x="{x + 3:.1f}" y="{label_y}" font-size="10" fill="#333">{escape(marker.label)}</text>')
     for index, line in enumerate(series):
         points = " ".join(

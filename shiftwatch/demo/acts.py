@@ -1,17 +1,24 @@
-"""The demo's acts, one function each, in the order the loop runs. Each act narrates what it does and why."""
+"""Acts 1-4 of the demo: the store, the reference model, serving production traffic, and the drift.
+
+One function per act; each narrates what it does and why. Acts 5-9 (the loop that answers
+the drift) are in ``loop.py``.
+"""
 
 from __future__ import annotations
+
+import time
+from datetime import timedelta
 
 import numpy as np
 from rich.table import Table
 from sqlalchemy import func, select
 
-from shiftwatch.artifacts import sha256_file
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Model, ModelVersion, Prediction
-from shiftwatch.demo.stage import Stage
-from shiftwatch.demo.traffic import Drift, InProcessServing, Traffic
+from shiftwatch.db import utcnow
+from shiftwatch.demo.stage import Stage, has_module
+from shiftwatch.demo.traffic import Drift, GatewayServing, InProcessServing, Traffic
 
 MODEL = "digits"
 # A camera whose exposure went flat: the reference CNN drops from ~96% to ~60% on it (measured
@@ -21,63 +28,67 @@ DRIFT = Drift(corruption="contrast", severity=4)
 
 def open_store(stage: Stage) -> None:
     """Act 1: the embedded SQLite store, migrated the same way `shiftwatch serve` migrates it."""
-    from shiftwatch.retrain.digits import CLASS_NAMES
-
     stage.say(f"Store: [cyan]{stage.settings.database_url}[/] (schema migrated by Alembic, WAL mode)")
     stage.say(f"Artifacts, inputs and reports under [cyan]{stage.settings.data_dir}[/]")
-    with stage.db.session() as session:
-        registry.register_model(session, MODEL, CLASS_NAMES, description="handwritten digits, 32x32 grayscale")
-    stage.say(f"Registered model [bold]{MODEL}[/] with classes 0-9.")
 
 
-def train_reference(stage: Stage) -> None:
-    """Act 2: train the reference CNN on the digits, export it to ONNX (parity-checked) and register it as v1."""
-    from shiftwatch.retrain import digits, export, reference_model
+def bootstrap_model(stage: Stage) -> None:
+    """Act 2: train the reference CNN, compress it, export it to ONNX and register it as production v1."""
+    from shiftwatch.retrain.compress import CompressConfig
+    from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
+    from shiftwatch.retrain.reference_model import TrainConfig
 
+    steps = stage.scale.compress_steps
+    stage.say(f"Training the reference CNN on scikit-learn's digits, then compressing it ({', '.join(steps) or 'none'}) "
+              "and exporting to ONNX Runtime (parity-checked against PyTorch).")
+    config = RetrainConfig(compress=CompressConfig(steps=steps))
     with stage.progress() as progress:
-        task = progress.add_task("training the reference CNN", total=reference_model.TrainConfig().epochs)
-        model = reference_model.train_reference(
-            seed=0, progress=lambda done, total, loss: progress.update(task, completed=done,
-                                                                       description=f"training the reference CNN  loss {loss:.3f}"))
-    splits = digits.split_digits(0)
-    accuracy = reference_model.accuracy(model, splits.test.images, splits.test.labels)
-    directory = stage.settings.data_dir / "artifacts" / MODEL / "v1"
-    directory.mkdir(parents=True, exist_ok=True)
-    exported = export.export_artifact(model, directory, splits.val.images)
-    stage.say(f"Held-out accuracy {accuracy:.1%}. Exported to ONNX: {exported.path.name}, parity "
-              f"max |diff| {exported.parity.max_abs_logit_diff:.1e}, top-1 agreement {exported.parity.top1_agreement:.3f}")
-    stage.not_built("compression (PTQ int8 / pruning / distillation, shiftwatch.retrain)",
-                    "v1 is deployed as the fp32 ONNX export.")
-    register_version(stage, "v1", exported.path, "production",
-                     {"kind": "reference", "test_accuracy": accuracy})
-    stage.facts["reference_accuracy_held_out"] = f"{accuracy:.1%}"
+        outcome = bootstrap(stage.db, stage.settings, MODEL, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
+                            progress=stage.step_bars(progress))
+    report = outcome.report
+    stage.say(f"Registered [bold]{MODEL} {outcome.version}[/] as {outcome.status}: held-out accuracy "
+              f"{report.get('accuracy_old', float('nan')):.1%}, {describe_artifact(report)}")
+    stage.facts["reference_version"] = outcome.version
+    stage.facts["reference_artifact"] = describe_artifact(report)
 
 
-def register_version(stage: Stage, version: str, artifact, state: str, report: dict) -> None:  # type: ignore[no-untyped-def]
-    from shiftwatch.retrain.digits import INPUT_SPEC
-
-    relative = artifact.relative_to(stage.settings.data_dir)
-    with stage.db.session() as session:
-        registry.register_version(
-            session, MODEL, version, embedding_dim=64, artifact_path=str(relative),
-            artifact_sha256=sha256_file(artifact), input_spec=INPUT_SPEC, state=state, report=report,
-        )
-    stage.say(f"Registered [bold]{MODEL} {version}[/] (state {state}, artifact {relative}).")
+def describe_artifact(report: dict) -> str:
+    """One line about a packaged model from retrain's report: size, latency, compression."""
+    parts = []
+    if report.get("size_bytes"):
+        parts.append(f"{report['size_bytes'] / 1024:.0f} KiB")
+    latency = report.get("latency_ms")
+    if isinstance(latency, dict):
+        batch1 = latency.get("batch_1") or next(iter(latency.values()), None)
+        if isinstance(batch1, dict) and batch1.get("p50") is not None:
+            parts.append(f"{batch1['p50']:.2f} ms p50 at batch 1")
+    if report.get("compression_steps") is not None:
+        parts.append("steps: " + (", ".join(report["compression_steps"]) or "none"))
+    return ", ".join(parts) or "artifact registered"
 
 
 def deploy(stage: Stage) -> None:
-    """Act 3: put v1 behind a serving path that logs every prediction."""
+    """Act 3: put v1 behind the gateway (or, in a build without one, in-process ONNX Runtime + the SDK)."""
+    stage.traffic = Traffic.held_out(seed=0)
+    if has_module("shiftwatch.rollout.gateway"):
+        stage.serving = GatewayServing(stage.api_url, MODEL)
+        stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/]; the gateway batches "
+                  "concurrent requests into one ONNX Runtime call and logs every prediction, input included.")
+        return
     with stage.db.session() as session:
         artifact = registry.get_version(session, MODEL, "v1").artifact_path
     stage.not_built("the serving gateway (shiftwatch.rollout)",
                     "v1 answers in this process with ONNX Runtime; every prediction goes through the client SDK.")
-    stage.serving = InProcessServing(stage.client, InputStore(stage.settings.data_dir), MODEL, "v1",
-                                     str(stage.settings.data_dir / artifact))
-    stage.traffic = Traffic.held_out(seed=0)
+    path = stage.settings.data_dir / artifact  # an absolute artifact path stays as it is
+    stage.serving = InProcessServing(stage.client, InputStore(stage.settings.data_dir), MODEL, "v1", str(path))
 
 
-def stream(stage: Stage, requests: int, phase: str, title: str) -> None:
-    """Send ``requests`` through the serving path, recording the accuracy users got per batch."""
+def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None) -> None:  # type: ignore[no-untyped-def]
+    """Send ``requests`` through the serving path, recording the accuracy users got per batch.
+
+    ``after_batch(stage)`` runs after each batch (the rollout controller ticks there); a true
+    return value ends the stream early.
+    """
     with stage.progress() as progress:
         task = progress.add_task(title, total=requests)
         done = 0
@@ -87,21 +98,56 @@ def stream(stage: Stage, requests: int, phase: str, title: str) -> None:
             answers = stage.serving.serve(stage.traffic, ids, images)
             accuracy = float(np.mean(answers.predicted == labels))
             stage.timeline.record(size, accuracy, phase, answers.versions[0])
+            stage.routes.update(answers.routes)
             done += size
             progress.update(task, advance=size, description=f"{title}  accuracy {accuracy:.0%}")
+            if after_batch is not None and after_batch(stage):
+                break
     stage.say(f"{title}: users got the right digit {stage.timeline.accuracy(phase):.1%} of the time")
+
+
+def wait_until_stored(stage: Stage, timeout_s: float = 30.0) -> int:
+    """Wait until every request sent so far has its prediction in the store (the gateway logs off the hot path)."""
+    if stage.client is not None:
+        stage.client.flush()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with stage.db.session() as session:
+            stored = int(session.scalar(
+                select(func.count()).select_from(Prediction).where(Prediction.route == "production")) or 0)
+        if stored >= stage.traffic.sent - stage.routes["canary"] or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.1)
+
+
+def watch_reference(stage: Stage) -> None:
+    """End of act 3: pin the clean traffic as v1's reference and start a drift detector on it."""
+    from shiftwatch.detectors import configs, references
+
+    wait_until_stored(stage)
+    with stage.db.session() as session:
+        v1 = registry.versions_in_state(session, MODEL, "production")[-1]
+        reference = references.pin_time_range(session, v1.id, stage.started_at - timedelta(hours=1), utcnow())
+        config = configs.create(
+            session, v1.id, "mmd", window_last_n=stage.scale.detector_window, schedule_seconds=1,
+            confirm_runs=2, alpha=0.01,
+        )
+        stage.say(f"Pinned the last {reference.n} production predictions as v1's reference. Watching v1 with "
+                  f"[bold]{config.detector}[/] on embeddings over the last {config.window_last_n} predictions "
+                  f"(alpha {config.alpha}, {config.confirm_runs} confirming runs before an alert).")
 
 
 def inject_drift(stage: Stage) -> None:
     """Act 4: a camera's exposure goes flat. Nobody tells the model."""
     stage.traffic.drift = DRIFT
-    stage.timeline.mark(f"drift: {DRIFT.corruption} (severity {DRIFT.severity})")
+    stage.drift_started_at = utcnow()
+    stage.timeline.mark(f"drift: {DRIFT.corruption}")
     stage.say(f"Injecting [bold red]{DRIFT.corruption}[/] corruption at severity {DRIFT.severity} into all traffic.")
 
 
 def show_stored(stage: Stage) -> None:
-    """What the collector holds now, read back from the store (after the SDK has flushed)."""
-    stage.client.flush()
+    """What the collector holds now, read back from the store."""
+    wait_until_stored(stage)
     with stage.db.session() as session:
         rows = session.execute(
             select(Model.name, ModelVersion.version, ModelVersion.state, Prediction.route, func.count(),
@@ -119,92 +165,3 @@ def show_stored(stage: Stage) -> None:
                       "-" if latency is None else f"{latency:.2f}")
     stage.console.print(table)
     stage.facts["stored_predictions"] = int(sum(row[4] for row in rows))
-
-
-def detect(stage: Stage) -> bool:
-    """Act 5: the scheduled detectors compare recent traffic with v1's reference and open an alert."""
-    import time
-
-    from rich.markup import escape
-
-    from shiftwatch.db import utcnow
-    from shiftwatch.demo.servers import WebhookReceiver
-    from shiftwatch.detectors import configs, references
-    from shiftwatch.detectors.models import Alert, DriftRun
-    from shiftwatch.detectors.runs import run_due_detectors
-    from shiftwatch.detectors.webhooks import deliver_due
-    from shiftwatch.scheduler import tick_of
-
-    stage.client.flush()
-    # Ticks of one second: the demo calls the scheduler's job body itself, twice, seconds apart.
-    settings = stage.settings.model_copy(update={"detector_tick_seconds": 1})
-    clean, window = stage.scale.clean_requests, stage.scale.clean_requests // 2
-    with stage.db.session() as session:
-        version_id = registry.get_version(session, MODEL, "v1").id
-        times = session.scalars(
-            select(Prediction.ts)
-            .where(Prediction.model_version_id == version_id, Prediction.route == "production")
-            .order_by(Prediction.ts, Prediction.id)
-        ).all()
-        onset = times[clean]
-        pinned = references.pin_time_range(session, version_id, times[0], times[window])
-        for detector in ("mmd", "bbsd_confidence"):
-            # confirm_runs=1: the demo has one drifted window to show; the production default is 2.
-            configs.create(session, version_id, detector, window_last_n=window, schedule_seconds=1, confirm_runs=1)
-    stage.say(f"Pinned v1's reference: the first {pinned.n} clean predictions. Detectors: MMD on embeddings, "
-              f"KS on confidences; each tests the last {window} predictions, Holm-corrected together.")
-    quiet = run_due_detectors(stage.db, settings, onset)
-    if tick_of(utcnow(), 1) <= tick_of(onset, 1):
-        time.sleep(1.0)  # the next run must fall in a later tick
-    drifted = run_due_detectors(stage.db, settings, utcnow())
-    with stage.db.session() as session:
-        runs = session.scalars(select(DriftRun).order_by(DriftRun.tick, DriftRun.id)).all()
-        alert = session.get(Alert, drifted.opened[0]) if drifted.opened else None
-    table = Table(title="Drift runs")
-    for column in ("window", "detector", "p-value", "Holm p", "effect", "alert?"):
-        table.add_column(column)
-    for run in runs:
-        label = "clean (before onset)" if run.tick <= tick_of(onset, 1) else "latest (drifted)"
-        numbers = [run.p_value, run.adjusted_p_value, run.effect_size]
-        p_value, holm, effect = ("-" if x is None else f"{x:.3g}" for x in numbers)
-        table.add_row(label, run.detector, p_value, holm, f"{effect} {run.effect_unit or ''}", "yes" if run.decision else "no")
-    stage.console.print(table)
-    stage.facts["drift_runs_clean_flagged"] = quiet.flagged
-    if alert is None:
-        stage.say("[red]No alert opened on the drifted window.[/]")
-        return False
-    stage.timeline.mark(f"alert #{alert.id} ({alert.severity})")
-    stage.say(f"[bold red]{len(drifted.opened)} alert(s) opened[/], e.g. #{alert.id} (severity {alert.severity}): "
-              f"{escape(alert.title)}")
-    before, during = stage.timeline.accuracy("clean"), stage.timeline.accuracy("drift")
-    if before is not None and during is not None:
-        stage.say(f"Label-free harm estimate {alert.estimated_harm:.1f} points ({alert.harm_source}); "
-                  f"users actually lost {100 * (before - during):.1f} points.")
-    stage.say(f"Evidently report: [cyan]{alert.report_path}[/]")
-    deliveries = deliver_due(stage.db, settings, utcnow())
-    receiver = next((r for r in stage.resources if isinstance(r, WebhookReceiver)), None)
-    if receiver is not None and deliveries["delivered"]:
-        got = receiver.wait_for(1, timeout_s=5)[-1]
-        stage.say(f"Webhook delivered to {receiver.url}: event {got.body.get('event')}, "
-                  f"signature {'valid' if got.signature_valid else 'missing or invalid'}")
-    stage.facts.update(alert_severity=alert.severity, alert_estimated_accuracy_drop_points=alert.estimated_harm,
-                       alert_report=alert.report_path, webhooks_delivered=deliveries["delivered"])
-    return True
-
-
-def label(stage: Stage) -> bool:
-    """Act 6: the samples the detector flagged are queued and labeled."""
-    stage.not_built("the labeling queue and oracle (shiftwatch.labeling)", "No labels are collected.")
-    return False
-
-
-def retrain(stage: Stage) -> bool:
-    """Act 7: retrain on the labeled samples, compress, export, register a candidate."""
-    stage.not_built("candidate retraining (`shiftwatch retrain`)", "No candidate version is built.")
-    return False
-
-
-def roll_out(stage: Stage) -> bool:
-    """Act 8: shadow, then canary, then a person approves, then promotion."""
-    stage.not_built("shadow / canary rollout and approval (shiftwatch.rollout)", "v1 stays in production.")
-    return False

@@ -2,44 +2,56 @@
 
 from __future__ import annotations
 
-import importlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shiftwatch.db import Database
+from shiftwatch.console.router import optional_module
+from shiftwatch.db import Database, utcnow
 from shiftwatch.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Scale:
-    """How much traffic each phase streams; ``fast`` keeps the end-to-end test short."""
+    """How much work each act does; ``fast`` keeps the end-to-end test short."""
 
     clean_requests: int
     drift_requests: int
-    rollout_requests: int
+    rollout_requests: int  # the most the shadow + canary phase may take before giving up
     recovered_requests: int
-    batch: int  # requests per accuracy point on the timeline
+    batch: int  # requests per accuracy point on the timeline (and per controller tick)
+    detector_window: int  # the detector's current window: the last N production predictions
+    labels: int  # samples queued and labeled after the alert
+    compress_steps: tuple[str, ...]  # retrain's compression steps for v1 and the candidate
+    reference_epochs: int  # training the reference CNN from scratch
+    finetune_epochs: int  # fine-tuning production into the candidate
 
     @classmethod
     def full(cls) -> "Scale":
-        return cls(clean_requests=2000, drift_requests=1500, rollout_requests=1500, recovered_requests=1500, batch=100)
+        return cls(clean_requests=1500, drift_requests=1000, rollout_requests=4000, recovered_requests=1000,
+                   batch=100, detector_window=300, labels=400, compress_steps=("distill", "prune", "ptq"),
+                   reference_epochs=12, finetune_epochs=5)
 
     @classmethod
     def fast(cls) -> "Scale":
-        return cls(clean_requests=600, drift_requests=600, rollout_requests=600, recovered_requests=400, batch=100)
+        # No compression and fewer epochs: every act still runs, in about a third of the time.
+        return cls(clean_requests=600, drift_requests=600, rollout_requests=3000, recovered_requests=400,
+                   batch=100, detector_window=300, labels=300, compress_steps=(),
+                   reference_epochs=6, finetune_epochs=3)
 
 
 @dataclass(frozen=True, slots=True)
 class Point:
-    """Production accuracy of one batch of served requests (the demo knows the true digit)."""
+    """Accuracy of one batch of served requests as users got it (the demo knows the true digit)."""
 
-    step: int  # requests served so far, all routes
+    step: int  # requests served so far
     accuracy: float
     phase: str
     version: str
@@ -90,6 +102,13 @@ class Stage:
     client: Any = None  # the collector SDK's Client, logging to the demo's API server
     serving: Any = None  # whatever answers requests now (the gateway, or in-process ONNX Runtime)
     traffic: Any = None  # the demo's request source (shiftwatch.demo.traffic.Traffic)
+    receiver: Any = None  # the loopback webhook receiver (shiftwatch.demo.servers.WebhookReceiver)
+    api_url: str = ""
+    routes: Counter = field(default_factory=Counter)  # answers per route so far
+    started_at: datetime = field(default_factory=utcnow)
+    drift_started_at: datetime | None = None
+    rollout_id: int | None = None
+    candidate: str | None = None  # the retrained version rolling out
 
     @contextmanager
     def act(self, number: int, title: str) -> Iterator[None]:
@@ -115,6 +134,18 @@ class Stage:
             transient=False,
         )
 
+    @staticmethod
+    def step_bars(progress: Progress):  # type: ignore[no-untyped-def]
+        """A ``(step, done, total)`` callback (retrain's progress protocol) drawing one bar per step."""
+        tasks: dict[str, Any] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        return update
+
     def stop_all(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -125,10 +156,4 @@ class Stage:
 
 def has_module(name: str) -> bool:
     """True when a domain module is present (pieces of the loop land one by one)."""
-    try:
-        importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not name.startswith(exc.name):
-            raise
-        return False
-    return True
+    return optional_module(name) is not None

@@ -5,16 +5,19 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from shiftwatch.db import Database
-from shiftwatch.demo import acts
+from shiftwatch.demo import acts, loop
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver
 from shiftwatch.demo.stage import Scale, Stage
-from shiftwatch.demo.summary import print_summary, write_html
+from shiftwatch.demo.summary import PHASES, print_summary, write_html
 from shiftwatch.migrate import upgrade
-from shiftwatch.settings import load_settings
+from shiftwatch.settings import Settings, load_settings
+
+WEBHOOK_SECRET = "demo-webhook-secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,44 +27,55 @@ class DemoResult:
     summary_path: Path
     database_url: str
     accuracy: dict[str, float | None]
-    facts: dict
+    facts: dict[str, Any]
     missing: list[str]
+
+
+def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Settings:
+    """Settings for the demo's own store, webhook receiver and pace (one-second detector ticks)."""
+    wanted: dict[str, Any] = {
+        "database_url": f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
+        "data_dir": out_dir.resolve() / "data",
+        "alert_webhooks": [receiver.url],
+        "scheduler_enabled": False,  # the demo runs each step itself, so the story is deterministic
+        "alert_webhook_secrets": {receiver.url: WEBHOOK_SECRET},
+        "detector_tick_seconds": 1,
+        "gateway_refresh_seconds": 0.5,
+        "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
+        "labeling_batch_size": scale.labels,
+    }
+    # Settings a package adds exist only once that package is in the build.
+    return load_settings(**{k: v for k, v in wanted.items() if k in Settings.model_fields})
 
 
 def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -> Stage:
     """A fresh output folder, a webhook receiver, settings pointing at both, and a migrated store."""
-    if (out_dir / "shiftwatch.db").exists():
-        for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm"):
-            (out_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(out_dir / "data", ignore_errors=True)
+    for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm", "summary.html"):
+        (out_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / "data", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    secret = "demo-webhook-secret"
-    receiver = WebhookReceiver(secret=secret).start()
-    settings = load_settings(
-        database_url=f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
-        data_dir=out_dir.resolve() / "data",
-        alert_webhooks=[receiver.url],
-        alert_webhook_secrets={receiver.url: secret},
-        scheduler_enabled=False,  # the demo runs each step itself, so the story is deterministic
-    )
+    receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
+    settings = demo_settings(out_dir, receiver, scale)
     upgrade(settings.database_url)
     stage = Stage(settings=settings, db=Database.connect(settings.database_url), out_dir=out_dir,
                   console=console, scale=scale, auto_approve=auto_approve)
     stage.resources.append(receiver)
-    stage.facts["webhook_receiver"] = receiver.url
+    stage.receiver = receiver
     return stage
 
 
-def start_api(stage: Stage) -> ApiServer:
+def start_api(stage: Stage) -> None:
+    """The real app (API, gateway, console) on a loopback port, and an SDK client pointed at it."""
     from shiftwatch.app import create_app
-
     from shiftwatch.collector.client import Client
 
     server = ApiServer(create_app(stage.settings, stage.db)).start()
     stage.resources.append(server)
+    stage.api_url = server.url
     stage.client = Client(server.url, spill_dir=stage.out_dir / "spill")
-    stage.facts["console_url"] = f"{server.url}/console"
-    return server
+    stage.facts["console"] = f"{server.url}/console"
+    stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
+              f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
 
 
 def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console | None = None) -> DemoResult:
@@ -71,32 +85,34 @@ def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console 
     try:
         with stage.act(1, "the store and the API"):
             acts.open_store(stage)
-            server = start_api(stage)
-            stage.say(f"API and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
-                      "predictions are logged through the client SDK over HTTP")
+            start_api(stage)
         with stage.act(2, "the reference model"):
-            acts.train_reference(stage)
+            acts.bootstrap_model(stage)
         with stage.act(3, "deploy and serve production traffic"):
             acts.deploy(stage)
             acts.stream(stage, scale.clean_requests, "clean", "clean traffic")
+            acts.watch_reference(stage)
         with stage.act(4, "the world changes"):
             acts.inject_drift(stage)
             acts.stream(stage, scale.drift_requests, "drift", "drifted traffic")
             acts.show_stored(stage)
         # Each later act needs the one before it: a missing piece ends the loop there, said plainly.
-        loop = ((5, "the detector notices", acts.detect), (6, "labels for what changed", acts.label),
-                (7, "a candidate model", acts.retrain), (8, "shadow, canary, approval, promotion", acts.roll_out))
-        for number, title, act in loop:
+        story = ((5, "the detector notices", loop.detect), (6, "labels for what changed", loop.label),
+                 (7, "a candidate model", loop.retrain), (8, "shadow, then canary", loop.roll_out),
+                 (9, "approval and promotion", loop.approve))
+        for number, title, act in story:
             with stage.act(number, title):
                 if not act(stage):
                     break
+        else:
+            with stage.act(10, "accuracy recovered"):
+                acts.stream(stage, scale.recovered_requests, "recovered", "traffic after promotion")
+                acts.show_stored(stage)
+        print_summary(stage)
+        path = write_html(stage)
     finally:
         stage.stop_all()
-    print_summary(stage)
-    path = write_html(stage)
-    console.print(f"HTML summary: [cyan]{path}[/]")
-    from shiftwatch.demo.summary import PHASES
-
+    console.print(f"HTML summary: [cyan]{path}[/]   console (while the demo runs): {stage.facts.get('console')}")
     return DemoResult(
         summary_path=path,
         database_url=stage.settings.database_url,

@@ -23,6 +23,18 @@ def phase_rows(stage: Stage) -> list[tuple[str, str]]:
     return rows
 
 
+def rollout_sections(stage: Stage) -> list[tuple[str, str]]:
+    """The rollout's confidence and latency histograms (the console's own plots), when there was a rollout."""
+    if stage.rollout_id is None:
+        return []
+    from shiftwatch.console.rollout_view import distribution_plots
+    from shiftwatch.rollout.status import describe_id
+
+    with stage.db.session() as session:
+        plots = distribution_plots(session, describe_id(session, stage.rollout_id))
+    return [("Rollout: production vs candidate", "".join(plots))] if plots else []
+
+
 def print_summary(stage: Stage) -> None:
     table = Table(title="What happened")
     table.add_column("")
@@ -52,7 +64,7 @@ def write_html(stage: Stage, extra_sections: list[tuple[str, str]] | None = None
     phases = "".join(f"<tr><th>accuracy {escape(label)}</th><td>{value}</td></tr>" for label, value in phase_rows(stage))
     missing = "".join(f"<li>{escape(piece)}</li>" for piece in stage.missing)
     events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
-    sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in (extra_sections or []))
+    sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in (extra_sections or rollout_sections(stage)))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>
 <style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}

@@ -1,0 +1,264 @@
+"""Acts 5-9 of the demo: the loop that answers a drift. Detect, label, retrain, roll out, approve.
+
+Each act calls the owning package's own functions (the same ones its scheduler job, API and
+CLI call) and returns False when the story cannot go on, saying why.
+"""
+
+from __future__ import annotations
+
+import time
+
+from shiftwatch.collector import registry
+from shiftwatch.db import utcnow
+from shiftwatch.demo.acts import MODEL, describe_artifact, stream, wait_until_stored
+from shiftwatch.demo.stage import Stage, has_module
+
+# The detector runs once a second in the demo (every few minutes in `shiftwatch serve`).
+MAX_DETECTOR_RUNS = 6
+# How long the demo waits for a person to press Approve or Reject in the console.
+APPROVAL_TIMEOUT_S = 30 * 60
+
+
+def detect(stage: Stage) -> bool:
+    """Act 5: the scheduled detector compares recent traffic with v1's reference and opens an alert."""
+    if not has_module("shiftwatch.detectors.runs"):
+        stage.not_built("scheduled drift runs, alerts and webhooks (shiftwatch.detectors)",
+                        "Nobody is told that accuracy fell; the rest of the loop cannot start.")
+        return False
+    from shiftwatch.detectors import alerts, runs, webhooks
+
+    wait_until_stored(stage)
+    for attempt in range(1, MAX_DETECTOR_RUNS + 1):
+        report = runs.run_due_detectors(stage.db, stage.settings, utcnow())
+        with stage.db.session() as session:
+            latest = runs_latest(session)
+        stage.say(f"detector run {attempt}: statistic {latest['statistic']}, p-value {latest['p_value']}, "
+                  f"drift decision {latest['decision']}")
+        if report.opened:
+            break
+        time.sleep(stage.settings.detector_tick_seconds + 0.1)  # the next tick
+    else:
+        stage.say("[red]No alert opened[/]: the detector did not confirm the drift.")
+        return False
+    alert_id = report.opened[0]
+    with stage.db.session() as session:
+        alert = alerts.to_out(session, stage.settings, alerts.get(session, alert_id))
+    stage.timeline.mark("alert opened")
+    stage.facts["alert"] = f"#{alert.id} {alert.severity}: {alert.title}"
+    stage.say(f"[bold red]ALERT #{alert.id}[/] ({alert.severity}): {alert.title}")
+    if alert.report_url:
+        stage.say(f"Evidently drift report: [cyan]{stage.api_url}/console/alerts/{alert.id}[/]")
+    webhooks.deliver_due(stage.db, stage.settings, utcnow())
+    deliveries = stage.receiver.wait_for(1, timeout_s=10)
+    for delivery in deliveries:
+        signed = {True: "signature valid", False: "SIGNATURE INVALID", None: "unsigned"}[delivery.signature_valid]
+        body = delivery.body.get("alert", delivery.body)
+        stage.say(f"Webhook received on loopback ({signed}): {body.get('title', delivery.body)!s:.120}")
+    stage.facts["webhooks_received"] = len(deliveries)
+    return True
+
+
+def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
+    """The newest drift run, formatted for one line of narrative."""
+    from sqlalchemy import select
+
+    from shiftwatch.detectors.models import DriftRun
+
+    run = session.scalar(select(DriftRun).order_by(DriftRun.id.desc()).limit(1))
+    if run is None:
+        return {"statistic": "-", "p_value": "-", "decision": "-"}
+    return {
+        "statistic": "-" if run.statistic is None else f"{run.statistic:.4f}",
+        "p_value": "-" if run.p_value is None else f"{run.p_value:.3g}",
+        "decision": "drift" if run.decision else ("no drift" if run.status == "ok" else run.note),
+    }
+
+
+def label(stage: Stage) -> bool:
+    """Act 6: queue the flagged and uncertain samples, and label them (Label Studio, or the built-in oracle)."""
+    if not has_module("shiftwatch.labeling.oracle"):
+        stage.not_built("the labeling queue and oracle (shiftwatch.labeling)", "No labels are collected.")
+        return False
+    from shiftwatch.labeling.oracle import label_with_oracle
+    from shiftwatch.labeling.queue import queue_status, select_for_labeling
+
+    queued = 0
+    with stage.db.session() as session:
+        result = select_for_labeling(session, stage.settings, MODEL, start=stage.drift_started_at,
+                                     batch_size=stage.scale.labels, seed=0)
+        queued = result.queued
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
+    stage.say(f"Queued {queued} samples for labeling ({reasons}).")
+    if stage.settings.label_studio_url:
+        push_to_label_studio(stage)
+    else:
+        stage.say("[yellow]Label Studio is not configured[/] (SHIFTWATCH_LABEL_STUDIO_URL): the [bold]built-in oracle[/] "
+                  "labels the queue from the demo's ground truth. Its labels are marked source=oracle.")
+    truth = stage.traffic.truth_by_input
+    with stage.db.session() as session:
+        labeled = label_with_oracle(session, MODEL, lambda ref: truth[ref], annotator="oracle")
+        status = queue_status(session, stage.settings, MODEL)
+    stage.timeline.mark("labeled")
+    stage.facts["labels_stored"] = status.labels
+    stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {MODEL}.")
+    return status.labels > 0
+
+
+def push_to_label_studio(stage: Stage) -> None:
+    """With Label Studio configured, tasks really go there (people label them; the oracle fills in for the demo)."""
+    from shiftwatch.labeling.sync import push
+
+    result = push(stage.db, stage.settings, MODEL)
+    where = stage.settings.label_studio_url
+    if result.error:
+        stage.say(f"[yellow]Label Studio push failed[/] ({result.error}); tasks stay queued and are retried.")
+    else:
+        stage.say(f"Pushed tasks to Label Studio at [cyan]{where}[/]. The demo does not wait for people: "
+                  "the [bold]built-in oracle[/] labels what is still open, marked source=oracle.")
+
+
+def retrain(stage: Stage) -> bool:
+    """Act 7: fine-tune production on reference + labeled data, compress, gate, register a candidate."""
+    if not has_module("shiftwatch.retrain.pipeline"):
+        stage.not_built("candidate retraining (`shiftwatch retrain`)", "No candidate version is built.")
+        return False
+    from shiftwatch.retrain.labeled import labeled_data
+    from shiftwatch.retrain.pipeline import production_base
+
+    with stage.db.session() as session:
+        base, _ = production_base(session, MODEL)
+        labeled = labeled_data(session, stage.settings, MODEL)
+    stage.say(f"Fine-tuning {base.version} on the reference digits plus {len(labeled)} labeled production samples; "
+              f"compressing ({', '.join(stage.scale.compress_steps) or 'none'}); the gate compares old and new "
+              "held-out accuracy.")
+    outcome = build_candidate(stage, labeled, stage.scale.compress_steps)
+    report = outcome.report
+    if outcome.status != "succeeded":
+        stage.say(f"[red]The gate rejected the candidate[/]: {'; '.join(outcome.gate.reasons) if outcome.gate else ''}")
+        return False
+    stage.timeline.mark(f"candidate {outcome.version}")
+    stage.facts["candidate"] = f"{outcome.version}: {describe_artifact(report)}"
+    stage.facts["candidate_accuracy_reference_vs_drifted"] = (
+        f"{report.get('accuracy_old', float('nan')):.1%} / {report.get('accuracy_new', float('nan')):.1%}")
+    stage.say(f"Registered candidate [bold]{MODEL} {outcome.version}[/]: accuracy on reference digits "
+              f"{report.get('accuracy_old', float('nan')):.1%}, on held-out labeled production samples "
+              f"{report.get('accuracy_new', float('nan')):.1%}; {describe_artifact(report)}")
+    stage.candidate = outcome.version
+    return True
+
+
+def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """Run retrain's pipeline; if the int8 artifact fails its parity check, say so and ship fp32 instead."""
+    from shiftwatch.retrain.compress import CompressConfig
+    from shiftwatch.retrain.export import ParityError
+    from shiftwatch.retrain.pipeline import RetrainConfig
+    from shiftwatch.retrain.pipeline import retrain as retrain_candidate
+    from shiftwatch.retrain.reference_model import TrainConfig
+
+    config = RetrainConfig(finetune=TrainConfig(epochs=stage.scale.finetune_epochs, lr=1e-3),
+                           compress=CompressConfig(steps=steps))
+    try:
+        with stage.progress() as progress:
+            return retrain_candidate(stage.db, stage.settings, MODEL, labeled, config,
+                                     progress=stage.step_bars(progress))
+    except ParityError as exc:
+        if not steps:
+            raise
+        stage.say(f"[yellow]Compression refused[/]: {exc.message}. Retraining without compression (fp32).")
+        stage.facts["compression_refused"] = exc.message
+        return build_candidate(stage, labeled, ())
+
+
+def roll_out(stage: Stage) -> bool:
+    """Act 8: shadow (mirror and compare), then canary steps, judged by the rollout controller's guardrails."""
+    if not has_module("shiftwatch.rollout.controller"):
+        stage.not_built("shadow / canary rollout and approval (shiftwatch.rollout)", "v1 stays in production.")
+        return False
+    from shiftwatch.rollout import controller
+    from shiftwatch.rollout.schemas import RolloutPlan
+
+    # Smaller steps than production defaults so a few thousand requests show every stage. The
+    # agreement guardrail is off: production is the model the open alert says is wrong, so a
+    # better candidate must disagree with it; the accuracy SPRT on labeled samples judges instead.
+    # The latency budget is loose because the demo's 16 concurrent clients share 2 cores with
+    # everything else: queueing, not the model, sets p99 here (both arms see the same load).
+    plan = RolloutPlan(canary_steps=[0.25, 0.5], min_shadow_pairs=200, min_step_predictions=100, min_agreement=0.0,
+                       latency_budget_ms=500.0)
+    with stage.db.session() as session:
+        rollout = controller.start_rollout(session, stage.settings, MODEL, stage.candidate, plan, actor="shiftwatch demo")
+        stage.rollout_id = rollout.id
+    stage.timeline.mark("shadow")
+    stage.say(f"Rollout #{stage.rollout_id}: {stage.candidate} mirrors production traffic in [bold]shadow[/] "
+              f"(needs {plan.min_shadow_pairs} paired requests), then takes canary shares "
+              f"{', '.join(f'{s:.0%}' for s in plan.canary_steps)}.")
+    time.sleep(stage.settings.gateway_refresh_seconds + 0.5)  # the gateway picks the rollout up
+    last = {"state": "shadow", "decision": None}
+
+    def tick(stage: Stage) -> bool:
+        wait_until_stored(stage)
+        outcome = controller.tick(stage.db, stage.settings, utcnow(), labels=labels_by_input)[0]
+        if (outcome.state_after, outcome.decision) != (last["state"], last["decision"]):
+            stage.say(f"  controller: {outcome.state_before} -> {outcome.state_after}, {outcome.decision}: {'; '.join(outcome.reasons)}")
+            if outcome.state_after != last["state"]:
+                stage.timeline.mark(outcome.state_after)
+                time.sleep(stage.settings.gateway_refresh_seconds + 0.2)  # the gateway reads the new share
+            last.update(state=outcome.state_after, decision=outcome.decision)
+        return outcome.state_after not in ("shadow", "canary") or outcome.decision == "await_approval"
+
+    stream(stage, stage.scale.rollout_requests, "rollout", "shadow + canary traffic", after_batch=tick)
+    stage.facts["canary_requests_answered_by_candidate"] = stage.routes["canary"]
+    if last["decision"] != "await_approval":
+        stage.say(f"[red]The rollout ended as {last['state']} ({last['decision']})[/]; no promotion.")
+        return False
+    return True
+
+
+def labels_by_input(session, input_refs: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """The rollout controller's label lookup, answered from the labeling package's stored labels.
+
+    rollout's own adapter (``handoff.known_labels``) is a stub until the packages are wired
+    together; the same input bytes have the same input_ref, so a label given to production's
+    prediction of an image also scores the candidate's prediction of it.
+    """
+    from shiftwatch.labeling.queries import labeled_samples
+
+    wanted = set(input_refs)
+    return {s.input_ref: s.label for s in labeled_samples(session, MODEL) if s.input_ref in wanted}
+
+
+def approve(stage: Stage) -> bool:
+    """Act 9: a person approves in the console (or --yes does), and the candidate becomes production."""
+    from shiftwatch.rollout import controller
+
+    url = f"{stage.api_url}/console/rollouts/{stage.rollout_id}"
+    if stage.auto_approve:
+        with stage.db.session() as session:
+            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes",
+                               labels=labels_by_input)
+        stage.say(f"Approved automatically (--yes). A person would press Approve at [cyan]{url}[/].")
+    else:
+        stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] and press Approve or Reject.")
+        if not wait_for_decision(stage):
+            stage.say("[red]No promotion[/]: the candidate was not approved.")
+            return False
+    with stage.db.session() as session:
+        production = registry.versions_in_state(session, MODEL, "production")[-1].version
+    stage.timeline.mark(f"promoted {production}")
+    stage.facts["promoted"] = production
+    stage.say(f"[bold green]{MODEL} {production} is production.[/]")
+    time.sleep(stage.settings.gateway_refresh_seconds + 0.5)  # the gateway swaps its route table
+    return True
+
+
+def wait_for_decision(stage: Stage) -> bool:
+    """Poll the rollout until a person decides in the console; True when approved."""
+    from shiftwatch.rollout.controller import get_rollout
+
+    deadline = time.monotonic() + APPROVAL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        with stage.db.session() as session:
+            state = get_rollout(session, stage.rollout_id).state
+        if state not in ("shadow", "canary"):
+            return state == "production"
+        time.sleep(1.0)
+    return False

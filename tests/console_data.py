@@ -1,0 +1,72 @@
+"""Demo-like data for the console and dashboard tests, written by each package's own functions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import numpy as np
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.records import PredictionRecord
+from shiftwatch.collector.service import log_predictions
+from shiftwatch.db import utcnow
+
+
+def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "production", seed: int = 0,
+                minutes_ago: float = 30.0) -> list[PredictionRecord]:
+    rng = np.random.default_rng(seed)
+    start = utcnow() - timedelta(minutes=minutes_ago)
+    records = []
+    for i in range(n):
+        probabilities = rng.dirichlet(np.ones(10) * 0.3).astype(np.float32)
+        predicted = int(probabilities.argmax())
+        records.append(PredictionRecord(
+            model="digits", version=version, predicted_class=predicted, confidence=float(probabilities[predicted]),
+            embedding=(rng.normal(shift, 1.0, 64)).astype(np.float32), probabilities=probabilities, route=route,
+            request_id=f"{route}-{seed}-{i}", input_ref=f"inputs/{uuid.uuid4().hex}{uuid.uuid4().hex}.png",
+            latency_ms=float(rng.gamma(2.0, 2.0)), ts=start + timedelta(seconds=i * 2),
+        ))
+    return records
+
+
+def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
+    """The demo's story in miniature, written by each package's own functions: traffic, a drift run that
+    opens an alert, oracle labels, and a canary comparison computed by the rollout controller's code."""
+    from shiftwatch.detectors import configs, references, runs
+    from shiftwatch.labeling.oracle import label_with_oracle
+    from shiftwatch.labeling.queue import select_for_labeling
+    from shiftwatch.rollout.comparisons import compare_canary
+    from shiftwatch.rollout.models import Comparison, Rollout
+    from shiftwatch.rollout.schemas import RolloutPlan
+
+    with db.session() as session:
+        registry.register_model(session, "digits", [str(i) for i in range(10)])
+        v1 = registry.register_version(session, "digits", "v1", embedding_dim=64, state="production")
+        v2 = registry.register_version(session, "digits", "v2", embedding_dim=64, state="canary")
+        v1_id, v2_id, model_id = v1.id, v2.id, v1.model_id
+    log_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
+    reference_end = utcnow() - timedelta(minutes=35)
+    log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
+    with db.session() as session:
+        references.pin_time_range(session, v1_id, reference_end - timedelta(hours=1), reference_end)
+        configs.create(session, v1_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
+    report = runs.run_due_detectors(db, settings, utcnow())
+    assert report.opened, "the shifted window should open an alert"
+    with db.session() as session:
+        select_for_labeling(session, settings, "digits", start=utcnow() - timedelta(hours=2), batch_size=40, seed=0)
+        assert label_with_oracle(session, "digits", lambda ref: 3) > 0
+    step_start = utcnow() - timedelta(minutes=10)
+    log_predictions(db, settings, predictions("v1", 100, seed=2, minutes_ago=9))
+    log_predictions(db, settings, predictions("v2", 100, route="canary", seed=3, minutes_ago=9))
+    with db.session() as session:
+        plan = RolloutPlan()
+        rollout = Rollout(model_id=model_id, candidate_version_id=v2_id, baseline_version_id=v1_id, state="canary",
+                          stage_started_at=step_start, step_started_at=step_start, plan=plan.model_dump(),
+                          last_decision={}, created_by="test")
+        session.add(rollout)
+        session.flush()
+        now = utcnow()
+        metrics = compare_canary(session, rollout, plan, now, lambda s, refs: {ref: 3 for ref in refs})
+        session.add(Comparison(rollout_id=rollout.id, stage="canary", step=0, computed_at=now, decision="hold",
+                               metrics=metrics))
