@@ -164,18 +164,11 @@ def bootstrap_command(
 @retrain_app.command("runs")
 def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.Option(20, min=1)) -> None:
     """The latest training runs of MODEL, one JSON object per line."""
-    from sqlalchemy import select
-
-    from shiftwatch.collector import registry
-    from shiftwatch.retrain.models import TrainingRun
+    from shiftwatch.retrain.runs import list_runs
 
     settings, db = _connect()
     with db.session() as session:
-        model_row = registry.get_model(session, model)
-        rows = session.scalars(
-            select(TrainingRun).where(TrainingRun.model_id == model_row.id).order_by(TrainingRun.id.desc()).limit(limit)
-        )
-        for run in rows:
+        for run in list_runs(session, model, limit):
             typer.echo(json.dumps({
                 "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
                 "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
