@@ -42,7 +42,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
         "detector_tick_seconds": 1,
         "gateway_refresh_seconds": 0.5,
         "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
-        "labeling_batch_size": scale.labels,
+        "labeling_batch_size": scale.labels // 2,
     }
     # Settings a package adds exist only once that package is in the build.
     return load_settings(**{k: v for k, v in wanted.items() if k in Settings.model_fields})
