@@ -128,3 +128,21 @@ def test_push_with_a_bad_token_is_one_clear_error() -> None:
             push(grafana.url, "wrong")
     finally:
         grafana.stop()
+
+
+def test_the_cli_pushes_and_prints_each_dashboard_url() -> None:
+    import subprocess
+    import sys
+
+    grafana = FakeGrafana(token="glsa_cli")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", "from shiftwatch.cli import main; main()", "dashboards", "push",
+             "--grafana-url", grafana.url, "--token", "glsa_cli"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        grafana.stop()
+    assert result.returncode == 0, result.stderr
+    assert sorted(url.rsplit("/", 1)[1] for url in result.stdout.split()) == sorted(
+        d["uid"] for d in load_dashboards().values())

@@ -112,19 +112,19 @@ def line_chart(
     ys = [float(v) for s in series for v in s.y if np.isfinite(v)]
     frame = _Frame((min(xs, default=0.0), max(xs, default=1.0)), y_range or (min(ys, default=0.0), max(ys, default=1.0)))
     parts = _axes(frame, title, x_label, y_label)
-    lines_at: dict[float, int] = {}
+    # Labels stack downwards while markers are closer than a label is wide, so none print over another.
+    label_width, last_x, row = 70.0, None, 0
     for marker in markers:
         x = frame.x(marker.x)
-        # Events at the same x stack downwards instead of printing over each other.
-        row = lines_at.get(round(x), 0)
-        lines_at[round(x)] = row + 1
-        if row == 0:
+        row = row + 1 if last_x is not None and x - last_x < label_width else 0
+        if last_x is None or abs(x - last_x) > 0.5:
             parts.append(
                 f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" '
                 f'stroke="#888" stroke-dasharray="4 3"/>'
             )
-        label_y = MARGIN_TOP + 12 + 12 * row
-        parts.append(f'<text x="{x + 3:.1f}" y="{label_y}" font-size="10" fill="#333">{escape(marker.label)}</text>')
+        last_x = x if row == 0 else last_x
+        parts.append(f'<text x="{x + 3:.1f}" y="{MARGIN_TOP + 12 + 12 * row}" font-size="10" fill="#333">'
+                     f'{escape(marker.label)}</text>')
     for index, line in enumerate(series):
         points = " ".join(
             f"{frame.x(float(x)):.1f},{frame.y(float(y)):.1f}" for x, y in zip(line.x, line.y) if np.isfinite(y)

@@ -14,11 +14,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Model, ModelVersion, Prediction
 from shiftwatch.db import utcnow
 from shiftwatch.demo.stage import Stage, has_module
-from shiftwatch.demo.traffic import Drift, GatewayServing, InProcessServing, Traffic
+from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
 
 MODEL = "digits"
 # A camera whose exposure went flat: the reference CNN drops from ~96% to ~60% on it (measured
@@ -32,8 +31,12 @@ def open_store(stage: Stage) -> None:
     stage.say(f"Artifacts, inputs and reports under [cyan]{stage.settings.data_dir}[/]")
 
 
-def bootstrap_model(stage: Stage) -> None:
+def bootstrap_model(stage: Stage) -> bool:
     """Act 2: train the reference CNN, compress it, export it to ONNX and register it as production v1."""
+    if not has_module("torch"):
+        stage.not_built("training (the `train` extra: pip install 'shiftwatch[train]')",
+                        "There is no model to serve; a monitoring-only install watches models trained elsewhere.")
+        return False
     from shiftwatch.retrain.compress import CompressConfig
     from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
     from shiftwatch.retrain.reference_model import TrainConfig
@@ -50,6 +53,7 @@ def bootstrap_model(stage: Stage) -> None:
               f"{report.get('accuracy_old', float('nan')):.1%}, {describe_artifact(report)}")
     stage.facts["reference_version"] = outcome.version
     stage.facts["reference_artifact"] = describe_artifact(report)
+    return True
 
 
 def describe_artifact(report: dict) -> str:
@@ -68,19 +72,12 @@ def describe_artifact(report: dict) -> str:
 
 
 def deploy(stage: Stage) -> None:
-    """Act 3: put v1 behind the gateway (or, in a build without one, in-process ONNX Runtime + the SDK)."""
+    """Act 3: put v1 behind the gateway: clients send images, the gateway answers and logs every prediction."""
     stage.traffic = Traffic.held_out(seed=0)
-    if has_module("shiftwatch.rollout.gateway"):
-        stage.serving = GatewayServing(stage.api_url, MODEL)
-        stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/]; the gateway batches "
-                  "concurrent requests into one ONNX Runtime call and logs every prediction, input included.")
-        return
-    with stage.db.session() as session:
-        artifact = registry.get_version(session, MODEL, "v1").artifact_path
-    stage.not_built("the serving gateway (shiftwatch.rollout)",
-                    "v1 answers in this process with ONNX Runtime; every prediction goes through the client SDK.")
-    path = stage.settings.data_dir / artifact  # an absolute artifact path stays as it is
-    stage.serving = InProcessServing(stage.client, InputStore(stage.settings.data_dir), MODEL, "v1", str(path))
+    stage.serving = GatewayServing(stage.api_url, MODEL)
+    stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/]; the gateway batches "
+              "concurrent requests into one ONNX Runtime call and logs every prediction, input included "
+              "(services that run their own model log through the SDK: Client(url).log(...)).")
 
 
 def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None) -> None:  # type: ignore[no-untyped-def]
@@ -108,8 +105,6 @@ def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None
 
 def wait_until_stored(stage: Stage, timeout_s: float = 30.0) -> int:
     """Wait until every request sent so far has its prediction in the store (the gateway logs off the hot path)."""
-    if stage.client is not None:
-        stage.client.flush()
     deadline = time.monotonic() + timeout_s
     while True:
         with stage.db.session() as session:

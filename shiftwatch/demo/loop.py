@@ -82,13 +82,13 @@ def label(stage: Stage) -> bool:
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.queue import queue_status, select_for_labeling
 
-    queued = 0
     with stage.db.session() as session:
         result = select_for_labeling(session, stage.settings, MODEL, start=stage.drift_started_at,
-                                     batch_size=stage.scale.labels, seed=0)
-        queued = result.queued
+                                     batch_size=stage.scale.labels // 2, seed=0)
+        audit = queue_audit_sample(stage, session, stage.scale.labels // 2)
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
-    stage.say(f"Queued {queued} samples for labeling ({reasons}).")
+    stage.say(f"Queued {result.queued} samples by the labeling policy ({reasons}) and an audit sample of {audit} "
+              "drawn uniformly at random: only uniformly drawn labels may judge the canary's accuracy (unbiased).")
     if stage.settings.label_studio_url:
         push_to_label_studio(stage)
     else:
@@ -102,6 +102,19 @@ def label(stage: Stage) -> bool:
     stage.facts["labels_stored"] = status.labels
     stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {MODEL}.")
     return status.labels > 0
+
+
+def queue_audit_sample(stage: Stage, session, size: int) -> int:  # type: ignore[no-untyped-def]
+    """Queue ``size`` of the drifted production predictions, drawn uniformly, with reason ``random``."""
+    import numpy as np
+
+    from shiftwatch.collector.queries import window
+    from shiftwatch.labeling.queue import enqueue
+
+    version = registry.versions_in_state(session, MODEL, "production")[-1]
+    recent = window(session, version.id, start=stage.drift_started_at, route="production")
+    picks = np.random.default_rng(1).choice(len(recent), size=min(size, len(recent)), replace=False)
+    return enqueue(session, version.id, [recent.ids[i] for i in picks], "random").queued
 
 
 def push_to_label_studio(stage: Stage) -> None:
@@ -126,7 +139,7 @@ def retrain(stage: Stage) -> bool:
     from shiftwatch.retrain.pipeline import production_base
 
     with stage.db.session() as session:
-        base, _ = production_base(session, MODEL)
+        base, _ = production_base(session, stage.settings, MODEL)
         labeled = labeled_data(session, stage.settings, MODEL)
     stage.say(f"Fine-tuning {base.version} on the reference digits plus {len(labeled)} labeled production samples; "
               f"compressing ({', '.join(stage.scale.compress_steps) or 'none'}); the gate compares old and new "
@@ -196,7 +209,7 @@ def roll_out(stage: Stage) -> bool:
 
     def tick(stage: Stage) -> bool:
         wait_until_stored(stage)
-        outcome = controller.tick(stage.db, stage.settings, utcnow(), labels=labels_by_input)[0]
+        outcome = controller.tick(stage.db, stage.settings, utcnow())[0]
         if (outcome.state_after, outcome.decision) != (last["state"], last["decision"]):
             stage.say(f"  controller: {outcome.state_before} -> {outcome.state_after}, {outcome.decision}: {'; '.join(outcome.reasons)}")
             if outcome.state_after != last["state"]:
@@ -213,19 +226,6 @@ def roll_out(stage: Stage) -> bool:
     return True
 
 
-def labels_by_input(session, input_refs: list[str]) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """The rollout controller's label lookup, answered from the labeling package's stored labels.
-
-    rollout's own adapter (``handoff.known_labels``) is a stub until the packages are wired
-    together; the same input bytes have the same input_ref, so a label given to production's
-    prediction of an image also scores the candidate's prediction of it.
-    """
-    from shiftwatch.labeling.queries import labeled_samples
-
-    wanted = set(input_refs)
-    return {s.input_ref: s.label for s in labeled_samples(session, MODEL) if s.input_ref in wanted}
-
-
 def approve(stage: Stage) -> bool:
     """Act 9: a person approves in the console (or --yes does), and the candidate becomes production."""
     from shiftwatch.rollout import controller
@@ -233,8 +233,7 @@ def approve(stage: Stage) -> bool:
     url = f"{stage.api_url}/console/rollouts/{stage.rollout_id}"
     if stage.auto_approve:
         with stage.db.session() as session:
-            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes",
-                               labels=labels_by_input)
+            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")
         stage.say(f"Approved automatically (--yes). A person would press Approve at [cyan]{url}[/].")
     else:
         stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] and press Approve or Reject.")

@@ -99,8 +99,7 @@ class Stage:
     facts: dict[str, Any] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     resources: list[Any] = field(default_factory=list)  # things with .stop(), stopped at the end
-    client: Any = None  # the collector SDK's Client, logging to the demo's API server
-    serving: Any = None  # whatever answers requests now (the gateway, or in-process ONNX Runtime)
+    serving: Any = None  # what answers requests (shiftwatch.demo.traffic.GatewayServing)
     traffic: Any = None  # the demo's request source (shiftwatch.demo.traffic.Traffic)
     receiver: Any = None  # the loopback webhook receiver (shiftwatch.demo.servers.WebhookReceiver)
     api_url: str = ""
@@ -147,8 +146,6 @@ class Stage:
         return update
 
     def stop_all(self) -> None:
-        if self.client is not None:
-            self.client.close()
         for resource in reversed(self.resources):
             resource.stop()
         self.resources.clear()

@@ -42,7 +42,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
         "detector_tick_seconds": 1,
         "gateway_refresh_seconds": 0.5,
         "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
-        "labeling_batch_size": scale.labels,
+        "labeling_batch_size": scale.labels // 2,
     }
     # Settings a package adds exist only once that package is in the build.
     return load_settings(**{k: v for k, v in wanted.items() if k in Settings.model_fields})
@@ -65,57 +65,67 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
 
 
 def start_api(stage: Stage) -> None:
-    """The real app (API, gateway, console) on a loopback port, and an SDK client pointed at it."""
+    """The real app (API, gateway, console) on a loopback port."""
     from shiftwatch.app import create_app
-    from shiftwatch.collector.client import Client
 
     server = ApiServer(create_app(stage.settings, stage.db)).start()
     stage.resources.append(server)
     stage.api_url = server.url
-    stage.client = Client(server.url, spill_dir=stage.out_dir / "spill")
-    stage.facts["console"] = f"{server.url}/console"
     stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
               f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
 
 
 def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console | None = None) -> DemoResult:
     console = console or Console()
-    scale = Scale.fast() if fast else Scale.full()
-    stage = prepare(out_dir, console, scale, auto_approve)
+    stage = prepare(out_dir, console, Scale.fast() if fast else Scale.full(), auto_approve)
     try:
-        with stage.act(1, "the store and the API"):
-            acts.open_store(stage)
-            start_api(stage)
-        with stage.act(2, "the reference model"):
-            acts.bootstrap_model(stage)
-        with stage.act(3, "deploy and serve production traffic"):
-            acts.deploy(stage)
-            acts.stream(stage, scale.clean_requests, "clean", "clean traffic")
-            acts.watch_reference(stage)
-        with stage.act(4, "the world changes"):
-            acts.inject_drift(stage)
-            acts.stream(stage, scale.drift_requests, "drift", "drifted traffic")
-            acts.show_stored(stage)
-        # Each later act needs the one before it: a missing piece ends the loop there, said plainly.
-        story = ((5, "the detector notices", loop.detect), (6, "labels for what changed", loop.label),
-                 (7, "a candidate model", loop.retrain), (8, "shadow, then canary", loop.roll_out),
-                 (9, "approval and promotion", loop.approve))
-        for number, title, act in story:
-            with stage.act(number, title):
-                if not act(stage):
-                    break
-        else:
-            with stage.act(10, "accuracy recovered"):
-                acts.stream(stage, scale.recovered_requests, "recovered", "traffic after promotion")
-                acts.show_stored(stage)
-        print_summary(stage)
-        path = write_html(stage)
+        tell(stage)
     finally:
         stage.stop_all()
-    console.print(f"HTML summary: [cyan]{path}[/]   console (while the demo runs): {stage.facts.get('console')}")
+    return finish(stage, console)
+
+
+def tell(stage: Stage) -> None:
+    """The acts in order. Each later act needs the one before it: a missing piece ends the story there."""
+    scale = stage.scale
+    with stage.act(1, "the store and the API"):
+        acts.open_store(stage)
+        start_api(stage)
+    with stage.act(2, "the reference model"):
+        if not acts.bootstrap_model(stage):
+            return
+    with stage.act(3, "deploy and serve production traffic"):
+        acts.deploy(stage)
+        acts.stream(stage, scale.clean_requests, "clean", "clean traffic")
+        acts.watch_reference(stage)
+    with stage.act(4, "the world changes"):
+        acts.inject_drift(stage)
+        acts.stream(stage, scale.drift_requests, "drift", "drifted traffic")
+        acts.show_stored(stage)
+    story = ((5, "the detector notices", loop.detect), (6, "labels for what changed", loop.label),
+             (7, "a candidate model", loop.retrain), (8, "shadow, then canary", loop.roll_out),
+             (9, "approval and promotion", loop.approve))
+    for number, title, act in story:
+        with stage.act(number, title):
+            if not act(stage):
+                return
+    with stage.act(10, "accuracy recovered"):
+        acts.stream(stage, scale.recovered_requests, "recovered", "traffic after promotion")
+        acts.show_stored(stage)
+
+
+def finish(stage: Stage, console: Console) -> DemoResult:
+    """The summary table, the HTML page, how to look around afterwards, and what the story produced."""
+    print_summary(stage)
+    path = write_html(stage)
+    settings = stage.settings
+    console.print(f"HTML summary: [cyan]{path}[/]")
+    console.print("To browse the console over this run's data:\n"
+                  f"  SHIFTWATCH_DATABASE_URL={settings.database_url} SHIFTWATCH_DATA_DIR={settings.data_dir} "
+                  "shiftwatch serve\n  then open http://127.0.0.1:8000/console", highlight=False, soft_wrap=True)
     return DemoResult(
         summary_path=path,
-        database_url=stage.settings.database_url,
+        database_url=settings.database_url,
         accuracy={phase: stage.timeline.accuracy(phase) for phase, _ in PHASES},
         facts=dict(stage.facts),
         missing=list(stage.missing),

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shiftwatch.collector.inputs import InputStore
 from shiftwatch.retrain import digits
 
 
@@ -60,35 +59,6 @@ class Answers:
     routes: list[str]
     predicted: np.ndarray
     latency_ms: np.ndarray
-
-
-class InProcessServing:
-    """Serve with ONNX Runtime in this process and log through the client SDK: the path before the gateway exists."""
-
-    def __init__(self, client, input_store: InputStore, model: str, version: str, artifact: str) -> None:  # type: ignore[no-untyped-def]
-        from shiftwatch.retrain.runtime import OnnxClassifier
-
-        self.client = client
-        self.inputs = input_store
-        self.model = model
-        self.version = version
-        self.classifier = OnnxClassifier(artifact, threads=1)
-
-    def serve(self, traffic: Traffic, ids: list[str], images: np.ndarray) -> Answers:
-        started = time.perf_counter()
-        output = self.classifier.run(images)
-        latency_ms = (time.perf_counter() - started) * 1000.0 / max(len(ids), 1)
-        for i, request_id in enumerate(ids):
-            input_ref = self.inputs.put(digits.encode_png(images[i]), "png")
-            traffic.truth_by_input[input_ref] = traffic.truth[request_id]
-            predicted = int(output.predicted_class[i])
-            self.client.log(
-                self.model, self.version, predicted, float(output.probabilities[i, predicted]),
-                embedding=output.embeddings[i], probabilities=output.probabilities[i], request_id=request_id,
-                stream_id=f"camera-{i % 4}", input_ref=input_ref, latency_ms=latency_ms,
-            )
-        n = len(ids)
-        return Answers([self.version] * n, ["production"] * n, output.predicted_class, np.full(n, latency_ms))
 
 
 class GatewayServing:
