@@ -10,37 +10,40 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.labeling.queue import select_for_labeling
 from shiftwatch.labeling.studio import Studio
 from shiftwatch.labeling.sync import pull, push
+from shiftwatch.scheduler import ScheduledJob
 from shiftwatch.settings import Settings
 
 log = logging.getLogger("shiftwatch.labeling")
 
 
-class LabelingJob:
-    """One cycle per tick; each model and each step fails alone (a Label Studio outage never stops selection)."""
+JOB_NAME = "labeling.sync"
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db, self.settings = db, settings
-        self.last_run: datetime | None = None
 
-    def __call__(self) -> None:
-        now = utcnow()
-        since = self.last_run or now - timedelta(seconds=self.settings.labeling_sync_interval_s)
-        with self.db.session() as session:
-            models = [m.name for m in registry.list_models(session)]
-        studio = Studio.from_settings(self.settings) if self.settings.label_studio_url else None
-        for model in models:
-            try:
-                with self.db.session() as session:
-                    select_for_labeling(session, self.settings, model, start=since, end=now, now=now)
-            except Exception:  # noqa: BLE001 - logged; the next tick tries again
-                log.exception("labeling selection failed for %s", model)
-            if studio is None:
-                continue
-            try:
-                result = push(self.db, self.settings, model, studio=studio)
-                if result.error:
-                    log.warning("labeling push for %s: %s (%d stay pending)", model, result.error, result.pending)
-                pull(self.db, self.settings, model, studio=studio)
-            except Exception:  # noqa: BLE001
-                log.exception("labeling sync with Label Studio failed for %s", model)
-        self.last_run = now
+def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None:
+    """One cycle for every model; each model and each step fails alone (a Label Studio outage never
+    stops selection). Runs once per tick across replicas (``shiftwatch.scheduler.claim_tick``); it
+    selects from the last two intervals, so a tick a replica missed is covered (queueing is idempotent)."""
+    now = utcnow()
+    since = min(tick, now) - timedelta(seconds=2 * settings.labeling_sync_interval_s)
+    with db.session() as session:
+        models = [m.name for m in registry.list_models(session)]
+    studio = Studio.from_settings(settings) if settings.label_studio_url else None
+    for model in models:
+        try:
+            with db.session() as session:
+                select_for_labeling(session, settings, model, start=since, end=now, now=now)
+        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+            log.exception("labeling selection failed for %s", model)
+        if studio is None:
+            continue
+        try:
+            result = push(db, settings, model, studio=studio)
+            if result.error:
+                log.warning("labeling push for %s: %s (%d stay pending)", model, result.error, result.pending)
+            pull(db, settings, model, studio=studio)
+        except Exception:  # noqa: BLE001
+            log.exception("labeling sync with Label Studio failed for %s", model)
+
+
+def labeling_job(settings: Settings) -> ScheduledJob:
+    return ScheduledJob(JOB_NAME, settings.labeling_sync_interval_s, run_labeling_cycle)

@@ -113,24 +113,18 @@ def pull(
 
 
 def on_startup(app: FastAPI) -> None:
-    """Run the labeling job (select, push, pull) on its interval when the schedulers are on."""
+    """Run the labeling job (select, push, pull) once per interval across replicas when the schedulers are on."""
+    from shiftwatch.labeling.job import labeling_job
+    from shiftwatch.scheduler import start_job
+
     settings: Settings = app.state.settings
-    if not settings.scheduler_enabled:
-        return
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    from shiftwatch.labeling.job import LabelingJob
-
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(
-        LabelingJob(app.state.db, settings), "interval", seconds=settings.labeling_sync_interval_s,
-        id="labeling", max_instances=1, coalesce=True,
-    )
-    scheduler.start()
-    app.state.labeling_scheduler = scheduler
+    if settings.scheduler_enabled:
+        start_job(app.state.db, settings, labeling_job(settings))
 
 
 def on_shutdown(app: FastAPI) -> None:
-    scheduler = getattr(app.state, "labeling_scheduler", None)
-    if scheduler is not None:
-        scheduler.shutdown(wait=False)
+    from shiftwatch.labeling.job import JOB_NAME
+    from shiftwatch.scheduler import stop_job
+
+    if app.state.settings.scheduler_enabled:
+        stop_job(JOB_NAME)

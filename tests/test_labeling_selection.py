@@ -179,10 +179,9 @@ def test_detector_flags_are_read_in_the_detectors_record_shape():
 
 
 def test_the_labeling_job_queues_a_batch_without_label_studio(db, settings, digits_model):
-    from shiftwatch.labeling.job import LabelingJob
+    from shiftwatch.labeling.job import run_labeling_cycle
 
     rng = np.random.default_rng(11)
     log(db, settings, np.stack([probs_with_margin(5, 0.1)] * 4), rng.normal(size=(4, 64)), ts=NOW)
-    job = LabelingJob(db, settings.model_copy(update={"labeling_sync_interval_s": 600}))
-    job()
-    assert len(_tasks(db)) == 4 and job.last_run is not None
+    run_labeling_cycle(db, settings.model_copy(update={"labeling_sync_interval_s": 600}), NOW)
+    assert len(_tasks(db)) == 4

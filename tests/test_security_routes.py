@@ -161,9 +161,9 @@ def test_signed_link_routes_refuse_unsigned_or_forged_calls(app, settings):
     with TestClient(app) as client:
         for method, path in present:
             name = "0" * 64 + ".png"
-            assert client.request(method, path.replace("{name}", name)).status_code in (403, 422)
+            assert client.request(method, path.replace("{name}", name)).status_code in (401, 403, 422)
             forged = {"expires": "9999999999", "signature": "0" * 64}
-            assert client.request(method, path.replace("{name}", name), params=forged).status_code == 403
+            assert client.request(method, path.replace("{name}", name), params=forged).status_code in (401, 403)
 
 
 def test_public_routes_answer_without_a_token(api):
