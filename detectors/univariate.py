@@ -1,4 +1,4 @@
-"""Per-column two-sample KS tests (with effective sample sizes on streams) and their multiple-testing aggregation."""
+"""Per-column two-sample KS tests (asymptotic, or block-permutation on streams) and their multiple-testing aggregation."""
 
 from __future__ import annotations
 
@@ -7,29 +7,57 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from shiftwatch.detectors.permutation import permutation_p_value, reference_indicators
+
 Correction = Literal["bonferroni", "fdr"]
 
 
-def ks_columns(
-    reference: np.ndarray,
-    current: np.ndarray,
-    n_eff_reference: np.ndarray | None = None,
-    n_eff_current: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """KS distance and p-value of each column. With effective sizes the p-value uses them instead of n and m.
-
-    Without them: scipy's exact/asymptotic choice. With them: the two-sample Kolmogorov law at
-    ``n_e m_e / (n_e + m_e)``, scipy's own asymptotic form, so dependent frames count as what they are worth.
-    """
+def ks_columns(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """KS distance and p-value of each column (scipy: exact for small windows, asymptotic beyond)."""
     result = stats.ks_2samp(reference, current, axis=0)
     distance = np.atleast_1d(np.asarray(result.statistic, dtype=np.float64))
     p_value = np.atleast_1d(np.asarray(result.pvalue, dtype=np.float64))
-    if n_eff_reference is not None or n_eff_current is not None:
-        n = np.broadcast_to(len(reference) if n_eff_reference is None else n_eff_reference, distance.shape)
-        m = np.broadcast_to(len(current) if n_eff_current is None else n_eff_current, distance.shape)
-        size = np.maximum(1.0, np.round(n * m / (n + m)))
-        p_value = stats.kstwo.sf(distance, size)
     return distance, np.clip(p_value, 0.0, 1.0)
+
+
+def ks_block_permutation(
+    reference: np.ndarray,
+    current: np.ndarray,
+    reference_blocks: np.ndarray,
+    current_blocks: np.ndarray,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """KS distance of each column with a block-permutation p-value (camera streams).
+
+    The empirical CDFs of every permutation are cumulative sums of the group indicators
+    along each column's sort order: one (N, 1 + B) pass per column, no loop over permutations.
+    """
+    pooled = np.vstack([reference, current]).astype(np.float64)
+    indicators = group_indicators(reference_blocks, current_blocks, n_permutations, rng)
+    n_ref = indicators.sum(axis=0)
+    n_cur = len(pooled) - n_ref
+    distance = np.empty(pooled.shape[1])
+    p_value = np.empty(pooled.shape[1])
+    for column in range(pooled.shape[1]):
+        order = np.argsort(pooled[:, column], kind="stable")
+        values = pooled[order, column]
+        step_ends = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # evaluate CDFs between ties only
+        below_ref = np.cumsum(indicators[order], axis=0)[step_ends]
+        below_all = (step_ends + 1.0)[:, None]
+        gaps = np.abs(below_ref / n_ref - (below_all - below_ref) / n_cur).max(axis=0)
+        distance[column] = gaps[0]
+        p_value[column] = permutation_p_value(gaps[0], gaps[1:])
+    return distance, p_value
+
+
+def group_indicators(
+    reference_blocks: np.ndarray, current_blocks: np.ndarray, n_permutations: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(N, 1 + B) float64 reference-group indicators over the stacked windows' blocks (column 0 observed)."""
+    n_reference_blocks = int(reference_blocks.max()) + 1
+    block_of = np.concatenate([reference_blocks, current_blocks + n_reference_blocks])
+    return reference_indicators(block_of, n_reference_blocks, n_permutations, rng).astype(np.float64)
 
 
 def adjust(p_values: np.ndarray, correction: Correction) -> np.ndarray:
