@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import io
 import time
 import shutil
@@ -28,8 +30,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.parametrize("ba
 def browser_context() -> Iterator:  # type: ignore[type-arg]
     """One Chromium per module, with a fresh profile folder; skipped where Chromium or Playwright is absent."""
     if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs Debian's chromium for the browser tests (apt-get install -y chromium)")
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if os.environ.get("CI") == "true":
+        import playwright.sync_api as sync_api  # in CI a missing Playwright is a failure, not a skip
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api")
     profile = tempfile.mkdtemp(prefix="sw-chromium-")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
