@@ -24,9 +24,8 @@ def grafana_sql(sql: str) -> str:
             .replace("$model", "digits"))
 
 
+@pytest.mark.parametrize("backend", ["postgres"])  # the dashboards' data source is PostgreSQL
 def test_every_panel_query_returns_rows_on_postgres_after_demo_like_data(backend, db, settings) -> None:  # type: ignore[no-untyped-def]
-    if backend != "postgres":
-        pytest.skip("the dashboards' data source is PostgreSQL")
     load_demo_like_data(db, settings)
     queries = panel_queries()
     assert len(queries) >= 10

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import threading
 import time
 import uuid
@@ -26,6 +28,8 @@ SECRET = "r" * 40
 def shared_pg(tmp_path):  # type: ignore[no-untyped-def]
     problem = _pg_available()
     if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but unavailable: {problem}")
         pytest.skip(f"PostgreSQL unavailable: {problem}")
     url = create_pg_database("sw_replicas")
     yield url
