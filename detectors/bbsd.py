@@ -94,9 +94,13 @@ class _OutputDetector(TwoSampleDetector):
         blocks = stream_blocks(probs, context)
         return probs, (blocks if is_dependent(blocks, self.reference_blocks_) else None)
 
-    def ks(self, reference: np.ndarray, current: np.ndarray, blocks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def ks(
+        self, reference: np.ndarray, current: np.ndarray, blocks: np.ndarray | None, correction: Correction = "bonferroni"
+    ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per-column KS distances and p-values, and the global p-value (max-statistic on streams)."""
         if blocks is None:
-            return ks_columns(reference, current)
+            distance, p_values = ks_columns(reference, current)
+            return distance, p_values, global_p_value(p_values, correction)
         rng = np.random.default_rng(self.seed + 1)
         return ks_block_permutation(reference, current, self.reference_blocks_, blocks, self.n_permutations, rng)
 
@@ -123,7 +127,7 @@ class ConfidenceKSDetector(_OutputDetector):
     def test(self, current: np.ndarray, **context: Any) -> DriftResult:
         probs, blocks = self.current(current, context)
         ref_conf, cur_conf = self.reference_.max(axis=1), probs.max(axis=1)
-        distance, p_value = self.ks(ref_conf[:, None], cur_conf[:, None], blocks)
+        distance, p_value, _ = self.ks(ref_conf[:, None], cur_conf[:, None], blocks)
         shift = 100.0 * float(cur_conf.mean() - ref_conf.mean())
         return self.result(
             probs,
@@ -187,13 +191,13 @@ class ClassProbabilityKSDetector(_OutputDetector):
 
     def test(self, current: np.ndarray, **context: Any) -> DriftResult:
         probs, blocks = self.current(current, context)
-        distance, p_values = self.ks(self.reference_, probs, blocks)
+        distance, p_values, p_value = self.ks(self.reference_, probs, blocks, self.correction)
         adjusted = adjust(p_values, self.correction)
         ranked = np.argsort(-distance)[:3]
         return self.result(
             probs,
             float(distance.max()),
-            global_p_value(p_values, self.correction),
+            p_value,
             100.0 * float(distance.max()),
             "max CDF gap over class probabilities, percentage points",
             {"most_shifted_classes": [{"class": int(i), "ks_distance": float(distance[i]), "p_adjusted": float(adjusted[i])} for i in ranked]},
