@@ -50,7 +50,8 @@ def test_the_oracle_labels_are_stored_and_say_so(demo_run) -> None:  # type: ign
 
 
 def test_the_candidate_is_promoted_and_the_old_version_retired(demo_run) -> None:  # type: ignore[no-untyped-def]
-    result, _, db = demo_run
+    result, story, db = demo_run
+    assert "promoted" in result.facts, story[-4000:]
     with db.session() as session:
         states = {v.version: v.state for v in registry.list_versions(session, "digits")}
     assert states == {"v1": "retired", result.facts["promoted"]: "production"}
