@@ -1,7 +1,7 @@
 """How ingest and detector cost grow with window size and number of model versions (1, 10, 100).
 
 Measured on this machine against PostgreSQL, then extrapolated in bench/results/scaling.json
-and docs/readme/scaling.md:
+and docs/scaling.md:
   ingest:   in-process ingest of 10,000 rows spread over V versions (a batch of mixed versions
             splits into V column groups), rows/s;
   window:   `queries.window(last_n=W)` for one version while the table holds V versions;

@@ -12,10 +12,12 @@ Imports only numpy and the standard library, so it sits lightly next to serving 
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import hashlib
 import http.client
 import itertools
+import queue
 import json
 import logging
 import os
@@ -24,7 +26,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -106,11 +107,19 @@ class Client:
         self._next_replay = 0.0
         self._skip_compression = 0
         # Batches in flight at once: one is encoded while another waits for the server (bench/ingest.py).
-        self._in_flight = threading.BoundedSemaphore(concurrency)
-        self._senders = ThreadPoolExecutor(concurrency, thread_name_prefix="shiftwatch-send")
+        self._outbox: queue.Queue[list[PredictionRecord] | None] = queue.Queue(maxsize=concurrency)
         self._local = threading.local()
+        # Daemon threads, so a process that never calls close() still exits: the atexit hook
+        # below flushes first and spills what the server does not take.
+        self._senders = [
+            threading.Thread(target=self._send_loop, name=f"shiftwatch-send-{i}", daemon=True)
+            for i in range(concurrency)
+        ]
+        for sender in self._senders:
+            sender.start()
         self._thread = threading.Thread(target=self._run, name="shiftwatch-client", daemon=True)
         self._thread.start()
+        atexit.register(self.close, timeout=10.0)
 
     # ---- the caller's side -------------------------------------------------------------
 
@@ -174,6 +183,7 @@ class Client:
         """Flush, then stop the sender; whatever could not be sent stays in the spill directory."""
         if self._closing:
             return
+        atexit.unregister(self.close)
         self.flush(timeout)
         self._closing = True
         self._wake.set()
@@ -200,7 +210,10 @@ class Client:
             if time.monotonic() >= self._next_replay:
                 self._replay_spilled()
             if self._closing and not self._queue:
-                self._senders.shutdown(wait=True)
+                for _ in self._senders:
+                    self._outbox.put(None)
+                for sender in self._senders:
+                    sender.join()
                 return
 
     def _take(self, n: int) -> list[PredictionRecord]:
@@ -214,24 +227,24 @@ class Client:
         for record in records:
             groups.setdefault(group_key(record), []).append(record)
         for group in groups.values():
-            self._in_flight.acquire()
-            self._senders.submit(self._deliver, group)
+            self._outbox.put(group)  # blocks while every sender is busy: at most `concurrency` in flight
+
+    def _send_loop(self) -> None:
+        while (group := self._outbox.get()) is not None:
+            self._deliver(group)
 
     def _deliver(self, group: list[PredictionRecord]) -> None:
         """Encode and send one group (in a sender thread); spill it if the server stays away."""
+        body = wire.encode(to_columns(group))
         try:
-            body = wire.encode(to_columns(group))
-            try:
-                self._send_with_retries(body, give_up_after=self.max_retry_s)
-            except _Rejected as exc:
-                self._keep_rejected(body, str(exc))
-            except OSError as exc:
-                self.stats.last_error = str(exc)
-                self._spill(body)
-                self._spill_backlog()
-            self._mark_processed(len(group))
-        finally:
-            self._in_flight.release()
+            self._send_with_retries(body, give_up_after=self.max_retry_s)
+        except _Rejected as exc:
+            self._keep_rejected(body, str(exc))
+        except OSError as exc:
+            self.stats.last_error = str(exc)
+            self._spill(body)
+            self._spill_backlog()
+        self._mark_processed(len(group))
 
     def _count(self, **deltas: int) -> None:
         with self._done:

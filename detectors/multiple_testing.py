@@ -5,7 +5,7 @@ p-values form one family; Holm's step-down adjustment keeps the chance of any fa
 in the family at alpha without assuming independence (the detectors see the same data, so
 they are dependent). Across ticks: a run only pages when ``confirm_runs`` consecutive runs of
 the same config were significant and large; with non-overlapping windows under no change,
-the per-run chance of a false page is at most alpha ** confirm_runs (see docs/readme/detectors_ops.md).
+the per-run chance of a false page is at most alpha ** confirm_runs (see docs/alerts.md).
 """
 
 from __future__ import annotations

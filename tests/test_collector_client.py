@@ -126,3 +126,19 @@ def test_sdk_import_is_light() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_process_that_exits_without_close_spills_what_was_not_sent(tmp_path) -> None:
+    # The server is down and the program never calls close(): at exit the client flushes what
+    # it can and writes the rest to the spill directory, to be replayed by the next Client.
+    code = (
+        "import sys, numpy as np; from shiftwatch.collector.client import Client; "
+        f"c = Client('http://127.0.0.1:{free_port()}', spill_dir=sys.argv[1], max_retry_s=300); "
+        "[c.log('digits', 'v1', 1, 0.9, embedding=np.zeros(8)) for _ in range(300)]"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    from shiftwatch.collector import wire
+
+    rows = sum(len(wire.decode(p.read_bytes(), max_unpacked_bytes=10**8)) for p in tmp_path.glob("pending-*.npz"))
+    assert rows == 300
