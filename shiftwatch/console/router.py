@@ -263,6 +263,20 @@ def rollout_page(
     )
 
 
+def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
+    """Approve or reject through the same controller functions as the API (evidence gate included)."""
+    from shiftwatch.rollout import controller
+
+    decide, verb = (controller.approve, "approved") if approve else (controller.reject, "rejected")
+    try:
+        with db.session() as session:
+            decide(session, rollout_id, actor=principal.name, reason=reason)
+    except ShiftwatchError as exc:
+        return back_to(request, "console_rollout", f"Not {verb}: {exc.message}", rollout_id=rollout_id)
+    outcome = ": promoted to production." if approve else "."
+    return back_to(request, "console_rollout", f"{verb.capitalize()} by {principal.name}{outcome}", rollout_id=rollout_id)
+
+
 @pages.post("/rollouts/{rollout_id}/approve", name="console_rollout_approve", dependencies=[Depends(csrf_protect)])
 def rollout_approve(
     request: Request,
@@ -271,16 +285,8 @@ def rollout_approve(
     db: Database = Depends(get_db),
     principal: Principal = Depends(page_access("approve")),
 ) -> RedirectResponse:
-    """Approve through the same controller function as POST /v1/rollouts/{id}/approve (evidence gate included)."""
-    from shiftwatch.rollout import controller
-
-    try:
-        with db.session() as session:
-            controller.approve(session, rollout_id, actor=principal.name, reason=reason)
-    except ShiftwatchError as exc:
-        return back_to(request, "console_rollout", f"Not approved: {exc.message}", rollout_id=rollout_id)
-    return back_to(request, "console_rollout", f"Approved by {principal.name}: promoted to production.",
-                   rollout_id=rollout_id)
+    """Approve, as POST /v1/rollouts/{id}/approve does."""
+    return _decide(request, db, rollout_id, principal, reason, approve=True)
 
 
 @pages.post("/rollouts/{rollout_id}/reject", name="console_rollout_reject", dependencies=[Depends(csrf_protect)])
@@ -291,15 +297,8 @@ def rollout_reject(
     db: Database = Depends(get_db),
     principal: Principal = Depends(page_access("approve")),
 ) -> RedirectResponse:
-    """Reject through the same controller function as POST /v1/rollouts/{id}/reject (a reason is required)."""
-    from shiftwatch.rollout import controller
-
-    try:
-        with db.session() as session:
-            controller.reject(session, rollout_id, actor=principal.name, reason=reason)
-    except ShiftwatchError as exc:
-        return back_to(request, "console_rollout", f"Not rejected: {exc.message}", rollout_id=rollout_id)
-    return back_to(request, "console_rollout", f"Rejected by {principal.name}.", rollout_id=rollout_id)
+    """Reject, as POST /v1/rollouts/{id}/reject does (a reason is required)."""
+    return _decide(request, db, rollout_id, principal, reason, approve=False)
 
 
 router.include_router(pages)
