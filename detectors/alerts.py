@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -111,6 +112,16 @@ def get(session: Session, alert_id: int) -> Alert:
     if alert is None:
         raise NotFound(f"alert {alert_id} does not exist")
     return alert
+
+
+def report_file(session: Session, settings: Settings, alert_id: int) -> Path:
+    """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out."""
+    report_path = get(session, alert_id).report_path
+    reports_dir = (Path(settings.data_dir) / "reports").resolve()
+    path = Path(report_path).resolve() if report_path else None
+    if path is None or path.parent != reports_dir or not path.is_file():
+        raise NotFound(f"alert {alert_id} has no report")
+    return path
 
 
 def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -91,11 +90,7 @@ def alert_report(
 ):
     """The Evidently drift report of the alert's latest run (HTML)."""
     with db.session() as session:
-        report_path = alerts.get(session, alert_id).report_path
-    reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = Path(report_path).resolve() if report_path else None
-    if path is None or path.parent != reports_dir or not path.is_file():
-        raise NotFound(f"alert {alert_id} has no report")
+        path = alerts.report_file(session, settings, alert_id)
     return FileResponse(path, media_type="text/html")
 
 
