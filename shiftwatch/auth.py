@@ -37,15 +37,20 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
-    """Dependency factory: the route needs a token with ``scope``."""
+def scope_guard(scope: str, principal_of, what: str = "this"):  # type: ignore[no-untyped-def]
+    """Dependency: the caller found by ``principal_of`` (token or console session) must hold ``scope``."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
-    def dependency(principal: Principal = Depends(current_principal)) -> Principal:
+    def dependency(principal: Principal = Depends(principal_of)) -> Principal:
         if scope not in principal.scopes:
-            raise Forbidden(f"this needs the {scope!r} scope")
+            raise Forbidden(f"{what} needs the {scope!r} scope")
         return principal
 
     dependency.required_scope = scope  # type: ignore[attr-defined]  # read by the route-table test
     return dependency
+
+
+def require(scope: str):  # type: ignore[no-untyped-def]
+    """Dependency factory: the route needs a token with ``scope``."""
+    return scope_guard(scope, current_principal)

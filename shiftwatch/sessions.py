@@ -18,11 +18,11 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from shiftwatch.auth import LOCAL_ADMIN, SCOPES, Principal
+from shiftwatch.auth import LOCAL_ADMIN, Principal, scope_guard
 from shiftwatch.auth_models import ApiToken
 from shiftwatch.db import Database
 from shiftwatch.errors import Forbidden, Unauthorized
@@ -105,16 +105,7 @@ def console_principal(request: Request) -> Principal:
 
 def require_console(scope: str):  # type: ignore[no-untyped-def]
     """Dependency factory for console pages: a logged-in person whose token has ``scope``."""
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}")
-
-    def dependency(principal: Principal = Depends(console_principal)) -> Principal:
-        if scope not in principal.scopes:
-            raise Forbidden(f"this page needs the {scope!r} scope")
-        return principal
-
-    dependency.required_scope = scope  # type: ignore[attr-defined]  # read by the route-table test
-    return dependency
+    return scope_guard(scope, console_principal, "this page")
 
 
 def csrf_token(request: Request) -> str:
