@@ -7,10 +7,8 @@ redirect, so reloading a page never repeats an action).
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -36,23 +34,9 @@ router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
 pages = APIRouter(dependencies=[Depends(login_first)])
 
 
-def optional_module(name: str) -> ModuleType | None:
-    """A domain's service module, or None while that domain is not in this build (the page says so)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not name.startswith(exc.name):
-            raise
-        return None
-
-
 def render(request: Request, template: str, **context: Any) -> HTMLResponse:
     context.setdefault("flash", request.query_params.get("flash"))
     return templates.TemplateResponse(request, template, context)
-
-
-def missing(request: Request, title: str, piece: str) -> HTMLResponse:
-    return render(request, "missing.html", title=title, piece=piece)
 
 
 def back_to(request: Request, route: str, flash: str, **params: Any) -> RedirectResponse:
@@ -127,9 +111,8 @@ def alerts_page(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(page_access("read")),
 ):
-    alerts = optional_module("shiftwatch.detectors.alerts")
-    if alerts is None:
-        return missing(request, "Alerts", "drift runs and alerts (shiftwatch.detectors)")
+    from shiftwatch.detectors import alerts
+
     with db.session() as session:
         rows = [alerts.to_out(session, settings, a) for a in alerts.list_alerts(session, state=state or None)]
     return render(request, "alerts.html", alerts=rows)
@@ -143,9 +126,8 @@ def alert_page(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(page_access("read")),
 ):
-    alerts = optional_module("shiftwatch.detectors.alerts")
-    if alerts is None:
-        return missing(request, "Alert", "drift runs and alerts (shiftwatch.detectors)")
+    from shiftwatch.detectors import alerts
+
     with db.session() as session:
         alert = alerts.to_out(session, settings, alerts.get(session, alert_id))
     report_url = request.url_for("console_alert_report", alert_id=alert_id) if alert.report_url else None
@@ -174,11 +156,7 @@ def alert_report(
     from shiftwatch.detectors import alerts
 
     with db.session() as session:
-        report_path = alerts.get(session, alert_id).report_path
-    reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = Path(report_path).resolve() if report_path else None
-    if path is None or path.parent != reports_dir or not path.is_file():
-        raise NotFound(f"alert {alert_id} has no report")
+        path = alerts.report_file(session, settings, alert_id)
     return FileResponse(path, media_type="text/html")
 
 
@@ -214,9 +192,8 @@ def labeling_page(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(page_access("read")),
 ):
-    queue = optional_module("shiftwatch.labeling.queue")
-    if queue is None:
-        return missing(request, "Labeling", "the labeling queue (shiftwatch.labeling)")
+    from shiftwatch.labeling import queue
+
     from shiftwatch.console.labeling_view import open_tasks
 
     with db.session() as session:
@@ -228,9 +205,8 @@ def labeling_page(
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
 def rollouts_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
-    status = optional_module("shiftwatch.rollout.status")
-    if status is None:
-        return missing(request, "Rollouts", "rollouts (shiftwatch.rollout)")
+    from shiftwatch.rollout import status
+
     with db.session() as session:
         rollouts = status.list_rollouts(session)
     return render(request, "rollouts.html", rollouts=rollouts)
@@ -243,9 +219,8 @@ def rollout_page(
     db: Database = Depends(get_db),
     principal: Principal = Depends(page_access("read")),
 ):
-    status = optional_module("shiftwatch.rollout.status")
-    if status is None:
-        return missing(request, "Rollout", "rollouts (shiftwatch.rollout)")
+    from shiftwatch.rollout import status
+
     from shiftwatch.console.rollout_view import distribution_plots
     from shiftwatch.rollout.report import comparison_rows
 

@@ -11,7 +11,7 @@ import time
 from shiftwatch.collector import registry
 from shiftwatch.db import utcnow
 from shiftwatch.demo.acts import MODEL, describe_artifact, stream, wait_until_stored
-from shiftwatch.demo.stage import Stage, has_module
+from shiftwatch.demo.stage import Stage
 
 # The detector runs once a second in the demo (every few minutes in `shiftwatch serve`).
 MAX_DETECTOR_RUNS = 6
@@ -21,10 +21,6 @@ APPROVAL_TIMEOUT_S = 30 * 60
 
 def detect(stage: Stage) -> bool:
     """Act 5: the scheduled detector compares recent traffic with v1's reference and opens an alert."""
-    if not has_module("shiftwatch.detectors.runs"):
-        stage.not_built("scheduled drift runs, alerts and webhooks (shiftwatch.detectors)",
-                        "Nobody is told that accuracy fell; the rest of the loop cannot start.")
-        return False
     from shiftwatch.detectors import alerts, runs, webhooks
 
     wait_until_stored(stage)
@@ -76,9 +72,6 @@ def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
 
 def label(stage: Stage) -> bool:
     """Act 6: queue the flagged and uncertain samples, and label them (Label Studio, or the built-in oracle)."""
-    if not has_module("shiftwatch.labeling.oracle"):
-        stage.not_built("the labeling queue and oracle (shiftwatch.labeling)", "No labels are collected.")
-        return False
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.queue import queue_status, select_for_labeling
 
@@ -132,9 +125,6 @@ def push_to_label_studio(stage: Stage) -> None:
 
 def retrain(stage: Stage) -> bool:
     """Act 7: fine-tune production on reference + labeled data, compress, gate, register a candidate."""
-    if not has_module("shiftwatch.retrain.pipeline"):
-        stage.not_built("candidate retraining (`shiftwatch retrain`)", "No candidate version is built.")
-        return False
     from shiftwatch.retrain.labeled import labeled_data
     from shiftwatch.retrain.pipeline import production_base
 
@@ -184,9 +174,6 @@ def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ign
 
 def roll_out(stage: Stage) -> bool:
     """Act 8: shadow (mirror and compare), then canary steps, judged by the rollout controller's guardrails."""
-    if not has_module("shiftwatch.rollout.controller"):
-        stage.not_built("shadow / canary rollout and approval (shiftwatch.rollout)", "v1 stays in production.")
-        return False
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.schemas import RolloutPlan
 

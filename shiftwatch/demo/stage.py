@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shiftwatch.console.router import optional_module
 from shiftwatch.db import Database, utcnow
 from shiftwatch.settings import Settings
 
@@ -152,5 +153,5 @@ class Stage:
 
 
 def has_module(name: str) -> bool:
-    """True when a domain module is present (pieces of the loop land one by one)."""
-    return optional_module(name) is not None
+    """True when an optional dependency is installed (torch comes with the `train` extra)."""
+    return importlib.util.find_spec(name) is not None
