@@ -15,7 +15,6 @@ app.add_typer(db_app, name="db")
 
 # Each domain's CLI module defines ``register(app)``, adding its commands or sub-apps.
 CLI_MODULES = (
-    "shiftwatch.collector.cli",
     "shiftwatch.detectors.cli",
     "shiftwatch.labeling.cli",
     "shiftwatch.retrain.cli",
@@ -70,13 +69,7 @@ def serve(
 
 def _register_domains() -> None:
     for name in CLI_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(name).register(app)
 
 
 def main() -> None:

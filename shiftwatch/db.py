@@ -101,11 +101,7 @@ def import_all_models() -> None:
     import importlib
 
     for module in MODEL_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):  # a domain without tables yet is fine; a broken import is not
-                raise
+        importlib.import_module(module)
 
 
 # Every module that defines tables, lowest layer first.
