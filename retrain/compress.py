@@ -3,7 +3,9 @@
 Steps run in a fixed order whatever order they are named in: distillation first (the
 student learns from the full teacher), then channel pruning of whatever model that left,
 then export + parity, then int8 PTQ. When PTQ costs more than ``max_ptq_drop`` top-1 on
-the evaluation set, quantization-aware fine-tuning runs and PTQ is repeated on its weights.
+the evaluation set or misses the agreement bar, quantization-aware fine-tuning runs and PTQ
+is repeated on its weights; when that still disagrees, the fp32 artifact ships
+(``int8_policy``), and ``details["quantization"]`` says which and why.
 """
 
 from __future__ import annotations
@@ -17,16 +19,15 @@ import numpy as np
 
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.distill import DistillConfig
-from shiftwatch.retrain.export import ParityReport, check_parity, export_artifact
+from shiftwatch.retrain.export import ExportResult, ParityReport, export_artifact
+from shiftwatch.retrain.int8_policy import choose_int8
 from shiftwatch.retrain.prune import PruneConfig
 from shiftwatch.retrain.qat import QATConfig
-from shiftwatch.retrain.quantize import QuantizeConfig, quantize_int8
+from shiftwatch.retrain.quantize import QuantizeConfig
 from shiftwatch.retrain.runtime import OnnxClassifier
 
 STEPS = ("distill", "prune", "qat", "ptq")  # run order
 DEFAULT_STEPS = ("distill", "prune", "ptq")
-# int8 artifacts are judged on their answers: at least 97% the same top-1 as the fp32 torch
-# model they were quantized from (a graph with wrong weights or scales falls far below).
 QUANTIZED_MIN_AGREEMENT = 0.97
 
 StepProgress = Callable[[str, int, int], None]  # (step, done, total)
@@ -56,6 +57,9 @@ class CompressConfig:
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
     # The most top-1 (a fraction: 0.01 = one point) PTQ may cost before QAT takes over.
     max_ptq_drop: float = 0.01
+    # An int8 artifact must give the same top-1 as its fp32 model on this share of the
+    # evaluation inputs, or it is declined (a graph with wrong weights or scales falls far below).
+    quantized_min_agreement: float = QUANTIZED_MIN_AGREEMENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,25 +128,29 @@ def compress(
     report("export", 1, 1)
     result_path, quantized_parity = exported.path, None
     if "ptq" in config.steps:
-        fp32_accuracy = onnx_accuracy(exported.path, eval_images, eval_labels)
-        int8_path = quantize_int8(exported.raw_path, workdir / "int8.onnx", calibration_images, config.quantize)
-        drop = fp32_accuracy - onnx_accuracy(int8_path, eval_images, eval_labels)
-        details["ptq_accuracy_drop"] = round(drop, 4)
-        if drop > config.max_ptq_drop and "qat" not in applied:
-            current = quantization_aware_finetune(
-                current, train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits, progress=epochs("qat")
-            )
+
+        def retrain_with_qat(model: Any) -> tuple[Any, ExportResult]:
+            qat_model = quantization_aware_finetune(  # on a copy: the pre-QAT model is the fp32 fallback
+                model_from_state(model.state_dict()), train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits,
+                progress=epochs("qat"),
+            )  # fmt: skip
+            return qat_model, export_artifact(qat_model, workdir / "qat", eval_images, name="fp32")
+
+        choice = choose_int8(
+            current, exported, workdir, eval_images, calibration_images,
+            lambda path: onnx_accuracy(path, eval_images, eval_labels),
+            config=config.quantize, max_drop=config.max_ptq_drop, min_agreement=config.quantized_min_agreement,
+            qat_applied="qat" in applied, retrain_with_qat=retrain_with_qat,
+        )  # fmt: skip
+        current, exported = choice.model, choice.exported
+        details["quantization"] = choice.details()
+        if choice.qat_applied and "qat" not in applied:
             applied.append("qat")
-            exported = export_artifact(current, workdir, eval_images, name="fp32")
-            int8_path = quantize_int8(exported.raw_path, workdir / "int8.onnx", calibration_images, config.quantize)
-            details["qat_accuracy_drop"] = round(
-                onnx_accuracy(exported.path, eval_images, eval_labels) - onnx_accuracy(int8_path, eval_images, eval_labels), 4
-            )
-        applied.append("ptq")
-        quantized_parity = check_parity(
-            current, int8_path, eval_images, atol=None, min_agreement=QUANTIZED_MIN_AGREEMENT
-        )
-        result_path = int8_path
+        if choice.int8_path is not None:
+            applied.append("ptq")
+            result_path, quantized_parity = choice.int8_path, choice.parity
+        else:
+            result_path = exported.path
         report("ptq", 1, 1)
     return CompressionResult(
         model=current,

@@ -22,10 +22,14 @@ from shiftwatch.retrain.qat import QATConfig  # noqa: E402
 from shiftwatch.retrain.quantize import quantize_int8  # noqa: E402
 from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, accuracy, deterministic, fit, predict  # noqa: E402
 
-# Tiny epochs keep this file fast; the tolerance is therefore looser than the benchmark's 1 point.
+# Short schedules keep this file fast; the tolerance is therefore looser than the benchmark's
+# 1 point. Float training differs between CPUs (oneDNN/MKL kernels per ISA), so the student
+# trains for the product's default 12 epochs: over 5 teachers x {AVX-512, AVX2} it ended 0 to
+# 0.6 points below its teacher, where 4 epochs ended 3.6 to 8.9 points below (at the edge of
+# this tolerance, and past it on AMD) and 8 epochs 0.3 to 2.5 (docs/retrain.md, reproducibility).
 TOLERANCE = 0.04
 FAST = CompressConfig(
-    distill=DistillConfig(epochs=4), prune=PruneConfig(finetune_epochs=1), qat=QATConfig(epochs=1)
+    distill=DistillConfig(), prune=PruneConfig(finetune_epochs=1), qat=QATConfig(epochs=1)
 )
 
 
@@ -102,8 +106,19 @@ def test_all_steps_compose_and_qat_takes_over_when_ptq_loses_too_much(teacher, t
     # A negative allowance makes any PTQ result "too lossy", so the QAT fallback must run.
     result = run(teacher, tmp_path, ("distill", "prune", "ptq"), max_ptq_drop=-1.0)
     assert result.steps_applied == ("distill", "prune", "qat", "ptq")
-    assert "qat_accuracy_drop" in result.details
+    assert [a["recipe"] for a in result.details["quantization"]["attempts"]] == ["ptq", "qat+ptq"]
+    assert result.details["quantization"]["outcome"] == "int8 from qat+ptq"
     assert result.model.channels == (6, 12, 24)
+    assert_close_to_teacher(teacher, result.path)
+
+
+def test_int8_that_misses_the_agreement_bar_is_declined_for_the_fp32_artifact(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run(teacher, tmp_path, ("ptq",), quantized_min_agreement=1.01)
+    assert result.steps_applied == () and result.path == result.fp32_path and result.quantized_parity is None
+    attempts = result.details["quantization"]["attempts"]
+    assert [a["recipe"] for a in attempts] == ["ptq", "qat+ptq"] and not any(a["parity_ok"] for a in attempts)
+    assert all(a["top1_agreement"] > 0.9 for a in attempts)  # close, but not the 1.01 asked for
+    assert not (tmp_path / "int8.onnx").exists()  # nothing half-chosen is left beside the artifact
     assert_close_to_teacher(teacher, result.path)
 
 

@@ -95,6 +95,18 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
         assert label_with_oracle(session, "digits", lambda ref: truth[ref]) == len(records)
 
 
+def assert_quantization_recorded(report: dict) -> None:
+    """PTQ was tried first; the shipped artifact and the recorded outcome say the same thing."""
+    quantization = report["compression"]["quantization"]
+    assert quantization["attempts"][0]["recipe"] == "ptq"
+    if quantization["outcome"].startswith("int8"):
+        assert report["compression_steps"][-1] == "ptq" and report["quantized_parity"]["ok"]
+        assert quantization["attempts"][-1]["parity_ok"]
+    else:  # int8 declined on this CPU: the fp32 artifact ships and the gate judged it
+        assert report["compression_steps"] == [] and report["quantized_parity"] is None
+        assert len(quantization["attempts"]) == 2 and not quantization["attempts"][-1]["parity_ok"]
+
+
 @pytest.mark.slow
 def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
     db: Database, settings: Settings, production: ModelVersion
@@ -118,7 +130,8 @@ def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
         report = row.report
         assert set(report["latency_ms"]) == {"batch1", "batch32"}
         assert {"p50_ms", "p99_ms"} <= set(report["latency_ms"]["batch32"])
-        assert report["compression_steps"] == ["ptq"] and report["size_bytes"] == artifact.stat().st_size
+        assert report["size_bytes"] == artifact.stat().st_size
+        assert_quantization_recorded(report)
         assert report["parity"]["ok"] and report["accuracy_old"] > 0.85 and report["accuracy_new"] > report["gate"]["accuracy_new"]["production"]
         weights = settings.data_dir / report["weights_path"]
         assert hashlib.sha256(weights.read_bytes()).hexdigest() == report["weights_sha256"]
@@ -130,6 +143,32 @@ def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_an_int8_artifact_that_misses_the_agreement_bar_ships_fp32_and_the_run_says_why(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    """No CPU meets an agreement of 1.01: PTQ, then QAT, are tried and declined; the run still succeeds."""
+    log_and_label(db, settings, rotated_samples())
+    from shiftwatch.retrain.labeled import labeled_data
+
+    with db.session() as session:
+        labeled = labeled_data(session, settings, "digits")
+    config = replace(FAST, compress=replace(FAST.compress, quantized_min_agreement=1.01))
+    outcome = retrain(db, settings, "digits", labeled, config)
+    assert outcome.status == "succeeded", outcome.report.get("gate")
+    quantization = outcome.report["compression"]["quantization"]
+    assert [a["recipe"] for a in quantization["attempts"]] == ["ptq", "qat+ptq"]
+    assert quantization["outcome"].startswith("fp32: int8 declined") and "needed 1.01" in quantization["outcome"]
+    assert outcome.report["compression_steps"] == [] and outcome.report["quantized_parity"] is None
+    with db.session() as session:
+        row = registry.get_version(session, "digits", outcome.version)
+        run = session.get(TrainingRun, outcome.run_id)
+        assert run is not None and run.metrics["compression"]["quantization"] == quantization
+        artifact = settings.data_dir / row.artifact_path
+    ops = {node.op_type for node in __import__("onnx").load(artifact).graph.node}
+    assert "QLinearConv" not in ops and "QuantizeLinear" not in ops  # the fp32 graph shipped
+
+
 def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered(
     db: Database, settings: Settings, production: ModelVersion
 ) -> None:
