@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -33,6 +33,9 @@ from shiftwatch.retrain.digits import split_digits
 from shiftwatch.retrain.measure import time_calls
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy, save_weights, train_reference
 from shiftwatch.retrain.runtime import OnnxClassifier
+
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import machine_facts  # noqa: E402
 
 VARIANTS = (
     ("ORT fp32", ()),
@@ -107,8 +110,7 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
         "benchmark": "compress", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": 1},
+        "machine": {**machine_facts(), "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": 1},
         "inputs": {"dataset": "sklearn digits 32x32, test split seed 0", "test_images": int(len(test_y))},
         "method": {"rounds": args.rounds, "calls_per_round": args.calls, "statistic": "median of per-round medians",
                    "clocks": "latency_* wall time (perf_counter); cpu_latency_* calling thread's CPU time (thread_time)"},

@@ -76,6 +76,18 @@ def test_ptq_gives_an_int8_qdq_model_three_times_smaller(teacher, tmp_path: Path
     assert_close_to_teacher(teacher, result.path)
 
 
+def test_int8_weights_use_seven_bits_so_cpus_without_vnni_cannot_saturate(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """AVX2 U8S8 kernels add two u8 x s8 products in int16: 2 x 255 x 64 fits, 2 x 255 x 127 does not."""
+    from onnx import numpy_helper
+
+    result = run(teacher, tmp_path, ("ptq",))
+    weights = [numpy_helper.to_array(t) for t in onnx.load(result.path).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]  # fmt: skip
+    assert len(weights) == 5  # three convs, the embedding and the head all run in int8
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64
+    assert 2 * 255 * 64 <= np.iinfo(np.int16).max
+
+
 def test_channel_pruning_really_shrinks_the_exported_graph(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model, _ = teacher
     result = run(teacher, tmp_path, ("prune",))

@@ -1,0 +1,44 @@
+"""What a figure was measured on: CPU model, the widest vector ISA, cores; every bench JSON carries it.
+
+Float results of training and the speed of int8 kernels both depend on the CPU (AVX2 vs
+AVX-512, VNNI, AMX), so a figure without its CPU cannot be compared with the next machine's.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+
+def _cpuinfo() -> dict[str, str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    facts: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        facts.setdefault(key.strip(), value.strip())
+    return facts
+
+
+def widest_isa(flags: set[str]) -> str:
+    """The widest x86 vector extension the CPU reports, with the int8 helpers beside it."""
+    base = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE/other"
+    extras = [name for flag, name in (("avx512_vnni", "VNNI"), ("avx_vnni", "AVX-VNNI"), ("amx_int8", "AMX")) if flag in flags]
+    return " + ".join([base, *extras])
+
+
+def machine_facts() -> dict[str, object]:
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    capped = {name: os.environ[name] for name in ("ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if name in os.environ}
+    return {
+        "cpu": info.get("model name", platform.processor() or platform.machine()),
+        "vendor": info.get("vendor_id", "unknown"),
+        "isa": widest_isa(flags),
+        "isa_caps": capped,  # oneDNN/MKL capped below what the CPU offers, when set
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+    }
