@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from hostile_support import HealthWatch, json_bomb, peak_rss_bytes, png_claiming, send_hostile  # noqa: E402
+from hostile_support import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile  # noqa: E402
 from pg_processes import ServeProcess  # noqa: E402
 from rollout_support import add_version  # noqa: E402
 
@@ -30,19 +30,6 @@ from shiftwatch.settings import Settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "hostile_load.json"
 MIB = 2**20
-
-
-def hostile_bodies() -> list[tuple[str, bytes, dict[str, str]]]:
-    ingest = {"content-type": "application/json", "content-encoding": "gzip"}
-    png = {"content-type": "image/png"}
-    big_json, capped_json = json_bomb(60 * MIB, dim=128), json_bomb(15 * MIB, dim=128)
-    big_png, huge_png = png_claiming(12000, 12000), png_claiming(20000, 20000, rgb=False)
-    return (
-        [("/v1/predictions", big_json, ingest)] * 6
-        + [("/v1/predictions", capped_json, ingest)] * 6
-        + [("/v1/models/digits/predict", big_png, png)] * 3
-        + [("/v1/models/digits/predict", huge_png, png)]
-    )
 
 
 def run(label: str) -> dict:

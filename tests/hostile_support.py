@@ -49,6 +49,21 @@ def png_claiming(width: int, height: int, *, rgb: bool = True) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
+def hostile_bodies() -> list[tuple[str, bytes, dict[str, str]]]:
+    """The load of issue 13 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB), 4 huge PNGs."""
+    mib = 2**20
+    ingest = {"content-type": "application/json", "content-encoding": "gzip"}
+    png = {"content-type": "image/png"}
+    big_json, capped_json = json_bomb(60 * mib, dim=128), json_bomb(15 * mib, dim=128)
+    big_png, huge_png = png_claiming(12000, 12000), png_claiming(20000, 20000, rgb=False)
+    return (
+        [("/v1/predictions", big_json, ingest)] * 6
+        + [("/v1/predictions", capped_json, ingest)] * 6
+        + [("/v1/models/digits/predict", big_png, png)] * 3
+        + [("/v1/models/digits/predict", huge_png, png)]
+    )
+
+
 def peak_rss_bytes(pid: int) -> int:
     """The process's peak resident set (VmHWM), from /proc (Linux)."""
     with open(f"/proc/{pid}/status") as status:
