@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
 import numpy as np
-from rollout_support import add_version, png_image
+from rollout_support import add_version, predict_burst
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction
@@ -27,20 +24,7 @@ def test_bad_request_id_among_concurrent_good_ones_is_refused_and_every_answer_i
         {"x-stream-id": "s" * 201},
     ]
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
-            return await asyncio.gather(
-                *[
-                    client.post(
-                        "/v1/models/digits/predict",
-                        content=png_image(i),
-                        headers={"content-type": "image/png", **extra},
-                    )
-                    for i, extra in enumerate(headers)
-                ]
-            )
-
-    responses = asyncio.run(burst())
+    responses = predict_burst(live_server.url, headers)
     answered = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
     assert len(answered) == 50, [r.text for r in refused]
