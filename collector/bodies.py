@@ -91,7 +91,7 @@ async def read_raw(request: Request, limit: int, limit_name: str, timeout_s: flo
                 reservation.charge(len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
-        raise SlowBody(f"body: not received within {timeout_s:g} s ({size} bytes arrived)") from None
+        raise SlowBody(f"body: not received within {timeout_s:g} s, SHIFTWATCH_BODY_READ_TIMEOUT_S ({size} bytes arrived)") from None
     return b"".join(chunks)
 
 
@@ -117,6 +117,13 @@ def inflate(body: bytes, encoding: str, limit: int, limit_name: str, reservation
     if not inflater.eof:
         raise Invalid("body", f"{encoding} data is truncated")
     return b"".join(parts)
+
+
+def inflated_limit(media_type: str, settings: Settings) -> tuple[int, str]:
+    """How large a body of this media type may inflate to, and the setting that says so."""
+    if media_type == "application/json":  # parse cost, not transfer, is what a JSON body's size bounds
+        return min(settings.max_json_bytes, settings.max_request_bytes), "SHIFTWATCH_MAX_JSON_BYTES"
+    return settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
 
 
 async def read_body(request: Request, settings: Settings, *, limit: int, limit_name: str, reservation: Reservation) -> bytes:

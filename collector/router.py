@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, ValidationError
 from shiftwatch.artifacts import verify_onnx_artifact
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
-from shiftwatch.collector.bodies import Reservation, read_body
+from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
@@ -113,12 +113,9 @@ JSON_PARSE_FACTOR = 4
 
 async def _parsed_chunks(request: Request, content_type: str, settings: Settings, reservation: Reservation) -> list:
     """Read (bounded in size, time and shared budget) and parse the body off the event loop."""
-    if content_type == wire.CONTENT_TYPE:
-        limit, name = settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
-    elif content_type == "application/json":
-        limit, name = min(settings.max_json_bytes, settings.max_request_bytes), "SHIFTWATCH_MAX_JSON_BYTES"
-    else:
+    if content_type not in (wire.CONTENT_TYPE, "application/json"):
         raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
+    limit, name = inflated_limit(content_type, settings)
     body = await read_body(request, settings, limit=limit, limit_name=name, reservation=reservation)
     if content_type == wire.CONTENT_TYPE:
         return [(await run_in_threadpool(_npz_batch, body, settings.max_request_bytes), None)]

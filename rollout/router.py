@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.auth import Principal, require
-from shiftwatch.collector.bodies import Reservation, read_body
+from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.dependencies import get_db, get_settings
@@ -37,10 +37,7 @@ async def predict(
     _: Principal = Depends(require("ingest")),
 ):
     content_type = request.headers.get("content-type", "")
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        limit, limit_name = min(settings.max_json_bytes, settings.max_request_bytes), "SHIFTWATCH_MAX_JSON_BYTES"
-    else:
-        limit, limit_name = settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
+    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), settings)
     with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:
         body = await read_body(request, settings, limit=limit, limit_name=limit_name, reservation=reservation)
         answer = await gateway.predict(
