@@ -91,7 +91,9 @@ async def read_raw(request: Request, limit: int, limit_name: str, timeout_s: flo
                 reservation.charge(len(chunk))
                 chunks.append(chunk)
     except TimeoutError:
-        raise SlowBody(f"body: not received within {timeout_s:g} s, SHIFTWATCH_BODY_READ_TIMEOUT_S ({size} bytes arrived)") from None
+        raise SlowBody(
+            f"body: not received within {timeout_s:g} s, SHIFTWATCH_BODY_READ_TIMEOUT_S ({size} bytes arrived)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -126,7 +128,9 @@ def inflated_limit(media_type: str, settings: Settings) -> tuple[int, str]:
     return settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
 
 
-async def read_body(request: Request, settings: Settings, *, limit: int, limit_name: str, reservation: Reservation) -> bytes:
+async def read_body(
+    request: Request, settings: Settings, *, limit: int, limit_name: str, reservation: Reservation
+) -> bytes:
     """The request body, decompressed (gzip/deflate) in a worker thread, within ``limit`` bytes.
 
     As sent, a body may take ``max_request_bytes`` and ``body_read_timeout_s``; ``limit`` bounds

@@ -97,7 +97,8 @@ def _check_member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Non
             version = np.lib.format.read_magic(member)
             if version not in ((1, 0), (2, 0)):
                 raise ValueError(f"format version {version} is not accepted")
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            formats = np.lib.format
+            read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
             shape, _, dtype = read_header(member, max_header_size=10_000)
             offset = member.tell()
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
@@ -105,10 +106,9 @@ def _check_member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Non
     if dtype.hasobject:
         raise WireError(name, "holds Python objects; only numeric and string arrays are accepted")
     claimed = dtype.itemsize * math.prod(shape)
-    if claimed > info.file_size - offset:
-        raise WireError(
-            name, f"header claims shape {tuple(shape)} of {dtype} ({claimed} bytes) but the member holds {info.file_size - offset}"
-        )
+    held = info.file_size - offset
+    if claimed > held:
+        raise WireError(name, f"header claims shape {tuple(shape)} of {dtype} ({claimed} bytes); the member holds {held}")
 
 
 def decode(body: bytes, *, max_unpacked_bytes: int) -> ColumnBatch:

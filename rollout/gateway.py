@@ -253,7 +253,7 @@ class Gateway:
         routing_key: str | None = None,
         stream_id: str | None = None,
     ) -> Answer:
-        check_log_metadata(request_id=request_id, stream_id=stream_id)  # a bad one is this client's 422, not the batch's
+        check_log_metadata(request_id=request_id, stream_id=stream_id)  # this client's 422, not the log batch's
         table = await self.table(model_name)
         request_id = request_id or uuid.uuid4().hex
         served, route = table.production, "production"

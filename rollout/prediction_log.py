@@ -135,7 +135,8 @@ class PredictionLogWriter:
         if errors:
             self._store(errors, self._insert_errors, "serving error")
 
-    def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str) -> None:
+    def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
+               ) -> None:
         """Write the rows in one transaction; if that fails, row by row, so one bad row loses only itself."""
         try:
             write(rows)

@@ -62,7 +62,7 @@ def test_npz_member_claiming_8_tib_is_422_before_allocation(api, db, digits_mode
     body = lying_npz("embeddings", (2**20, 2**21))  # 2^41 float32 = 8 TiB
     detail = refused(api.post("/v1/predictions", content=body, headers={"content-type": CONTENT_TYPE}),
                      422, "embeddings")["detail"]
-    assert "8796093022208 bytes" in detail
+    assert "8796093022208 bytes); the member holds 64" in detail
     assert stored(db) == 0
 
 
