@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -49,8 +50,24 @@ def png_claiming(width: int, height: int, *, rgb: bool = True) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
 
-def hostile_bodies() -> list[tuple[str, bytes, dict[str, str]]]:
-    """The load of issue 13 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB), 4 huge PNGs."""
+class Streamed:
+    """A body sent chunked (no ``Content-Length``): ``size`` zero bytes, a MiB at a time, never all in memory here."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = b"\0" * 2**20
+        for _ in range(self.size // len(chunk)):
+            yield chunk
+
+
+Body = bytes | Streamed
+
+
+def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
+    """The load of issues 13 and 16.12 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB),
+    4 PNGs claiming huge sizes, and 2 bodies of 300 MiB streamed to the gateway without a length."""
     mib = 2**20
     ingest = {"content-type": "application/json", "content-encoding": "gzip"}
     png = {"content-type": "image/png"}
@@ -61,6 +78,7 @@ def hostile_bodies() -> list[tuple[str, bytes, dict[str, str]]]:
         + [("/v1/predictions", capped_json, ingest)] * 6
         + [("/v1/models/digits/predict", big_png, png)] * 3
         + [("/v1/models/digits/predict", huge_png, png)]
+        + [("/v1/models/digits/predict", Streamed(300 * mib), png)] * 2
     )
 
 
@@ -112,13 +130,14 @@ class HealthWatch:
         return max(self.latencies, default=0.0)
 
 
-def send_hostile(url: str, bodies: list[tuple[str, bytes, dict[str, str]]], timeout_s: float = 120.0) -> list[int]:
-    """POST every (path, body, headers) at once, one thread each; returns each status (0 = connection failed)."""
+def send_hostile(url: str, bodies: list[tuple[str, Body, dict[str, str]]], timeout_s: float = 120.0) -> list[int]:
+    """POST every (path, body, headers) at once, one thread each; returns each status (0 = no answer came back)."""
     statuses = [0] * len(bodies)
 
-    def send(index: int, path: str, body: bytes, headers: dict[str, str]) -> None:
+    def send(index: int, path: str, body: Body, headers: dict[str, str]) -> None:
+        content = iter(body) if isinstance(body, Streamed) else body
         try:
-            statuses[index] = httpx.post(f"{url}{path}", content=body, headers=headers, timeout=timeout_s).status_code
+            statuses[index] = httpx.post(f"{url}{path}", content=content, headers=headers, timeout=timeout_s).status_code
         except httpx.HTTPError:
             statuses[index] = 0
 
