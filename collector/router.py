@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from pydantic import AwareDatetime, ValidationError
 from shiftwatch.artifacts import verify_onnx_artifact
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
+from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
@@ -31,7 +31,7 @@ from shiftwatch.collector.schemas import (
 )
 from shiftwatch.db import Database
 from shiftwatch.dependencies import get_db, get_settings
-from shiftwatch.errors import Invalid, ShiftwatchError, TooLarge, Unavailable
+from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["collector"])
@@ -94,32 +94,6 @@ class IngestGate:
         self._slots.release()
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, decompressed, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body: {declared} bytes, over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body: over the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "").lower()
-    if encoding in ("gzip", "deflate"):
-        try:
-            inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-            body = inflater.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise Invalid("body", f"not valid {encoding} data ({exc})") from None
-        if len(body) > limit:
-            raise TooLarge(f"body: decompresses to over the limit of {limit} bytes")
-    elif encoding not in ("", "identity"):
-        raise Invalid("content-encoding", f"{encoding!r} is not supported (use gzip)")
-    return body
-
-
 def _json_chunks(body: bytes) -> list:
     try:
         batch = PredictionBatchIn.model_validate_json(body)
@@ -132,6 +106,30 @@ def _json_chunks(body: bytes) -> list:
     return batch.to_chunks()
 
 
+# Parsed JSON holds Python objects worth 3-8x its bytes (pydantic rows, float lists); the budget is
+# charged this much per body byte before parsing. .npz decodes into arrays about its own size.
+JSON_PARSE_FACTOR = 4
+
+
+async def _parsed_chunks(request: Request, content_type: str, settings: Settings, reservation: Reservation) -> list:
+    """Read (bounded in size, time and shared budget) and parse the body off the event loop."""
+    if content_type not in (wire.CONTENT_TYPE, "application/json"):
+        raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
+    limit, name = inflated_limit(content_type, settings)
+    body = await read_body(request, settings, limit=limit, limit_name=name, reservation=reservation)
+    if content_type == wire.CONTENT_TYPE:
+        return [(await run_in_threadpool(_npz_batch, body, settings.max_request_bytes), None)]
+    reservation.charge(len(body) * JSON_PARSE_FACTOR)
+    return await run_in_threadpool(_json_chunks, body)
+
+
+def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
+    try:
+        return wire.decode(body, max_unpacked_bytes=max_unpacked_bytes)
+    except wire.WireError as exc:
+        raise Invalid(exc.field, exc.why) from None
+
+
 @router.post("/predictions", response_model=IngestOut)
 async def post_predictions(
     request: Request,
@@ -139,25 +137,21 @@ async def post_predictions(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
 ):
-    """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id."""
+    """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id.
+
+    The in-flight slot is taken only once the body is read and parsed: a slow upload holds
+    memory from the shared budget, never a slot other clients need to store.
+    """
     started = time.perf_counter()
     gate: IngestGate = request.app.state.ingest_gate
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     try:
-        with gate:
-            body = await read_body(request, settings.max_request_bytes)
-            if content_type == wire.CONTENT_TYPE:
-                try:
-                    chunks = [(wire.decode(body, max_unpacked_bytes=settings.max_request_bytes), None)]
-                except wire.WireError as exc:
-                    raise Invalid(exc.field, exc.why) from None
-            elif content_type == "application/json":
-                chunks = await run_in_threadpool(_json_chunks, body)
-            else:
-                raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
-            result = await run_in_threadpool(
-                ingest, db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days
-            )
+        with Reservation(request.app.state.parse_budget) as reservation:
+            chunks = await _parsed_chunks(request, content_type, settings, reservation)
+            with gate:
+                result = await run_in_threadpool(
+                    ingest, db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days
+                )
     except ShiftwatchError as exc:
         metrics.REJECTED.labels(reason=type(exc).__name__).inc()
         raise

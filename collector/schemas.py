@@ -64,7 +64,7 @@ class PredictionIn(BaseModel):
     route: Literal["production", "canary", "shadow"] = "production"
     request_id: str | None = Field(None, max_length=200)
     stream_id: str | None = Field(None, max_length=200)
-    predicted_class: int = Field(ge=0)
+    predicted_class: int = Field(ge=0, le=2**31 - 1)  # the column is int4; larger would overflow, not validate
     confidence: float = Field(ge=0, le=1)
     probabilities: list[float] | None = None
     embedding: list[float] | None = None

@@ -8,6 +8,7 @@ and probabilities as float32 matrices. It is ~4 bytes per embedding value instea
 from __future__ import annotations
 
 import io
+import math
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -84,6 +85,32 @@ class WireError(ValueError):
         self.why = why
 
 
+def _check_member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse a member whose ``.npy`` header claims more data than the member holds, before numpy allocates it.
+
+    ``np.load`` allocates the array its header describes; an 8 TiB shape in a 100-byte member
+    would otherwise fail inside numpy (MemoryError, a 500) or take the memory.
+    """
+    name = info.filename.removesuffix(".npy")
+    try:
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"format version {version} is not accepted")
+            formats = np.lib.format
+            read_header = formats.read_array_header_1_0 if version == (1, 0) else formats.read_array_header_2_0
+            shape, _, dtype = read_header(member, max_header_size=10_000)
+            offset = member.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as exc:
+        raise WireError(name, f"is not a valid .npy member ({exc})") from None
+    if dtype.hasobject:
+        raise WireError(name, "holds Python objects; only numeric and string arrays are accepted")
+    claimed = dtype.itemsize * math.prod(shape)
+    held = info.file_size - offset
+    if claimed > held:
+        raise WireError(name, f"header claims shape {tuple(shape)} of {dtype} ({claimed} bytes); the member holds {held}")
+
+
 def decode(body: bytes, *, max_unpacked_bytes: int) -> ColumnBatch:
     """Parse ``.npz`` bytes into a batch, refusing pickles and archives that unpack too large."""
     try:
@@ -93,6 +120,8 @@ def decode(body: bytes, *, max_unpacked_bytes: int) -> ColumnBatch:
         raise WireError("body", f"not an .npz archive ({exc})") from None
     if unpacked > max_unpacked_bytes:
         raise WireError("body", f"unpacks to {unpacked} bytes, over the limit of {max_unpacked_bytes}")
+    for info in archive.infolist():
+        _check_member_header(archive, info)
     try:
         loaded = np.load(io.BytesIO(body), allow_pickle=False)
         arrays = {name: loaded[name] for name in loaded.files}

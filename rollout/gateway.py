@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.models import Rollout
-from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter
+from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
 from shiftwatch.rollout.routing import goes_to_canary
 from shiftwatch.settings import Settings
 
@@ -112,6 +113,10 @@ class Gateway:
         # path's threads win the CPU (ORT releases the GIL, so the nice value is what counts).
         self.shadow_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ort-shadow",
                                                   initializer=_lower_thread_priority)
+        # Image decoding (CPU, and up to gateway_max_image_pixels x 3 bytes each) in its own few threads:
+        # the event loop keeps answering, and concurrent huge images cannot all be in memory at once.
+        self.decode_executor = ThreadPoolExecutor(max_workers=settings.gateway_decode_threads,
+                                                  thread_name_prefix="decode")
         self.writer = PredictionLogWriter(db, settings)
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}
@@ -248,6 +253,7 @@ class Gateway:
         routing_key: str | None = None,
         stream_id: str | None = None,
     ) -> Answer:
+        check_log_metadata(request_id=request_id, stream_id=stream_id)  # this client's 422, not the log batch's
         table = await self.table(model_name)
         request_id = request_id or uuid.uuid4().hex
         served, route = table.production, "production"
@@ -258,7 +264,10 @@ class Gateway:
             and goes_to_canary(table.rollout_id, routing_key or request_id, table.share)
         ):
             served, route = table.candidate, "canary"
-        decoded = decode(body, content_type, served.input_spec)
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            self.decode_executor,
+            partial(decode, body, content_type, served.input_spec, max_pixels=self.settings.gateway_max_image_pixels),
+        )
         try:
             result, latency_ms = await self._run(served, decoded)
         except Exception as exc:  # noqa: BLE001 - a failing canary falls back to production
@@ -352,3 +361,4 @@ class Gateway:
         self.writer.close()
         self.executor.shutdown(wait=True)
         self.shadow_executor.shutdown(wait=True)
+        self.decode_executor.shutdown(wait=True)

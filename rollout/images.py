@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from shiftwatch.errors import Invalid
+from shiftwatch.errors import Invalid, TooLarge
 
 DEFAULT_SHAPE = (1, 32, 32)
 
@@ -31,32 +31,71 @@ def input_shape(input_spec: dict[str, Any]) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def decode(body: bytes, content_type: str, input_spec: dict[str, Any]) -> DecodedInput:
-    """Raw image bytes (Content-Type image/*) or a JSON array of shape [H, W] or [C, H, W] with values in 0..1."""
-    channels, height, width = input_shape(input_spec)
+# A JSON number as clients send it ("0.123456789, ") is at most ~25 characters: a body longer than
+# this per value cannot be the model's input, so it is refused before json.loads spends time on it.
+JSON_BYTES_PER_VALUE = 32
+
+
+def decode(body: bytes, content_type: str, input_spec: dict[str, Any], *, max_pixels: int) -> DecodedInput:
+    """Raw image bytes (Content-Type image/*) or a JSON array of shape [H, W] or [C, H, W] with values in 0..1.
+
+    CPU-heavy: the gateway runs it in its decode threads, never on the event loop.
+    """
+    shape = input_shape(input_spec)
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("image/"):
-        try:
-            image = Image.open(io.BytesIO(body))
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
-        except (UnidentifiedImageError, OSError, ValueError):
-            raise Invalid("body", "is not a readable PNG or JPEG image") from None
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-        return DecodedInput(np.ascontiguousarray(array), body, "jpg" if "jp" in media else "png")
+        tensor = _image_tensor(body, shape, max_pixels)
+        return DecodedInput(tensor, body, "jpg" if "jp" in media else "png")
     if media == "application/json":
-        try:
-            array = np.asarray(json.loads(body), dtype=np.float32)
-        except (ValueError, TypeError):
-            raise Invalid("body", "must be a JSON array of numbers") from None
-        if array.ndim == 2:
-            array = array[None]
-        if array.shape != (channels, height, width):
-            raise Invalid("body", f"array has shape {list(array.shape)}; the model takes {[channels, height, width]}")
-        if not np.isfinite(array).all():
-            raise Invalid("body", "array values must be finite")
-        return DecodedInput(np.ascontiguousarray(array), None, "png")
+        return DecodedInput(_json_tensor(body, shape), None, "png")
     raise Invalid("content-type", "send image/png, image/jpeg or application/json")
+
+
+def _image_tensor(body: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    """Read the header first (``Image.open`` is lazy) and refuse too many pixels before any are decoded."""
+    channels, height, width = shape
+    try:
+        image = Image.open(io.BytesIO(body), formats=["PNG", "JPEG"])
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"image: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise Invalid("body", "is not a readable PNG or JPEG image") from None
+    columns, rows = image.size
+    if columns * rows > max_pixels:
+        raise TooLarge(
+            f"image: {columns}x{rows} = {columns * rows} pixels, over the limit of {max_pixels}"
+            " (SHIFTWATCH_GATEWAY_MAX_IMAGE_PIXELS); resize it before sending"
+        )
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        image.draft(mode, (width, height))  # JPEG decodes straight at 1/2..1/8 scale; no-op for PNG
+        image = image.convert(mode).resize((width, height))
+    except Image.DecompressionBombError as exc:
+        raise TooLarge(f"image: {exc}") from None
+    except (OSError, ValueError, SyntaxError):
+        raise Invalid("body", "is not a readable PNG or JPEG image (corrupt or truncated)") from None
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
+    return np.ascontiguousarray(array)
+
+
+def _json_tensor(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+    limit = JSON_BYTES_PER_VALUE * int(np.prod(shape)) + 1024
+    if len(body) > limit:
+        raise TooLarge(f"body: {len(body)} bytes of JSON, more than an array of shape {list(shape)} needs ({limit})")
+    try:
+        array = np.asarray(json.loads(body), dtype=np.float32)
+    except RecursionError:
+        raise Invalid("body", f"JSON is nested too deeply; send an array of shape {list(shape)}") from None
+    except (ValueError, TypeError):
+        raise Invalid("body", "must be a JSON array of numbers") from None
+    if array.ndim == 2:
+        array = array[None]
+    if array.shape != shape:
+        raise Invalid("body", f"array has shape {list(array.shape)}; the model takes {list(shape)}")
+    if not np.isfinite(array).all():
+        raise Invalid("body", "array values must be finite")
+    return np.ascontiguousarray(array)
 
 
 def stored_bytes(decoded: DecodedInput) -> bytes:

@@ -2,7 +2,8 @@
 
 The response never waits for the database. A thread drains a queue every ``flush_interval_s`` (or
 at ``max_rows``), stores each input image once in the content-addressed InputStore, and writes the
-rows through the collector's in-process ``log_predictions`` in one transaction. ``close()`` drains
+rows through the collector's in-process ``log_predictions`` in one transaction; if that transaction
+fails, row by row, so one unstorable row never takes the others with it. ``close()`` drains
 everything still queued, so a clean shutdown loses nothing.
 """
 
@@ -12,16 +13,21 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import insert
+from sqlalchemy.exc import OperationalError
 
+from shiftwatch.collector.ingest import MAX_LENGTHS
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
+from shiftwatch.errors import Invalid
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
 from shiftwatch.rollout.models import ServingError
+from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,22 @@ class PendingError:
     route: str
     request_id: str | None
     error: str
+
+
+def check_log_metadata(*, request_id: str | None, stream_id: str | None) -> None:
+    """Refuse, before the client is answered, metadata the predictions table cannot store.
+
+    Checked per request so a bad header is that client's 422: queued, it would fail the shared
+    batch it lands in (issue 16: one 201-character request id hid up to 20 other clients' rows).
+    """
+    for header, value in ((REQUEST_ID_HEADER, request_id), (STREAM_ID_HEADER, stream_id)):
+        if value is None:
+            continue
+        limit = MAX_LENGTHS[header.removeprefix("x-").replace("-", "_")]
+        if len(value) > limit:
+            raise Invalid(header, f"{len(value)} characters, longer than the {limit} the log stores")
+        if "\x00" in value:
+            raise Invalid(header, "contains a NUL character")
 
 
 class PredictionLogWriter:
@@ -108,26 +130,49 @@ class PredictionLogWriter:
             except OSError:
                 log.exception("could not store an input image; the prediction is logged without it")
             records.append(item.record)
+        if records:
+            self._store(records, lambda rows: log_predictions(self.db, self.settings, rows), "prediction")
+        if errors:
+            self._store(errors, self._insert_errors, "serving error")
+
+    def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
+               ) -> None:
+        """Write the rows in one transaction; if that fails, row by row, so one bad row loses only itself."""
         try:
-            if records:
-                log_predictions(self.db, self.settings, records)
-            if errors:
-                with self.db.session() as session:
-                    now = utcnow()
-                    session.execute(
-                        insert(ServingError),
-                        [
-                            {
-                                "model_version_id": e.model_version_id,
-                                "route": e.route,
-                                "request_id": e.request_id,
-                                "error": e.error[:2000],
-                                "ts": now,
-                            }
-                            for e in errors
-                        ],
-                    )
-            self.written += len(records)
-        except Exception:  # noqa: BLE001 - the serving path must survive a database hiccup
-            self.failed += len(items)
-            log.exception("could not log %d gateway rows", len(items))
+            write(rows)
+            self.written += len(rows)
+            return
+        except OperationalError:  # the database is down: one by one would fail the same way
+            self.failed += len(rows)
+            log.exception("could not log %d gateway %s rows: database unavailable", len(rows), what)
+            return
+        except Exception:  # noqa: BLE001 - find the bad row(s) below; the serving path must survive
+            if len(rows) == 1:
+                self.failed += 1
+                log.exception("could not log a gateway %s row", what)
+                return
+            log.warning("a batch of %d gateway %s rows failed; storing them one by one", len(rows), what)
+        for row in rows:
+            try:
+                write([row])
+                self.written += 1
+            except Exception:  # noqa: BLE001 - this row alone is lost, and said so
+                self.failed += 1
+                log.exception("could not log a gateway %s row (request id %r)", what, row.request_id)
+
+    def _insert_errors(self, errors: list[PendingError]) -> None:
+        with self.db.session() as session:
+            now = utcnow()
+            session.execute(
+                insert(ServingError),
+                [
+                    {
+                        "model_version_id": e.model_version_id,
+                        "route": e.route,
+                        "request_id": e.request_id,
+                        "error": e.error[:2000],
+                        "ts": now,
+                    }
+                    for e in errors
+                ],
+            )

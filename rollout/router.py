@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.auth import Principal, require
+from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.dependencies import get_db, get_settings
-from shiftwatch.errors import TooLarge
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import write_report
@@ -36,14 +36,14 @@ async def predict(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
 ):
-    with gateway.arriving(name):
-        body = await request.body()
-        if len(body) > settings.max_request_bytes:
-            raise TooLarge(f"body of {len(body)} bytes is over the limit of {settings.max_request_bytes}")
+    content_type = request.headers.get("content-type", "")
+    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), settings)
+    with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:
+        body = await read_body(request, settings, limit=limit, limit_name=limit_name, reservation=reservation)
         answer = await gateway.predict(
             name,
             body,
-            request.headers.get("content-type", ""),
+            content_type,
             request_id=request.headers.get(REQUEST_ID_HEADER),
             routing_key=request.headers.get(CLIENT_KEY_HEADER),
             stream_id=request.headers.get(STREAM_ID_HEADER),
@@ -66,7 +66,12 @@ async def predict(
 @router.get("/gateway/stats")
 def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Principal = Depends(require("read"))):
     """ORT call sizes per loaded version: how much dynamic batching is happening."""
-    return {"batch_sizes": gateway.batch_sizes(model), "shadow_dropped": gateway.shadow_dropped}
+    return {
+        "batch_sizes": gateway.batch_sizes(model),
+        "shadow_dropped": gateway.shadow_dropped,
+        "log_written": gateway.writer.written,
+        "log_failed": gateway.writer.failed,
+    }
 
 
 @router.post("/rollouts", response_model=RolloutOut, status_code=201)

@@ -44,6 +44,7 @@ def error_body(exc: ShiftwatchError) -> dict:
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
+    from shiftwatch.collector.bodies import ByteBudget
     from shiftwatch.collector.router import IngestGate
     from shiftwatch.maintenance import RETENTION_JOB
     from shiftwatch.scheduler import start_job, stop_job
@@ -71,6 +72,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = db or Database.connect(settings.database_url)
     app.state.ingest_gate = IngestGate(settings.max_inflight_batches)
+    app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
     app.state.resolve_token = TokenResolver(app.state.db)
 

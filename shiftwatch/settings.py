@@ -26,6 +26,18 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(10_000, gt=0)
     # Batches stored at once per process; past this the server answers 503 + Retry-After.
     max_inflight_batches: int = Field(8, gt=0)
+    # Bounded work per request (docs/security.md, "Limits on hostile input"). A JSON ingest body may
+    # inflate to at most max_json_bytes (parsed JSON costs ~3-8x its size in memory; bulk goes as .npz).
+    max_json_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    # Bytes of request bodies held and being parsed at once in this process (ingest and gateway);
+    # past it a request gets 503 + Retry-After instead of adding to memory. 256 MiB: bench/hostile_load.py.
+    max_parse_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    # A request body must arrive within this many seconds, or the request gets 408 (stalled uploads).
+    body_read_timeout_s: float = Field(30.0, gt=0)
+    # Gateway images: a PNG/JPEG whose header claims more pixels is refused (413) before it is decoded.
+    gateway_max_image_pixels: int = Field(4096 * 4096, gt=0)
+    # Threads decoding gateway images at once (bounds the memory of concurrent decodes).
+    gateway_decode_threads: int = Field(2, ge=1, le=64)
     # Days of predictions kept; older daily partitions (PostgreSQL) or rows (SQLite) are dropped.
     # Labeled samples, alerts and the audit log are kept regardless.
     retention_days: int = Field(30, ge=1)

@@ -86,3 +86,23 @@ def png_image(seed: int) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def predict_burst(url: str, headers: list[dict[str, str]]) -> list:
+    """POST ``png_image(i)`` with ``headers[i]`` for every i, all at once over one client; the responses in order."""
+    import asyncio
+
+    import httpx
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            return await asyncio.gather(
+                *[
+                    client.post(
+                        "/v1/models/digits/predict", content=png_image(i), headers={"content-type": "image/png", **extra}
+                    )
+                    for i, extra in enumerate(headers)
+                ]
+            )
+
+    return asyncio.run(burst())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import httpx
 import numpy as np
 import pytest
-from rollout_support import add_version, png_image
+from rollout_support import add_version, png_image, predict_burst
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
@@ -29,20 +27,9 @@ def stored(db, route: str | None = None) -> list[Prediction]:  # type: ignore[no
 def test_concurrent_predictions_share_ort_calls_and_are_logged_with_embeddings(db, settings, app, live_server):
     add_version(db, settings, "v1", state="production")
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
-            return await asyncio.gather(
-                *[
-                    client.post(
-                        "/v1/models/digits/predict",
-                        content=png_image(i),
-                        headers={"content-type": "image/png", "x-request-id": f"req-{i}", "x-stream-id": "cam-1"},
-                    )
-                    for i in range(64)
-                ]
-            )
-
-    responses = asyncio.run(burst())
+    responses = predict_burst(
+        live_server.url, [{"x-request-id": f"req-{i}", "x-stream-id": "cam-1"} for i in range(64)]
+    )
     assert all(r.status_code == 200 for r in responses), responses[0].text
     body = responses[0].json()
     assert body["model"] == "digits" and body["version"] == "v1" and body["route"] == "production"
