@@ -17,28 +17,17 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.responses import Response
 
-from shiftwatch.auth import SCOPES
+from shiftwatch.auth import PUBLIC_PREFIXES as PUBLIC_PREFIXES_WHY
+from shiftwatch.auth import PUBLIC_ROUTES, SCOPES, SIGNED_LINK_ROUTES
 from shiftwatch.sessions import COOKIE_NAME, console_principal, login
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
 
-# Public on purpose: liveness for load balancers, and the API description (it holds no data).
-PUBLIC = {
-    ("GET", "/health"),
-    ("GET", "/openapi.json"),
-    ("GET", "/docs"),
-    ("GET", "/docs/oauth2-redirect"),
-    ("GET", "/redoc"),
-    ("HEAD", "/openapi.json"),
-    ("HEAD", "/docs"),
-    ("HEAD", "/docs/oauth2-redirect"),
-    ("HEAD", "/redoc"),
-}
-# No token, but a credential of their own: an HMAC signature in the query (Label Studio's
-# annotators' browsers load images by signed, expiring link). Checked below to refuse unsigned calls.
-SIGNED_LINK = {("GET", "/v1/labeling/inputs/{name}")}
-# Static files (console CSS/JS) and the console's login page carry no data; listed by path prefix.
-PUBLIC_PREFIXES = ("/static", "/console/static", "/login", "/console/login", "/logout", "/console/logout")
+# Public on purpose, each with its reason, in one place: shiftwatch.auth (and docs/security.md).
+PUBLIC = {(method, path) for path in PUBLIC_ROUTES for method in ("GET", "HEAD")}
+# No token, but a credential of their own; checked below to refuse unsigned calls.
+SIGNED_LINK = {("GET", path) for path in SIGNED_LINK_ROUTES}
+PUBLIC_PREFIXES = tuple(PUBLIC_PREFIXES_WHY)
 SECRET = "s" * 40
 
 
