@@ -26,7 +26,8 @@ FIELD = "SHIFTWATCH_SECRET_KEY"
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
-_cache: dict[Path, str] = {}
+# data folder -> (the key file's identity when read, the key); a replaced or deleted file is read again.
+_cache: dict[Path, tuple[tuple[int, int] | None, str]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +61,26 @@ def ensure_secret_key(settings: Settings) -> SecretKey:
 
 
 def secret_key(settings: Settings) -> str:
-    """The signing key for ``settings`` (read once per process and data folder; generated on first use)."""
+    """The signing key for ``settings``: generated on first use, then read again only when its file changes."""
     if settings.secret_key:
         return settings.secret_key
     where = settings.data_dir.resolve()
     with _lock:
-        if where not in _cache:
+        cached = _cache.get(where)
+        if cached is None or cached[0] != _identity(key_file(where)):
             key = ensure_secret_key(settings)
             if key.created:
                 log.warning(key.notice())
-            _cache[where] = key.value
-        return _cache[where]
+            cached = _cache[where] = (_identity(key_file(where)), key.value)
+        return cached[1]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns
 
 
 def _read(path: Path) -> str | None:

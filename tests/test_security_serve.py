@@ -165,3 +165,12 @@ def test_serve_with_a_bad_key_file_exits_2_with_one_line(tmp_path):
         "or set SHIFTWATCH_SECRET_KEY"
     ]
     assert not Path(tmp_path / "serve.db").exists()
+
+
+def test_a_key_file_replaced_while_running_is_read_again(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    first = secret_key(settings)
+    assert first == key_file(settings.data_dir).read_text().strip()
+    key_file(settings.data_dir).unlink()  # what the demo does to its data folder before each run
+    second = secret_key(settings)
+    assert second != first and second == key_file(settings.data_dir).read_text().strip()
