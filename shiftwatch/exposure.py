@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from shiftwatch.errors import Invalid
 from shiftwatch.secret_key import ensure_secret_key
 from shiftwatch.settings import Settings
 
@@ -32,8 +33,6 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(settings: Settings, host: str) -> None:
     """Refuse to serve without auth on anything but loopback (raises Invalid: one line, exit code 2)."""
-    from shiftwatch.errors import Invalid
-
     if not settings.auth_required and not is_loopback(host):
         raise Invalid(AUTH_FIELD, f"is false, so anyone who reaches {host} would act as admin; refusing to "
                                   f"serve there: set {AUTH_FIELD}=true (the default) and create a token, "
@@ -41,6 +40,7 @@ def check_exposure(settings: Settings, host: str) -> None:
 
 
 def has_active_token(database_url: str) -> bool:
+    """Whether anyone could call the API yet: at least one token that is not revoked."""
     from shiftwatch.db import Database
     from shiftwatch.tokens import list_tokens
 

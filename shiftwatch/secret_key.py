@@ -53,11 +53,15 @@ def ensure_secret_key(settings: Settings) -> SecretKey:
     if settings.secret_key:
         return SecretKey(settings.secret_key, None, created=False)
     path = key_file(settings.data_dir)
-    existing = _read(path)
-    if existing is not None:
-        return SecretKey(existing, path, created=False)
-    created = _create(path)
-    return SecretKey(_read(path) or "", path, created=created)
+    try:
+        existing = _read(path)
+        if existing is not None:
+            return SecretKey(existing, path, created=False)
+        created = _create(path)
+        return SecretKey(_read(path) or "", path, created=created)
+    except OSError as exc:  # a read-only data folder, or a file in its place: say what to do, not a traceback
+        raise Invalid(FIELD, f"is unset and {path} cannot be read or written ({exc.strerror or exc}); "
+                             f"set {FIELD}, or make SHIFTWATCH_DATA_DIR a writable folder") from None
 
 
 def secret_key(settings: Settings) -> str:

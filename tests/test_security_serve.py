@@ -174,3 +174,12 @@ def test_a_key_file_replaced_while_running_is_read_again(tmp_path):
     key_file(settings.data_dir).unlink()  # what the demo does to its data folder before each run
     second = secret_key(settings)
     assert second != first and second == key_file(settings.data_dir).read_text().strip()
+
+
+def test_a_data_dir_that_cannot_hold_the_key_is_refused_by_name(tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    with pytest.raises(Invalid) as refused:
+        ensure_secret_key(Settings(data_dir=not_a_folder))
+    assert refused.value.field == "SHIFTWATCH_SECRET_KEY" and "cannot be read or written" in refused.value.why
+    assert not_a_folder.read_text() == "a file where the data folder should be"
