@@ -82,7 +82,7 @@ def secret_key(settings: Settings) -> str:
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         status = path.stat()
-    except FileNotFoundError:
+    except OSError:  # absent (or unreadable: ensure_secret_key then says why)
         return None
     return status.st_ino, status.st_mtime_ns
 

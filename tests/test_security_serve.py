@@ -180,6 +180,6 @@ def test_a_data_dir_that_cannot_hold_the_key_is_refused_by_name(tmp_path):
     not_a_folder = tmp_path / "data"
     not_a_folder.write_text("a file where the data folder should be")
     with pytest.raises(Invalid) as refused:
-        ensure_secret_key(Settings(data_dir=not_a_folder))
+        secret_key(Settings(data_dir=not_a_folder))  # what create_app and every signer call
     assert refused.value.field == "SHIFTWATCH_SECRET_KEY" and "cannot be read or written" in refused.value.why
     assert not_a_folder.read_text() == "a file where the data folder should be"
