@@ -181,6 +181,7 @@ class Server:
             "SHIFTWATCH_DATABASE_URL": url,
             "SHIFTWATCH_DATA_DIR": str(self.data_dir),
             "SHIFTWATCH_SCHEDULER_ENABLED": "false",
+            "SHIFTWATCH_AUTH_REQUIRED": "false",  # loopback; the README figures were measured without token checks
             "SHIFTWATCH_GATEWAY_MAX_BATCH_SIZE": str(max_batch),
             "SHIFTWATCH_GATEWAY_MAX_WAIT_MS": "5",
         }

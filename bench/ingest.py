@@ -40,8 +40,9 @@ console = Console()
 
 
 def start_server(url: str, port: int, tmp: Path) -> subprocess.Popen:
+    # Auth off on loopback: the figures in README.md were measured without token checks.
     env = {**os.environ, "SHIFTWATCH_DATABASE_URL": url, "SHIFTWATCH_SCHEDULER_ENABLED": "false",
-           "SHIFTWATCH_DATA_DIR": str(tmp)}  # fmt: skip
+           "SHIFTWATCH_DATA_DIR": str(tmp), "SHIFTWATCH_AUTH_REQUIRED": "false"}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-c", "from shiftwatch.cli import main; main()", "serve", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -17,6 +17,7 @@ from xml.sax.saxutils import quoteattr
 from label_studio_sdk import LabelStudio
 
 from shiftwatch.errors import Invalid
+from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
 
 FROM_NAME, TO_NAME = "label", "image"
@@ -61,7 +62,7 @@ def chosen_class(result: list[dict[str, Any]], class_names: list[str]) -> int | 
 
 def webhook_secret(settings: Settings) -> str:
     """The shared secret Label Studio sends back in ``X-Shiftwatch-Webhook-Secret``, derived from the secret key."""
-    return hmac.new(settings.secret_key.encode(), b"label-studio-webhook", hashlib.sha256).hexdigest()
+    return hmac.new(secret_key(settings).encode(), b"label-studio-webhook", hashlib.sha256).hexdigest()
 
 
 def webhook_headers(settings: Settings) -> dict[str, str]:

@@ -17,6 +17,7 @@ from shiftwatch import __version__
 from shiftwatch.auth import require
 from shiftwatch.db import Database
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
+from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
 
 # Each domain's router module, lowest layer first. A module may also define
@@ -70,6 +71,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     app = FastAPI(title="shiftwatch", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    secret_key(settings)  # read (or generate) it now: a bad key file fails the build, not a request
     app.state.db = db or Database.connect(settings.database_url)
     app.state.ingest_gate = IngestGate(settings.max_inflight_batches)
     app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway

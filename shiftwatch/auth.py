@@ -21,6 +21,27 @@ class Principal:
 
 LOCAL_ADMIN = Principal(name="local-admin", scopes=frozenset(SCOPES))
 
+# The only routes that answer without a token (GET and HEAD), each with why; docs/security.md
+# lists the same. tests/test_security_routes.py fails on any other route that needs no scope.
+PUBLIC_ROUTES: dict[str, str] = {
+    "/health": "liveness for load balancers; says only ok and the version",
+    "/openapi.json": "the API description; it holds no data",
+    "/docs": "the API description, as a page",
+    "/docs/oauth2-redirect": "part of the /docs page",
+    "/redoc": "the API description, as a page",
+}
+# Prefixes of console routes a person needs before logging in; they carry no data.
+PUBLIC_PREFIXES: dict[str, str] = {
+    "/console/static": "the console's CSS",
+    "/console/login": "the login form and its submission (the token is the credential)",
+    "/console/logout": "clears the session cookie",
+}
+# No token, a credential of their own: an HMAC and expiry in the query (Label Studio's annotators'
+# browsers load images by signed link and cannot send a bearer token).
+SIGNED_LINK_ROUTES: dict[str, str] = {
+    "/v1/labeling/inputs/{name}": "signed, expiring link to one content-addressed input image",
+}
+
 
 def current_principal(request: Request) -> Principal:
     """Resolve the bearer token; with ``auth_required`` off (embedded demo), everyone is the local admin."""

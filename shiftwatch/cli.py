@@ -58,13 +58,13 @@ def serve(
     import uvicorn
 
     from shiftwatch.app import create_app
-    from shiftwatch.migrate import upgrade
+    from shiftwatch.exposure import prepare_to_serve
 
     settings = settings_or_exit()
-    upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
-    )
+    bind = host or settings.host
+    for line in prepare_to_serve(settings, bind):  # refuses an open address without auth (exit 2)
+        typer.echo(line, err=True)
+    uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
 
 
 def _register_domains() -> None:

@@ -1,8 +1,8 @@
 """Console sessions: a signed cookie after logging in with an API token, and CSRF protection on every form.
 
 A person logs in to the console by pasting their API token once; the cookie then carries
-the token's hash (signed with ``settings.secret_key`` by itsdangerous, so it cannot be
-forged or edited) and a random session id. Every request re-checks the hash against
+the token's hash (signed by itsdangerous with the secret key, ``shiftwatch.secret_key``, so
+it cannot be forged or edited) and a random session id. Every request re-checks the hash against
 ``api_tokens``, so revoking the token ends the session on every replica. The token's name
 is the person recorded by approve/reject.
 
@@ -26,6 +26,7 @@ from shiftwatch.auth import LOCAL_ADMIN, Principal, scope_guard
 from shiftwatch.auth_models import ApiToken
 from shiftwatch.db import Database
 from shiftwatch.errors import Forbidden, Unauthorized
+from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import hash_token, resolve_token
 
@@ -40,7 +41,7 @@ LOCAL_SESSION_ID = "local"
 
 
 def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(settings.secret_key, salt=salt)
+    return URLSafeTimedSerializer(secret_key(settings), salt=salt)
 
 
 def login(db: Database, settings: Settings, token: str, response: Response) -> Principal:

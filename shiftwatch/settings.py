@@ -10,7 +10,8 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
-DEFAULT_SECRET_KEY = "change-me-in-production"
+# A configured SHIFTWATCH_SECRET_KEY shorter than this is refused when auth is on.
+MIN_SECRET_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -79,11 +80,13 @@ class Settings(BaseSettings):
     gateway_refresh_seconds: float = Field(1.0, gt=0)
     # How often the rollout controller judges shadow and canary evidence.
     rollout_tick_seconds: int = Field(30, ge=1)
-    # Auth: when false (the embedded SQLite demo default), every request acts as a local admin.
-    # Production sets it true: every route then needs a scoped token (`shiftwatch token create`).
-    auth_required: bool = False
-    # Signs console session cookies and CSRF tokens; must be changed whenever auth_required is on.
-    secret_key: str = DEFAULT_SECRET_KEY
+    # Auth: every route but the public ones (shiftwatch.auth.PUBLIC_ROUTES) needs a scoped token
+    # (`shiftwatch token create`). False makes every caller the local admin: `serve` then refuses
+    # any address but loopback (shiftwatch.exposure).
+    auth_required: bool = True
+    # Signs console session cookies, CSRF tokens and labeling links. Unset (""): a random key is
+    # generated once and kept in DATA_DIR/secret_key (shiftwatch.secret_key); replicas share it.
+    secret_key: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -97,10 +100,13 @@ class Settings(BaseSettings):
 
     @field_validator("secret_key")
     @classmethod
-    def _secret_key_set_when_auth_on(cls, value: str, info: ValidationInfo) -> str:
-        # With the well-known default, anyone could forge a console session cookie.
-        if info.data.get("auth_required") and (value == DEFAULT_SECRET_KEY or len(value) < 32):
-            raise ValueError("must be set to 32+ random characters when auth_required is true")
+    def _secret_key_long_enough_when_auth_on(cls, value: str, info: ValidationInfo) -> str:
+        # A short key can be guessed, and then anyone could forge a console session cookie.
+        if value and info.data.get("auth_required") and len(value) < MIN_SECRET_KEY_CHARS:
+            raise ValueError(
+                f"must be {MIN_SECRET_KEY_CHARS}+ random characters when auth_required is true "
+                "(or unset: a key is then generated under data_dir)"
+            )
         return value
 
     @field_validator("alert_webhooks", mode="before")

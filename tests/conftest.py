@@ -122,7 +122,8 @@ def empty_all_tables(database: Database) -> None:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False)
+    """Auth off on purpose: most tests exercise a domain, not auth; the security tests turn it on."""
+    return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=False)
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ class ServeProcess:
             "SHIFTWATCH_DATABASE_URL": database_url,
             "SHIFTWATCH_DATA_DIR": str(data_dir),
             "SHIFTWATCH_SCHEDULER_ENABLED": "false",
+            "SHIFTWATCH_AUTH_REQUIRED": "false",  # loopback only; a test that checks auth passes auth_required="true"
             **{f"SHIFTWATCH_{k.upper()}": v for k, v in settings.items()},
         }
         self.process: subprocess.Popen | None = None

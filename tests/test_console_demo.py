@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from shiftwatch.db import Database
 from shiftwatch.demo.story import run_demo
 from shiftwatch.detectors.models import Alert
 from shiftwatch.labeling.models import Label
+from shiftwatch.tokens import resolve_token
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +74,15 @@ def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None
     for event in ("drift: contrast", "alert opened", "promoted"):
         assert event in page
     assert "Confidence distribution" in page
+
+
+def test_the_demo_runs_with_auth_on_and_says_how_to_log_in(demo_run) -> None:  # type: ignore[no-untyped-def]
+    result, text, db = demo_run
+    assert "Auth is on" in text
+    ending = text[text.index("To browse the console"):]
+    found = re.search(r"open http://127\.0\.0\.1:8000/console/login and paste the token (sw_[\w-]+)", ending)
+    assert found, ending
+    person = resolve_token(db, found.group(1))
+    assert person is not None and {"read", "approve"} <= person.scopes
+    key = Path(result.database_url.removeprefix("sqlite:///")).parent / "data" / "secret_key"
+    assert key.stat().st_mode & 0o777 == 0o600

@@ -53,7 +53,9 @@ def fault_db(cluster: FaultCluster) -> Iterator[Database]:
 
 
 def test_database_restart_during_ingest_loses_nothing(cluster, fault_db, tmp_path):
-    settings = Settings(database_url=cluster.url, data_dir=tmp_path / "data", scheduler_enabled=False)
+    settings = Settings(
+        database_url=cluster.url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=False
+    )
     from shiftwatch.app import create_app
 
     server = LiveServer(create_app(settings, fault_db)).start()

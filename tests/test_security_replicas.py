@@ -88,7 +88,10 @@ def test_two_replicas_migrate_once_and_ingest_through_both(shared_pg, tmp_path):
 def test_slow_database_gets_503_with_retry_after_not_a_queue(backend, db_url, db, digits_model, tmp_path):
     from shiftwatch.app import create_app
 
-    settings = Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, max_inflight_batches=1)
+    settings = Settings(
+        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, max_inflight_batches=1,
+        auth_required=False,
+    )
     server = LiveServer(create_app(settings, db)).start()
     body = {
         "predictions": [
@@ -120,7 +123,10 @@ def test_slow_database_gets_503_with_retry_after_not_a_queue(backend, db_url, db
 def test_sdk_backs_off_as_told_and_delivers_everything(backend, db_url, db, digits_model, tmp_path):
     from shiftwatch.app import create_app
 
-    settings = Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, max_inflight_batches=1)
+    settings = Settings(
+        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, max_inflight_batches=1,
+        auth_required=False,
+    )
     server = LiveServer(create_app(settings, db)).start()
     refused_before = metrics.REJECTED.labels(reason="Unavailable")._value.get()
     hold_s = 3.0

@@ -100,11 +100,12 @@ def test_cli_bad_scope_is_one_line_and_exit_code_2(backend, db_url, tmp_path):
     assert result.stderr.strip() == "error: scope: 'root' is not one of ingest, read, label, operate, approve"
 
 
-def test_auth_on_needs_a_real_secret_key():
+def test_auth_on_refuses_a_short_secret_key():
     from pydantic import ValidationError
 
     from shiftwatch.settings import Settings
 
     with pytest.raises(ValidationError, match="secret_key"):
-        Settings(auth_required=True)
+        Settings(auth_required=True, secret_key="change-me-in-production")
     assert Settings(auth_required=True, secret_key="k" * 32).auth_required
+    assert Settings().secret_key == ""  # unset: shiftwatch.secret_key generates one under data_dir

@@ -74,8 +74,9 @@ def describe_artifact(report: dict) -> str:
 def deploy(stage: Stage) -> None:
     """Act 3: put v1 behind the gateway: clients send images, the gateway answers and logs every prediction."""
     stage.traffic = Traffic.held_out(seed=0)
-    stage.serving = GatewayServing(stage.api_url, MODEL)
-    stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/]; the gateway batches "
+    stage.serving = GatewayServing(stage.api_url, MODEL, headers=stage.tokens.gateway_headers)
+    stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/] with the "
+              "demo-gateway token (scope ingest); the gateway batches "
               "concurrent requests into one ONNX Runtime call and logs every prediction, input included "
               "(services that run their own model log through the SDK: Client(url).log(...)).")
 

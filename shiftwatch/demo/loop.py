@@ -223,7 +223,8 @@ def approve(stage: Stage) -> bool:
             controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")
         stage.say(f"Approved automatically (--yes). A person would press Approve at [cyan]{url}[/].")
     else:
-        stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] and press Approve or Reject.")
+        stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] (log in with the demo-operator token "
+                  "printed in act 1) and press Approve or Reject.")
         if not wait_for_decision(stage):
             stage.say("[red]No promotion[/]: the candidate was not approved.")
             return False

@@ -103,6 +103,7 @@ class Stage:
     serving: Any = None  # what answers requests (shiftwatch.demo.traffic.GatewayServing)
     traffic: Any = None  # the demo's request source (shiftwatch.demo.traffic.Traffic)
     receiver: Any = None  # the loopback webhook receiver (shiftwatch.demo.servers.WebhookReceiver)
+    tokens: Any = None  # the demo's API tokens (shiftwatch.demo.tokens.DemoTokens)
     api_url: str = ""
     routes: Counter = field(default_factory=Counter)  # answers per route so far
     started_at: datetime = field(default_factory=utcnow)

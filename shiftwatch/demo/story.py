@@ -14,7 +14,9 @@ from shiftwatch.demo import acts, loop
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver
 from shiftwatch.demo.stage import Scale, Stage
 from shiftwatch.demo.summary import PHASES, print_summary, write_html
+from shiftwatch.demo.tokens import issue_tokens, login_hint
 from shiftwatch.migrate import upgrade
+from shiftwatch.secret_key import ensure_secret_key
 from shiftwatch.settings import Settings, load_settings
 
 WEBHOOK_SECRET = "demo-webhook-secret"
@@ -37,6 +39,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
         "database_url": f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
         "data_dir": out_dir.resolve() / "data",
         "alert_webhooks": [receiver.url],
+        "auth_required": True,  # the real path: every client and person below holds a scoped token
         "scheduler_enabled": False,  # the demo runs each step itself, so the story is deterministic
         "alert_webhook_secrets": {receiver.url: WEBHOOK_SECRET},
         "detector_tick_seconds": 1,
@@ -49,7 +52,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
 
 
 def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -> Stage:
-    """A fresh output folder, a webhook receiver, settings pointing at both, and a migrated store."""
+    """A fresh output folder, a webhook receiver, settings pointing at both, a migrated store and its tokens."""
     for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm", "summary.html"):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / "data", ignore_errors=True)
@@ -57,22 +60,34 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
     settings = demo_settings(out_dir, receiver, scale)
     upgrade(settings.database_url)
-    stage = Stage(settings=settings, db=Database.connect(settings.database_url), out_dir=out_dir,
-                  console=console, scale=scale, auto_approve=auto_approve)
+    db = Database.connect(settings.database_url)
+    tokens = issue_tokens(db, settings)
+    if tokens.label_studio:
+        settings = settings.model_copy(update={"label_studio_callback_token": tokens.label_studio})
+    stage = Stage(settings=settings, db=db, out_dir=out_dir, console=console, scale=scale,
+                  auto_approve=auto_approve, tokens=tokens)
     stage.resources.append(receiver)
     stage.receiver = receiver
     return stage
 
 
 def start_api(stage: Stage) -> None:
-    """The real app (API, gateway, console) on a loopback port."""
+    """The real app (API, gateway, console) on a loopback port, with auth on as `shiftwatch serve` has it."""
     from shiftwatch.app import create_app
 
+    key = ensure_secret_key(stage.settings)
+    if key.created:
+        stage.say(f"Secret key (signs console sessions and links): generated and saved to [cyan]{key.path}[/] "
+                  "(mode 0600), as `shiftwatch serve` does on its first start.")
     server = ApiServer(create_app(stage.settings, stage.db)).start()
     stage.resources.append(server)
     stage.api_url = server.url
     stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
               f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
+    stage.say("Auth is on: without a token the API and console answer 401 (only /health and the API description "
+              "are public). The demo issued its tokens "
+              "(`shiftwatch token create` does the same): demo-gateway (ingest) for its clients, and for you, "
+              f"to watch along in the console: {login_hint(server.url, stage.tokens)}.")
 
 
 def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console | None = None) -> DemoResult:
@@ -122,7 +137,8 @@ def finish(stage: Stage, console: Console) -> DemoResult:
     console.print(f"HTML summary: [cyan]{path}[/]")
     console.print("To browse the console over this run's data:\n"
                   f"  SHIFTWATCH_DATABASE_URL={settings.database_url} SHIFTWATCH_DATA_DIR={settings.data_dir} "
-                  "shiftwatch serve\n  then open http://127.0.0.1:8000/console", highlight=False, soft_wrap=True)
+                  f"shiftwatch serve\n  then {login_hint('http://127.0.0.1:8000', stage.tokens)}",
+                  highlight=False, soft_wrap=True)
     return DemoResult(
         summary_path=path,
         database_url=settings.database_url,

@@ -1,0 +1,45 @@
+"""The demo runs with auth on, as production does: it issues the tokens its clients and its reader need.
+
+Each is a real scoped token (``shiftwatch.tokens``), the same kind ``shiftwatch token
+create`` prints; the person's one is printed so they can log in to the console.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shiftwatch.db import Database
+from shiftwatch.settings import Settings
+from shiftwatch.tokens import create_token
+
+OPERATOR = "demo-operator"
+OPERATOR_SCOPES = ("read", "operate", "approve")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTokens:
+    """The demo's tokens; ``label_studio`` only when Label Studio is configured without a callback token."""
+
+    gateway: str  # ingest: the demo's clients sending images to the gateway
+    operator: str  # read, operate, approve: the person browsing the console and pressing Approve
+    label_studio: str | None = None  # label: sent back by Label Studio with its webhooks
+
+    @property
+    def gateway_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.gateway}"}
+
+
+def issue_tokens(db: Database, settings: Settings) -> DemoTokens:
+    """Create the demo's tokens in its fresh store."""
+    wants_callback = bool(settings.label_studio_url) and not settings.label_studio_callback_token
+    return DemoTokens(
+        gateway=create_token(db, "demo-gateway", ["ingest"]),
+        operator=create_token(db, OPERATOR, OPERATOR_SCOPES),
+        label_studio=create_token(db, "demo-label-studio", ["label"]) if wants_callback else None,
+    )
+
+
+def login_hint(console_url: str, tokens: DemoTokens) -> str:
+    """How a person gets into the console: the login page and the operator token to paste."""
+    return (f"open {console_url}/console/login and paste the token {tokens.operator} "
+            f"(token {OPERATOR!r}: {', '.join(OPERATOR_SCOPES)})")
