@@ -1,0 +1,115 @@
+"""Both backends refuse the same text (NUL, non-UTF-8, too long) with a 422 naming the row and field,
+and an id is stored once whatever ts it is re-sent with (issue 16, items 2 and 4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from collector_data import as_json, as_npz, records
+from sqlalchemy import func, select
+
+from shiftwatch.collector.models import Prediction, PredictionId
+from shiftwatch.collector.wire import CONTENT_TYPE
+
+
+def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(table)))
+
+
+def post(api, batch, fmt: str):  # type: ignore[no-untyped-def]
+    if fmt == "json":
+        return api.post("/v1/predictions", json=as_json(batch))
+    return api.post("/v1/predictions", content=as_npz(batch), headers={"content-type": CONTENT_TYPE})
+
+
+# npz carries only inner NULs: numpy drops trailing ones from its strings (Client.log refuses both).
+@pytest.mark.parametrize(
+    ("fmt", "field", "value"),
+    [("json", "request_id", "a\x00b"), ("json", "stream_id", "cam\x00"), ("json", "request_id", "\x00"),
+     ("npz", "request_id", "a\x00b"), ("npz", "input_ref", "\x00ref")],
+)  # fmt: skip
+def test_nul_character_is_a_422_naming_the_row_and_nothing_is_stored(api, db, digits_model, fmt, field, value) -> None:
+    batch = records(6, seed=1)
+    setattr(batch[4], field, value)
+    response = post(api, batch, fmt)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == f"predictions[4].{field}"
+    assert "NUL" in response.json()["detail"]
+    assert count(db) == 0
+
+
+def test_nul_in_a_model_name_is_a_422_before_any_lookup(api, db, digits_model) -> None:
+    batch = records(3, seed=2)
+    batch[1].model = "dig\x00its"
+    response = post(api, batch, "npz")
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "predictions[1].model"
+
+
+def test_text_that_is_not_utf8_is_refused(api, db, digits_model) -> None:
+    batch = records(3, seed=3)
+    batch[2].stream_id = "cam-\ud800"
+    response = post(api, batch, "npz")
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "predictions[2].stream_id"
+    assert count(db) == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "npz"])
+def test_id_longer_than_its_column_is_refused(api, db, digits_model, fmt) -> None:
+    batch = records(3, seed=4)
+    batch[0].request_id = "r" * 201
+    response = post(api, batch, fmt)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "predictions[0].request_id"
+    assert count(db) == 0
+
+
+@pytest.mark.parametrize("fmt", ["json", "npz"])
+def test_id_resent_with_another_ts_is_a_409_and_stored_once(api, db, digits_model, fmt) -> None:
+    first = records(10, seed=5)
+    assert post(api, first, fmt).json()["stored"] == 10
+    moved = records(10, seed=6)  # a fresh batch that repeats one stored id, one second later
+    moved[7].id = first[3].id
+    moved[7].ts = first[3].ts + timedelta(seconds=1)
+    response = post(api, moved, fmt)
+    assert response.status_code == 409, response.text
+    assert f"predictions[7].id: {first[3].id}" in response.json()["detail"]
+    assert count(db) == 10, "nothing of the refused batch is stored"
+    assert count(db, PredictionId) == 10
+
+
+@pytest.mark.parametrize("fmt", ["json", "npz"])
+def test_resend_with_the_same_ts_mixed_with_new_rows_stores_only_the_new(api, db, digits_model, fmt) -> None:
+    first = records(10, seed=7)
+    assert post(api, first, fmt).json()["stored"] == 10
+    mixed = first[:4] + records(6, seed=8)
+    assert post(api, mixed, fmt).json() == {"received": 10, "stored": 6, "duplicates": 4}
+    assert count(db) == 16
+
+
+def test_an_id_twice_in_one_batch_is_stored_once_or_refused_if_its_ts_differs(api, db, digits_model) -> None:
+    batch = records(5, seed=9)
+    twice = batch + [batch[2]]
+    assert post(api, twice, "npz").json() == {"received": 6, "stored": 5, "duplicates": 1}
+    other = records(3, seed=10)
+    clash = other + [records(1, seed=11, id=other[0].id, ts=other[0].ts - timedelta(seconds=5))[0]]
+    response = post(api, clash, "npz")
+    assert response.status_code == 409
+    assert "predictions[3].id" in response.json()["detail"]
+    assert count(db) == 5
+
+
+def test_one_batch_sent_from_four_threads_at_once_is_stored_once(api, db, digits_model) -> None:
+    # The idempotent path under concurrency: the same ids sent from threads at once are stored once.
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = records(50, seed=12)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: post(api, batch, "npz").json(), range(4)))
+    assert sum(a["stored"] for a in answers) == 50
+    assert count(db) == 50
+    assert np.all([a["received"] == 50 for a in answers])
