@@ -120,6 +120,16 @@ def as_float(name: str, value: object) -> float:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
 
 
+def as_vector(name: str, value: object) -> np.ndarray | None:
+    """A float32 copy of a vector argument, flattened (the caller may reuse its buffer)."""
+    if value is None:
+        return None
+    try:
+        return np.array(value, dtype=np.float32, copy=True).ravel()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a sequence of numbers ({exc})") from None
+
+
 def group_key(record: PredictionRecord) -> tuple:
     """Records with equal keys fit in one rectangular column batch."""
     return (
