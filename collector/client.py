@@ -350,7 +350,7 @@ class Client:
         self.stats.last_error = message
         try:
             path = self._files.reject(body, records, message)
-        except OSError as exc:  # nowhere to keep it: at least the log names every id
+        except Exception as exc:  # noqa: BLE001 - nowhere to keep it: at least the log names every id
             log.error("shiftwatch could not keep a refused batch (%s): %s; ids %s", exc, message,
                       ", ".join(str(r.id) for r in records))  # fmt: skip
             return

@@ -33,7 +33,10 @@ class PendingBatch:
 def _jsonable(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
-    return str(value)
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001 - the value that broke the batch may break str() too
+        return repr(value)
 
 
 class SpillDir:
