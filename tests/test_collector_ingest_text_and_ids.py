@@ -10,8 +10,13 @@ import pytest
 from collector_data import as_json, as_npz, records
 from sqlalchemy import func, select
 
+from shiftwatch.collector.ingest import _rows, _store
 from shiftwatch.collector.models import Prediction, PredictionId
+from shiftwatch.collector.partitions import ensure_partitions
+from shiftwatch.collector.records import to_columns
 from shiftwatch.collector.wire import CONTENT_TYPE
+from shiftwatch.db import utcnow
+from shiftwatch.errors import Invalid
 
 
 def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
@@ -92,3 +97,18 @@ def test_one_batch_sent_from_four_threads_at_once_is_stored_once(api, db, digits
     assert sum(a["stored"] for a in answers) == 50
     assert count(db) == 50
     assert np.all([a["received"] == 50 for a in answers])
+
+
+def test_a_value_postgres_refuses_past_validation_is_a_422_naming_the_row_and_column(db, digits_model) -> None:
+    # The backstop behind validation: a DataError from COPY names the row and column, never a 500.
+    if not db.is_postgres:
+        pytest.skip("SQLite stores any text; validation is what refuses it there (tests above)")
+    batch = records(5, seed=13)
+    batch[3].request_id = "a\x00b"  # past check_text, as a validation gap would let it
+    rows = _rows(to_columns(batch), np.full(5, digits_model.id), utcnow())
+    with pytest.raises(Invalid) as refused:
+        with db.engine.begin() as connection:
+            ensure_partitions(connection, {row["ts"].date() for row in rows})
+            _store(connection, rows, [10, 11, 12, 13, 14])
+    assert refused.value.field == "predictions[13].request_id"
+    assert count(db) == 0 and count(db, PredictionId) == 0
