@@ -1,16 +1,12 @@
 """The client SDK: ``Client.log()`` returns at once; background threads batch, compress and send.
 
-``log()`` checks each record against the server's rules and raises ``TypeError``/``ValueError``
-naming the argument, so a bad record fails in the caller's hands, never in a sender thread.
-Delivery is at-least-once: a batch is retried with backoff on network errors, 5xx, 408 and
-429 (honouring ``Retry-After``); if the server stays away past ``max_retry_s`` the batch is
-spilled to a local file and replayed later (each file on its own, also across restarts and
-once more at ``close()``). The server stores an id once. A batch the server refuses (4xx),
-or that has had ``max_server_errors`` 5xx answers, is kept in a ``rejected-*`` file with the
-reason; so is a batch the client itself fails on. Nothing is dropped silently, and
-``flush()`` and ``stats`` say what happened.
-
-Imports only numpy and the standard library, so it sits lightly next to serving code.
+``log()`` raises ``TypeError``/``ValueError`` naming any argument the server would refuse, so a
+bad record fails in the caller's hands, never in a sender thread. Delivery is at-least-once
+(``transport.send`` retries); a batch the server stays away from is spilled to a file and
+replayed later, each file on its own, also across restarts and once more at ``close()``. A
+batch refused (4xx), failed on (``max_server_errors`` 5xx answers) or that the client itself
+fails on is kept in a ``rejected-*`` file with the reason. Nothing is dropped silently;
+``flush()`` and ``stats`` say what happened. Imports only numpy and the standard library.
 """
 
 from __future__ import annotations
@@ -33,19 +29,13 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from shiftwatch.collector import wire
-from shiftwatch.collector.records import (
-    PredictionRecord,
-    as_float,
-    as_index,
-    as_vector,
-    check_record,
-    group_key,
-    to_columns,
-)
+from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
+from shiftwatch.collector.records import as_float, as_index, as_vector
 from shiftwatch.collector.spill import SpillDir
 from shiftwatch.collector.transport import Refused, Transport, Unsent, send
 
 log = logging.getLogger("shiftwatch.client")
+
 
 @dataclass
 class ClientStats:
@@ -76,6 +66,27 @@ class _Batch:
 
     seqs: np.ndarray
     records: list[PredictionRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """The sequence numbers of a batch that was not delivered: a range when contiguous (the usual
+    case, 16 bytes however large the batch), else the numbers themselves."""
+
+    first: int
+    last: int
+    seqs: np.ndarray | None
+
+    @classmethod
+    def of(cls, seqs: np.ndarray) -> "_Failure":
+        first, last = int(seqs.min()), int(seqs.max())
+        return cls(first, last, None if last - first + 1 == len(seqs) else seqs)
+
+    def overlaps(self, after: int, upto: int) -> bool:
+        """Whether any of its rows has a sequence number in (after, upto]."""
+        if self.seqs is None:
+            return self.first <= upto and self.last > after
+        return bool(((self.seqs > after) & (self.seqs <= upto)).any())
 
 
 class Client:
@@ -124,7 +135,7 @@ class Client:
         self._last_logged = 0
         self._done = threading.Condition()  # guards the in-flight bookkeeping and the counters
         self._in_flight: dict[int, int] = {}  # batch key -> smallest sequence number in it
-        self._failed: list[np.ndarray] = []  # sequence numbers of rows spilled or rejected, not yet reported
+        self._failed: list[_Failure] = []  # rows spilled or rejected that no flush() has reported yet
         self._reported_upto = 0
         self._wake = threading.Event()
         self._closing = False
@@ -211,8 +222,8 @@ class Client:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._done.wait(remaining)
-            failed = any(bool(((seqs > self._reported_upto) & (seqs <= target)).any()) for seqs in self._failed)
-            self._failed = [seqs for seqs in self._failed if seqs.max() > target]
+            failed = any(failure.overlaps(self._reported_upto, target) for failure in self._failed)
+            self._failed = [failure for failure in self._failed if failure.last > target]
             self._reported_upto = max(self._reported_upto, target)
         return not failed
 
@@ -276,7 +287,7 @@ class Client:
         with self._done:
             self._in_flight.pop(id(batch), None)
             if not delivered:
-                self._failed.append(batch.seqs)
+                self._failed.append(_Failure.of(batch.seqs))
             self._done.notify_all()
 
     def _count(self, **deltas: int) -> None:
@@ -304,7 +315,10 @@ class Client:
             self._keep_rejected(body, batch.records, str(exc))
         except Unsent as exc:
             self.stats.last_error = str(exc)
-            self._spill(body, len(batch.records), exc.server_errors)
+            try:
+                self._spill(body, len(batch.records), exc.server_errors)
+            except OSError as disk:  # a full or read-only disk: keep it in the rejected store if that works
+                self._keep_rejected(body, batch.records, f"could not spill ({disk}) after: {exc}")
             self._spill_backlog()
         except Exception as exc:  # noqa: BLE001 - a bug or a full disk must not lose the batch silently
             log.exception("shiftwatch client failed on a batch")
@@ -345,17 +359,22 @@ class Client:
 
     def _keep_rejected(
         self, body: bytes | None, records: list[PredictionRecord], message: str, rows: int | None = None
-    ) -> None:
-        self._count(rejected_batches=1, rejected=len(records) if rows is None else rows)
-        self.stats.last_error = message
+    ) -> bool:
+        """Keep the rows with the reason and count them as rejected; False if the write failed."""
+        path = None
         try:
             path = self._files.reject(body, records, message)
         except Exception as exc:  # noqa: BLE001 - nowhere to keep it: at least the log names every id
             log.error("shiftwatch could not keep a refused batch (%s): %s; ids %s", exc, message,
                       ", ".join(str(r.id) for r in records))  # fmt: skip
-            return
-        self.stats.rejected_files.append(str(path))
-        log.error("shiftwatch refused a batch; kept in %s: %s", path, message)
+            if not records:
+                return False  # a spilled batch: its pending file stays, the only copy
+        self._count(rejected_batches=1, rejected=len(records) if rows is None else rows)
+        self.stats.last_error = message
+        if path is not None:
+            self.stats.rejected_files.append(str(path))
+            log.error("shiftwatch refused a batch; kept in %s: %s", path, message)
+        return path is not None
 
     def _replay_spilled(self) -> None:
         """Send each spilled batch once, oldest first. A batch the server fails on is counted and
@@ -369,7 +388,8 @@ class Client:
             try:
                 self._send(body, pending.rows, give_up_after=0, server_errors=pending.server_errors)
             except Refused as exc:
-                self._keep_rejected(body, [], str(exc), rows=pending.rows)
+                if not self._keep_rejected(body, [], str(exc), rows=pending.rows):
+                    continue  # the pending file stays: it is the only copy
                 self._count(spilled=-pending.rows)
             except Unsent as exc:
                 if not exc.server_answered:
