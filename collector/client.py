@@ -1,27 +1,22 @@
-"""The client SDK: ``Client.log()`` returns at once; a background thread batches, compresses and sends.
+"""The client SDK: ``Client.log()`` returns at once; background threads batch, compress and send.
 
-Delivery is at-least-once: a batch is retried with backoff on network errors, 5xx, 429 and
-503 (honouring ``Retry-After``); if the server stays down past ``max_retry_s`` the batch is
-spilled to a local file and replayed later, also across restarts. The server ignores
-prediction ids it already stored, so at-least-once delivery stores each prediction once.
-A batch the server refuses as invalid (other 4xx) is kept in a ``rejected-*`` file with the
-server's message: nothing is dropped silently.
-
-Imports only numpy and the standard library, so it sits lightly next to serving code.
+``log()`` raises ``TypeError``/``ValueError`` naming any argument the server would refuse, so a
+bad record fails in the caller's hands, never in a sender thread. Delivery is at-least-once
+(``transport.send`` retries); a batch the server stays away from is spilled to a file and
+replayed later, each file on its own, also across restarts and once more at ``close()``. A
+batch refused (4xx), failed on (``max_server_errors`` 5xx answers) or that the client itself
+fails on is kept in a ``rejected-*`` file with the reason. Nothing is dropped silently;
+``flush()`` and ``stats`` say what happened. Imports only numpy and the standard library.
 """
 
 from __future__ import annotations
 
 import atexit
-import gzip
 import hashlib
-import http.client
 import itertools
-import queue
-import json
 import logging
 import os
-import random
+import queue
 import threading
 import time
 import uuid
@@ -34,21 +29,29 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from shiftwatch.collector import wire
-from shiftwatch.collector.records import PredictionRecord, group_key, to_columns
+from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
+from shiftwatch.collector.records import as_float, as_index, as_vector
+from shiftwatch.collector.spill import SpillDir
+from shiftwatch.collector.transport import Refused, Transport, Unsent, send
 
 log = logging.getLogger("shiftwatch.client")
-
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 @dataclass
 class ClientStats:
-    """What the client has done so far (read-only for callers)."""
+    """What the client has done so far (read-only for callers). Row counts unless named ``*_batches``.
 
-    logged: int = 0
-    sent_batches: int = 0
+    Once ``flush()`` returns True: ``logged == stored + duplicates + rejected + spilled``
+    (``spilled`` also counts rows waiting from an earlier process on the same spill directory).
+    """
+
+    logged: int = 0  # rows log() accepted
+    sent: int = 0  # rows in batches the server acknowledged: stored + duplicates
     stored: int = 0
     duplicates: int = 0
+    rejected: int = 0  # rows kept in rejected-* files
+    spilled: int = 0  # rows waiting in pending-* files
+    sent_batches: int = 0
     retries: int = 0
     spilled_batches: int = 0
     replayed_batches: int = 0
@@ -57,8 +60,33 @@ class ClientStats:
     rejected_files: list[str] = field(default_factory=list)
 
 
-class _Rejected(Exception):
-    """The server refused the batch as invalid; retrying will not help."""
+@dataclass(slots=True)
+class _Batch:
+    """Records of one group key on their way out, with the sequence numbers log() gave them."""
+
+    seqs: np.ndarray
+    records: list[PredictionRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """The sequence numbers of a batch that was not delivered: a range when contiguous (the usual
+    case, 16 bytes however large the batch), else the numbers themselves."""
+
+    first: int
+    last: int
+    seqs: np.ndarray | None
+
+    @classmethod
+    def of(cls, seqs: np.ndarray) -> "_Failure":
+        first, last = int(seqs.min()), int(seqs.max())
+        return cls(first, last, None if last - first + 1 == len(seqs) else seqs)
+
+    def overlaps(self, after: int, upto: int) -> bool:
+        """Whether any of its rows has a sequence number in (after, upto]."""
+        if self.seqs is None:
+            return self.first <= upto and self.last > after
+        return bool(((self.seqs > after) & (self.seqs <= upto)).any())
 
 
 class Client:
@@ -74,6 +102,7 @@ class Client:
         compress: bool = True,
         spill_dir: str | os.PathLike[str] | None = None,
         max_retry_s: float = 30.0,
+        max_server_errors: int = 8,
         timeout_s: float = 10.0,
         max_buffer: int = 100_000,
         replay_interval_s: float = 5.0,
@@ -82,33 +111,37 @@ class Client:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url must be http(s)://host[:port], got {url!r}")
+        if max_server_errors < 1:
+            raise ValueError(f"max_server_errors must be >= 1, got {max_server_errors}")
         self.url = url.rstrip("/")
-        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
-        self._base_path = parts.path.rstrip("/")
-        self._token = token
+        self._transport = Transport(
+            parts.scheme, parts.hostname, parts.port, parts.path.rstrip("/"), token=token, timeout_s=timeout_s,
+            compress=compress,
+        )  # fmt: skip
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
-        self.compress = compress
         self.max_retry_s = max_retry_s
-        self.timeout_s = timeout_s
+        self.max_server_errors = max_server_errors
         self.max_buffer = max_buffer
         self.replay_interval_s = replay_interval_s
         default_spill = Path.home() / ".shiftwatch" / "spill" / hashlib.sha256(self.url.encode()).hexdigest()[:12]
         self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill
-        self.stats = ClientStats()
+        self._files = SpillDir(self.spill_dir)
+        self.stats = ClientStats(spilled=sum(batch.rows for batch in self._files.pending()))
 
-        self._queue: deque[PredictionRecord] = deque()
-        self._logged = itertools.count(1)
+        self._queue: deque[tuple[int, PredictionRecord]] = deque()
+        self._seq = itertools.count(1)
+        self._log_lock = threading.Lock()  # keeps the queue in sequence order when many threads log
         self._last_logged = 0
-        self._processed = 0
+        self._done = threading.Condition()  # guards the in-flight bookkeeping and the counters
+        self._in_flight: dict[int, int] = {}  # batch key -> smallest sequence number in it
+        self._failed: list[_Failure] = []  # rows spilled or rejected that no flush() has reported yet
+        self._reported_upto = 0
         self._wake = threading.Event()
-        self._done = threading.Condition()
         self._closing = False
         self._next_replay = 0.0
-        self._skip_compression = 0
         # Batches in flight at once: one is encoded while another waits for the server (bench/ingest.py).
-        self._outbox: queue.Queue[list[PredictionRecord] | None] = queue.Queue(maxsize=concurrency)
-        self._local = threading.local()
+        self._outbox: queue.Queue[_Batch | None] = queue.Queue(maxsize=concurrency)
         # Daemon threads, so a process that never calls close() still exits: the atexit hook
         # below flushes first and spills what the server does not take.
         self._senders = [
@@ -140,47 +173,63 @@ class Client:
         id: uuid.UUID | None = None,
         ts: datetime | None = None,
     ) -> uuid.UUID:
-        """Queue one prediction and return its id at once; the id is its idempotency key."""
+        """Queue one prediction and return its id at once; the id is its idempotency key.
+
+        Raises ``TypeError``/``ValueError`` naming the argument the server would refuse: a naive
+        ``ts``, a NUL character or text past its column's width, NaN/infinity, an empty vector.
+        A re-send of a prediction must pass the same ``id`` *and* ``ts``.
+        """
         if self._closing:
             raise RuntimeError("the client is closed")
         record = PredictionRecord(
             model=model,
             version=version,
-            predicted_class=int(predicted_class),
-            confidence=float(confidence),
-            embedding=None if embedding is None else np.array(embedding, dtype=np.float32, copy=True).ravel(),
-            probabilities=None if probabilities is None else np.array(probabilities, dtype=np.float32).ravel(),
+            predicted_class=as_index("predicted_class", predicted_class),
+            confidence=as_float("confidence", confidence),
+            embedding=as_vector("embedding", embedding),
+            probabilities=as_vector("probabilities", probabilities),
             route=route,
             request_id=request_id,
             stream_id=stream_id,
             input_ref=input_ref,
-            latency_ms=latency_ms,
+            latency_ms=None if latency_ms is None else as_float("latency_ms", latency_ms),
         )
         if id is not None:
             record.id = id
         if ts is not None:
             record.ts = ts
-        self._queue.append(record)
-        self._last_logged = next(self._logged)
+        check_record(record)
+        with self._log_lock:
+            seq = next(self._seq)
+            self._queue.append((seq, record))
+            self._last_logged = seq
+            self.stats.logged += 1
         if len(self._queue) >= self.batch_size:
             self._wake.set()
         return record.id
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until everything logged so far is stored, spilled or rejected; False on timeout."""
+        """Wait until everything logged so far has been handled. True only if all of it reached the
+        server; False on timeout, or if a row logged since the previous flush was spilled or rejected."""
         target = self._last_logged
         self._wake.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._done:
-            while self._processed < target:
+            while (self._queue and self._queue[0][0] <= target) or any(
+                first <= target for first in self._in_flight.values()
+            ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._done.wait(remaining)
-        return True
+            failed = any(failure.overlaps(self._reported_upto, target) for failure in self._failed)
+            self._failed = [failure for failure in self._failed if failure.last > target]
+            self._reported_upto = max(self._reported_upto, target)
+        return not failed
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush, then stop the sender; whatever could not be sent stays in the spill directory."""
+        """Flush, replay spilled batches once if the server answers, then stop the threads; whatever
+        could not be sent stays in the spill directory for the next Client."""
         if self._closing:
             return
         atexit.unregister(self.close)
@@ -196,19 +245,23 @@ class Client:
         self.close()
 
     def pending_spill_files(self) -> list[Path]:
-        return sorted(self.spill_dir.glob("pending-*.npz")) if self.spill_dir.exists() else []
+        return [batch.path for batch in self._files.pending()]
 
-    # ---- the sender thread -------------------------------------------------------------
+    # ---- the batching thread -----------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
-            while self._queue:
-                batch = self._take(self.batch_size)
-                self._send_records(batch)
-            if time.monotonic() >= self._next_replay:
-                self._replay_spilled()
+            try:
+                while self._queue:
+                    for batch in self._claim(self.batch_size):
+                        self._outbox.put(batch)  # blocks while every sender is busy
+                if self._closing or time.monotonic() >= self._next_replay:
+                    self._replay_spilled()  # at close: the one last try
+            except Exception as exc:  # noqa: BLE001 - the thread must live; claimed rows are finished by senders
+                log.exception("shiftwatch client loop failed")
+                self.stats.last_error = f"client error: {exc!r}"
             if self._closing and not self._queue:
                 for _ in self._senders:
                     self._outbox.put(None)
@@ -216,158 +269,133 @@ class Client:
                     sender.join()
                 return
 
-    def _take(self, n: int) -> list[PredictionRecord]:
-        batch = []
-        while self._queue and len(batch) < n:
-            batch.append(self._queue.popleft())
-        return batch
+    def _claim(self, n: int) -> list[_Batch]:
+        """Take up to ``n`` queued rows, grouped into rectangular batches, and mark them in flight."""
+        with self._done:
+            taken = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
+            groups: dict[tuple, list[tuple[int, PredictionRecord]]] = {}
+            for item in taken:
+                groups.setdefault(group_key(item[1]), []).append(item)
+            batches = []
+            for items in groups.values():
+                batch = _Batch(np.fromiter((s for s, _ in items), dtype=np.int64), [r for _, r in items])
+                self._in_flight[id(batch)] = int(batch.seqs[0])
+                batches.append(batch)
+            return batches
 
-    def _send_records(self, records: list[PredictionRecord]) -> None:
-        groups: dict[tuple, list[PredictionRecord]] = {}
-        for record in records:
-            groups.setdefault(group_key(record), []).append(record)
-        for group in groups.values():
-            self._outbox.put(group)  # blocks while every sender is busy: at most `concurrency` in flight
-
-    def _send_loop(self) -> None:
-        while (group := self._outbox.get()) is not None:
-            self._deliver(group)
-
-    def _deliver(self, group: list[PredictionRecord]) -> None:
-        """Encode and send one group (in a sender thread); spill it if the server stays away."""
-        body = wire.encode(to_columns(group))
-        try:
-            self._send_with_retries(body, give_up_after=self.max_retry_s)
-        except _Rejected as exc:
-            self._keep_rejected(body, str(exc))
-        except OSError as exc:
-            self.stats.last_error = str(exc)
-            self._spill(body)
-            self._spill_backlog()
-        self._mark_processed(len(group))
+    def _finish(self, batch: _Batch, delivered: bool) -> None:
+        with self._done:
+            self._in_flight.pop(id(batch), None)
+            if not delivered:
+                self._failed.append(_Failure.of(batch.seqs))
+            self._done.notify_all()
 
     def _count(self, **deltas: int) -> None:
         with self._done:
             for name, delta in deltas.items():
                 setattr(self.stats, name, getattr(self.stats, name) + delta)
 
-    def _mark_processed(self, n: int) -> None:
-        with self._done:
-            self._processed += n
-            self._done.notify_all()
+    # ---- the sender threads ------------------------------------------------------------
 
-    def _send_with_retries(self, body: bytes, give_up_after: float) -> None:
-        """POST one encoded batch until it is accepted; raises OSError when the deadline passes."""
-        deadline = time.monotonic() + give_up_after
-        delay = 0.1
-        while True:
+    def _send_loop(self) -> None:
+        while (batch := self._outbox.get()) is not None:
             try:
-                status, retry_after, text = self._post(body)
-            except (OSError, http.client.HTTPException) as exc:
-                status, retry_after, text = None, None, str(exc)
-                self._reset_connection()
-            if status is not None and 200 <= status < 300:
-                result = json.loads(text)
-                self._count(sent_batches=1, stored=int(result.get("stored", 0)), duplicates=int(result.get("duplicates", 0)))
-                return
-            if status is not None and status not in RETRYABLE_STATUS:
-                raise _Rejected(f"HTTP {status}: {text[:500]}")
-            self._count(retries=1)
-            self.stats.last_error = f"HTTP {status}: {text[:200]}" if status else text
-            wait = retry_after if retry_after is not None else delay * (0.5 + random.random())
-            if time.monotonic() + wait > deadline or (self._closing and status is None):
-                raise OSError(f"gave up after {give_up_after:.0f}s: {self.stats.last_error}")
-            time.sleep(wait)
-            delay = min(delay * 2, 5.0)
+                self._deliver(batch)
+            except Exception:  # noqa: BLE001 - _deliver already kept the batch; the thread must live
+                log.exception("shiftwatch sender failed")
 
-    def _post(self, body: bytes) -> tuple[int, float | None, str]:
-        headers = {"Content-Type": wire.CONTENT_TYPE}
-        body, compressed = self._maybe_compress(body)
-        if compressed:
-            headers["Content-Encoding"] = "gzip"
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
-        connection = self._connect()
-        connection.request("POST", f"{self._base_path}/v1/predictions", body=body, headers=headers)
-        response = connection.getresponse()
-        text = response.read().decode("utf-8", "replace")
-        retry_after = response.getheader("Retry-After")
-        return response.status, float(retry_after) if retry_after and retry_after.isdigit() else None, text
+    def _deliver(self, batch: _Batch) -> None:
+        """Encode and send one batch; spill it if the server stays away, keep it as rejected otherwise."""
+        body, delivered = None, False
+        try:
+            body = wire.encode(to_columns(batch.records))
+            self._send(body, len(batch.records), give_up_after=self.max_retry_s)
+            delivered = True
+        except Refused as exc:
+            self._keep_rejected(body, batch.records, str(exc))
+        except Unsent as exc:
+            self.stats.last_error = str(exc)
+            try:
+                self._spill(body, len(batch.records), exc.server_errors)
+            except OSError as disk:  # a full or read-only disk: keep it in the rejected store if that works
+                self._keep_rejected(body, batch.records, f"could not spill ({disk}) after: {exc}")
+            self._spill_backlog()
+        except Exception as exc:  # noqa: BLE001 - a bug or a full disk must not lose the batch silently
+            log.exception("shiftwatch client failed on a batch")
+            self._keep_rejected(body, batch.records, f"client error: {exc!r}")
+        finally:
+            self._finish(batch, delivered)
 
-    def _maybe_compress(self, body: bytes) -> tuple[bytes, bool]:
-        """gzip a batch when it pays. Dense float32 embeddings barely compress (12% at ~95 us a row
-        for random 512-d vectors, measured), sparse post-ReLU ones do; so probe one batch in 50
-        and send uncompressed while gzip saves under 20%."""
-        if not self.compress:
-            return body, False
-        if self._skip_compression > 0:
-            self._skip_compression -= 1
-            return body, False
-        packed = gzip.compress(body, compresslevel=1)
-        if len(packed) > 0.8 * len(body):
-            self._skip_compression = 49
-            return body, False
-        return packed, True
+    def _send(self, body: bytes, rows: int, give_up_after: float, server_errors: int = 0) -> None:
+        """Send one batch under the retry policy and count what the server says (see ``transport.send``)."""
+        ack = send(
+            self._transport, body, give_up_after=give_up_after, server_errors=server_errors,
+            max_server_errors=self.max_server_errors, stop_when_unreachable=lambda: self._closing,
+            on_retry=self._retried,
+        )  # fmt: skip
+        self._count(sent_batches=1, sent=rows, stored=ack.stored, duplicates=ack.duplicates)
 
-    def _connect(self) -> http.client.HTTPConnection:
-        """One keep-alive connection per sending thread."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            connection = self._local.connection = factory(self._host, self._port, timeout=self.timeout_s)
-        return connection
-
-    def _reset_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-        self._local.connection = None
+    def _retried(self, error: str) -> None:
+        self._count(retries=1)
+        self.stats.last_error = error
 
     # ---- spill and replay --------------------------------------------------------------
 
-    def _write_atomically(self, name: str, data: bytes) -> Path:
-        self.spill_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spill_dir / name
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
-        return path
-
-    def _spill(self, body: bytes) -> None:
-        # time-ordered names, so replay goes oldest first
-        self._write_atomically(f"pending-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz", body)
-        self._count(spilled_batches=1)
+    def _spill(self, body: bytes, rows: int, server_errors: int = 0) -> None:
+        self._files.spill(body, rows, server_errors)
+        self._count(spilled_batches=1, spilled=rows)
         self._next_replay = time.monotonic() + self.replay_interval_s
 
     def _spill_backlog(self) -> None:
         """While the server is down, move what piles up past ``max_buffer`` to disk instead of memory."""
         while len(self._queue) > self.max_buffer:
-            batch = self._take(self.batch_size)
-            groups: dict[tuple, list[PredictionRecord]] = {}
-            for record in batch:
-                groups.setdefault(group_key(record), []).append(record)
-            for group in groups.values():
-                self._spill(wire.encode(to_columns(group)))
-            self._mark_processed(len(batch))
+            for batch in self._claim(self.batch_size):
+                try:
+                    self._spill(wire.encode(to_columns(batch.records)), len(batch.records))
+                except Exception as exc:  # noqa: BLE001 - keep the rows and say why
+                    self._keep_rejected(None, batch.records, f"client error: {exc!r}")
+                finally:
+                    self._finish(batch, delivered=False)
 
-    def _keep_rejected(self, body: bytes, message: str) -> None:
-        path = self._write_atomically(f"rejected-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.npz", body)
-        path.with_suffix(".txt").write_text(message + "\n")
-        self._count(rejected_batches=1)
-        self.stats.rejected_files.append(str(path))
+    def _keep_rejected(
+        self, body: bytes | None, records: list[PredictionRecord], message: str, rows: int | None = None
+    ) -> bool:
+        """Keep the rows with the reason and count them as rejected; False if the write failed."""
+        path = None
+        try:
+            path = self._files.reject(body, records, message)
+        except Exception as exc:  # noqa: BLE001 - nowhere to keep it: at least the log names every id
+            log.error("shiftwatch could not keep a refused batch (%s): %s; ids %s", exc, message,
+                      ", ".join(str(r.id) for r in records))  # fmt: skip
+            if not records:
+                return False  # a spilled batch: its pending file stays, the only copy
+        self._count(rejected_batches=1, rejected=len(records) if rows is None else rows)
         self.stats.last_error = message
-        log.error("shiftwatch refused a batch; kept in %s: %s", path, message)
+        if path is not None:
+            self.stats.rejected_files.append(str(path))
+            log.error("shiftwatch refused a batch; kept in %s: %s", path, message)
+        return path is not None
 
     def _replay_spilled(self) -> None:
-        """Send spilled batches, oldest first; stop at the first that still fails."""
+        """Send each spilled batch once, oldest first. A batch the server fails on is counted and
+        skipped, so it never blocks those behind it; an unreachable server ends the pass."""
         self._next_replay = time.monotonic() + self.replay_interval_s
-        for path in self.pending_spill_files():
-            body = path.read_bytes()
+        for pending in self._files.pending():
             try:
-                self._send_with_retries(body, give_up_after=0)  # one try; the next tick tries again
-            except _Rejected as exc:
-                self._keep_rejected(body, str(exc))
-            except OSError:
-                return
-            path.unlink()
-            self._count(replayed_batches=1)
+                body = pending.path.read_bytes()
+            except FileNotFoundError:
+                continue  # another Client on the same directory replayed it
+            try:
+                self._send(body, pending.rows, give_up_after=0, server_errors=pending.server_errors)
+            except Refused as exc:
+                if not self._keep_rejected(body, [], str(exc), rows=pending.rows):
+                    continue  # the pending file stays: it is the only copy
+                self._count(spilled=-pending.rows)
+            except Unsent as exc:
+                if not exc.server_answered:
+                    return
+                self._files.count_server_error(pending, exc.server_errors)
+                continue
+            else:
+                self._count(replayed_batches=1, spilled=-pending.rows)
+            pending.path.unlink(missing_ok=True)

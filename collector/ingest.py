@@ -1,29 +1,32 @@
 """Validate a batch of predictions as a whole, then store it in one transaction, ignoring duplicate ids.
 
 Nothing of a batch is written unless every row is valid, and the error names the row
-and field. PostgreSQL takes the rows through binary COPY into a temporary table and one
-``INSERT ... ON CONFLICT DO NOTHING`` (idempotent re-sends); SQLite through
-``INSERT OR IGNORE``.
+and field; both backends refuse the same input (SQLite would store a NUL that PostgreSQL
+refuses). An id is stored once whatever its ts (``prediction_ids``): a re-send with the
+same ts is a duplicate, another ts for a stored id is a 409. PostgreSQL takes the rows
+through binary COPY; only a batch with a known id falls back to ``ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from shiftwatch.collector.models import ROUTES, Prediction
+from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import ensure_partitions
+from shiftwatch.collector.records import MAX_LENGTHS, ROUTES, text_problem
 from shiftwatch.collector.registry import VersionInfo, version_infos
-from shiftwatch.collector.wire import ColumnBatch
+from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
 from shiftwatch.db import Database, utcnow
-from shiftwatch.errors import Invalid, NotFound, TooLarge
+from shiftwatch.errors import Conflict, Invalid, NotFound, TooLarge
 
-MAX_LENGTHS = {"request_id": 200, "stream_id": 200, "input_ref": 2000, "route": 20}
 FUTURE_SLACK = timedelta(days=1)
 
 
@@ -40,6 +43,30 @@ class IngestResult:
 def _row_field(positions: np.ndarray | None, index: int, field: str) -> str:
     row = int(positions[index]) if positions is not None else index
     return f"predictions[{row}].{field}"
+
+
+def check_text(batch: ColumnBatch, positions: np.ndarray | None = None) -> None:
+    """Refuse text neither backend can hold alike (NUL, non-UTF-8) and text past its column's width.
+
+    Runs before anything touches the database: a NUL in a model name must be a 422, not a
+    driver error. One join per column keeps the common, clean case fast.
+    """
+    for name in STRING_COLUMNS:
+        column = getattr(batch, name)
+        if not column.size:
+            continue
+        limit = MAX_LENGTHS[name]
+        if column.dtype.itemsize // 4 > limit:
+            lengths = np.char.str_len(column)
+            if (lengths > limit).any():
+                bad = int(np.flatnonzero(lengths > limit)[0])
+                raise Invalid(_row_field(positions, bad, name), f"longer than {limit} characters")
+        if text_problem("".join(column.tolist())) is None:
+            continue
+        for index, value in enumerate(column.tolist()):
+            problem = text_problem(value)
+            if problem is not None:
+                raise Invalid(_row_field(positions, index, name), problem)
 
 
 def validate(
@@ -75,12 +102,6 @@ def validate(
     bad = first_bad(~np.isin(batch.route, ROUTES))
     if bad is not None:
         raise Invalid(_row_field(positions, bad, "route"), f"{batch.route[bad]!r} is not one of {', '.join(ROUTES)}")
-    for name, limit in MAX_LENGTHS.items():
-        column = getattr(batch, name)
-        if column.size and column.dtype.itemsize // 4 > limit:
-            bad = first_bad(np.char.str_len(column) > limit)
-            if bad is not None:
-                raise Invalid(_row_field(positions, bad, name), f"longer than {limit} characters")
 
     oldest = int((now - timedelta(days=retention_days)).timestamp() * 1e6)
     newest = int((now + FUTURE_SLACK).timestamp() * 1e6)
@@ -141,19 +162,97 @@ def ingest(
     if received == 0:
         raise Invalid("predictions", "the batch is empty")
     now = utcnow()
+    for chunk, positions in chunks:
+        check_text(chunk, positions)
     keys = {(str(m), str(v)) for chunk, _ in chunks for m, v in zip(chunk.model, chunk.version)}
     versions = _cached_versions(db, keys)
     rows: list[dict] = []
+    places: list[int] = []  # each row's position in the request, for error messages
     for chunk, positions in chunks:
         version_ids = validate(chunk, versions, retention_days=retention_days, now=now, positions=positions)
         rows.extend(_rows(chunk, version_ids, now))
+        places.extend(range(len(chunk)) if positions is None else positions.tolist())
+    rows, places = _first_of_each_id(rows, places)
     with db.engine.begin() as connection:
         ensure_partitions(connection, {row["ts"].date() for row in rows})
-        if connection.dialect.name == "postgresql":
-            stored = _insert_postgres(connection, rows)
-        else:
-            stored = _insert_sqlite(connection, rows)
+        stored = _store(connection, rows, places)
     return IngestResult(received=received, stored=stored)
+
+
+def _moved_id(place: int, row: dict, stored_ts: datetime) -> Conflict:
+    return Conflict(
+        f"predictions[{place}].id: {row['id']} is already stored with ts {stored_ts.isoformat()}, "
+        f"not {row['ts'].isoformat()}; a re-send must keep the ts it was first sent with"
+    )
+
+
+def _first_of_each_id(rows: list[dict], places: list[int]) -> tuple[list[dict], list[int]]:
+    """Drop rows that repeat an earlier row of the batch (same id, same ts); refuse an id given two ts."""
+    first: dict[uuid.UUID, dict] = {}
+    kept_rows, kept_places = [], []
+    for row, place in zip(rows, places):
+        earlier = first.setdefault(row["id"], row)
+        if earlier is row:
+            kept_rows.append(row)
+            kept_places.append(place)
+        elif earlier["ts"] != row["ts"]:
+            raise _moved_id(place, row, earlier["ts"])
+    return kept_rows, kept_places
+
+
+def _store(connection: Connection, rows: list[dict], places: list[int]) -> int:
+    """Write the rows and their ids; returns how many were new. Raises ``Conflict`` for a moved id."""
+    if connection.dialect.name != "postgresql":
+        return _store_idempotent(connection, rows, places)
+    import psycopg
+    from sqlalchemy.exc import DataError
+
+    try:
+        try:
+            with connection.begin_nested():
+                _copy_postgres(connection, rows)
+            return len(rows)
+        except psycopg.errors.UniqueViolation:  # a re-send: take the idempotent path
+            return _store_idempotent(connection, rows, places)
+    except (psycopg.DataError, DataError) as exc:
+        raise _unstorable(getattr(exc, "orig", None) or exc, places) from None
+
+
+def _store_idempotent(connection: Connection, rows: list[dict], places: list[int]) -> int:
+    """Claim each id once (ON CONFLICT DO NOTHING), refuse ids stored with another ts, insert the new rows."""
+    postgres = connection.dialect.name == "postgresql"
+    dialect_insert = postgresql.insert if postgres else sqlite.insert
+    # Claiming the ids first takes the row locks (PostgreSQL) or the write lock (SQLite), so the
+    # ts read back below is final even while another replica stores the same ids.
+    connection.execute(
+        dialect_insert(PredictionId).on_conflict_do_nothing(), [{"id": r["id"], "ts": r["ts"]} for r in rows]
+    )
+    stored_ts: dict[uuid.UUID, datetime] = {}
+    ids = [row["id"] for row in rows]
+    for first in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
+        query = select(PredictionId.id, PredictionId.ts).where(PredictionId.id.in_(ids[first : first + 900]))
+        stored_ts.update((id_, ts) for id_, ts in connection.execute(query))
+    for row, place in zip(rows, places):
+        if stored_ts[row["id"]] != row["ts"]:
+            raise _moved_id(place, row, stored_ts[row["id"]])
+    if postgres:
+        return _insert_postgres_idempotent(connection, rows)
+    return connection.execute(insert(Prediction).prefix_with("OR IGNORE"), rows).rowcount or 0
+
+
+_COPY_CONTEXT = re.compile(r"line (\d+)(?:, column (\w+))?")
+
+
+def _unstorable(exc: Exception, places: list[int]) -> Invalid:
+    """PostgreSQL refused a value that validation let through: a 422 naming the row and field COPY reports."""
+    import psycopg
+
+    diag = exc.diag if isinstance(exc, psycopg.Error) else None
+    found = _COPY_CONTEXT.search((diag.context or "") if diag is not None else "")
+    reason = str(exc).splitlines()[0][:200]
+    if found is None or not 0 < int(found.group(1)) <= len(places):
+        return Invalid("predictions", f"a value cannot be stored ({reason})")
+    return Invalid(f"predictions[{places[int(found.group(1)) - 1]}].{found.group(2) or 'row'}", reason)
 
 
 # What ingest checks of a version (id, embedding size, class count) never changes once
@@ -217,26 +316,23 @@ COPY_TYPES = (
 )  # fmt: skip
 
 
-def _insert_postgres(connection: Connection, rows: list[dict]) -> int:
-    """Binary COPY straight into ``predictions``; if the batch holds an id already stored (a re-send),
-    roll back to a savepoint and take the idempotent ``INSERT ... ON CONFLICT DO NOTHING`` path.
+def _copy_postgres(connection: Connection, rows: list[dict]) -> None:
+    """Binary COPY of the ids into ``prediction_ids`` and the rows into ``predictions``; a stored id
+    raises ``UniqueViolation``, and the caller rolls back to its savepoint.
 
-    Re-sends are rare, so nearly every batch goes at COPY speed (bench/ingest.py: the unnest
-    insert alone reached 0.36-0.51x of raw COPY on the same run; this path is measured there).
+    Re-sends are rare, so nearly every batch goes at COPY speed (bench/ingest.py measures the
+    path, and what the id table costs against raw COPY into ``predictions`` alone).
     """
-    import psycopg
-
     raw = connection.connection.driver_connection
-    try:
-        with connection.begin_nested():
-            with raw.cursor() as cursor:
-                with cursor.copy(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(list(COPY_TYPES))
-                    for row in rows:
-                        copy.write_row(tuple(row[c] for c in COLUMNS))
-        return len(rows)
-    except psycopg.errors.UniqueViolation:
-        return _insert_postgres_idempotent(connection, rows)
+    with raw.cursor() as cursor:
+        with cursor.copy("COPY prediction_ids (id, ts) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["uuid", "timestamptz"])
+            for row in rows:
+                copy.write_row((row["id"], row["ts"]))
+        with cursor.copy(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(list(COPY_TYPES))
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in COLUMNS))
 
 
 def _insert_postgres_idempotent(connection: Connection, rows: list[dict]) -> int:
@@ -250,9 +346,3 @@ def _insert_postgres_idempotent(connection: Connection, rows: list[dict]) -> int
             [[row[c] for row in rows] for c in COLUMNS],
         )
         return cursor.rowcount
-
-
-def _insert_sqlite(connection: Connection, rows: list[dict]) -> int:
-    result = connection.execute(insert(Prediction).prefix_with("OR IGNORE"), rows)
-    return result.rowcount or 0
-

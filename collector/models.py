@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shiftwatch.collector.records import ROUTES
 from shiftwatch.db import Base, UtcDateTime, utcnow
 
-ROUTES = ("production", "canary", "shadow")
+__all__ = ["ROUTES", "VERSION_STATES", "Model", "ModelVersion", "Prediction", "PredictionId"]
 VERSION_STATES = ("candidate", "shadow", "canary", "production", "rejected", "rolled_back", "retired")
 
 
@@ -51,8 +52,7 @@ class Prediction(Base):
     """One logged prediction. On PostgreSQL the table is range-partitioned by ``ts`` (daily).
 
     The primary key is (id, ts): a partitioned table's unique keys must include the
-    partition column. The client fixes ``ts`` when it logs, so a re-sent prediction
-    carries the same (id, ts) and is stored once.
+    partition column, so ``prediction_ids`` is what makes the id alone unique.
     """
 
     __tablename__ = "predictions"
@@ -77,3 +77,18 @@ class Prediction(Base):
     input_ref: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class PredictionId(Base):
+    """Every stored prediction id once, with its ts: the idempotency key across all daily partitions.
+
+    Unpartitioned, so its primary key is the id alone; ingest writes it in the same transaction
+    as the prediction. A re-send with the same (id, ts) is a duplicate; the same id with another
+    ts is refused (409). Retention deletes its rows with their partitions (BRIN index on ts).
+    """
+
+    __tablename__ = "prediction_ids"
+    __table_args__ = (Index("ix_prediction_ids_ts", "ts", postgresql_using="brin"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UtcDateTime)

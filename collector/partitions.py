@@ -1,7 +1,8 @@
 """Daily range partitions of ``predictions`` on PostgreSQL, and retention on both backends.
 
 Retention drops whole daily partitions on PostgreSQL (no row-by-row DELETE, no bloat);
-on SQLite, where tables cannot be partitioned, it deletes old rows.
+on SQLite, where tables cannot be partitioned, it deletes old rows. The narrow
+``prediction_ids`` rows of the same days go by DELETE on both (a BRIN range scan on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.models import Prediction, PredictionId
 
 _known_partitions: set[tuple[str, date]] = set()
 _lock = threading.Lock()
@@ -80,6 +81,7 @@ def apply_retention(engine: Engine, retention_days: int, now: datetime | None = 
     cutoff = now - timedelta(days=retention_days)
     if engine.dialect.name != "postgresql":
         with engine.begin() as connection:
+            connection.execute(delete(PredictionId).where(PredictionId.ts < cutoff))
             return connection.execute(delete(Prediction).where(Prediction.ts < cutoff)).rowcount or 0
     dropped = 0
     for name, day in list_partitions(engine):
@@ -91,6 +93,12 @@ def apply_retention(engine: Engine, retention_days: int, now: datetime | None = 
             with _lock:
                 _known_partitions.discard((url_key, day))
             dropped += 1
+    if dropped:
+        # Only ids of the dropped days: an id stays known while a partition may still hold its row.
+        oldest_kept = min((day for _, day in list_partitions(engine)), default=None)
+        horizon = cutoff if oldest_kept is None else datetime.combine(oldest_kept, time(0), tzinfo=timezone.utc)
+        with engine.begin() as connection:
+            connection.execute(delete(PredictionId).where(PredictionId.ts < horizon))
     return dropped
 
 

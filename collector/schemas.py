@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from shiftwatch.collector.records import PredictionRecord, grouped_columns
+from shiftwatch.collector.records import PredictionRecord, MAX_LENGTHS, grouped_columns, text_problem
 from shiftwatch.collector.wire import ColumnBatch
 
 
@@ -52,23 +52,34 @@ class VersionOut(BaseModel):
     created_at: datetime
 
 
+def _storable(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"the text {problem}")
+    return value
+
+
+# Checked here, before numpy turns the rows into columns: a numpy string drops trailing NULs silently.
+StoredText = Annotated[str, AfterValidator(_storable)]
+
+
 class PredictionIn(BaseModel):
     """One prediction as JSON. ``id`` is the client's idempotency key."""
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
     id: uuid.UUID
-    model: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=100)
+    model: StoredText = Field(min_length=1, max_length=MAX_LENGTHS["model"])
+    version: StoredText = Field(min_length=1, max_length=MAX_LENGTHS["version"])
     ts: AwareDatetime
     route: Literal["production", "canary", "shadow"] = "production"
-    request_id: str | None = Field(None, max_length=200)
-    stream_id: str | None = Field(None, max_length=200)
+    request_id: StoredText | None = Field(None, max_length=MAX_LENGTHS["request_id"])
+    stream_id: StoredText | None = Field(None, max_length=MAX_LENGTHS["stream_id"])
     predicted_class: int = Field(ge=0, le=2**31 - 1)  # the column is int4; larger would overflow, not validate
     confidence: float = Field(ge=0, le=1)
     probabilities: list[float] | None = None
     embedding: list[float] | None = None
-    input_ref: str | None = Field(None, max_length=2000)
+    input_ref: StoredText | None = Field(None, max_length=MAX_LENGTHS["input_ref"])
     latency_ms: float | None = Field(None, ge=0)
 
 

@@ -55,7 +55,8 @@ def test_outage_spills_to_disk_then_replays_once_the_server_is_back(app, db, dig
     spill = tmp_path / "spill"
     client = Client(f"http://127.0.0.1:{port}", spill_dir=spill, max_retry_s=0.3, replay_interval_s=0.2)
     log_many(client, 300, seed=1)
-    assert client.flush(timeout=30)
+    assert not client.flush(timeout=30), "spilled rows are not on the server: flush must say so"
+    assert client.stats.spilled == 300
     assert client.pending_spill_files(), "the batch should be on disk while the server is down"
     assert stored(db) == 0
 
@@ -66,6 +67,7 @@ def test_outage_spills_to_disk_then_replays_once_the_server_is_back(app, db, dig
             time.sleep(0.1)
         assert client.pending_spill_files() == []
         assert stored(db) == 300
+        assert (client.stats.spilled, client.stats.stored) == (0, 300)
     finally:
         client.close()
         server.stop()

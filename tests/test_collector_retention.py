@@ -7,14 +7,14 @@ from datetime import datetime, timedelta, timezone
 from collector_data import records
 from sqlalchemy import func, select
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import apply_retention, ensure_upcoming_partitions, list_partitions
 from shiftwatch.collector.service import log_predictions
 
 
-def count(db) -> int:  # type: ignore[no-untyped-def]
+def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
     with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(Prediction)))
+        return int(session.scalar(select(func.count()).select_from(table)))
 
 
 def test_retention_removes_only_days_past_the_window(db, settings, digits_model) -> None:
@@ -28,6 +28,7 @@ def test_retention_removes_only_days_past_the_window(db, settings, digits_model)
 
     assert removed >= 1
     assert count(db) == 20
+    assert count(db, PredictionId) == 20, "the ids of dropped days go with them"
     if db.is_postgres:
         days = [day for _, day in list_partitions(db.engine)]
         assert (now - timedelta(days=9, hours=1)).date() not in days

@@ -21,7 +21,7 @@ def row_counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
         return {
             table.name: int(session.scalar(select(func.count()).select_from(table)))
             for table in Base.metadata.sorted_tables
-            if table.name != "predictions"
+            if table.name not in ("predictions", "prediction_ids")  # the ids go with their predictions
         }
 
 
@@ -39,6 +39,8 @@ def test_retention_job_keeps_everything_but_old_predictions(db, settings, digits
     assert run.ran and run.removed >= 1
     assert stored_count(db) == 15
     assert row_counts(db) == before
+    with db.session() as session:
+        assert session.scalar(text("SELECT count(*) FROM prediction_ids")) == 15
 
 
 def test_second_replica_skips_while_one_holds_the_lock(db, settings):
