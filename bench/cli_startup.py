@@ -4,7 +4,9 @@ Peer in the same run: the ``shiftwatch`` of a checkout still on the old code (de
 ``/work/main/.venv/bin/shiftwatch``, commit recorded), which imported scikit-learn, SciPy,
 river, pandas and FastAPI to build its command tree. The old code paid that before parsing
 any argument, so it is timed on the root and each top-level verb only (a sub-verb costs the
-same); ours on every command path. Runs alternate old/new so both see the same load.
+same); ours on every command path. Runs alternate old/new so both see the same load; CPU
+time (user + system) is recorded beside wall time because it hardly changes with the load
+other jobs put on a shared machine.
 
     .venv/bin/python bench/cli_startup.py [--before PATH] [--runs 5]
 """
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -49,14 +52,21 @@ def env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SHIFTWATCH_")} | {"COLUMNS": "100"}
 
 
-def wall_s(executable: Path, path: str) -> float:
+def timed_help(executable: Path, path: str) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one ``executable PATH --help``; CPU time barely moves with load."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run([str(executable), *path.split(), "--help"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=env(), timeout=120)  # fmt: skip
     elapsed = time.perf_counter() - start
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{executable} {path} --help exited {result.returncode}: {result.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, (now.ru_utime - used.ru_utime) + (now.ru_stime - used.ru_stime)
+
+
+def medians(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
 
 
 def heavy_loaded(executable: Path) -> list[str]:
@@ -100,19 +110,21 @@ def main() -> None:
     rows: dict[str, dict[str, float | None]] = {}
     for path in paths:
         timed_before = peer is not None and len(path.split()) <= 1
-        before, after = [], []
+        before: list[tuple[float, float]] = []
+        after: list[tuple[float, float]] = []
         for _ in range(args.runs):
             if timed_before:
-                before.append(wall_s(peer, path))  # type: ignore[arg-type]
-            after.append(wall_s(AFTER, path))
-        row: dict[str, float | None] = {"after_s": statistics.median(after), "before_s": None, "speedup": None}
+                before.append(timed_help(peer, path))  # type: ignore[arg-type]
+            after.append(timed_help(AFTER, path))
+        row: dict[str, float | None] = dict(zip(("after_s", "after_cpu_s"), medians(after)))
+        row |= {"before_s": None, "before_cpu_s": None, "speedup": None}
         if before:
-            row["before_s"] = statistics.median(before)
+            row["before_s"], row["before_cpu_s"] = medians(before)
             row["speedup"] = row["before_s"] / row["after_s"]  # type: ignore[operator]
         rows[path] = row
         console.print(f"shiftwatch {path} --help: {row['after_s']:.3f} s" + (f" (old {row['before_s']:.3f} s)" if before else ""))
     table = Table(title=f"median wall time of --help, {args.runs} runs each, {cpu_model()}")
-    for column in ("command", "old [s]", "new [s]", "old / new", f"new < {TARGET_S} s"):
+    for column in ("command", "old [s]", "new [s]", "old / new", "old CPU [s]", "new CPU [s]", f"new < {TARGET_S} s"):
         table.add_column(column, justify="left" if column == "command" else "right")
     for path, row in rows.items():
         table.add_row(
@@ -120,6 +132,8 @@ def main() -> None:
             "-" if row["before_s"] is None else f"{row['before_s']:.3f}",
             f"{row['after_s']:.3f}",
             "-" if row["speedup"] is None else f"{row['speedup']:.1f}x",
+            "-" if row["before_cpu_s"] is None else f"{row['before_cpu_s']:.3f}",
+            f"{row['after_cpu_s']:.3f}",
             "yes" if row["after_s"] < TARGET_S else "NO",  # type: ignore[operator]
         )
     console.print(table)
@@ -127,6 +141,7 @@ def main() -> None:
     speedups = [row["speedup"] for row in rows.values() if row["speedup"] is not None]
     summary = {
         "slowest_after_s": max(after_times),  # type: ignore[type-var]
+        "slowest_after_cpu_s": max(row["after_cpu_s"] for row in rows.values()),  # type: ignore[type-var]
         "all_under_target": all(t < TARGET_S for t in after_times),  # type: ignore[operator]
         "median_speedup": statistics.median(speedups) if speedups else None,
         "min_speedup": min(speedups) if speedups else None,
