@@ -1,4 +1,4 @@
-"""How long ``shiftwatch --help`` and every ``shiftwatch VERB [SUBVERB] --help`` take, against the code before lazy imports.
+"""How long ``shiftwatch --help`` and every ``shiftwatch VERB [SUBVERB] --help`` take, against the old eager imports.
 
 Peer in the same run: the ``shiftwatch`` of a checkout still on the old code (default
 ``/work/main/.venv/bin/shiftwatch``, commit recorded), which imported scikit-learn, SciPy,
@@ -122,7 +122,8 @@ def main() -> None:
             row["before_s"], row["before_cpu_s"] = medians(before)
             row["speedup"] = row["before_s"] / row["after_s"]  # type: ignore[operator]
         rows[path] = row
-        console.print(f"shiftwatch {path} --help: {row['after_s']:.3f} s" + (f" (old {row['before_s']:.3f} s)" if before else ""))
+        old = f" (old {row['before_s']:.3f} s)" if before else ""
+        console.print(f"shiftwatch {path} --help: {row['after_s']:.3f} s{old}")
     table = Table(title=f"median wall time of --help, {args.runs} runs each, {cpu_model()}")
     for column in ("command", "old [s]", "new [s]", "old / new", "old CPU [s]", "new CPU [s]", f"new < {TARGET_S} s"):
         table.add_column(column, justify="left" if column == "command" else "right")

@@ -39,7 +39,7 @@ LEAVES = [f"{group} {name}".strip() for group, names in COMMANDS.items() for nam
 
 
 def loaded_after(code: str) -> dict:
-    """Run ``code`` in a fresh interpreter; it sets ``out`` (a dict), to which the heavy modules then loaded are added."""
+    """Run ``code`` in a fresh interpreter; it fills the dict ``out``, to which the modules then loaded are added."""
     script = (
         "import json, sys\nout = {}\n" + code + "\n"
         f"out['heavy'] = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
