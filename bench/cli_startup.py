@@ -76,8 +76,10 @@ def heavy_loaded(executable: Path) -> list[str]:
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', ' '.join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n"
     )
+    # cwd "/": ``python -c`` puts the working directory first on sys.path, which from this
+    # checkout would hand the old install our ``shiftwatch/`` folder.
     result = subprocess.run([str(executable.parent / "python"), "-c", code], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env(), timeout=120)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=env(), cwd="/", timeout=120)  # fmt: skip
     line = next(line for line in result.stderr.splitlines() if line.startswith("HEAVY"))
     return line.split()[1:]
 
@@ -101,7 +103,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, default=Path("/work/main/.venv/bin/shiftwatch"))
     parser.add_argument("--runs", type=int, default=5, help="runs per command and version (median reported)")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)  # one row per command, also when piped
     paths = command_paths()
     peer = args.before if args.before.exists() else None
     if peer is None:
