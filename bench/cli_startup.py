@@ -146,6 +146,8 @@ def main() -> None:
         "slowest_after_s": max(after_times),  # type: ignore[type-var]
         "slowest_after_cpu_s": max(row["after_cpu_s"] for row in rows.values()),  # type: ignore[type-var]
         "all_under_target": all(t < TARGET_S for t in after_times),  # type: ignore[operator]
+        # Wall time meets the target only on a quiet machine; CPU time says whether it would.
+        "all_cpu_under_target": all(row["after_cpu_s"] < TARGET_S for row in rows.values()),  # type: ignore[operator]
         "median_speedup": statistics.median(speedups) if speedups else None,
         "min_speedup": min(speedups) if speedups else None,
     }
