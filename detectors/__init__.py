@@ -5,32 +5,34 @@ configure in ``__init__``, ``fit(reference, **context)``, ``test(current, **cont
 and ``get_config()`` / ``get_state()`` / ``from_state(config, state)`` for storage without pickle.
 Context keywords: ``stream_ids`` and ``timestamps`` (correlated streams), ``labels``
 (``accuracy_drop`` fit only).
+
+Importing this package imports no detector: ``DETECTORS[name]`` loads that one module on first
+use, so ``import shiftwatch.detectors.mmd`` (numpy only) and ``shiftwatch --help`` stay free of
+scikit-learn, SciPy, river and pandas.
 """
 
 from __future__ import annotations
 
-from shiftwatch.detectors.accuracy import AccuracyDropDetector
-from shiftwatch.detectors.base import Detector
-from shiftwatch.detectors.bbsd import BBSDDetector, ClassProbabilityKSDetector, ConfidenceKSDetector, LabelShiftDetector
-from shiftwatch.detectors.classifier import ClassifierDetector
-from shiftwatch.detectors.concept import LabeledAccuracyDetector
-from shiftwatch.detectors.ks_pca import KSPCADetector
-from shiftwatch.detectors.lsdd import LSDDDetector
-from shiftwatch.detectors.mmd import MMDDetector
+from typing import TYPE_CHECKING
+
+from shiftwatch.lazy_registry import LazyRegistry
+
+if TYPE_CHECKING:
+    from shiftwatch.detectors.base import Detector
 
 # Embedding detectors take (n, d) float arrays; BBSD and accuracy_drop take (n, k) class
 # probabilities; labeled_accuracy takes 0/1 correctness flags.
-DETECTORS: dict[str, type[Detector]] = {
-    "mmd": MMDDetector,
-    "lsdd": LSDDDetector,
-    "ks": KSPCADetector,
-    "classifier": ClassifierDetector,
-    "bbsd": BBSDDetector,
-    "bbsd_confidence": ConfidenceKSDetector,
-    "bbsd_label": LabelShiftDetector,
-    "bbsd_probs": ClassProbabilityKSDetector,
-    "accuracy_drop": AccuracyDropDetector,
-    "labeled_accuracy": LabeledAccuracyDetector,
-}
+DETECTORS: LazyRegistry[type[Detector]] = LazyRegistry({
+    "mmd": "shiftwatch.detectors.mmd:MMDDetector",
+    "lsdd": "shiftwatch.detectors.lsdd:LSDDDetector",
+    "ks": "shiftwatch.detectors.ks_pca:KSPCADetector",
+    "classifier": "shiftwatch.detectors.classifier:ClassifierDetector",
+    "bbsd": "shiftwatch.detectors.bbsd:BBSDDetector",
+    "bbsd_confidence": "shiftwatch.detectors.bbsd:ConfidenceKSDetector",
+    "bbsd_label": "shiftwatch.detectors.bbsd:LabelShiftDetector",
+    "bbsd_probs": "shiftwatch.detectors.bbsd:ClassProbabilityKSDetector",
+    "accuracy_drop": "shiftwatch.detectors.accuracy:AccuracyDropDetector",
+    "labeled_accuracy": "shiftwatch.detectors.concept:LabeledAccuracyDetector",
+})  # fmt: skip
 EMBEDDING_DETECTORS = ("mmd", "lsdd", "ks", "classifier")
 PROBABILITY_DETECTORS = ("bbsd", "bbsd_confidence", "bbsd_label", "bbsd_probs")

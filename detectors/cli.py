@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import typer
 
 from shiftwatch.errors import Invalid
 
+if TYPE_CHECKING:
+    import numpy as np
+
+
 def load_array(path: Path, option: str) -> np.ndarray:
     """A numeric array from a .npy file; never unpickles (a pickled file is refused, not run)."""
+    import numpy as np  # here, not at module level: `shiftwatch --help` should not pay for it
+
     try:
         with open(path, "rb") as handle:
             magic = handle.read(6)
@@ -43,9 +48,7 @@ def run_detect(
     reference: np.ndarray, current: np.ndarray, method: str, kind: str, alpha: float, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Fit the chosen detector on the reference array and test the current one."""
-    from shiftwatch.detectors import DETECTORS
-
-    from shiftwatch.detectors import EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
+    from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")

@@ -7,7 +7,6 @@ import json
 
 import typer
 
-from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid
 
 
@@ -17,6 +16,7 @@ def _actor() -> str:
 
 def _connect():  # type: ignore[no-untyped-def]
     from shiftwatch.cli import settings_or_exit
+    from shiftwatch.db import Database
 
     settings = settings_or_exit()
     return settings, Database.connect(settings.database_url)
@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         report: bool = typer.Option(True, help="write the Evidently report of candidate vs production outputs"),
     ) -> None:
         """The comparison table, the candidate's compression report, the Evidently report and the audit log."""
+        from shiftwatch.db import utcnow
         from shiftwatch.errors import Conflict
         from shiftwatch.rollout import controller, status
         from shiftwatch.rollout.report import write_report

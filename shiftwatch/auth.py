@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from fastapi import Depends, Request
 
 from shiftwatch.errors import Forbidden, Unauthorized
-
-SCOPES = ("ingest", "read", "label", "operate", "approve")
+from shiftwatch.scopes import SCOPES
 
 
 @dataclass(frozen=True, slots=True)

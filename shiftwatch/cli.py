@@ -1,4 +1,9 @@
-"""The ``shiftwatch`` command: the root and the wiring commands; each domain adds its own."""
+"""The ``shiftwatch`` command: the root and the wiring commands; each domain adds its own.
+
+Start-up stays fast because every CLI module imports only typer, rich, the standard library
+and light project modules at module level; what a command needs (SQLAlchemy, numpy, the
+detectors, uvicorn) is imported inside it. ``tests/test_cli_startup.py`` holds this.
+"""
 
 from __future__ import annotations
 
@@ -67,9 +72,15 @@ def serve(
     uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
 
 
+_registered: set[str] = set()
+
+
 def _register_domains() -> None:
+    """Add every domain's commands to ``app``; once per module, so tests may call it again."""
     for name in CLI_MODULES:
-        importlib.import_module(name).register(app)
+        if name not in _registered:
+            importlib.import_module(name).register(app)
+            _registered.add(name)
 
 
 def main() -> None:

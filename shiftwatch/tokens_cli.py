@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from shiftwatch.auth import SCOPES
+from shiftwatch.scopes import SCOPES
 
 token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
 
