@@ -159,7 +159,7 @@ def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope
     from shiftwatch.app import create_app
     from shiftwatch.tokens import create_token
 
-    secured = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
+    secured = settings.model_copy(update={"auth_required": True, "secret_key": "81NLxhc7bYxa_oYuVCtZnfHfc8neP7QFTFm6HTXU"})
     reader = create_token(db, "reader", ["read"])
     server = LiveServer(create_app(secured, db)).start()
     try:

@@ -29,7 +29,7 @@ PUBLIC = {(method, path) for path in PUBLIC_ROUTES for method in ("GET", "HEAD")
 # No token, but a credential of their own; checked below to refuse unsigned calls.
 SIGNED_LINK = {("GET", path) for path in SIGNED_LINK_ROUTES}
 PUBLIC_PREFIXES = tuple(PUBLIC_PREFIXES_WHY)
-SECRET = "s" * 40
+SECRET = "NbU2_DWcUolDAJjbT0sZ9f_21VPfzbDnwYvRcaNJ"
 
 
 @pytest.fixture
