@@ -6,10 +6,10 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
 # A configured SHIFTWATCH_SECRET_KEY shorter than this is refused when auth is on.
@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     # Signs console session cookies, CSRF tokens and labeling links. Unset (""): a random key is
     # generated once and kept in DATA_DIR/secret_key (shiftwatch.secret_key); replicas share it.
     secret_key: str = ""
+    # Host names clients may use besides the public URL's host and loopback (comma-separated), e.g. the
+    # gateway's internal name. Any other Host header is refused (400): DNS rebinding (shiftwatch.cross_site).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Addresses of reverse proxies whose X-Forwarded-Proto is believed (comma-separated): "https" from
+    # one of them marks console cookies Secure, as an https SHIFTWATCH_PUBLIC_URL does.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -137,7 +143,7 @@ class Settings(BaseSettings):
                              "or leave it unset: a key is then generated under data_dir")
         return value
 
-    @field_validator("alert_webhooks", mode="before")
+    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

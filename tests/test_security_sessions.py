@@ -17,7 +17,8 @@ SECRET = "eER_YEjj1WnZCvBLjtXPTDREWZHjnbCRsYTzU0YB"
 @pytest.fixture
 def settings(db_url, tmp_path) -> Settings:
     return Settings(
-        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True, secret_key=SECRET
+        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True, secret_key=SECRET,
+        public_url="https://console.test",
     )
 
 
