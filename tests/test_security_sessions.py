@@ -32,8 +32,8 @@ def console_router() -> APIRouter:
         return {"who": principal.name}
 
     @router.post("/logout")
-    def do_logout(response: Response) -> dict:
-        logout(response)
+    def do_logout(request: Request, response: Response) -> dict:
+        logout(request, response)
         return {}
 
     @router.get("/console/approvals")
