@@ -44,6 +44,7 @@ def allowed_host_names(settings: Settings) -> frozenset[str]:
 
 
 def host_problem(host_header: str, allowed: frozenset[str]) -> str | None:
+    """Why a request with this ``Host`` is not for this server, or None when it is."""
     name = host_name(host_header)
     if name and (name in allowed or is_loopback(name)):
         return None
@@ -53,6 +54,7 @@ def host_problem(host_header: str, allowed: frozenset[str]) -> str | None:
 
 
 def content_type_problem(method: str, path: str, content_type: str) -> str | None:
+    """Why this request is one another site's page could send unasked (a simple POST to the API), or None."""
     if method != "POST" or not path.startswith("/v1/"):
         return None
     essence = content_type.split(";", 1)[0].strip().lower()
