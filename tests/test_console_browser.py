@@ -140,6 +140,10 @@ def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db
     page.click("td a >> nth=0")
     assert page.locator("#alert-state").inner_text() == "open"
     assert page.locator("iframe.report").count() == 1  # the Evidently report, inline
+    # ...and loaded: every other answer says X-Frame-Options DENY, this route SAMEORIGIN.
+    report_frame = page.locator("iframe.report").element_handle().content_frame()
+    assert report_frame is not None and report_frame.url.startswith(live_server.url)
+    assert "Share of Drifted Columns" in report_frame.content()
     screenshot(page, tmp_path, "alert-open")
     page.click("text=Acknowledge")
     assert page.locator("#alert-state").inner_text() == "acknowledged"
