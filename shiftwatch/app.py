@@ -15,9 +15,11 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from shiftwatch import __version__
 from shiftwatch.auth import require
+from shiftwatch.cross_site import CrossSiteGuard
 from shiftwatch.db import Database
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.secret_key import secret_key
+from shiftwatch.security_headers import SecurityHeaders
 from shiftwatch.settings import Settings
 
 # Each domain's router module, lowest layer first. A module may also define
@@ -124,4 +126,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
 
     for module in modules:
         app.include_router(module.router)
+    # Outermost first: a foreign Host or a cross-site simple POST is refused before any route reads
+    # a body, and every answer, refusals included, carries the security headers.
+    app.add_middleware(CrossSiteGuard, settings=settings)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shiftwatch.errors import Invalid
-from shiftwatch.settings import MIN_SECRET_KEY_CHARS, Settings
+from shiftwatch.settings import Settings, secret_key_problem
 
 KEY_FILE_NAME = "secret_key"
 # 48 random bytes: 64 url-safe characters, twice the minimum a configured key must have.
@@ -88,7 +88,7 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _read(path: Path) -> str | None:
-    """The key in ``path``, or None when there is no file; a file others may read, or a short one, is refused."""
+    """The key in ``path``, or None when there is no file; a file others may read, or a weak key, is refused."""
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
@@ -99,9 +99,10 @@ def _read(path: Path) -> str | None:
         raise Invalid(FIELD, f"{path} is readable by others (mode {stat.S_IMODE(mode):04o}); chmod 600 it, "
                              f"or set {FIELD}")
     value = path.read_text(encoding="ascii", errors="replace").strip()
-    if len(value) < MIN_SECRET_KEY_CHARS:
-        raise Invalid(FIELD, f"{path} holds fewer than {MIN_SECRET_KEY_CHARS} characters; delete it to generate "
-                             f"a new key (this ends every console session), or set {FIELD}")
+    problem = secret_key_problem(value)
+    if problem is not None:  # written by hand, or cut short: a weak file key is as forgeable as a weak setting
+        raise Invalid(FIELD, f"{path} {problem}; delete it to generate a new key (this ends every console "
+                             f"session), or set {FIELD}")
     return value
 
 

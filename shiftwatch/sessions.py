@@ -1,30 +1,35 @@
-"""Console sessions: a signed cookie after logging in with an API token, and CSRF protection on every form.
+"""Console sessions: a server-side session after logging in with an API token, and CSRF protection on every form.
 
-A person logs in to the console by pasting their API token once; the cookie then carries
-the token's hash (signed by itsdangerous with the secret key, ``shiftwatch.secret_key``, so
-it cannot be forged or edited) and a random session id. Every request re-checks the hash against
-``api_tokens``, so revoking the token ends the session on every replica. The token's name
-is the person recorded by approve/reject.
+A person logs in to the console by pasting their API token once. That creates a row in
+``console_sessions`` and a cookie carrying only a random session id (signed by itsdangerous
+with the secret key, ``shiftwatch.secret_key``, so a forged one costs no database lookup);
+the table keeps the id's sha256, so neither a copy of the database nor the key can mint a
+session. Every request looks the session up: logging out or revoking the token ends it on
+every replica, a cookie captured earlier included. The token's name is the person recorded
+by approve/reject.
 
-CSRF: each form carries ``csrf_token``, a value signed over the session id with its own
-salt and age limit; :func:`csrf_protect` refuses a POST whose token is missing, forged,
-stale or from another session, and one whose ``Origin`` is another site. With
-``auth_required`` off (the loopback demo) the session id is ``"local"``.
+CSRF: each form carries ``csrf_token``, a value signed over a hash of the session id (the page
+never shows the id itself) with its own salt and age limit; :func:`csrf_protect` refuses a
+POST whose token is missing, forged, stale or from another session, and one whose ``Origin``
+(or, without one, ``Referer``) is another site; the login form gets the same origin check.
+With ``auth_required`` off (the loopback demo) the session id is ``"local"``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 
 from shiftwatch.auth import LOCAL_ADMIN, Principal, scope_guard
-from shiftwatch.auth_models import ApiToken
-from shiftwatch.db import Database
+from shiftwatch.auth_models import ApiToken, ConsoleSession
+from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Forbidden, Unauthorized
 from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
@@ -38,70 +43,104 @@ SESSION_MAX_AGE_S = 12 * 3600
 # A form left open longer than the session cannot be submitted either.
 CSRF_MAX_AGE_S = SESSION_MAX_AGE_S
 LOCAL_SESSION_ID = "local"
+# 32 random bytes, as for API tokens: a session id cannot be guessed.
+SESSION_ID_BYTES = 32
 
 
 def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key(settings), salt=salt)
 
 
-def login(db: Database, settings: Settings, token: str, response: Response) -> Principal:
-    """Check ``token`` and set the session cookie on ``response``; raises Unauthorized for a bad token."""
+def served_over_https(request: Request, settings: Settings) -> bool:
+    """Whether the browser reached us over https: the public URL says so, the request came in on TLS,
+    or a trusted reverse proxy (``SHIFTWATCH_TRUSTED_PROXIES``) says it terminated TLS."""
+    if settings.public_url.startswith("https://") or request.url.scheme == "https":
+        return True
+    client = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return client in settings.trusted_proxies and forwarded == "https"
+
+
+def login(db: Database, settings: Settings, token: str, response: Response, *, secure: bool | None = None) -> Principal:
+    """Check ``token``, store a new session and set its cookie on ``response``; raises Unauthorized for a bad token."""
     principal = resolve_token(db, token.strip())
     if principal is None:
         raise Unauthorized("unknown or revoked token")
-    value = _serializer(settings, "session").dumps({"sid": secrets.token_urlsafe(16), "th": hash_token(token.strip())})
+    sid = secrets.token_urlsafe(SESSION_ID_BYTES)
+    now = utcnow()
+    with db.session() as session:
+        token_id = session.scalar(select(ApiToken.id).where(ApiToken.token_sha256 == hash_token(token.strip())))
+        session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at < now))  # keeps the table small
+        session.add(ConsoleSession(session_sha256=hash_token(sid), token_id=token_id, created_at=now,
+                                   expires_at=now + timedelta(seconds=SESSION_MAX_AGE_S)))
     response.set_cookie(
         COOKIE_NAME,
-        value,
+        _serializer(settings, "session").dumps(sid),
         max_age=SESSION_MAX_AGE_S,
         httponly=True,  # no script may read it
         samesite="lax",  # not sent on cross-site POSTs: a second line behind the CSRF token
-        secure=settings.public_url.startswith("https://"),
+        secure=settings.public_url.startswith("https://") if secure is None else secure,
         path="/",
     )
     return principal
 
 
-def logout(response: Response) -> None:
+def logout(request: Request, response: Response) -> None:
+    """End the session on the server (a copied cookie stops working too) and clear the cookie."""
+    sid = _session(request)
+    if sid is not None:
+        db: Database = request.app.state.db
+        with db.session() as session:
+            session.execute(update(ConsoleSession).where(ConsoleSession.session_sha256 == hash_token(sid),
+                                                         ConsoleSession.revoked_at.is_(None)).values(revoked_at=utcnow()))
     response.delete_cookie(COOKIE_NAME, path="/")
 
 
-def _session(request: Request) -> dict | None:
-    settings: Settings = request.app.state.settings
+def _session(request: Request) -> str | None:
+    """The session id the cookie carries, when its signature and age check out (not yet looked up)."""
     raw = request.cookies.get(COOKIE_NAME)
     if not raw:
         return None
     try:
-        data = _serializer(settings, "session").loads(raw, max_age=SESSION_MAX_AGE_S)
+        sid = _serializer(request.app.state.settings, "session").loads(raw, max_age=SESSION_MAX_AGE_S)
     except BadSignature:  # includes SignatureExpired
         return None
-    return data if isinstance(data, dict) and {"sid", "th"} <= data.keys() else None
+    return sid if isinstance(sid, str) else None
 
 
 def session_id(request: Request) -> str:
-    """The id CSRF tokens are bound to: the cookie's, or ``local`` with auth off."""
+    """What CSRF tokens are bound to: a hash of the cookie's session id, or ``local`` with auth off."""
     if not request.app.state.settings.auth_required:
         return LOCAL_SESSION_ID
-    data = _session(request)
-    if data is None:
+    sid = _session(request)
+    if sid is None:
         raise Unauthorized("log in first")
-    return str(data["sid"])
+    return hashlib.sha256(f"csrf:{sid}".encode()).hexdigest()
 
 
 def console_principal(request: Request) -> Principal:
-    """The person behind the session cookie (re-checked against api_tokens on every request)."""
+    """The person behind the session cookie: a live, unexpired session of a token that is not revoked."""
     settings: Settings = request.app.state.settings
     if not settings.auth_required:
         return LOCAL_ADMIN
-    data = _session(request)
-    if data is None:
+    sid = _session(request)
+    if sid is None:
         raise Unauthorized("log in first")
     db: Database = request.app.state.db
+    presented = hash_token(sid)
     with db.session() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == str(data["th"])))
-        if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_sha256, str(data["th"])):
+        found = session.execute(
+            select(ConsoleSession, ApiToken).join(ApiToken, ApiToken.id == ConsoleSession.token_id)
+            .where(ConsoleSession.session_sha256 == presented)
+        ).first()
+        if found is None or not hmac.compare_digest(found[0].session_sha256, presented):
+            raise Unauthorized("no such session; log in again")
+        console_session, token = found
+        if console_session.revoked_at is not None or console_session.expires_at <= utcnow():
+            raise Unauthorized("this session ended (logged out or expired); log in again")
+        if token.revoked_at is not None:
             raise Unauthorized("the token behind this session was revoked; log in again")
-        return Principal(name=row.name, scopes=frozenset(row.scopes))
+        return Principal(name=token.name, scopes=frozenset(token.scopes))
 
 
 def require_console(scope: str):  # type: ignore[no-untyped-def]
@@ -115,12 +154,20 @@ def csrf_token(request: Request) -> str:
 
 
 def _same_origin(request: Request, settings: Settings) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # non-browser clients and older browsers send none; the token still has to match
+    # Every browser in use sends Origin on a form POST; Referer covers the few that do not.
+    # Neither: not a browser (curl, tests); the CSRF token or the token being logged in with still has to match.
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if source is None:
+        return True
     allowed = {f"{request.url.scheme}://{request.url.netloc}", settings.public_url.rstrip("/")}
-    parts = urlsplit(origin)
+    parts = urlsplit(source)
     return f"{parts.scheme}://{parts.netloc}" in allowed
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse a form posted from another site (login CSRF: being logged in as the attacker)."""
+    if not _same_origin(request, request.app.state.settings):
+        raise Forbidden("cross-site form submission refused")
 
 
 async def csrf_protect(request: Request) -> None:
@@ -128,8 +175,7 @@ async def csrf_protect(request: Request) -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     settings: Settings = request.app.state.settings
-    if not _same_origin(request, settings):
-        raise Forbidden("cross-site form submission refused")
+    check_same_origin(request)
     presented = request.headers.get(CSRF_HEADER)
     if presented is None:
         form = await request.form()  # Starlette caches it: the route reads the same form

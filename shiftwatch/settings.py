@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 
 # A configured SHIFTWATCH_SECRET_KEY shorter than this is refused when auth is on.
 MIN_SECRET_KEY_CHARS = 32
+# ...and so is one whose characters carry less than this (estimated): 128 bits is the strength of
+# the HMAC-SHA1 signatures itsdangerous makes, and what an attacker guessing offline must cover.
+MIN_SECRET_KEY_BITS = 128
+# Fewer distinct characters than this is a pattern ("abab..."), not a random key, whatever its length.
+MIN_SECRET_KEY_DISTINCT = 8
+SECRET_KEY_ADVICE = 'generate one with `python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+
+
+def estimated_key_bits(value: str) -> float:
+    """Bits a key carries by its character frequencies (length x Shannon entropy per character).
+
+    An upper bound on its real strength: it catches one repeated character, a tiny alphabet
+    and a short word repeated; it cannot see every pattern, so generated keys stay the advice.
+    """
+    counts = Counter(value)
+    return -sum(n * math.log2(n / len(value)) for n in counts.values())
+
+
+def secret_key_problem(value: str) -> str | None:
+    """Why ``value`` is too weak to sign sessions, or None when it will do."""
+    if len(value) < MIN_SECRET_KEY_CHARS:
+        return f"has {len(value)} characters, fewer than {MIN_SECRET_KEY_CHARS}"
+    distinct, bits = len(set(value)), estimated_key_bits(value)
+    if distinct < MIN_SECRET_KEY_DISTINCT or bits < MIN_SECRET_KEY_BITS:
+        return (f"looks patterned, not random ({distinct} distinct characters, about {abs(bits):.0f} bits; "
+                f"needs {MIN_SECRET_KEY_DISTINCT}+ distinct and {MIN_SECRET_KEY_BITS}+ bits)")
+    return None
 
 
 class Settings(BaseSettings):
@@ -87,6 +116,12 @@ class Settings(BaseSettings):
     # Signs console session cookies, CSRF tokens and labeling links. Unset (""): a random key is
     # generated once and kept in DATA_DIR/secret_key (shiftwatch.secret_key); replicas share it.
     secret_key: str = ""
+    # Host names clients may use besides the public URL's host and loopback (comma-separated), e.g. the
+    # gateway's internal name. Any other Host header is refused (400): DNS rebinding (shiftwatch.cross_site).
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Addresses of reverse proxies whose X-Forwarded-Proto is believed (comma-separated): "https" from
+    # one of them marks console cookies Secure, as an https SHIFTWATCH_PUBLIC_URL does.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     @field_validator("database_url")
     @classmethod
@@ -100,16 +135,15 @@ class Settings(BaseSettings):
 
     @field_validator("secret_key")
     @classmethod
-    def _secret_key_long_enough_when_auth_on(cls, value: str, info: ValidationInfo) -> str:
-        # A short key can be guessed, and then anyone could forge a console session cookie.
-        if value and info.data.get("auth_required") and len(value) < MIN_SECRET_KEY_CHARS:
-            raise ValueError(
-                f"must be {MIN_SECRET_KEY_CHARS}+ random characters when auth_required is true "
-                "(or unset: a key is then generated under data_dir)"
-            )
+    def _secret_key_strong_when_auth_on(cls, value: str, info: ValidationInfo) -> str:
+        # A short or patterned key can be guessed, and then anyone could forge a console session cookie.
+        problem = secret_key_problem(value) if value and info.data.get("auth_required") else None
+        if problem is not None:
+            raise ValueError(f"{problem} when auth_required is true; {SECRET_KEY_ADVICE}, "
+                             "or leave it unset: a key is then generated under data_dir")
         return value
 
-    @field_validator("alert_webhooks", mode="before")
+    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from shiftwatch.auth import SCOPES, Principal
-from shiftwatch.auth_models import ApiToken
+from shiftwatch.auth_models import ApiToken, ConsoleSession
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound
 
@@ -77,6 +77,9 @@ def revoke_token(db: Database, name: str) -> None:
             raise NotFound(f"no token named {name!r}")
         if row.revoked_at is None:
             row.revoked_at = utcnow()
+        # Its console sessions end with it (console_principal checks the token too; this makes it visible).
+        session.execute(update(ConsoleSession).where(ConsoleSession.token_id == row.id,
+                                                     ConsoleSession.revoked_at.is_(None)).values(revoked_at=row.revoked_at))
 
 
 def list_tokens(db: Database) -> list[TokenInfo]:

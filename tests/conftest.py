@@ -25,6 +25,7 @@ from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("SHIFTWATCH_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+TEST_CLIENT_HOST = "testserver"
 BACKENDS = [b.strip() for b in os.environ.get("SHIFTWATCH_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 
 
@@ -122,8 +123,13 @@ def empty_all_tables(database: Database) -> None:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    """Auth off on purpose: most tests exercise a domain, not auth; the security tests turn it on."""
-    return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=False)
+    """Auth off on purpose: most tests exercise a domain, not auth; the security tests turn it on.
+
+    ``testserver`` is the Host header FastAPI's TestClient sends; a real server answers only to
+    its public URL's host and loopback (shiftwatch.cross_site).
+    """
+    return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=False,
+                    allowed_hosts=[TEST_CLIENT_HOST])
 
 
 @pytest.fixture

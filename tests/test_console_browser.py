@@ -140,6 +140,10 @@ def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db
     page.click("td a >> nth=0")
     assert page.locator("#alert-state").inner_text() == "open"
     assert page.locator("iframe.report").count() == 1  # the Evidently report, inline
+    # ...and loaded: every other answer says X-Frame-Options DENY, this route SAMEORIGIN.
+    report_frame = page.locator("iframe.report").element_handle().content_frame()
+    assert report_frame is not None and report_frame.url.startswith(live_server.url)
+    assert "Share of Drifted Columns" in report_frame.content()
     screenshot(page, tmp_path, "alert-open")
     page.click("text=Acknowledge")
     assert page.locator("#alert-state").inner_text() == "acknowledged"
@@ -159,7 +163,7 @@ def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope
     from shiftwatch.app import create_app
     from shiftwatch.tokens import create_token
 
-    secured = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
+    secured = settings.model_copy(update={"auth_required": True, "secret_key": "81NLxhc7bYxa_oYuVCtZnfHfc8neP7QFTFm6HTXU"})
     reader = create_token(db, "reader", ["read"])
     server = LiveServer(create_app(secured, db)).start()
     try:

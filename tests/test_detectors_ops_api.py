@@ -41,13 +41,13 @@ def test_alert_api_lists_gets_serves_the_report_acknowledges_and_resolves(api, d
     assert report.status_code == 200 and report.headers["content-type"].startswith("text/html")
     assert "Share of Drifted Columns" in report.text
 
-    acked = api.post(f"/v1/alerts/{alert_id}/acknowledge").json()
+    acked = api.post(f"/v1/alerts/{alert_id}/acknowledge", json={}).json()
     assert acked["state"] == "acknowledged" and acked["acknowledged_by"] == "local-admin"
     assert api.get("/v1/alerts", params={"state": "open"}).json() == []
-    resolved = api.post(f"/v1/alerts/{alert_id}/resolve").json()
+    resolved = api.post(f"/v1/alerts/{alert_id}/resolve", json={}).json()
     assert resolved["state"] == "resolved" and resolved["resolved_at"] is not None
-    assert api.post(f"/v1/alerts/{alert_id}/resolve").status_code == 200  # idempotent
-    assert api.post(f"/v1/alerts/{alert_id}/acknowledge").status_code == 409
+    assert api.post(f"/v1/alerts/{alert_id}/resolve", json={}).status_code == 200  # idempotent
+    assert api.post(f"/v1/alerts/{alert_id}/acknowledge", json={}).status_code == 409
 
     assert api.get("/v1/alerts/99999").status_code == 404
     assert api.get("/v1/alerts/99999/report").status_code == 404

@@ -138,7 +138,7 @@ def test_signed_image_link_is_the_credential_and_expires(db, settings):
 
     from shiftwatch.app import create_app
 
-    settings = settings.model_copy(update={"auth_required": True, "secret_key": "k" * 40})
+    settings = settings.model_copy(update={"auth_required": True, "secret_key": "7bpkYZdNLLt9rKC0ZykHLXqWvujtpqxHCRFOXI0R"})
     png = b"\x89PNG\r\n\x1a\n" + b"fake image bytes"
     ref = InputStore(settings.data_dir).put(png, "png")
     link = input_link(settings, ref).removeprefix(settings.public_url)

@@ -21,7 +21,7 @@ from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
 
-SECRET = "r" * 40
+SECRET = "LjBpdpVseduw33ZkABVH5U3-O57kweKKzBg34jtY"
 
 
 @pytest.fixture

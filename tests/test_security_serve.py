@@ -134,8 +134,9 @@ def test_racing_processes_agree_on_one_generated_key(tmp_path):
 
 
 def test_a_configured_key_is_used_and_no_file_is_written(tmp_path):
-    settings = Settings(data_dir=tmp_path / "data", secret_key="c" * 40)
-    assert secret_key(settings) == "c" * 40
+    configured = "D1csXWykWRxjAuekUaX2OvELFZ0qPZW9LDDHyCT1"
+    settings = Settings(data_dir=tmp_path / "data", secret_key=configured)
+    assert secret_key(settings) == configured
     assert not (tmp_path / "data").exists()
 
 

@@ -11,13 +11,14 @@ from shiftwatch.sessions import COOKIE_NAME, CSRF_HEADER, csrf_protect, csrf_tok
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token, revoke_token
 
-SECRET = "k" * 40
+SECRET = "eER_YEjj1WnZCvBLjtXPTDREWZHjnbCRsYTzU0YB"
 
 
 @pytest.fixture
 def settings(db_url, tmp_path) -> Settings:
     return Settings(
-        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True, secret_key=SECRET
+        database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True, secret_key=SECRET,
+        public_url="https://console.test",
     )
 
 
@@ -31,8 +32,8 @@ def console_router() -> APIRouter:
         return {"who": principal.name}
 
     @router.post("/logout")
-    def do_logout(response: Response) -> dict:
-        logout(response)
+    def do_logout(request: Request, response: Response) -> dict:
+        logout(request, response)
         return {}
 
     @router.get("/console/approvals")
@@ -118,5 +119,5 @@ def test_revoking_the_token_ends_the_session(client, db):
 def test_cookie_signed_with_another_key_is_refused(client, db, settings, app):
     _login(client, create_token(db, "alice", ["read"]))
     assert client.get("/console/approvals").status_code == 200
-    app.state.settings = settings.model_copy(update={"secret_key": "z" * 40})
+    app.state.settings = settings.model_copy(update={"secret_key": "ZjyDUT2sRBJsP8GhgeNTKZbhDhcwubN3ciycQiBu"})
     assert client.get("/console/approvals").status_code == 401

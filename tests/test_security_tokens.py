@@ -107,5 +107,5 @@ def test_auth_on_refuses_a_short_secret_key():
 
     with pytest.raises(ValidationError, match="secret_key"):
         Settings(auth_required=True, secret_key="change-me-in-production")
-    assert Settings(auth_required=True, secret_key="k" * 32).auth_required
+    assert Settings(auth_required=True, secret_key="SBjKiilOlm7_AG_Us5pKzEUhWI5doHkL").auth_required  # 32 random characters
     assert Settings().secret_key == ""  # unset: shiftwatch.secret_key generates one under data_dir

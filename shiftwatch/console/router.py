@@ -21,8 +21,9 @@ from shiftwatch.collector.inputs import InputStore
 from shiftwatch.console.access import csrf_field, csrf_protect, login_first, page_access
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import get_db, get_settings
-from shiftwatch.errors import NotFound, ShiftwatchError, Unauthorized
-from shiftwatch.sessions import login, logout
+from shiftwatch.errors import Forbidden, NotFound, ShiftwatchError, Unauthorized
+from shiftwatch.security_headers import SAME_ORIGIN_FRAMING
+from shiftwatch.sessions import check_same_origin, login, logout, served_over_https
 from shiftwatch.settings import Settings
 
 HERE = Path(__file__).parent
@@ -65,16 +66,19 @@ def login_submit(
 ):
     response = RedirectResponse(_local_path(next), status_code=303)
     try:
-        login(db, settings, token, response)
-    except Unauthorized as exc:
-        return render(request, "login.html", next=_local_path(next), error=exc.message)
+        check_same_origin(request)  # login CSRF: another site must not log a person in as someone else
+        login(db, settings, token, response, secure=served_over_https(request, settings))
+    except (Unauthorized, Forbidden) as exc:
+        page = render(request, "login.html", next=_local_path(next), error=exc.message)
+        page.status_code = exc.status_code
+        return page
     return response
 
 
 @router.post("/logout", name="console_logout")
 def logout_submit(request: Request) -> RedirectResponse:
     response = RedirectResponse(str(request.url_for("console_login")), status_code=303)
-    logout(response)
+    logout(request, response)
     return response
 
 
@@ -157,7 +161,7 @@ def alert_report(
 
     with db.session() as session:
         path = alerts.report_file(session, settings, alert_id)
-    return FileResponse(path, media_type="text/html")
+    return FileResponse(path, media_type="text/html", headers=SAME_ORIGIN_FRAMING)  # the alert page frames it
 
 
 ALERT_ACTIONS = ("acknowledge", "resolve")
