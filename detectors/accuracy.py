@@ -153,6 +153,8 @@ class AccuracyDropDetector(TwoSampleDetector):
     """Alerts when the label-free accuracy estimate fell significantly AND by at least ``min_effect_size`` points."""
 
     name = "accuracy_drop"
+    # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
+    effect_window = 0
 
     def __init__(self, alpha: float = 0.05, method: Method = "atc", min_effect_size: float = 3.0, seed: int = 0) -> None:
         self.alpha = alpha
@@ -184,7 +186,7 @@ class AccuracyDropDetector(TwoSampleDetector):
             statistic=estimate.estimated_accuracy,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, drop),
+            **self.decide(p_value, drop, estimate.n_reference, estimate.n_current).fields(),
             n_reference=estimate.n_reference,
             n_current=estimate.n_current,
             effect_size=max(drop, 0.0),

@@ -18,6 +18,7 @@ from scipy import stats
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
+from shiftwatch.detectors.effect import SEVERITIES
 from shiftwatch.detectors.permutation import permutation_p_value
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
 from shiftwatch.detectors.univariate import (
@@ -110,7 +111,7 @@ class _OutputDetector(TwoSampleDetector):
             statistic=statistic,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, effect),
+            **self.decide(p_value, effect, len(self.reference_), len(probs)).fields(),
             n_reference=len(self.reference_),
             n_current=len(probs),
             effect_size=effect,
@@ -247,6 +248,9 @@ class BBSDDetector(TwoSampleDetector):
             p_value=p_value,
             threshold=self.alpha,
             drift=any(r.drift for r in results),
+            significant=p_value <= self.alpha,
+            severity=max((r.severity for r in results), key=SEVERITIES.index),
+            note="; ".join(f"{r.method}: {r.note}" for r in results if r.note),
             n_reference=best.n_reference,
             n_current=best.n_current,
             effect_size=best.effect_size,

@@ -53,8 +53,11 @@ def run_detect(
     usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probs" else ())
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
+    from shiftwatch.detectors.effect import with_min_effect
+
+    min_effect = overrides.pop("min_effect_size", None)
     detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
-    result = detector.fit(reference).test(current)
+    result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 
 
@@ -66,10 +69,12 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option("auto", help="mmd | lsdd | ks | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs | auto"),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
         kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
-        min_effect: float | None = typer.Option(None, help="practical effect threshold (in the method's unit)"),
+        min_effect: float | None = typer.Option(
+            None, help="explicit practical threshold (method's unit); default: drift unless negligible at this window size"
+        ),
         seed: int | None = typer.Option(None, help="seed for subsampling and permutations"),
     ) -> None:
-        """Test whether CURRENT drifted from REFERENCE; prints one JSON object."""
+        """Test whether CURRENT drifted from REFERENCE; prints one JSON object (significant, drift, severity, note)."""
         result = run_detect(
             load_array(reference, "--reference"),
             load_array(current, "--current"),

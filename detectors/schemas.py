@@ -126,7 +126,9 @@ class DriftRunOut(BaseModel):
     adjusted_p_value: float | None
     threshold: float | None
     detector_drift: bool | None
-    decision: bool
+    significant: bool | None = Field(None, description="significant at alpha before Holm (the detector's test)")
+    decision: bool = Field(description="drift: significant after Holm AND not negligible (the page decision)")
+    severity: str | None = Field(None, description="none | negligible | low | medium | high: the shift's size")
     effect_size: float | None
     effect_unit: str | None
     estimated_harm: float | None
