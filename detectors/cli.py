@@ -92,14 +92,27 @@ def register(app: typer.Typer) -> None:
         current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
         method: str = typer.Option("atc", help="atc | cbpe"),
         confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
+        slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
+        slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
     ) -> None:
-        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval."""
+        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
+
+        With --slice-probs/--slice-labels (a uniform random sample of the window, labeled) it adds
+        ``prediction_powered``: the estimate corrected by those labels, an interval valid under any shift.
+        """
         from shiftwatch.detectors.accuracy import AccuracyEstimator
 
         if method not in ("atc", "cbpe"):
             raise Invalid("--method", "must be atc or cbpe")
+        if (slice_probs is None) != (slice_labels is None):
+            raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
         estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
-        estimate = estimator.fit(
-            load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels")
-        ).estimate(load_array(current_probs, "--current-probs"))
-        typer.echo(json.dumps(estimate.to_dict()))
+        current = load_array(current_probs, "--current-probs")
+        estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
+        out = estimator.estimate(current).to_dict()
+        if slice_probs is not None and slice_labels is not None:
+            powered = estimator.estimate_with_labels(
+                current, load_array(slice_probs, "--slice-probs"), load_array(slice_labels, "--slice-labels")
+            )
+            out["prediction_powered"] = powered.to_dict()
+        typer.echo(json.dumps(out))
