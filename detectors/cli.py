@@ -34,9 +34,10 @@ def load_array(path: Path, option: str) -> np.ndarray:
 
 
 def pick_method(method: str, kind: str) -> str:
+    """``auto``: the omnibus embedding test (MMD-Agg + per-feature KS) on embeddings, BBSD on probabilities."""
     if method != "auto":
         return method
-    return "mmd" if kind == "embeddings" else "bbsd"
+    return "auto" if kind == "embeddings" else "bbsd"
 
 
 def run_detect(
@@ -50,13 +51,15 @@ def run_detect(
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")
     name = pick_method(method, kind)
-    usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probs" else ())
-    if name not in usable:
-        raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     from shiftwatch.detectors.effect import with_min_effect
+    from shiftwatch.detectors.omnibus import FeatureKSDetector, OmnibusDetector
 
+    classes = {**DETECTORS, "auto": OmnibusDetector, "ks_features": FeatureKSDetector}
+    usable = (*EMBEDDING_DETECTORS, "ks_features") + (PROBABILITY_DETECTORS if kind == "probs" else ())
+    if name not in usable and name != "auto":
+        raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     min_effect = overrides.pop("min_effect_size", None)
-    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
+    detector = classes[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
     result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 
@@ -66,7 +69,9 @@ def register(app: typer.Typer) -> None:
     def detect(
         reference: Path = typer.Option(..., "--reference", help="reference window, float (n, d) .npy"),
         current: Path = typer.Option(..., "--current", help="current window, float (m, d) .npy"),
-        method: str = typer.Option("auto", help="mmd | lsdd | ks | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs | auto"),
+        method: str = typer.Option(
+            "auto", help="auto (MMD-Agg + per-feature KS) | mmd | lsdd | ks | ks_features | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs"
+        ),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
         kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
         min_effect: float | None = typer.Option(

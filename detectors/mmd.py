@@ -3,7 +3,7 @@
 Statistic: unbiased MMD^2 with Gaussian kernels at several bandwidths, multiples of the
 median heuristic on the pooled sample (one bandwidth misses shifts at other scales: a small
 one sees repeated frames and variance changes, a large one a mean shift along one direction).
-p-value: the bandwidths' permutation tests aggregated by min-p on the SAME permutations
+p-value: the bandwidths' permutation tests aggregated by max-T on the SAME permutations
 (``detectors.aggregation``), so the family-wise error stays at alpha. One distance matrix and
 one indicator matrix serve every bandwidth: per bandwidth one ``exp`` into a shared buffer and
 ``KI = K0 @ I`` (K0 with a zero diagonal, I the (N, 1 + B) reference-group indicators); the
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from shiftwatch.detectors.aggregation import min_p_aggregate
+from shiftwatch.detectors.aggregation import max_t_aggregate
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.effect import EFFECT_WINDOW
@@ -65,7 +65,7 @@ def permuted_mmd2(kernel: np.ndarray, indicators: np.ndarray) -> np.ndarray:
 
 
 class MMDDetector(TwoSampleDetector):
-    """Gaussian-kernel MMD^2 over several bandwidths (min-p aggregated), blockwise on streams, witness evidence."""
+    """Gaussian-kernel MMD^2 over several bandwidths (max-T aggregated), blockwise on streams, witness evidence."""
 
     name = "mmd"
 
@@ -121,13 +121,13 @@ class MMDDetector(TwoSampleDetector):
         indicators = reference_indicators(block_of, n_reference_blocks, self.n_permutations, rng)
         stats, spreads = self._statistics(squared, sigmas, indicators, len(reference))
         del squared, indicators
-        aggregate = min_p_aggregate(stats, self.alpha)
+        aggregate = max_t_aggregate(stats, self.alpha)
 
         observed = stats[:, 0]
         effects = 100.0 * np.maximum(observed, 0.0) / spreads
         # The deciding bandwidth: where the statistic stands highest over its critical value.
         margin = np.where(np.isfinite(aggregate.critical), observed / np.maximum(aggregate.critical, 1e-30), -np.inf)
-        best = int(np.argmax(margin)) if np.isfinite(margin).any() else int(np.argmin(aggregate.kernel_p_values))
+        best = int(np.argmax(margin)) if np.isfinite(margin).any() else int(np.argmax(aggregate.standardised))
         verdict = self.decide(
             aggregate.p_value, float(effects[best]), len(reference), len(y_test),
             statistic=float(observed[best]), critical=float(aggregate.critical[best]),
@@ -150,10 +150,9 @@ class MMDDetector(TwoSampleDetector):
                 "bandwidth": sigmas[best],
                 "median_bandwidth": median_sigma,
                 "bandwidths": [
-                    {"sigma": sigma, "p_value": float(p), "effect_size": float(e), "statistic": float(s)}
-                    for sigma, p, e, s in zip(sigmas, aggregate.kernel_p_values, effects, observed)
+                    {"sigma": sigma, "standardised": float(t), "effect_size": float(e), "statistic": float(s)}
+                    for sigma, t, e, s in zip(sigmas, aggregate.standardised, effects, observed)
                 ],
-                "per_bandwidth_level": aggregate.kernel_level,
                 "n_permutations": self.n_permutations,
                 "n_current_tested": len(y_test),
                 "n_blocks": [n_reference_blocks, int(current_blocks.max()) + 1],

@@ -54,12 +54,13 @@ def detect(runner_app, *args: str):
     return CliRunner().invoke(runner_app, ["detect", *args])
 
 
-@pytest.mark.parametrize("method", ["mmd", "lsdd", "ks", "classifier", "auto"])
+@pytest.mark.parametrize("method", ["mmd", "lsdd", "ks", "ks_features", "classifier", "auto"])
 def test_detect_prints_one_json_object_with_the_decision(runner_app, arrays, method: str) -> None:
     result = detect(runner_app, "--reference", str(arrays["ref"]), "--current", str(arrays["cur"]), "--method", method)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["method"] == ("mmd" if method == "auto" else method)
+    assert out["method"] == method  # auto: the omnibus (MMD-Agg + per-feature KS)
+    assert out["significant"] is True and out["severity"] in ("low", "medium", "high") and out["note"] == ""
     assert out["drift"] is True
     assert {"p_value", "statistic", "n_reference", "n_current", "effect_size", "effect_unit"} <= set(out)
     assert (out["n_reference"], out["n_current"]) == (200, 150) or method in ("ks", "lsdd")

@@ -1,4 +1,4 @@
-"""The default embedding test (multi-bandwidth MMD, the window-size effect rule) on issue 14's synthetic cases.
+"""The default embedding test (``auto``: MMD-Agg + per-feature KS, the window-size effect rule) on issue 14's cases.
 
 Each shift was significant for the single-bandwidth MMD and alibi-detect in every trial, yet the
 old fixed effect gate reported ``drift: false``; each must now be drift in >= 90 % of 20 seeded
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from shiftwatch.detectors.mmd import MMDDetector
+from shiftwatch.detectors.omnibus import OmnibusDetector
 from shiftwatch.detectors.synthetic import NULLS, SHIFTS
 
 ALPHA = 0.05
@@ -22,11 +23,11 @@ FAST = {"n_permutations": 99}
 
 
 def drift_rate(case, seeds: range, n: int | None = None) -> tuple[float, float]:
-    """Share of trials flagged drift, and share significant, for the default detector."""
+    """Share of trials flagged drift, and share significant, for the default (``--method auto``) detector."""
     drift = significant = 0
     for seed in seeds:
         reference, current = case.windows(seed, n)
-        result = MMDDetector(alpha=ALPHA, seed=seed, **FAST).fit(reference).test(current)
+        result = OmnibusDetector(alpha=ALPHA, seed=seed, **FAST).fit(reference).test(current)
         drift += result.drift
         significant += bool(result.significant)
     return drift / len(seeds), significant / len(seeds)
@@ -47,12 +48,41 @@ def test_null_windows_are_flagged_at_most_at_alpha(case) -> None:
     assert significant <= 7 / NULL_SEEDS and drift <= significant
 
 
-def test_single_bandwidth_is_the_classic_test_and_aggregation_keeps_its_p_value_valid() -> None:
+def test_single_bandwidth_is_the_classic_permutation_test() -> None:
     rng = np.random.default_rng(3)
     reference, current = rng.normal(size=(150, 5)), rng.normal(size=(150, 5)) + 0.4
     single = MMDDetector(bandwidth_multipliers=(1.0,), **FAST).fit(reference).test(current)
     several = MMDDetector(**FAST).fit(reference).test(current)
     assert len(single.evidence["bandwidths"]) == 1 and len(several.evidence["bandwidths"]) == 5
-    assert single.p_value == single.evidence["bandwidths"][0]["p_value"]
-    # min-p over 5 bandwidths is never below the best single bandwidth's p-value (no free lunch).
-    assert several.p_value >= min(b["p_value"] for b in several.evidence["bandwidths"])
+    assert single.p_value == 0.01 and several.p_value == 0.01  # the observed split beats all 99 permutations
+
+
+@pytest.mark.slow
+def test_aggregated_p_values_are_uniform_under_no_change() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    p_values = [
+        MMDDetector(seed=seed, **FAST).fit(rng.normal(size=(80, 4))).test(rng.normal(size=(80, 4))).p_value
+        for seed in range(150)
+    ]
+    assert stats.kstest(p_values, "uniform").pvalue > 0.01
+    assert np.mean(np.array(p_values) <= ALPHA) <= 0.1
+
+
+@pytest.mark.slow
+def test_two_of_512_dimensions_at_200_samples_is_caught_by_the_per_feature_part() -> None:
+    # The MMD alone misses it at this size (issue 14: power 0.10 for KS on PCA); alibi's KSDrift does not.
+    case = next(c for c in SHIFTS if c.name == "two_of_512_dims")
+    drift, _ = drift_rate(case, range(SEEDS), n=200)
+    assert drift >= 0.9
+
+
+def test_auto_state_round_trips_without_pickle_and_tests_the_same() -> None:
+    from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
+
+    rng = np.random.default_rng(4)
+    detector = OmnibusDetector(**FAST).fit(rng.normal(size=(120, 6)), stream_ids=["a"] * 120, timestamps=np.arange(120))
+    restored = OmnibusDetector.from_state(detector.get_config(), state_from_npz(state_to_npz(detector.get_state())))
+    current = rng.normal(size=(80, 6)) + 0.5
+    assert restored.test(current).to_dict() == detector.test(current).to_dict()
