@@ -54,14 +54,16 @@ def make_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return cases
 
 
-def timed(detector_args: dict, reference: np.ndarray, current: np.ndarray):
-    """Median seconds of fit + test over REPEATS, and the last result."""
+def timed(detector_args: dict, reference: np.ndarray, current: np.ndarray, omnibus: bool = False):
+    """Median seconds of fit + test over REPEATS, and the last result (MMD, or the ``auto`` omnibus)."""
     from shiftwatch.detectors.mmd import MMDDetector
+    from shiftwatch.detectors.omnibus import OmnibusDetector
 
+    cls = OmnibusDetector if omnibus else MMDDetector
     times = []
     for _ in range(REPEATS):
         start = time.perf_counter()
-        result = MMDDetector(n_permutations=PERMUTATIONS, **detector_args).fit(reference).test(current)
+        result = cls(n_permutations=PERMUTATIONS, **detector_args).fit(reference).test(current)
         times.append(time.perf_counter() - start)
     return float(np.median(times)), result
 
@@ -72,6 +74,7 @@ def ours(cases: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
     for name, (reference, current) in cases.items():
         seconds, result = timed({}, reference, current)
         single_seconds, single = timed({"bandwidth_multipliers": (1.0,)}, reference, current)
+        auto_seconds, auto = timed({}, reference, current, omnibus=True)
         out[name] = {
             "seconds": seconds,
             "p_value": result.p_value,
@@ -82,6 +85,8 @@ def ours(cases: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, dict]:
             "effect_size": result.effect_size,
             "single_bandwidth_seconds": single_seconds,
             "single_bandwidth_p_value": single.p_value,
+            "auto_seconds": auto_seconds,
+            "auto_p_value": auto.p_value,
         }
     return out
 
@@ -191,6 +196,9 @@ def main() -> None:
         "median_speedup_vs_alibi": float(np.median(ratios)) if ratios else None,
         "min_speedup_vs_alibi": float(np.min(ratios)) if ratios else None,
         "decisions_agree": f"{sum(agree)}/{len(agree)}" if agree else None,
+        "median_auto_speedup_vs_alibi": float(np.median(
+            [peer_cases[n]["seconds"] / mine[n]["auto_seconds"] for n in peer_cases if n in mine]
+        )) if peer_cases else None,
         "median_cost_vs_single_bandwidth": float(
             np.median([r["seconds"] / r["single_bandwidth_seconds"] for r in mine.values()])
         ),
