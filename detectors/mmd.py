@@ -29,6 +29,7 @@ n. Drift follows ``detectors.effect``: significant, and not negligible at this w
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -46,22 +47,47 @@ EFFECT_UNIT = "% of reference kernel spread"
 BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 
-def permuted_mmd2(kernel: np.ndarray, indicators: np.ndarray) -> np.ndarray:
-    """Unbiased MMD^2 of every column's split; ``kernel`` must have a zero diagonal."""
+def permuted_mmd2(kernel: np.ndarray, indicators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unbiased MMD^2 of every column's split, and each row's kernel sum to the observed reference group.
+
+    ``kernel`` must have a zero diagonal. One product ``K @ [I | 1]`` gives everything: the
+    last column's sum is the kernel total, so no second pass over the N x N matrix.
+    """
     n = kernel.shape[0]
-    ki = (kernel @ indicators).astype(np.float64)
+    products = (kernel @ np.hstack([indicators, np.ones((n, 1), dtype=indicators.dtype)])).astype(np.float64)
+    ki, row_sums = products[:, :-1], products[:, -1]
     ind = indicators.astype(np.float64)
-    total = float(kernel.sum(dtype=np.float64))
+    total = float(row_sums.sum())
     within_ref = (ki * ind).sum(axis=0)
     between = ki.sum(axis=0) - within_ref
     within_cur = total - within_ref - 2.0 * between
     n_ref = ind.sum(axis=0)
     n_cur = n - n_ref
-    return (
-        within_ref / (n_ref * (n_ref - 1))
-        + within_cur / (n_cur * (n_cur - 1))
-        - 2.0 * between / (n_ref * n_cur)
-    )
+    stats = within_ref / (n_ref * (n_ref - 1)) + within_cur / (n_cur * (n_cur - 1)) - 2.0 * between / (n_ref * n_cur)
+    return stats, np.stack([ki[:, 0], row_sums], axis=1)
+
+
+def kernels_by_bandwidth(squared: np.ndarray, sigmas: list[float]) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, Gaussian kernel with zero diagonal) per bandwidth, in one reused buffer, widest first.
+
+    Halving the bandwidth raises the kernel to the 4th power, so a grid of factors of 2 needs
+    one ``exp`` and two in-place squarings per further bandwidth (any other grid: an ``exp``
+    each). Rounding differs from a fresh ``exp`` by ~1e-5 relative; the permutation test is
+    exact for whatever kernel it is given, so that only moves the kernel, not the level.
+    """
+    kernel = np.empty_like(squared)
+    previous: float | None = None
+    for index in sorted(range(len(sigmas)), key=lambda i: -sigmas[i]):
+        sigma = sigmas[index]
+        if previous is not None and abs(previous / sigma - 2.0) < 1e-9:
+            np.multiply(kernel, kernel, out=kernel)
+            np.multiply(kernel, kernel, out=kernel)
+        else:
+            np.multiply(squared, np.float32(-1.0 / (2.0 * sigma * sigma)), out=kernel)
+            np.exp(kernel, out=kernel)
+            np.fill_diagonal(kernel, 0.0)
+        previous = sigma
+        yield index, kernel
 
 
 class MMDDetector(TwoSampleDetector):
@@ -119,7 +145,8 @@ class MMDDetector(TwoSampleDetector):
         median_sigma = median_bandwidth(squared, rng)
         sigmas = [median_sigma * m for m in self.bandwidth_multipliers]
         indicators = reference_indicators(block_of, n_reference_blocks, self.n_permutations, rng)
-        stats, spreads = self._statistics(squared, sigmas, indicators, len(reference))
+        median_row = int(np.argmin(np.abs(np.log(np.asarray(self.bandwidth_multipliers)))))
+        stats, spreads, sums = self._statistics(squared, sigmas, indicators, len(reference), median_row)
         del squared, indicators
         aggregate = max_t_aggregate(stats, self.alpha)
 
@@ -133,7 +160,10 @@ class MMDDetector(TwoSampleDetector):
             statistic=float(observed[best]), critical=float(aggregate.critical[best]),
         )
 
-        witness, similarity = self._witness(y, y_test, keep, median_sigma)
+        if len(y_test) == len(y):  # every current sample was tested: its kernel sums are already known
+            witness, similarity = self._witness_from_sums(sums, len(reference))
+        else:
+            witness, similarity = self._witness(y, y_test, keep, sigmas[median_row])
         top = top_indices(witness, self.n_evidence)
         atypical = top_indices(-similarity, self.n_evidence)
         return DriftResult(
@@ -149,6 +179,7 @@ class MMDDetector(TwoSampleDetector):
             evidence={
                 "bandwidth": sigmas[best],
                 "median_bandwidth": median_sigma,
+                "witness_bandwidth": sigmas[median_row],
                 "bandwidths": [
                     {"sigma": sigma, "standardised": float(t), "effect_size": float(e), "statistic": float(s)}
                     for sigma, t, e, s in zip(sigmas, aggregate.standardised, effects, observed)
@@ -162,26 +193,34 @@ class MMDDetector(TwoSampleDetector):
                 # ...and samples from regions the current window over-populates (a shifted cluster).
                 "most_overrepresented": top,
                 "witness_scores": [float(witness[i]) for i in top],
-                "witness_unit": "mean kernel to current minus mean kernel to reference (median bandwidth)",
+                "witness_unit": "mean kernel to current minus mean kernel to reference (witness_bandwidth)",
             },
         )
 
     @staticmethod
     def _statistics(
-        squared: np.ndarray, sigmas: list[float], indicators: np.ndarray, n_ref: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per bandwidth: MMD^2 of every permutation column, and the reference's kernel spread; one shared buffer."""
-        kernel = np.empty_like(squared)
+        squared: np.ndarray, sigmas: list[float], indicators: np.ndarray, n_ref: int, witness_at: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per bandwidth: MMD^2 of every permutation column and the reference's kernel spread; and, at
+        bandwidth ``witness_at``, each row's kernel sums to the reference and to everything."""
         stats = np.empty((len(sigmas), indicators.shape[1]), dtype=np.float64)
         spreads = np.empty(len(sigmas), dtype=np.float64)
-        for row, sigma in enumerate(sigmas):
-            np.multiply(squared, np.float32(-1.0 / (2.0 * sigma * sigma)), out=kernel)
-            np.exp(kernel, out=kernel)
-            np.fill_diagonal(kernel, 0.0)
-            stats[row] = permuted_mmd2(kernel, indicators)
-            mean_within_ref = float(kernel[:n_ref, :n_ref].sum(dtype=np.float64)) / (n_ref * (n_ref - 1))
+        sums = np.empty((len(squared), 2))
+        for row, kernel in kernels_by_bandwidth(squared, sigmas):
+            stats[row], row_sums = permuted_mmd2(kernel, indicators)
+            mean_within_ref = float(row_sums[:n_ref, 0].sum()) / (n_ref * (n_ref - 1))
             spreads[row] = max(2.0 * (1.0 - mean_within_ref), 1e-12)
-        return stats, spreads
+            if row == witness_at:
+                sums = row_sums
+        return stats, spreads, sums
+
+    @staticmethod
+    def _witness_from_sums(sums: np.ndarray, n_ref: int) -> tuple[np.ndarray, np.ndarray]:
+        """Witness and mean kernel to the reference of every current row, from its kernel sums (zero diagonal)."""
+        to_reference = sums[n_ref:, 0] / n_ref
+        m = len(sums) - n_ref
+        to_current = (sums[n_ref:, 1] - sums[n_ref:, 0]) / max(m - 1, 1)
+        return to_current - to_reference, to_reference
 
     def _witness(
         self, y: np.ndarray, y_test: np.ndarray, keep: np.ndarray, sigma: float
