@@ -108,3 +108,27 @@ def with_min_effect(result: DriftResult, min_effect: float | None) -> DriftResul
 def verdict_of(result: DriftResult, decision: bool) -> dict[str, Any]:
     """What a stored run says about its verdict: significant, drift after Holm (the page decision), severity, note."""
     return {"significant": bool(result.significant), "drift": decision, "severity": result.severity, "note": result.note}
+
+
+def bonferroni_combined(method: str, alpha: float, results: list[DriftResult]) -> DriftResult:
+    """Parts tested at alpha / k each, as one result: p = min(1, k min p), drift when a part is, the largest severity."""
+    best = min(results, key=lambda r: r.p_value if r.p_value is not None else 1.0)
+    p_value = min(1.0, len(results) * float(best.p_value or 1.0))
+    return DriftResult(
+        method=method,
+        statistic=best.statistic,
+        p_value=p_value,
+        threshold=alpha,
+        drift=any(r.drift for r in results),
+        significant=p_value <= alpha,
+        severity=max((r.severity for r in results), key=SEVERITIES.index),
+        note="; ".join(f"{r.method}: {r.note}" for r in results if r.note),
+        n_reference=best.n_reference,
+        n_current=best.n_current,
+        effect_size=best.effect_size,
+        effect_unit=f"{best.method}: {best.effect_unit}",
+        evidence={  # the deciding part is the one named in effect_unit
+            r.method: {"p_value": r.p_value, "statistic": r.statistic, "effect_size": r.effect_size, "drift": r.drift, **r.evidence}
+            for r in results
+        },
+    )

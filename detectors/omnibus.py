@@ -16,7 +16,7 @@ import numpy as np
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
-from shiftwatch.detectors.effect import EFFECT_WINDOW, SEVERITIES
+from shiftwatch.detectors.effect import EFFECT_WINDOW, bonferroni_combined
 from shiftwatch.detectors.ks_pca import KSPCADetector
 from shiftwatch.detectors.mmd import MMDDetector
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
@@ -81,24 +81,4 @@ class OmnibusDetector(TwoSampleDetector):
         self.check_fitted()
         if not hasattr(self, "_fitted"):  # restored with from_state
             self._fit_parts()
-        results = [part.test(current, **context) for part in self._fitted]
-        best = min(results, key=lambda r: r.p_value if r.p_value is not None else 1.0)
-        p_value = min(1.0, len(results) * float(best.p_value or 1.0))
-        return DriftResult(
-            method=self.name,
-            statistic=best.statistic,
-            p_value=p_value,
-            threshold=self.alpha,
-            drift=any(r.drift for r in results),
-            significant=p_value <= self.alpha,
-            severity=max((r.severity for r in results), key=SEVERITIES.index),
-            note="; ".join(f"{r.method}: {r.note}" for r in results if r.note),
-            n_reference=best.n_reference,
-            n_current=best.n_current,
-            effect_size=best.effect_size,
-            effect_unit=f"{best.method}: {best.effect_unit}",
-            evidence={
-                "deciding_part": best.method,
-                **{r.method: {"p_value": r.p_value, "drift": r.drift, "effect_size": r.effect_size, **r.evidence} for r in results},
-            },
-        )
+        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])
