@@ -13,7 +13,9 @@ Per method: FPR over >= 100 null windows at each window size; power (share of wi
 flagged: significant AND at least the method's practical effect) per shift, severity and
 window size 100 / 500 / 1000; the domain classifier (the slowest) at 500 only.
 Label-free accuracy: ATC and CBPE against the true window accuracy, MAE over all windows of
-500. Writes bench/results/detectors_quality.json.
+500. Writes bench/results/detectors_quality.json. With ``--synthetic``: the synthetic
+embedding suite of bench/detectors_quality_synthetic.py (issue 14) against alibi-detect and
+Evidently on the same windows.
 """
 
 from __future__ import annotations
@@ -270,4 +272,11 @@ def report(console: Console, results: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--synthetic" in sys.argv:  # the synthetic embedding suite (issue 14), ours and peers in one run
+        from detectors_quality_synthetic import main as synthetic_main
+
+        synthetic_main()
+    else:
+        main()

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 # Embedding detectors take (n, d) float arrays; BBSD and accuracy_drop take (n, k) class
 # probabilities; labeled_accuracy takes 0/1 correctness flags.
 DETECTORS: LazyRegistry[type[Detector]] = LazyRegistry({
+    "auto": "shiftwatch.detectors.omnibus:OmnibusDetector",
+    "ks_features": "shiftwatch.detectors.omnibus:FeatureKSDetector",
     "mmd": "shiftwatch.detectors.mmd:MMDDetector",
     "lsdd": "shiftwatch.detectors.lsdd:LSDDDetector",
     "ks": "shiftwatch.detectors.ks_pca:KSPCADetector",
@@ -34,5 +36,5 @@ DETECTORS: LazyRegistry[type[Detector]] = LazyRegistry({
     "accuracy_drop": "shiftwatch.detectors.accuracy:AccuracyDropDetector",
     "labeled_accuracy": "shiftwatch.detectors.concept:LabeledAccuracyDetector",
 })  # fmt: skip
-EMBEDDING_DETECTORS = ("mmd", "lsdd", "ks", "classifier")
+EMBEDDING_DETECTORS = ("auto", "mmd", "lsdd", "ks", "ks_features", "classifier")
 PROBABILITY_DETECTORS = ("bbsd", "bbsd_confidence", "bbsd_label", "bbsd_probs")

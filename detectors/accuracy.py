@@ -27,6 +27,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.bbsd import as_probabilities
+from shiftwatch.detectors.intervals import PoweredInterval, prediction_powered_accuracy
 from shiftwatch.detectors.two_sample import TwoSampleDetector
 from shiftwatch.errors import Invalid
 
@@ -65,16 +66,16 @@ class AccuracyEstimate:
         }
 
 
-def as_labels(values: Any, n: int, classes: int) -> np.ndarray:
+def as_labels(values: Any, n: int, classes: int, field: str = "reference_labels") -> np.ndarray:
     labels = np.asarray(values)
     if labels.ndim != 1 or len(labels) != n:
-        raise Invalid("reference_labels", f"must be a 1-d array of {n} labels, got shape {labels.shape}")
+        raise Invalid(field, f"must be a 1-d array of {n} labels, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         if not np.issubdtype(labels.dtype, np.floating) or not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise Invalid("reference_labels", "must be integer class indices")
+            raise Invalid(field, "must be integer class indices")
         labels = labels.astype(np.int64)
     if labels.min() < 0 or labels.max() >= classes:
-        raise Invalid("reference_labels", f"class indices must lie in [0, {classes})")
+        raise Invalid(field, f"class indices must lie in [0, {classes})")
     return labels
 
 
@@ -86,17 +87,28 @@ def score(probs: np.ndarray, kind: str) -> np.ndarray:
     return (p * np.log(p)).sum(axis=1)
 
 
-def atc_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
+def atc_correct(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> np.ndarray:
+    """ATC per sample: 1 above the reference threshold whose share equals the reference accuracy."""
     threshold = np.quantile(ref_scores, 1.0 - ref_correct.mean())
-    return float((cur_scores > threshold).mean())
+    return (cur_scores > threshold).astype(np.float64)
+
+
+def cbpe_correct(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> np.ndarray:
+    """CBPE per sample: the confidence calibrated to P(correct) on the reference (isotonic)."""
+    calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(ref_scores, ref_correct)
+    return calibration.predict(cur_scores)
+
+
+def atc_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
+    return float(atc_correct(ref_scores, ref_correct, cur_scores).mean())
 
 
 def cbpe_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
-    calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(ref_scores, ref_correct)
-    return float(calibration.predict(cur_scores).mean())
+    return float(cbpe_correct(ref_scores, ref_correct, cur_scores).mean())
 
 
 ESTIMATORS = {"atc": atc_estimate, "cbpe": cbpe_estimate}
+PER_SAMPLE = {"atc": atc_correct, "cbpe": cbpe_correct}
 
 
 class AccuracyEstimator:
@@ -118,6 +130,23 @@ class AccuracyEstimator:
         self.reference_correct_ = (probs.argmax(axis=1) == labels).astype(np.float64)
         self.n_classes_ = probs.shape[1]
         return self
+
+    def predicted_correct(self, current_probs: Any) -> np.ndarray:
+        """Per sample, the estimator's P(correct): CBPE's calibrated confidence, ATC's 0/1 above-threshold."""
+        if not hasattr(self, "reference_scores_"):
+            raise Invalid("estimator", "fit on labeled reference probabilities first")
+        cur = score(as_probabilities(current_probs, "current_probs", classes=self.n_classes_), self.score_kind)
+        return PER_SAMPLE[self.method](self.reference_scores_, self.reference_correct_, cur)
+
+    def estimate_with_labels(
+        self, current_probs: Any, slice_probs: Any, slice_labels: Any
+    ) -> PoweredInterval:
+        """The current accuracy from this estimator's predictions plus the labeled random slice (PPI, valid under any shift)."""
+        predicted = self.predicted_correct(slice_probs)
+        probs = as_probabilities(slice_probs, "slice_probs", classes=self.n_classes_)
+        labels = as_labels(slice_labels, len(probs), self.n_classes_, field="slice_labels")
+        correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+        return prediction_powered_accuracy(self.predicted_correct(current_probs), predicted, correct, self.confidence_level)
 
     def estimate(self, current_probs: Any) -> AccuracyEstimate:
         if not hasattr(self, "reference_scores_"):
@@ -153,6 +182,8 @@ class AccuracyDropDetector(TwoSampleDetector):
     """Alerts when the label-free accuracy estimate fell significantly AND by at least ``min_effect_size`` points."""
 
     name = "accuracy_drop"
+    # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
+    effect_window = 0
 
     def __init__(self, alpha: float = 0.05, method: Method = "atc", min_effect_size: float = 3.0, seed: int = 0) -> None:
         self.alpha = alpha
@@ -184,7 +215,7 @@ class AccuracyDropDetector(TwoSampleDetector):
             statistic=estimate.estimated_accuracy,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, drop),
+            **self.decide(p_value, drop, estimate.n_reference, estimate.n_current).fields(),
             n_reference=estimate.n_reference,
             n_current=estimate.n_current,
             effect_size=max(drop, 0.0),

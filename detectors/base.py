@@ -21,12 +21,24 @@ class DriftResult:
     statistic: float
     p_value: float | None  # None for detectors that decide by threshold only
     threshold: float | None  # the decision threshold on the statistic (or on p_value: alpha)
-    drift: bool  # significant AND at least the configured practical effect size
+    drift: bool  # significant AND not negligible at this window size (detectors.effect)
     n_reference: int
     n_current: int
     effect_size: float  # in ``effect_unit``, a unit a person understands
     effect_unit: str
     evidence: dict[str, Any] = field(default_factory=dict)  # per-dimension / per-sample evidence, JSON-able
+    # None: derived from p_value <= threshold (or drift, for threshold-only detectors).
+    significant: bool | None = None
+    severity: str = ""  # none | negligible | low | medium | high; "" derives none / negligible / medium
+    note: str = ""  # why a significant result is not drift, in a sentence
+
+    def __post_init__(self) -> None:
+        if self.significant is None:
+            by_p = self.p_value is not None and self.threshold is not None and self.p_value <= self.threshold
+            object.__setattr__(self, "significant", bool(self.drift or by_p))
+        if not self.severity:
+            derived = "medium" if self.drift else ("negligible" if self.significant else "none")
+            object.__setattr__(self, "severity", derived)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -18,6 +18,7 @@ from scipy import stats
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
+from shiftwatch.detectors.effect import bonferroni_combined
 from shiftwatch.detectors.permutation import permutation_p_value
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
 from shiftwatch.detectors.univariate import (
@@ -110,7 +111,7 @@ class _OutputDetector(TwoSampleDetector):
             statistic=statistic,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, effect),
+            **self.decide(p_value, effect, len(self.reference_), len(probs)).fields(),
             n_reference=len(self.reference_),
             n_current=len(probs),
             effect_size=effect,
@@ -238,18 +239,4 @@ class BBSDDetector(TwoSampleDetector):
         self.check_fitted()
         if not hasattr(self, "_fitted"):  # restored with from_state
             self._fit_parts()
-        results = [part.test(current, **context) for part in self._fitted]
-        best = min(results, key=lambda r: r.p_value if r.p_value is not None else 1.0)
-        p_value = min(1.0, len(results) * float(best.p_value or 1.0))
-        return DriftResult(
-            method=self.name,
-            statistic=best.statistic,
-            p_value=p_value,
-            threshold=self.alpha,
-            drift=any(r.drift for r in results),
-            n_reference=best.n_reference,
-            n_current=best.n_current,
-            effect_size=best.effect_size,
-            effect_unit=f"{best.method}: {best.effect_unit}",
-            evidence={r.method: {"p_value": r.p_value, "statistic": r.statistic, "effect_size": r.effect_size, "drift": r.drift, **r.evidence} for r in results},
-        )
+        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])

@@ -33,7 +33,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
-from shiftwatch.detectors.permutation import permutation_p_value, reference_indicators
+from shiftwatch.detectors.permutation import permutation_critical, permutation_p_value, reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take, top_indices
 
 
@@ -41,6 +41,7 @@ class ClassifierDetector(TwoSampleDetector):
     """Out-of-fold AUC of a reference-vs-current random forest, with a within-fold permutation p-value."""
 
     name = "classifier"
+    null_exponent = 0.5  # an AUC's null spread shrinks like sqrt(1/n + 1/m)
 
     def __init__(
         self,
@@ -109,7 +110,11 @@ class ClassifierDetector(TwoSampleDetector):
             statistic=observed,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, effect),
+            # AUC's null centres on 0.5: the rule scales the gap above chance, in points.
+            **self.decide(
+                p_value, effect, len(self.reference_), len(y_test),
+                statistic=effect, critical=100.0 * (permutation_critical(auc[1:], self.alpha) - 0.5),
+            ).fields(),
             n_reference=len(self.reference_),
             n_current=len(y),
             effect_size=effect,

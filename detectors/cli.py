@@ -39,9 +39,10 @@ def load_array(path: Path, option: str) -> np.ndarray:
 
 
 def pick_method(method: str, kind: str) -> str:
+    """``auto``: the omnibus embedding test (MMD-Agg + per-feature KS) on embeddings, BBSD on probabilities."""
     if method != "auto":
         return method
-    return "mmd" if kind == "embeddings" else "bbsd"
+    return "auto" if kind == "embeddings" else "bbsd"
 
 
 def run_detect(
@@ -53,11 +54,14 @@ def run_detect(
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")
     name = pick_method(method, kind)
+    from shiftwatch.detectors.effect import with_min_effect
+
     usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probs" else ())
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
+    min_effect = overrides.pop("min_effect_size", None)
     detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
-    result = detector.fit(reference).test(current)
+    result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 
 
@@ -66,13 +70,17 @@ def register(app: typer.Typer) -> None:
     def detect(
         reference: Path = typer.Option(..., "--reference", help="reference window, float (n, d) .npy"),
         current: Path = typer.Option(..., "--current", help="current window, float (m, d) .npy"),
-        method: str = typer.Option("auto", help="mmd | lsdd | ks | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs | auto"),
+        method: str = typer.Option(
+            "auto", help="auto (MMD-Agg + per-feature KS) | mmd | lsdd | ks | ks_features | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs"
+        ),
         alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
         kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
-        min_effect: float | None = typer.Option(None, help="practical effect threshold (in the method's unit)"),
+        min_effect: float | None = typer.Option(
+            None, help="explicit practical threshold (method's unit); default: drift unless negligible at this window size"
+        ),
         seed: int | None = typer.Option(None, help="seed for subsampling and permutations"),
     ) -> None:
-        """Test whether CURRENT drifted from REFERENCE; prints one JSON object."""
+        """Test whether CURRENT drifted from REFERENCE; prints one JSON object (significant, drift, severity, note)."""
         result = run_detect(
             load_array(reference, "--reference"),
             load_array(current, "--current"),
@@ -90,14 +98,27 @@ def register(app: typer.Typer) -> None:
         current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
         method: str = typer.Option("atc", help="atc | cbpe"),
         confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
+        slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
+        slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
     ) -> None:
-        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval."""
+        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
+
+        With --slice-probs/--slice-labels (a uniform random sample of the window, labeled) it adds
+        ``prediction_powered``: the estimate corrected by those labels, an interval valid under any shift.
+        """
         from shiftwatch.detectors.accuracy import AccuracyEstimator
 
         if method not in ("atc", "cbpe"):
             raise Invalid("--method", "must be atc or cbpe")
+        if (slice_probs is None) != (slice_labels is None):
+            raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
         estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
-        estimate = estimator.fit(
-            load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels")
-        ).estimate(load_array(current_probs, "--current-probs"))
-        typer.echo(json.dumps(estimate.to_dict()))
+        current = load_array(current_probs, "--current-probs")
+        estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
+        out = estimator.estimate(current).to_dict()
+        if slice_probs is not None and slice_labels is not None:
+            powered = estimator.estimate_with_labels(
+                current, load_array(slice_probs, "--slice-probs"), load_array(slice_labels, "--slice-labels")
+            )
+            out["prediction_powered"] = powered.to_dict()
+        typer.echo(json.dumps(out))

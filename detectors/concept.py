@@ -47,6 +47,8 @@ class LabeledAccuracyDetector(TwoSampleDetector):
     """One-sided test that the labeled accuracy of the current window is below the reference's."""
 
     name = "labeled_accuracy"
+    # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
+    effect_window = 0
 
     def __init__(self, alpha: float = 0.05, min_effect_size: float = 2.0) -> None:
         self.alpha = alpha
@@ -76,7 +78,7 @@ class LabeledAccuracyDetector(TwoSampleDetector):
             statistic=accuracy,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, drop),
+            **self.decide(p_value, drop, int(self.reference_n_), len(outcomes)).fields(),
             n_reference=int(self.reference_n_),
             n_current=len(outcomes),
             effect_size=max(drop, 0.0),

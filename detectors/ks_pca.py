@@ -25,13 +25,14 @@ import numpy as np
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, take
-from shiftwatch.detectors.univariate import Correction, adjust, global_p_value, ks_block_permutation, ks_columns
+from shiftwatch.detectors.univariate import Correction, adjust, global_p_value, ks_block_permutation, ks_columns, ks_critical_points
 
 
 class KSPCADetector(TwoSampleDetector):
     """Per-component KS after a PCA fitted on the reference, with Bonferroni or FDR aggregation."""
 
     name = "ks"
+    null_exponent = 0.5  # a KS distance's null spread shrinks like sqrt(1/n + 1/m)
 
     def __init__(
         self,
@@ -99,7 +100,10 @@ class KSPCADetector(TwoSampleDetector):
             statistic=float(distance.max()),
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, effect),
+            **self.decide(
+                p_value, effect, len(self.reference_scores_), len(y),
+                statistic=effect, critical=ks_critical_points(self.alpha / len(distance), len(self.reference_scores_), len(y)),
+            ).fields(),
             n_reference=len(self.reference_scores_),
             n_current=len(y),
             effect_size=effect,

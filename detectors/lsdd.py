@@ -24,7 +24,7 @@ import numpy as np
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.kernels import gaussian_kernel, median_bandwidth, squared_distances
-from shiftwatch.detectors.permutation import permutation_p_value, reference_indicators
+from shiftwatch.detectors.permutation import permutation_critical, permutation_p_value, reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take
 
 
@@ -101,7 +101,10 @@ class LSDDDetector(TwoSampleDetector):
             statistic=observed,
             p_value=p_value,
             threshold=self.alpha,
-            drift=self.decide(p_value, effect),
+            **self.decide(
+                p_value, effect, len(self.reference_), len(y_test),
+                statistic=observed, critical=permutation_critical(stats[1:], self.alpha),
+            ).fields(),
             n_reference=len(self.reference_),
             n_current=len(y),
             effect_size=effect,

@@ -136,6 +136,15 @@ class DriftRun(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
+    # Significance and severity live in the evidence's "verdict" (no schema change); None for older runs.
+    @property
+    def significant(self) -> bool | None:
+        return (self.evidence or {}).get("verdict", {}).get("significant")
+
+    @property
+    def severity(self) -> str | None:
+        return (self.evidence or {}).get("verdict", {}).get("severity")
+
 
 class Alert(Base):
     """A drift alert people act on; one open alert per config at a time (``open_key`` is unique, NULL once resolved)."""

@@ -34,3 +34,12 @@ def reference_indicators(
     ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
     chosen = np.vstack([np.arange(n_blocks) < n_reference_blocks, ranks < n_reference_blocks])
     return np.ascontiguousarray(chosen[:, block_of].T, dtype=np.float32)
+
+
+def permutation_critical(permuted: np.ndarray, level: float) -> float:
+    """The smallest statistic whose permutation p-value is at most ``level`` (inf when none can be)."""
+    permuted = np.sort(np.asarray(permuted, dtype=np.float64))[::-1]
+    allowed = int(np.floor(level * (1 + permuted.size) + 1e-9)) - 1  # permuted values that may reach it
+    if allowed < 0:
+        return float("inf")
+    return float(permuted[min(allowed, permuted.size - 1)]) if allowed < permuted.size else float("-inf")

@@ -28,6 +28,7 @@ from shiftwatch.db import Database
 from shiftwatch.detectors import alerts, evidence, harm, multiple_testing, references
 from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.detectors.configs import detector_class, fit_key
+from shiftwatch.detectors.effect import verdict_of, with_min_effect
 from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.reports import write_drift_report
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
@@ -70,9 +71,10 @@ class _Outcome:
     window_start: datetime | None = None
     window_end: datetime | None = None
     result: DriftResult | None = None
+    verdict: DriftResult | None = None  # the result under the config's min_effect
     note: str | None = None
     new_state: bytes | None = None
-    min_effect: float = 0.0
+    min_effect: float | None = None  # a config's explicit practical threshold; None: the detector's rule
     duration_ms: float = 0.0
     adjusted_p: float | None = None
     decision: bool = False
@@ -194,13 +196,12 @@ def _test_all(outcomes: list[_Outcome], inputs: _Inputs, registry: Mapping[str, 
             except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
                 outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
                 continue
-            own_threshold = float(getattr(detector, "min_effect_size", 0.0) or 0.0)
-            outcome.min_effect = own_threshold if config.min_effect is None else config.min_effect
+            outcome.min_effect = config.min_effect
             outcome.duration_ms = (time.perf_counter() - started) * 1000
 
 
 def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None) -> None:
-    """Holm across the version's detectors at this tick, the practical threshold, and harm."""
+    """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
     tested = [o for o in outcomes if o.result is not None]
     adjusted = multiple_testing.holm_adjust([o.result.p_value for o in tested])  # type: ignore[union-attr]
     estimates = [o.result.effect_size for o in tested if harm.is_accuracy_estimate(o.result.effect_unit)]  # type: ignore[union-attr]
@@ -209,8 +210,11 @@ def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None)
         assert result is not None
         outcome.adjusted_p = adjusted_p
         is_significant = multiple_testing.significant(adjusted_p, outcome.config.alpha, bool(result.drift))
-        large = bool(np.isfinite(result.effect_size)) and result.effect_size >= outcome.min_effect
-        outcome.decision = is_significant and large
+        # Holm decides significance across the version's detectors; the detector's ``drift`` (its
+        # effect rule, detectors.effect, under the config's explicit min_effect if any) decides
+        # whether a significant shift is worth a page.
+        outcome.verdict = with_min_effect(result, outcome.min_effect)
+        outcome.decision = is_significant and bool(outcome.verdict.drift)
         if estimates:
             outcome.harm = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
         elif ref_data is not None and outcome.window is not None:
@@ -293,7 +297,9 @@ def _write(
                 result.effect_unit,
             )
             run.n_reference, run.n_current = result.n_reference, result.n_current
-            run.evidence = evidence.to_jsonable(result.evidence)
+            run.evidence = evidence.to_jsonable(
+                {**result.evidence, "verdict": verdict_of(outcome.verdict or result, run.decision)}
+            )
         session.add(run)
         if outcome.new_state is not None:
             _save_state(session, config, outcome.new_state, fit_key(config, ref_data.fingerprint), now)

@@ -44,7 +44,7 @@ class DetectorConfigIn(BaseModel):
 
     model: str
     version: str
-    detector: str
+    detector: str = "auto"  # the omnibus test (MMD over 5 bandwidths + per-feature KS) on embeddings
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     input: str | None = None
@@ -52,7 +52,7 @@ class DetectorConfigIn(BaseModel):
     window_minutes: int | None = None
     schedule_seconds: int = 300
     alpha: float = 0.05
-    # None: the detector's own calibrated min_effect_size
+    # None: drift unless negligible at this window size (detectors/effect.py)
     min_effect: float | None = None
     confirm_runs: int = 2
     enabled: bool = True
@@ -126,7 +126,9 @@ class DriftRunOut(BaseModel):
     adjusted_p_value: float | None
     threshold: float | None
     detector_drift: bool | None
-    decision: bool
+    significant: bool | None = Field(None, description="significant at alpha before Holm (the detector's test)")
+    decision: bool = Field(description="drift: significant after Holm AND not negligible (the page decision)")
+    severity: str | None = Field(None, description="none | negligible | low | medium | high: the shift's size")
     effect_size: float | None
     effect_unit: str | None
     estimated_harm: float | None

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.detectors.base import Detector
+from shiftwatch.detectors.effect import EFFECT_WINDOW, Verdict, judge
 from shiftwatch.errors import Invalid
 
 StateValue = np.ndarray | float | int | str
@@ -77,14 +78,35 @@ def top_indices(scores: np.ndarray, k: int) -> list[int]:
 
 
 class TwoSampleDetector(Detector):
-    """A detector with alpha, a practical effect threshold and a pickle-free state."""
+    """A detector with alpha, the practical-effect rule of ``detectors.effect`` and a pickle-free state."""
 
     alpha: float
-    min_effect_size: float
+    min_effect_size: float  # the method's "worth a look" effect: severity bands, and the bound without a null
+    effect_window: int = EFFECT_WINDOW
+    null_exponent: float = 1.0  # how the null critical value shrinks: (1/n + 1/m) ** exponent
 
-    def decide(self, p_value: float, effect_size: float) -> bool:
-        """Drift needs both: significant at alpha AND at least the configured practical effect."""
-        return bool(p_value <= self.alpha and effect_size >= self.min_effect_size)
+    def decide(
+        self,
+        p_value: float | None,
+        effect_size: float,
+        n_reference: int,
+        n_current: int,
+        statistic: float | None = None,
+        critical: float | None = None,
+    ) -> Verdict:
+        """Significant at alpha, and drift unless negligible at this window size (see ``detectors.effect``)."""
+        return judge(
+            p_value=p_value,
+            alpha=self.alpha,
+            effect=effect_size,
+            min_effect=self.min_effect_size,
+            n_reference=n_reference,
+            n_current=n_current,
+            effect_window=self.effect_window,
+            statistic=statistic,
+            critical=critical,
+            exponent=self.null_exponent,
+        )
 
     def check_fitted(self) -> None:
         if not any(name.endswith("_") and not name.startswith("_") for name in vars(self)):

@@ -84,3 +84,9 @@ def adjust(p_values: np.ndarray, correction: Correction) -> np.ndarray:
 def global_p_value(p_values: np.ndarray, correction: Correction) -> float:
     """One p-value for 'any column shifted': the smallest adjusted one (Bonferroni, or Simes for FDR)."""
     return float(adjust(p_values, correction).min())
+
+
+def ks_critical_points(level: float, n_reference: int, n_current: int) -> float:
+    """Asymptotic two-sample KS critical distance at ``level``, in CDF points: c(level) sqrt(1/n + 1/m)."""
+    level = min(max(level, 1e-300), 1.0)
+    return 100.0 * float(np.sqrt(-0.5 * np.log(level / 2.0)) * np.sqrt(1.0 / n_reference + 1.0 / n_current))

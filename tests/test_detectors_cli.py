@@ -54,12 +54,13 @@ def detect(runner_app, *args: str):
     return CliRunner().invoke(runner_app, ["detect", *args])
 
 
-@pytest.mark.parametrize("method", ["mmd", "lsdd", "ks", "classifier", "auto"])
+@pytest.mark.parametrize("method", ["mmd", "lsdd", "ks", "ks_features", "classifier", "auto"])
 def test_detect_prints_one_json_object_with_the_decision(runner_app, arrays, method: str) -> None:
     result = detect(runner_app, "--reference", str(arrays["ref"]), "--current", str(arrays["cur"]), "--method", method)
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["method"] == ("mmd" if method == "auto" else method)
+    assert out["method"] == method  # auto: the omnibus (MMD-Agg + per-feature KS)
+    assert out["significant"] is True and out["severity"] in ("low", "medium", "high") and out["note"] == ""
     assert out["drift"] is True
     assert {"p_value", "statistic", "n_reference", "n_current", "effect_size", "effect_unit"} <= set(out)
     assert (out["n_reference"], out["n_current"]) == (200, 150) or method in ("ks", "lsdd")
@@ -110,3 +111,21 @@ def test_installed_command_exits_2_with_one_line_on_stderr(arrays, current: str)
     assert done.returncode == 2
     assert done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith("error:")
+
+
+def test_estimate_accuracy_with_a_labeled_slice_adds_the_prediction_powered_interval(runner_app, arrays, tmp_path) -> None:
+    probs_cur = np.load(arrays["probs_cur"])
+    slice_labels = probs_cur[:40].argmax(axis=1)  # the slice's model was right on all 40
+    np.save(tmp_path / "slice_probs.npy", probs_cur[:40])
+    np.save(tmp_path / "slice_labels.npy", slice_labels)
+    base = ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+            "--current-probs", str(arrays["probs_cur"]), "--method", "cbpe"]
+    result = CliRunner().invoke(runner_app, [*base, "--slice-probs", str(tmp_path / "slice_probs.npy"),
+                                             "--slice-labels", str(tmp_path / "slice_labels.npy")])
+    assert result.exit_code == 0, result.output
+    powered = json.loads(result.stdout)["prediction_powered"]
+    assert powered["source"] == "prediction_powered" and powered["n_labeled"] == 40
+    low, high = powered["interval"]
+    assert 0 <= low <= powered["estimated_accuracy"] <= high <= 1
+    half = CliRunner().invoke(runner_app, [*base, "--slice-probs", str(tmp_path / "slice_probs.npy")])
+    assert isinstance(half.exception, Invalid) and "--slice-labels" in str(half.exception)

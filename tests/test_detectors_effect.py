@@ -10,6 +10,7 @@ import pytest
 
 from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.effect import SEVERITIES, with_min_effect
 from shiftwatch.detectors.harm import Harm, severity
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import Invalid
@@ -17,16 +18,37 @@ from shiftwatch.errors import Invalid
 FAST = {"mmd": {"n_permutations": 99}, "lsdd": {"n_permutations": 99}, "classifier": {"n_permutations": 99, "n_trees": 10}}
 
 
-def test_large_window_with_negligible_shift_is_significant_but_not_drift() -> None:
+def test_shift_too_small_for_a_smaller_window_is_significant_but_negligible() -> None:
+    # 0.07 sd on 8 dims: significant in 2,000 + 2,000, too small for the 250-sample window the rule asks about.
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(2000, 8))
-    current = rng.normal(size=(2000, 8)) + 0.1  # real, but tiny next to the unit spread
-    result = DETECTORS["mmd"](n_permutations=99).fit(reference).test(current)
-    assert result.p_value <= 0.05
-    assert result.effect_size < 0.5
-    assert not result.drift
-    strict = DETECTORS["mmd"](n_permutations=99, min_effect_size=0.0).fit(reference).test(current)
-    assert strict.drift
+    current = rng.normal(size=(2000, 8)) + 0.07
+    result = DETECTORS["mmd"](n_permutations=199, effect_window=250).fit(reference).test(current)
+    assert result.significant and result.p_value <= 0.05
+    assert not result.drift and result.severity == "negligible"
+    assert "250 samples" in result.note  # drift: false never comes without the reason
+    at_window = DETECTORS["mmd"](n_permutations=199, effect_window=2000).fit(reference).test(current)
+    assert at_window.drift and at_window.severity in ("low", "medium", "high") and at_window.note == ""
+
+
+def test_fifty_thousand_sample_window_does_not_page_on_a_trivial_shift() -> None:
+    # Evidently #50: at 50,000 samples everything is significant; the rule keeps it from paging.
+    rng = np.random.default_rng(10)
+    reference = rng.normal(size=(50_000, 4))
+    current = rng.normal(size=(50_000, 4)) + 0.04
+    result = DETECTORS["ks"]().fit(reference).test(current)
+    assert result.significant and not result.drift and result.severity == "negligible"
+    visible = DETECTORS["ks"]().fit(reference).test(current + 0.3)  # a 1,000-sample window sees this
+    assert visible.drift and visible.severity != "negligible"
+
+
+def test_explicit_min_effect_turns_a_drift_into_a_negligible_one_with_a_reason() -> None:
+    rng = np.random.default_rng(11)
+    result = DETECTORS["mmd"](n_permutations=99).fit(rng.normal(size=(300, 6))).test(rng.normal(size=(300, 6)) + 0.5)
+    assert result.drift
+    gated = with_min_effect(result, result.effect_size + 1.0)
+    assert gated.significant and not gated.drift and gated.severity == "negligible" and "configured" in gated.note
+    assert with_min_effect(result, None) == result
 
 
 @pytest.mark.parametrize("name", EMBEDDING_DETECTORS)
@@ -35,7 +57,8 @@ def test_every_embedding_result_has_effect_with_a_unit_and_json_evidence(name: s
     result = DETECTORS[name](**FAST.get(name, {})).fit(rng.normal(size=(120, 6))).test(rng.normal(size=(80, 6)) + 1.0)
     assert isinstance(result, DriftResult)
     assert result.effect_size > 0 and result.effect_unit
-    assert result.drift == (result.p_value <= result.threshold and result.effect_size >= DETECTORS[name]().min_effect_size)
+    assert result.significant == (result.p_value <= result.threshold)
+    assert result.drift <= result.significant and result.severity in SEVERITIES
     json.dumps(result.to_dict())
 
 

@@ -54,6 +54,7 @@ def test_alert_api_lists_gets_serves_the_report_acknowledges_and_resolves(api, d
     assert api.get("/v1/alerts", params={"state": "sleeping"}).status_code == 422
     runs = api.get(f"/v1/detector-configs/{alert['config_id']}/runs").json()
     assert len(runs) == 1 and runs[0]["decision"] is True and runs[0]["adjusted_p_value"] is not None
+    assert runs[0]["significant"] is True and runs[0]["severity"] in ("low", "medium", "high")
 
 
 def test_detector_config_api_creates_lists_patches_and_refuses_bad_configs(api, digits_model):

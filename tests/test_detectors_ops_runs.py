@@ -138,7 +138,11 @@ def test_shift_below_the_practical_threshold_never_alerts(db, settings, stream):
     report = run(db, settings, t + timedelta(minutes=5))
     assert report.runs == 1 and report.flagged == 0 and count(db, Alert) == 0
     with db.session() as session:
-        assert session.scalar(select(DriftRun.detector_drift)) is True  # significant, just too small to page
+        stored = session.scalar(select(DriftRun))
+        assert stored.detector_drift is True  # the detector's own verdict: significant and drift
+        # The config's threshold made it negligible: the run says so instead of a bare "no".
+        assert stored.significant is True and stored.severity == "negligible" and stored.decision is False
+        assert "configured practical threshold" in stored.evidence["verdict"]["note"]
 
 
 class ExplodingDetector(MeanShiftDetector):
