@@ -85,6 +85,24 @@ class Settings(BaseSettings):
     # Signs console session cookies and CSRF tokens; must be changed whenever auth_required is on.
     secret_key: str = DEFAULT_SECRET_KEY
 
+    # --- Hostile clients, disks and connections (docs/security.md, "Limits on hostile input"). ---
+    # Model artifacts: uploads (POST /v1/artifacts) over this size are refused; registering by path
+    # accepts only files under data_dir/artifacts.
+    artifact_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    artifact_upload_timeout_s: float = Field(300.0, gt=0)
+    # Input images (collector.inputs) are decoded and re-encoded as PNG before they are stored; one
+    # whose header claims more pixels, or whose re-encoded PNG is larger, is refused (413).
+    input_max_pixels: int = Field(4096 * 4096, gt=0)
+    input_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # `shiftwatch serve` (uvicorn): connections and requests in flight past limit_concurrency get 503;
+    # a request's headers must arrive within header_timeout_s and fit in max_header_bytes; an idle
+    # keep-alive connection is closed after keep_alive_timeout_s.
+    limit_concurrency: int = Field(1000, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    keep_alive_timeout_s: float = Field(5.0, gt=0)
+    backlog: int = Field(2048, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
