@@ -59,12 +59,11 @@ def serve(
 
     from shiftwatch.app import create_app
     from shiftwatch.migrate import upgrade
+    from shiftwatch.serving import server_config
 
     settings = settings_or_exit()
     upgrade(settings.database_url)
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info"
-    )
+    uvicorn.Server(server_config(create_app(settings), settings, host, port)).run()
 
 
 def _register_domains() -> None:
