@@ -73,6 +73,7 @@ def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Princi
         "shadow_dropped": gateway.shadow_dropped,
         "log_written": gateway.writer.written,
         "log_failed": gateway.writer.failed,
+        "inputs_refused": gateway.writer.inputs_refused,
     }
 
 

@@ -90,10 +90,12 @@ class Settings(BaseSettings):
     # accepts only files under data_dir/artifacts.
     artifact_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
     artifact_upload_timeout_s: float = Field(300.0, gt=0)
-    # Input images (collector.inputs) are decoded and re-encoded as PNG before they are stored; one
-    # whose header claims more pixels, or whose re-encoded PNG is larger, is refused (413).
-    input_max_pixels: int = Field(4096 * 4096, gt=0)
+    # Gateway input images are decoded and re-encoded before they are stored (collector.inputs);
+    # one larger than this re-encoded is not stored (its prediction is, counted as inputs_refused).
     input_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Stored inputs no prediction or labeling row refers to are deleted by the retention job once
+    # older than this (a file is written just before the row that refers to it is committed).
+    input_orphan_grace_s: int = Field(3600, ge=0)
     # `shiftwatch serve` (uvicorn): connections and requests in flight past limit_concurrency get 503;
     # a request's headers must arrive within header_timeout_s and fit in max_header_bytes; an idle
     # keep-alive connection is closed after keep_alive_timeout_s.
