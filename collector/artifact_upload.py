@@ -21,7 +21,9 @@ from shiftwatch.errors import TooLarge
 from shiftwatch.settings import Settings
 
 
-async def receive_artifact(request: Request, settings: Settings, expected_sha256: str | None) -> tuple[str, ArtifactCheck]:
+async def receive_artifact(
+    request: Request, settings: Settings, expected_sha256: str | None
+) -> tuple[str, ArtifactCheck]:
     """Store the uploaded artifact; returns its registry path (``artifacts/<sha256>.onnx``) and what was verified."""
     limit = settings.artifact_max_bytes
     declared = request.headers.get("content-length")
@@ -52,5 +54,6 @@ async def _stream_to(request: Request, part: Path, limit: int, timeout_s: float)
                     await run_in_threadpool(handle.write, chunk)
     except TimeoutError:
         raise SlowBody(
-            f"artifact: not received within {timeout_s:g} s, SHIFTWATCH_ARTIFACT_UPLOAD_TIMEOUT_S ({size} bytes arrived)"
+            f"artifact: not received within {timeout_s:g} s, SHIFTWATCH_ARTIFACT_UPLOAD_TIMEOUT_S"
+            f" ({size} bytes arrived)"
         ) from None

@@ -139,12 +139,9 @@ def reject(
 
 @router.post("/models/{name}/versions/{version}/bootstrap", response_model=VersionOut)
 def bootstrap(
-    name: str,
-    version: str,
-    body: Bootstrap,
-    db: Database = Depends(get_db),
+    name: str, version: str, body: Bootstrap, db: Database = Depends(get_db),
     who: Principal = Depends(require("approve")),
-):
+):  # fmt: skip
     """Make a candidate its model's first production version (409 once the model has had one); audited."""
     with db.session() as session:
         row = bootstrap_production(session, name, version, actor=who.name, reason=body.reason)

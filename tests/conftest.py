@@ -148,9 +148,9 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real uvicorn serving ``app`` on a loopback port, in a thread; with ``settings``, as ``shiftwatch serve`` runs it."""
+    """A real uvicorn serving ``app`` on a loopback port, in a thread; with ``settings``, as ``shiftwatch serve`` does."""
 
-    def __init__(self, app, port: int | None = None, settings: Settings | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, port: int | None = None, settings: Settings | None = None) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
         import uvicorn
 
         from shiftwatch.serving import server_config
