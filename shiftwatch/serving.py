@@ -33,9 +33,9 @@ class HeaderDeadlineH11(H11Protocol):
             self._disarm_header_timer()
 
     def on_response_complete(self) -> None:
+        # Armed first: the base class goes on to a pipelined request at once, and disarms it via handle_events.
+        self._arm_header_timer()  # the next request on this connection gets the same deadline
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._arm_header_timer()  # the next request on this connection gets the same deadline
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()

@@ -87,3 +87,14 @@ def test_connections_past_the_limit_get_503_until_the_idle_ones_are_closed(serve
     for sock in idle:
         sock.close()
     assert httpx.get(f"{served.url}/health", timeout=5).status_code == 200
+
+
+def test_the_next_request_on_a_kept_alive_connection_gets_the_same_deadline(served):
+    sock = open_socket(served.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    sock.settimeout(5)
+    assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # a second request, never finished
+    started = time.monotonic()
+    assert closed_by_server(sock, within_s=6)
+    sock.close()
+    assert 0.8 < time.monotonic() - started < 6
