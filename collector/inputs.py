@@ -18,7 +18,10 @@ MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "npy": "application/octe
 
 
 class InputStore:
-    """Files under ``root/inputs``, named by the sha256 of their bytes (writing twice is free)."""
+    """Files under ``root/inputs``, named by the sha256 of their bytes (writing twice is free).
+
+    Files no row refers to are deleted by the retention job (``collector.input_retention``).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -29,7 +32,9 @@ class InputStore:
         digest = hashlib.sha256(data).hexdigest()
         ref = f"inputs/{digest}.{extension}"
         path = self.root / ref
-        if not path.exists():
+        try:
+            os.utime(path)  # stored already: refresh its age, so the orphan sweep leaves it to the row about to use it
+        except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f".{os.getpid()}.partial")
             partial.write_bytes(data)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
@@ -12,14 +11,16 @@ from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, ValidationError
 
-from shiftwatch.artifacts import verify_onnx_artifact
+from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
+from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.schemas import (
+    ArtifactOut,
     IngestOut,
     ModelIn,
     ModelOut,
@@ -63,15 +64,27 @@ def create_version(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
 ):
-    """Register a version; an artifact must be a valid, self-contained ONNX matching its sha256 (if given)."""
+    """Register a candidate; its artifact must be under data_dir/artifacts (or uploaded) and a valid ONNX."""
     fields = body.model_dump(exclude={"version"})
     if body.artifact_path is not None:
-        path = Path(body.artifact_path)
-        check = verify_onnx_artifact(path if path.is_absolute() else settings.data_dir / path, body.artifact_sha256)
+        fields["artifact_path"] = artifact_in_store(settings.data_dir, body.artifact_path)
+        check = verify_onnx_artifact(settings.data_dir / fields["artifact_path"], body.artifact_sha256)
         fields["artifact_sha256"] = check.sha256  # what the gateway verifies before serving it
     with db.session() as session:
         row = registry.register_version(session, name, body.version, **fields)
         return VersionOut.model_validate(row)
+
+
+@router.post("/artifacts", response_model=ArtifactOut, status_code=201)
+async def upload_artifact(
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("operate")),
+):
+    """Upload an ONNX file (the raw bytes; ``X-Artifact-Sha256`` optional); register it by the path returned."""
+    path, check = await receive_artifact(request, settings, request.headers.get("x-artifact-sha256"))
+    return ArtifactOut(artifact_path=path, sha256=check.sha256, size_bytes=check.size_bytes,
+                       opset=check.opset, inputs=list(check.inputs), outputs=list(check.outputs))
 
 
 @router.get("/models/{name}/versions", response_model=list[VersionOut])

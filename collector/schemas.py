@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shiftwatch.collector.records import PredictionRecord, MAX_LENGTHS, grouped_columns, text_problem
 from shiftwatch.collector.wire import ColumnBatch
@@ -35,7 +35,30 @@ class VersionIn(BaseModel):
     artifact_path: str | None = None
     artifact_sha256: str | None = Field(None, min_length=64, max_length=64)
     input_spec: dict[str, Any] = Field(default_factory=dict)
+    # Registering creates a candidate; production is reached through a rollout (or, for a model's
+    # first version, POST .../versions/{version}/bootstrap with the approve scope). docs/rollout.md.
     state: str = "candidate"
+
+    @field_validator("state")
+    @classmethod
+    def _only_candidate(cls, value: str) -> str:
+        if value != "candidate":
+            raise ValueError(
+                "registering creates a candidate; promote it through a rollout (POST /v1/rollouts), "
+                "or bootstrap a model's first production version (POST .../versions/{version}/bootstrap)"
+            )
+        return value
+
+
+class ArtifactOut(BaseModel):
+    """An uploaded, verified artifact: register a version with this ``artifact_path``."""
+
+    artifact_path: str
+    sha256: str
+    size_bytes: int
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
 
 
 class VersionOut(BaseModel):

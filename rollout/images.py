@@ -20,7 +20,7 @@ class DecodedInput:
     """One image as the model wants it, and how to store what the client sent (encoded later, off the hot path)."""
 
     tensor: np.ndarray  # (channels, height, width) float32 in 0..1
-    raw: bytes | None  # the client's PNG/JPEG bytes, stored as is
+    raw: bytes | None  # the client's PNG/JPEG bytes, re-encoded before they are stored
     extension: str  # "png" or "jpg"
 
 
@@ -98,12 +98,26 @@ def _json_tensor(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def stored_bytes(decoded: DecodedInput) -> bytes:
-    """What goes to the input store: the client's file, or a PNG of the array (8-bit, like a camera frame)."""
-    if decoded.raw is not None:
-        return decoded.raw
-    pixels = np.clip(decoded.tensor * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+def stored_bytes(decoded: DecodedInput, max_bytes: int) -> bytes:
+    """What goes to the input store: the client's image decoded and re-encoded, or a PNG of a JSON array.
+
+    Re-encoding keeps the pixels and drops everything else a client can hide in a file (text and
+    private chunks, EXIF, trailing bytes: issue 16.13 stored a 20 MB chunk inside a valid PNG
+    each time). An image still over ``max_bytes`` once re-encoded is refused (``TooLarge``).
+    """
+    if decoded.raw is None:
+        pixels = np.clip(decoded.tensor * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    else:
+        image = Image.open(io.BytesIO(decoded.raw), formats=["PNG", "JPEG"])  # pixel count checked by decode()
+        if image.mode not in ("1", "L", "LA", "RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # icc_profile=None: PIL would otherwise copy the client's (arbitrarily large) profile into the new file.
+    image.save(buffer, format="JPEG" if decoded.extension == "jpg" else "PNG", icc_profile=None,
+               **({"quality": 95} if decoded.extension == "jpg" else {}))
+    if buffer.tell() > max_bytes:
+        raise TooLarge(
+            f"input image: {buffer.tell()} bytes re-encoded, over the limit of {max_bytes} (SHIFTWATCH_INPUT_MAX_BYTES)"
+        )
     return buffer.getvalue()

@@ -24,7 +24,7 @@ from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
-from shiftwatch.errors import Invalid
+from shiftwatch.errors import Invalid, TooLarge
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
 from shiftwatch.rollout.models import ServingError
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
@@ -75,6 +75,7 @@ class PredictionLogWriter:
         self.max_rows = max_rows
         self.written = 0
         self.failed = 0
+        self.inputs_refused = 0  # predictions logged without their image: over SHIFTWATCH_INPUT_MAX_BYTES
         self._queue: queue.Queue[PendingPrediction | PendingError | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
@@ -125,9 +126,13 @@ class PredictionLogWriter:
                 continue
             try:
                 if id(item.image) not in refs:
-                    refs[id(item.image)] = self.store.put(stored_bytes(item.image), item.image.extension)
+                    image = stored_bytes(item.image, self.settings.input_max_bytes)
+                    refs[id(item.image)] = self.store.put(image, item.image.extension)
                 item.record.input_ref = refs[id(item.image)]
-            except OSError:
+            except TooLarge as exc:
+                self.inputs_refused += 1
+                log.warning("input image not stored, the prediction is logged without it: %s", exc.message)
+            except (OSError, ValueError, SyntaxError):  # a disk error, or a file PIL read once but not twice
                 log.exception("could not store an input image; the prediction is logged without it")
             records.append(item.record)
         if records:

@@ -12,11 +12,13 @@ from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
 from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.rollout import controller, status
+from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import write_report
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
-from shiftwatch.rollout.schemas import Decision, PredictOut, RolloutOut, StartRollout
+from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
 from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
@@ -71,6 +73,7 @@ def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Princi
         "shadow_dropped": gateway.shadow_dropped,
         "log_written": gateway.writer.written,
         "log_failed": gateway.writer.failed,
+        "inputs_refused": gateway.writer.inputs_refused,
     }
 
 
@@ -132,6 +135,17 @@ def reject(
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
         return status.describe(session, rollout)
+
+
+@router.post("/models/{name}/versions/{version}/bootstrap", response_model=VersionOut)
+def bootstrap(
+    name: str, version: str, body: Bootstrap, db: Database = Depends(get_db),
+    who: Principal = Depends(require("approve")),
+):  # fmt: skip
+    """Make a candidate its model's first production version (409 once the model has had one); audited."""
+    with db.session() as session:
+        row = bootstrap_production(session, name, version, actor=who.name, reason=body.reason)
+        return VersionOut.model_validate(row)
 
 
 def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:

@@ -54,6 +54,14 @@ class StartRollout(BaseModel):
     plan: RolloutPlan = Field(default_factory=RolloutPlan)
 
 
+class Bootstrap(BaseModel):
+    """Name a model's first production version; the reason goes in the audit log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field("", max_length=2000)
+
+
 class Decision(BaseModel):
     """Approve or reject. ``force`` overrides insufficient evidence and needs a reason."""
 

@@ -96,3 +96,29 @@ def _initializers(model):  # type: ignore[no-untyped-def]
         for attribute in node.attribute:
             if attribute.t is not None and attribute.HasField("t"):
                 yield attribute.t
+
+
+# Registered artifacts live here, relative to data_dir (retrain's ArtifactStore writes the same layout).
+ARTIFACTS_DIR = "artifacts"
+
+
+def artifact_in_store(data_dir: Path, given: str) -> str:
+    """``given`` as a data_dir-relative path, if it lies under ``data_dir/artifacts``; else ``Invalid``.
+
+    Every path outside the store gets the same message, existing or not: the API must not tell
+    a caller what exists elsewhere on the server. Symlinks are followed, so one out of the store is outside.
+    """
+    outside = Invalid(
+        "artifact_path",
+        f"must name a file under {ARTIFACTS_DIR}/ in the data directory (e.g. {ARTIFACTS_DIR}/<sha256>.onnx); "
+        "upload other files with POST /v1/artifacts",
+    )
+    base = Path(data_dir).resolve()
+    root = base / ARTIFACTS_DIR
+    try:
+        resolved = (base / given).resolve()  # an absolute ``given`` replaces base
+    except (OSError, ValueError, RuntimeError):  # NUL bytes, symlink loops
+        raise outside from None
+    if resolved == root or not resolved.is_relative_to(root):
+        raise outside
+    return str(resolved.relative_to(base))

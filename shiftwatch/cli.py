@@ -64,12 +64,13 @@ def serve(
 
     from shiftwatch.app import create_app
     from shiftwatch.exposure import prepare_to_serve
+    from shiftwatch.serving import server_config
 
     settings = settings_or_exit()
     bind = host or settings.host
-    for line in prepare_to_serve(settings, bind):  # refuses an open address without auth (exit 2)
+    for line in prepare_to_serve(settings, bind):  # migrates; refuses an open address without auth (exit 2)
         typer.echo(line, err=True)
-    uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
+    uvicorn.Server(server_config(create_app(settings), settings, bind, port)).run()
 
 
 _registered: set[str] = set()

@@ -54,7 +54,7 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """Create an engine; SQLite gets WAL mode, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL mode, synchronous=FULL, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -62,7 +62,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a write is on disk (WAL fsynced) before it is acknowledged, so it survives power loss;
+            # NORMAL survives a process crash only. Cost on ingest: bench/sqlite_sync.py, docs/security.md.
+            cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

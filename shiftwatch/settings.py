@@ -123,6 +123,26 @@ class Settings(BaseSettings):
     # one of them marks console cookies Secure, as an https SHIFTWATCH_PUBLIC_URL does.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- Hostile clients, disks and connections (docs/security.md, "Limits on hostile input"). ---
+    # Model artifacts: uploads (POST /v1/artifacts) over this size are refused; registering by path
+    # accepts only files under data_dir/artifacts.
+    artifact_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    artifact_upload_timeout_s: float = Field(300.0, gt=0)
+    # Gateway input images are decoded and re-encoded before they are stored (collector.inputs);
+    # one larger than this re-encoded is not stored (its prediction is, counted as inputs_refused).
+    input_max_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Stored inputs no prediction or labeling row refers to are deleted by the retention job once
+    # older than this (a file is written just before the row that refers to it is committed).
+    input_orphan_grace_s: int = Field(3600, ge=0)
+    # `shiftwatch serve` (uvicorn): connections and requests in flight past limit_concurrency get 503;
+    # a request's headers must arrive within header_timeout_s and fit in max_header_bytes; an idle
+    # keep-alive connection is closed after keep_alive_timeout_s.
+    limit_concurrency: int = Field(1000, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    keep_alive_timeout_s: float = Field(5.0, gt=0)
+    backlog: int = Field(2048, ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:

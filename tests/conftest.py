@@ -155,14 +155,20 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """A real uvicorn serving ``app`` on a loopback port, in a thread."""
+    """A real uvicorn serving ``app`` on a loopback port, in a thread; with ``settings``, as ``shiftwatch serve`` does."""
 
-    def __init__(self, app, port: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, port: int | None = None, settings: Settings | None = None) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
         import uvicorn
+
+        from shiftwatch.serving import server_config
 
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        if settings is None:
+            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        else:
+            config = server_config(app, settings, "127.0.0.1", self.port)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> "LiveServer":

@@ -115,14 +115,71 @@ def test_symlink_and_missing_file_are_refused(tmp_path):
 
 def test_registering_a_version_over_http_verifies_its_artifact(api, db, settings):
     api.post("/v1/models", json={"name": "m", "class_names": ["a", "b"]})
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    digest = tiny_model(settings.data_dir / "m.onnx")
-    version = {"version": "v1", "embedding_dim": 4, "artifact_path": "m.onnx"}
+    (settings.data_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    digest = tiny_model(settings.data_dir / "artifacts" / "m.onnx")
+    version = {"version": "v1", "embedding_dim": 4, "artifact_path": "artifacts/m.onnx"}
     created = api.post("/v1/models/m/versions", json=version)
     assert created.status_code == 201, created.text
-    assert created.json()["artifact_sha256"] == digest  # recorded, so the gateway can verify before serving
-    for path, sha, field in [("/etc/passwd", None, "artifact"), ("m.onnx", "f" * 64, "artifact_sha256"),
-                             ("missing.onnx", None, "artifact")]:  # fmt: skip
+    assert created.json()["artifact_sha256"] == digest  # recorded, so the gateway can verify before serving it
+    for path, sha, field in [("artifacts/m.onnx", "f" * 64, "artifact_sha256"),
+                             ("artifacts/missing.onnx", None, "artifact")]:  # fmt: skip
         refused = api.post("/v1/models/m/versions", json={**version, "version": "v2", "artifact_path": path, "artifact_sha256": sha})
         assert refused.status_code == 422 and refused.json()["field"] == field, refused.text
     assert [v["version"] for v in api.get("/v1/models/m/versions").json()] == ["v1"]
+
+
+def test_paths_outside_the_artifact_store_get_one_answer_whether_they_exist_or_not(api, settings, tmp_path):
+    # Issue 16.9. Before: /etc/passwd -> "not an ONNX model", a missing file -> "does not exist".
+    api.post("/v1/models", json={"name": "m", "class_names": ["a", "b"]})
+    store = settings.data_dir / "artifacts"
+    store.mkdir(parents=True, exist_ok=True)
+    tiny_model(settings.data_dir / "beside.onnx")  # a valid model, but not in the store
+    tiny_model(tmp_path / "elsewhere.onnx")
+    os.symlink(tmp_path / "elsewhere.onnx", store / "link.onnx")
+    outside = ["/etc/passwd", "/no/such/file.onnx", "/etc", "beside.onnx", "missing.onnx", "../../../../etc/passwd",
+               "artifacts/../beside.onnx", "artifacts/link.onnx", str(tmp_path / "elsewhere.onnx"), "artifacts",
+               "artifacts/\x00.onnx"]
+    answers = set()
+    for path in outside:
+        refused = api.post("/v1/models/m/versions", json={"version": "v1", "embedding_dim": 4, "artifact_path": path})
+        assert refused.status_code == 422 and refused.json()["field"] == "artifact_path", (path, refused.text)
+        answers.add(refused.json()["detail"])
+    assert len(answers) == 1, answers
+    assert "exist" not in answers.pop()
+    assert api.get("/v1/models/m/versions").json() == []
+
+
+def test_an_uploaded_artifact_is_verified_stored_by_its_hash_and_registrable(api, settings, tmp_path):
+    api.post("/v1/models", json={"name": "m", "class_names": ["a", "b"]})
+    digest = tiny_model(tmp_path / "m.onnx")
+    uploaded = api.post("/v1/artifacts", content=(tmp_path / "m.onnx").read_bytes(), headers={"x-artifact-sha256": digest})
+    assert uploaded.status_code == 201, uploaded.text
+    assert uploaded.json()["artifact_path"] == f"artifacts/{digest}.onnx" and uploaded.json()["inputs"] == ["x"]
+    assert (settings.data_dir / "artifacts" / f"{digest}.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
+    version = {"version": "v1", "embedding_dim": 4, "artifact_path": uploaded.json()["artifact_path"]}
+    created = api.post("/v1/models/m/versions", json=version)
+    assert created.status_code == 201 and created.json()["artifact_sha256"] == digest, created.text
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "field"),
+    [
+        (b"not a model at all", {}, 422, "artifact"),
+        (None, {"x-artifact-sha256": "0" * 64}, 422, "artifact_sha256"),
+        (b"\x08" * 5000, {}, 413, None),  # over artifact_max_bytes below
+    ],
+)
+def test_a_refused_upload_leaves_nothing_behind(db, settings, tmp_path, content, headers, status, field):
+    from fastapi.testclient import TestClient
+
+    from shiftwatch.app import create_app
+
+    tiny_model(tmp_path / "m.onnx")
+    body = content if content is not None else (tmp_path / "m.onnx").read_bytes()
+    with TestClient(create_app(settings.model_copy(update={"artifact_max_bytes": 4096}), db)) as api:
+        refused = api.post("/v1/artifacts", content=body, headers=headers)
+    assert refused.status_code == status, refused.text
+    if field:
+        assert refused.json()["field"] == field
+    left = [p for p in (settings.data_dir / "artifacts").rglob("*") if p.is_file()]
+    assert left == []
