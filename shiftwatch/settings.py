@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter
@@ -93,7 +94,7 @@ class Settings(BaseSettings):
     # Public base URL of this server, used in links sent to people and to Label Studio.
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
-    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Per-endpoint HMAC secrets for alert webhooks, as JSON {"<url as listed>": "<secret>"}; a listed
     # endpoint without one gets unsigned requests (fine for Slack, whose URL is the secret).
     alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
@@ -166,6 +167,8 @@ class Settings(BaseSettings):
     @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return json.loads(value)  # the JSON list form works too
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect
 
 
@@ -60,3 +61,11 @@ def test_unknown_key_in_config_file_is_exit_2(tmp_path: Path) -> None:
     result = run_cli("db", "upgrade", env={"SHIFTWATCH_CONFIG": str(config)})
     assert result.returncode == 2
     assert "databse_url" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("value", ["https://a.example/hook, https://b.example/hook", '["https://a.example/hook", "https://b.example/hook"]'])
+def test_alert_webhooks_from_the_environment_take_commas_or_a_json_list(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shiftwatch.settings import Settings
+
+    monkeypatch.setenv("SHIFTWATCH_ALERT_WEBHOOKS", value)
+    assert Settings().alert_webhooks == ["https://a.example/hook", "https://b.example/hook"]
