@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,31 @@ def test_preprocessing_order_is_resize_then_channel_order_then_range_then_mean_s
     assert np.allclose(out[0], (50 - 10) / 2) and np.allclose(out[1], (0 - 20) / 4) and np.allclose(out[2], (200 - 30) / 5)
     legacy = InputSpec.from_dict({"shape": [1, 32, 32], "dtype": "float32", "scale": "0..1", "format": "png-grayscale"})
     assert (legacy.channel_order, legacy.mean, legacy.std) == ("gray", (0.0,), (1.0,))
+
+
+def test_the_gateway_applies_the_declared_preprocessing_to_png_and_json_bodies(db, settings, weights, api):
+    from PIL import Image
+
+    from shiftwatch.collector.inputs import InputStore
+    from shiftwatch.collector.models import Prediction
+
+    _, _, spec, _, artifact, _ = register(db, settings, weights)
+    images, _ = support.render(9, 4)
+    expected = OnnxClassifier(settings.data_dir / artifact).predict(InputSpec.from_dict(spec).from_uint8(images))
+    for i, pixels in enumerate(images):
+        response = api.post("/v1/models/shapes/predict", content=support.png(pixels), headers={"content-type": "image/png"})
+        assert response.status_code == 200, response.text
+        assert np.abs(np.array(response.json()["probabilities"]) - expected.probabilities[i]).max() < 1e-4
+    # JSON is pixels in 0..1 at the model's size (RGB, before normalisation); the store keeps those pixels.
+    pixels = np.random.default_rng(1).random((3, 48, 48)).round(3)
+    response = api.post("/v1/models/shapes/predict", json=pixels.tolist(), headers={"x-request-id": "json-1"})
+    assert response.status_code == 200, response.text
+    want = OnnxClassifier(settings.data_dir / artifact).predict(InputSpec.from_dict(spec).normalise(pixels[None]))
+    assert np.abs(np.array(response.json()["probabilities"]) - want.probabilities[0]).max() < 1e-4
+    assert api.app.state.gateway.writer.flush()
+    with db.session() as session:
+        ref = session.scalar(select(Prediction.input_ref).where(Prediction.request_id == "json-1"))
+    stored = np.asarray(Image.open(io.BytesIO(InputStore(settings.data_dir).get(ref))), np.float32) / 255
+    assert np.abs(stored.transpose(2, 0, 1) - pixels).max() <= 1 / 255 + 1e-6
+    wrong = api.post("/v1/models/shapes/predict", json=np.zeros((1, 48, 48)).tolist())
+    assert wrong.status_code == 422 and "[3, 48, 48]" in wrong.text
