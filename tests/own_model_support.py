@@ -19,16 +19,16 @@ FACTORY = "own_model_support:build"
 
 
 def build(width: float = 1.0):  # type: ignore[no-untyped-def]
-    """Two stride-2 convs, global average pool, a 32-d ReLU layer and a linear head (width scales the convs)."""
+    """Three stride-2 conv+BN+ReLU blocks, a 3x3 average pool, a 32-d ReLU layer and a linear head (width scales the convs)."""
     from torch import nn
 
     c = max(2, round(16 * width))
     return nn.Sequential(
-        nn.Conv2d(3, c, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(2 * c, 32), nn.ReLU(),
+        nn.Conv2d(3, c, 3, stride=2, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+        nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+        nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+        nn.Linear(2 * c * 9, 32), nn.ReLU(),
         nn.Linear(32, 10),
     )  # fmt: skip
 
@@ -68,17 +68,20 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 def train_weights(path: Path, reference: Path, epochs: int = 6, seed: int = 0) -> Path:
-    """The user's own training, before shiftwatch: fit on the reference set, save a plain state_dict."""
+    """The user's own training, before shiftwatch: fit on the reference set's train split, save a plain state_dict.
+
+    (The split retraining uses: the evaluation gate's held-out reference images stay unseen.)
+    """
     import torch
 
     from shiftwatch.retrain.contract import InputSpec
+    from shiftwatch.retrain.contract_family import load_reference_set
     from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
     from shiftwatch.retrain.torch_contract import ContractModel
 
-    data = np.load(reference)
-    images = InputSpec.from_dict(INPUT_SPEC).from_uint8(data["images"])
+    train = load_reference_set(reference, InputSpec.from_dict(INPUT_SPEC)).train
     with deterministic(seed):
         module = build()
-    fit(ContractModel(module), images, data["labels"], TrainConfig(epochs=epochs, seed=seed))
+    fit(ContractModel(module), train.images, train.labels, TrainConfig(epochs=epochs, seed=seed))
     torch.save(module.state_dict(), path)
     return path

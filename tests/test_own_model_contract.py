@@ -61,9 +61,9 @@ def test_a_factory_model_is_registered_with_its_preprocessing_and_serves_the_sam
 
 
 def test_a_named_layer_overrides_the_embedding(db, settings, weights):
-    _, dim, _, report, _, _ = register(db, settings, weights, contract=TorchContract(support.FACTORY, embedding_layer="7"))
-    assert dim == 32 * 1 and report["contract"]["embedding_layer"] == "7"  # the AdaptiveAvgPool2d output, flattened
-    assert last_linear(support.build()) == "10"
+    _, dim, _, report, _, _ = register(db, settings, weights, contract=TorchContract(support.FACTORY, embedding_layer="9"))
+    assert dim == 32 * 9 and report["contract"]["embedding_layer"] == "9"  # the AdaptiveAvgPool2d(3) output, flattened
+    assert last_linear(support.build()) == "13"
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_weights_of_another_architecture_and_non_finite_outputs_are_refused(db, 
     assert caught.value.field == "weights"
     broken = tmp_path / "nan.pt"
     state = torch.load(weights, weights_only=True)
-    state["10.bias"] = torch.full_like(state["10.bias"], float("nan"))
+    state["13.bias"] = torch.full_like(state["13.bias"], float("nan"))
     torch.save(state, broken)
     with pytest.raises(Invalid, match="non-finite"):
         register(db, settings, broken)
