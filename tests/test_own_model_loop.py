@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
 import own_model_support as support  # noqa: E402
+from rollout_support import post_and_drain  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import Prediction  # noqa: E402
@@ -54,16 +55,9 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def post(api, images: np.ndarray, prefix: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    answers = []
-    for i, pixels in enumerate(images):
-        response = api.post("/v1/models/shapes/predict", content=support.png(pixels),
-                            headers={"content-type": "image/png", "x-request-id": f"{prefix}-{i}", "x-client-key": f"{prefix}-{i}"})  # fmt: skip
-        assert response.status_code == 200, response.text
-        answers.append(response.json())
-    gateway = api.app.state.gateway
-    api.portal.call(gateway.drain_shadow)
-    assert gateway.writer.flush()
-    return answers
+    """Each image from its own client, with a request id that says which image it was."""
+    headers = [{"x-request-id": f"{prefix}-{i}", "x-client-key": f"{prefix}-{i}"} for i in range(len(images))]
+    return post_and_drain(api, "shapes", [support.png(pixels) for pixels in images], headers)
 
 
 def accuracy(answers: list[dict], labels: np.ndarray) -> float:
