@@ -34,6 +34,7 @@ from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.digits import stratified_split
 from shiftwatch.retrain.measure import time_calls
+from shiftwatch.retrain.prune import PruneConfig
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy, deterministic, fit
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.retrain.torch_contract import TorchContract, build, save_module_weights
@@ -70,10 +71,9 @@ def main() -> None:
     macs, params = tp.utils.count_ops_and_params(model.module, torch.zeros((1, *spec.shape)))
     work = Path(tempfile.mkdtemp(prefix="shiftwatch-bench-own-"))
     save_module_weights(model, work / "weights.pt")
-    # The generic path: the contract family's steps; the student is the factory at this width's half.
-    family = ContractFamily(TorchContract(resnet.FACTORY), spec)
+    # The generic path a contract model gets; distillation is left out (from scratch it needs more data than this).
     result = compress(model, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
-                      splits.train.images, work, config, CompressConfig(steps=("prune", "ptq")), family=family)  # fmt: skip
+                      splits.train.images, work, config, CompressConfig(steps=("prune", "ptq"), prune=PruneConfig(finetune_epochs=2)), family=family)  # fmt: skip
     torch.set_num_threads(1)
     test_x, test_y = splits.test.images, splits.test.labels
     peer_accuracy, artifact_accuracy = accuracy(model, test_x, test_y), onnx_accuracy(result.path, test_x, test_y)
