@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("torch_pruning")
 
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain import resnet, textured_digits  # noqa: E402
@@ -33,6 +32,7 @@ def test_textured_digits_are_seeded_rgb_and_drift_with_colour_safe_corruptions()
 
 
 def test_resnet18_meets_the_contract_and_prunes_along_its_residual_connections(tmp_path):
+    pytest.importorskip("torch_pruning")
     contract = TorchContract(resnet.FACTORY)
     torch.manual_seed(0)
     model = build(contract, width=0.25)

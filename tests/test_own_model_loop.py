@@ -4,6 +4,7 @@ mean/std normalisation) goes register -> served and logged -> drift alert -> lab
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 from sqlalchemy import select
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("torch_pruning")
 
 import own_model_support as support  # noqa: E402
 from rollout_support import post_and_drain  # noqa: E402
@@ -37,7 +37,9 @@ ROTATION = 45.0  # the drift: the camera turned; the production model has never 
 CONFIG = RetrainConfig(
     # Distillation from scratch needs more data than 900 reference images to stay within the gate's
     # 1 point (it costs ~2 here; test_own_model_compress covers it); pruning then fine-tuning costs none.
-    compress=CompressConfig(steps=("prune", "ptq"), prune=PruneConfig(keep_fraction=0.75, finetune_epochs=2)),
+    # torch-pruning is in the train extra; where it is missing the loop still runs, with PTQ only.
+    compress=CompressConfig(steps=("prune", "ptq") if importlib.util.find_spec("torch_pruning") else ("ptq",),
+                            prune=PruneConfig(keep_fraction=0.75, finetune_epochs=2)),  # fmt: skip
     latency_repeats=3,
 )
 # A candidate trained to fix a drift disagrees with production exactly where production is wrong (~70 % of
@@ -99,9 +101,9 @@ def test_a_model_defined_only_in_the_test_goes_from_registration_to_an_approved_
     outcome = retrain(db, settings, "shapes", labeled, CONFIG)
     assert outcome.status == "succeeded", outcome.report.get("gate")
     result = outcome.report
-    assert result["compression_steps"][0] == "prune"
-    pruned = result["compression"]["prune"]
-    assert pruned["parameters_after"] < 0.7 * pruned["parameters_before"]
+    if "prune" in CONFIG.compress.steps:
+        pruned = result["compression"]["prune"]
+        assert result["compression_steps"][0] == "prune" and pruned["parameters_after"] < 0.7 * pruned["parameters_before"]
     assert result["contract"]["factory"] == support.FACTORY
     gate = result["gate"]["accuracy_new"]
     assert gate["candidate"] > gate["production"]
