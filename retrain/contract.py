@@ -35,7 +35,10 @@ class InputSpec:
     def from_dict(cls, data: dict[str, Any] | None) -> "InputSpec":
         """Read a registry row's ``input_spec`` (rows written before the contract have shape and scale only)."""
         data = dict(data or {})
-        shape = tuple(int(d) for d in (data.get("shape") or (1, 32, 32)))
+        try:
+            shape = tuple(int(d) for d in (data.get("shape") or (1, 32, 32)))
+        except (TypeError, ValueError):
+            raise Invalid("input_spec.shape", "must be [channels, height, width] of integers") from None
         if len(shape) != 3 or min(shape) <= 0:
             raise Invalid("input_spec.shape", "must be [channels, height, width] of positive sizes")
         channels = shape[0]
@@ -50,8 +53,8 @@ class InputSpec:
         scale = str(data.get("scale") or "0..1")
         if scale not in VALUE_RANGES:
             raise Invalid("input_spec.scale", f"must be one of {', '.join(VALUE_RANGES)}")
-        mean = _per_channel(data.get("mean", 0.0), channels, "mean")
-        std = _per_channel(data.get("std", 1.0), channels, "std")
+        mean = _per_channel(0.0 if data.get("mean") is None else data["mean"], channels, "mean")
+        std = _per_channel(1.0 if data.get("std") is None else data["std"], channels, "std")
         if any(s <= 0 for s in std):
             raise Invalid("input_spec.std", "must be positive")
         return cls(shape, resize, order, scale, mean, std)  # type: ignore[arg-type]
@@ -106,7 +109,12 @@ class InputSpec:
 
 
 def _per_channel(value: Any, channels: int, name: str) -> tuple[float, ...]:
-    values = [value] if isinstance(value, (int, float)) else list(value)
+    if isinstance(value, (int, float)):
+        values = [value]
+    elif isinstance(value, (list, tuple)):
+        values = list(value)
+    else:
+        raise Invalid(f"input_spec.{name}", "must be a number or a list of numbers")
     if len(values) == 1:
         values = values * channels
     if len(values) != channels:

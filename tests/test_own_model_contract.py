@@ -134,6 +134,11 @@ def test_preprocessing_order_is_resize_then_channel_order_then_range_then_mean_s
     out = spec.model_input(Image.fromarray(pixels))
     assert out.shape == (3, 2, 2)
     assert np.allclose(out[0], (50 - 10) / 2) and np.allclose(out[1], (0 - 20) / 4) and np.allclose(out[2], (200 - 30) / 5)
+    for bad, field in (({"shape": ["a", 2, 2]}, "input_spec.shape"), ({"shape": [3, 2, 2], "mean": "x"}, "input_spec.mean"),
+                       ({"shape": [3, 2, 2], "std": [1, 2]}, "input_spec.std"), ({"resize": "zoom"}, "input_spec.resize")):  # fmt: skip
+        with pytest.raises(Invalid) as caught:
+            InputSpec.from_dict(bad)
+        assert caught.value.field == field
     legacy = InputSpec.from_dict({"shape": [1, 32, 32], "dtype": "float32", "scale": "0..1", "format": "png-grayscale"})
     assert (legacy.channel_order, legacy.mean, legacy.std) == ("gray", (0.0,), (1.0,))
 
