@@ -20,7 +20,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.retrain.artifact_store import ArtifactStore, StoredArtifact
 from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress
-from shiftwatch.retrain.digits import INPUT_SPEC
+from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.measure import latency_report
 from shiftwatch.settings import Settings
 
@@ -33,6 +33,8 @@ class PackagedModel:
     weights: StoredArtifact
     compression: CompressionResult
     report: dict[str, Any]
+    embedding_dim: int
+    input_spec: dict[str, Any]  # the declared preprocessing, carried to the new version unchanged
 
 
 def package(
@@ -46,24 +48,25 @@ def package(
     compress_config: CompressConfig,
     latency_repeats: int = 100,
     progress: StepProgress | None = None,
+    family: ModelFamily | None = None,
 ) -> PackagedModel:
     """Compress ``model``, store the ONNX artifact and ``model``'s own fp32 weights, measure both.
 
     The weights stored are the uncompressed model's: the next retraining fine-tunes from them,
     so compression does not compound over generations (a student of a student of ...).
+    ``family`` is the kind of model (default: the digits CNN; a contract model's ``ContractFamily``).
     """
-    from shiftwatch.retrain.reference_model import save_weights
-
+    family = family or DigitsFamily()
     store = ArtifactStore(settings.data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-retrain-") as tmp:
         work = Path(tmp)
         result = compress(
-            model, *train, *evaluation, calibration, work, train_config, compress_config, progress=progress
+            model, *train, *evaluation, calibration, work, train_config, compress_config, progress=progress, family=family
         )
         verify_onnx_artifact(result.path, None)
         onnx_artifact = store.put(result.path, "onnx")
         fp32_size = result.fp32_path.stat().st_size
-        save_weights(model, work / "weights.pt")
+        family.save_weights(model, work / "weights.pt")
         weights = store.put(work / "weights.pt", "weights")
     if progress is not None:
         progress("measure", 0, 1)
@@ -81,8 +84,9 @@ def package(
         "weights_path": store.relative(weights),
         "weights_sha256": weights.sha256,
         "runtime": "onnxruntime",
+        **family.report_fields(),
     }
-    return PackagedModel(onnx_artifact, weights, result, report)
+    return PackagedModel(onnx_artifact, weights, result, report, family.embedding_dim(result.model), family.input_spec())
 
 
 def next_version_name(session: Session, model_name: str) -> str:
@@ -112,10 +116,10 @@ def register(
         session,
         model_name,
         version or next_version_name(session, model_name),
-        embedding_dim=int(packaged.compression.model.embedding_dim),
+        embedding_dim=packaged.embedding_dim,
         artifact_path=store.relative(packaged.onnx),
         artifact_sha256=packaged.onnx.sha256,
-        input_spec=dict(INPUT_SPEC),
+        input_spec=dict(packaged.input_spec),
         state=state,
         report=report,
     )

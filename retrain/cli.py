@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -98,6 +99,7 @@ def retrain_command(
     seed: int = typer.Option(0, help="seed of the data split, initialisation and batch order"),
     max_old_drop: float = typer.Option(1.0, min=0.0, help="gate: top-1 points the candidate may lose on reference data"),
     min_new_gain: float = typer.Option(0.0, min=0.0, help="gate: top-1 points it must gain on held-out production data"),
+    reference_set: Path | None = typer.Option(None, help="a contract model's reference .npz (default: the registered one)"),
 ) -> None:
     """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
     if ctx.invoked_subcommand is not None:
@@ -131,6 +133,7 @@ def retrain_command(
         outcome = retrain(
             db, settings, model, labeled, config, since=since_at,
             calibration_images=calibration if len(calibration) else None, progress=_Bars(progress),
+            reference_set=reference_set,
         )  # fmt: skip
     typer.echo(json.dumps(_summary(outcome), indent=2))
     if outcome.status != "succeeded":
@@ -177,4 +180,7 @@ def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.O
 
 
 def register(app: typer.Typer) -> None:
+    from shiftwatch.retrain.register_cli import register_command
+
+    retrain_app.command("register")(register_command)
     app.add_typer(retrain_app, name="retrain")

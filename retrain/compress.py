@@ -20,6 +20,7 @@ import numpy as np
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.distill import DistillConfig
 from shiftwatch.retrain.export import ExportResult, ParityReport, export_artifact
+from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.int8_policy import choose_int8
 from shiftwatch.retrain.prune import PruneConfig
 from shiftwatch.retrain.qat import QATConfig
@@ -92,34 +93,38 @@ def compress(
     config: CompressConfig | None = None,
     *,
     progress: StepProgress | None = None,
+    family: ModelFamily | None = None,
 ) -> CompressionResult:
-    """Apply ``config.steps`` to ``model`` (left untouched) and write the artifacts under ``workdir``."""
-    from shiftwatch.retrain.distill import distill, teacher_targets
-    from shiftwatch.retrain.prune import prune_and_finetune
-    from shiftwatch.retrain.qat import quantization_aware_finetune
-    from shiftwatch.retrain.reference_model import model_from_state
+    """Apply ``config.steps`` to ``model`` (left untouched) and write the artifacts under ``workdir``.
 
+    ``family`` says how to copy, distill, prune and fine-tune this kind of model (default: the digits CNN).
+    """
+    from shiftwatch.retrain.distill import teacher_targets
+
+    family = family or DigitsFamily()
     config = config or CompressConfig()
+    if "qat" in config.steps and not family.supports_qat:
+        raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
     report = progress or (lambda step, done, total: None)
     epochs = lambda step: (lambda done, total, loss: report(step, done, total))  # noqa: E731
-    current = model_from_state(model.state_dict())  # a copy: the caller's model stays as it was
+    current = family.copy(model)  # the caller's model stays as it was
     applied: list[str] = []
     details: dict[str, Any] = {}
     teacher_logits = None
     if "distill" in config.steps:
-        current = distill(current, train_images, train_labels, train_config, config.distill, progress=epochs("distill"))
+        current, about = family.distill(current, train_images, train_labels, train_config, config.distill, progress=epochs("distill"))
         teacher_logits = teacher_targets(model, train_images)
         applied.append("distill")
-        details["student_channels"] = list(current.channels)
+        details.update(about)
     if "prune" in config.steps:
-        current, pruned = prune_and_finetune(
+        current, about = family.prune(
             current, train_images, train_labels, train_config, config.prune,
             teacher_logits=teacher_logits, progress=epochs("prune"),
         )  # fmt: skip
         applied.append("prune")
-        details["prune"] = {"channels_after": list(pruned.channels_after), "sparsity": round(pruned.sparsity, 4)}
+        details.update(about)
     if "qat" in config.steps:
-        current = quantization_aware_finetune(
+        current = family.qat(
             current, train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits, progress=epochs("qat")
         )
         applied.append("qat")
@@ -130,8 +135,8 @@ def compress(
     if "ptq" in config.steps:
 
         def retrain_with_qat(model: Any) -> tuple[Any, ExportResult]:
-            qat_model = quantization_aware_finetune(  # on a copy: the pre-QAT model is the fp32 fallback
-                model_from_state(model.state_dict()), train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits,
+            qat_model = family.qat(  # on a copy: the pre-QAT model is the fp32 fallback
+                family.copy(model), train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits,
                 progress=epochs("qat"),
             )  # fmt: skip
             return qat_model, export_artifact(qat_model, workdir / "qat", eval_images, name="fp32")
@@ -140,7 +145,7 @@ def compress(
             current, exported, workdir, eval_images, calibration_images,
             lambda path: onnx_accuracy(path, eval_images, eval_labels),
             config=config.quantize, max_drop=config.max_ptq_drop, min_agreement=config.quantized_min_agreement,
-            qat_applied="qat" in applied, retrain_with_qat=retrain_with_qat,
+            qat_applied="qat" in applied, retrain_with_qat=retrain_with_qat if family.supports_qat else None,
         )  # fmt: skip
         current, exported = choice.model, choice.exported
         details["quantization"] = choice.details()

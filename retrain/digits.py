@@ -66,9 +66,16 @@ def load_digits_images(size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
 
 def split_digits(seed: int = REFERENCE_SPLIT_SEED, val_fraction: float = 0.15, test_fraction: float = 0.2) -> DigitsSplits:
     """Stratified train/val/test split, the same for the same seed."""
+    images, labels = load_digits_images()
+    return stratified_split(images, labels, seed, val_fraction, test_fraction)
+
+
+def stratified_split(
+    images: np.ndarray, labels: np.ndarray, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.2
+) -> DigitsSplits:
+    """Any labeled image set as train/val/test, stratified by class; the same for the same seed."""
     from sklearn.model_selection import train_test_split
 
-    images, labels = load_digits_images()
     index = np.arange(len(labels))
     rest, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=labels)
     train, val = train_test_split(

@@ -136,8 +136,13 @@ class ExportResult:
     parity: ParityReport
 
 
-def export_artifact(model: "object", directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended") -> ExportResult:
-    """Export, optimize and parity-check in one step: the fp32 artifact every other step starts from."""
-    raw = export_onnx(model, directory / f"{name}.raw.onnx")
+def export_artifact(
+    model: "object", directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended"
+) -> ExportResult:
+    """Export, optimize and parity-check in one step: the fp32 artifact every other step starts from.
+
+    The input shape is the evaluation images' own (digits 1x32x32, a contract model its ``input_spec``).
+    """
+    raw = export_onnx(model, directory / f"{name}.raw.onnx", input_shape=tuple(images.shape[1:]))
     optimized = optimize_onnx(raw, directory / f"{name}.onnx", level)
     return ExportResult(raw_path=raw, path=optimized, parity=check_parity(model, optimized, images))

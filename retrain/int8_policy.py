@@ -88,17 +88,18 @@ def choose_int8(
     max_drop: float,
     min_agreement: float,
     qat_applied: bool,
-    retrain_with_qat: Callable[[Any], tuple[Any, ExportResult]],
+    retrain_with_qat: Callable[[Any], tuple[Any, ExportResult]] | None,
 ) -> Int8Choice:
     """PTQ; when it costs more than ``max_drop`` or misses ``min_agreement``, QAT then PTQ again;
-    when the answers still disagree too often, keep the fp32 artifact of the pre-QAT model."""
+    when the answers still disagree too often, keep the fp32 artifact of the pre-QAT model.
+    ``retrain_with_qat=None`` (a model family without QAT) goes from a missed PTQ straight to fp32."""
     target = workdir / "int8.onnx"
     first = attempt_int8("qat+ptq" if qat_applied else "ptq", model, exported, target, eval_images,
                          calibration_images, accuracy, config, min_agreement)  # fmt: skip
     attempts = [first]
     if first.parity.ok and (first.accuracy_drop <= max_drop or qat_applied):
         return Int8Choice(model, exported, target, first.parity, tuple(attempts), qat_applied)
-    if not qat_applied:
+    if not qat_applied and retrain_with_qat is not None:
         qat_model, qat_exported = retrain_with_qat(model)
         second = attempt_int8("qat+ptq", qat_model, qat_exported, target, eval_images, calibration_images,
                               accuracy, config, min_agreement)  # fmt: skip

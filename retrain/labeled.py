@@ -6,16 +6,19 @@ labeling package, and this module is the only place that knows its query.
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 
 import numpy as np
+from PIL import Image
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.collector.models import ModelVersion
 from shiftwatch.collector.queries import window
 from shiftwatch.db import utcnow
-from shiftwatch.errors import NotFound, Unavailable
-from shiftwatch.retrain.digits import decode_many
+from shiftwatch.errors import Invalid, NotFound, Unavailable
+from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.training import LabeledData
 from shiftwatch.settings import Settings
 
@@ -26,7 +29,7 @@ def labeled_data(
     """Labeled production samples of ``model_name`` with their stored input images.
 
     Samples whose input image was not stored (or was removed) are skipped: there is nothing
-    to train on.
+    to train on. Images go through the production version's declared preprocessing (``input_spec``).
     """
     try:
         from shiftwatch.labeling.queries import labeled_samples
@@ -47,7 +50,8 @@ def labeled_data(
         labels.append(int(sample.label))
         ages.append((now - sample.ts).total_seconds() / 86400.0)
         ids.append(str(sample.prediction_id))
-    return LabeledData(decode_many(blobs), np.asarray(labels, np.int64), np.asarray(ages, np.float64), tuple(ids))
+    spec = _production_spec(session, model_name)
+    return LabeledData(decode_inputs(blobs, spec), np.asarray(labels, np.int64), np.asarray(ages, np.float64), tuple(ids))
 
 
 def recent_inputs(session: Session, settings: Settings, model_version_id: int, limit: int = 512) -> np.ndarray:
@@ -60,4 +64,26 @@ def recent_inputs(session: Session, settings: Settings, model_version_id: int, l
                 blobs.append(store.get(ref))
             except NotFound:
                 continue
-    return decode_many(blobs)
+    version = session.get(ModelVersion, model_version_id)
+    return decode_inputs(blobs, InputSpec.from_dict(version.input_spec if version else None))
+
+
+def decode_inputs(blobs: list[bytes], spec: InputSpec) -> np.ndarray:
+    """Stored PNG/JPEG inputs as one (N, C, H, W) batch of model inputs, the gateway's preprocessing applied."""
+    if not blobs:
+        return np.zeros((0, *spec.shape), dtype=np.float32)
+    images = []
+    for blob in blobs:
+        try:
+            with Image.open(io.BytesIO(blob)) as image:
+                images.append(spec.model_input(image))
+        except (OSError, ValueError) as exc:
+            raise Invalid("image", f"a stored input is not a readable image: {exc}") from None
+    return np.stack(images)
+
+
+def _production_spec(session: Session, model_name: str) -> InputSpec:
+    from shiftwatch.collector import registry
+
+    production = registry.versions_in_state(session, model_name, "production")
+    return InputSpec.from_dict(production[-1].input_spec if production else None)

@@ -24,7 +24,9 @@ from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
 from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
+from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
+from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.models import TrainingRun
 from shiftwatch.retrain.reference_model import TrainConfig
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
@@ -72,9 +74,21 @@ def production_base(session: Session, settings: Settings, model_name: str) -> tu
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
-            "(only models trained by `shiftwatch retrain bootstrap` or a previous retrain can be retrained)",
+            "(an ONNX-only model is served, quantized and rolled out but not retrained: register a PyTorch "
+            "factory + weights for that, see docs/own-model.md)",
         )
     return base, ArtifactStore(settings.data_dir).resolve(weights)
+
+
+def family_for(base: ModelVersion, reference_set: Path | None = None) -> ModelFamily:
+    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference)."""
+    contract = (base.report or {}).get("contract") or {}
+    if contract.get("kind") != "torch":
+        return DigitsFamily()
+    from shiftwatch.retrain.contract_family import ContractFamily
+    from shiftwatch.retrain.torch_contract import TorchContract
+
+    return ContractFamily(TorchContract.from_dict(contract), InputSpec.from_dict(base.input_spec), reference_set)
 
 
 def _base_accuracy(
@@ -109,10 +123,12 @@ def retrain(
     since: datetime | None = None,
     calibration_images: np.ndarray | None = None,
     progress: StepProgress | None = None,
+    reference_set: Path | None = None,
 ) -> RetrainOutcome:
-    """Turn labeled production samples into a registered, compressed candidate (or a recorded rejection)."""
-    from shiftwatch.retrain.reference_model import fit, load_weights
+    """Turn labeled production samples into a registered, compressed candidate (or a recorded rejection).
 
+    ``reference_set`` overrides a contract model's registered reference .npz (digits: sklearn's digits).
+    """
     config = config or RetrainConfig()
     if len(labeled) == 0:
         window = f" since {since.isoformat()}" if since else ""
@@ -123,6 +139,10 @@ def retrain(
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
         base, weights_path = production_base(session, settings, model_name)
+        family = family_for(base, reference_set)
+        if "qat" in config.compress.steps and not family.supports_qat:
+            raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
+        splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id
         run = TrainingRun(
             model_id=model_row.id,
@@ -131,7 +151,7 @@ def retrain(
             seed=config.seed,
             labeled_snapshot_sha256=labeled.snapshot_sha256(),
             data_snapshot={
-                "reference": {"dataset": "sklearn-digits-32x32", "split_seed": REFERENCE_SPLIT_SEED},
+                "reference": family.reference_snapshot(),
                 "labeled": len(labeled),
                 "labeled_train": len(labeled_train),
                 "labeled_holdout": len(labeled_holdout),
@@ -145,13 +165,12 @@ def retrain(
         run_id = run.id
     started = time.monotonic()
     try:
-        splits = split_digits(REFERENCE_SPLIT_SEED)
-        base_model = load_weights(weights_path)
+        base_model = family.load_weights(weights_path)
         images, labels, mix_summary = mix(splits.train.images, splits.train.labels, labeled_train, config.mix)
         train_config = replace(config.finetune, seed=config.seed)
-        model = load_weights(weights_path)
+        model = family.load_weights(weights_path)
         epochs = (lambda done, total, loss: progress("fine-tune", done, total)) if progress else None  # noqa: E731
-        fit(model, images, labels, train_config, progress=epochs)
+        family.train(model, images, labels, train_config, progress=epochs)
         eval_images = np.concatenate([splits.val.images, labeled_holdout.images])
         eval_labels = np.concatenate([splits.val.labels, labeled_holdout.labels])
         # PTQ ranges must cover both distributions the gate judges: recent production inputs
@@ -161,7 +180,7 @@ def retrain(
         packaged = package(
             model, settings, train=(images, labels), evaluation=(eval_images, eval_labels),
             calibration=calibration, train_config=train_config, compress_config=config.compress,
-            latency_repeats=config.latency_repeats, progress=progress,
+            latency_repeats=config.latency_repeats, progress=progress, family=family,
         )  # fmt: skip
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]

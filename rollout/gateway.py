@@ -32,6 +32,7 @@ from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
+from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
 from shiftwatch.rollout.images import DecodedInput, decode
@@ -60,6 +61,7 @@ class ServedVersion:
     version: str
     class_names: list[str]
     input_spec: dict[str, Any]
+    spec: InputSpec  # input_spec parsed once: what decode applies for this version
     batcher: DynamicBatcher
 
 
@@ -188,6 +190,7 @@ class Gateway:
             self._refused[row.id] = f"version {row.version!r} has no artifact"
             return None
         try:
+            spec = InputSpec.from_dict(row.input_spec)
             classifier = load_verified(
                 artifact_file(self.settings, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )
@@ -201,6 +204,7 @@ class Gateway:
             version=row.version,
             class_names=list(model.class_names),
             input_spec=dict(row.input_spec or {}),
+            spec=spec,
             batcher=DynamicBatcher(
                 _probabilities_and_embeddings(classifier),
                 max_batch_size=self.settings.gateway_max_batch_size,
@@ -264,22 +268,20 @@ class Gateway:
             and goes_to_canary(table.rollout_id, routing_key or request_id, table.share)
         ):
             served, route = table.candidate, "canary"
-        decoded = await asyncio.get_running_loop().run_in_executor(
-            self.decode_executor,
-            partial(decode, body, content_type, served.input_spec, max_pixels=self.settings.gateway_max_image_pixels),
-        )
+        decoded = await self._decode(served, body, content_type)
         try:
             result, latency_ms = await self._run(served, decoded)
         except Exception as exc:  # noqa: BLE001 - a failing canary falls back to production
             self.writer.put(PendingError(served.version_id, route, request_id, f"{type(exc).__name__}: {exc}"))
             if route != "canary":
                 raise Unavailable(f"model {model_name!r} failed to predict") from exc
+            decoded = await self._decode_again(table.production, served, decoded, body, content_type)
             served, route = table.production, "production"
             result, latency_ms = await self._run(served, decoded)
         self._log(served, route, decoded, result, latency_ms, request_id, stream_id)
         if table.stage == "shadow" and table.candidate is not None:
             task = asyncio.get_running_loop().create_task(
-                self._shadow(table.candidate, decoded, request_id, stream_id)
+                self._shadow(table.candidate, served, decoded, body, content_type, request_id, stream_id)
             )
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
@@ -297,6 +299,18 @@ class Gateway:
             batch_size=result.batch_size,
         )
 
+    async def _decode(self, served: ServedVersion, body: bytes, content_type: str) -> DecodedInput:
+        return await asyncio.get_running_loop().run_in_executor(
+            self.decode_executor,
+            partial(decode, body, content_type, served.spec, max_pixels=self.settings.gateway_max_image_pixels),
+        )
+
+    async def _decode_again(
+        self, target: ServedVersion, source: ServedVersion, decoded: DecodedInput, body: bytes, content_type: str
+    ) -> DecodedInput:
+        """``decoded`` when both versions declare the same preprocessing, else the body decoded for ``target``."""
+        return decoded if target.spec == source.spec else await self._decode(target, body, content_type)
+
     async def _run(self, served: ServedVersion, decoded: DecodedInput) -> tuple[ImageResult, float]:
         started = time.perf_counter()
         result = await served.batcher.submit(decoded.tensor)
@@ -304,12 +318,20 @@ class Gateway:
         return result, (time.perf_counter() - started) * 1000.0
 
     async def _shadow(
-        self, served: ServedVersion, decoded: DecodedInput, request_id: str, stream_id: str | None
+        self,
+        served: ServedVersion,
+        production: ServedVersion,
+        decoded: DecodedInput,
+        body: bytes,
+        content_type: str,
+        request_id: str,
+        stream_id: str | None,
     ) -> None:
         if served.batcher.backlog >= SHADOW_BACKLOG_LIMIT:
             self.shadow_dropped += 1
             return
         try:
+            decoded = await self._decode_again(served, production, decoded, body, content_type)
             result, latency_ms = await self._run(served, decoded)
         except Exception as exc:  # noqa: BLE001 - a shadow failure is evidence, not an outage
             self.writer.put(PendingError(served.version_id, "shadow", request_id, f"{type(exc).__name__}: {exc}"))

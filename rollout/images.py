@@ -1,34 +1,30 @@
-"""Request bodies to model inputs: PNG/JPEG bytes or a JSON array become one float32 image, plus stored bytes."""
+"""Request bodies to model inputs: PNG/JPEG bytes or a JSON array become one float32 image, plus stored bytes.
+
+The resize/crop, channel order, value range and mean/std are the version's ``InputSpec``
+(``retrain/contract.py``): the same code retraining uses on stored inputs.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from shiftwatch.errors import Invalid, TooLarge
-
-DEFAULT_SHAPE = (1, 32, 32)
+from shiftwatch.retrain.contract import InputSpec
 
 
 @dataclass(frozen=True, slots=True)
 class DecodedInput:
     """One image as the model wants it, and how to store what the client sent (encoded later, off the hot path)."""
 
-    tensor: np.ndarray  # (channels, height, width) float32 in 0..1
+    tensor: np.ndarray  # (channels, height, width) float32: the version's input_spec applied (mean/std and all)
     raw: bytes | None  # the client's PNG/JPEG bytes, re-encoded before they are stored
     extension: str  # "png" or "jpg"
-
-
-def input_shape(input_spec: dict[str, Any]) -> tuple[int, int, int]:
-    shape = tuple(input_spec.get("shape") or DEFAULT_SHAPE)
-    if len(shape) != 3:
-        raise Invalid("input_spec.shape", "must be [channels, height, width]")
-    return shape  # type: ignore[return-value]
+    pixels: np.ndarray | None = None  # a JSON body's 0..1 RGB pixels before normalisation (what gets stored)
 
 
 # A JSON number as clients send it ("0.123456789, ") is at most ~25 characters: a body longer than
@@ -36,24 +32,25 @@ def input_shape(input_spec: dict[str, Any]) -> tuple[int, int, int]:
 JSON_BYTES_PER_VALUE = 32
 
 
-def decode(body: bytes, content_type: str, input_spec: dict[str, Any], *, max_pixels: int) -> DecodedInput:
-    """Raw image bytes (Content-Type image/*) or a JSON array of shape [H, W] or [C, H, W] with values in 0..1.
+def decode(body: bytes, content_type: str, spec: InputSpec, *, max_pixels: int) -> DecodedInput:
+    """Raw image bytes (Content-Type image/*), or a JSON array of shape [H, W] or [C, H, W] of RGB/gray pixels in 0..1,
+    made into the model's input by the version's declared preprocessing (``InputSpec``).
 
     CPU-heavy: the gateway runs it in its decode threads, never on the event loop.
     """
-    shape = input_shape(input_spec)
     media = content_type.split(";", 1)[0].strip().lower()
     if media.startswith("image/"):
-        tensor = _image_tensor(body, shape, max_pixels)
+        tensor = spec.normalise(_image_pixels(body, spec, max_pixels))
         return DecodedInput(tensor, body, "jpg" if "jp" in media else "png")
     if media == "application/json":
-        return DecodedInput(_json_tensor(body, shape), None, "png")
+        pixels = _json_tensor(body, spec.shape)
+        return DecodedInput(spec.normalise(pixels), None, "png", pixels)
     raise Invalid("content-type", "send image/png, image/jpeg or application/json")
 
 
-def _image_tensor(body: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+def _image_pixels(body: bytes, spec: InputSpec, max_pixels: int) -> np.ndarray:
     """Read the header first (``Image.open`` is lazy) and refuse too many pixels before any are decoded."""
-    channels, height, width = shape
+    _, height, width = spec.shape
     try:
         image = Image.open(io.BytesIO(body), formats=["PNG", "JPEG"])
     except Image.DecompressionBombError as exc:
@@ -66,17 +63,13 @@ def _image_tensor(body: bytes, shape: tuple[int, int, int], max_pixels: int) -> 
             f"image: {columns}x{rows} = {columns * rows} pixels, over the limit of {max_pixels}"
             " (SHIFTWATCH_GATEWAY_MAX_IMAGE_PIXELS); resize it before sending"
         )
-    mode = "L" if channels == 1 else "RGB"
     try:
-        image.draft(mode, (width, height))  # JPEG decodes straight at 1/2..1/8 scale; no-op for PNG
-        image = image.convert(mode).resize((width, height))
+        image.draft(spec.mode, (width, height))  # JPEG decodes straight at 1/2..1/8 scale; no-op for PNG
+        return spec.pixels(image)
     except Image.DecompressionBombError as exc:
         raise TooLarge(f"image: {exc}") from None
     except (OSError, ValueError, SyntaxError):
         raise Invalid("body", "is not a readable PNG or JPEG image (corrupt or truncated)") from None
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    array = array[None] if channels == 1 else array.transpose(2, 0, 1)
-    return np.ascontiguousarray(array)
 
 
 def _json_tensor(body: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -104,9 +97,11 @@ def stored_bytes(decoded: DecodedInput, max_bytes: int) -> bytes:
     Re-encoding keeps the pixels and drops everything else a client can hide in a file (text and
     private chunks, EXIF, trailing bytes: issue 16.13 stored a 20 MB chunk inside a valid PNG
     each time). An image still over ``max_bytes`` once re-encoded is refused (``TooLarge``).
+    A JSON array is stored as its 0..1 pixels before normalisation (8-bit, like a camera frame).
     """
     if decoded.raw is None:
-        pixels = np.clip(decoded.tensor * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        source = decoded.tensor if decoded.pixels is None else decoded.pixels
+        pixels = np.clip(source * 255.0 + 0.5, 0, 255).astype(np.uint8)
         image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
     else:
         image = Image.open(io.BytesIO(decoded.raw), formats=["PNG", "JPEG"])  # pixel count checked by decode()

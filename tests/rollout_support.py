@@ -106,3 +106,16 @@ def predict_burst(url: str, headers: list[dict[str, str]]) -> list:
             )
 
     return asyncio.run(burst())
+
+
+def post_and_drain(api, model: str, bodies: list[bytes], headers: list[dict[str, str]]) -> list[dict]:  # type: ignore[no-untyped-def]
+    """POST each PNG body with its headers, then wait until shadow copies and logs are written; the answers."""
+    answers = []
+    for body, extra in zip(bodies, headers, strict=True):
+        response = api.post(f"/v1/models/{model}/predict", content=body, headers={"content-type": "image/png", **extra})
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    gateway = api.app.state.gateway
+    api.portal.call(gateway.drain_shadow)
+    assert gateway.writer.flush()
+    return answers

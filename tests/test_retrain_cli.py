@@ -85,3 +85,49 @@ def test_since_accepts_iso_times_and_relative_ages() -> None:
     assert parse_since("7d", now) == datetime(2026, 11, 17, 12, tzinfo=timezone.utc)
     assert parse_since("2026-11-20") == datetime(2026, 11, 20, tzinfo=timezone.utc)
     assert parse_since(None) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("register", "--model", "m", "--classes", "a,b", "--input-spec", "{}"), "give exactly one"),
+        (("register", "--model", "m", "--classes", "a,b", "--input-spec", "{}", "--factory", "x:y"), "--weights: is required"),
+        (("register", "--model", "m", "--classes", "a,b", "--input-spec", "[3, 48]", "--onnx", "m.onnx"), "JSON object"),
+        (("register", "--model", "m", "--classes", "a,b", "--input-spec", '{"shape": [5, 8, 8]}', "--onnx", "m.onnx"),
+         "1 or 3 channels"),
+        (("register", "--model", "m", "--classes", "a,b", "--input-spec", '{"shape": [3, 8, 8]}', "--onnx", "missing.onnx"),
+         "not a readable ONNX model"),
+    ],
+)
+def test_bring_your_own_model_bad_input_is_a_clear_error(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    error = invoke(tmp_path, *args)
+    assert isinstance(error, ShiftwatchError) and message in error.message, error
+
+
+def test_bring_your_own_model_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "register", "--model", "m", "--classes", "a,b", "--input-spec",
+                     '{"shape": [3, 8, 8], "std": [0, 1, 1]}', "--onnx", str(tmp_path / "m.onnx"))  # fmt: skip
+    assert result.returncode == 2 and "input_spec.std" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bring_your_own_model_registers_from_the_command_line(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    import json
+
+    import own_model_support as support
+    import typer
+    from typer.testing import CliRunner
+
+    from shiftwatch.retrain.cli import register
+
+    weights = tmp_path / "w.pt"
+    torch.save(support.build().state_dict(), weights)
+    app = typer.Typer()
+    register(app)
+    env = {"SHIFTWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "SHIFTWATCH_DATA_DIR": str(tmp_path / "data")}
+    result = CliRunner().invoke(app, ["retrain", "register", "--model", "shapes", "--classes", ",".join(support.CLASS_NAMES),
+                                      "--factory", support.FACTORY, "--weights", str(weights),
+                                      "--input-spec", json.dumps(support.INPUT_SPEC)], env=env)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert (out["state"], out["embedding_dim"], out["input_spec"]["std"]) == ("production", 32, [0.25, 0.25, 0.25])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from rollout_support import add_version, png_image
+from rollout_support import add_version, png_image, post_and_drain
 from sqlalchemy import select
 
 from shiftwatch.app import create_app
@@ -21,16 +21,8 @@ FAST_PLAN = RolloutPlan(canary_steps=[0.5, 1.0], min_shadow_pairs=20, min_step_p
 
 def send(api, n: int, offset: int = 0) -> list[dict]:  # type: ignore[no-untyped-def]
     """n predictions from n different clients, then wait until shadow copies and logs are written."""
-    bodies = []
-    for i in range(offset, offset + n):
-        response = api.post("/v1/models/digits/predict", content=png_image(i),
-                            headers={"content-type": "image/png", "x-client-key": f"client-{i}"})
-        assert response.status_code == 200, response.text
-        bodies.append(response.json())
-    gateway = api.app.state.gateway
-    api.portal.call(gateway.drain_shadow)
-    assert gateway.writer.flush()
-    return bodies
+    ids = range(offset, offset + n)
+    return post_and_drain(api, "digits", [png_image(i) for i in ids], [{"x-client-key": f"client-{i}"} for i in ids])
 
 
 def start(db, settings, version: str = "v2", plan: RolloutPlan = FAST_PLAN) -> int:  # type: ignore[no-untyped-def]

@@ -1,0 +1,149 @@
+"""Bring your own model, measured: the ResNet-18 example through the generic compression path and the batcher.
+
+One run. The peer is the same trained network in eager fp32 PyTorch on one thread; the
+default compressed artifact (torch-pruning channels x0.75 + fine-tune, then ORT int8 PTQ; the
+generic path a contract model gets) runs in ONNX Runtime on one thread. Timings are
+interleaved rounds, median of medians, wall and calling-thread CPU time (as bench/compress.py).
+Serving: the gateway's ``DynamicBatcher`` in process (no HTTP) at concurrency 32, batched
+(max 32, 5 ms) against unbatched (max 1), over the same artifact.
+Prints a table and writes bench/results/own_model.json.
+
+    python bench/own_model.py [--width 0.5] [--train 1200] [--epochs 3]   # --width 1.0: full ResNet-18
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+import torch_pruning as tp
+
+from shiftwatch.retrain import resnet, textured_digits
+from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy
+from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.contract_family import ContractFamily
+from shiftwatch.retrain.digits import stratified_split
+from shiftwatch.retrain.measure import time_calls
+from shiftwatch.retrain.prune import PruneConfig
+from shiftwatch.retrain.reference_model import TrainConfig, accuracy, deterministic, fit
+from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.retrain.torch_contract import TorchContract, build, save_module_weights
+from shiftwatch.rollout.batching import DynamicBatcher
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compress import _ort_runner, _torch_runner  # noqa: E402
+from machine import machine_facts  # noqa: E402
+
+BATCHES = (1, 32)
+CONCURRENCY = 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=float, default=0.5, help="ResNet-18 channel multiplier (1.0: 64-128-256-512)")
+    parser.add_argument("--train", type=int, default=1200, help="images rendered for train+val+test (65/15/20)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=640, help="requests per serving measurement")
+    args = parser.parse_args()
+    started = time.monotonic()
+    spec = InputSpec.from_dict(resnet.INPUT_SPEC)
+    raw, labels = textured_digits.render(args.train, seed=0)
+    splits = stratified_split(spec.from_uint8(raw), labels, seed=0)
+    contract = TorchContract(resnet.FACTORY)
+    family = ContractFamily(contract, spec)
+    with deterministic(0):
+        model = build(contract, width=args.width)
+    config = TrainConfig(epochs=args.epochs, lr=2e-3, seed=0)
+    fit(model, splits.train.images, splits.train.labels, config)
+    print(f"trained in {time.monotonic() - started:.0f} s")
+    macs, params = tp.utils.count_ops_and_params(model.module, torch.zeros((1, *spec.shape)))
+    work = Path(tempfile.mkdtemp(prefix="shiftwatch-bench-own-"))
+    save_module_weights(model, work / "weights.pt")
+    # The generic path a contract model gets; distillation is left out (from scratch it needs more data than this).
+    result = compress(model, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
+                      splits.train.images, work, config, CompressConfig(steps=("prune", "ptq"), prune=PruneConfig(finetune_epochs=2)), family=family)  # fmt: skip
+    torch.set_num_threads(1)
+    test_x, test_y = splits.test.images, splits.test.labels
+    peer_accuracy, artifact_accuracy = accuracy(model, test_x, test_y), onnx_accuracy(result.path, test_x, test_y)
+    timings = _latencies({"torch": _torch_runner(model), "artifact": _ort_runner(result.path)}, test_x, args)
+    serving = {name: asyncio.run(_serve(result.path, test_x, batch, args.requests)) for name, batch in (("batched", 32), ("unbatched", 1))}
+    out = {
+        "benchmark": "own_model", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {**machine_facts(), "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": 1},
+        "architecture": f"ResNet-18 (plain PyTorch, shiftwatch.retrain.resnet), width {args.width}",
+        "input_shape": list(spec.shape), "params": int(params), "macs": int(macs),
+        "dataset": f"textured digits (retrain/textured_digits.py), {len(splits.train)} train / {len(test_y)} test",
+        "epochs": args.epochs, "steps_applied": list(result.steps_applied), "compression": result.details,
+        "accuracy_fp32": round(peer_accuracy, 4), "accuracy_artifact": round(artifact_accuracy, 4),
+        "accuracy_delta_points": round(100 * (artifact_accuracy - peer_accuracy), 2),
+        "size_ratio": round((work / "weights.pt").stat().st_size / result.path.stat().st_size, 2),
+        **{f"{clock}speedup_batch{b}": round(timings["torch", b, clock] / timings["artifact", b, clock], 2)
+           for b in BATCHES for clock in ("", "cpu_")},
+        "latency_ms": {f"{name}_batch{b}{'_cpu' if clock else ''}": round(timings[name, b, clock], 3)
+                       for name in ("torch", "artifact") for b in BATCHES for clock in ("", "cpu_")},
+        "batched_over_unbatched_c32": round(serving["batched"]["throughput"] / serving["unbatched"]["throughput"], 2),
+        "p99_ms_c32": serving["batched"]["p99_ms"], "serving": serving,
+        "serving_method": "DynamicBatcher in process (no HTTP, no PNG decoding), ORT 1 intra-op thread per call",
+        "wall_s": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    path = Path(__file__).parent / "results" / "own_model.json"
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    for key in ("architecture", "params", "macs", "speedup_batch1", "cpu_speedup_batch1", "speedup_batch32",
+                "cpu_speedup_batch32", "size_ratio", "accuracy_delta_points", "batched_over_unbatched_c32", "p99_ms_c32"):  # fmt: skip
+        print(f"{key:28} {out[key]}")
+    print(f"wrote {path}")
+
+
+def _latencies(runners: dict, images: np.ndarray, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    clocks = {"": time.perf_counter, "cpu_": time.thread_time}
+    samples: dict = {}  # type: ignore[type-arg]
+    for _ in range(args.rounds):
+        for batch in BATCHES:
+            x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
+            for name, make in runners.items():
+                for prefix, clock in clocks.items():
+                    samples.setdefault((name, batch, prefix), []).append(float(np.median(time_calls(make(x), args.calls, clock=clock))))
+    return {key: float(np.median(values)) for key, values in samples.items()}
+
+
+async def _serve(path: Path, images: np.ndarray, max_batch: int, requests: int) -> dict[str, float]:
+    """``requests`` images from ``CONCURRENCY`` concurrent clients through one batcher; throughput and p99."""
+    classifier = OnnxClassifier(path, "cpu", threads=1)
+
+    def run(batch: np.ndarray):  # type: ignore[no-untyped-def]
+        output = classifier.run(batch)
+        return output.probabilities, output.embeddings
+
+    executor = ThreadPoolExecutor(max_workers=4)
+    batcher = DynamicBatcher(run, max_batch_size=max_batch, max_wait_s=0.005, executor=executor)
+    latencies: list[float] = []
+
+    async def client(index: int) -> None:
+        for i in range(index, requests, CONCURRENCY):
+            begin = time.perf_counter()
+            await batcher.submit(images[i % len(images)])
+            latencies.append((time.perf_counter() - begin) * 1000)
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - begin
+    batcher.close()
+    executor.shutdown()
+    return {"throughput": round(requests / elapsed, 1), "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+            "p50_ms": round(float(np.percentile(latencies, 50)), 2)}  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Register a user's model under the contract: a PyTorch factory + weights, or an ONNX file.
+
+Everything is checked before anything is recorded (factory, weights, embedding layer, output
+shape, finite outputs, export parity); a failure is an ``Invalid`` naming what is wrong
+(HTTP 422, CLI exit 2) and leaves no registry row. The version's ``input_spec`` is the
+declared preprocessing and its report carries the contract (``report["contract"]``), so
+retraining can rebuild the model and every candidate inherits both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from shiftwatch.artifacts import verify_onnx_artifact
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import ModelVersion
+from shiftwatch.errors import Invalid
+from shiftwatch.retrain.artifact_store import ArtifactStore
+from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.onnx_contract import adapt_onnx, validate_onnx
+from shiftwatch.settings import Settings
+
+PROBE_IMAGES = 16  # parity of the fp32 export is checked on this many seeded probe inputs
+
+
+def _first_state(session: Session, model_name: str) -> str:
+    """Production when the model has none yet (nothing to roll out against), else candidate."""
+    return "candidate" if registry.versions_in_state(session, model_name, "production") else "production"
+
+
+def register_torch_model(
+    session: Session,
+    settings: Settings,
+    model_name: str,
+    class_names: list[str],
+    version: str,
+    contract: Any,
+    weights: Path,
+    input_spec: dict[str, Any],
+    *,
+    state: str | None = None,
+) -> ModelVersion:
+    """Build ``contract.factory`` with ``weights``, validate, export to ONNX (parity-checked), register."""
+    from shiftwatch.retrain.export import export_artifact
+    from shiftwatch.retrain.torch_contract import build, save_module_weights, validate
+
+    spec = InputSpec.from_dict(input_spec)
+    if not Path(weights).is_file():
+        raise Invalid("weights", f"{weights} does not exist")
+    model = build(contract, Path(weights))
+    probe = validate(model, spec, len(class_names))
+    store = ArtifactStore(settings.data_dir)
+    pixels = np.random.default_rng(0).random((PROBE_IMAGES, *spec.shape), dtype=np.float32)
+    with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
+        exported = export_artifact(model, Path(tmp), spec.normalise(pixels), name="fp32")
+        verify_onnx_artifact(exported.path, None)
+        save_module_weights(model, Path(tmp) / "weights.pt")
+        onnx_artifact = store.put(exported.path, "onnx")
+        weights_artifact = store.put(Path(tmp) / "weights.pt", "weights")
+    registry.register_model(session, model_name, class_names)
+    for stored in (onnx_artifact, weights_artifact):
+        store.record(session, stored)
+    report = {
+        "contract": {"kind": "torch", **contract.as_dict()},
+        "weights_path": store.relative(weights_artifact),
+        "weights_sha256": weights_artifact.sha256,
+        "size_bytes": onnx_artifact.size_bytes,
+        "parity": exported.parity.as_dict(),
+        "compression_steps": [],
+        "runtime": "onnxruntime",
+    }
+    return registry.register_version(
+        session, model_name, version, embedding_dim=probe.embedding_dim, artifact_path=store.relative(onnx_artifact),
+        artifact_sha256=onnx_artifact.sha256, input_spec=spec.as_dict(),
+        state=state or _first_state(session, model_name), report=report,
+    )  # fmt: skip
+
+
+def register_onnx_model(
+    session: Session,
+    settings: Settings,
+    model_name: str,
+    class_names: list[str],
+    version: str,
+    onnx_path: Path,
+    input_spec: dict[str, Any],
+    *,
+    logits_output: str | None = None,
+    embedding_output: str | None = None,
+    state: str | None = None,
+) -> ModelVersion:
+    """Adapt ``onnx_path`` to the two outputs, validate it on a probe, register it (no torch involved).
+
+    An ONNX-only model can be served, quantized, shadowed and canaried; it cannot be retrained
+    (there are no weights to fine-tune), which its report says.
+    """
+    spec = InputSpec.from_dict(input_spec)
+    store = ArtifactStore(settings.data_dir)
+    with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
+        adapted = adapt_onnx(Path(onnx_path), Path(tmp) / "model.onnx",
+                             logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip
+        embedding_dim = validate_onnx(adapted, spec, len(class_names))
+        verify_onnx_artifact(adapted, None)
+        stored = store.put(adapted, "onnx")
+    registry.register_model(session, model_name, class_names)
+    store.record(session, stored)
+    report = {
+        "contract": {"kind": "onnx", "logits_output": logits_output, "embedding_output": embedding_output},
+        "size_bytes": stored.size_bytes,
+        "compression_steps": [],
+        "runtime": "onnxruntime",
+        "retrainable": False,
+    }
+    return registry.register_version(
+        session, model_name, version, embedding_dim=embedding_dim, artifact_path=store.relative(stored),
+        artifact_sha256=stored.sha256, input_spec=spec.as_dict(),
+        state=state or _first_state(session, model_name), report=report,
+    )  # fmt: skip
