@@ -131,9 +131,18 @@ def test_good_candidate_goes_through_shadow_and_canary_then_waits_for_approval(d
         routes = {b["route"] for b in send(api, 60, offset=100 * (step + 1))}
         assert "canary" in routes
         assert [o.decision for o in controller.tick(db, settings)] == [expected]
-    response = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
+    # No labels (require_labels=false): the accuracy test is undecided, so approving needs a reason.
+    no_reason = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
+    assert no_reason.status_code == 422 and "accuracy test is undecided" in no_reason.json()["detail"]
+    assert state_of(db, rollout_id).state == "canary"  # nothing half-done
+    response = api.post(f"/v1/rollouts/{rollout_id}/approve", json={"reason": "no labels for this camera yet"})
     assert response.status_code == 200, response.text
-    assert response.json()["state"] == "production"
+    body = response.json()
+    assert body["state"] == "production"
+    assert (body["audit"][-1]["reason"], body["audit"][-1]["evidence"]["accuracy_decision"]) == (
+        "no labels for this camera yet", "undecided")
+    assert body["standing"].startswith("production: approved by ") and "no labels for this camera yet" in body["standing"]
+    assert "await_approval" not in body["standing"]
     gateway.refresh("digits")
     assert send(api, 1, offset=999)[0]["version"] == "v2"
     actions = [a for a, _, _ in audit_actions(db, rollout_id)]
