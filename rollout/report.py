@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -83,15 +84,18 @@ COMPARISON_BANNER = (
     "Evidently's data-drift preset labels every difference as &quot;drift&quot;; a retrained candidate is "
     "meant to answer differently where production was wrong. Judge the candidate by the guardrails and the "
     "accuracy test on the rollout page; read this to see <em>where</em> the outputs differ "
-    "(current = candidate, reference = production).</div>"
+    "(current = candidate, reference = production).{back}</div>"
 )
 # Evidently's wording, reframed where it appears as plain text.
-REWORDED = {"Dataset Drift is detected": "Outputs differ", "Dataset Drift is NOT detected": "Outputs match"}
+REWORDED = {"Dataset Drift is detected": "Outputs differ", "Dataset Drift is NOT detected": "Outputs match",
+            "Drift is detected for": "Outputs differ for"}
 
 
-def framed_as_comparison(html: str) -> str:
+def framed_as_comparison(html: str, back_url: str = "") -> str:
     """Evidently's report HTML with the banner above it and its alarm wording turned into a comparison."""
     for alarm, plain in REWORDED.items():
         html = html.replace(alarm, plain)
+    back = f' <a id="back-to-rollout" href="{escape(back_url)}">Back to the rollout page</a>' if back_url else ""
+    banner = COMPARISON_BANNER.format(back=back)
     head, marker, tail = html.partition("<body>")
-    return head + marker + COMPARISON_BANNER + tail if marker else COMPARISON_BANNER + html
+    return head + marker + banner + tail if marker else banner + html

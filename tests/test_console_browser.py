@@ -133,6 +133,14 @@ def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirm
     assert "random labeling slice" in page.locator("main").inner_text()
     assert "50% of traffic" in page.locator("#plan tr.current").inner_text()
     assert page.locator("svg[aria-label='Confidence distribution']").count() == 1
+    # The Evidently report is linked, and framed as a comparison rather than a drift alarm.
+    page.click("#comparison-link")
+    page.wait_for_selector("#shiftwatch-comparison-note")
+    assert "not an alarm" in page.locator("#shiftwatch-comparison-note").inner_text()
+    page.wait_for_timeout(1500)  # Evidently draws its widgets with its own script
+    screenshot(page, tmp_path, "rollout-comparison")
+    assert "Dataset Drift is detected" not in page.locator("body").inner_text()
+    page.click("#back-to-rollout")
     # No labels: the accuracy test is undecided, so Approve comes with a warning and a required reason.
     assert "accuracy test is undecided" in page.locator("#undecided-warning").inner_text()
     screenshot(page, tmp_path, "rollout-canary")

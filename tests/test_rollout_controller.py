@@ -222,6 +222,12 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     shown = api.get(f"/v1/rollouts/{rollout_id}").json()
     agreement = shown["latest_comparison"]["metrics"]["agreement"]
     assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
+    interval = agreement["interval"]  # Wilson: inside (0, 1), around the observed rate
+    assert 0 < interval["low"] < agreement["rate"] < interval["high"] < 1 and interval["method"] == "wilson"
+    differences = shown["latest_comparison"]["metrics"]["differences"]
+    assert differences["accuracy"] is None  # no labels yet: no interval, rather than a made-up one
+    latency = differences["latency_p99_ms"]
+    assert latency["low"] <= latency["high"] and latency["method"] == "bootstrap"  # real timings: only the order is fixed
     assert shown["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     assert {b["request_id"] for b in answers}  # every production answer carried the id its shadow copy reused
     with db.session() as session:
@@ -232,6 +238,7 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     assert api.get(f"/v1/rollouts/{rollout_id}").json()["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     report = api.get(f"/v1/rollouts/{rollout_id}/report")
     assert report.status_code == 200 and "confidence" in report.text
+    assert "not an alarm" in report.text and "Dataset Drift is detected" not in report.text
     assert (settings.data_dir / "reports" / f"rollout-{rollout_id}.html").is_file()
 
 

@@ -250,6 +250,7 @@ def rollout_page(
 
 @pages.get("/rollouts/{rollout_id}/comparison", name="console_rollout_comparison", response_class=HTMLResponse)
 def rollout_comparison(
+    request: Request,
     rollout_id: int,
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
@@ -261,7 +262,8 @@ def rollout_comparison(
 
     with db.session() as session:
         path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
-    return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8")))
+    back = str(request.url_for("console_rollout", rollout_id=rollout_id))
+    return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 
 
 def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
