@@ -55,13 +55,17 @@ def candidate_summary(report: dict[str, Any]) -> dict[str, Any]:
                        ("accuracy_new", "labeled recent data (new distribution)")):
         pair = gate.get(key) or {}
         production, candidate = pair.get("production"), pair.get("candidate", report.get(key))
+        if production is None and candidate is None:
+            continue
         change = (f" ({(candidate - production) * 100:+.2f} points)"
                   if isinstance(production, int | float) and isinstance(candidate, int | float) else "")
         rows.append((f"accuracy on {where}", f"production {_points(production)}, candidate {_points(candidate)}{change}"))
-    rows.append(("artifact size", f"{_kb(report.get('size_bytes'))} (fp32 ONNX {_kb(report.get('size_bytes_fp32_onnx'))})"))
+    if "size_bytes" in report:
+        rows.append(("artifact size", f"{_kb(report['size_bytes'])} (fp32 ONNX {_kb(report.get('size_bytes_fp32_onnx'))})"))
     for batch, timing in (report.get("latency_ms") or {}).items():
         rows.append((f"latency {batch} (1 CPU thread)", f"p50 {timing.get('p50_ms', '-')} ms, p99 {timing.get('p99_ms', '-')} ms"))
-    rows.append(("compression steps", ", ".join(report.get("compression_steps") or []) or "none"))
+    if "compression_steps" in report:
+        rows.append(("compression steps", ", ".join(report["compression_steps"]) or "none"))
     for name in ("parity", "quantized_parity"):
         parity = report.get(name)
         if parity:
