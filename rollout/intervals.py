@@ -41,7 +41,8 @@ def wilson(hits: int, n: int) -> Interval | None:
     p = hits / n
     centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
-    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), "wilson")
+    # min/max: at 0/n and n/n rounding would otherwise leave the estimate a hair outside its own interval.
+    return Interval(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)), "wilson")
 
 
 def newcombe_difference(hits_a: int, n_a: int, hits_b: int, n_b: int) -> Interval | None:

@@ -14,6 +14,10 @@ def test_wilson_matches_published_values_and_stays_inside_zero_one() -> None:
     interval = wilson(81, 263)
     assert (interval.low, interval.high) == (pytest.approx(0.2553, abs=1e-4), pytest.approx(0.3662, abs=1e-4))
     assert wilson(0, 0) is None
+    for n in range(1, 200):  # the estimate is inside its own interval, even at 0/n and n/n
+        for hits in (0, n // 3, n):
+            interval = wilson(hits, n)
+            assert interval.low <= interval.estimate <= interval.high
 
 
 def test_newcombe_matches_the_published_example() -> None:
