@@ -12,7 +12,7 @@ from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
 
 
 # What a finished rollout's last transition was, in words.
-FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back by the controller"}
+FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back on a guardrail"}
 
 
 def standing(rollout: Rollout, final: AuditLog | None) -> str:
