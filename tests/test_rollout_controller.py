@@ -98,6 +98,8 @@ def test_broken_candidate_is_rolled_back_automatically(db, settings, api):
     assert (outcome.state_before, outcome.state_after, outcome.decision) == ("shadow", "rolled_back", "rollback")
     assert any("confidence" in r or "agreement" in r for r in outcome.reasons)
     assert audit_actions(db, rollout_id)[-1] == ("auto_rollback", "controller", False)
+    standing = api.get(f"/v1/rollouts/{rollout_id}").json()["standing"]
+    assert standing.startswith("rolled_back: rolled back on a guardrail by controller at ") and outcome.reasons[0] in standing
     # The gateway stops mirroring to it at its next refresh.
     assert api.app.state.gateway.refresh("digits").candidate is None
 
