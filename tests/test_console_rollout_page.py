@@ -78,3 +78,5 @@ def test_a_rejected_rollout_shows_the_rejection_not_the_last_tick(api, db, setti
     text = text_of(api.get(f"/console/rollouts/{rollout_id}").text)
     assert re.search(r"rejected: rejected by \S+ at [\d-]+ [\d:]+: trained on the wrong split", text), text[:600]
     assert "await_approval" not in text and 'class="reject"' not in api.get(f"/console/rollouts/{rollout_id}").text
+    listed = text_of(api.get("/console/rollouts").text)  # the list says the same, not the last tick's decision
+    assert "rejected: rejected by" in listed and "await_approval" not in listed
