@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.rollout.guardrails import confidence_shift, sprt_accuracy
+from shiftwatch.rollout.intervals import mean_difference, newcombe_difference, quantile_difference, wilson
 from shiftwatch.rollout.models import Rollout, ServingError
 from shiftwatch.rollout.schemas import RolloutPlan
 
@@ -63,6 +64,27 @@ def arm_summary(rows: Window, errors: int) -> dict[str, Any]:
         "latency_p50_ms": _percentile(latency, 50),
         "latency_p99_ms": _percentile(latency, 99),
         "n_latency": int(latency.size),
+    }
+
+
+def differences(
+    production: Window, candidate: Window, errors: tuple[int, int], correct: tuple[np.ndarray, np.ndarray]
+) -> dict[str, Any]:
+    """Candidate - production for each guardrail metric, with 95% intervals (None while an arm is empty).
+
+    ``errors`` and ``correct`` are (production, candidate): error counts and 0/1 correctness per labeled sample.
+    """
+
+    def as_dict(interval):  # type: ignore[no-untyped-def]
+        return None if interval is None else interval.to_dict()
+
+    (errors_p, errors_c), (correct_p, correct_c) = errors, correct
+    return {
+        "accuracy": as_dict(newcombe_difference(int(correct_c.sum()), len(correct_c), int(correct_p.sum()), len(correct_p))),
+        "error_rate": as_dict(newcombe_difference(errors_c, errors_c + len(candidate), errors_p, errors_p + len(production))),
+        "mean_confidence": as_dict(mean_difference(candidate.confidence, production.confidence)),
+        "latency_p50_ms": as_dict(quantile_difference(candidate.latency_ms, production.latency_ms, 50)),
+        "latency_p99_ms": as_dict(quantile_difference(candidate.latency_ms, production.latency_ms, 99)),
     }
 
 
@@ -117,20 +139,26 @@ def compare_shadow(
         if not same
     ]
     # Paired samples: labels of the shared inputs judge both versions on the same images.
+    correct = (_correctness(session, production, labels, p_idx), _correctness(session, shadow, labels, s_idx))
+    errors = (
+        _errors(session, rollout.baseline_version_id, "production", since, now),
+        _errors(session, rollout.candidate_version_id, "shadow", since, now),
+    )
+    agreement_interval = wilson(int(agree.sum()), len(pairs))
     metrics = {
         "stage": "shadow",
         "since": since.isoformat(),
-        "candidate": arm_summary(shadow, _errors(session, rollout.candidate_version_id, "shadow", since, now)),
-        "production": arm_summary(production, _errors(session, rollout.baseline_version_id, "production", since, now)),
+        "candidate": arm_summary(shadow, errors[1]),
+        "production": arm_summary(production, errors[0]),
         "agreement": {
             "n_pairs": len(pairs),
             "agree": int(agree.sum()),
             "rate": float(agree.mean()) if len(pairs) else None,
+            "interval": None if agreement_interval is None else agreement_interval.to_dict(),
         },
         "confidence": confidence_shift(production.confidence[p_idx], shadow.confidence[s_idx]),
-        "accuracy": sprt_accuracy(
-            _correctness(session, shadow, labels, s_idx), _correctness(session, production, labels, p_idx), plan
-        ).to_dict(),
+        "accuracy": sprt_accuracy(correct[1], correct[0], plan).to_dict(),
+        "differences": differences(production, shadow, errors, correct),
     }
     return metrics, disagreements
 
@@ -148,20 +176,22 @@ def compare_canary(
     production_step = arm(rollout.baseline_version_id, "production", step_since)
     candidate_all = arm(rollout.candidate_version_id, "canary", stage_since)
     production_all = arm(rollout.baseline_version_id, "production", stage_since)
+    errors = (
+        _errors(session, rollout.baseline_version_id, "production", step_since, now),
+        _errors(session, rollout.candidate_version_id, "canary", step_since, now),
+    )
+    correct = (_correctness(session, production_all, labels), _correctness(session, candidate_all, labels))
+    step_differences = differences(production_step, candidate_step, errors, correct)
+    # Accuracy is judged over the whole canary (as the SPRT is); the other rows over this step.
     return {
         "stage": "canary",
         "step": rollout.step,
         "share": plan.canary_steps[min(rollout.step, len(plan.canary_steps) - 1)],
         "since": step_since.isoformat(),
-        "candidate": arm_summary(
-            candidate_step, _errors(session, rollout.candidate_version_id, "canary", step_since, now)
-        ),
-        "production": arm_summary(
-            production_step, _errors(session, rollout.baseline_version_id, "production", step_since, now)
-        ),
+        "candidate": arm_summary(candidate_step, errors[1]),
+        "production": arm_summary(production_step, errors[0]),
         "agreement": None,
         "confidence": confidence_shift(production_step.confidence, candidate_step.confidence),
-        "accuracy": sprt_accuracy(
-            _correctness(session, candidate_all, labels), _correctness(session, production_all, labels), plan
-        ).to_dict(),
+        "accuracy": sprt_accuracy(correct[1], correct[0], plan).to_dict(),
+        "differences": step_differences,
     }

@@ -272,8 +272,14 @@ def approve(
     metrics, verdict, _ = evaluate(session, rollout, now, labels or handoff.known_labels)
     if verdict.decision != "await_approval" and not force:
         raise Conflict("not enough evidence to approve yet: " + "; ".join(verdict.reasons))
+    accuracy_decision = metrics["accuracy"]["decision"]
+    if accuracy_decision != "not_worse" and not reason.strip():
+        # require_labels=false or force lets a canary through an undecided test: a person must say why.
+        raise Invalid("reason", f"the accuracy test is {accuracy_decision} (SPRT on labels from the random slice); "
+                                "approving anyway needs a reason, which goes in the audit log")
     transition(session, rollout, "production", actor=actor, action="approve", reason=reason or "approved",
-               evidence={"metrics": metrics, "verdict": verdict.decision, "reasons": verdict.reasons},
+               evidence={"metrics": metrics, "verdict": verdict.decision, "reasons": verdict.reasons,
+                         "accuracy_decision": accuracy_decision},
                forced=force and verdict.decision != "await_approval", now=now)
     return rollout
 

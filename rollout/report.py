@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.errors import Conflict
+from shiftwatch.rollout.evidence import fmt
 from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.settings import Settings
@@ -55,14 +57,6 @@ def write_report(session: Session, settings: Settings, rollout: Rollout, now: da
 
 def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
     """The comparison table a person reads: (metric, production, candidate)."""
-
-    def fmt(value: object, digits: int = 3) -> str:
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.{digits}f}"
-        return str(value)
-
     cand, prod, acc = metrics["candidate"], metrics["production"], metrics["accuracy"]
     rows = [
         ("predictions", fmt(prod["n"]), fmt(cand["n"])),
@@ -81,4 +75,27 @@ def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:  # type: ignor
     return rows
 
 
+# Evidently's preset calls any difference "drift" in red; between a retrained candidate and production a
+# difference is the point, so the page says what it is before Evidently's own header.
+COMPARISON_BANNER = (
+    '<div id="shiftwatch-comparison-note" style="font-family:sans-serif;background:#eef4ff;color:#1d2330;'
+    'padding:0.8em 1.2em;border-bottom:1px solid #b8c8e6">'
+    "<strong>Comparison of candidate and production outputs, not an alarm.</strong> "
+    "Evidently's data-drift preset labels every difference as &quot;drift&quot;; a retrained candidate is "
+    "meant to answer differently where production was wrong. Judge the candidate by the guardrails and the "
+    "accuracy test on the rollout page; read this to see <em>where</em> the outputs differ "
+    "(current = candidate, reference = production).{back}</div>"
+)
+# Evidently's wording, reframed where it appears as plain text.
+REWORDED = {"Dataset Drift is detected": "Outputs differ", "Dataset Drift is NOT detected": "Outputs match",
+            "Drift is detected for": "Outputs differ for"}
 
+
+def framed_as_comparison(html: str, back_url: str = "") -> str:
+    """Evidently's report HTML with the banner above it and its alarm wording turned into a comparison."""
+    for alarm, plain in REWORDED.items():
+        html = html.replace(alarm, plain)
+    back = f' <a id="back-to-rollout" href="{escape(back_url)}">Back to the rollout page</a>' if back_url else ""
+    banner = COMPARISON_BANNER.format(back=back)
+    head, marker, tail = html.partition("<body>")
+    return head + marker + banner + tail if marker else banner + html

@@ -16,7 +16,7 @@ from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway
-from shiftwatch.rollout.report import write_report
+from shiftwatch.rollout.report import framed_as_comparison, write_report
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
 from shiftwatch.settings import Settings
@@ -113,10 +113,10 @@ def rollout_report(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
 ):
-    """Evidently report of candidate vs production outputs, for the approver."""
+    """Evidently report of candidate vs production outputs, for the approver (headed as a comparison, not an alarm)."""
     with db.session() as session:
         path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
-    return HTMLResponse(path.read_text(encoding="utf-8"))
+    return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8")))
 
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)

@@ -106,6 +106,8 @@ class RolloutOut(BaseModel):
     share: float
     plan: dict[str, Any]
     last_decision: dict[str, Any]
+    # The state the controller holds, in words ("production: approved by alice at ...: reason").
+    standing: str = ""
     created_by: str
     created_at: datetime
     updated_at: datetime

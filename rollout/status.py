@@ -11,6 +11,22 @@ from shiftwatch.rollout.models import AuditLog, Comparison, Rollout
 from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
 
 
+# What a finished rollout's last transition was, in words.
+FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back on a guardrail"}
+
+
+def standing(rollout: Rollout, final: AuditLog | None) -> str:
+    """The state the controller holds, in a line: its latest decision while active, the final transition after."""
+    if rollout.state in ("shadow", "canary"):
+        decision = rollout.last_decision.get("decision")
+        return f"{rollout.state}: controller says {decision}" if decision else f"{rollout.state}: not judged yet"
+    if final is None:
+        return rollout.state
+    verb = FINAL_ACTIONS.get(final.action, final.action)
+    how = " (forced)" if final.forced else ""
+    return f"{rollout.state}: {verb}{how} by {final.actor} at {final.ts:%Y-%m-%d %H:%M:%S}: {final.reason}"
+
+
 def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> RolloutOut:
     model = session.get(Model, rollout.model_id)
     candidate = session.get(ModelVersion, rollout.candidate_version_id)
@@ -24,6 +40,10 @@ def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> 
         else []
     )
     steps = rollout.plan.get("canary_steps", [0.0])
+    final = session.scalar(
+        select(AuditLog).where(AuditLog.rollout_id == rollout.id, AuditLog.to_state == rollout.state)
+        .order_by(AuditLog.id.desc()).limit(1)
+    )
     return RolloutOut(
         id=rollout.id,
         model=model.name if model else "?",
@@ -34,6 +54,7 @@ def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> 
         share=float(steps[min(rollout.step, len(steps) - 1)]) if rollout.state == "canary" else 0.0,
         plan=rollout.plan,
         last_decision=rollout.last_decision,
+        standing=standing(rollout, final),
         created_by=rollout.created_by,
         created_at=rollout.created_at,
         updated_at=rollout.updated_at,

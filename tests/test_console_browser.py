@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import io
 import time
@@ -96,13 +97,14 @@ def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # typ
 
     add_version(db, settings, "v1", state="production")
     add_version(db, settings, "v2", noise=0.05)
-    plan = RolloutPlan(canary_steps=[1.0], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
+    # Half the traffic in the one canary step, so both arms have rows to compare.
+    plan = RolloutPlan(canary_steps=[0.5], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
     with db.session() as session:
         rollout_id = controller.start_rollout(session, settings, "digits", "v2", plan, actor="alice").id
     gateway = app.state.gateway
     for offset in (0, 100):  # shadow, then the canary step
         gateway.refresh("digits")
-        for i in range(offset, offset + 30):
+        for i in range(offset, offset + 40):
             response = httpx.post(f"{server_url}/v1/models/digits/predict", content=png_image(i),
                                   headers={"content-type": "image/png", "x-client-key": f"client-{i}"})
             assert response.status_code == 200, response.text
@@ -114,22 +116,68 @@ def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # typ
     return rollout_id
 
 
-def test_clicking_approve_promotes_the_canary(page, live_server, app, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirmation(  # type: ignore[no-untyped-def]
+    page, live_server, app, db, settings, tmp_path: Path
+) -> None:
     rollout_id = rollout_awaiting_approval(db, settings, app, live_server.url)
     page.goto(f"{live_server.url}/console/rollouts/{rollout_id}")
     assert page.locator("#rollout-state").inner_text() == "canary"
-    assert page.locator("#comparison tr").count() > 3
+    assert "controller says await_approval" in page.locator("#rollout-standing").inner_text()
+    # Thresholds from this rollout's plan beside each value, differences with intervals.
+    latency = page.locator('#evidence tr[data-metric="latency_p99_ms"]')
+    assert "at most 50 ms" in latency.locator("td.guardrail").inner_text()
+    assert re.fullmatch(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", latency.locator("td.difference").inner_text())
+    confidence = page.locator('#evidence tr[data-metric="mean_confidence"] td.difference').inner_text()
+    low, high = (float(v) for v in re.findall(r"[+-]\d+\.\d+", confidence)[1:])
+    assert low < high
+    assert "random labeling slice" in page.locator("main").inner_text()
+    assert "50% of traffic" in page.locator("#plan tr.current").inner_text()
     assert page.locator("svg[aria-label='Confidence distribution']").count() == 1
+    # The Evidently report is linked, and framed as a comparison rather than a drift alarm.
+    page.click("#comparison-link")
+    page.wait_for_selector("#shiftwatch-comparison-note")
+    assert "not an alarm" in page.locator("#shiftwatch-comparison-note").inner_text()
+    page.wait_for_timeout(1500)  # Evidently draws its widgets with its own script
+    screenshot(page, tmp_path, "rollout-comparison")
+    assert "Dataset Drift is detected" not in page.locator("body").inner_text()
+    page.click("#back-to-rollout")
+    # No labels: the accuracy test is undecided, so Approve comes with a warning and a required reason.
+    assert "accuracy test is undecided" in page.locator("#undecided-warning").inner_text()
     screenshot(page, tmp_path, "rollout-canary")
+    page.click("button.approve")  # empty reason, box unticked: the browser does not send the form
+    assert page.locator("#rollout-state").inner_text() == "canary"
+    page.fill("form.decision input[name=reason]", "labels for the new camera arrive next week")
+    page.click("button.approve")  # still unticked
+    assert page.locator("#rollout-state").inner_text() == "canary"
+    page.check("form.decision input[name=confirm]")
     page.click("button.approve")
     page.wait_for_load_state()
     assert page.locator("#rollout-state").inner_text() == "production"
     assert "Approved by local-admin" in page.locator(".flash").inner_text()
+    standing = page.locator("#rollout-standing").inner_text()
+    assert standing.startswith("production: approved by local-admin") and "await_approval" not in page.content()
+    assert "labels for the new camera arrive next week" in page.locator("#audit tr:last-child").inner_text()
     assert page.locator("button.approve").count() == 0
     screenshot(page, tmp_path, "rollout-promoted")
     page.goto(f"{live_server.url}/console/models")
     assert page.locator('span.state[data-version="v2"]').inner_text() == "production"
     assert page.locator('span.state[data-version="v1"]').inner_text() == "retired"
+
+
+def test_console_approval_without_confirmation_or_needed_reason_changes_nothing(  # type: ignore[no-untyped-def]
+    page, live_server, app, db, settings
+) -> None:
+    """Posting past the browser's checks (no box, or no reason) is refused by the server too."""
+    rollout_id = rollout_awaiting_approval(db, settings, app, live_server.url)
+    page.goto(f"{live_server.url}/console/rollouts/{rollout_id}")
+    token = page.locator("form.decision input[name=csrf_token]").first.get_attribute("value")
+    url = f"{live_server.url}/console/rollouts/{rollout_id}/approve"
+    unconfirmed = page.request.post(url, form={"csrf_token": token, "reason": "fine"})
+    assert "tick the confirmation box" in unconfirmed.text()
+    no_reason = page.request.post(url, form={"csrf_token": token, "confirm": "yes"})
+    assert "accuracy test is undecided" in no_reason.text()
+    page.goto(f"{live_server.url}/console/rollouts/{rollout_id}")
+    assert page.locator("#rollout-state").inner_text() == "canary"
 
 
 def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -74,6 +74,7 @@ def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None
     for event in ("drift: contrast", "alert opened", "promoted"):
         assert event in page
     assert "Confidence distribution" in page
+    assert "came from the built-in oracle" in page and 'id="label-source"' in page
 
 
 def test_the_demo_runs_with_auth_on_and_says_how_to_log_in(demo_run) -> None:  # type: ignore[no-untyped-def]

@@ -90,6 +90,8 @@ def test_broken_candidate_is_rolled_back_automatically(db, settings, api):
     assert (outcome.state_before, outcome.state_after, outcome.decision) == ("shadow", "rolled_back", "rollback")
     assert any("confidence" in r or "agreement" in r for r in outcome.reasons)
     assert audit_actions(db, rollout_id)[-1] == ("auto_rollback", "controller", False)
+    standing = api.get(f"/v1/rollouts/{rollout_id}").json()["standing"]
+    assert standing.startswith("rolled_back: rolled back on a guardrail by controller at ") and outcome.reasons[0] in standing
     # The gateway stops mirroring to it at its next refresh.
     assert api.app.state.gateway.refresh("digits").candidate is None
 
@@ -123,9 +125,18 @@ def test_good_candidate_goes_through_shadow_and_canary_then_waits_for_approval(d
         routes = {b["route"] for b in send(api, 60, offset=100 * (step + 1))}
         assert "canary" in routes
         assert [o.decision for o in controller.tick(db, settings)] == [expected]
-    response = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
+    # No labels (require_labels=false): the accuracy test is undecided, so approving needs a reason.
+    no_reason = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
+    assert no_reason.status_code == 422 and "accuracy test is undecided" in no_reason.json()["detail"]
+    assert state_of(db, rollout_id).state == "canary"  # nothing half-done
+    response = api.post(f"/v1/rollouts/{rollout_id}/approve", json={"reason": "no labels for this camera yet"})
     assert response.status_code == 200, response.text
-    assert response.json()["state"] == "production"
+    body = response.json()
+    assert body["state"] == "production"
+    assert (body["audit"][-1]["reason"], body["audit"][-1]["evidence"]["accuracy_decision"]) == (
+        "no labels for this camera yet", "undecided")
+    assert body["standing"].startswith("production: approved by ") and "no labels for this camera yet" in body["standing"]
+    assert "await_approval" not in body["standing"]
     gateway.refresh("digits")
     assert send(api, 1, offset=999)[0]["version"] == "v2"
     actions = [a for a, _, _ in audit_actions(db, rollout_id)]
@@ -205,6 +216,12 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     shown = api.get(f"/v1/rollouts/{rollout_id}").json()
     agreement = shown["latest_comparison"]["metrics"]["agreement"]
     assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
+    interval = agreement["interval"]  # Wilson: inside (0, 1), around the observed rate
+    assert 0 < interval["low"] < agreement["rate"] < interval["high"] < 1 and interval["method"] == "wilson"
+    differences = shown["latest_comparison"]["metrics"]["differences"]
+    assert differences["accuracy"] is None  # no labels yet: no interval, rather than a made-up one
+    latency = differences["latency_p99_ms"]
+    assert latency["low"] <= latency["high"] and latency["method"] == "bootstrap"  # real timings: only the order is fixed
     assert shown["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     assert {b["request_id"] for b in answers}  # every production answer carried the id its shadow copy reused
     with db.session() as session:
@@ -215,6 +232,7 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     assert api.get(f"/v1/rollouts/{rollout_id}").json()["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     report = api.get(f"/v1/rollouts/{rollout_id}/report")
     assert report.status_code == 200 and "confidence" in report.text
+    assert "not an alarm" in report.text and "Dataset Drift is detected" not in report.text
     assert (settings.data_dir / "reports" / f"rollout-{rollout_id}.html").is_file()
 
 

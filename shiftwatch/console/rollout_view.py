@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
@@ -33,3 +35,43 @@ def distribution_plots(session: Session, rollout) -> list[str]:  # type: ignore[
         histograms({name: rows.latency_ms for name, rows in arms.items()},
                    title="Latency distribution", x_label="model latency (ms)"),
     ]
+
+
+def _kb(size: object) -> str:
+    return f"{size / 1024:.0f} KB" if isinstance(size, int | float) else "-"
+
+
+def _points(value: object) -> str:
+    return f"{value:.2%}" if isinstance(value, int | float) else "-"
+
+
+def candidate_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The candidate's own report (retrain's ``model_versions.report``) as rows a person reads; {} when absent."""
+    if not report:
+        return {}
+    gate = report.get("gate") or {}
+    rows = []
+    for key, where in (("accuracy_old", "held-out reference data (old distribution)"),
+                       ("accuracy_new", "labeled recent data (new distribution)")):
+        pair = gate.get(key) or {}
+        production, candidate = pair.get("production"), pair.get("candidate", report.get(key))
+        if production is None and candidate is None:
+            continue
+        change = (f" ({(candidate - production) * 100:+.2f} points)"
+                  if isinstance(production, int | float) and isinstance(candidate, int | float) else "")
+        rows.append((f"accuracy on {where}", f"production {_points(production)}, candidate {_points(candidate)}{change}"))
+    if "size_bytes" in report:
+        rows.append(("artifact size", f"{_kb(report['size_bytes'])} (fp32 ONNX {_kb(report.get('size_bytes_fp32_onnx'))})"))
+    for batch, timing in (report.get("latency_ms") or {}).items():
+        rows.append((f"latency {batch} (1 CPU thread)", f"p50 {timing.get('p50_ms', '-')} ms, p99 {timing.get('p99_ms', '-')} ms"))
+    if "compression_steps" in report:
+        rows.append(("compression steps", ", ".join(report["compression_steps"]) or "none"))
+    for name in ("parity", "quantized_parity"):
+        parity = report.get(name)
+        if parity:
+            verdict = "ok" if parity.get("ok") else "FAILED"
+            rows.append((name.replace("_", " "), f"{verdict}: top-1 agreement {parity.get('top1_agreement', 0):.4f} "
+                         f"on {parity.get('samples', '?')} inputs, max |logit diff| {parity.get('max_abs_logit_diff', 0):.3g}"))
+    quantization = (report.get("compression") or {}).get("quantization") or {}
+    return {"rows": rows, "quantization": quantization.get("attempts") or [], "outcome": quantization.get("outcome"),
+            "gate": gate.get("reasons") or [], "gate_passed": gate.get("passed")}

@@ -225,21 +225,45 @@ def rollout_page(
 ):
     from shiftwatch.rollout import status
 
-    from shiftwatch.console.rollout_view import distribution_plots
-    from shiftwatch.rollout.report import comparison_rows
+    from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
+    from shiftwatch.rollout.evidence import accuracy_undecided, evidence_rows
+    from shiftwatch.rollout.schemas import RolloutPlan
 
     with db.session() as session:
         rollout = status.describe_id(session, rollout_id)
         plots = distribution_plots(session, rollout)
     latest = rollout.latest_comparison
+    may_approve = "approve" in principal.scopes
     return render(
         request,
         "rollout.html",
         rollout=rollout,
-        comparison=comparison_rows(latest.metrics) if latest else [],
+        evidence=evidence_rows(latest.metrics, RolloutPlan.model_validate(rollout.plan)) if latest else [],
+        undecided=accuracy_undecided(latest.metrics if latest else None),
+        candidate=candidate_summary(rollout.compression_report),
         plots=plots,
-        can_decide=rollout.state in ("shadow", "canary") and "approve" in principal.scopes,
+        can_decide=rollout.state in ("shadow", "canary") and may_approve,
+        can_approve=rollout.state == "canary" and rollout.last_decision.get("decision") == "await_approval"
+        and may_approve,
     )
+
+
+@pages.get("/rollouts/{rollout_id}/comparison", name="console_rollout_comparison", response_class=HTMLResponse)
+def rollout_comparison(
+    request: Request,
+    rollout_id: int,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(page_access("read")),
+) -> HTMLResponse:
+    """Evidently's comparison of candidate and production outputs, headed by what it is (not an alarm)."""
+    from shiftwatch.rollout import controller
+    from shiftwatch.rollout.report import framed_as_comparison, write_report
+
+    with db.session() as session:
+        path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
+    back = str(request.url_for("console_rollout", rollout_id=rollout_id))
+    return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 
 
 def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
@@ -261,10 +285,14 @@ def rollout_approve(
     request: Request,
     rollout_id: int,
     reason: str = Form(""),
+    confirm: str = Form(""),
     db: Database = Depends(get_db),
     principal: Principal = Depends(page_access("approve")),
 ) -> RedirectResponse:
-    """Approve, as POST /v1/rollouts/{id}/approve does."""
+    """Approve, as POST /v1/rollouts/{id}/approve does, once the person has ticked the confirmation."""
+    if confirm != "yes":
+        return back_to(request, "console_rollout", "Not approved: tick the confirmation box first.",
+                       rollout_id=rollout_id)
     return _decide(request, db, rollout_id, principal, reason, approve=True)
 
 

@@ -16,6 +16,8 @@ import numpy as np
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9")
 WIDTH, HEIGHT = 640, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 16, 28, 36
+# Faint enough that three overlapping fills still let each outline's colour read as the legend's.
+HISTOGRAM_FILL_OPACITY = 0.12
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,23 +81,56 @@ def _tick(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _legend(names: Sequence[str]) -> list[str]:
+def _legend(names: Sequence[str], swatch: str = 'fill="{colour}"') -> list[str]:
+    """Coloured squares and names; ``swatch`` is the square's style, so it matches how the series are drawn."""
     parts = []
     x = WIDTH - MARGIN_RIGHT - 130 * len(names)
     for index, name in enumerate(names):
         colour = PALETTE[index % len(PALETTE)]
         left = x + 130 * index
-        parts.append(f'<rect x="{left}" y="6" width="10" height="10" fill="{colour}"/>')
+        parts.append(f'<rect x="{left}" y="6" width="10" height="10" {swatch.format(colour=colour)}/>')
         parts.append(f'<text x="{left + 14}" y="15" font-size="11">{escape(name)}</text>')
     return parts
 
 
-def _svg(parts: list[str], description: str) -> str:
+def _svg(parts: list[str], description: str, height: int = HEIGHT) -> str:
     body = "\n".join(parts)
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" '
         f'role="img" aria-label="{escape(description)}" font-family="sans-serif">\n{body}\n</svg>'
     )
+
+
+# Marker numbers closer than this (pixels, plus half a merged label's width) share one label ("2,3"),
+# so none prints over another.
+MARKER_LABEL_GAP = 16.0
+KEY_LINE_HEIGHT = 15
+
+
+def _markers(frame: _Frame, markers: Sequence[Marker]) -> tuple[list[str], int]:
+    """Dashed lines with numbers above the plot area (never over the data) and a numbered key below the axes.
+
+    Returns the SVG parts and the extra height the key needs.
+    """
+    parts: list[str] = []
+    groups: list[tuple[float, list[int]]] = []
+    for number, marker in enumerate(markers, start=1):
+        x = frame.x(marker.x)
+        parts.append(f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" '
+                     f'stroke="#888" stroke-dasharray="4 3"/>')
+        # A merged label grows ("1,2,3"): about 6 px per character at font-size 10, half of it right of centre.
+        if groups and x - groups[-1][0] < MARKER_LABEL_GAP + 3 * len(",".join(map(str, groups[-1][1]))):
+            groups[-1][1].append(number)
+        else:
+            groups.append((x, [number]))
+    for x, numbers in groups:
+        parts.append(f'<text x="{x:.1f}" y="{MARGIN_TOP - 3}" font-size="10" font-weight="bold" text-anchor="middle" '
+                     f'fill="#333">{",".join(map(str, numbers))}</text>')
+    for number, marker in enumerate(markers, start=1):
+        y = HEIGHT + KEY_LINE_HEIGHT * (number - 1) + 4
+        parts.append(f'<text x="{MARGIN_LEFT}" y="{y}" font-size="11" fill="#333">'
+                     f'<tspan font-weight="bold">{number}</tspan>  {escape(marker.label)}</text>')
+    return parts, KEY_LINE_HEIGHT * len(markers) + (6 if markers else 0)
 
 
 def line_chart(
@@ -112,19 +147,8 @@ def line_chart(
     ys = [float(v) for s in series for v in s.y if np.isfinite(v)]
     frame = _Frame((min(xs, default=0.0), max(xs, default=1.0)), y_range or (min(ys, default=0.0), max(ys, default=1.0)))
     parts = _axes(frame, title, x_label, y_label)
-    # Labels stack downwards while markers are closer than a label is wide, so none print over another.
-    label_width, last_x, row = 70.0, None, 0
-    for marker in markers:
-        x = frame.x(marker.x)
-        row = row + 1 if last_x is not None and x - last_x < label_width else 0
-        if last_x is None or abs(x - last_x) > 0.5:
-            parts.append(
-                f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{HEIGHT - MARGIN_BOTTOM}" '
-                f'stroke="#888" stroke-dasharray="4 3"/>'
-            )
-        last_x = x if row == 0 else last_x
-        parts.append(f'<text x="{x + 3:.1f}" y="{MARGIN_TOP + 12 + 12 * row}" font-size="10" fill="#333">'
-                     f'{escape(marker.label)}</text>')
+    marker_parts, key_height = _markers(frame, markers)
+    parts += marker_parts
     for index, line in enumerate(series):
         points = " ".join(
             f"{frame.x(float(x)):.1f},{frame.y(float(y)):.1f}" for x, y in zip(line.x, line.y) if np.isfinite(y)
@@ -132,7 +156,7 @@ def line_chart(
         colour = PALETTE[index % len(PALETTE)]
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
     parts += _legend([s.name for s in series])
-    return _svg(parts, title)
+    return _svg(parts, title, HEIGHT + key_height)
 
 
 def histograms(
@@ -147,16 +171,17 @@ def histograms(
     top = max((float(d.max()) for d in densities.values() if d.size), default=1.0) or 1.0
     frame = _Frame((float(edges[0]), float(edges[-1])), (0.0, top))
     parts = _axes(frame, title, x_label, "share of requests")
+    # Each sample is an opaque outline over a faint fill: where bars overlap, the outlines keep the
+    # legend's colours (translucent bars alone blend into colours the legend does not show).
     for index, (name, density) in enumerate(densities.items()):
         colour = PALETTE[index % len(PALETTE)]
+        points = [(frame.x(float(edges[0])), frame.y(0.0))]
         for left, right, value in zip(edges[:-1], edges[1:], density):
-            if value <= 0:
-                continue
-            x, width = frame.x(float(left)), frame.x(float(right)) - frame.x(float(left))
-            y = frame.y(float(value))
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(width - 1, 0.5):.1f}" '
-                f'height="{HEIGHT - MARGIN_BOTTOM - y:.1f}" fill="{colour}" fill-opacity="0.45"/>'
-            )
-    parts += _legend(list(densities))
+            points += [(frame.x(float(left)), frame.y(float(value))), (frame.x(float(right)), frame.y(float(value)))]
+        points.append((frame.x(float(edges[-1])), frame.y(0.0)))
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polygon points="{path}" fill="{colour}" fill-opacity="{HISTOGRAM_FILL_OPACITY}" '
+                     f'stroke="{colour}" stroke-width="2" data-series="{escape(name)}"/>')
+    swatch = f'fill="{{colour}}" fill-opacity="{HISTOGRAM_FILL_OPACITY}" stroke="{{colour}}" stroke-width="2"'
+    parts += _legend(list(densities), swatch)
     return _svg(parts, title)

@@ -35,6 +35,28 @@ def rollout_sections(stage: Stage) -> list[tuple[str, str]]:
     return [("Rollout: production vs candidate", "".join(plots))] if plots else []
 
 
+def label_sources(stage: Stage) -> dict[str, int]:
+    """Stored labels per source (``oracle``, ``label_studio``, ...): the summary says where labels came from."""
+    from sqlalchemy import func, select
+
+    from shiftwatch.labeling.models import Label
+
+    with stage.db.session() as session:
+        rows = session.execute(select(Label.source, func.count()).group_by(Label.source).order_by(Label.source))
+        return {source: int(count) for source, count in rows}
+
+
+def provenance(sources: dict[str, int]) -> str:
+    """One sentence on where the labels came from; the built-in oracle answers from the demo's ground truth."""
+    if not sources:
+        return "No labels were stored."
+    oracle = sources.get("oracle", 0)
+    others = ", ".join(f"{n} from {source}" for source, n in sources.items() if source != "oracle")
+    text = (f"{oracle} of the {sum(sources.values())} labels came from the built-in oracle, which answers from the "
+            "demo's own ground truth (no person labeled them); in production people label in Label Studio.")
+    return text + (f" Also: {others}." if others else "")
+
+
 def print_summary(stage: Stage) -> None:
     table = Table(title="What happened")
     table.add_column("")
@@ -46,6 +68,7 @@ def print_summary(stage: Stage) -> None:
     for piece in stage.missing:
         table.add_row("[yellow]not in this build[/]", piece)
     stage.console.print(table)
+    stage.console.print(provenance(label_sources(stage)))
 
 
 def accuracy_chart(stage: Stage) -> str:
@@ -63,7 +86,9 @@ def write_html(stage: Stage, extra_sections: list[tuple[str, str]] | None = None
     )
     phases = "".join(f"<tr><th>accuracy {escape(label)}</th><td>{value}</td></tr>" for label, value in phase_rows(stage))
     missing = "".join(f"<li>{escape(piece)}</li>" for piece in stage.missing)
+    # Numbered as on the chart's markers.
     events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
+    labels = escape(provenance(label_sources(stage)))
     sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in (extra_sections or rollout_sections(stage)))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>
@@ -74,6 +99,7 @@ table{{border-collapse:collapse}}th,td{{text-align:left;padding:2px 12px 2px 0}}
 {accuracy_chart(stage)}
 <h2>Events</h2><ol>{events}</ol>
 <h2>Numbers</h2><table>{phases}{facts}</table>
+<p id="label-source">{labels}</p>
 {f'<h2 class="missing">Not in this build</h2><ul class="missing">{missing}</ul>' if missing else ''}
 {sections}
 </body></html>
