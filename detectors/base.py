@@ -14,6 +14,15 @@ import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
+class AtypicalSample:
+    """One current-window sample, ranked by how unlike the reference it is (score: higher = stranger)."""
+
+    index: int  # row of the current window
+    score: float  # the detector's own score for this row
+    reason: str = ""  # what the score measures, in words
+
+
+@dataclass(frozen=True, slots=True)
 class DriftResult:
     """One test of a current window against a reference: the statistic, its significance, its size, its evidence."""
 
@@ -31,6 +40,7 @@ class DriftResult:
     significant: bool | None = None
     severity: str = ""  # none | negligible | low | medium | high; "" derives none / negligible / medium
     note: str = ""  # why a significant result is not drift, in a sentence
+    atypical: tuple[AtypicalSample, ...] = ()  # the samples this detector ranked strangest, strangest first
 
     def __post_init__(self) -> None:
         if self.significant is None:

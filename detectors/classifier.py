@@ -31,10 +31,13 @@ from scipy.stats import rankdata
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedGroupKFold
 
-from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.base import AtypicalSample, DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.permutation import permutation_critical, permutation_p_value, reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take, top_indices
+
+
+ATYPICAL_REASON = "out-of-fold probability the domain classifier gives to \"from the current window\""
 
 
 class ClassifierDetector(TwoSampleDetector):
@@ -119,6 +122,9 @@ class ClassifierDetector(TwoSampleDetector):
             n_current=len(y),
             effect_size=effect,
             effect_unit="AUC points above chance (0 = indistinguishable, 50 = fully separable)",
+            atypical=tuple(
+                AtypicalSample(int(keep[i]), float(current_scores[i]), ATYPICAL_REASON) for i in top
+            ),
             evidence={
                 "auc": observed,
                 "n_permutations": self.n_permutations,

@@ -127,6 +127,7 @@ def bonferroni_combined(method: str, alpha: float, results: list[DriftResult]) -
         n_current=best.n_current,
         effect_size=best.effect_size,
         effect_unit=f"{best.method}: {best.effect_unit}",
+        atypical=next((r.atypical for r in results if r.atypical), ()),  # the parts' own sample ranking (MMD's)
         evidence={  # the deciding part is the one named in effect_unit
             r.method: {"p_value": r.p_value, "statistic": r.statistic, "effect_size": r.effect_size, "drift": r.drift, **r.evidence}
             for r in results

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
+
+from shiftwatch.detectors.base import AtypicalSample, DriftResult
+
+__all__ = ["AtypicalSample", "atypical_samples", "detector_atypical", "knn_scores", "shifted_dimensions"]
 
 TOP_DIMENSIONS = 5
 TOP_SAMPLES = 20
@@ -14,14 +17,6 @@ TOP_SAMPLES = 20
 # and beyond it the ranking of atypical samples barely changes.
 MAX_REFERENCE_ROWS = 2000
 NEIGHBOURS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class AtypicalSample:
-    """One current-window sample, ranked by how unlike the reference it is (score: higher = stranger)."""
-
-    index: int
-    score: float
 
 
 def shifted_dimensions(reference: np.ndarray, current: np.ndarray, top: int = TOP_DIMENSIONS) -> list[dict[str, Any]]:
@@ -32,25 +27,9 @@ def shifted_dimensions(reference: np.ndarray, current: np.ndarray, top: int = TO
     return [{"dimension": int(d), "shift_in_std": round(float(shift[d]), 4)} for d in order]
 
 
-def detector_atypical(evidence: dict[str, Any], n_current: int) -> list[AtypicalSample]:
-    """The samples a detector itself ranked most atypical (``most_atypical`` indices, best first), if it did.
-
-    Scores come from the first list of the same length whose key ends in ``_scores`` (e.g. the
-    MMD witness); without one, a rank score (1 for the first) keeps the order.
-    """
-    indices = evidence.get("most_atypical")
-    if not isinstance(indices, (list, np.ndarray)) or len(indices) == 0:
-        return []
-    indices = [int(i) for i in indices if 0 <= int(i) < n_current]
-    scores = next(
-        (
-            [float(v) for v in values]
-            for key, values in evidence.items()
-            if key.endswith("_scores") and isinstance(values, (list, np.ndarray)) and len(values) == len(indices)
-        ),
-        [1.0 / (rank + 1) for rank in range(len(indices))],
-    )
-    return [AtypicalSample(index=i, score=s) for i, s in zip(indices, scores)]
+def detector_atypical(result: DriftResult, n_current: int) -> list[AtypicalSample]:
+    """The samples the detector itself ranked most atypical, each with its own score (``DriftResult.atypical``)."""
+    return [sample for sample in result.atypical if 0 <= sample.index < n_current]
 
 
 def knn_scores(reference: np.ndarray, current: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.detectors.aggregation import max_t_aggregate
-from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.base import AtypicalSample, DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.effect import EFFECT_WINDOW
 from shiftwatch.detectors.kernels import gaussian_kernel, median_bandwidth, squared_distances
@@ -43,6 +43,7 @@ from shiftwatch.detectors.permutation import reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take, top_indices
 
 EFFECT_UNIT = "% of reference kernel spread"
+ATYPICAL_REASON = "1 - mean kernel to the reference (witness bandwidth): 1 = like no reference sample"
 # Bandwidths as multiples of the median heuristic: 2^-2 .. 2^2, MMD-Agg's grid around the median.
 BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -176,6 +177,9 @@ class MMDDetector(TwoSampleDetector):
             effect_size=float(effects[best]),
             effect_unit=EFFECT_UNIT,
             **verdict.fields(),
+            atypical=tuple(
+                AtypicalSample(int(i), 1.0 - float(similarity[i]), ATYPICAL_REASON) for i in atypical
+            ),
             evidence={
                 "bandwidth": sigmas[best],
                 "median_bandwidth": median_sigma,

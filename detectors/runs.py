@@ -227,7 +227,7 @@ def _explain(outcome: _Outcome, ref_data: references.ReferenceData) -> None:
     assert window is not None and result is not None
     if ref_data.embeddings is not None and window.embeddings is not None:
         outcome.summary["shifted_dimensions"] = evidence.shifted_dimensions(ref_data.embeddings, window.embeddings)
-    outcome.atypical = evidence.detector_atypical(result.evidence, len(window))
+    outcome.atypical = evidence.detector_atypical(result, len(window))
     if not outcome.atypical:
         if ref_data.embeddings is not None and window.embeddings is not None:
             scores = evidence.knn_scores(ref_data.embeddings, window.embeddings)
