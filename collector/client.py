@@ -31,8 +31,11 @@ import numpy as np
 from shiftwatch.collector import wire
 from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
 from shiftwatch.collector.records import as_float, as_index, as_vector
+from shiftwatch.collector.sdk_registration import Registration
 from shiftwatch.collector.spill import SpillDir
-from shiftwatch.collector.transport import Refused, Transport, Unsent, send
+from shiftwatch.collector.transport import ApiError, Refused, Transport, Unsent, send
+
+__all__ = ["ApiError", "Client", "ClientStats"]
 
 log = logging.getLogger("shiftwatch.client")
 
@@ -89,8 +92,9 @@ class _Failure:
         return bool(((self.seqs > after) & (self.seqs <= upto)).any())
 
 
-class Client:
-    """Non-blocking logger of predictions to a shiftwatch server."""
+class Client(Registration):
+    """Non-blocking logger of predictions to a shiftwatch server; also registers models, versions and
+    references (``Registration``), raising ``ApiError`` when the server refuses."""
 
     def __init__(
         self,

@@ -33,6 +33,19 @@ class Unsent(Exception):
         self.server_answered = server_answered  # False: unreachable or away, so later batches would fail too
 
 
+class ApiError(Exception):
+    """The server refused an API call; ``status`` is the HTTP status, ``detail`` its reason."""
+
+    def __init__(self, status: int, method: str, path: str, text: str) -> None:
+        try:
+            detail = str(json.loads(text).get("detail", text))
+        except (ValueError, AttributeError):
+            detail = text[:500]
+        super().__init__(f"{method} {path}: HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     stored: int
@@ -66,14 +79,35 @@ class Transport:
         body, compressed = self._maybe_compress(body)
         if compressed:
             headers["Content-Encoding"] = "gzip"
+        return self._exchange("POST", "/v1/predictions", body, headers)
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, float | None, str]:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         connection = self._connect()
-        connection.request("POST", f"{self._base_path}/v1/predictions", body=body, headers=headers)
+        connection.request(method, f"{self._base_path}{path}", body=body, headers=headers)
         response = connection.getresponse()
         text = response.read().decode("utf-8", "replace")
         retry_after = response.getheader("Retry-After")
         return response.status, float(retry_after) if retry_after and retry_after.isdigit() else None, text
+
+    def call(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> object:
+        """One API request outside ingest (registration, references): the decoded JSON answer.
+
+        Raises ``ApiError`` naming the server's reason on any non-2xx answer, ``OSError`` when
+        the server cannot be reached; no retry, since these calls are made by a person's script.
+        """
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
+        try:
+            status, _, text = self._exchange(method, path, body, headers)
+        except (OSError, http.client.HTTPException):
+            self._reset_connection()
+            raise
+        if not 200 <= status < 300:
+            raise ApiError(status, method, path, text)
+        return json.loads(text) if text else None
 
     def _maybe_compress(self, body: bytes) -> tuple[bytes, bool]:
         """gzip a batch when it pays. Dense float32 embeddings barely compress (12% at ~95 us a row
