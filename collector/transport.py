@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from shiftwatch.collector import wire
 
@@ -65,6 +66,15 @@ class Transport:
         self.compress = compress
         self._skip_compression = 0
         self._local = threading.local()
+
+    @classmethod
+    def for_url(cls, url: str, *, token: str | None, timeout_s: float, compress: bool) -> "Transport":
+        """A transport to the server at ``url``; ``ValueError`` unless it is http(s)://host[:port][/path]."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be http(s)://host[:port], got {url!r}")
+        return cls(parts.scheme, parts.hostname, parts.port, parts.path.rstrip("/"), token=token,
+                   timeout_s=timeout_s, compress=compress)  # fmt: skip
 
     def post(self, body: bytes) -> tuple[int, float | None, str]:
         """One attempt; raises ``OSError``/``http.client.HTTPException`` when the server cannot be reached."""
