@@ -13,8 +13,10 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Drift alerts: list, show, a
 
 
 def _harm(value: float | None) -> str:
-    # "points lost", never a bare signed number that reads as an accuracy of -50
-    return "unknown" if value is None else f"{value:.1f} points lost"
+    """Estimated harm in words: never a bare signed number that reads as an accuracy of -50."""
+    if value is None:
+        return "unknown"
+    return f"{value:.1f} accuracy points lost" if value >= 0 else f"none ({-value:.1f} accuracy points gained)"
 
 
 @alerts_app.command("list")
@@ -59,7 +61,7 @@ def _show(alert: Any) -> None:
     emit_fields({
         "alert": alert.id, "title": alert.title, "state": alert.state, "severity": alert.severity,
         "model": f"{alert.model}:{alert.version}", "detector": f"{alert.detector} (config {alert.config_id})",
-        "p-value": alert.p_value, "effect": f"{alert.effect_size:.4g} {alert.effect_unit}",
+        "p-value": None if alert.p_value is None else f"{alert.p_value:.4g}", "effect": f"{alert.effect_size:.4g} {alert.effect_unit}",
         "estimated harm": _harm(alert.estimated_harm) + (f" ({alert.harm_source})" if alert.harm_source else ""),
         "runs": f"{alert.run_count} (runs {alert.first_run_id}..{alert.last_run_id})",
         "opened": when(alert.opened_at), "updated": when(alert.updated_at),
