@@ -61,8 +61,9 @@ def _show(alert: Any) -> None:
     emit_fields({
         "alert": alert.id, "title": alert.title, "state": alert.state, "severity": alert.severity,
         "model": f"{alert.model}:{alert.version}", "detector": f"{alert.detector} (config {alert.config_id})",
-        "p-value": None if alert.p_value is None else f"{alert.p_value:.4g}", "effect": f"{alert.effect_size:.4g} {alert.effect_unit}",
-        "estimated harm": _harm(alert.estimated_harm) + (f" ({alert.harm_source})" if alert.harm_source else ""),
+        "p-value": None if alert.p_value is None else f"{alert.p_value:.4g}",
+        "effect": f"{alert.effect_size:.4g} {alert.effect_unit}",
+        "estimated harm": _harm(alert.estimated_harm) + (f", by {alert.harm_source}" if alert.harm_source else ""),
         "runs": f"{alert.run_count} (runs {alert.first_run_id}..{alert.last_run_id})",
         "opened": when(alert.opened_at), "updated": when(alert.updated_at),
         "acknowledged": f"{when(alert.acknowledged_at)} by {alert.acknowledged_by}" if alert.acknowledged_at else None,
