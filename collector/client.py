@@ -29,7 +29,7 @@ import numpy as np
 from shiftwatch.collector import wire
 from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
 from shiftwatch.collector.records import as_float, as_index, as_vector
-from shiftwatch.collector.sdk_registration import Registration
+from shiftwatch.collector.sdk_calls import ServerCalls
 from shiftwatch.collector.spill import SpillDir, default_spill_dir
 from shiftwatch.collector.transport import ApiError, Refused, Transport, Unsent, send
 
@@ -90,9 +90,9 @@ class _Failure:
         return bool(((self.seqs > after) & (self.seqs <= upto)).any())
 
 
-class Client(Registration):
-    """Non-blocking logger of predictions to a shiftwatch server; also registers models, versions and
-    references (``Registration``), raising ``ApiError`` when the server refuses."""
+class Client(ServerCalls):
+    """Non-blocking logger of predictions to a shiftwatch server; also registers models and versions, pins
+    references, adds detectors and reads alerts (``ServerCalls``), raising ``ApiError`` when the server refuses."""
 
     def __init__(
         self,

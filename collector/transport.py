@@ -89,14 +89,14 @@ class Transport:
         body, compressed = self._maybe_compress(body)
         if compressed:
             headers["Content-Encoding"] = "gzip"
-        return self._exchange("POST", "/v1/predictions", body, headers)
+        return self._exchange(self._connect(), "POST", "/v1/predictions", body, headers)
 
     def _exchange(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
-    ) -> tuple[int, float | None, str]:
+        self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[int, float | None, str]:  # fmt: skip
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        connection = self._connect()
         connection.request(method, f"{self._base_path}{path}", body=body, headers=headers)
         response = connection.getresponse()
         text = response.read().decode("utf-8", "replace")
@@ -104,17 +104,18 @@ class Transport:
         return response.status, float(retry_after) if retry_after and retry_after.isdigit() else None, text
 
     def call(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> object:
-        """One API request outside ingest (registration, references): the decoded JSON answer.
+        """One API request outside ingest (registration, references, alerts): the decoded JSON answer.
 
         Raises ``ApiError`` naming the server's reason on any non-2xx answer, ``OSError`` when
-        the server cannot be reached; no retry, since these calls are made by a person's script.
+        the server cannot be reached. No retry, and a connection of its own: a script's calls are
+        minutes apart, past any server's keep-alive, and a POST is not resent blindly.
         """
         headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
+        connection = self._new_connection()
         try:
-            status, _, text = self._exchange(method, path, body, headers)
-        except (OSError, http.client.HTTPException):
-            self._reset_connection()
-            raise
+            status, _, text = self._exchange(connection, method, path, body, headers)
+        finally:
+            connection.close()
         if not 200 <= status < 300:
             raise ApiError(status, method, path, text)
         return json.loads(text) if text else None
@@ -138,9 +139,12 @@ class Transport:
         """One keep-alive connection per sending thread."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            connection = self._local.connection = factory(self._host, self._port, timeout=self.timeout_s)
+            connection = self._local.connection = self._new_connection()
         return connection
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        return factory(self._host, self._port, timeout=self.timeout_s)
 
     def _reset_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -132,3 +132,28 @@ def test_every_ingest_field_is_described(model) -> None:  # type: ignore[no-unty
     # through pydantic's schema, the one docs/collector.md points to.
     fields = model.model_json_schema()["properties"]
     assert [name for name, spec in fields.items() if not spec.get("description")] == []
+
+
+def test_the_whole_own_model_loop_reaches_an_alert_through_the_sdk(client: Client, db, settings) -> None:
+    # docs/own-model-monitoring.md, steps 3-7: register, pin a validation-set reference, add a
+    # detector, log shifted traffic; the scheduler's tick runs here in-process (it is off in tests).
+    from shiftwatch.detectors import runs
+
+    client.register_model("parts", [f"class-{i}" for i in range(5)])
+    client.register_version("parts", "v1", embedding_dim=32)
+    rng = np.random.default_rng(7)
+    client.set_reference("parts", "v1", probabilities=rng.dirichlet(np.ones(5), size=400),
+                         embeddings=rng.normal(size=(400, 32)), labels=rng.integers(0, 5, size=400))  # fmt: skip
+    config = client.add_detector("parts", "v1", "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
+    assert (config["detector"], config["window_last_n"], config["enabled"]) == ("mmd", 300, True)
+    for _ in range(300):
+        probs = rng.dirichlet(np.ones(5))
+        client.log("parts", "v1", int(probs.argmax()), float(probs.max()), embedding=rng.normal(0.8, 1.0, size=32),
+                   probabilities=probs)  # fmt: skip
+    assert client.flush(timeout=30) and client.stats.stored == 300
+    assert client.list_alerts(model="parts") == []
+    runs.run_due_detectors(db, settings, utcnow())
+    (alert,) = client.list_alerts(model="parts", version="v1", state="open")
+    assert (alert["detector"], alert["config_id"], alert["model"]) == ("mmd", config["id"], "parts")
+    with pytest.raises(ApiError, match="unknown detector"):
+        client.add_detector("parts", "v1", "nope")

@@ -1,9 +1,9 @@
-"""The SDK's registry calls: register a model and a version, pin a reference window, with no other library.
+"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add a detector, read alerts.
 
 Mixed into ``Client`` so a script needs one object and one token for the whole "monitor my own
-model" loop (docs/own-model-monitoring.md). Each call is one request through the client's
-transport and returns the server's JSON answer as a dict; a refusal raises ``ApiError`` with the
-server's reason. Numpy and the standard library only, like the rest of the SDK.
+model" loop (docs/own-model-monitoring.md), and no second HTTP library. Each call is one request
+through the client's transport and returns the server's JSON answer; a refusal raises
+``ApiError`` with the server's reason. Numpy and the standard library only, like the rest of the SDK.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 
@@ -44,8 +44,8 @@ def _npy_part(boundary: str, field: str, array: np.ndarray | Sequence[Any]) -> b
     return head.encode() + buffer.getvalue() + b"\r\n"
 
 
-class Registration:
-    """``register_model``, ``register_version``, ``set_reference`` and look-ups, for ``Client``."""
+class ServerCalls:
+    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts."""
 
     _transport: Transport
 
@@ -123,3 +123,33 @@ class Registration:
 
     def list_versions(self, model: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/v1/models/{quote(model, safe='')}/versions")
+
+    def add_detector(
+        self,
+        model: str,
+        version: str,
+        detector: str = "mmd",
+        *,
+        window_last_n: int | None = 1000,
+        window_minutes: int | None = None,
+        schedule_seconds: int = 300,
+        alpha: float = 0.05,
+        confirm_runs: int = 2,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Watch the version's production traffic with ``detector`` (mmd, lsdd, ks, bbsd, classifier, ...)
+        every ``schedule_seconds``, over its last ``window_last_n`` predictions (or ``window_minutes``)."""
+        body = {
+            "model": model, "version": version, "detector": detector, "name": name, "params": params or {},
+            "window_last_n": None if window_minutes is not None else window_last_n, "window_minutes": window_minutes,
+            "schedule_seconds": schedule_seconds, "alpha": alpha, "confirm_runs": confirm_runs,
+        }  # fmt: skip
+        return self._call("POST", "/v1/detector-configs", body)
+
+    def list_alerts(
+        self, *, model: str | None = None, version: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Alerts ranked by estimated harm, as `GET /v1/alerts` lists them; state: open, acknowledged, resolved."""
+        query = {k: v for k, v in {"model": model, "version": version, "state": state, "limit": limit}.items() if v}
+        return self._call("GET", "/v1/alerts?" + urlencode(query))
