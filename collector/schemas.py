@@ -156,3 +156,20 @@ class PredictionOut(BaseModel):
 class PredictionPage(BaseModel):
     items: list[PredictionOut]
     next_cursor: str | None = Field(None, description="pass as ?cursor= to get the next page; null on the last page")
+
+
+def ingest_request_body() -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of ``POST /v1/predictions``, which reads its body itself (JSON or
+    ``.npz``): without it the schema would show no fields for the one route every client calls."""
+    schema = PredictionBatchIn.model_json_schema()
+    schema["properties"]["predictions"]["items"] = schema.pop("$defs")["PredictionIn"]  # inline: no components
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": schema},
+            "application/x-shiftwatch-npz": {
+                "schema": {"type": "string", "format": "binary",
+                           "description": "the same rows as numpy columns (collector/wire.py); what the SDK sends"}
+            },
+        },
+    }  # fmt: skip
