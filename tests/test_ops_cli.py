@@ -7,16 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from datetime import timedelta
-
 import pytest
-from console_data import predictions
+from console_data import open_drift_alert
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
-from shiftwatch.collector.service import log_predictions
-from shiftwatch.db import utcnow
 
 LONG = "digits-" + "x" * 110  # a model name wider than an 80-column terminal on its own
 
@@ -48,18 +44,12 @@ def run_main(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def opened_alert(db, settings) -> int:
     """A real alert: a reference window, a shifted current window and one MMD run over them."""
-    from shiftwatch.detectors import alerts, configs, references, runs
+    from shiftwatch.detectors import alerts
 
     with db.session() as session:
         registry.register_model(session, "digits", [str(i) for i in range(10)])
         version_id = registry.register_version(session, "digits", "v1", embedding_dim=64, state="production").id
-    log_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
-    reference_end = utcnow() - timedelta(minutes=35)
-    log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
-    with db.session() as session:
-        references.pin_time_range(session, version_id, reference_end - timedelta(hours=1), reference_end)
-        configs.create(session, version_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
-    assert runs.run_due_detectors(db, settings, utcnow()).opened
+    open_drift_alert(db, settings, version_id)
     with db.session() as session:
         (alert,) = alerts.list_alerts(session)
         return alert.id
