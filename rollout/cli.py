@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table
+from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
 from shiftwatch.errors import Invalid
 
 
@@ -24,12 +24,11 @@ def _connect():  # type: ignore[no-untyped-def]
 
 
 def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
 
     from shiftwatch.rollout.report import comparison_rows
 
-    console = Console()
+    console = wide_console()
     console.print(
         f"[bold]rollout {out.id}[/bold] {out.model}: {out.candidate_version} vs production {out.baseline_version} "
         f"- [bold]{out.state}[/bold]" + (f" step {out.step + 1}/{len(out.plan['canary_steps'])} ({out.share:.0%})"
@@ -44,14 +43,15 @@ def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[
             table.add_row(*row)
         console.print(table)
     if out.compression_report:
-        console.print("candidate report: " + json.dumps(out.compression_report, default=str)[:2000])
+        console.print("candidate report:")
+        emit_fields(out.compression_report)
     if report_path:
         console.print(f"Evidently report of candidate vs production outputs: {report_path}")
     if out.audit:
         audit = Table("when", "who", "action", "from", "to", "forced", "reason", title="audit log")
         for entry in out.audit:
             audit.add_row(entry.ts.strftime("%Y-%m-%d %H:%M:%S"), entry.actor, entry.action, entry.from_state or "",
-                          entry.to_state or "", "yes" if entry.forced else "", entry.reason[:80])
+                          entry.to_state or "", "yes" if entry.forced else "", entry.reason)
         console.print(audit)
 
 

@@ -19,9 +19,15 @@ def emit_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+def wide_console():  # type: ignore[no-untyped-def]
+    """A rich console wider than any row: rich then measures tables instead of folding them into the terminal."""
+    from rich.console import Console
+
+    return Console(width=100_000, soft_wrap=True)
+
+
 def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     """A rich table as wide as its content; empty cells read ``-``."""
-    from rich.console import Console
     from rich.table import Table
 
     if not rows:
@@ -30,8 +36,7 @@ def emit_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*("-" if cell is None or cell == "" else str(cell) for cell in row))
-    # A width past any row: rich then measures the table instead of folding it into the terminal.
-    Console(width=100_000, soft_wrap=True).print(table)
+    wide_console().print(table)
 
 
 def emit_fields(fields: dict[str, Any]) -> None:

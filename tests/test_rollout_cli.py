@@ -99,3 +99,8 @@ def test_status_writes_no_report_unless_asked_and_json_is_the_api_shape(db, db_u
     assert asked.exit_code == 0, asked.output
     (written,) = settings.data_dir.rglob("rollout-*.html")
     assert "Evidently report" in asked.output and written.name in asked.output.replace("\n", "")
+    reason = "trained on the wrong split; " * 5  # 140 characters: kept whole, not cut to a terminal
+    assert runner.invoke(cli_app(), ["rollout", "reject", str(rollout_id), "--reason", reason], env=env).exit_code == 0
+    rejected = runner.invoke(cli_app(), ["rollout", "status", str(rollout_id)], env=env)
+    assert reason.strip() in rejected.output and "candidate report:" in rejected.output
+    assert "size_bytes" in rejected.output
