@@ -12,7 +12,6 @@ fails on is kept in a ``rejected-*`` file with the reason. Nothing is dropped si
 from __future__ import annotations
 
 import atexit
-import hashlib
 import itertools
 import logging
 import os
@@ -24,15 +23,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from shiftwatch.collector import wire
 from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
 from shiftwatch.collector.records import as_float, as_index, as_vector
-from shiftwatch.collector.spill import SpillDir
-from shiftwatch.collector.transport import Refused, Transport, Unsent, send
+from shiftwatch.collector.sdk_calls import ServerCalls
+from shiftwatch.collector.spill import SpillDir, default_spill_dir
+from shiftwatch.collector.transport import ApiError, Refused, Transport, Unsent, send
+
+__all__ = ["ApiError", "Client", "ClientStats"]
 
 log = logging.getLogger("shiftwatch.client")
 
@@ -89,8 +90,9 @@ class _Failure:
         return bool(((self.seqs > after) & (self.seqs <= upto)).any())
 
 
-class Client:
-    """Non-blocking logger of predictions to a shiftwatch server."""
+class Client(ServerCalls):
+    """Non-blocking logger of predictions to a shiftwatch server; also registers models and versions, pins
+    references, adds detectors and reads alerts (``ServerCalls``), raising ``ApiError`` when the server refuses."""
 
     def __init__(
         self,
@@ -108,24 +110,17 @@ class Client:
         replay_interval_s: float = 5.0,
         concurrency: int = 4,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"url must be http(s)://host[:port], got {url!r}")
         if max_server_errors < 1:
             raise ValueError(f"max_server_errors must be >= 1, got {max_server_errors}")
+        self._transport = Transport.for_url(url, token=token, timeout_s=timeout_s, compress=compress)
         self.url = url.rstrip("/")
-        self._transport = Transport(
-            parts.scheme, parts.hostname, parts.port, parts.path.rstrip("/"), token=token, timeout_s=timeout_s,
-            compress=compress,
-        )  # fmt: skip
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
         self.max_retry_s = max_retry_s
         self.max_server_errors = max_server_errors
         self.max_buffer = max_buffer
         self.replay_interval_s = replay_interval_s
-        default_spill = Path.home() / ".shiftwatch" / "spill" / hashlib.sha256(self.url.encode()).hexdigest()[:12]
-        self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill
+        self.spill_dir = Path(spill_dir) if spill_dir is not None else default_spill_dir(self.url)
         self._files = SpillDir(self.spill_dir)
         self.stats = ClientStats(spilled=sum(batch.rows for batch in self._files.pending()))
 

@@ -29,6 +29,7 @@ from shiftwatch.collector.schemas import (
     PredictionPage,
     VersionIn,
     VersionOut,
+    ingest_request_body,
 )
 from shiftwatch.db import Database
 from shiftwatch.dependencies import get_db, get_settings
@@ -143,7 +144,7 @@ def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
         raise Invalid(exc.field, exc.why) from None
 
 
-@router.post("/predictions", response_model=IngestOut)
+@router.post("/predictions", response_model=IngestOut, openapi_extra={"requestBody": ingest_request_body()})
 async def post_predictions(
     request: Request,
     db: Database = Depends(get_db),

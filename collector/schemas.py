@@ -14,9 +14,13 @@ from shiftwatch.collector.wire import ColumnBatch
 
 
 class ModelIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    class_names: list[str] = Field(min_length=2)
-    description: str = ""
+    """A model to register; registering it again with the same class names is a no-op."""
+
+    name: str = Field(min_length=1, max_length=200, description="letters, digits, '-', '_' and '.'; e.g. digits")
+    class_names: list[str] = Field(
+        min_length=2, description="the classes in output order: predicted_class i means class_names[i]"
+    )
+    description: str = Field("", description="free text for people")
 
 
 class ModelOut(BaseModel):
@@ -24,20 +28,31 @@ class ModelOut(BaseModel):
 
     id: int
     name: str
-    class_names: list[str]
+    class_names: list[str] = Field(description="the classes in output order")
     description: str
     created_at: datetime
 
 
 class VersionIn(BaseModel):
-    version: str = Field(min_length=1, max_length=100)
-    embedding_dim: int = Field(gt=0, le=65536)
-    artifact_path: str | None = None
-    artifact_sha256: str | None = Field(None, min_length=64, max_length=64)
-    input_spec: dict[str, Any] = Field(default_factory=dict)
+    """A version of a registered model; the same version with the same artifact again is a no-op."""
+
+    version: str = Field(min_length=1, max_length=100, description="any label, e.g. v3 or 2026-11-30")
+    embedding_dim: int = Field(gt=0, le=65536, description="length of the embedding vector every prediction carries")
+    artifact_path: str | None = Field(
+        None, description="an ONNX file under DATA_DIR/artifacts (upload one with POST /v1/artifacts); only the gateway needs it"
+    )
+    artifact_sha256: str | None = Field(
+        None, min_length=64, max_length=64, description="the artifact's sha256 in hex, checked when given"
+    )
+    input_spec: dict[str, Any] = Field(
+        default_factory=dict, description="how the gateway prepares images for the artifact (size, mean, std)"
+    )
     # Registering creates a candidate; production is reached through a rollout (or, for a model's
     # first version, POST .../versions/{version}/bootstrap with the approve scope). docs/rollout.md.
-    state: str = "candidate"
+    state: str = Field(
+        "candidate",
+        description="always candidate: promote through a rollout, or bootstrap a model's first version",
+    )
 
     @field_validator("state")
     @classmethod
@@ -66,12 +81,12 @@ class VersionOut(BaseModel):
 
     id: int
     version: str
-    state: str
+    state: str = Field(description="candidate, shadow, canary, production or retired")
     embedding_dim: int
     artifact_path: str | None
     artifact_sha256: str | None
     input_spec: dict[str, Any]
-    report: dict[str, Any]
+    report: dict[str, Any] = Field(description="the retraining and compression report, for versions shiftwatch made")
     created_at: datetime
 
 
@@ -91,25 +106,40 @@ class PredictionIn(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
 
-    id: uuid.UUID
-    model: StoredText = Field(min_length=1, max_length=MAX_LENGTHS["model"])
-    version: StoredText = Field(min_length=1, max_length=MAX_LENGTHS["version"])
-    ts: AwareDatetime
-    route: Literal["production", "canary", "shadow"] = "production"
-    request_id: StoredText | None = Field(None, max_length=MAX_LENGTHS["request_id"])
-    stream_id: StoredText | None = Field(None, max_length=MAX_LENGTHS["stream_id"])
-    predicted_class: int = Field(ge=0, le=2**31 - 1)  # the column is int4; larger would overflow, not validate
-    confidence: float = Field(ge=0, le=1)
-    probabilities: list[float] | None = None
-    embedding: list[float] | None = None
-    input_ref: StoredText | None = Field(None, max_length=MAX_LENGTHS["input_ref"])
-    latency_ms: float | None = Field(None, ge=0)
+    id: uuid.UUID = Field(description="the client's idempotency key: a re-sent id is stored once (same ts too)")
+    model: StoredText = Field(min_length=1, max_length=MAX_LENGTHS["model"], description="a registered model name")
+    version: StoredText = Field(
+        min_length=1, max_length=MAX_LENGTHS["version"], description="a registered version of that model"
+    )
+    ts: AwareDatetime = Field(description="when the prediction was made, with a timezone (ISO 8601)")
+    route: Literal["production", "canary", "shadow"] = Field(
+        "production", description="which path served it; the detectors watch production"
+    )
+    request_id: StoredText | None = Field(
+        None, max_length=MAX_LENGTHS["request_id"], description="pairs shadow and production answers to one request"
+    )
+    stream_id: StoredText | None = Field(
+        None, max_length=MAX_LENGTHS["stream_id"], description="camera or source id; correlated frames share one"
+    )
+    # the column is int4; larger would overflow, not validate
+    predicted_class: int = Field(ge=0, le=2**31 - 1, description="index into the model's class_names")
+    confidence: float = Field(ge=0, le=1, description="the model's score for predicted_class, 0..1")
+    probabilities: list[float] | None = Field(
+        None, description="class probabilities, one per class name (BBSD and the accuracy estimators use them)"
+    )
+    embedding: list[float] | None = Field(
+        None, description="the model's embedding, embedding_dim values (MMD, LSDD and KS-PCA use it)"
+    )
+    input_ref: StoredText | None = Field(
+        None, max_length=MAX_LENGTHS["input_ref"], description="where the input image is kept, for labeling"
+    )
+    latency_ms: float | None = Field(None, ge=0, description="the model's serving time for this request")
 
 
 class PredictionBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    predictions: list[PredictionIn] = Field(min_length=1)
+    predictions: list[PredictionIn] = Field(min_length=1, description="up to MAX_BATCH_ROWS predictions")
 
     def to_chunks(self) -> list[tuple[ColumnBatch, np.ndarray]]:
         """Group rows into rectangular column batches (same version, same optional fields), keeping positions."""
@@ -125,9 +155,9 @@ class PredictionBatchIn(BaseModel):
 
 
 class IngestOut(BaseModel):
-    received: int
-    stored: int
-    duplicates: int
+    received: int = Field(description="rows in the batch")
+    stored: int = Field(description="rows written now")
+    duplicates: int = Field(description="rows whose id was already stored (a re-send): kept once, not an error")
 
 
 class PredictionOut(BaseModel):
@@ -149,3 +179,20 @@ class PredictionOut(BaseModel):
 class PredictionPage(BaseModel):
     items: list[PredictionOut]
     next_cursor: str | None = Field(None, description="pass as ?cursor= to get the next page; null on the last page")
+
+
+def ingest_request_body() -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of ``POST /v1/predictions``, which reads its body itself (JSON or
+    ``.npz``): without it the schema would show no fields for the one route every client calls."""
+    schema = PredictionBatchIn.model_json_schema()
+    schema["properties"]["predictions"]["items"] = schema.pop("$defs")["PredictionIn"]  # inline: no components
+    return {
+        "required": True,
+        "content": {
+            "application/json": {"schema": schema},
+            "application/x-shiftwatch-npz": {
+                "schema": {"type": "string", "format": "binary",
+                           "description": "the same rows as numpy columns (collector/wire.py); what the SDK sends"}
+            },
+        },
+    }  # fmt: skip

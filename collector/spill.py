@@ -9,6 +9,7 @@ Names start with the spill time, so replay goes oldest first. Numpy and stdlib o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import time
@@ -19,6 +20,23 @@ from pathlib import Path
 import numpy as np
 
 _PENDING = re.compile(r"^pending-(\d+)-([0-9a-f]+)(?:-r(\d+)-e(\d+))?\.npz$")
+
+
+def default_spill_dir(url: str) -> Path:
+    """Where a ``Client`` for ``url`` keeps its files unless told otherwise: one folder per server."""
+    return Path.home() / ".shiftwatch" / "spill" / hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedBatch:
+    """One refused batch kept on disk: the batch as sent (``.npz``) or as JSON lines, and its reason."""
+
+    path: Path
+    reason: str
+
+    @property
+    def reason_path(self) -> Path:
+        return self.path.with_suffix(".txt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +118,23 @@ class SpillDir:
             path = self._write(f"rejected-{stamp}.jsonl", ("\n".join(lines) + "\n").encode())
         self._write(f"rejected-{stamp}.txt", (reason + "\n").encode())
         return path
+
+    def rejected(self) -> list[RejectedBatch]:
+        """Refused batches, oldest first, each with the reason it was last refused for."""
+        if not self.root.exists():
+            return []
+        found = sorted(p for p in self.root.glob("rejected-*") if p.suffix in (".npz", ".jsonl"))
+        out = []
+        for path in found:
+            reason_path = path.with_suffix(".txt")
+            out.append(RejectedBatch(path, reason_path.read_text().strip() if reason_path.exists() else ""))
+        return out
+
+    def refused_again(self, batch: RejectedBatch, reason: str) -> None:
+        """Record why a replayed batch was refused this time; the batch stays for another fix."""
+        self._write(batch.reason_path.name, (reason + "\n").encode())
+
+    def forget(self, batch: RejectedBatch) -> None:
+        """Delete a batch the server has now taken, and its reason."""
+        batch.path.unlink(missing_ok=True)
+        batch.reason_path.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from shiftwatch.collector import wire
 
@@ -33,6 +34,19 @@ class Unsent(Exception):
         self.server_answered = server_answered  # False: unreachable or away, so later batches would fail too
 
 
+class ApiError(Exception):
+    """The server refused an API call; ``status`` is the HTTP status, ``detail`` its reason."""
+
+    def __init__(self, status: int, method: str, path: str, text: str) -> None:
+        try:
+            detail = str(json.loads(text).get("detail", text))
+        except (ValueError, AttributeError):
+            detail = text[:500]
+        super().__init__(f"{method} {path}: HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     stored: int
@@ -53,6 +67,15 @@ class Transport:
         self._skip_compression = 0
         self._local = threading.local()
 
+    @classmethod
+    def for_url(cls, url: str, *, token: str | None, timeout_s: float, compress: bool) -> "Transport":
+        """A transport to the server at ``url``; ``ValueError`` unless it is http(s)://host[:port][/path]."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be http(s)://host[:port], got {url!r}")
+        return cls(parts.scheme, parts.hostname, parts.port, parts.path.rstrip("/"), token=token,
+                   timeout_s=timeout_s, compress=compress)  # fmt: skip
+
     def post(self, body: bytes) -> tuple[int, float | None, str]:
         """One attempt; raises ``OSError``/``http.client.HTTPException`` when the server cannot be reached."""
         try:
@@ -66,14 +89,36 @@ class Transport:
         body, compressed = self._maybe_compress(body)
         if compressed:
             headers["Content-Encoding"] = "gzip"
+        return self._exchange(self._connect(), "POST", "/v1/predictions", body, headers)
+
+    def _exchange(
+        self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[int, float | None, str]:  # fmt: skip
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        connection = self._connect()
-        connection.request("POST", f"{self._base_path}/v1/predictions", body=body, headers=headers)
+        connection.request(method, f"{self._base_path}{path}", body=body, headers=headers)
         response = connection.getresponse()
         text = response.read().decode("utf-8", "replace")
         retry_after = response.getheader("Retry-After")
         return response.status, float(retry_after) if retry_after and retry_after.isdigit() else None, text
+
+    def call(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None) -> object:
+        """One API request outside ingest (registration, references, alerts): the decoded JSON answer.
+
+        Raises ``ApiError`` naming the server's reason on any non-2xx answer, ``OSError`` when
+        the server cannot be reached. No retry, and a connection of its own: a script's calls are
+        minutes apart, past any server's keep-alive, and a POST is not resent blindly.
+        """
+        headers = {"Accept": "application/json"} | ({"Content-Type": content_type} if content_type else {})
+        connection = self._new_connection()
+        try:
+            status, _, text = self._exchange(connection, method, path, body, headers)
+        finally:
+            connection.close()
+        if not 200 <= status < 300:
+            raise ApiError(status, method, path, text)
+        return json.loads(text) if text else None
 
     def _maybe_compress(self, body: bytes) -> tuple[bytes, bool]:
         """gzip a batch when it pays. Dense float32 embeddings barely compress (12% at ~95 us a row
@@ -94,9 +139,12 @@ class Transport:
         """One keep-alive connection per sending thread."""
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            connection = self._local.connection = factory(self._host, self._port, timeout=self.timeout_s)
+            connection = self._local.connection = self._new_connection()
         return connection
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        return factory(self._host, self._port, timeout=self.timeout_s)
 
     def _reset_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

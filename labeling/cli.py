@@ -8,8 +8,10 @@ from datetime import timedelta
 
 import typer
 
+from shiftwatch.cli_output import JSON_OPTION, emit_fields
 from shiftwatch.errors import Unavailable
 
+ONE_MODEL = typer.Option(None, "--model", help="one model (default: every model)")
 labeling_app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
 
 
@@ -28,18 +30,23 @@ def _models(db, model: str | None) -> list[str]:  # type: ignore[no-untyped-def]
         return [model] if model else [m.name for m in registry.list_models(session)]
 
 
-def _print(rows: list[dict]) -> None:
-    typer.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2, default=str))
+def _print(rows: list[dict], as_json: bool) -> None:
+    """JSON (one object for one model, else a list) with --json; otherwise ``name: value`` lines per model."""
+    if as_json:
+        typer.echo(json.dumps(rows if len(rows) != 1 else rows[0], indent=2, default=str))
+        return
+    for row in rows:
+        emit_fields(row)
 
 
 @labeling_app.command("status")
-def status(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+def status(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """How many samples are pending, sent, labeled or skipped, why they were queued, and the last push error."""
     from shiftwatch.labeling.queue import queue_status
 
     settings, db = _context()
     with db.session() as session:
-        _print([asdict(queue_status(session, settings, name)) for name in _models(db, model)])
+        _print([asdict(queue_status(session, settings, name)) for name in _models(db, model)], as_json)
 
 
 @labeling_app.command("select")
@@ -47,6 +54,7 @@ def select(
     model: str = typer.Option(..., help="model name"),
     hours: float = typer.Option(24.0, help="look at production predictions of the last HOURS"),
     batch_size: int | None = typer.Option(None, help="at most this many (default: settings.labeling_batch_size)"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the selection policy and queue one batch (within the model's daily budget)."""
     from shiftwatch.db import utcnow
@@ -57,11 +65,11 @@ def select(
         result = select_for_labeling(
             session, settings, model, start=utcnow() - timedelta(hours=hours), batch_size=batch_size
         )
-    _print([asdict(result)])
+    _print([asdict(result)], as_json)
 
 
 @labeling_app.command("push")
-def push(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+def push(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """Send pending tasks to Label Studio now (ignoring the retry backoff)."""
     from shiftwatch.labeling.studio import Studio
     from shiftwatch.labeling.sync import push as push_model
@@ -69,21 +77,22 @@ def push(model: str | None = typer.Option(None, help="one model (default: every 
     settings, db = _context()
     studio = Studio.from_settings(settings)
     results = [push_model(db, settings, name, studio=studio, force=True) for name in _models(db, model)]
-    _print([asdict(r) for r in results])
+    _print([asdict(r) for r in results], as_json)
     failed = [r for r in results if r.error]
     if failed:
         raise Unavailable(f"Label Studio: {failed[0].error}; {sum(r.pending for r in failed)} tasks stay pending")
 
 
 @labeling_app.command("pull")
-def pull(model: str | None = typer.Option(None, help="one model (default: every model)")) -> None:
+def pull(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """Fetch annotations (and deletions) from Label Studio: what the webhook may have missed."""
     from shiftwatch.labeling.studio import Studio
     from shiftwatch.labeling.sync import pull as pull_model
 
     settings, db = _context()
     studio = Studio.from_settings(settings)
-    _print([{"model": name, **asdict(pull_model(db, settings, name, studio=studio))} for name in _models(db, model)])
+    pulled = [{"model": name, **asdict(pull_model(db, settings, name, studio=studio))} for name in _models(db, model)]
+    _print(pulled, as_json)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ import json
 
 import typer
 
+from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
 from shiftwatch.errors import Invalid
 
 
@@ -23,12 +24,11 @@ def _connect():  # type: ignore[no-untyped-def]
 
 
 def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
 
     from shiftwatch.rollout.report import comparison_rows
 
-    console = Console()
+    console = wide_console()
     console.print(
         f"[bold]rollout {out.id}[/bold] {out.model}: {out.candidate_version} vs production {out.baseline_version} "
         f"- [bold]{out.state}[/bold]" + (f" step {out.step + 1}/{len(out.plan['canary_steps'])} ({out.share:.0%})"
@@ -43,14 +43,15 @@ def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[
             table.add_row(*row)
         console.print(table)
     if out.compression_report:
-        console.print("candidate report: " + json.dumps(out.compression_report, default=str)[:2000])
+        console.print("candidate report:")
+        emit_fields(out.compression_report)
     if report_path:
         console.print(f"Evidently report of candidate vs production outputs: {report_path}")
     if out.audit:
         audit = Table("when", "who", "action", "from", "to", "forced", "reason", title="audit log")
         for entry in out.audit:
             audit.add_row(entry.ts.strftime("%Y-%m-%d %H:%M:%S"), entry.actor, entry.action, entry.from_state or "",
-                          entry.to_state or "", "yes" if entry.forced else "", entry.reason[:80])
+                          entry.to_state or "", "yes" if entry.forced else "", entry.reason)
         console.print(audit)
 
 
@@ -88,9 +89,13 @@ def register(app: typer.Typer) -> None:
     @rollout_app.command("status")
     def show(
         rollout_id: int | None = typer.Argument(None, help="a rollout id; all rollouts when left out"),
-        report: bool = typer.Option(True, help="write the Evidently report of candidate vs production outputs"),
+        report: bool = typer.Option(
+            False, help="also write the Evidently report of candidate vs production outputs (several MB) to DATA_DIR"
+        ),
+        as_json: bool = JSON_OPTION,
     ) -> None:
-        """The comparison table, the candidate's compression report, the Evidently report and the audit log."""
+        """The comparison table, the candidate's compression report and the audit log; --report writes the
+        Evidently report (the API serves it at /v1/rollouts/{id}/report without writing a file)."""
         from shiftwatch.db import utcnow
         from shiftwatch.errors import Conflict
         from shiftwatch.rollout import controller, status
@@ -99,8 +104,13 @@ def register(app: typer.Typer) -> None:
         settings, db = _connect()
         with db.session() as session:
             if rollout_id is None:
-                for out in status.list_rollouts(session):
-                    typer.echo(f"{out.id}\t{out.model}\t{out.candidate_version}\t{out.state}\tstep {out.step}")
+                found = status.list_rollouts(session)
+                if as_json:
+                    emit_json([out.model_dump(mode="json") for out in found])
+                else:
+                    emit_table(("id", "model", "candidate", "production", "state", "step"),
+                               [(o.id, o.model, o.candidate_version, o.baseline_version, o.state, o.step)
+                                for o in found], title="rollouts")  # fmt: skip
                 return
             rollout = controller.get_rollout(session, rollout_id)
             path = None
@@ -109,7 +119,11 @@ def register(app: typer.Typer) -> None:
                     path = str(write_report(session, settings, rollout, utcnow()))
                 except Conflict:
                     path = None
-            _print_status(status.describe(session, rollout), path)
+            out = status.describe(session, rollout)
+            if as_json:
+                emit_json(out.model_dump(mode="json") | {"report_file": path})
+            else:
+                _print_status(out, path)
 
     @rollout_app.command("approve")
     def approve(

@@ -26,6 +26,10 @@ CLI_MODULES = (
     "shiftwatch.rollout.cli",
     "shiftwatch.dashboards.cli",
     "shiftwatch.tokens_cli",
+    "shiftwatch.models_cli",
+    "shiftwatch.alerts_cli",
+    "shiftwatch.detectors_cli",
+    "shiftwatch.collector.cli",
     "shiftwatch.demo",
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table, when
 from shiftwatch.scopes import SCOPES
 
 token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
@@ -38,11 +39,8 @@ def create(
 
 
 @token_app.command("list")
-def list_() -> None:
+def list_(as_json: bool = JSON_OPTION) -> None:
     """Show tokens (names, scopes, dates); never the secrets."""
-    from rich.console import Console
-    from rich.table import Table
-
     from shiftwatch.tokens import list_tokens
 
     db = _db()
@@ -50,16 +48,15 @@ def list_() -> None:
         tokens = list_tokens(db)
     finally:
         db.dispose()
-    table = Table("name", "scopes", "created", "last used", "revoked")
-    for t in tokens:
-        table.add_row(
-            t.name,
-            ",".join(t.scopes),
-            f"{t.created_at:%Y-%m-%d %H:%M}",
-            f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "-",
-            f"{t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "-",
-        )
-    Console().print(table)
+    if as_json:
+        emit_json([{"name": t.name, "scopes": list(t.scopes), "created_at": t.created_at,
+                    "last_used_at": t.last_used_at, "revoked_at": t.revoked_at} for t in tokens])  # fmt: skip
+        return
+    emit_table(
+        ("name", "scopes", "created", "last used", "revoked"),
+        [(t.name, ",".join(t.scopes), when(t.created_at), when(t.last_used_at), when(t.revoked_at)) for t in tokens],
+        title="tokens",
+    )
 
 
 @token_app.command("revoke")

@@ -30,10 +30,23 @@ def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "produ
     return records
 
 
+def open_drift_alert(db, settings, version_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert."""
+    from shiftwatch.detectors import configs, references, runs
+
+    log_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
+    reference_end = utcnow() - timedelta(minutes=35)
+    log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
+    with db.session() as session:
+        references.pin_time_range(session, version_id, reference_end - timedelta(hours=1), reference_end)
+        configs.create(session, version_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
+    report = runs.run_due_detectors(db, settings, utcnow())
+    assert report.opened, "the shifted window should open an alert"
+
+
 def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
     """The demo's story in miniature, written by each package's own functions: traffic, a drift run that
     opens an alert, oracle labels, and a canary comparison computed by the rollout controller's code."""
-    from shiftwatch.detectors import configs, references, runs
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.queue import select_for_labeling
     from shiftwatch.rollout.comparisons import compare_canary
@@ -45,14 +58,7 @@ def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
         v1 = registry.register_version(session, "digits", "v1", embedding_dim=64, state="production")
         v2 = registry.register_version(session, "digits", "v2", embedding_dim=64, state="canary")
         v1_id, v2_id, model_id = v1.id, v2.id, v1.model_id
-    log_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
-    reference_end = utcnow() - timedelta(minutes=35)
-    log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
-    with db.session() as session:
-        references.pin_time_range(session, v1_id, reference_end - timedelta(hours=1), reference_end)
-        configs.create(session, v1_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
-    report = runs.run_due_detectors(db, settings, utcnow())
-    assert report.opened, "the shifted window should open an alert"
+    open_drift_alert(db, settings, v1_id)
     with db.session() as session:
         select_for_labeling(session, settings, "digits", start=utcnow() - timedelta(hours=2), batch_size=40, seed=0)
         assert label_with_oracle(session, "digits", lambda ref: 3) > 0

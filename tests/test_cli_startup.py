@@ -27,13 +27,17 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "river", "fastapi", "uvicorn", "sqlalchemy")
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "": ("serve", "detect", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards", "token"),
+    "": ("serve", "detect", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards", "token",
+         "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull"),
     "retrain": ("bootstrap", "runs"),
     "rollout": ("start", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),
+    "models": ("list", "show"),
+    "alerts": ("list", "show", "ack", "resolve"),
+    "detectors": ("list", "runs"),
 }
 LEAVES = [f"{group} {name}".strip() for group, names in COMMANDS.items() for name in names if name not in COMMANDS]
 

@@ -179,5 +179,9 @@ def test_cli_push_without_label_studio_exits_2_with_the_reason(db_url, tmp_path,
     cli = [str(Path(sys.executable).parent / "shiftwatch")]
     pushed = subprocess.run([*cli, "labeling", "push"], env=env, capture_output=True, text=True, timeout=60)
     assert pushed.returncode == 2 and "Label Studio is not configured" in pushed.stderr
-    status = subprocess.run([*cli, "labeling", "status", "--model", "digits"], env=env, capture_output=True, text=True, timeout=60)
+    status = subprocess.run([*cli, "labeling", "status", "--model", "digits", "--json"], env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
     assert status.returncode == 0 and json.loads(status.stdout)["by_state"]["pending"] == 0
+    human = subprocess.run([*cli, "labeling", "status", "--model", "digits"], env=env, capture_output=True, text=True,
+                           timeout=60)  # fmt: skip
+    assert human.returncode == 0 and "by_state" in human.stdout and '"pending": 0' in human.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from sqlalchemy import select, text
@@ -83,6 +84,10 @@ def test_cli_creates_lists_and_revokes(db, db_url, monkeypatch):
     assert "ci" in listed.stdout and token not in listed.stdout
     assert runner.invoke(cli.app, ["token", "revoke", "ci"]).exit_code == 0
     assert resolve_token(db, token) is None
+    as_json = runner.invoke(cli.app, ["token", "list", "--json"])
+    (row,) = json.loads(as_json.stdout)
+    assert (row["name"], row["scopes"], row["revoked_at"] is not None) == ("ci", ["ingest", "read"], True)
+    assert token not in as_json.stdout
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # a subprocess start costs seconds; the backend does not matter here

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,15 +131,28 @@ def tell(stage: Stage) -> None:
         acts.show_stored(stage)
 
 
+def served_url(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}"
+
+
+def serve_command(settings: Settings) -> str:
+    """A shell line that serves this run's store again: the installed ``shiftwatch`` by its absolute
+    path (a new shell has no activated virtualenv) and the port said explicitly."""
+    script = Path(sys.executable).parent / "shiftwatch"
+    program = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m shiftwatch"
+    return (f"SHIFTWATCH_DATABASE_URL={shlex.quote(settings.database_url)} "
+            f"SHIFTWATCH_DATA_DIR={shlex.quote(str(settings.data_dir))} "
+            f"{program} serve --host {settings.host} --port {settings.port}")
+
+
 def finish(stage: Stage, console: Console) -> DemoResult:
     """The summary table, the HTML page, how to look around afterwards, and what the story produced."""
     print_summary(stage)
     path = write_html(stage)
     settings = stage.settings
     console.print(f"HTML summary: [cyan]{path}[/]")
-    console.print("To browse the console over this run's data:\n"
-                  f"  SHIFTWATCH_DATABASE_URL={settings.database_url} SHIFTWATCH_DATA_DIR={settings.data_dir} "
-                  f"shiftwatch serve\n  then {login_hint('http://127.0.0.1:8000', stage.tokens)}",
+    console.print("To browse the console over this run's data (in any shell, no virtualenv needed):\n"
+                  f"  {serve_command(settings)}\n  then {login_hint(served_url(settings), stage.tokens)}",
                   highlight=False, soft_wrap=True)
     return DemoResult(
         summary_path=path,

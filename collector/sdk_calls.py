@@ -1,0 +1,161 @@
+"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add a detector, read alerts.
+
+Mixed into ``Client`` so a script needs one object and one token for the whole "monitor my own
+model" loop (docs/own-model-monitoring.md), and no second HTTP library. Each call is one request
+through the client's transport and returns the server's JSON answer; a refusal raises
+``ApiError`` with the server's reason. Numpy and the standard library only, like the rest of the SDK.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import numpy as np
+
+from shiftwatch.collector.transport import Transport
+
+
+def _version_path(model: str, version: str) -> str:
+    return f"/v1/models/{quote(model, safe='')}/versions/{quote(version, safe='')}"
+
+
+def _aware(name: str, value: datetime) -> str:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value.isoformat()
+
+
+def _npy_part(boundary: str, field: str, array: np.ndarray | Sequence[Any]) -> bytes:
+    values = np.asarray(array)
+    if values.dtype.kind not in "fiub" or values.size == 0:
+        raise ValueError(f"{field} must be a non-empty numeric array, got dtype {values.dtype} shape {values.shape}")
+    buffer = io.BytesIO()
+    np.save(buffer, values, allow_pickle=False)
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{field}.npy\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    )
+    return head.encode() + buffer.getvalue() + b"\r\n"
+
+
+class ServerCalls:
+    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts."""
+
+    _transport: Transport
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        body = None if payload is None else json.dumps(payload).encode()
+        return self._transport.call(method, path, body, None if body is None else "application/json")
+
+    def register_model(self, name: str, class_names: Sequence[str], description: str = "") -> dict[str, Any]:
+        """Register a model by its class names (index i = predicted_class i); again with the same names is a no-op."""
+        body = {"name": name, "class_names": [str(c) for c in class_names], "description": description}
+        return self._call("POST", "/v1/models", body)
+
+    def register_version(
+        self,
+        model: str,
+        version: str,
+        *,
+        embedding_dim: int,
+        artifact_path: str | None = None,
+        artifact_sha256: str | None = None,
+        input_spec: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Register a version of ``model`` whose embeddings have ``embedding_dim`` values, as a candidate.
+
+        Production is reached through a rollout and a person's approval; a model's very first
+        version is named production with ``bootstrap_version``. An ONNX artifact is only needed
+        for the gateway (upload it with ``POST /v1/artifacts``).
+        """
+        body = {
+            "version": version, "embedding_dim": embedding_dim, "artifact_path": artifact_path,
+            "artifact_sha256": artifact_sha256, "input_spec": input_spec or {},
+        }  # fmt: skip
+        return self._call("POST", f"/v1/models/{quote(model, safe='')}/versions", body)
+
+    def bootstrap_version(self, model: str, version: str, *, reason: str = "") -> dict[str, Any]:
+        """Make ``version`` the first production version of a model that never had one (token scope
+        ``approve``; audited). The detectors watch production traffic from then on."""
+        path = f"/v1/models/{quote(model, safe='')}/versions/{quote(version, safe='')}/bootstrap"
+        return self._call("POST", path, {"reason": reason})
+
+    def set_reference(
+        self,
+        model: str,
+        version: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        probabilities: np.ndarray | Sequence[Sequence[float]] | None = None,
+        embeddings: np.ndarray | Sequence[Sequence[float]] | None = None,
+        labels: np.ndarray | Sequence[int] | None = None,
+    ) -> dict[str, Any]:
+        """Pin the version's reference window, the "normal" the detectors compare against.
+
+        Either ``start`` and ``end`` (the production predictions logged in [start, end)), or arrays:
+        ``probabilities`` (n, k), optionally ``embeddings`` (n, d) and ``labels`` (n,) for the
+        accuracy estimators. Returns what was pinned (``n``, ``fingerprint``, ...).
+        """
+        arrays = {"probabilities": probabilities, "embeddings": embeddings, "labels": labels}
+        given = [name for name, value in arrays.items() if value is not None]
+        if (start is None) != (end is None):
+            raise ValueError("give both start and end, or neither")
+        if start is not None and given:
+            raise ValueError(f"give a time range or arrays, not both (got start/end and {', '.join(given)})")
+        if start is not None and end is not None:
+            window = {"start": _aware("start", start), "end": _aware("end", end)}
+            return self._call("PUT", _version_path(model, version) + "/reference", window)
+        if probabilities is None:
+            raise ValueError("give start and end, or at least probabilities (n, k)")
+        boundary = uuid.uuid4().hex
+        parts = b"".join(_npy_part(boundary, name, arrays[name]) for name in given)  # type: ignore[arg-type]
+        body = parts + f"--{boundary}--\r\n".encode()
+        path = _version_path(model, version) + "/reference/upload"
+        return self._transport.call("PUT", path, body, f"multipart/form-data; boundary={boundary}")
+
+    def get_reference(self, model: str, version: str) -> dict[str, Any]:
+        """What the version's reference window holds; ``ApiError`` (404) when none is pinned."""
+        return self._call("GET", _version_path(model, version) + "/reference")
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/models")
+
+    def list_versions(self, model: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/models/{quote(model, safe='')}/versions")
+
+    def add_detector(
+        self,
+        model: str,
+        version: str,
+        detector: str = "mmd",
+        *,
+        window_last_n: int | None = 1000,
+        window_minutes: int | None = None,
+        schedule_seconds: int = 300,
+        alpha: float = 0.05,
+        confirm_runs: int = 2,
+        params: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Watch the version's production traffic with ``detector`` (mmd, lsdd, ks, bbsd, classifier, ...)
+        every ``schedule_seconds``, over its last ``window_last_n`` predictions (or ``window_minutes``)."""
+        body = {
+            "model": model, "version": version, "detector": detector, "name": name, "params": params or {},
+            "window_last_n": None if window_minutes is not None else window_last_n, "window_minutes": window_minutes,
+            "schedule_seconds": schedule_seconds, "alpha": alpha, "confirm_runs": confirm_runs,
+        }  # fmt: skip
+        return self._call("POST", "/v1/detector-configs", body)
+
+    def list_alerts(
+        self, *, model: str | None = None, version: str | None = None, state: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Alerts ranked by estimated harm, as `GET /v1/alerts` lists them; state: open, acknowledged, resolved."""
+        query = {k: v for k, v in {"model": model, "version": version, "state": state, "limit": limit}.items() if v}
+        return self._call("GET", "/v1/alerts?" + urlencode(query))

@@ -1,0 +1,97 @@
+"""``shiftwatch detectors list|runs``: which detectors watch which versions, and what their runs found.
+
+Read-only views over the detector configs and runs (``detectors/cli.py`` holds the one-off tests
+on ``.npy`` files, ``detect`` and ``estimate-accuracy``).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from shiftwatch.cli_output import JSON_OPTION, db_session, emit_json, emit_table, when
+
+detectors_app = typer.Typer(no_args_is_help=True, help="Scheduled detectors and their runs.")
+
+
+def _window(config) -> str:  # type: ignore[no-untyped-def]
+    if config.window_last_n:
+        return f"last {config.window_last_n}"
+    return f"last {config.window_minutes} min" if config.window_minutes else "-"
+
+
+@detectors_app.command("list")
+def list_(
+    model: str | None = typer.Option(None, "--model", help="one model (with --version)"),
+    version: str | None = typer.Option(None, "--version", help="one version of --model"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Each detector config: the version it watches, method, window, schedule, alpha and whether it is on."""
+    from shiftwatch.collector import registry
+    from shiftwatch.detectors import configs
+    from shiftwatch.detectors.schemas import DetectorConfigOut
+    from shiftwatch.errors import Invalid
+
+    if bool(model) != bool(version):
+        raise Invalid("--model" if version else "--version", "give --model and --version together")
+    _, db = db_session()
+    with db.session() as session:
+        version_id = registry.get_version(session, model, version).id if model and version else None
+        rows = configs.list_configs(session, version_id)
+        found = [DetectorConfigOut.model_validate(c) for c in rows]
+        names = {c.model_version_id: _version_name(session, c.model_version_id) for c in rows}
+    if as_json:
+        emit_json([c.model_dump(mode="json") for c in found])
+        return
+    emit_table(
+        ("id", "name", "model:version", "detector", "input", "window", "every", "alpha", "min effect", "confirm",
+         "enabled"),
+        [(c.id, c.name, names[c.model_version_id], c.detector, c.input, _window(c), f"{c.schedule_seconds} s",
+          c.alpha, c.min_effect, c.confirm_runs, "yes" if c.enabled else "no") for c in found],
+        title="detectors",
+    )  # fmt: skip
+
+
+def _version_name(session, model_version_id: int) -> str:  # type: ignore[no-untyped-def]
+    from shiftwatch.collector.models import Model, ModelVersion
+
+    version = session.get(ModelVersion, model_version_id)
+    model = session.get(Model, version.model_id) if version is not None else None
+    return f"{model.name}:{version.version}" if model is not None and version is not None else str(model_version_id)
+
+
+@detectors_app.command("runs")
+def runs(
+    config_id: int = typer.Argument(..., help="detector config id (from `shiftwatch detectors list`)"),
+    limit: int = typer.Option(20, min=1, max=1000, help="the newest this many"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The newest runs of one detector: statistic, p-value, effect, decision, window sizes."""
+    from sqlalchemy import select
+
+    from shiftwatch.detectors import configs
+    from shiftwatch.detectors.models import DriftRun
+    from shiftwatch.detectors.schemas import DriftRunOut
+
+    _, db = db_session()
+    with db.session() as session:
+        configs.get(session, config_id)  # NotFound names the id
+        stmt = select(DriftRun).where(DriftRun.config_id == config_id).order_by(DriftRun.tick.desc()).limit(limit)
+        found = [DriftRunOut.model_validate(r) for r in session.scalars(stmt)]
+    if as_json:
+        emit_json([r.model_dump(mode="json") for r in found])
+        return
+    emit_table(
+        ("run", "tick", "status", "statistic", "p-value", "effect", "drift", "n ref", "n cur", "note"),
+        [(r.id, when(r.tick), r.status, _num(r.statistic), _num(r.p_value),
+          f"{_num(r.effect_size)} {r.effect_unit or ''}".strip(), "yes" if r.decision else "no", r.n_reference,
+          r.n_current, r.note) for r in found],
+        title=f"runs of detector {config_id}",
+    )  # fmt: skip
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(detectors_app, name="detectors")
