@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
          "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull"),
-    "retrain": ("bootstrap", "runs"),
+    "retrain": ("bootstrap", "runs", "register"),
     "rollout": ("start", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),

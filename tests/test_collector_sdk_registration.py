@@ -19,7 +19,7 @@ from shiftwatch.tokens import create_token
 def settings(db_url, tmp_path) -> Settings:
     return Settings(
         database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True,
-        secret_key="s" * 40,
+        secret_key="sdk-test-key-Qm7vX2pL9rT4wZ8nB3kH6yC1",
     )  # fmt: skip
 
 
