@@ -152,7 +152,8 @@ def test_paths_outside_the_artifact_store_get_one_answer_whether_they_exist_or_n
 def test_an_uploaded_artifact_is_verified_stored_by_its_hash_and_registrable(api, settings, tmp_path):
     api.post("/v1/models", json={"name": "m", "class_names": ["a", "b"]})
     digest = tiny_model(tmp_path / "m.onnx")
-    uploaded = api.post("/v1/artifacts", content=(tmp_path / "m.onnx").read_bytes(), headers={"x-artifact-sha256": digest})
+    uploaded = api.post("/v1/artifacts", content=(tmp_path / "m.onnx").read_bytes(),
+                        headers={"x-artifact-sha256": digest, "content-type": "application/octet-stream"})
     assert uploaded.status_code == 201, uploaded.text
     assert uploaded.json()["artifact_path"] == f"artifacts/{digest}.onnx" and uploaded.json()["inputs"] == ["x"]
     assert (settings.data_dir / "artifacts" / f"{digest}.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
@@ -177,7 +178,7 @@ def test_a_refused_upload_leaves_nothing_behind(db, settings, tmp_path, content,
     tiny_model(tmp_path / "m.onnx")
     body = content if content is not None else (tmp_path / "m.onnx").read_bytes()
     with TestClient(create_app(settings.model_copy(update={"artifact_max_bytes": 4096}), db)) as api:
-        refused = api.post("/v1/artifacts", content=body, headers=headers)
+        refused = api.post("/v1/artifacts", content=body, headers={**headers, "content-type": "application/octet-stream"})
     assert refused.status_code == status, refused.text
     if field:
         assert refused.json()["field"] == field

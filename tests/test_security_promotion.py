@@ -22,7 +22,8 @@ SPEC = {"shape": [1, 32, 32], "dtype": "float32", "scale": "0..1"}
 @pytest.fixture
 def settings(db_url, tmp_path) -> Settings:
     return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True,
-                    secret_key=secrets.token_urlsafe(32), gateway_refresh_seconds=0.1)
+                    secret_key=secrets.token_urlsafe(48), gateway_refresh_seconds=0.1,
+                    allowed_hosts=["testserver"])  # the TestClient's Host
 
 
 @pytest.fixture
