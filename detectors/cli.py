@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         reference_probs: Path = typer.Option(..., "--reference-probs", help="labeled reference class probabilities, (n, k) .npy"),
         reference_labels: Path = typer.Option(..., "--reference-labels", help="reference labels, (n,) integer .npy"),
         current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
-        method: str = typer.Option("atc", help="atc | cbpe"),
+        method: str = typer.Option("cbpe", help="cbpe (calibrated confidence, the default: closer on the issue-14 cases) | atc"),
         confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
         slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
         slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),

@@ -85,6 +85,15 @@ def test_estimate_accuracy_prints_estimate_and_interval(runner_app, arrays, meth
     assert 0 <= low <= out["estimated_accuracy"] <= high <= 1
 
 
+def test_estimate_accuracy_defaults_to_cbpe(runner_app, arrays) -> None:
+    result = CliRunner().invoke(
+        runner_app,
+        ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+         "--current-probs", str(arrays["probs_cur"])],
+    )
+    assert json.loads(result.stdout)["method"] == "cbpe"
+
+
 @pytest.mark.parametrize(
     ("current", "why"),
     [("wide", "dimensions"), ("nan", "NaN"), ("empty", "at least"), ("objects", "pickle"), ("text", "not a .npy"), ("missing", "no such file")],
