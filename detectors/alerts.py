@@ -23,10 +23,41 @@ from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
 
+# An open alert's report is rewritten only when the effect grew or shrank by this factor (or severity rose).
+MATERIAL_EFFECT_RATIO = 1.5
+
+
 @dataclass(frozen=True, slots=True)
 class AlertChange:
     alert_id: int
     event: str  # "alert.opened", "alert.updated", "alert.escalated"
+    replaced_report: str | None = None  # the report a new one superseded (deleted once committed)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """What decides whether a flagged run changes an open alert materially."""
+
+    severity: str
+    effect_size: float
+    has_report: bool
+
+
+def open_alert(session: Session, config: DetectorConfig) -> OpenAlert | None:
+    alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
+    if alert is None:
+        return None
+    return OpenAlert(severity=alert.severity, effect_size=alert.effect_size, has_report=alert.report_path is not None)
+
+
+def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size: float) -> bool:
+    """A report is worth rewriting: severity rises, the effect moved by MATERIAL_EFFECT_RATIO, or there is none yet."""
+    if not alert.has_report:
+        return True
+    if SEVERITIES.index(harm.severity(estimate)) > SEVERITIES.index(alert.severity):
+        return True
+    low, high = sorted((abs(alert.effect_size), abs(effect_size)))
+    return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
 def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
@@ -35,21 +66,48 @@ def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) ->
     return f"{config.name}: drift ({effect}; {impact})"[:500]
 
 
-def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime) -> list[bool]:
+# How far back a confirming chain is looked for: flagged runs whose windows overlap are skipped over.
+CHAIN_LOOKBACK = 50
+
+
+def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> list[bool]:
+    """The runs that may confirm one at ``tick`` whose window starts at ``window_start``, newest first.
+
+    Only runs on other samples count (issue 17): walking back, a flagged run whose window ends
+    before the chain's oldest window starts joins it; a flagged run that overlaps it is skipped
+    (it tested some of the same samples, so it is no independent confirmation); an unflagged
+    run ends the chain. So the ``confirm_runs`` windows of a confirmed alert are disjoint and,
+    under no change, the alpha^k bound holds whatever the window and schedule.
+    """
+    needed = max(0, config.confirm_runs - 1)
+    if needed == 0:
+        return []
     stmt = (
-        select(DriftRun.decision)
+        select(DriftRun.decision, DriftRun.window_start, DriftRun.window_end)
         .where(DriftRun.config_id == config.id, DriftRun.status == "ok", DriftRun.tick < tick)
         .order_by(DriftRun.tick.desc())
-        .limit(max(0, config.confirm_runs - 1))
+        .limit(CHAIN_LOOKBACK)
     )
-    return [bool(d) for d in session.scalars(stmt)]
+    chain: list[bool] = []
+    boundary = window_start
+    for decision, start, end in session.execute(stmt):
+        if not decision:
+            chain.append(False)
+            break
+        if boundary is not None and end is not None and end < boundary:
+            chain.append(True)
+            boundary = start
+        if len(chain) == needed:
+            break
+    return chain
 
 
-def would_alert(session: Session, config: DetectorConfig, tick: datetime) -> bool:
+def would_alert(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> bool:
     """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
     if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
         return True
-    return multiple_testing.confirmed(_previous_decisions(session, config, tick), True, config.confirm_runs)
+    previous = _previous_decisions(session, config, tick, window_start)
+    return multiple_testing.confirmed(previous, True, config.confirm_runs)
 
 
 def apply_run(
@@ -70,7 +128,7 @@ def apply_run(
     new_severity = harm.severity(estimate)
     if alert is None:
         if not multiple_testing.confirmed(
-            _previous_decisions(session, config, run.tick), run.decision, config.confirm_runs
+            _previous_decisions(session, config, run.tick, run.window_start), run.decision, config.confirm_runs
         ):
             return None
         alert = Alert(
@@ -98,13 +156,14 @@ def apply_run(
     alert.effect_size, alert.effect_unit = float(run.effect_size or 0.0), run.effect_unit or ""
     alert.estimated_harm = None if estimate is None else estimate.points
     alert.harm_source = None if estimate is None else estimate.source
+    replaced = alert.report_path if report_path and alert.report_path not in (None, report_path) else None
     alert.report_path = report_path or alert.report_path
     alert.evidence = summary
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
         webhooks.enqueue(session, settings, alert, event, now)
-    return AlertChange(alert_id=alert.id, event=event)
+    return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
 
 
 def get(session: Session, alert_id: int) -> Alert:
@@ -115,10 +174,13 @@ def get(session: Session, alert_id: int) -> Alert:
 
 
 def report_file(session: Session, settings: Settings, alert_id: int) -> Path:
-    """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out."""
+    """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out.
+
+    ``report_path`` is relative to ``data_dir`` (detectors_0002 rewrote older absolute ones).
+    """
     report_path = get(session, alert_id).report_path
     reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = Path(report_path).resolve() if report_path else None
+    path = (Path(settings.data_dir) / report_path).resolve() if report_path else None
     if path is None or path.parent != reports_dir or not path.is_file():
         raise NotFound(f"alert {alert_id} has no report")
     return path
