@@ -2,8 +2,9 @@
 
 Scheduled hourly in every ``shiftwatch serve`` (``RETENTION_JOB``, started by the app's
 lifespan when ``scheduler_enabled``); the scheduler's tick claim runs it once per tick across
-replicas, and the advisory lock below also covers a manual run racing it. Only ``predictions`` is touched: labeled samples, alerts, the audit log and tokens
+replicas, and the advisory lock below also covers a manual run racing it. Of the tables only ``predictions`` is touched: labeled samples, alerts, the audit log and tokens
 copy what they need from a prediction and hold no foreign key into it, so they outlive it.
+Alert reports under ``data_dir/reports`` fall under the same retention (detectors.report_retention).
 With several replicas, a PostgreSQL advisory lock lets one run it per tick; the others skip.
 """
 
@@ -27,20 +28,28 @@ RETENTION_LOCK_ID = 7265111
 class RetentionRun:
     ran: bool  # False when another replica held the lock
     removed: int  # partitions dropped (PostgreSQL) or rows deleted (SQLite)
+    reports_removed: int = 0  # alert report files past retention
+
+
+def _run(db: Database, settings: Settings) -> RetentionRun:
+    from shiftwatch.db import utcnow
+    from shiftwatch.detectors.report_retention import sweep_reports
+
+    ensure_upcoming_partitions(db.engine, settings.partitions_ahead_days)
+    removed = apply_retention(db.engine, settings.retention_days)
+    return RetentionRun(ran=True, removed=removed, reports_removed=sweep_reports(db, settings, utcnow()))
 
 
 def retention_job(db: Database, settings: Settings) -> RetentionRun:
     """Run once per tick across replicas: partitions ahead, then retention."""
     if not db.is_postgres:
-        ensure_upcoming_partitions(db.engine, settings.partitions_ahead_days)
-        return RetentionRun(ran=True, removed=apply_retention(db.engine, settings.retention_days))
+        return _run(db, settings)
     with db.engine.connect() as lock_connection:
         got = lock_connection.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": RETENTION_LOCK_ID}).scalar_one()
         if not got:
             return RetentionRun(ran=False, removed=0)
         try:
-            ensure_upcoming_partitions(db.engine, settings.partitions_ahead_days)
-            return RetentionRun(ran=True, removed=apply_retention(db.engine, settings.retention_days))
+            return _run(db, settings)
         finally:
             lock_connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": RETENTION_LOCK_ID})
             lock_connection.commit()
