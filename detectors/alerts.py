@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion
-from shiftwatch.detectors import harm, multiple_testing
+from shiftwatch.detectors import harm, links, multiple_testing
 from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.errors import Conflict, Invalid, NotFound
@@ -62,7 +62,10 @@ def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size
 
 def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
-    impact = "accuracy impact unknown" if estimate is None else f"est. accuracy {-estimate.points:+.1f} pts"
+    if estimate is None:
+        impact = "accuracy impact unknown"
+    else:
+        impact = f"estimated accuracy {harm.describe(estimate.points)} than on the reference"
     return f"{config.name}: drift ({effect}; {impact})"[:500]
 
 
@@ -248,7 +251,7 @@ def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
     """The one outward shape of an alert (API responses and webhook payloads)."""
     version = session.get(ModelVersion, alert.model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
-    base = settings.public_url.rstrip("/")
+    api, console = links.api_alert_url(settings, alert.id), links.console_alert_url(settings, alert.id)
     return AlertOut(
         id=alert.id,
         model=model.name if model is not None else "",
@@ -273,7 +276,9 @@ def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
         acknowledged_by=alert.acknowledged_by,
         resolved_at=alert.resolved_at,
         resolved_by=alert.resolved_by,
-        url=f"{base}/v1/alerts/{alert.id}",
-        report_url=f"{base}/v1/alerts/{alert.id}/report" if alert.report_path else None,
+        url=api,
+        report_url=f"{api}/report" if alert.report_path else None,
+        console_url=console,
+        console_report_url=f"{console}/report" if alert.report_path else None,
         evidence=alert.evidence,
     )

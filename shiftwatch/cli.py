@@ -21,6 +21,7 @@ app.add_typer(db_app, name="db")
 # Each domain's CLI module defines ``register(app)``, adding its commands or sub-apps.
 CLI_MODULES = (
     "shiftwatch.detectors.cli",
+    "shiftwatch.detectors.check_cli",
     "shiftwatch.labeling.cli",
     "shiftwatch.retrain.cli",
     "shiftwatch.rollout.cli",
@@ -65,9 +66,12 @@ def serve(
     from shiftwatch.app import create_app
     from shiftwatch.exposure import prepare_to_serve
 
+    from shiftwatch.detectors.links import with_served_port
+
     settings = settings_or_exit()
     bind = host or settings.host
-    for line in prepare_to_serve(settings, bind):  # refuses an open address without auth (exit 2)
+    settings, notice = with_served_port(settings, port or settings.port)
+    for line in prepare_to_serve(settings, bind) + ([notice] if notice else []):  # exit 2 on an open address, no auth
         typer.echo(line, err=True)
     uvicorn.run(create_app(settings), host=bind, port=port or settings.port, log_level="info")
 
