@@ -160,10 +160,12 @@ def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]
         return None, None
     origin = runs[0].tick
     x_label = f"hours since {origin:%Y-%m-%d %H:%M} UTC"
-    opened = svg.Marker(x=(alert.opened_at - origin).total_seconds() / 3600, label="alert opened")
+    first = session.get(DriftRun, alert.first_run_id)  # the run that opened it, on the runs' own clock
+    opened_at = first.tick if first is not None else alert.opened_at
+    opened = svg.Marker(x=(opened_at - origin).total_seconds() / 3600, label="alert opened")
     hours = _hours([r.tick for r in runs], origin)
     effect = svg.line_chart(
-        [svg.Series(alert.effect_unit or "effect", hours, [r.effect_size or 0.0 for r in runs])],
+        [svg.Series("effect size", hours, [r.effect_size or 0.0 for r in runs])],
         title=f"{alert.detector}: effect size per run", x_label=x_label, y_label=alert.effect_unit or "effect",
         markers=[opened],
     )
@@ -180,13 +182,13 @@ def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]
         )
     )
     if estimates:  # estimated accuracy itself (%), the way NannyML plots estimated performance
-        series = svg.Series("estimated accuracy (%)", _hours([r.tick for r in estimates], origin),
+        series = svg.Series("estimated, %", _hours([r.tick for r in estimates], origin),
                             [100 * float(r.statistic or 0.0) for r in estimates])
         y_label = "accuracy, %"
     else:  # harm from the confidence drop: accuracy points lost
         lost = [float("nan") if r.estimated_harm is None else r.estimated_harm for r in runs]
-        series = svg.Series("estimated accuracy lost (points)", hours, lost)
-        y_label = "points lost"
+        series = svg.Series("points lost", hours, lost)
+        y_label = "estimated accuracy lost, points"
     accuracy = svg.line_chart(
         [series], title="Estimated accuracy over time", x_label=x_label, y_label=y_label, markers=[opened]
     )
