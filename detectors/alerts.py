@@ -74,14 +74,7 @@ CHAIN_LOOKBACK = 50
 
 
 def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> list[bool]:
-    """The runs that may confirm one at ``tick`` whose window starts at ``window_start``, newest first.
-
-    Only runs on other samples count (issue 17): walking back, a flagged run whose window ends
-    before the chain's oldest window starts joins it; a flagged run that overlaps it is skipped
-    (it tested some of the same samples, so it is no independent confirmation); an unflagged
-    run ends the chain. So the ``confirm_runs`` windows of a confirmed alert are disjoint and,
-    under no change, the alpha^k bound holds whatever the window and schedule.
-    """
+    """The earlier runs that may confirm one at ``tick`` whose window starts at ``window_start`` (only other samples)."""
     needed = max(0, config.confirm_runs - 1)
     if needed == 0:
         return []
@@ -91,18 +84,8 @@ def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime
         .order_by(DriftRun.tick.desc())
         .limit(CHAIN_LOOKBACK)
     )
-    chain: list[bool] = []
-    boundary = window_start
-    for decision, start, end in session.execute(stmt):
-        if not decision:
-            chain.append(False)
-            break
-        if boundary is not None and end is not None and end < boundary:
-            chain.append(True)
-            boundary = start
-        if len(chain) == needed:
-            break
-    return chain
+    rows = ((bool(d), start, end) for d, start, end in session.execute(stmt))
+    return multiple_testing.confirming_chain(rows, window_start, needed)
 
 
 def would_alert(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> bool:

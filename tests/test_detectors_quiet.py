@@ -170,3 +170,30 @@ def test_an_on_demand_check_runs_now_and_then_says_no_new_data(db, settings, str
     assert checked.runs == 1 and checked.quiet == ()
     again = check_version(db, settings, version_id, t + timedelta(minutes=10, seconds=2), registry=REGISTRY)
     assert again.runs == 0 and again.quiet == (config_id,) and runs(db) == 2
+
+
+def test_with_overlapping_windows_the_chain_rule_keeps_false_alerts_under_alpha_squared():
+    """Windows of 200 every 50 samples under no change: consecutive runs share 75 % of their samples.
+
+    Counting two flagged runs in a row as confirmation pages far more often than alpha^2;
+    the disjoint chain (multiple_testing.confirming_chain) stays under it.
+    """
+    import numpy as np
+
+    from shiftwatch.detectors.multiple_testing import confirmed, confirming_chain
+
+    rng = np.random.default_rng(7)
+    alpha, width, step, runs = 0.05, 200, 50, 100_000
+    stream = rng.normal(size=step * runs + width)
+    sums = np.concatenate([[0.0], np.cumsum(stream)])
+    starts = np.arange(runs) * step
+    z = (sums[starts + width] - sums[starts]) / np.sqrt(width)
+    flagged = np.abs(z) > 1.959964  # a two-sided z-test at alpha per window
+    assert flagged.mean() == pytest.approx(alpha, rel=0.1)
+    naive = sum(confirmed([bool(flagged[i - 1])], True, 2) for i in range(1, runs) if flagged[i])
+    chained = 0
+    for i in np.flatnonzero(flagged):
+        earlier = ((bool(flagged[j]), int(starts[j]), int(starts[j]) + width - 1) for j in range(i - 1, -1, -1))
+        chained += confirmed(confirming_chain(earlier, int(starts[i]), 1), True, 2)
+    assert naive / runs > 4 * alpha**2  # overlap makes "two in a row" cheap under no change
+    assert chained / runs <= alpha**2
