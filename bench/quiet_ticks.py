@@ -23,18 +23,15 @@ from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from detectors_ops import DETECTORS, REFERENCE, WINDOW, setup_version  # noqa: E402  (the same version, reference and configs)
 from drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
-from shiftwatch.collector import registry  # noqa: E402
-from shiftwatch.db import Database, utcnow  # noqa: E402
-from shiftwatch.detectors import configs, references  # noqa: E402
 from shiftwatch.detectors.models import DriftRun  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
-from shiftwatch.settings import Settings  # noqa: E402
 
-REFERENCE, WINDOW, DETECTORS, QUIET_TICKS, RETESTS = 2000, 1000, ("mmd", "ks", "bbsd_confidence"), 20, 3
+QUIET_TICKS, RETESTS = 20, 3
 
 
 def report_bytes(data_dir: Path) -> int:
@@ -43,19 +40,7 @@ def report_bytes(data_dir: Path) -> int:
 
 def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="sw-quiet-"))
-    url = f"sqlite:///{data_dir / 'bench.db'}"
-    upgrade(url)
-    db = Database.connect(url)
-    settings = Settings(database_url=url, data_dir=data_dir, scheduler_enabled=False, detector_tick_seconds=60)
-    start = (utcnow() - timedelta(hours=6)).replace(microsecond=0)
-    with db.session() as session:
-        registry.register_model(session, "digits", [str(i) for i in range(10)])
-        version_id = registry.register_version(session, "digits", "v1", embedding_dim=64, state="production").id
-    log(db, settings, records(start, REFERENCE, seed=1))
-    with db.session() as session:
-        references.pin_time_range(session, version_id, start, start + timedelta(seconds=REFERENCE + 1))
-        for name in DETECTORS:
-            configs.create(session, version_id, name, window_last_n=WINDOW, schedule_seconds=60, confirm_runs=1)
+    db, settings, start = setup_version(f"sqlite:///{data_dir / 'bench.db'}", data_dir)
     t = start + timedelta(hours=1)
     log(db, settings, records(t - timedelta(seconds=WINDOW + 5), WINDOW, shift=0.5, confidence=0.7, seed=20))
     opened = run_due_detectors(db, settings, t)
