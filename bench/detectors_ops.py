@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -45,7 +45,8 @@ def timed(function, *args, **kwargs):  # type: ignore[no-untyped-def]
     return value, time.perf_counter() - started
 
 
-def bench_backend(url: str, data_dir: Path) -> dict[str, float]:
+def setup_version(url: str, data_dir: Path) -> tuple[Database, Settings, datetime]:
+    """A migrated store with digits v1, its pinned REFERENCE and the DETECTORS configs; returns the reference start."""
     upgrade(url)
     db = Database.connect(url)
     settings = Settings(database_url=url, data_dir=data_dir, scheduler_enabled=False, detector_tick_seconds=60)
@@ -58,6 +59,11 @@ def bench_backend(url: str, data_dir: Path) -> dict[str, float]:
         references.pin_time_range(session, version_id, start, start + timedelta(seconds=REFERENCE + 1))
         for name in DETECTORS:
             configs.create(session, version_id, name, window_last_n=WINDOW, schedule_seconds=60, confirm_runs=1)
+    return db, settings, start
+
+
+def bench_backend(url: str, data_dir: Path) -> dict[str, float]:
+    db, settings, start = setup_version(url, data_dir)
     t = start + timedelta(hours=1)
     results: dict[str, float] = {}
     quiet_fits, quiet_restored = [], []

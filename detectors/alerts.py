@@ -16,40 +16,84 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion
-from shiftwatch.detectors import harm, multiple_testing
+from shiftwatch.detectors import harm, links, multiple_testing
 from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
 
+# An open alert's report is rewritten only when the effect grew or shrank by this factor (or severity rose).
+MATERIAL_EFFECT_RATIO = 1.5
+
+
 @dataclass(frozen=True, slots=True)
 class AlertChange:
     alert_id: int
     event: str  # "alert.opened", "alert.updated", "alert.escalated"
+    replaced_report: str | None = None  # the report a new one superseded (deleted once committed)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """What decides whether a flagged run changes an open alert materially."""
+
+    severity: str
+    effect_size: float
+    has_report: bool
+
+
+def open_alert(session: Session, config: DetectorConfig) -> OpenAlert | None:
+    alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
+    if alert is None:
+        return None
+    return OpenAlert(severity=alert.severity, effect_size=alert.effect_size, has_report=alert.report_path is not None)
+
+
+def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size: float) -> bool:
+    """A report is worth rewriting: severity rises, the effect moved by MATERIAL_EFFECT_RATIO, or there is none yet."""
+    if not alert.has_report:
+        return True
+    if SEVERITIES.index(harm.severity(estimate)) > SEVERITIES.index(alert.severity):
+        return True
+    low, high = sorted((abs(alert.effect_size), abs(effect_size)))
+    return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
 def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
-    impact = "accuracy impact unknown" if estimate is None else f"est. accuracy {-estimate.points:+.1f} pts"
+    if estimate is None:
+        impact = "accuracy impact unknown"
+    else:
+        impact = f"estimated accuracy {harm.describe(estimate.points)} than on the reference"
     return f"{config.name}: drift ({effect}; {impact})"[:500]
 
 
-def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime) -> list[bool]:
+# How far back a confirming chain is looked for: flagged runs whose windows overlap are skipped over.
+CHAIN_LOOKBACK = 50
+
+
+def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> list[bool]:
+    """The earlier runs that may confirm one at ``tick`` whose window starts at ``window_start`` (only other samples)."""
+    needed = max(0, config.confirm_runs - 1)
+    if needed == 0:
+        return []
     stmt = (
-        select(DriftRun.decision)
+        select(DriftRun.decision, DriftRun.window_start, DriftRun.window_end)
         .where(DriftRun.config_id == config.id, DriftRun.status == "ok", DriftRun.tick < tick)
         .order_by(DriftRun.tick.desc())
-        .limit(max(0, config.confirm_runs - 1))
+        .limit(CHAIN_LOOKBACK)
     )
-    return [bool(d) for d in session.scalars(stmt)]
+    rows = ((bool(d), start, end) for d, start, end in session.execute(stmt))
+    return multiple_testing.confirming_chain(rows, window_start, needed)
 
 
-def would_alert(session: Session, config: DetectorConfig, tick: datetime) -> bool:
+def would_alert(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> bool:
     """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
     if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
         return True
-    return multiple_testing.confirmed(_previous_decisions(session, config, tick), True, config.confirm_runs)
+    previous = _previous_decisions(session, config, tick, window_start)
+    return multiple_testing.confirmed(previous, True, config.confirm_runs)
 
 
 def apply_run(
@@ -70,7 +114,7 @@ def apply_run(
     new_severity = harm.severity(estimate)
     if alert is None:
         if not multiple_testing.confirmed(
-            _previous_decisions(session, config, run.tick), run.decision, config.confirm_runs
+            _previous_decisions(session, config, run.tick, run.window_start), run.decision, config.confirm_runs
         ):
             return None
         alert = Alert(
@@ -98,13 +142,14 @@ def apply_run(
     alert.effect_size, alert.effect_unit = float(run.effect_size or 0.0), run.effect_unit or ""
     alert.estimated_harm = None if estimate is None else estimate.points
     alert.harm_source = None if estimate is None else estimate.source
+    replaced = alert.report_path if report_path and alert.report_path not in (None, report_path) else None
     alert.report_path = report_path or alert.report_path
     alert.evidence = summary
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
         webhooks.enqueue(session, settings, alert, event, now)
-    return AlertChange(alert_id=alert.id, event=event)
+    return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
 
 
 def get(session: Session, alert_id: int) -> Alert:
@@ -115,10 +160,13 @@ def get(session: Session, alert_id: int) -> Alert:
 
 
 def report_file(session: Session, settings: Settings, alert_id: int) -> Path:
-    """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out."""
+    """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out.
+
+    ``report_path`` is relative to ``data_dir`` (detectors_0002 rewrote older absolute ones).
+    """
     report_path = get(session, alert_id).report_path
     reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = Path(report_path).resolve() if report_path else None
+    path = (Path(settings.data_dir) / report_path).resolve() if report_path else None
     if path is None or path.parent != reports_dir or not path.is_file():
         raise NotFound(f"alert {alert_id} has no report")
     return path
@@ -186,7 +234,7 @@ def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
     """The one outward shape of an alert (API responses and webhook payloads)."""
     version = session.get(ModelVersion, alert.model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
-    base = settings.public_url.rstrip("/")
+    api, console = links.api_alert_url(settings, alert.id), links.console_alert_url(settings, alert.id)
     return AlertOut(
         id=alert.id,
         model=model.name if model is not None else "",
@@ -211,7 +259,9 @@ def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
         acknowledged_by=alert.acknowledged_by,
         resolved_at=alert.resolved_at,
         resolved_by=alert.resolved_by,
-        url=f"{base}/v1/alerts/{alert.id}",
-        report_url=f"{base}/v1/alerts/{alert.id}/report" if alert.report_path else None,
+        url=api,
+        report_url=f"{api}/report" if alert.report_path else None,
+        console_url=console,
+        console_report_url=f"{console}/report" if alert.report_path else None,
         evidence=alert.evidence,
     )

@@ -48,3 +48,8 @@ def severity(harm: Harm | None) -> str:
     if harm.points >= MEDIUM_HARM_POINTS:
         return "medium"
     return "low"
+
+
+def describe(points: float) -> str:
+    """Accuracy change in words ("12.4 points lower"): a bare "-12.4 pts" read as an accuracy of -12 (issue 17)."""
+    return f"{abs(points):.1f} points {'lower' if points >= 0 else 'higher'}"

@@ -58,6 +58,9 @@ class DetectorConfig(Base):
     # Consecutive flagged runs needed before an alert opens (the across-runs half of multiple testing).
     confirm_runs: Mapped[int] = mapped_column(Integer, default=2)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The last tick that found nothing new to test ("no new data since run 17"): no run is written for it.
+    checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    check_note: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -133,6 +136,10 @@ class DriftRun(Base):
     n_reference: Mapped[int] = mapped_column(Integer, default=0)
     n_current: Mapped[int] = mapped_column(Integer, default=0)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    # What was tested: the newest ``received_at`` among the version's predictions at read time, and
+    # the key of the reference and config it ran under. A later tick with neither is a no-op.
+    data_watermark: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    test_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
@@ -170,6 +177,7 @@ class Alert(Base):
     effect_unit: Mapped[str] = mapped_column(String(100))
     estimated_harm: Mapped[float | None] = mapped_column(Float, nullable=True)
     harm_source: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # Relative to DATA_DIR ("reports/drift-3-....html"), so a moved or restored data directory keeps its reports.
     report_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # {"shifted_dimensions": [...], "atypical_samples": [...], "detector": {...}}
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

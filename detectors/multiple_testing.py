@@ -10,9 +10,12 @@ the per-run chance of a false page is at most alpha ** confirm_runs (see docs/al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")  # a window bound: a datetime in the scheduler, a sample index in tests
 
 
 def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
@@ -47,3 +50,28 @@ def confirmed(previous_decisions: Sequence[bool], current: bool, confirm_runs: i
         return False
     needed = max(1, confirm_runs) - 1
     return len(previous_decisions) >= needed and all(previous_decisions[:needed])
+
+
+def confirming_chain(
+    previous: Iterable[tuple[bool, T | None, T | None]], window_start: T | None, needed: int
+) -> list[bool]:
+    """Of the earlier runs (decision, window start, window end; newest first), those that may confirm a run whose
+    window starts at ``window_start``: flagged runs on disjoint windows, walking back.
+
+    A flagged run whose window ends before the chain's oldest window starts joins it; a flagged
+    run overlapping it is skipped (it tested some of the same samples: no independent
+    confirmation); an unflagged run ends the chain with False. Disjoint windows keep the
+    alpha^k bound on false alerts whatever the window and schedule (issue 17).
+    """
+    chain: list[bool] = []
+    boundary = window_start
+    for decision, start, end in previous:
+        if len(chain) >= needed:
+            break
+        if not decision:
+            chain.append(False)
+            break
+        if boundary is not None and end is not None and end < boundary:
+            chain.append(True)
+            boundary = start
+    return chain

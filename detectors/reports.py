@@ -8,6 +8,7 @@ sees which outputs moved, not only that something did.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from sklearn.decomposition import PCA
 MAX_ROWS = 5000
 TOP_CLASSES = 3
 PCA_COMPONENTS = 3
+REPORTS_DIR = "reports"  # below data_dir; alerts store "reports/<name>"
 
 
 def _frame(
@@ -100,3 +102,24 @@ def write_drift_report(
     snapshot.save_html(str(partial))
     partial.replace(path)  # a reader never sees half a report
     return path
+
+
+def render_window_report(data_dir: Path, name: str, ref_data: Any, window: Any, class_names: list[str]) -> str:
+    """The report of a reference and a current window under ``data_dir/reports``; returns its path relative to data_dir."""
+    fields = ("confidence", "predicted_class", "probabilities", "embeddings")
+    write_drift_report(
+        data_dir / REPORTS_DIR / name,
+        reference={f: getattr(ref_data, f) for f in fields},
+        current={f: getattr(window, f) for f in fields},
+        class_names=class_names,
+    )
+    return f"{REPORTS_DIR}/{name}"
+
+
+def remove_reports(data_dir: Path, relative_paths: list[str]) -> None:
+    """Delete superseded reports; only plain file names directly in ``data_dir/reports`` are touched."""
+    reports = (data_dir / REPORTS_DIR).resolve()
+    for relative in relative_paths:
+        path = (data_dir / relative).resolve()
+        if path.parent == reports:
+            path.unlink(missing_ok=True)

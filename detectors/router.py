@@ -15,6 +15,7 @@ from shiftwatch.detectors import alerts, configs, references
 from shiftwatch.detectors.models import DriftRun
 from shiftwatch.detectors.schemas import (
     AlertOut,
+    CheckOut,
     DetectorConfigIn,
     DetectorConfigOut,
     DetectorConfigPatch,
@@ -217,3 +218,17 @@ def get_reference(model: str, version: str, db: Database = Depends(get_db), _: P
         if row is None:
             raise NotFound(f"{model}:{version} has no reference window")
         return ReferenceOut(**references.to_out_fields(row))
+
+
+@router.post("/models/{model}/versions/{version}/check", response_model=CheckOut)
+def check_now(
+    model: str,
+    version: str,
+    db: Database = Depends(get_db),
+    settings: Settings = Depends(get_settings),
+    _: Principal = Depends(require("operate")),
+):
+    """Run this version's enabled detectors now instead of at the next tick; a config with no new data only says so."""
+    from shiftwatch.detectors.check import check
+
+    return check(db, settings, model, version)

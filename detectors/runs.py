@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,12 +25,14 @@ from shiftwatch.collector import queries
 from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.queries import Window
 from shiftwatch.db import Database
-from shiftwatch.detectors import alerts, evidence, harm, multiple_testing, references
+from shiftwatch.detectors import alerts, evidence, freshness, harm, multiple_testing, references
 from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.detectors.configs import detector_class, fit_key
-from shiftwatch.detectors.effect import verdict_of, with_min_effect
-from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun, FlaggedSample
-from shiftwatch.detectors.reports import write_drift_report
+from shiftwatch.detectors.effect import with_min_effect
+from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun
+from shiftwatch.detectors.outcomes import Outcome, TickReport
+from shiftwatch.detectors.reports import remove_reports, render_window_report
+from shiftwatch.detectors.run_write import record_quiet, write_outcomes
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import ShiftwatchError
 from shiftwatch.scheduler import tick_of
@@ -42,58 +44,25 @@ log = logging.getLogger(__name__)
 MIN_CURRENT = 30
 
 
-@dataclass(frozen=True, slots=True)
-class TickReport:
-    """What one call of ``run_due_detectors`` (or one model version of it) did; ids of alerts touched."""
-
-    tick: datetime
-    runs: int = 0
-    flagged: int = 0
-    opened: tuple[int, ...] = ()
-    updated: tuple[int, ...] = ()
-    failed_versions: tuple[int, ...] = ()
-
-    def __add__(self, other: "TickReport") -> "TickReport":
-        return TickReport(
-            tick=self.tick,
-            runs=self.runs + other.runs,
-            flagged=self.flagged + other.flagged,
-            opened=self.opened + other.opened,
-            updated=self.updated + other.updated,
-            failed_versions=self.failed_versions + other.failed_versions,
-        )
-
-
-@dataclass(slots=True)
-class _Outcome:
-    config: DetectorConfig
-    window: Window | None = None
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    result: DriftResult | None = None
-    verdict: DriftResult | None = None  # the result under the config's min_effect
-    note: str | None = None
-    new_state: bytes | None = None
-    min_effect: float | None = None  # a config's explicit practical threshold; None: the detector's rule
-    duration_ms: float = 0.0
-    adjusted_p: float | None = None
-    decision: bool = False
-    harm: harm.Harm | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    atypical: list[evidence.AtypicalSample] = field(default_factory=list)
-    report_path: Path | None = None
+# Versions nobody serves any more are not watched (their windows never change).
+UNWATCHED_STATES = ("retired",)
 
 
 def _due(session: Session, tick: datetime) -> list[DetectorConfig]:
     last = dict(session.execute(select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)).all())
     configs = session.scalars(
-        select(DetectorConfig).where(DetectorConfig.enabled.is_(True)).order_by(DetectorConfig.id)
+        select(DetectorConfig)
+        .join(ModelVersion, ModelVersion.id == DetectorConfig.model_version_id)
+        .where(DetectorConfig.enabled.is_(True), ModelVersion.state.not_in(UNWATCHED_STATES))
+        .order_by(DetectorConfig.id)
     )
     due = []
     for config in configs:
         previous = last.get(config.id)
         if previous is not None and previous.tzinfo is None:  # SQLite aggregate bypasses UtcDateTime
             previous = previous.replace(tzinfo=timezone.utc)
+        if config.checked_at is not None and (previous is None or config.checked_at > previous):
+            previous = config.checked_at  # the last quiet check counts as the last run for the schedule
         if previous is None or previous + timedelta(seconds=config.schedule_seconds) <= tick:
             due.append(config)
     return due
@@ -117,7 +86,7 @@ def _current_window(
 
 
 def _detector(
-    outcome: _Outcome,
+    outcome: Outcome,
     registry: Mapping[str, type[Detector]],
     reference: np.ndarray,
     ref_data: Any,
@@ -145,35 +114,55 @@ class _Inputs:
     reference: references.ReferenceData | None
     states: dict[int, tuple[str, bytes]]  # config id -> (fit key, npz bytes)
     class_names: list[str]
-    alerting: frozenset[int]  # configs whose flagged run would open or update an alert
+    confirmable: frozenset[int]  # configs without an open alert whose flagged run would open one
+    open_alerts: dict[int, alerts.OpenAlert]  # config id -> its unresolved alert
+    quiet: dict[int, str]  # config id -> "no new data since run N": not tested, no run written
 
 
 def _read(
     session: Session, configs: list[DetectorConfig], now: datetime, tick: datetime
-) -> tuple[_Inputs, list[_Outcome]]:
+) -> tuple[_Inputs, list[Outcome]]:
     """The read phase: reference, fitted states, current windows (shared by configs with the same spec)."""
     version = session.get(ModelVersion, configs[0].model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
-    states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_([c.id for c in configs])))
-    inputs = _Inputs(
-        reference=references.load(session, configs[0].model_version_id),
-        states={s.config_id: (s.fit_key, s.state) for s in states},
-        class_names=list(model.class_names) if model is not None else [],
-        alerting=frozenset(c.id for c in configs if alerts.would_alert(session, c, tick)),
-    )
+    version_id = configs[0].model_version_id
+    fingerprint = freshness.reference_fingerprint(session, version_id)
+    last = freshness.last_runs(session, [c.id for c in configs])
+    quiet: dict[int, str] = {}
+    mark = freshness.watermark(session, version_id, now)  # before the windows: a row landing in between is "new" next time
     windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
     outcomes = []
     for config in configs:
+        key = freshness.test_key(config, fingerprint)
+        previous = last.get(config.id)
+        if freshness.is_quiet(session, config, previous, key, now):
+            quiet[config.id] = f"no new data since run {previous.id}"  # type: ignore[union-attr]
+            continue
         spec = (config.window_last_n, config.window_minutes)
         if spec not in windows:
             windows[spec] = _current_window(session, config, now)
-        outcome = _Outcome(config=config)
+        outcome = Outcome(config=config, watermark=mark, test_key=key)
         outcome.window, outcome.window_start, outcome.window_end = windows[spec]
         outcomes.append(outcome)
+    tested = [o.config for o in outcomes]
+    states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_([c.id for c in tested])))
+    open_alerts = {c.id: a for c in tested if (a := alerts.open_alert(session, c)) is not None}
+    inputs = _Inputs(
+        reference=references.load(session, version_id) if outcomes else None,
+        states={s.config_id: (s.fit_key, s.state) for s in states},
+        class_names=list(model.class_names) if model is not None else [],
+        confirmable=frozenset(
+            o.config.id
+            for o in outcomes
+            if o.config.id not in open_alerts and alerts.would_alert(session, o.config, tick, o.window_start)
+        ),
+        open_alerts=open_alerts,
+        quiet=quiet,
+    )
     return inputs, outcomes
 
 
-def _test_all(outcomes: list[_Outcome], inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> None:
+def _test_all(outcomes: list[Outcome], inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> None:
     """The compute phase: fit or restore each detector and test its window; outside any transaction."""
     ref_data = inputs.reference
     for outcome in outcomes:
@@ -200,7 +189,7 @@ def _test_all(outcomes: list[_Outcome], inputs: _Inputs, registry: Mapping[str, 
             outcome.duration_ms = (time.perf_counter() - started) * 1000
 
 
-def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None) -> None:
+def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) -> None:
     """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
     tested = [o for o in outcomes if o.result is not None]
     adjusted = multiple_testing.holm_adjust([o.result.p_value for o in tested])  # type: ignore[union-attr]
@@ -221,7 +210,7 @@ def _decide(outcomes: list[_Outcome], ref_data: references.ReferenceData | None)
             outcome.harm = harm.confidence_drop(ref_data.confidence, outcome.window.confidence)
 
 
-def _explain(outcome: _Outcome, ref_data: references.ReferenceData) -> None:
+def _explain(outcome: Outcome, ref_data: references.ReferenceData) -> None:
     """Evidence of a flagged run: the most shifted embedding dimensions and the most atypical samples."""
     window, result = outcome.window, outcome.result
     assert window is not None and result is not None
@@ -240,114 +229,14 @@ def _explain(outcome: _Outcome, ref_data: references.ReferenceData) -> None:
     ]
 
 
-def _render_report(
-    outcome: _Outcome, ref_data: references.ReferenceData, class_names: list[str], settings: Settings, tick: datetime
-) -> None:
-    """The Evidently report an alert links to (written before the transaction; a retried tick overwrites it)."""
-    window = outcome.window
-    assert window is not None
-    name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%SZ')}.html"
-    outcome.report_path = write_drift_report(
-        Path(settings.data_dir) / "reports" / name,
-        reference={
-            "confidence": ref_data.confidence,
-            "predicted_class": ref_data.predicted_class,
-            "probabilities": ref_data.probabilities,
-            "embeddings": ref_data.embeddings,
-        },
-        current={
-            "confidence": window.confidence,
-            "predicted_class": window.predicted_class,
-            "probabilities": window.probabilities,
-            "embeddings": window.embeddings,
-        },
-        class_names=class_names,
-    )
-
-
-def _write(
-    session: Session, settings: Settings, outcomes: list[_Outcome], ref_data: Any, tick: datetime, now: datetime
-) -> TickReport:
-    opened: list[int] = []
-    updated: list[int] = []
-    for outcome in outcomes:
-        config, result, window = outcome.config, outcome.result, outcome.window
-        run = DriftRun(
-            config_id=config.id,
-            model_version_id=config.model_version_id,
-            detector=config.detector,
-            tick=tick,
-            status="ok" if result is not None else "skipped",
-            note=outcome.note,
-            adjusted_p_value=outcome.adjusted_p,
-            decision=outcome.decision,
-            estimated_harm=None if outcome.harm is None else outcome.harm.points,
-            window_start=outcome.window_start,
-            window_end=outcome.window_end,
-            n_reference=0 if ref_data is None else len(ref_data),
-            n_current=0 if window is None else len(window),
-            duration_ms=outcome.duration_ms,
-            evidence={},
-        )
-        if result is not None:
-            run.statistic, run.p_value, run.threshold = result.statistic, result.p_value, result.threshold
-            run.detector_drift, run.effect_size, run.effect_unit = (
-                bool(result.drift),
-                result.effect_size,
-                result.effect_unit,
-            )
-            run.n_reference, run.n_current = result.n_reference, result.n_current
-            run.evidence = evidence.to_jsonable(
-                {**result.evidence, "verdict": verdict_of(outcome.verdict or result, run.decision)}
-            )
-        session.add(run)
-        if outcome.new_state is not None:
-            _save_state(session, config, outcome.new_state, fit_key(config, ref_data.fingerprint), now)
-        session.flush()
-        if not outcome.decision:
-            continue
-        _flag_samples(session, outcome, run)
-        change = alerts.apply_run(
-            session,
-            settings,
-            config=config,
-            run=run,
-            estimate=outcome.harm,
-            summary={**outcome.summary, "detector": run.evidence},
-            report_path=None if outcome.report_path is None else str(outcome.report_path),
-            now=now,
-        )
-        if change is not None:
-            (opened if change.event == "alert.opened" else updated).append(change.alert_id)
-    flagged = sum(o.decision for o in outcomes)
-    return TickReport(tick=tick, runs=len(outcomes), flagged=flagged, opened=tuple(opened), updated=tuple(updated))
-
-
-def _save_state(session: Session, config: DetectorConfig, blob: bytes, key: str, now: datetime) -> None:
-    row = session.scalar(select(DetectorState).where(DetectorState.config_id == config.id))
-    if row is None:
-        row = DetectorState(config_id=config.id)
-        session.add(row)
-    row.fit_key, row.state, row.fitted_at = key, blob, now
-
-
-def _flag_samples(session: Session, outcome: _Outcome, run: DriftRun) -> None:
-    window = outcome.window
-    assert window is not None
-    reason = f"{outcome.config.name}: among the samples least like the reference (drift run {run.id})"
-    for sample in outcome.atypical:
-        ts = datetime.fromisoformat(str(window.ts[sample.index])).replace(tzinfo=timezone.utc)
-        session.add(
-            FlaggedSample(
-                prediction_id=window.ids[sample.index],
-                ts=ts,
-                model_version_id=run.model_version_id,
-                input_ref=window.input_ref[sample.index],
-                score=sample.score,
-                reason=reason[:500],
-                drift_run_id=run.id,
-            )
-        )
+def _needs_report(outcome: Outcome, inputs: _Inputs) -> bool:
+    """Reports are written only when a flagged run opens an alert or changes an open one materially."""
+    config_id = outcome.config.id
+    if config_id in inputs.confirmable:
+        return True
+    alert = inputs.open_alerts.get(config_id)
+    effect = 0.0 if outcome.result is None else float(outcome.result.effect_size or 0.0)
+    return alert is not None and alerts.changes_materially(alert, outcome.harm, effect)
 
 
 def run_version(
@@ -367,12 +256,19 @@ def run_version(
     for outcome in outcomes:
         if outcome.decision:
             _explain(outcome, ref_data)  # type: ignore[arg-type]
-            if outcome.config.id in inputs.alerting:  # only runs that open or update an alert need a report
-                _render_report(outcome, ref_data, inputs.class_names, settings, tick)  # type: ignore[arg-type]
+            if _needs_report(outcome, inputs):
+                name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
+                outcome.report_path = render_window_report(
+                    Path(settings.data_dir), name, ref_data, outcome.window, inputs.class_names
+                )
+    replaced: list[str] = []
     with db.session() as session:
+        record_quiet(session, inputs.quiet, tick)
         for outcome in outcomes:
             outcome.config = session.merge(outcome.config, load=False)
-        return _write(session, settings, outcomes, ref_data, tick, now)
+        report = write_outcomes(session, settings, outcomes, ref_data, tick, now, replaced)
+    remove_reports(Path(settings.data_dir), replaced)  # superseded by the alert's new report, now committed
+    return report + TickReport(tick=tick, quiet=tuple(inputs.quiet))
 
 
 def run_due_detectors(
@@ -398,3 +294,31 @@ def run_due_detectors(
             )
             total = total + TickReport(tick=tick, failed_versions=(version_id,))
     return total
+
+
+def check_version(
+    db: Database,
+    settings: Settings,
+    model_version_id: int,
+    now: datetime,
+    *,
+    registry: Mapping[str, type[Detector]] | None = None,
+) -> TickReport:
+    """Run every enabled config of one version now, whatever its schedule (``POST .../check``, ``shiftwatch check``).
+
+    The same rules as a tick: a config with no new data since its last run is only recorded as
+    checked. The run's tick is ``now`` itself, so it never collides with a scheduled tick.
+    """
+    from shiftwatch.detectors.configs import default_registry
+
+    with db.session() as session:
+        configs = list(
+            session.scalars(
+                select(DetectorConfig)
+                .where(DetectorConfig.model_version_id == model_version_id, DetectorConfig.enabled.is_(True))
+                .order_by(DetectorConfig.id)
+            )
+        )
+    if not configs:
+        return TickReport(tick=now)
+    return run_version(db, settings, configs, now, now, default_registry() if registry is None else registry)

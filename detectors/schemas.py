@@ -34,8 +34,10 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None
     resolved_at: datetime | None
     resolved_by: str | None
-    url: str
+    url: str = Field(description="this alert in the API (JSON; needs a token when auth is on)")
     report_url: str | None
+    console_url: str = Field(description="the console's alert page: what a person opens in a browser")
+    console_report_url: str | None = Field(None, description="the Evidently report through the console")
     evidence: dict[str, Any]
 
 
@@ -87,6 +89,8 @@ class DetectorConfigOut(BaseModel):
     min_effect: float | None
     confirm_runs: int
     enabled: bool
+    checked_at: datetime | None = Field(None, description="the last tick that found no new data (no run written)")
+    check_note: str | None = Field(None, description='why that tick tested nothing, e.g. "no new data since run 17"')
 
 
 class ReferenceRangeIn(BaseModel):
@@ -137,3 +141,20 @@ class DriftRunOut(BaseModel):
     n_reference: int
     n_current: int
     duration_ms: float
+
+
+class QuietCheckOut(BaseModel):
+    config_id: int
+    name: str
+    note: str = Field(description='why nothing was tested, e.g. "no new data since run 17"')
+
+
+class CheckOut(BaseModel):
+    """What an on-demand check did: the runs it wrote, the configs with nothing new, the alerts it touched."""
+
+    model: str
+    version: str
+    runs: list[DriftRunOut] = Field(description="runs written by this check (none for a config with no new data)")
+    quiet: list[QuietCheckOut] = Field(description="configs not tested: no prediction since their last run")
+    opened: list[int] = Field(description="ids of alerts this check opened")
+    updated: list[int] = Field(description="ids of open alerts this check updated")

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.db import Database
 from shiftwatch.detectors.alerts import to_out
+from shiftwatch.detectors.harm import describe
 from shiftwatch.detectors.models import Alert, WebhookDelivery
 from shiftwatch.settings import Settings
 from shiftwatch.signing import sign
@@ -66,17 +67,17 @@ def slack_payload(alert: dict[str, Any], event: str) -> dict[str, Any]:
         event, "updated"
     )
     harm = alert["estimated_harm"]
-    harm_text = "unknown" if harm is None else f"{-harm:+.1f} points ({alert['harm_source']})"
+    harm_text = "unknown" if harm is None else f"{describe(harm)} ({alert['harm_source']})"
     text = f"[{alert['severity']}] {alert['model']}:{alert['version']} {alert['title']} ({verb})"
     fields = [
         f"*Severity*\n{SEVERITY_EMOJI.get(alert['severity'], '')} {alert['severity']}",
-        f"*Est. accuracy change*\n{harm_text}",
+        f"*Estimated accuracy*\n{harm_text}",
         f"*Effect size*\n{alert['effect_size']:.3g} {alert['effect_unit']}",
         f"*p-value (Holm)*\n{'n/a' if alert['p_value'] is None else format(alert['p_value'], '.2g')}",
     ]
-    links = [f"<{alert['url']}|alert #{alert['id']}>"]
-    if alert["report_url"]:
-        links.append(f"<{alert['report_url']}|drift report>")
+    links = [f"<{alert['console_url']}|alert #{alert['id']} in the console>"]
+    if alert["console_report_url"]:
+        links.append(f"<{alert['console_report_url']}|drift report>")
     return {
         "text": text,
         "blocks": [

@@ -21,6 +21,7 @@ app.add_typer(db_app, name="db")
 # Each domain's CLI module defines ``register(app)``, adding its commands or sub-apps.
 CLI_MODULES = (
     "shiftwatch.detectors.cli",
+    "shiftwatch.detectors.check_cli",
     "shiftwatch.labeling.cli",
     "shiftwatch.retrain.cli",
     "shiftwatch.rollout.cli",
@@ -70,9 +71,12 @@ def serve(
     from shiftwatch.exposure import prepare_to_serve
     from shiftwatch.serving import server_config
 
+    from shiftwatch.detectors.links import with_served_port
+
     settings = settings_or_exit()
     bind = host or settings.host
-    for line in prepare_to_serve(settings, bind):  # migrates; refuses an open address without auth (exit 2)
+    settings, notice = with_served_port(settings, port or settings.port)
+    for line in prepare_to_serve(settings, bind) + ([notice] if notice else []):  # migrates; exit 2 on an open address, no auth
         typer.echo(line, err=True)
     uvicorn.Server(server_config(create_app(settings), settings, bind, port)).run()
 

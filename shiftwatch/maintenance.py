@@ -5,6 +5,7 @@ lifespan when ``scheduler_enabled``); the scheduler's tick claim runs it once pe
 replicas, and the advisory lock below also covers a manual run racing it. Only ``predictions`` and
 the input files no remaining row refers to are deleted: labeled samples, alerts, the audit log and
 tokens copy what they need from a prediction and hold no foreign key into it, so they outlive it.
+Alert reports under ``data_dir/reports`` fall under the same retention (detectors.report_retention).
 With several replicas, a PostgreSQL advisory lock lets one run it per tick; the others skip.
 """
 
@@ -30,6 +31,7 @@ class RetentionRun:
     ran: bool  # False when another replica held the lock
     removed: int  # partitions dropped (PostgreSQL) or rows deleted (SQLite)
     inputs_removed: int = 0  # stored input files no kept row refers to any more
+    reports_removed: int = 0  # alert report files past retention
 
 
 def retention_job(db: Database, settings: Settings) -> RetentionRun:
@@ -48,12 +50,16 @@ def retention_job(db: Database, settings: Settings) -> RetentionRun:
 
 
 def _retain(db: Database, settings: Settings) -> RetentionRun:
+    from shiftwatch.db import utcnow
+    from shiftwatch.detectors.report_retention import sweep_reports
+
     ensure_upcoming_partitions(db.engine, settings.partitions_ahead_days)
     removed = apply_retention(db.engine, settings.retention_days)
     # Inputs lose their last reference when predictions go; the sweep (a scan of every input_ref
     # column) runs only then: hourly on SQLite, once a day (a partition dropped) on PostgreSQL.
     inputs = sweep_inputs(db.engine, settings.data_dir, settings.input_orphan_grace_s) if removed else 0
-    return RetentionRun(ran=True, removed=removed, inputs_removed=inputs)
+    reports = sweep_reports(db, settings, utcnow())
+    return RetentionRun(ran=True, removed=removed, inputs_removed=inputs, reports_removed=reports)
 
 
 def _retention_tick(db: Database, settings: Settings, tick: datetime) -> None:

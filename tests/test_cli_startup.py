@@ -27,8 +27,8 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "river", "fastapi", "uvicorn", "sqlalchemy")
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "": ("serve", "detect", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards", "token",
-         "models", "alerts", "detectors", "replay-rejected"),
+    "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
+         "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull"),
     "retrain": ("bootstrap", "runs", "register"),

@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -201,6 +203,38 @@ def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db
     page.goto(f"{live_server.url}/console/labeling")
     assert int(page.locator('table.queue td[data-state="labels"]').inner_text()) > 0
     screenshot(page, tmp_path, "labeling")
+
+
+def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labeling_queue(  # type: ignore[no-untyped-def]
+    page, live_server, db, settings, tmp_path: Path
+) -> None:
+    """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
+    from console_data import load_demo_like_data, predictions
+
+    from shiftwatch.collector.service import log_predictions
+    from shiftwatch.db import utcnow
+    from shiftwatch.detectors.runs import run_due_detectors
+
+    load_demo_like_data(db, settings)
+    for step in range(2):  # two more runs on new shifted traffic: a history to plot
+        log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=20 + step, minutes_ago=4 - 2 * step))
+        assert run_due_detectors(db, settings, utcnow() + timedelta(minutes=step + 1)).runs == 1
+    page.goto(f"{live_server.url}/console/alerts")
+    harm = page.locator("table tr >> nth=1").locator("td >> nth=6").inner_text()  # the score the list is ranked by
+    page.click("td a >> nth=0")
+    words = page.locator("#what-drifted").inner_text()
+    assert "embeddings moved" in words and "reference standard deviations" in words and "Severity" in words
+    accuracy = page.locator("#accuracy-estimate").inner_text()
+    assert "points higher than on the reference" in accuracy and "mean confidence" in accuracy and "pts" not in accuracy
+    assert float(page.locator("#harm-value").inner_text()) == pytest.approx(float(harm), abs=0.05)
+    for plot in ("#history-plot", "#accuracy-plot"):  # the detector's history and the estimate, over time
+        assert page.locator(f"{plot} svg polyline").count() == 1 and "alert opened" in page.locator(plot).inner_text()
+    captions = page.locator("#atypical figcaption").all_inner_texts()
+    assert len(captions) == 10 and all(c.startswith("predicted ") for c in captions)
+    assert page.locator("#reference-examples figure").count() == 6
+    screenshot(page, tmp_path, "alert-explained")
+    page.click("#next-step a")
+    assert page.url.endswith("/console/labeling")
 
 
 def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]

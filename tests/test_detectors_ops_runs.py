@@ -58,7 +58,8 @@ def test_flagged_run_opens_one_alert_and_a_second_updates_it_with_a_real_report(
         samples = alert.evidence["atypical_samples"]  # the MMD witness's top 10 (its n_evidence)
         assert len(samples) == 10 and all(s["input_ref"].startswith("inputs/3-") for s in samples)
         assert len(alert.evidence["shifted_dimensions"]) == 5
-        html = Path(alert.report_path).read_text()
+        assert alert.report_path.startswith("reports/")  # relative to DATA_DIR: a moved data directory keeps it
+        html = (Path(settings.data_dir) / alert.report_path).read_text()
     assert html.lstrip().lower().startswith("<html") or "<!doctype html" in html[:200].lower()
     # Evidently's data-drift preset, over model outputs and embedding components
     assert "Share of Drifted Columns" in html and "plotly" in html

@@ -63,7 +63,11 @@ def receiver() -> Iterator[Receiver]:
 def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db, settings, digits_model, receiver):
     generic, slack = f"{receiver.url}/generic", f"{receiver.url}/slack"
     settings = settings.model_copy(
-        update={"alert_webhooks": [generic, f"slack+{slack}"], "alert_webhook_secrets": {generic: SECRET}}
+        update={
+            "alert_webhooks": [generic, f"slack+{slack}"],
+            "alert_webhook_secrets": {generic: SECRET},
+            "public_url": "https://shiftwatch.example.com/",
+        }
     )
     start = (utcnow() - timedelta(hours=2)).replace(microsecond=0)
     pin_reference(db, settings, digits_model.id, start)
@@ -96,6 +100,12 @@ def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db
     assert len(alert["evidence"]["atypical_samples"]) == 10
     slack_body = json.loads(by_path["/slack"][0]["body"])
     assert "digits:v1" in slack_body["text"] and slack_body["blocks"][0]["type"] == "header"
+    # Links a person clicks open the console page on the public URL, not the API's JSON (401 in a browser)
+    console = f"https://shiftwatch.example.com/console/alerts/{alert_id}"
+    assert alert["console_url"] == console and alert["url"] == f"https://shiftwatch.example.com/v1/alerts/{alert_id}"
+    context = slack_body["blocks"][-1]["elements"][0]["text"]
+    assert f"<{console}|" in context and f"<{console}/report|" in context and "/v1/" not in context
+    assert "points lower" in slack_body["blocks"][2]["fields"][1]["text"]  # not "-31.8 pts"
     assert SIGNATURE_HEADER not in by_path["/slack"][0]["headers"]  # no secret configured for it
 
     with db.session() as session:

@@ -130,16 +130,17 @@ def alert_page(
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(page_access("read")),
 ):
+    from shiftwatch.console import alert_view
     from shiftwatch.detectors import alerts
 
     with db.session() as session:
         alert = alerts.to_out(session, settings, alerts.get(session, alert_id))
+        view = alert_view.build(session, alert)
     report_url = request.url_for("console_alert_report", alert_id=alert_id) if alert.report_url else None
     evidence = json.dumps(alert.evidence, indent=2, default=str)
     shifted = alert.evidence.get("shifted_dimensions") or []
-    atypical = [s for s in alert.evidence.get("atypical_samples") or [] if s.get("input_ref")][:ATYPICAL_SHOWN]
     return render(request, "alert.html", alert=alert, evidence=evidence, report_url=report_url, shifted=shifted,
-                  atypical=atypical)
+                  view=view)
 
 
 @pages.get("/inputs/{ref:path}", name="console_input", response_class=FileResponse)
@@ -165,8 +166,6 @@ def alert_report(
 
 
 ALERT_ACTIONS = ("acknowledge", "resolve")
-# Thumbnails on the alert page: enough to see what changed at a glance.
-ATYPICAL_SHOWN = 12
 
 
 @pages.post("/alerts/{alert_id}/{action}", name="console_alert_action", dependencies=[Depends(csrf_protect)])

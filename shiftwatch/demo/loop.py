@@ -32,6 +32,10 @@ def detect(stage: Stage) -> bool:
                   f"drift decision {latest['decision']}")
         if report.opened:
             break
+        # A confirming run must test new samples (a re-test of the same window proves nothing, and
+        # the scheduler skips it): one more window of drifted traffic before the next tick.
+        stream(stage, stage.scale.detector_window, "drift", "more drifted traffic, for a confirming run")
+        wait_until_stored(stage)
         time.sleep(stage.settings.detector_tick_seconds + 0.1)  # the next tick
     else:
         stage.say("[red]No alert opened[/]: the detector did not confirm the drift.")

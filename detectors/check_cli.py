@@ -1,0 +1,59 @@
+"""``shiftwatch check --model M --version V``: run a version's detectors now instead of waiting for the next tick.
+
+(``shiftwatch detect`` tests two .npy files offline; this one checks a registered version's
+production window against its pinned reference, exactly like a scheduled tick.)
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+
+def _table(result) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("config", "detector", "status", "drift", "p (Holm)", "effect", "n", "note")
+    for run in result.runs:
+        effect = "-" if run.effect_size is None else f"{run.effect_size:.3g} {run.effect_unit or ''}".strip()
+        p_value = "-" if run.adjusted_p_value is None else f"{run.adjusted_p_value:.3g}"
+        table.add_row(
+            str(run.config_id), run.detector, run.status, "yes" if run.decision else "no", p_value, effect,
+            str(run.n_current), run.note or "",
+        )
+    for quiet in result.quiet:
+        table.add_row(str(quiet.config_id), quiet.name, "not run", "-", "-", "-", "-", quiet.note)
+    Console(width=200).print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("check")
+    def check(
+        model: str = typer.Option(..., "--model", help="registered model name"),
+        version: str = typer.Option(..., "--version", help="its version"),
+        as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    ) -> None:
+        """Run a model version's enabled detectors now (a config with no new data since its last run only says so)."""
+        from shiftwatch.cli import settings_or_exit
+        from shiftwatch.db import Database
+        from shiftwatch.detectors.check import check as run_check
+        from shiftwatch.detectors.links import console_alert_url
+        from shiftwatch.migrate import upgrade
+
+        settings = settings_or_exit()
+        upgrade(settings.database_url)
+        db = Database.connect(settings.database_url)
+        try:
+            result = run_check(db, settings, model, version)
+        finally:
+            db.dispose()
+        if as_json:
+            typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+            return
+        _table(result)
+        for alert_id in result.opened:
+            typer.echo(f"alert opened: {console_alert_url(settings, alert_id)}")
+        for alert_id in result.updated:
+            typer.echo(f"alert updated: {console_alert_url(settings, alert_id)}")

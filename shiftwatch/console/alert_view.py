@@ -1,0 +1,211 @@
+"""What the console's alert page says: what drifted in words, the accuracy estimate with its method, the history as a plot.
+
+Issue 17: the page listed "embedding dimensions 30, 28, 22" and "est. accuracy -50.3 pts"
+(read as an accuracy of -50). It now says what moved and how much it likely costs, shows the
+atypical inputs beside reference inputs with their predicted classes, plots the detector's
+statistic and the estimated accuracy over time (on SQLite too, where Grafana cannot go), and
+points at the next step: the labeling queue that already holds the flagged samples.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector.models import Model, ModelVersion, Prediction
+from shiftwatch.console import svg
+from shiftwatch.detectors.harm import describe
+from shiftwatch.detectors.models import DriftRun, ReferenceWindow
+from shiftwatch.detectors.schemas import AlertOut
+
+HISTORY_RUNS = 500  # the newest runs of the config plotted
+EXAMPLES = 6  # reference inputs shown beside the atypical ones
+HARM_SOURCES = {
+    "accuracy_estimate": "a label-free accuracy estimator (accuracy_drop detector) on this version",
+    "confidence_drop": "the drop in mean confidence (DoC): no interval; an accuracy_drop detector with "
+    "reference labels gives one",
+}
+SEVERITY_MEANING = {
+    "low": "the inputs moved, but the model's outputs barely did: worth a look, not an emergency",
+    "medium": "the model is likely a few points less accurate on these inputs",
+    "high": "the model is likely much less accurate on these inputs: act now",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    input_ref: str
+    predicted: str
+    confidence: float
+    score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    summary: list[str]  # sentences, in reading order
+    accuracy: str  # the estimate, its interval and its method, or why there is none
+    atypical: list[Example]
+    reference: list[Example]
+    history_svg: str | None
+    accuracy_svg: str | None
+
+
+def _class_name(names: list[str], index: int) -> str:
+    return names[index] if 0 <= index < len(names) else str(index)
+
+
+def _summary(alert: AlertOut) -> list[str]:
+    lines = [
+        f"The {alert.detector} detector found the production inputs of {alert.model} {alert.version} unlike its "
+        f"reference: effect {alert.effect_size:.3g} {alert.effect_unit}"
+        + ("." if alert.p_value is None else f", p = {alert.p_value:.2g} after Holm across this version's detectors.")
+    ]
+    shifted = alert.evidence.get("shifted_dimensions") or []
+    if shifted:
+        sizes = sorted(abs(float(d["shift_in_std"])) for d in shifted)
+        lines.append(
+            f"The images' embeddings moved: the {len(shifted)} most changed directions shifted by "
+            f"{sizes[0]:.2f} to {sizes[-1]:.2f} reference standard deviations (a change in what the camera sees, "
+            "not only in the model's answers)."
+        )
+    lines.append(f"Severity {alert.severity}: {SEVERITY_MEANING.get(alert.severity, '')}.")
+    return lines
+
+
+def _accuracy(session: Session, alert: AlertOut) -> str:
+    if alert.estimated_harm is None:
+        return "No accuracy estimate: the version has no reference confidence or accuracy estimator."
+    source = HARM_SOURCES.get(alert.harm_source or "", alert.harm_source or "unknown method")
+    text = f"Estimated accuracy {describe(alert.estimated_harm)} than on the reference, from {source}."
+    last = session.get(DriftRun, alert.last_run_id)
+    estimate = None
+    if last is not None:  # the accuracy estimator that ran at the alert's last tick, if any
+        estimate = session.scalar(
+            select(DriftRun).where(
+                DriftRun.model_version_id == alert.model_version_id,
+                DriftRun.tick == last.tick,
+                DriftRun.detector == "accuracy_drop",
+                DriftRun.status == "ok",
+            )
+        )
+    evidence: dict[str, Any] = (estimate.evidence or {}) if estimate is not None else {}
+    if "estimated_accuracy" in evidence and evidence.get("interval"):
+        low, high = evidence["interval"]
+        level = float(evidence.get("confidence_level", 0.95)) * 100
+        text = (
+            f"Estimated accuracy {100 * evidence['estimated_accuracy']:.1f} % ({level:.0f} % interval "
+            f"{100 * low:.1f} to {100 * high:.1f} %), against {100 * evidence['reference_accuracy']:.1f} % on the "
+            f"reference: {describe(alert.estimated_harm)}, by {str(evidence.get('method', '')).upper()} "
+            "(label-free; no labels of these inputs yet)."
+        )
+    return text
+
+
+def _examples(session: Session, alert: AlertOut, names: list[str]) -> tuple[list[Example], list[Example]]:
+    samples = [s for s in alert.evidence.get("atypical_samples") or [] if s.get("input_ref")][:12]
+    ids = [uuid.UUID(s["prediction_id"]) for s in samples]
+    stmt = select(Prediction.id, Prediction.predicted_class, Prediction.confidence).where(Prediction.id.in_(ids))
+    rows = {str(r.id): r for r in session.execute(stmt)} if ids else {}
+    atypical = []
+    for sample in samples:
+        row = rows.get(sample["prediction_id"])  # gone once retention dropped its partition
+        atypical.append(
+            Example(
+                input_ref=sample["input_ref"],
+                predicted="?" if row is None else _class_name(names, row.predicted_class),
+                confidence=float("nan") if row is None else float(row.confidence),
+                score=float(sample.get("score", 0.0)),
+            )
+        )
+    reference: list[Example] = []
+    pinned = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == alert.model_version_id))
+    if pinned is not None and pinned.start is not None and pinned.end is not None:
+        stmt = (
+            select(Prediction.input_ref, Prediction.predicted_class, Prediction.confidence)
+            .where(
+                Prediction.model_version_id == alert.model_version_id,
+                Prediction.ts >= pinned.start,
+                Prediction.ts < pinned.end,
+                Prediction.input_ref.is_not(None),
+            )
+            .order_by(Prediction.ts)
+            .limit(EXAMPLES)
+        )
+        reference = [
+            Example(r.input_ref, _class_name(names, r.predicted_class), float(r.confidence))
+            for r in session.execute(stmt)
+        ]
+    return atypical, reference
+
+
+def _hours(ticks: list[datetime], origin: datetime) -> list[float]:
+    return [(t - origin).total_seconds() / 3600 for t in ticks]
+
+
+def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]:
+    runs = list(
+        session.scalars(
+            select(DriftRun)
+            .where(DriftRun.config_id == alert.config_id, DriftRun.status == "ok")
+            .order_by(DriftRun.tick.desc())
+            .limit(HISTORY_RUNS)
+        )
+    )[::-1]
+    if len(runs) < 2:  # one point draws no line
+        return None, None
+    origin = runs[0].tick
+    x_label = f"hours since {origin:%Y-%m-%d %H:%M} UTC"
+    first = session.get(DriftRun, alert.first_run_id)  # the run that opened it, on the runs' own clock
+    opened_at = first.tick if first is not None else alert.opened_at
+    opened = svg.Marker(x=(opened_at - origin).total_seconds() / 3600, label="alert opened")
+    hours = _hours([r.tick for r in runs], origin)
+    effect = svg.line_chart(
+        [svg.Series("effect size", hours, [r.effect_size or 0.0 for r in runs])],
+        title=f"{alert.detector}: effect size per run", x_label=x_label, y_label=alert.effect_unit or "effect",
+        markers=[opened],
+    )
+    estimates = list(
+        session.scalars(
+            select(DriftRun)
+            .where(
+                DriftRun.model_version_id == alert.model_version_id,
+                DriftRun.detector == "accuracy_drop",
+                DriftRun.status == "ok",
+                DriftRun.tick >= origin,
+            )
+            .order_by(DriftRun.tick)
+        )
+    )
+    if estimates:  # estimated accuracy itself (%), the way NannyML plots estimated performance
+        series = svg.Series("estimated, %", _hours([r.tick for r in estimates], origin),
+                            [100 * float(r.statistic or 0.0) for r in estimates])
+        y_label = "accuracy, %"
+    else:  # harm from the confidence drop: accuracy points lost
+        lost = [float("nan") if r.estimated_harm is None else r.estimated_harm for r in runs]
+        series = svg.Series("points lost", hours, lost)
+        y_label = "estimated accuracy lost, points"
+    accuracy = svg.line_chart(
+        [series], title="Estimated accuracy over time", x_label=x_label, y_label=y_label, markers=[opened]
+    )
+    return effect, accuracy
+
+
+def build(session: Session, alert: AlertOut) -> AlertView:
+    version = session.get(ModelVersion, alert.model_version_id)
+    model = session.get(Model, version.model_id) if version is not None else None
+    names = list(model.class_names) if model is not None else []
+    atypical, reference = _examples(session, alert, names)
+    history, accuracy_plot = _history(session, alert)
+    return AlertView(
+        summary=_summary(alert),
+        accuracy=_accuracy(session, alert),
+        atypical=atypical,
+        reference=reference,
+        history_svg=history,
+        accuracy_svg=accuracy_plot,
+    )
