@@ -6,8 +6,10 @@ AVX-512, VNNI, AMX), so a figure without its CPU cannot be compared with the nex
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -42,3 +44,12 @@ def machine_facts() -> dict[str, object]:
         "cores": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+def write_result(name: str, result: dict[str, object], headline: tuple[str, ...]) -> Path:
+    """``bench/results/<name>.json`` with the time and the machine added; prints the headline keys."""
+    stamped = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(), **result}
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
+    out.write_text(json.dumps(stamped, indent=2) + "\n")
+    print(json.dumps({key: stamped[key] for key in headline}))
+    return out

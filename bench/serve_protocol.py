@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -24,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import LiveServer  # noqa: E402
-from machine import machine_facts  # noqa: E402
+from machine import write_result  # noqa: E402
 
 from shiftwatch.app import create_app  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
@@ -66,8 +64,6 @@ def main() -> None:
                     server.stop()
     median = {kind: float(np.median(v)) for kind, v in rates.items()}
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
         "clients": CLIENTS,
         "requests_per_round": args.requests,
         "requests_per_second": {kind: [round(v) for v in values] for kind, values in rates.items()},
@@ -75,9 +71,7 @@ def main() -> None:
         "bounded_over_default": round(median["bounded_h11"] / median["uvicorn_default"], 3),
         "note": "client and server share the machine's cores; GET /health bounds the parser's share of a request",
     }
-    out = Path(__file__).resolve().parent / "results" / "serve_protocol.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("median_requests_per_second", "bounded_over_default")}))
+    write_result("serve_protocol", result, ("median_requests_per_second", "bounded_over_default"))
 
 
 if __name__ == "__main__":

@@ -10,18 +10,16 @@ FULL and NORMAL rounds so both see the same disk and load. Writes bench/results/
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_facts  # noqa: E402
+from machine import write_result  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.ingest import ingest  # noqa: E402
@@ -85,8 +83,6 @@ def main() -> None:
                 rates[mode].append(round_rate(path, mode, args.batches, rng))
     median = {mode: float(np.median(values)) for mode, values in rates.items()}
     result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_facts(),
         "batch_rows": BATCH,
         "batches_per_round": args.batches,
         "rows_per_second": {mode: [round(v) for v in values] for mode, values in rates.items()},
@@ -94,9 +90,7 @@ def main() -> None:
         "full_over_normal": round(median["FULL"] / median["NORMAL"], 3),
         "note": "one transaction (one fsync under FULL) per 256-row batch; ratio, not absolute rate, is the claim",
     }
-    out = Path(__file__).resolve().parent / "results" / "sqlite_sync.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("median_rows_per_second", "full_over_normal")}))
+    write_result("sqlite_sync", result, ("median_rows_per_second", "full_over_normal"))
 
 
 if __name__ == "__main__":

@@ -95,6 +95,15 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
         assert label_with_oracle(session, "digits", lambda ref: truth[ref]) == len(records)
 
 
+def drifted_and_labeled(db: Database, settings: Settings) -> LabeledData:
+    """Rotated production images served, logged and labeled, read back as retraining reads them."""
+    from shiftwatch.retrain.labeled import labeled_data
+
+    log_and_label(db, settings, rotated_samples())
+    with db.session() as session:
+        return labeled_data(session, settings, "digits")
+
+
 def assert_quantization_recorded(report: dict) -> None:
     """PTQ was tried first; the shipped artifact and the recorded outcome say the same thing."""
     quantization = report["compression"]["quantization"]
@@ -111,11 +120,7 @@ def assert_quantization_recorded(report: dict) -> None:
 def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
     db: Database, settings: Settings, production: ModelVersion
 ) -> None:
-    from shiftwatch.retrain.labeled import labeled_data
-
-    log_and_label(db, settings, rotated_samples())
-    with db.session() as session:
-        labeled = labeled_data(session, settings, "digits")
+    labeled = drifted_and_labeled(db, settings)
     assert len(labeled) == 240 and len(set(labeled.ids)) == 240
     outcome = retrain(db, settings, "digits", labeled, FAST)
     assert outcome.status == "succeeded" and outcome.version == "v2"
@@ -143,16 +148,11 @@ def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_an_int8_artifact_that_misses_the_agreement_bar_ships_fp32_and_the_run_says_why(
     db: Database, settings: Settings, production: ModelVersion
 ) -> None:
     """No CPU meets an agreement of 1.01: PTQ, then QAT, are tried and declined; the run still succeeds."""
-    log_and_label(db, settings, rotated_samples())
-    from shiftwatch.retrain.labeled import labeled_data
-
-    with db.session() as session:
-        labeled = labeled_data(session, settings, "digits")
+    labeled = drifted_and_labeled(db, settings)
     config = replace(FAST, compress=replace(FAST.compress, quantized_min_agreement=1.01))
     outcome = retrain(db, settings, "digits", labeled, config)
     assert outcome.status == "succeeded", outcome.report.get("gate")
