@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import Column, distinct, select
+from sqlalchemy import Column, select
 from sqlalchemy.engine import Engine
 
 from shiftwatch.db import Base, import_all_models
@@ -28,7 +28,7 @@ def referenced_inputs(engine: Engine) -> set[str]:
     refs: set[str] = set()
     with engine.connect() as connection:
         for column in referencing_columns():
-            refs.update(connection.scalars(select(distinct(column)).where(column.is_not(None))))
+            refs.update(connection.scalars(select(column).where(column.is_not(None)).distinct()))
     return refs
 
 
