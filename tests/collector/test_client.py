@@ -7,7 +7,7 @@ import sys
 import time
 
 import numpy as np
-from conftest import LiveServer, free_port
+from tests.support.servers import LiveServer, free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from conftest import LiveServer, free_port
+from tests.support.servers import LiveServer, free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from collector_data import as_json, as_npz, records
+from tests.support.collector import as_json, as_npz, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector import queries

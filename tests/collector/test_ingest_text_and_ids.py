@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from collector_data import as_json, as_npz, records
+from tests.support.collector import as_json, as_npz, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector.ingest import _rows, _store

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from conftest import free_port
+from tests.support.servers import free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector import registry

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from collector_data import records
+from tests.support.collector import records
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction, PredictionId

@@ -92,7 +92,7 @@ def test_every_console_page_renders_in_the_browser(page, live_server, digits_mod
 def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
     """v1 production, v2 candidate, driven through shadow and one canary step until it awaits approval."""
     import httpx
-    from rollout_support import add_version, png_image
+    from tests.support.rollout import add_version, png_image
 
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.schemas import RolloutPlan
@@ -183,7 +183,7 @@ def test_console_approval_without_confirmation_or_needed_reason_changes_nothing(
 
 
 def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from console_data import load_demo_like_data
+    from tests.support.console import load_demo_like_data
 
     load_demo_like_data(db, settings)
     page.goto(f"{live_server.url}/console/alerts")
@@ -209,7 +209,7 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
     page, live_server, db, settings, tmp_path: Path
 ) -> None:
     """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
-    from console_data import load_demo_like_data, predictions
+    from tests.support.console import load_demo_like_data, predictions
 
     from shiftwatch.collector.service import log_predictions
     from shiftwatch.db import utcnow
@@ -240,7 +240,7 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
 def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
     page, db, settings, tmp_path: Path
 ) -> None:
-    from conftest import LiveServer
+    from tests.support.servers import LiveServer
 
     from shiftwatch.app import create_app
     from shiftwatch.tokens import create_token

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from rollout_support import add_version
+from tests.support.rollout import add_version
 from sqlalchemy import select
 
 from shiftwatch.collector.models import ModelVersion

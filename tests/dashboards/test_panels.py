@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import inspect, text
 
-from console_data import load_demo_like_data
+from tests.support.console import load_demo_like_data
 
 from shiftwatch.dashboards.provision import load_dashboards, panel_queries, push
 

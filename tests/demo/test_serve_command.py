@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import free_port
+from tests.support.servers import free_port
 
 from shiftwatch.demo.story import serve_command, served_url
 from shiftwatch.migrate import upgrade

@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 
 import pytest
-from drift_scenario import add_config, log, pin_reference, records
+from tests.support.drift_scenario import add_config, log, pin_reference, records
 
 from shiftwatch.db import utcnow
 from shiftwatch.detectors.links import with_served_port

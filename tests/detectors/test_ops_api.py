@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from drift_scenario import REGISTRY, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 from shiftwatch.db import utcnow
 from shiftwatch.detectors.runs import run_due_detectors

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drift_scenario import REGISTRY, MeanShiftDetector, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, MeanShiftDetector, add_config, log, pin_reference, records
 from sqlalchemy import func, select
 
 from shiftwatch.db import Database, utcnow
@@ -198,7 +198,7 @@ def test_flagged_samples_reach_the_labeling_function_without_predictions_fk(db, 
 @pytest.mark.slow
 def test_alerts_rank_by_estimated_harm_and_harmless_shift_is_low_severity(db, settings, stream, digits_model):
     from shiftwatch.collector import registry as collector_registry
-    from drift_scenario import pin_reference as pin
+    from tests.support.drift_scenario import pin_reference as pin
 
     version_id, t = stream
     add_config(db, version_id)

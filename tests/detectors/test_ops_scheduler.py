@@ -7,7 +7,7 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from drift_scenario import REGISTRY, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 from sqlalchemy import func, inspect, select, text
 
 from shiftwatch import scheduler

@@ -9,7 +9,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from drift_scenario import REGISTRY, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow

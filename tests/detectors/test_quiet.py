@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from drift_scenario import REGISTRY, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 from sqlalchemy import func, select, update
 
 from shiftwatch.collector.models import ModelVersion

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from labeling_data import log, probs_with_margin
+from tests.support.labeling import log, probs_with_margin
 from sqlalchemy import select
 
 from shiftwatch.errors import Invalid

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, free_port
-from labeling_data import free_port_closed, log, probs_with_margin
+from tests.support.servers import LiveServer, free_port
+from tests.support.labeling import free_port_closed, log, probs_with_margin
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
@@ -30,7 +30,7 @@ from shiftwatch.labeling.sync import pull, push
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
-VENV = Path(os.environ.get("SHIFTWATCH_TEST_LABEL_STUDIO_VENV", Path(__file__).parents[1] / ".labelstudio-venv"))
+VENV = Path(os.environ.get("SHIFTWATCH_TEST_LABEL_STUDIO_VENV", Path(__file__).parents[2] / ".labelstudio-venv"))
 CLASSES = ["zero", "one", "two", "three"]
 
 

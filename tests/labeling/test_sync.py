@@ -1,7 +1,7 @@
 """Queue state through Label Studio outages, and labels back: contract tests against recorded Label Studio traffic.
 
 The recordings (tests/data/labelstudio_*.json) come from a real Label Studio 1.23.2; the live
-server tests are in test_labeling_studio.py.
+server tests are in test_studio.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labeling_data import DATA, ReplayServer, free_port_closed, log, probs_with_margin
+from tests.support.labeling import DATA, ReplayServer, free_port_closed, log, probs_with_margin
 from sqlalchemy import select
 
 from shiftwatch.collector import registry

@@ -114,7 +114,7 @@ def test_bring_your_own_model_registers_from_the_command_line(tmp_path: Path) ->
     torch = pytest.importorskip("torch")
     import json
 
-    import own_model_support as support
+    from tests.support import own_model as support
     import typer
     from typer.testing import CliRunner
 

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import own_model_support as support  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
 
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy  # noqa: E402
@@ -78,11 +78,11 @@ def test_distillation_trains_the_same_factory_at_half_width(setup, tmp_path):
 
 def test_a_named_student_is_distilled_and_a_factory_without_width_needs_one(setup, tmp_path):
     reference, weights, splits = setup
-    named = ContractFamily(TorchContract(support.FACTORY, student_factory="test_own_model_compress:student"), SPEC)
+    named = ContractFamily(TorchContract(support.FACTORY, student_factory="tests.retrain.test_own_model_compress:student"), SPEC)
     result = run(named, named.load_weights(weights), splits, tmp_path, steps=("distill",), distill=DistillConfig(epochs=6))
-    assert result.details["student"] == "test_own_model_compress:student"
+    assert result.details["student"] == "tests.retrain.test_own_model_compress:student"
     assert onnx_accuracy(result.path, splits.test.images, splits.test.labels) > 0.5  # chance is 0.1
-    fixed = ContractFamily(TorchContract("test_own_model_compress:no_width"), SPEC)
+    fixed = ContractFamily(TorchContract("tests.retrain.test_own_model_compress:no_width"), SPEC)
     with pytest.raises(Invalid, match="student_factory"):
         run(fixed, fixed.load_weights(weights), splits, tmp_path / "b", steps=("distill",))
 
@@ -102,7 +102,7 @@ def test_a_missed_ptq_ships_fp32_without_qat_and_qat_is_refused(setup, tmp_path)
 
 def test_the_users_trainer_replaces_the_default_recipe(setup):
     reference, weights, splits = setup
-    family = ContractFamily(TorchContract(support.FACTORY, trainer="test_own_model_compress:counting_trainer"), SPEC)
+    family = ContractFamily(TorchContract(support.FACTORY, trainer="tests.retrain.test_own_model_compress:counting_trainer"), SPEC)
     model = family.load_weights(weights)
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
     TRAINER_CALLS.clear()

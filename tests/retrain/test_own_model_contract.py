@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
 
-import own_model_support as support  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import ModelVersion  # noqa: E402
@@ -71,7 +71,7 @@ def test_a_named_layer_overrides_the_embedding(db, settings, weights):
     [
         ({"class_names": ["a", "b", "c"]}, "model", r"expected \[N, 3\]"),
         ({"contract": TorchContract(support.FACTORY, embedding_layer="nope")}, "embedding_layer", "not a layer"),
-        ({"contract": TorchContract("own_model_support:missing")}, "factory", "no callable"),
+        ({"contract": TorchContract("tests.support.own_model:missing")}, "factory", "no callable"),
         ({"contract": TorchContract("no_such_package.models:build")}, "factory", "cannot import"),
         ({"input_spec": {**support.INPUT_SPEC, "std": [0.0, 1, 1]}}, "input_spec.std", "positive"),
         ({"input_spec": {**support.INPUT_SPEC, "channel_order": "gray"}}, "input_spec.channel_order", "does not fit"),

@@ -1,6 +1,6 @@
-"""Bring your own model, the whole loop: a CNN shiftwatch has never heard of (``own_model_support``, RGB 3x48x48,
-mean/std normalisation) goes register -> served and logged -> drift alert -> labels -> retrain -> compress
--> candidate -> shadow -> canary -> approval, on SQLite and PostgreSQL."""
+"""Bring your own model, the whole loop: a CNN shiftwatch has never heard of (``tests/support/own_model.py``,
+RGB 3x48x48, mean/std normalisation) goes register -> served and logged -> drift alert -> labels -> retrain
+-> compress -> candidate -> shadow -> canary -> approval, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 torch = pytest.importorskip("torch")
 
-import own_model_support as support  # noqa: E402
-from rollout_support import post_and_drain  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
+from tests.support.rollout import post_and_drain  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import Prediction  # noqa: E402

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from rollout_support import add_version
+from tests.support.rollout import add_version
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from rollout_support import add_version, png_image, post_and_drain
+from tests.support.rollout import add_version, png_image, post_and_drain
 from sqlalchemy import select
 
 from shiftwatch.app import create_app

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from rollout_support import add_version, png_image, predict_burst
+from tests.support.rollout import add_version, png_image, predict_burst
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from rollout_support import add_version, predict_burst
+from tests.support.rollout import add_version, predict_burst
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction

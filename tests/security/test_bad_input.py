@@ -9,9 +9,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from collector_data import as_json, as_npz, records
-from hostile_support import json_bomb, png_claiming
-from rollout_support import add_version, png_image
+from tests.support.collector import as_json, as_npz, records
+from tests.support.hostile import json_bomb, png_claiming
+from tests.support.rollout import add_version, png_image
 from sqlalchemy import func, select
 
 from shiftwatch.collector.bodies import ByteBudget

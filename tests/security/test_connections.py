@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import LiveServer
+from tests.support.servers import LiveServer
 
 from shiftwatch.app import create_app
 

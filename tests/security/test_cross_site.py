@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import LiveServer
+from tests.support.servers import LiveServer
 
 from shiftwatch.app import create_app
 

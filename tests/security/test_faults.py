@@ -1,6 +1,6 @@
 """Faults with a real PostgreSQL we may kill: nothing logged is lost, nothing is stored twice or half.
 
-Each test runs against a private cluster (see pg_processes.py), never the shared one.
+Each test runs against a private cluster (see tests/support/pg_processes.py), never the shared one.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import LiveServer, empty_all_tables
-from pg_processes import (
+from tests.support.databases import empty_all_tables
+from tests.support.servers import LiveServer
+from tests.support.pg_processes import (
     FaultCluster,
     ServeProcess,
     fault_cluster_or_skip,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_processes import stored_count
+from tests.support.pg_processes import stored_count
 
 # Each breaks one field of one row; the value says which field the refusal must name.
 MUTATIONS = {

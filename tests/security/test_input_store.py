@@ -10,9 +10,9 @@ import zlib
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from collector_data import records
+from tests.support.collector import records
 from PIL import Image
-from rollout_support import add_version
+from tests.support.rollout import add_version
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore

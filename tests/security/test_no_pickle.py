@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("shiftwatch", "collector", "detectors", "labeling", "retrain", "rollout", "dashboards", "migrations")
 # Calls that unpickle whatever they are given.
 FORBIDDEN = {"pickle.load", "pickle.loads", "cloudpickle.load", "cloudpickle.loads", "dill.load", "dill.loads",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from rollout_support import CLASSES, EMBEDDING_DIM, build_classifier, png_image
+from tests.support.rollout import CLASSES, EMBEDDING_DIM, build_classifier, png_image
 from sqlalchemy import select
 
 from shiftwatch.app import create_app

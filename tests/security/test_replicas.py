@@ -12,8 +12,9 @@ from datetime import datetime, timezone
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, create_pg_database, drop_pg_database, _pg_available
-from pg_processes import ServeProcess, log_n, predictions_locked, stored_count, wait_for_lock_waiters
+from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
+from tests.support.servers import LiveServer
+from tests.support.pg_processes import ServeProcess, log_n, predictions_locked, stored_count, wait_for_lock_waiters
 
 from shiftwatch.collector import metrics, registry
 from shiftwatch.collector.client import Client
@@ -26,7 +27,7 @@ SECRET = "LjBpdpVseduw33ZkABVH5U3-O57kweKKzBg34jtY"
 
 @pytest.fixture
 def shared_pg(tmp_path):  # type: ignore[no-untyped-def]
-    problem = _pg_available()
+    problem = pg_unavailable_reason()
     if problem is not None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI but unavailable: {problem}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from collector_data import records
-from pg_processes import stored_count
+from tests.support.collector import records
+from tests.support.pg_processes import stored_count
 from sqlalchemy import func, select, text
 
 from shiftwatch.collector.service import log_predictions

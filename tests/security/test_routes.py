@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import fastapi.routing
 import pytest
 from fastapi.routing import APIRoute
-from conftest import TEST_CLIENT_HOST
+from tests.support.servers import TEST_CLIENT_HOST
 from fastapi.testclient import TestClient
 from starlette.responses import Response
 

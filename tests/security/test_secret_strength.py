@@ -8,7 +8,7 @@ import string
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect
-from test_security_serve import serve_cli
+from tests.security.test_serve import serve_cli
 
 from shiftwatch.errors import Invalid
 from shiftwatch.secret_key import ensure_secret_key, key_file
@@ -52,7 +52,7 @@ def test_a_weak_key_file_is_refused_by_name_and_left_as_found(tmp_path):
 def test_serve_with_a_weak_key_exits_2_with_one_line_and_migrates_nothing(db_url, backend, tmp_path):
     # A fresh database per backend (the migrated test one would hide a migration): nothing may be created in it.
     if backend == "postgres":
-        from conftest import create_pg_database, drop_pg_database
+        from tests.support.databases import create_pg_database, drop_pg_database
 
         fresh = create_pg_database("sw_weakkey")
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pg_processes import ServeProcess
+from tests.support.pg_processes import ServeProcess
 
 from shiftwatch.errors import Invalid
 from shiftwatch.exposure import is_loopback

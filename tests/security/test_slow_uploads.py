@@ -12,7 +12,7 @@ import socket
 import time
 
 import httpx
-from collector_data import as_json, records
+from tests.support.collector import as_json, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector.bodies import ByteBudget

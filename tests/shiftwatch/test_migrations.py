@@ -50,12 +50,12 @@ def _filled(table, **given):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
 def test_detectors_0002_makes_stored_report_paths_relative_to_the_data_dir(backend_name, tmp_path) -> None:
     """Absolute report paths broke every alert's report once the data directory moved (issue 17)."""
-    from conftest import BACKENDS, _pg_available, create_pg_database, drop_pg_database
+    from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, pg_unavailable_reason
     from sqlalchemy import MetaData, create_engine, select
 
     from shiftwatch.migrate import upgrade
 
-    if backend_name not in BACKENDS or (backend_name == "postgres" and _pg_available() is not None):
+    if backend_name not in BACKENDS or (backend_name == "postgres" and pg_unavailable_reason() is not None):
         pytest.skip(f"backend {backend_name} not available")
     url = create_pg_database("sw_mig") if backend_name == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
     try:

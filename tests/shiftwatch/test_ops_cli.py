@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import pytest
-from console_data import open_drift_alert
+from tests.support.console import open_drift_alert
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli

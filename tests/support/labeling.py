@@ -18,7 +18,7 @@ from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def free_port_closed() -> int:

@@ -15,7 +15,7 @@ SIDE = 56  # stored images are larger than the model input: the gateway's resize
 INPUT_SPEC = {"shape": [3, 48, 48], "resize": "stretch", "channel_order": "rgb", "scale": "0..1",
               "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}  # fmt: skip
 CLASS_NAMES = [str(i) for i in range(10)]
-FACTORY = "own_model_support:build"
+FACTORY = "tests.support.own_model:build"
 
 
 def build(width: float = 1.0):  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from conftest import free_port
+from tests.support.servers import free_port
 
 from shiftwatch.collector.client import Client
 from shiftwatch.collector.models import Prediction
