@@ -280,6 +280,7 @@ def forget_cached_versions() -> None:
 
 def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[dict]:
     n = len(batch)
+    # Float32Vector's stored bytes, encoded here: PostgreSQL's COPY bypasses column types.
     embeddings = batch.embeddings.astype("<f4", copy=False) if batch.embeddings is not None else None
     probabilities = batch.probabilities.astype("<f4", copy=False) if batch.probabilities is not None else None
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)

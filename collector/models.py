@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, Uuid
+import numpy as np
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shiftwatch.collector.records import ROUTES
-from shiftwatch.db import Base, UtcDateTime, utcnow
+from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 __all__ = ["ROUTES", "VERSION_STATES", "Model", "ModelVersion", "Prediction", "PredictionId"]
 VERSION_STATES = ("candidate", "shadow", "canary", "production", "rejected", "rolled_back", "retired")
@@ -71,9 +72,8 @@ class Prediction(Base):
     stream_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     predicted_class: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
-    # float32 little-endian bytes: 4 bytes per value, not JSON text.
-    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    probabilities: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
+    embedding: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
     input_ref: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -60,11 +60,11 @@ def window(
 
 
 def rows_to_window(rows: list[Prediction]) -> Window:
-    def matrix(blobs: list[bytes | None]) -> np.ndarray | None:
-        present = [b for b in blobs if b is not None]
-        if not present or len(present) != len(blobs):
+    def matrix(vectors: list[np.ndarray | None]) -> np.ndarray | None:
+        present = [v for v in vectors if v is not None]
+        if not present or len(present) != len(vectors):
             return None
-        return np.frombuffer(b"".join(present), dtype="<f4").reshape(len(present), -1).astype(np.float32)
+        return np.stack(present)
 
     return Window(
         ids=[r.id for r in rows],

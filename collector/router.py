@@ -200,10 +200,10 @@ def get_predictions(
 
 
 def _out(p: Prediction, model: str, version: str, include_vectors: bool) -> PredictionOut:
-    def vector(blob: bytes | None) -> list[float] | None:
-        if blob is None or not include_vectors:
+    def vector(values: np.ndarray | None) -> list[float] | None:
+        if values is None or not include_vectors:
             return None
-        return np.frombuffer(blob, dtype="<f4").astype(float).tolist()
+        return values.tolist()
 
     return PredictionOut(
         id=p.id,

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shiftwatch.db import Base, UtcDateTime, utcnow
+from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 ALERT_STATES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("low", "medium", "high")
@@ -78,11 +79,12 @@ class ReferenceWindow(Base):
     n: Mapped[int] = mapped_column(Integer)
     embedding_dim: Mapped[int | None] = mapped_column(Integer, nullable=True)
     num_classes: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    embeddings: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    confidence: Mapped[bytes] = mapped_column(LargeBinary)
-    predicted_class: Mapped[bytes] = mapped_column(LargeBinary)
-    labels: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Each array flattened (embeddings and probabilities are n rows of embedding_dim / num_classes).
+    embeddings: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
+    probabilities: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
+    confidence: Mapped[np.ndarray] = mapped_column(Float32Vector)
+    predicted_class: Mapped[np.ndarray] = mapped_column(Float32Vector)
+    labels: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
     # Where and when each sample was taken (int64 microseconds since the epoch): detectors permute
     # blocks of consecutive frames of one camera, so the reference needs them as much as the current window.
     stream_ids: Mapped[list[str | None] | None] = mapped_column(JSON, nullable=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import queries
 from shiftwatch.collector.models import ModelVersion
+from shiftwatch.db import float32_bytes
 from shiftwatch.detectors.models import ReferenceWindow
 from shiftwatch.errors import Invalid, NotFound
 
@@ -36,10 +37,6 @@ class ReferenceData:
 
     def __len__(self) -> int:
         return len(self.confidence)
-
-
-def _f32(array: np.ndarray | None) -> bytes | None:
-    return None if array is None else np.ascontiguousarray(array, dtype="<f4").tobytes()
 
 
 def _check(name: str, array: np.ndarray | None, n: int, ndim: int) -> None:
@@ -89,17 +86,24 @@ def pin(
         raise Invalid(
             "embeddings", f"model version has {version.embedding_dim}-d embeddings, got {embeddings.shape[1]}"
         )
-    blobs = {
-        "embeddings": _f32(embeddings),
-        "probabilities": _f32(probabilities),
-        "confidence": _f32(confidence),
-        "predicted_class": _f32(predicted_class),
-        "labels": _f32(labels),
-        "timestamps": None if timestamps is None else timestamps.astype("datetime64[us]").astype("<i8").tobytes(),
+    stamps = None if timestamps is None else timestamps.astype("datetime64[us]").astype("<i8").tobytes()
+    # Held as stored (float32), so this session's row reads back as a later session's will.
+    confidence, predicted_class = np.asarray(confidence, np.float32), np.asarray(predicted_class, np.float32)
+    embeddings, probabilities, labels = (
+        None if array is None else np.asarray(array, np.float32) for array in (embeddings, probabilities, labels)
+    )
+    vectors = {
+        "embeddings": embeddings,
+        "probabilities": probabilities,
+        "confidence": confidence,
+        "predicted_class": predicted_class,
+        "labels": labels,
     }
+    # The fingerprint hashes the stored bytes, so fitted states stay valid across releases.
     digest = hashlib.sha256()
-    for name, blob in blobs.items():
-        digest.update(name.encode() + b"\0" + (blob or b""))
+    for name, array in vectors.items():
+        digest.update(name.encode() + b"\0" + (b"" if array is None else float32_bytes(array)))
+    digest.update(b"timestamps\0" + (stamps or b""))
     digest.update(json.dumps(stream_ids).encode())
     row = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == model_version_id))
     if row is None:
@@ -108,10 +112,10 @@ def pin(
     row.source, row.start, row.end, row.n = source, start, end, n
     row.embedding_dim = None if embeddings is None else embeddings.shape[1]
     row.num_classes = None if probabilities is None else probabilities.shape[1]
-    row.embeddings, row.probabilities = blobs["embeddings"], blobs["probabilities"]
-    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]
+    row.embeddings, row.probabilities = embeddings, probabilities
+    row.confidence, row.predicted_class, row.labels = confidence, predicted_class, labels
     row.stream_ids = None if stream_ids is None else list(stream_ids)
-    row.timestamps = blobs["timestamps"]
+    row.timestamps = stamps
     row.fingerprint = digest.hexdigest()
     session.flush()
     return row
@@ -172,22 +176,16 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
     if row is None:
         return None
 
-    def matrix(blob: bytes | None, width: int | None) -> np.ndarray | None:
-        if blob is None or width is None:
-            return None
-        return np.frombuffer(blob, dtype="<f4").reshape(row.n, width).astype(np.float32)
+    def matrix(values: np.ndarray | None, width: int | None) -> np.ndarray | None:
+        return None if values is None or width is None else values.reshape(row.n, width)
 
-    def vector(blob: bytes | None) -> np.ndarray | None:
-        return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float64)
-
-    labels = vector(row.labels)
     return ReferenceData(
         model_version_id=model_version_id,
         embeddings=matrix(row.embeddings, row.embedding_dim),
         probabilities=matrix(row.probabilities, row.num_classes),
-        confidence=vector(row.confidence),  # type: ignore[arg-type]
-        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]
-        labels=None if labels is None else labels.astype(np.int64),
+        confidence=row.confidence.astype(np.float64),
+        predicted_class=row.predicted_class.astype(np.int64),
+        labels=None if row.labels is None else row.labels.astype(np.int64),
         stream_ids=row.stream_ids,
         timestamps=(
             None if row.timestamps is None else np.frombuffer(row.timestamps, dtype="<i8").astype("datetime64[us]")

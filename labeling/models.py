@@ -11,10 +11,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Uuid
+import numpy as np
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shiftwatch.db import Base, UtcDateTime, utcnow
+from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 # Why a sample is in the queue; also the order of precedence when two sources pick the same one.
 REASONS = ("disagreement", "flagged", "uncertain", "random")
@@ -37,9 +38,9 @@ class LabelTask(Base):
     ts: Mapped[datetime] = mapped_column(UtcDateTime)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     input_ref: Mapped[str | None] = mapped_column(String(2000), nullable=True)
-    # float32 little-endian bytes, copied from the prediction.
-    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    probabilities: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Copied from the prediction.
+    embedding: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
+    probabilities: Mapped[np.ndarray | None] = mapped_column(Float32Vector, nullable=True)
     predicted_class: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(String(20))

@@ -30,10 +30,6 @@ class LabeledSample:
     labeled_at: datetime
 
 
-def _vector(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
 def labeled_samples(session: Session, model_name: str, since: datetime | None = None) -> list[LabeledSample]:
     """All labeled samples of every version of ``model_name`` labeled at or after ``since``, oldest label first."""
     model = registry.get_model(session, model_name)
@@ -52,7 +48,7 @@ def labeled_samples(session: Session, model_name: str, since: datetime | None = 
             ts=task.ts,
             model_version_id=task.model_version_id,
             input_ref=task.input_ref,
-            embedding=_vector(task.embedding),
+            embedding=task.embedding,
             predicted_class=task.predicted_class,
             label=label.label,
             annotator=label.annotator,

@@ -107,14 +107,6 @@ def _prediction_rows(session: Session, model_version_id: int, ids: list[uuid.UUI
     return rows
 
 
-def _vector(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def _blob(vector: np.ndarray | None) -> bytes | None:
-    return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
-
-
 def candidate_from_row(row: Prediction, reason: str, priority: float, evidence: dict[str, Any]) -> Candidate:
     return Candidate(
         prediction_id=row.id,
@@ -123,8 +115,8 @@ def candidate_from_row(row: Prediction, reason: str, priority: float, evidence: 
         predicted_class=row.predicted_class,
         confidence=row.confidence,
         input_ref=row.input_ref,
-        embedding=_vector(row.embedding),
-        probabilities=_vector(row.probabilities),
+        embedding=row.embedding,
+        probabilities=row.probabilities,
         reason=reason,
         priority=priority,
         evidence=evidence,
@@ -146,8 +138,8 @@ def insert_candidates(session: Session, candidates: list[Candidate], now: dateti
             ts=c.ts,
             model_version_id=c.model_version_id,
             input_ref=c.input_ref,
-            embedding=_blob(c.embedding),
-            probabilities=_blob(c.probabilities),
+            embedding=c.embedding,
+            probabilities=c.probabilities,
             predicted_class=c.predicted_class,
             confidence=float(c.confidence),
             reason=c.reason,
@@ -360,10 +352,10 @@ def _existing_centers(session: Session, version_id: int) -> np.ndarray | None:
         .order_by(LabelTask.created_at.desc())
         .limit(EXISTING_CENTERS)
     )
-    blobs = list(session.scalars(stmt))
-    if not blobs:
+    centers = list(session.scalars(stmt))
+    if not centers:
         return None
-    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+    return np.stack(centers)
 
 
 def tasks_of_model(model_name: str):  # type: ignore[no-untyped-def]

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+import numpy as np
+from sqlalchemy import DateTime, LargeBinary, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -47,6 +48,36 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def float32_bytes(array: np.ndarray) -> bytes:
+    """An array's values as the bytes a ``Float32Vector`` column stores: little-endian float32, row-major."""
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
+class Float32Vector(TypeDecorator[np.ndarray]):
+    """float32 vectors as little-endian bytes (4 per value, not JSON text), read back as 1-d float32 arrays.
+
+    An array of any shape is stored flattened; bytes are taken as already encoded, since ingest builds
+    one row shape for both PostgreSQL's COPY (which bypasses column types) and SQLite's insert.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: np.ndarray | bytes | None, dialect: object) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        return float32_bytes(value)
+
+    def process_result_value(self, value: bytes | None, dialect: object) -> np.ndarray | None:
+        return None if value is None else np.frombuffer(value, dtype="<f4").astype(np.float32)
+
+    def compare_values(self, x: object, y: object) -> bool:
+        """Equal when the stored bytes would be (``==`` on arrays is elementwise, so the ORM cannot use it)."""
+        if not isinstance(x, (np.ndarray, bytes)) or not isinstance(y, (np.ndarray, bytes)):
+            return x is y
+        return self.process_bind_param(x, None) == self.process_bind_param(y, None)
 
 
 def utcnow() -> datetime:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text
 
-from shiftwatch.db import Base, Database, import_all_models
+from shiftwatch.db import Base, Database, Float32Vector, import_all_models
 
 
 def test_migrations_produce_exactly_the_orm_schema(db: Database) -> None:
@@ -24,6 +25,22 @@ def test_every_orm_table_exists_after_upgrade(db: Database) -> None:
     import_all_models()
     tables = set(inspect(db.engine).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
+
+
+def test_float32_vectors_keep_the_bytes_existing_databases_hold(db: Database) -> None:
+    """Vector columns store little-endian float32 bytes, as rows written before ``Float32Vector`` do."""
+    vector = np.random.default_rng(7).normal(size=5)
+    probe = Table("float32_vector_probe", MetaData(), Column("id", Integer, primary_key=True), Column("v", Float32Vector))
+    with db.engine.begin() as connection:
+        probe.create(connection)
+        try:
+            connection.execute(probe.insert(), [{"id": 1, "v": vector}, {"id": 2, "v": None}])
+            raw = connection.execute(text("SELECT v FROM float32_vector_probe ORDER BY id")).scalars().all()
+            typed = connection.execute(select(probe.c.v).order_by(probe.c.id)).scalars().all()
+        finally:
+            probe.drop(connection)
+    assert bytes(raw[0]) == vector.astype("<f4").tobytes() and raw[1] is None
+    assert typed[0].dtype == np.float32 and np.array_equal(typed[0], vector.astype(np.float32)) and typed[1] is None
 
 
 def _include_unmanaged(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
