@@ -91,7 +91,7 @@ def start_shadow(url: str, data_dir: Path) -> None:
     settings = Settings(database_url=url, data_dir=data_dir)
     db = Database.connect(url)
     with db.session() as session:
-        controller.start_rollout(session, settings, "digits", "v2", RolloutPlan(), actor="bench")
+        controller.start_rollout(session, settings.data_dir, "digits", "v2", RolloutPlan(), actor="bench")
     db.dispose()
 
 

@@ -81,7 +81,7 @@ def policy_picks(
         )
         for p, e, ref in zip(probabilities, embeddings, refs, strict=True)
     ]
-    log_predictions(db, settings, records)
+    log_predictions(db, records, max_rows=settings.max_batch_rows, retention_days=settings.retention_days)
     # What the detectors would flag: the MMD witness function's most atypical production samples.
     result = MMDDetector(n_permutations=50, n_evidence=BUDGET, seed=seed).fit(reference_embeddings).test(embeddings)
     flags = [

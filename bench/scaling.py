@@ -89,14 +89,15 @@ def main() -> None:
             chunks = [batch[i : i + 1000] for i in range(0, len(batch), 1000)]
             t0 = time.perf_counter()
             for chunk in chunks:
-                log_predictions(db, settings, chunk)
+                log_predictions(db, chunk, max_rows=settings.max_batch_rows, retention_days=settings.retention_days)
             seconds = time.perf_counter() - t0
             ingest[v] = {"rows": INGEST_ROWS, "seconds": seconds, "rows_per_s": INGEST_ROWS / seconds}
             console.print(f"ingest over {v} versions: {INGEST_ROWS / seconds:,.0f} rows/s")
         results["ingest"] = ingest
 
         # One hot version with enough rows for the biggest window, next to 100 versions' rows.
-        log_predictions(db, settings, rows_for([names[0]], max(WINDOWS) * 2, rng, start + timedelta(minutes=30)))
+        later = rows_for([names[0]], max(WINDOWS) * 2, rng, start + timedelta(minutes=30))
+        log_predictions(db, later, max_rows=settings.max_batch_rows, retention_days=settings.retention_days)
         window_s, detector_s, floor_s = {}, {}, {}
         for w in WINDOWS:
             with db.session() as session:

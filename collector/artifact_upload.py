@@ -18,23 +18,24 @@ from fastapi.concurrency import run_in_threadpool
 from shiftwatch.artifacts import ARTIFACTS_DIR, ArtifactCheck, verify_onnx_artifact
 from shiftwatch.collector.bodies import SlowBody
 from shiftwatch.errors import TooLarge
-from shiftwatch.settings import Settings
 
 
 async def receive_artifact(
-    request: Request, settings: Settings, expected_sha256: str | None
+    request: Request, expected_sha256: str | None, *, data_dir: Path, limit: int, timeout_s: float
 ) -> tuple[str, ArtifactCheck]:
-    """Store the uploaded artifact; returns its registry path (``artifacts/<sha256>.onnx``) and what was verified."""
-    limit = settings.artifact_max_bytes
+    """Store the uploaded artifact; returns its registry path (``artifacts/<sha256>.onnx``) and what was verified.
+
+    ``limit`` is SHIFTWATCH_ARTIFACT_MAX_BYTES, ``timeout_s`` SHIFTWATCH_ARTIFACT_UPLOAD_TIMEOUT_S.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"artifact: {declared} bytes, over the limit of {limit} (SHIFTWATCH_ARTIFACT_MAX_BYTES)")
-    root = Path(settings.data_dir) / ARTIFACTS_DIR
+    root = Path(data_dir) / ARTIFACTS_DIR
     incoming = root / ".incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     part = incoming / f"{uuid.uuid4().hex}.part"
     try:
-        await _stream_to(request, part, limit, settings.artifact_upload_timeout_s)
+        await _stream_to(request, part, limit, timeout_s)
         check = await run_in_threadpool(verify_onnx_artifact, part, expected_sha256, limit)
         os.replace(part, root / f"{check.sha256}.onnx")  # same bytes, same name: a re-upload is harmless
     finally:

@@ -23,6 +23,19 @@ from shiftwatch.settings import Settings
 INFLATE_CHUNK = 1024 * 1024  # inflate output is charged to the budget a MiB at a time
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """What a request body may take: bytes as sent, bytes a JSON body may inflate to, seconds to arrive."""
+
+    max_request_bytes: int
+    max_json_bytes: int
+    read_timeout_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        return cls(settings.max_request_bytes, settings.max_json_bytes, settings.body_read_timeout_s)
+
+
 class SlowBody(ShiftwatchError):
     """The body did not arrive within the read timeout (a stalled or deliberately slow upload)."""
 
@@ -121,15 +134,15 @@ def inflate(body: bytes, encoding: str, limit: int, limit_name: str, reservation
     return b"".join(parts)
 
 
-def inflated_limit(media_type: str, settings: Settings) -> tuple[int, str]:
+def inflated_limit(media_type: str, limits: BodyLimits) -> tuple[int, str]:
     """How large a body of this media type may inflate to, and the setting that says so."""
     if media_type == "application/json":  # parse cost, not transfer, is what a JSON body's size bounds
-        return min(settings.max_json_bytes, settings.max_request_bytes), "SHIFTWATCH_MAX_JSON_BYTES"
-    return settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
+        return min(limits.max_json_bytes, limits.max_request_bytes), "SHIFTWATCH_MAX_JSON_BYTES"
+    return limits.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES"
 
 
 async def read_body(
-    request: Request, settings: Settings, *, limit: int, limit_name: str, reservation: Reservation
+    request: Request, limits: BodyLimits, *, limit: int, limit_name: str, reservation: Reservation
 ) -> bytes:
     """The request body, decompressed (gzip/deflate) in a worker thread, within ``limit`` bytes.
 
@@ -139,8 +152,8 @@ async def read_body(
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding not in ("", "identity", "gzip", "deflate"):
         raise Invalid("content-encoding", f"{encoding!r} is not supported (use gzip)")
-    timeout_s = settings.body_read_timeout_s
+    timeout_s = limits.read_timeout_s
     if encoding in ("", "identity"):
-        return await read_raw(request, min(settings.max_request_bytes, limit), limit_name, timeout_s, reservation)
-    body = await read_raw(request, settings.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES", timeout_s, reservation)
+        return await read_raw(request, min(limits.max_request_bytes, limit), limit_name, timeout_s, reservation)
+    body = await read_raw(request, limits.max_request_bytes, "SHIFTWATCH_MAX_REQUEST_BYTES", timeout_s, reservation)
     return await run_in_threadpool(inflate, body, encoding, limit, limit_name, reservation)

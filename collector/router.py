@@ -15,7 +15,7 @@ from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
 from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.artifact_upload import receive_artifact
-from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
+from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
@@ -83,7 +83,10 @@ async def upload_artifact(
     _: Principal = Depends(require("operate")),
 ):
     """Upload an ONNX file (the raw bytes; ``X-Artifact-Sha256`` optional); register it by the path returned."""
-    path, check = await receive_artifact(request, settings, request.headers.get("x-artifact-sha256"))
+    path, check = await receive_artifact(
+        request, request.headers.get("x-artifact-sha256"), data_dir=settings.data_dir,
+        limit=settings.artifact_max_bytes, timeout_s=settings.artifact_upload_timeout_s,
+    )  # fmt: skip
     return ArtifactOut(artifact_path=path, sha256=check.sha256, size_bytes=check.size_bytes,
                        opset=check.opset, inputs=list(check.inputs), outputs=list(check.outputs))
 
@@ -125,14 +128,14 @@ def _json_chunks(body: bytes) -> list:
 JSON_PARSE_FACTOR = 4
 
 
-async def _parsed_chunks(request: Request, content_type: str, settings: Settings, reservation: Reservation) -> list:
+async def _parsed_chunks(request: Request, content_type: str, limits: BodyLimits, reservation: Reservation) -> list:
     """Read (bounded in size, time and shared budget) and parse the body off the event loop."""
     if content_type not in (wire.CONTENT_TYPE, "application/json"):
         raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
-    limit, name = inflated_limit(content_type, settings)
-    body = await read_body(request, settings, limit=limit, limit_name=name, reservation=reservation)
+    limit, name = inflated_limit(content_type, limits)
+    body = await read_body(request, limits, limit=limit, limit_name=name, reservation=reservation)
     if content_type == wire.CONTENT_TYPE:
-        return [(await run_in_threadpool(_npz_batch, body, settings.max_request_bytes), None)]
+        return [(await run_in_threadpool(_npz_batch, body, limits.max_request_bytes), None)]
     reservation.charge(len(body) * JSON_PARSE_FACTOR)
     return await run_in_threadpool(_json_chunks, body)
 
@@ -161,7 +164,7 @@ async def post_predictions(
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     try:
         with Reservation(request.app.state.parse_budget) as reservation:
-            chunks = await _parsed_chunks(request, content_type, settings, reservation)
+            chunks = await _parsed_chunks(request, content_type, BodyLimits.of(settings), reservation)
             with gate:
                 result = await run_in_threadpool(
                     ingest, db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days

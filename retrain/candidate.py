@@ -22,7 +22,6 @@ from shiftwatch.retrain.artifact_store import ArtifactStore, StoredArtifact
 from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.measure import latency_report
-from shiftwatch.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,7 @@ class PackagedModel:
 
 def package(
     model: Any,
-    settings: Settings,
+    data_dir: Path,
     *,
     train: tuple[np.ndarray, np.ndarray],
     evaluation: tuple[np.ndarray, np.ndarray],
@@ -57,7 +56,7 @@ def package(
     ``family`` is the kind of model (default: the digits CNN; a contract model's ``ContractFamily``).
     """
     family = family or DigitsFamily()
-    store = ArtifactStore(settings.data_dir)
+    store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-retrain-") as tmp:
         work = Path(tmp)
         result = compress(
@@ -100,7 +99,7 @@ def next_version_name(session: Session, model_name: str) -> str:
 
 def register(
     session: Session,
-    settings: Settings,
+    data_dir: Path,
     model_name: str,
     packaged: PackagedModel,
     report: dict[str, Any],
@@ -109,7 +108,7 @@ def register(
     version: str | None = None,
 ) -> ModelVersion:
     """Record the artifact rows and register the version (``candidate`` unless told otherwise)."""
-    store = ArtifactStore(settings.data_dir)
+    store = ArtifactStore(data_dir)
     store.record(session, packaged.onnx)
     store.record(session, packaged.weights)
     return registry.register_version(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -104,8 +105,6 @@ def retrain_command(
     """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
     if ctx.invoked_subcommand is not None:
         return
-    from dataclasses import replace
-
     from shiftwatch.retrain.compress import CompressConfig, parse_steps
 
     if not model:
@@ -121,9 +120,9 @@ def retrain_command(
     settings, db = _connect()
     with db.session() as session:
         registry.get_model(session, model)
-        base, _ = production_base(session, settings, model)
-        labeled = labeled_data(session, settings, model, since=since_at)
-        calibration = recent_inputs(session, settings, base.id)
+        base, _ = production_base(session, settings.data_dir, model)
+        labeled = labeled_data(session, settings.data_dir, model, since=since_at)
+        calibration = recent_inputs(session, settings.data_dir, base.id)
     config = RetrainConfig(
         seed=seed,
         compress=replace(CompressConfig(), steps=steps),
@@ -131,7 +130,7 @@ def retrain_command(
     )
     with _progress() as progress:
         outcome = retrain(
-            db, settings, model, labeled, config, since=since_at,
+            db, settings.data_dir, model, labeled, config, since=since_at,
             calibration_images=calibration if len(calibration) else None, progress=_Bars(progress),
             reference_set=reference_set,
         )  # fmt: skip
@@ -148,8 +147,6 @@ def bootstrap_command(
     epochs: int = typer.Option(12, min=1, help="training epochs of the reference CNN"),
 ) -> None:
     """Train the reference digits CNN and register it (production if the model has none yet)."""
-    from dataclasses import replace
-
     from shiftwatch.retrain.compress import CompressConfig, parse_steps
 
     steps = parse_steps(compress)
@@ -160,7 +157,7 @@ def bootstrap_command(
     settings, db = _connect()
     config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
     with _progress() as progress:
-        outcome = bootstrap(db, settings, model, config, reference=TrainConfig(epochs=epochs, seed=seed), progress=_Bars(progress))
+        outcome = bootstrap(db, settings.data_dir, model, config, reference=TrainConfig(epochs=epochs, seed=seed), progress=_Bars(progress))
     typer.echo(json.dumps(_summary(outcome), indent=2))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.errors import Invalid
-from shiftwatch.retrain.distill import DistillConfig
+from shiftwatch.retrain.distill import DistillConfig, teacher_targets
 from shiftwatch.retrain.export import ExportResult, ParityReport, export_artifact
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.int8_policy import choose_int8
@@ -99,8 +99,6 @@ def compress(
 
     ``family`` says how to copy, distill, prune and fine-tune this kind of model (default: the digits CNN).
     """
-    from shiftwatch.retrain.distill import teacher_targets
-
     family = family or DigitsFamily()
     config = config or CompressConfig()
     if "qat" in config.steps and not family.supports_qat:

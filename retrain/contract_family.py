@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from shiftwatch.artifacts import sha256_file
 from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.digits import DigitsSplits, stratified_split
@@ -115,8 +116,6 @@ class ContractFamily:
         return load_reference_set(self.reference_set, self.spec)
 
     def reference_snapshot(self) -> dict[str, Any]:
-        from shiftwatch.artifacts import sha256_file
-
         path = self.reference_set
         return {"dataset": str(path), "sha256": sha256_file(path) if path and path.is_file() else None,
                 "split_seed": REFERENCE_SPLIT_SEED}  # fmt: skip

@@ -8,37 +8,33 @@ from __future__ import annotations
 
 import io
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.collector.queries import window
 from shiftwatch.db import utcnow
-from shiftwatch.errors import Invalid, NotFound, Unavailable
+from shiftwatch.errors import Invalid, NotFound
+from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.training import LabeledData
-from shiftwatch.settings import Settings
 
 
 def labeled_data(
-    session: Session, settings: Settings, model_name: str, since: datetime | None = None, now: datetime | None = None
+    session: Session, data_dir: Path, model_name: str, since: datetime | None = None, now: datetime | None = None
 ) -> LabeledData:
     """Labeled production samples of ``model_name`` with their stored input images.
 
     Samples whose input image was not stored (or was removed) are skipped: there is nothing
     to train on. Images go through the production version's declared preprocessing (``input_spec``).
     """
-    try:
-        from shiftwatch.labeling.queries import labeled_samples
-    except ModuleNotFoundError as exc:
-        if exc.name and "labeling" in exc.name:
-            raise Unavailable("the labeling package is not installed; pass labeled arrays instead") from None
-        raise
     now = now or utcnow()
-    store = InputStore(settings.data_dir)
+    store = InputStore(data_dir)
     blobs, labels, ages, ids = [], [], [], []
     for sample in labeled_samples(session, model_name, since=since):
         if not sample.input_ref:
@@ -54,9 +50,9 @@ def labeled_data(
     return LabeledData(decode_inputs(blobs, spec), np.asarray(labels, np.int64), np.asarray(ages, np.float64), tuple(ids))
 
 
-def recent_inputs(session: Session, settings: Settings, model_version_id: int, limit: int = 512) -> np.ndarray:
+def recent_inputs(session: Session, data_dir: Path, model_version_id: int, limit: int = 512) -> np.ndarray:
     """The last ``limit`` production inputs the version saw (those stored): PTQ calibration data."""
-    store = InputStore(settings.data_dir)
+    store = InputStore(data_dir)
     blobs = []
     for ref in window(session, model_version_id, last_n=limit).input_ref:
         if ref:
@@ -83,7 +79,5 @@ def decode_inputs(blobs: list[bytes], spec: InputSpec) -> np.ndarray:
 
 
 def _production_spec(session: Session, model_name: str) -> InputSpec:
-    from shiftwatch.collector import registry
-
     production = registry.versions_in_state(session, model_name, "production")
     return InputSpec.from_dict(production[-1].input_spec if production else None)

@@ -22,8 +22,8 @@ from shiftwatch.collector.models import ModelVersion
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.export import export_artifact
 from shiftwatch.retrain.onnx_contract import adapt_onnx, validate_onnx
-from shiftwatch.settings import Settings
 
 PROBE_IMAGES = 16  # parity of the fp32 export is checked on this many seeded probe inputs
 
@@ -35,7 +35,7 @@ def _first_state(session: Session, model_name: str) -> str:
 
 def register_torch_model(
     session: Session,
-    settings: Settings,
+    data_dir: Path,
     model_name: str,
     class_names: list[str],
     version: str,
@@ -46,7 +46,6 @@ def register_torch_model(
     state: str | None = None,
 ) -> ModelVersion:
     """Build ``contract.factory`` with ``weights``, validate, export to ONNX (parity-checked), register."""
-    from shiftwatch.retrain.export import export_artifact
     from shiftwatch.retrain.torch_contract import build, save_module_weights, validate
 
     spec = InputSpec.from_dict(input_spec)
@@ -54,7 +53,7 @@ def register_torch_model(
         raise Invalid("weights", f"{weights} does not exist")
     model = build(contract, Path(weights))
     probe = validate(model, spec, len(class_names))
-    store = ArtifactStore(settings.data_dir)
+    store = ArtifactStore(data_dir)
     pixels = np.random.default_rng(0).random((PROBE_IMAGES, *spec.shape), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
         exported = export_artifact(model, Path(tmp), spec.normalise(pixels), name="fp32")
@@ -83,7 +82,7 @@ def register_torch_model(
 
 def register_onnx_model(
     session: Session,
-    settings: Settings,
+    data_dir: Path,
     model_name: str,
     class_names: list[str],
     version: str,
@@ -100,7 +99,7 @@ def register_onnx_model(
     (there are no weights to fine-tune), which its report says.
     """
     spec = InputSpec.from_dict(input_spec)
-    store = ArtifactStore(settings.data_dir)
+    store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
         adapted = adapt_onnx(Path(onnx_path), Path(tmp) / "model.onnx",
                              logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip

@@ -25,12 +25,13 @@ from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
 from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
 from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.models import TrainingRun
-from shiftwatch.retrain.reference_model import TrainConfig
+from shiftwatch.retrain.reference_model import TrainConfig, accuracy, train_reference
+from shiftwatch.retrain.torch_contract import TorchContract
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
-from shiftwatch.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +64,21 @@ class RetrainOutcome:
     report: dict[str, Any]
 
 
-def production_base(session: Session, settings: Settings, model_name: str) -> tuple[ModelVersion, Path]:
+def production_base(session: Session, data_dir: Path, model_name: str) -> tuple[ModelVersion, Path]:
     """The production version of ``model_name`` and its torch weights file (the fine-tuning start)."""
     production = registry.versions_in_state(session, model_name, "production")
     if not production:
         raise Invalid("model", f"{model_name!r} has no production version to fine-tune from")
     base = production[-1]
     weights = base.report.get("weights_path") if base.report else None
-    if not weights or not ArtifactStore(settings.data_dir).resolve(weights).is_file():
+    if not weights or not ArtifactStore(data_dir).resolve(weights).is_file():
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
             "(an ONNX-only model is served, quantized and rolled out but not retrained: register a PyTorch "
             "factory + weights for that, see docs/own-model.md)",
         )
-    return base, ArtifactStore(settings.data_dir).resolve(weights)
+    return base, ArtifactStore(data_dir).resolve(weights)
 
 
 def family_for(base: ModelVersion, reference_set: Path | None = None) -> ModelFamily:
@@ -85,19 +86,14 @@ def family_for(base: ModelVersion, reference_set: Path | None = None) -> ModelFa
     contract = (base.report or {}).get("contract") or {}
     if contract.get("kind") != "torch":
         return DigitsFamily()
-    from shiftwatch.retrain.contract_family import ContractFamily
-    from shiftwatch.retrain.torch_contract import TorchContract
-
     return ContractFamily(TorchContract.from_dict(contract), InputSpec.from_dict(base.input_spec), reference_set)
 
 
 def _base_accuracy(
-    settings: Settings, base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray
+    data_dir: Path, base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray
 ) -> float:
     """What production scores: its deployed artifact when there is one, else its torch weights."""
-    from shiftwatch.retrain.reference_model import accuracy
-
-    artifact = ArtifactStore(settings.data_dir).resolve(base.artifact_path) if base.artifact_path else None
+    artifact = ArtifactStore(data_dir).resolve(base.artifact_path) if base.artifact_path else None
     if artifact is not None and artifact.is_file():
         return onnx_accuracy(artifact, images, labels)
     return accuracy(base_model, images, labels)
@@ -115,7 +111,7 @@ def _finish(db: Database, run_id: int, started: float, **values: Any) -> None:
 
 def retrain(
     db: Database,
-    settings: Settings,
+    data_dir: Path,
     model_name: str,
     labeled: LabeledData,
     config: RetrainConfig | None = None,
@@ -138,7 +134,7 @@ def retrain(
     labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
-        base, weights_path = production_base(session, settings, model_name)
+        base, weights_path = production_base(session, data_dir, model_name)
         family = family_for(base, reference_set)
         if "qat" in config.compress.steps and not family.supports_qat:
             raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
@@ -178,16 +174,16 @@ def retrain(
         recent = labeled_train.images if calibration_images is None else calibration_images
         calibration = np.concatenate([recent, splits.val.images])
         packaged = package(
-            model, settings, train=(images, labels), evaluation=(eval_images, eval_labels),
+            model, data_dir, train=(images, labels), evaluation=(eval_images, eval_labels),
             calibration=calibration, train_config=train_config, compress_config=config.compress,
             latency_repeats=config.latency_repeats, progress=progress, family=family,
         )  # fmt: skip
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]
             result = gate(
-                _base_accuracy(settings, base, base_model, splits.test.images, splits.test.labels),
+                _base_accuracy(data_dir, base, base_model, splits.test.images, splits.test.labels),
                 onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels),
-                _base_accuracy(settings, base, base_model, labeled_holdout.images, labeled_holdout.labels),
+                _base_accuracy(data_dir, base, base_model, labeled_holdout.images, labeled_holdout.labels),
                 onnx_accuracy(packaged.onnx.path, labeled_holdout.images, labeled_holdout.labels),
                 config.gate,
             )
@@ -201,11 +197,11 @@ def retrain(
                 "base_version": base.version,
             }
             if result.passed:
-                version_row = register(session, settings, model_name, packaged, report)
+                version_row = register(session, data_dir, model_name, packaged, report)
             else:  # the files stay on record (the run names them), but no version is registered
                 version_row = None
                 for stored in (packaged.onnx, packaged.weights):
-                    ArtifactStore(settings.data_dir).record(session, stored)
+                    ArtifactStore(data_dir).record(session, stored)
             version_name = version_row.version if version_row else None
             version_id = version_row.id if version_row else None
     except BaseException as exc:
@@ -222,7 +218,7 @@ def retrain(
 
 def bootstrap(
     db: Database,
-    settings: Settings,
+    data_dir: Path,
     model_name: str = "digits",
     config: RetrainConfig | None = None,
     *,
@@ -231,8 +227,6 @@ def bootstrap(
 ) -> RetrainOutcome:
     """Train the reference CNN from scratch and register it: ``production`` when the model has
     no production version yet (there is nothing to roll out against), else ``candidate``."""
-    from shiftwatch.retrain.reference_model import train_reference
-
     config = config or RetrainConfig()
     reference = reference or TrainConfig(seed=config.seed)
     with db.session() as session:
@@ -241,7 +235,7 @@ def bootstrap(
     epochs = (lambda done, total, loss: progress("train", done, total)) if progress else None  # noqa: E731
     model = train_reference(config.seed, reference, progress=epochs)
     packaged = package(
-        model, settings, train=(splits.train.images, splits.train.labels),
+        model, data_dir, train=(splits.train.images, splits.train.labels),
         evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
         train_config=reference, compress_config=config.compress, latency_repeats=config.latency_repeats,
         progress=progress,
@@ -250,5 +244,5 @@ def bootstrap(
     report = {**packaged.report, "accuracy_old": round(accuracy, 4), "accuracy_new": None, "trained": asdict(reference)}
     with db.session() as session:
         has_production = bool(registry.versions_in_state(session, model_name, "production"))
-        row = register(session, settings, model_name, packaged, report, state="candidate" if has_production else "production")
+        row = register(session, data_dir, model_name, packaged, report, state="candidate" if has_production else "production")
         return RetrainOutcome(None, row.state, row.version, row.id, None, report)

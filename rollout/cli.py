@@ -8,7 +8,7 @@ import json
 import typer
 
 from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
-from shiftwatch.errors import Invalid
+from shiftwatch.errors import Conflict, Invalid
 
 
 def _actor() -> str:
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
             raise Invalid("--plan", str(exc).splitlines()[-1]) from None
         settings, db = _connect()
         with db.session() as session:
-            rollout = controller.start_rollout(session, settings, model, version, plan, actor=_actor())
+            rollout = controller.start_rollout(session, settings.data_dir, model, version, plan, actor=_actor())
             _print_status(status.describe(session, rollout))
 
     @rollout_app.command("status")
@@ -97,7 +97,6 @@ def register(app: typer.Typer) -> None:
         """The comparison table, the candidate's compression report and the audit log; --report writes the
         Evidently report (the API serves it at /v1/rollouts/{id}/report without writing a file)."""
         from shiftwatch.db import utcnow
-        from shiftwatch.errors import Conflict
         from shiftwatch.rollout import controller, status
         from shiftwatch.rollout.report import write_report
 
@@ -116,7 +115,7 @@ def register(app: typer.Typer) -> None:
             path = None
             if report:
                 try:
-                    path = str(write_report(session, settings, rollout, utcnow()))
+                    path = str(write_report(session, settings.data_dir, rollout, utcnow()))
                 except Conflict:
                     path = None
             out = status.describe(session, rollout)
@@ -158,6 +157,6 @@ def register(app: typer.Typer) -> None:
         from shiftwatch.rollout import controller
 
         settings, db = _connect()
-        for outcome in controller.tick(db, settings):
+        for outcome in controller.tick(db):
             typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
                        f"({outcome.decision}: {'; '.join(outcome.reasons)})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -25,7 +26,6 @@ from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.models import ACTIVE_STATES, AuditLog, Comparison, Rollout
 from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.schemas import RolloutPlan
-from shiftwatch.settings import Settings
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"shadow", "rejected"}),
@@ -133,7 +133,7 @@ def list_active(session: Session) -> list[Rollout]:
 
 
 def start_rollout(
-    session: Session, settings: Settings, model: str, version: str, plan: RolloutPlan, *, actor: str
+    session: Session, data_dir: Path, model: str, version: str, plan: RolloutPlan, *, actor: str
 ) -> Rollout:
     """Put a registered candidate into shadow behind the current production version."""
     candidate = registry.get_version(session, model, version)
@@ -149,7 +149,7 @@ def start_rollout(
         raise Conflict(f"rollout {active.id} of {model!r} is still {active.state}; finish it first")
     if candidate.artifact_path:
         # Refuse a swapped or corrupted file now, before any traffic (raises Conflict on a sha256 mismatch).
-        load_verified(artifact_file(settings, candidate.artifact_path), candidate.artifact_sha256)
+        load_verified(artifact_file(data_dir, candidate.artifact_path), candidate.artifact_sha256)
     # No artifact: the team serves elsewhere and logs both versions through the SDK; only the comparisons run here.
     now = utcnow()
     rollout = Rollout(
@@ -231,9 +231,7 @@ def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: Labe
     return TickOutcome(rollout.id, before, rollout.state, verdict.decision, verdict.reasons)
 
 
-def tick(
-    db: Database, settings: Settings, now: datetime | None = None, labels: LabelLookup | None = None
-) -> list[TickOutcome]:
+def tick(db: Database, now: datetime | None = None, labels: LabelLookup | None = None) -> list[TickOutcome]:
     """Judge every rollout in shadow or canary once. Run by the scheduler; callable directly."""
     now = now or utcnow()
     labels = labels or handoff.known_labels

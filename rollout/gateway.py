@@ -119,7 +119,10 @@ class Gateway:
         # the event loop keeps answering, and concurrent huge images cannot all be in memory at once.
         self.decode_executor = ThreadPoolExecutor(max_workers=settings.gateway_decode_threads,
                                                   thread_name_prefix="decode")
-        self.writer = PredictionLogWriter(db, settings)
+        self.writer = PredictionLogWriter(
+            db, settings.data_dir, input_max_bytes=settings.input_max_bytes,
+            ingest_max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+        )  # fmt: skip
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}
         self._loaded: dict[tuple[int, bool], ServedVersion] = {}  # (version id, as shadow) -> loaded
@@ -192,7 +195,7 @@ class Gateway:
         try:
             spec = InputSpec.from_dict(row.input_spec)
             classifier = load_verified(
-                artifact_file(self.settings, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
+                artifact_file(self.settings.data_dir, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )
         except ShiftwatchError as exc:
             log.error("refusing to serve %s:%s: %s", model.name, row.version, exc.message)

@@ -8,13 +8,12 @@ from pathlib import Path
 from shiftwatch.artifacts import sha256_file
 from shiftwatch.errors import Conflict, NotFound
 from shiftwatch.retrain.runtime import OnnxClassifier
-from shiftwatch.settings import Settings
 
 
-def artifact_file(settings: Settings, artifact_path: str) -> Path:
+def artifact_file(data_dir: Path, artifact_path: str) -> Path:
     """Registry paths are absolute or relative to ``data_dir``."""
     path = Path(artifact_path)
-    return path if path.is_absolute() else settings.data_dir / path
+    return path if path.is_absolute() else data_dir / path
 
 
 def load_verified(path: Path, expected_sha256: str | None, threads: int = 1) -> OnnxClassifier:

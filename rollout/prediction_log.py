@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
@@ -28,7 +29,6 @@ from shiftwatch.errors import Invalid, TooLarge
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
 from shiftwatch.rollout.models import ServingError
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
-from shiftwatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,23 @@ class PredictionLogWriter:
     """One thread, one queue; ``put`` never blocks the caller."""
 
     # 0.2 s / 512 rows: a multi-row insert of 512 rows takes a few ms, well under one interval.
-    def __init__(self, db: Database, settings: Settings, flush_interval_s: float = 0.2, max_rows: int = 512) -> None:
+    def __init__(
+        self,
+        db: Database,
+        data_dir: Path,
+        *,
+        input_max_bytes: int,
+        ingest_max_rows: int,
+        retention_days: int,
+        flush_interval_s: float = 0.2,
+        max_rows: int = 512,
+    ) -> None:
+        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS."""
         self.db = db
-        self.settings = settings
-        self.store = InputStore(settings.data_dir)
+        self.store = InputStore(data_dir)
+        self.input_max_bytes = input_max_bytes
+        self.ingest_max_rows = ingest_max_rows
+        self.retention_days = retention_days
         self.flush_interval_s = flush_interval_s
         self.max_rows = max_rows
         self.written = 0
@@ -126,7 +139,7 @@ class PredictionLogWriter:
                 continue
             try:
                 if id(item.image) not in refs:
-                    image = stored_bytes(item.image, self.settings.input_max_bytes)
+                    image = stored_bytes(item.image, self.input_max_bytes)
                     refs[id(item.image)] = self.store.put(image, item.image.extension)
                 item.record.input_ref = refs[id(item.image)]
             except TooLarge as exc:
@@ -136,9 +149,12 @@ class PredictionLogWriter:
                 log.exception("could not store an input image; the prediction is logged without it")
             records.append(item.record)
         if records:
-            self._store(records, lambda rows: log_predictions(self.db, self.settings, rows), "prediction")
+            self._store(records, self._log, "prediction")
         if errors:
             self._store(errors, self._insert_errors, "serving error")
+
+    def _log(self, records: list[PredictionRecord]) -> None:
+        log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days)
 
     def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
                ) -> None:

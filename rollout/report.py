@@ -14,7 +14,6 @@ from shiftwatch.errors import Conflict
 from shiftwatch.rollout.evidence import fmt
 from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
-from shiftwatch.settings import Settings
 
 
 def outputs_frame(rows: Window) -> pd.DataFrame:
@@ -25,7 +24,7 @@ def outputs_frame(rows: Window) -> pd.DataFrame:
     return frame
 
 
-def write_report(session: Session, settings: Settings, rollout: Rollout, now: datetime) -> Path:
+def write_report(session: Session, data_dir: Path, rollout: Rollout, now: datetime) -> Path:
     """Evidently's data-drift preset on the outputs (confidence, class, per-class probabilities); returns the HTML path."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -49,7 +48,7 @@ def write_report(session: Session, settings: Settings, rollout: Rollout, now: da
         Dataset.from_pandas(current[shared], data_definition=definition),
         Dataset.from_pandas(reference[shared], data_definition=definition),
     )
-    path = settings.data_dir / "reports" / f"rollout-{rollout.id}.html"
+    path = data_dir / "reports" / f"rollout-{rollout.id}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
     return path

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.auth import Principal, require
-from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
+from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.dependencies import get_db, get_settings
@@ -39,9 +39,10 @@ async def predict(
     _: Principal = Depends(require("ingest")),
 ):
     content_type = request.headers.get("content-type", "")
-    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), settings)
+    limits = BodyLimits.of(settings)
+    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), limits)
     with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:
-        body = await read_body(request, settings, limit=limit, limit_name=limit_name, reservation=reservation)
+        body = await read_body(request, limits, limit=limit, limit_name=limit_name, reservation=reservation)
         answer = await gateway.predict(
             name,
             body,
@@ -85,7 +86,7 @@ def start_rollout(
     who: Principal = Depends(require("operate")),
 ):
     with db.session() as session:
-        rollout = controller.start_rollout(session, settings, body.model, body.version, body.plan, actor=who.name)
+        rollout = controller.start_rollout(session, settings.data_dir, body.model, body.version, body.plan, actor=who.name)
         return status.describe(session, rollout)
 
 
@@ -115,7 +116,7 @@ def rollout_report(
 ):
     """Evidently report of candidate vs production outputs, for the approver (headed as a comparison, not an alarm)."""
     with db.session() as session:
-        path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
+        path = write_report(session, settings.data_dir, controller.get_rollout(session, rollout_id), utcnow())
     return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8")))
 
 
@@ -150,7 +151,7 @@ def bootstrap(
 
 def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:
     """The scheduled job (shiftwatch.scheduler claims the tick, so one replica runs it)."""
-    controller.tick(db, settings, utcnow())
+    controller.tick(db, utcnow())
 
 
 def controller_job(settings: Settings) -> ScheduledJob:

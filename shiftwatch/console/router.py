@@ -260,7 +260,7 @@ def rollout_comparison(
     from shiftwatch.rollout.report import framed_as_comparison, write_report
 
     with db.session() as session:
-        path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
+        path = write_report(session, settings.data_dir, controller.get_rollout(session, rollout_id), utcnow())
     back = str(request.url_for("console_rollout", rollout_id=rollout_id))
     return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 

@@ -46,7 +46,7 @@ def bootstrap_model(stage: Stage) -> bool:
               "and exporting to ONNX Runtime (parity-checked against PyTorch).")
     config = RetrainConfig(compress=CompressConfig(steps=steps))
     with stage.progress() as progress:
-        outcome = bootstrap(stage.db, stage.settings, MODEL, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
+        outcome = bootstrap(stage.db, stage.settings.data_dir, MODEL, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
                             progress=stage.step_bars(progress))
     report = outcome.report
     stage.say(f"Registered [bold]{MODEL} {outcome.version}[/] as {outcome.status}: held-out accuracy "

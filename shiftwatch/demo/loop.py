@@ -133,8 +133,8 @@ def retrain(stage: Stage) -> bool:
     from shiftwatch.retrain.pipeline import production_base
 
     with stage.db.session() as session:
-        base, _ = production_base(session, stage.settings, MODEL)
-        labeled = labeled_data(session, stage.settings, MODEL)
+        base, _ = production_base(session, stage.settings.data_dir, MODEL)
+        labeled = labeled_data(session, stage.settings.data_dir, MODEL)
     stage.say(f"Fine-tuning {base.version} on the reference digits plus {len(labeled)} labeled production samples; "
               f"compressing ({', '.join(stage.scale.compress_steps) or 'none'}); the gate compares old and new "
               "held-out accuracy.")
@@ -166,7 +166,7 @@ def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ign
                            compress=CompressConfig(steps=steps))
     try:
         with stage.progress() as progress:
-            return retrain_candidate(stage.db, stage.settings, MODEL, labeled, config,
+            return retrain_candidate(stage.db, stage.settings.data_dir, MODEL, labeled, config,
                                      progress=stage.step_bars(progress))
     except ParityError as exc:
         if not steps:
@@ -189,7 +189,7 @@ def roll_out(stage: Stage) -> bool:
     plan = RolloutPlan(canary_steps=[0.25, 0.5], min_shadow_pairs=200, min_step_predictions=100, min_agreement=0.0,
                        latency_budget_ms=500.0)
     with stage.db.session() as session:
-        rollout = controller.start_rollout(session, stage.settings, MODEL, stage.candidate, plan, actor="shiftwatch demo")
+        rollout = controller.start_rollout(session, stage.settings.data_dir, MODEL, stage.candidate, plan, actor="shiftwatch demo")
         stage.rollout_id = rollout.id
     stage.timeline.mark("shadow")
     stage.say(f"Rollout #{stage.rollout_id}: {stage.candidate} mirrors production traffic in [bold]shadow[/] "
@@ -200,7 +200,7 @@ def roll_out(stage: Stage) -> bool:
 
     def tick(stage: Stage) -> bool:
         wait_until_stored(stage)
-        outcome = controller.tick(stage.db, stage.settings, utcnow())[0]
+        outcome = controller.tick(stage.db, utcnow())[0]
         if (outcome.state_after, outcome.decision) != (last["state"], last["decision"]):
             stage.say(f"  controller: {outcome.state_before} -> {outcome.state_after}, {outcome.decision}: {'; '.join(outcome.reasons)}")
             if outcome.state_after != last["state"]:

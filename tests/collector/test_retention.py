@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tests.support.collector import records
+from tests.support.collector import records, store_predictions
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import apply_retention, ensure_upcoming_partitions, list_partitions
-from shiftwatch.collector.service import log_predictions
 
 
 def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
@@ -21,7 +20,7 @@ def test_retention_removes_only_days_past_the_window(db, settings, digits_model)
     now = datetime.now(timezone.utc)
     old = records(30, ts=now - timedelta(days=9, hours=1), seed=1)
     recent = records(20, ts=now - timedelta(hours=1), seed=2)
-    log_predictions(db, settings, old + recent)
+    store_predictions(db, settings, old + recent)
     assert count(db) == 50
 
     removed = apply_retention(db.engine, retention_days=7, now=now)

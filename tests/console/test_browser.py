@@ -102,7 +102,7 @@ def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # typ
     # Half the traffic in the one canary step, so both arms have rows to compare.
     plan = RolloutPlan(canary_steps=[0.5], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
     with db.session() as session:
-        rollout_id = controller.start_rollout(session, settings, "digits", "v2", plan, actor="alice").id
+        rollout_id = controller.start_rollout(session, settings.data_dir, "digits", "v2", plan, actor="alice").id
     gateway = app.state.gateway
     for offset in (0, 100):  # shadow, then the canary step
         gateway.refresh("digits")
@@ -112,7 +112,7 @@ def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # typ
             assert response.status_code == 200, response.text
         time.sleep(0.3)  # shadow copies run after the production answer
         assert gateway.writer.flush()
-        controller.tick(db, settings)
+        controller.tick(db)
     with db.session() as session:
         assert controller.get_rollout(session, rollout_id).last_decision["decision"] == "await_approval"
     return rollout_id
@@ -211,13 +211,13 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
     """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
     from tests.support.console import load_demo_like_data, predictions
 
-    from shiftwatch.collector.service import log_predictions
+    from tests.support.collector import store_predictions
     from shiftwatch.db import utcnow
     from shiftwatch.detectors.runs import run_due_detectors
 
     load_demo_like_data(db, settings)
     for step in range(2):  # two more runs on new shifted traffic: a history to plot
-        log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=20 + step, minutes_ago=4 - 2 * step))
+        store_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=20 + step, minutes_ago=4 - 2 * step))
         assert run_due_detectors(db, settings, utcnow() + timedelta(minutes=step + 1)).runs == 1
     page.goto(f"{live_server.url}/console/alerts")
     harm = page.locator("table tr >> nth=1").locator("td >> nth=6").inner_text()  # the score the list is ranked by

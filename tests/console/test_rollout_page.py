@@ -36,7 +36,7 @@ def start(db, settings, plan: RolloutPlan) -> int:  # type: ignore[no-untyped-de
     with db.session() as session:
         session.scalar(select(ModelVersion).where(ModelVersion.version == "v2")).report = RETRAIN_REPORT
     with db.session() as session:
-        return controller.start_rollout(session, settings, "digits", "v2", plan, actor="alice").id
+        return controller.start_rollout(session, settings.data_dir, "digits", "v2", plan, actor="alice").id
 
 
 def text_of(html: str) -> str:

@@ -124,8 +124,8 @@ def test_an_onnx_only_model_is_served_but_not_retrained(db, settings, setup, tmp
                       input_names=["x"], output_names=["logits", "embedding"],
                       dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "embedding": {0: "n"}})  # fmt: skip
     with db.session() as session:
-        row = register_onnx_model(session, settings, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
+        row = register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
         assert row.state == "production" and row.report["retrainable"] is False
     labeled = LabeledData.from_arrays(splits.val.images[:20], splits.val.labels[:20])
     with pytest.raises(Invalid, match="ONNX-only"):
-        retrain(db, settings, "shapes", labeled)
+        retrain(db, settings.data_dir, "shapes", labeled)

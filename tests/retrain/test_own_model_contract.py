@@ -41,7 +41,7 @@ def register(db, settings, weights, **overrides):  # type: ignore[no-untyped-def
               "class_names": support.CLASS_NAMES}  # fmt: skip
     values.update(overrides)
     with db.session() as session:
-        row = register_torch_model(session, settings, "shapes", values.pop("class_names"), "v1", **values)
+        row = register_torch_model(session, settings.data_dir, "shapes", values.pop("class_names"), "v1", **values)
         return row.id, row.embedding_dim, dict(row.input_spec), dict(row.report), row.artifact_path, row.state
 
 
@@ -111,10 +111,10 @@ def test_an_onnx_file_is_adapted_to_logits_and_embedding_outputs(db, settings, w
     hidden = [n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "Relu"][-1]
     with pytest.raises(Invalid, match="name the tensor") as caught:
         with db.session() as session:
-            register_onnx_model(session, settings, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
+            register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
     assert caught.value.field == "embedding_output" and versions(db) == 0
     with db.session() as session:
-        row = register_onnx_model(session, settings, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC,
+        row = register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC,
                                   embedding_output=hidden)  # fmt: skip
         assert row.embedding_dim == 32 and row.report["retrainable"] is False
         artifact = settings.data_dir / row.artifact_path

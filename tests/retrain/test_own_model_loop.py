@@ -70,7 +70,7 @@ def test_a_model_defined_only_in_the_test_goes_from_registration_to_an_approved_
     reference, weights = user_files
     # 1. register: the user's factory + weights + preprocessing; the first version serves production
     with db.session() as session:
-        v1 = register_torch_model(session, settings, "shapes", support.CLASS_NAMES, "v1",
+        v1 = register_torch_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1",
                                   TorchContract(support.FACTORY, reference_set=str(reference)), weights, support.INPUT_SPEC)  # fmt: skip
         v1_id = v1.id
     assert v1.state == "production"
@@ -95,10 +95,10 @@ def test_a_model_defined_only_in_the_test_goes_from_registration_to_an_approved_
         truth = {ref: int(tilted_labels[int(rid.split("-")[1])]) for _, ref, rid in rows}
         enqueue(session, v1_id, [pid for pid, _, _ in rows], "random")
         assert label_with_oracle(session, "shapes", lambda ref: truth[ref]) == 260
-        labeled = labeled_data(session, settings, "shapes")
+        labeled = labeled_data(session, settings.data_dir, "shapes")
     assert labeled.images.shape == (260, 3, 48, 48)
     # 5. retrain + compress: fine-tune from v1's weights, prune channels with torch-pruning, int8 PTQ
-    outcome = retrain(db, settings, "shapes", labeled, CONFIG)
+    outcome = retrain(db, settings.data_dir, "shapes", labeled, CONFIG)
     assert outcome.status == "succeeded", outcome.report.get("gate")
     result = outcome.report
     if "prune" in CONFIG.compress.steps:
@@ -110,19 +110,19 @@ def test_a_model_defined_only_in_the_test_goes_from_registration_to_an_approved_
     with db.session() as session:
         v2 = registry.get_version(session, "shapes", outcome.version)
         assert v2.state == "candidate" and v2.input_spec == registry.get_version(session, "shapes", "v1").input_spec
-        rollout_id = controller.start_rollout(session, settings, "shapes", outcome.version, PLAN, actor="alice").id
+        rollout_id = controller.start_rollout(session, settings.data_dir, "shapes", outcome.version, PLAN, actor="alice").id
     # 6. shadow -> canary -> approval, through the gateway
     gateway = api.app.state.gateway
     gateway.refresh("shapes")
     mixed, mixed_labels = support.render(13, 60, rotation_deg=ROTATION)
     assert {a["route"] for a in post(api, mixed[:30], "shadow")} == {"production"}
-    shadow = controller.tick(db, settings)
+    shadow = controller.tick(db)
     assert [o.decision for o in shadow] == ["advance"], shadow
     for step, expected in enumerate(["advance", "await_approval"]):
         gateway.refresh("shapes")
         answers = post(api, np.concatenate([mixed, clean[:30]]), f"canary{step}")
         assert "canary" in {a["route"] for a in answers}
-        assert [o.decision for o in controller.tick(db, settings)] == [expected]
+        assert [o.decision for o in controller.tick(db)] == [expected]
     # A reason: with this few random-slice labels the accuracy SPRT may still be undecided (then it is required).
     response = api.post(f"/v1/rollouts/{rollout_id}/approve", json={"reason": "fixes the tilted camera; checked by hand"})
     assert response.status_code == 200 and response.json()["state"] == "production", response.text

@@ -44,13 +44,13 @@ def production(db: Database, settings: Settings, trained: DigitsCNN) -> ModelVer
     """digits v1 in production, with its ONNX artifact and torch weights stored (as bootstrap leaves it)."""
     splits = digits.split_digits(0)
     packaged = package(
-        trained, settings, train=(splits.train.images, splits.train.labels),
+        trained, settings.data_dir, train=(splits.train.images, splits.train.labels),
         evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
         train_config=TrainConfig(), compress_config=CompressConfig(steps=()), latency_repeats=3,
     )  # fmt: skip
     with db.session() as session:
         registry.register_model(session, "digits", digits.CLASS_NAMES)
-        return register(session, settings, "digits", packaged, packaged.report, state="production", version="v1")
+        return register(session, settings.data_dir, "digits", packaged, packaged.report, state="production", version="v1")
 
 
 def rotated_samples(n: int = 240) -> LabeledData:
@@ -72,7 +72,7 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
     """Production serves the drifted images through ONNX Runtime, logs them, and the labeling queue gets them labeled."""
     from shiftwatch.collector.inputs import InputStore
     from shiftwatch.collector.records import PredictionRecord
-    from shiftwatch.collector.service import log_predictions
+    from tests.support.collector import store_predictions
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.queue import enqueue
     from shiftwatch.retrain.runtime import OnnxClassifier
@@ -89,7 +89,7 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
             model="digits", version="v1", predicted_class=int(out.predicted_class[i]), confidence=float(out.confidence[i]),
             embedding=out.embeddings[i], probabilities=out.probabilities[i], input_ref=ref,
         ))  # fmt: skip
-    log_predictions(db, settings, records)
+    store_predictions(db, settings, records)
     with db.session() as session:
         enqueue(session, v1.id, [r.id for r in records], "random")
         assert label_with_oracle(session, "digits", lambda ref: truth[ref]) == len(records)
@@ -101,7 +101,7 @@ def drifted_and_labeled(db: Database, settings: Settings) -> LabeledData:
 
     log_and_label(db, settings, rotated_samples())
     with db.session() as session:
-        return labeled_data(session, settings, "digits")
+        return labeled_data(session, settings.data_dir, "digits")
 
 
 def assert_quantization_recorded(report: dict) -> None:
@@ -122,7 +122,7 @@ def test_labeled_drift_samples_become_a_candidate_that_recovers_accuracy(
 ) -> None:
     labeled = drifted_and_labeled(db, settings)
     assert len(labeled) == 240 and len(set(labeled.ids)) == 240
-    outcome = retrain(db, settings, "digits", labeled, FAST)
+    outcome = retrain(db, settings.data_dir, "digits", labeled, FAST)
     assert outcome.status == "succeeded" and outcome.version == "v2"
     assert outcome.gate is not None and outcome.gate.new_candidate > outcome.gate.new_base + 0.1
     with db.session() as session:
@@ -154,7 +154,7 @@ def test_an_int8_artifact_that_misses_the_agreement_bar_ships_fp32_and_the_run_s
     """No CPU meets an agreement of 1.01: PTQ, then QAT, are tried and declined; the run still succeeds."""
     labeled = drifted_and_labeled(db, settings)
     config = replace(FAST, compress=replace(FAST.compress, quantized_min_agreement=1.01))
-    outcome = retrain(db, settings, "digits", labeled, config)
+    outcome = retrain(db, settings.data_dir, "digits", labeled, config)
     assert outcome.status == "succeeded", outcome.report.get("gate")
     quantization = outcome.report["compression"]["quantization"]
     assert [a["recipe"] for a in quantization["attempts"]] == ["ptq", "qat+ptq"]
@@ -174,7 +174,7 @@ def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered
 ) -> None:
     # No candidate gains 90 points; one epoch is enough to find that out.
     config = replace(FAST, finetune=TrainConfig(epochs=1, lr=1e-3), gate=GateConfig(min_new_gain=0.9))
-    outcome = retrain(db, settings, "digits", rotated_samples(60), config)
+    outcome = retrain(db, settings.data_dir, "digits", rotated_samples(60), config)
     assert outcome.status == "rejected" and outcome.version is None
     with db.session() as session:
         assert [v.version for v in registry.list_versions(session, "digits")] == ["v1"]
@@ -188,13 +188,13 @@ def test_no_labeled_data_is_a_clear_error_and_writes_nothing(
 ) -> None:
     empty = LabeledData.from_arrays(np.zeros((0, 1, 32, 32), np.float32), np.zeros(0, np.int64))
     with pytest.raises(Invalid, match="no labeled samples for model 'digits'"):
-        retrain(db, settings, "digits", empty, FAST)
+        retrain(db, settings.data_dir, "digits", empty, FAST)
     assert count(db, TrainingRun) == 0
 
 
 def test_unknown_model_is_not_found_and_writes_nothing(db: Database, settings: Settings) -> None:
     with pytest.raises(NotFound, match="'nope'"):
-        retrain(db, settings, "nope", rotated_samples(10), FAST)
+        retrain(db, settings.data_dir, "nope", rotated_samples(10), FAST)
     assert count(db, TrainingRun) == 0
 
 
@@ -202,14 +202,14 @@ def test_a_production_version_without_torch_weights_cannot_be_fine_tuned(
     db: Database, settings: Settings, digits_model: ModelVersion
 ) -> None:
     with pytest.raises(Invalid, match="no torch weights"):
-        retrain(db, settings, "digits", rotated_samples(10), FAST)
+        retrain(db, settings.data_dir, "digits", rotated_samples(10), FAST)
     assert count(db, TrainingRun) == 0
 
 
 @pytest.mark.slow
 def test_bootstrap_registers_the_reference_model_in_production_once(db: Database, settings: Settings) -> None:
     reference = TrainConfig(epochs=1)
-    first = bootstrap(db, settings, "digits", FAST, reference=reference)
+    first = bootstrap(db, settings.data_dir, "digits", FAST, reference=reference)
     assert first.status == "production" and first.version == "v1"
     with db.session() as session:
         row = registry.get_version(session, "digits", "v1")
@@ -224,7 +224,7 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
 ) -> None:
     from shiftwatch.collector.inputs import InputStore
     from shiftwatch.collector.records import PredictionRecord
-    from shiftwatch.collector.service import log_predictions
+    from tests.support.collector import store_predictions
     from shiftwatch.retrain.labeled import recent_inputs
 
     images = digits.split_digits(0).test.images[:5]
@@ -237,9 +237,9 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
         for image in images
     ]
     records.append(PredictionRecord(model="digits", version="v1", predicted_class=1, confidence=0.5, embedding=np.zeros(64, np.float32)))
-    log_predictions(db, settings, records)
+    store_predictions(db, settings, records)
     with db.session() as session:
-        got = recent_inputs(session, settings, digits_model.id, limit=10)
+        got = recent_inputs(session, settings.data_dir, digits_model.id, limit=10)
     assert got.shape == (5, 1, 32, 32)  # the prediction without a stored input is skipped
     for image in got:  # each is one of the logged images, up to 8-bit PNG rounding
         assert min(np.abs(image - original).max() for original in images) < 1 / 255

@@ -11,12 +11,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from tests.support.collector import store_predictions
 from tests.support.rollout import add_version
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import utcnow
 from shiftwatch.rollout import controller
 
@@ -69,7 +69,7 @@ def test_status_writes_no_report_unless_asked_and_json_is_the_api_shape(db, db_u
     add_version(db, settings, "v1", state="production")
     add_version(db, settings, "v2")
     with db.session() as session:
-        rollout = controller.start_rollout(session, settings, "digits", "v2", RolloutPlan(), actor="test")
+        rollout = controller.start_rollout(session, settings.data_dir, "digits", "v2", RolloutPlan(), actor="test")
         rollout.stage_started_at = utcnow() - timedelta(hours=1)
         rollout_id = rollout.id
     rng = np.random.default_rng(0)  # enough outputs on both routes that a report could be written
@@ -82,7 +82,7 @@ def test_status_writes_no_report_unless_asked_and_json_is_the_api_shape(db, db_u
                 embedding=rng.normal(size=16).astype(np.float32), probabilities=probs, route=route,
                 ts=utcnow() - timedelta(minutes=30 - i),
             ))  # fmt: skip
-    log_predictions(db, settings, records)
+    store_predictions(db, settings, records)
     env = {"SHIFTWATCH_DATABASE_URL": db_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir), "COLUMNS": "80"}
     runner = CliRunner()
     shown = runner.invoke(cli_app(), ["rollout", "status", str(rollout_id)], env=env)

@@ -27,7 +27,7 @@ def send(api, n: int, offset: int = 0) -> list[dict]:  # type: ignore[no-untyped
 
 def start(db, settings, version: str = "v2", plan: RolloutPlan = FAST_PLAN) -> int:  # type: ignore[no-untyped-def]
     with db.session() as session:
-        return controller.start_rollout(session, settings, "digits", version, plan, actor="alice").id
+        return controller.start_rollout(session, settings.data_dir, "digits", version, plan, actor="alice").id
 
 
 def state_of(db, rollout_id: int) -> Rollout:  # type: ignore[no-untyped-def]
@@ -86,7 +86,7 @@ def test_broken_candidate_is_rolled_back_automatically(db, settings, api):
     rollout_id = start(db, settings)
     api.app.state.gateway.refresh("digits")
     send(api, 40)
-    (outcome,) = controller.tick(db, settings)
+    (outcome,) = controller.tick(db)
     assert (outcome.state_before, outcome.state_after, outcome.decision) == ("shadow", "rolled_back", "rollback")
     assert any("confidence" in r or "agreement" in r for r in outcome.reasons)
     assert audit_actions(db, rollout_id)[-1] == ("auto_rollback", "controller", False)
@@ -106,7 +106,7 @@ def test_failing_canary_answers_fall_back_to_production_and_the_error_rate_rolls
     api.app.state.gateway.refresh("digits")
     answers = send(api, 20)
     assert {(a["route"], a["version"]) for a in answers} == {("production", "v1")}  # clients never saw the failure
-    (outcome,) = controller.tick(db, settings)
+    (outcome,) = controller.tick(db)
     assert outcome.state_after == "rolled_back" and "error rate 20/20" in outcome.reasons[0]
 
 
@@ -118,13 +118,13 @@ def test_good_candidate_goes_through_shadow_and_canary_then_waits_for_approval(d
     gateway.refresh("digits")
     shadowed = send(api, 30)
     assert all(b["route"] == "production" for b in shadowed)
-    assert [o.decision for o in controller.tick(db, settings)] == ["advance"]
+    assert [o.decision for o in controller.tick(db)] == ["advance"]
     assert state_of(db, rollout_id).state == "canary"
     for step, expected in enumerate(["advance", "await_approval"]):
         gateway.refresh("digits")
         routes = {b["route"] for b in send(api, 60, offset=100 * (step + 1))}
         assert "canary" in routes
-        assert [o.decision for o in controller.tick(db, settings)] == [expected]
+        assert [o.decision for o in controller.tick(db)] == [expected]
     # No labels (require_labels=false): the accuracy test is undecided, so approving needs a reason.
     no_reason = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
     assert no_reason.status_code == 422 and "accuracy test is undecided" in no_reason.json()["detail"]
@@ -152,10 +152,10 @@ def test_approval_is_refused_with_too_few_labeled_samples_unless_forced_with_a_r
     rollout_id = start(db, settings, plan=plan)
     api.app.state.gateway.refresh("digits")
     send(api, 30)
-    controller.tick(db, settings)
+    controller.tick(db)
     api.app.state.gateway.refresh("digits")
     send(api, 20, offset=100)
-    assert [o.decision for o in controller.tick(db, settings)] == ["hold"]
+    assert [o.decision for o in controller.tick(db)] == ["hold"]
     refused = api.post(f"/v1/rollouts/{rollout_id}/approve", json={})
     assert refused.status_code == 409 and "labeled samples" in refused.json()["detail"]
     no_reason = api.post(f"/v1/rollouts/{rollout_id}/approve", json={"force": True})
@@ -197,7 +197,7 @@ def test_restart_mid_canary_resumes_from_the_database(db_url, db, settings):
             table = api.app.state.gateway.refresh("digits")
             assert (table.stage, table.share, table.rollout_id) == ("canary", 0.5, rollout_id)
             send(api, 60, offset=500)
-            assert [o.decision for o in controller.tick(fresh_db, settings)] == ["advance"]
+            assert [o.decision for o in controller.tick(fresh_db)] == ["advance"]
             assert state_of(fresh_db, rollout_id).step == 1
             assert api.app.state.gateway.refresh("digits").share == 1.0
     finally:
@@ -212,7 +212,7 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     rollout_id = start(db, settings, plan=plan)
     api.app.state.gateway.refresh("digits")
     answers = send(api, 30)
-    controller.tick(db, settings)
+    controller.tick(db)
     shown = api.get(f"/v1/rollouts/{rollout_id}").json()
     agreement = shown["latest_comparison"]["metrics"]["agreement"]
     assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
@@ -228,7 +228,7 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
         tasks = list(session.scalars(select(LabelTask)))
     assert len(tasks) == 30 - agreement["agree"] and {t.reason for t in tasks} == {"disagreement"}
     assert all(t.evidence["production_class"] != t.evidence["candidate_class"] for t in tasks)
-    controller.tick(db, settings)
+    controller.tick(db)
     assert api.get(f"/v1/rollouts/{rollout_id}").json()["last_decision"]["disagreements_queued"] == 30 - agreement["agree"]
     report = api.get(f"/v1/rollouts/{rollout_id}/report")
     assert report.status_code == 200 and "confidence" in report.text
@@ -253,7 +253,7 @@ def test_accuracy_pairs_use_only_labels_from_the_random_slice(db, settings, api)
             session.flush()
             session.add(Label(task_id=task.id, prediction_id=row.id, model_version_id=row.model_version_id,
                               label=row.predicted_class, annotator="oracle", labeled_at=utcnow(), source="oracle"))
-    controller.tick(db, settings)
+    controller.tick(db)
     accuracy = api.get(f"/v1/rollouts/{rollout_id}").json()["latest_comparison"]["metrics"]["accuracy"]
     assert (accuracy["n_candidate"], accuracy["n_production"]) == (35, 35)
     assert accuracy["accuracy_candidate"] == accuracy["accuracy_production"] == 1.0

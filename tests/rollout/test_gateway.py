@@ -82,7 +82,7 @@ def test_canary_routing_is_sticky_per_client_key(db, settings, api):
     add_version(db, settings, "v2", noise=0.1)
     plan = RolloutPlan(canary_steps=[0.5, 1.0])
     with db.session() as session:
-        rollout = controller.start_rollout(session, settings, "digits", "v2", plan, actor="test")
+        rollout = controller.start_rollout(session, settings.data_dir, "digits", "v2", plan, actor="test")
         rollout_id = rollout.id
         rollout.step_started_at = rollout.stage_started_at  # keep the shadow->canary move trivial
         controller.transition(session, rollout, "canary", actor="test", action="start_canary", reason="test")

@@ -51,7 +51,10 @@ def test_a_row_the_database_refuses_loses_only_itself(db, settings):
                                   request_id=request_id)
         return PendingPrediction(record, image)
 
-    writer = PredictionLogWriter(db, settings, flush_interval_s=0.5)
+    writer = PredictionLogWriter(
+        db, settings.data_dir, input_max_bytes=settings.input_max_bytes, ingest_max_rows=settings.max_batch_rows,
+        retention_days=settings.retention_days, flush_interval_s=0.5,
+    )
     try:
         items = [pending(f"ok-{i}") for i in range(25)] + [pending("y" * 201)] + [pending(f"ok-{i}") for i in range(25, 50)]
         for item in items:

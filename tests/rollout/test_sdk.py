@@ -18,7 +18,7 @@ def test_rollout_of_versions_served_elsewhere_runs_on_sdk_logged_rows(db, settin
         registry.register_version(session, "digits", "v1", embedding_dim=8, state="production")
         registry.register_version(session, "digits", "v2", embedding_dim=8)  # no artifact: served by Triton, say
         rollout_id = controller.start_rollout(
-            session, settings, "digits", "v2", RolloutPlan(canary_steps=[0.5, 1.0], min_shadow_pairs=50), actor="ops"
+            session, settings.data_dir, "digits", "v2", RolloutPlan(canary_steps=[0.5, 1.0], min_shadow_pairs=50), actor="ops"
         ).id
     rng = np.random.default_rng(0)
     with Client(live_server.url, spill_dir=tmp_path / "spill") as client:
@@ -29,7 +29,7 @@ def test_rollout_of_versions_served_elsewhere_runs_on_sdk_logged_rows(db, settin
             client.log("digits", "v1", cls, float(probs[cls]), route="production", **shared)
             client.log("digits", "v2", cls, float(probs[cls]), route="shadow", **shared)
         assert client.flush()
-    (outcome,) = controller.tick(db, settings)
+    (outcome,) = controller.tick(db)
     assert (outcome.decision, outcome.state_after) == ("advance", "canary")
     with db.session() as session:
         (comparison,) = session.scalars(select(Comparison).where(Comparison.rollout_id == rollout_id))

@@ -10,14 +10,13 @@ import zlib
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-from tests.support.collector import records
+from tests.support.collector import records, store_predictions
 from PIL import Image
 from tests.support.rollout import add_version
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.labeling.models import LabelTask
 from shiftwatch.maintenance import retention_job
 
@@ -89,10 +88,10 @@ def test_retention_deletes_inputs_only_once_nothing_kept_refers_to_them(db, sett
     old_ts = now - timedelta(days=settings.retention_days + 2)
     old = records(2, ts=old_ts, seed=1)
     old[0].input_ref, old[1].input_ref = ref["expired"], ref["labeled"]
-    log_predictions(db, settings.model_copy(update={"retention_days": settings.retention_days + 5}), old)
+    store_predictions(db, settings.model_copy(update={"retention_days": settings.retention_days + 5}), old)
     recent = records(1, ts=now - timedelta(minutes=5), seed=2)
     recent[0].input_ref = ref["recent"]
-    log_predictions(db, settings, recent)
+    store_predictions(db, settings, recent)
     with db.session() as session:  # a labeled sample outlives its prediction, and retraining reads its image
         session.add(LabelTask(prediction_id=old[1].id, ts=old_ts, model_version_id=digits_model.id,
                               input_ref=ref["labeled"], predicted_class=1, confidence=0.5, reason="random",

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tests.support.collector import records
+from tests.support.collector import records, store_predictions
 from tests.support.pg_processes import stored_count
 from sqlalchemy import func, select, text
 
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Base, import_all_models
 from shiftwatch.maintenance import RETENTION_LOCK_ID, RetentionRun, retention_job
 from shiftwatch.tokens import create_token
@@ -28,8 +27,8 @@ def row_counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def test_retention_job_keeps_everything_but_old_predictions(db, settings, digits_model):
     now = datetime.now(timezone.utc)
     old = records(25, ts=now - timedelta(days=settings.retention_days + 2), seed=1)
-    log_predictions(db, settings.model_copy(update={"retention_days": settings.retention_days + 5}), old)
-    log_predictions(db, settings, records(15, ts=now - timedelta(minutes=5), seed=2))
+    store_predictions(db, settings.model_copy(update={"retention_days": settings.retention_days + 5}), old)
+    store_predictions(db, settings, records(15, ts=now - timedelta(minutes=5), seed=2))
     create_token(db, "auditor", ["read"])
     before = row_counts(db)
     assert before["api_tokens"] == 1 and before["model_versions"] == 1

@@ -8,7 +8,16 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from shiftwatch.collector import wire
+from shiftwatch.collector.ingest import IngestResult
 from shiftwatch.collector.records import PredictionRecord, to_columns
+from shiftwatch.collector.service import log_predictions
+from shiftwatch.db import Database
+from shiftwatch.settings import Settings
+
+
+def store_predictions(db: Database, settings: Settings, batch: list[PredictionRecord]) -> IngestResult:
+    """Log ``batch`` in process, under the batch and retention limits of ``settings`` (the gateway's path)."""
+    return log_predictions(db, batch, max_rows=settings.max_batch_rows, retention_days=settings.retention_days)
 
 
 def records(n: int, *, dim: int = 64, classes: int = 10, seed: int = 0, **overrides) -> list[PredictionRecord]:

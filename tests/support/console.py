@@ -6,10 +6,10 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
+from tests.support.collector import store_predictions
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import utcnow
 
 
@@ -34,9 +34,9 @@ def open_drift_alert(db, settings, version_id: int) -> None:  # type: ignore[no-
     """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert."""
     from shiftwatch.detectors import configs, references, runs
 
-    log_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
+    store_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
     reference_end = utcnow() - timedelta(minutes=35)
-    log_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
+    store_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
     with db.session() as session:
         references.pin_time_range(session, version_id, reference_end - timedelta(hours=1), reference_end)
         configs.create(session, version_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
@@ -63,8 +63,8 @@ def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
         select_for_labeling(session, settings, "digits", start=utcnow() - timedelta(hours=2), batch_size=40, seed=0)
         assert label_with_oracle(session, "digits", lambda ref: 3) > 0
     step_start = utcnow() - timedelta(minutes=10)
-    log_predictions(db, settings, predictions("v1", 100, seed=2, minutes_ago=9))
-    log_predictions(db, settings, predictions("v2", 100, route="canary", seed=3, minutes_ago=9))
+    store_predictions(db, settings, predictions("v1", 100, seed=2, minutes_ago=9))
+    store_predictions(db, settings, predictions("v2", 100, route="canary", seed=3, minutes_ago=9))
     with db.session() as session:
         plan = RolloutPlan()
         rollout = Rollout(model_id=model_id, candidate_version_id=v2_id, baseline_version_id=v1_id, state="canary",

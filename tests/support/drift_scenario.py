@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
+from tests.support.collector import store_predictions
 
 from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
 from shiftwatch.detectors import DETECTORS, configs, references
 from shiftwatch.detectors.base import Detector, DriftResult
@@ -101,7 +101,7 @@ def records(
 
 
 def log(db: Database, settings: Settings, batch: list[PredictionRecord]) -> None:
-    log_predictions(db, settings, batch)
+    store_predictions(db, settings, batch)
 
 
 def pin_reference(db: Database, settings: Settings, version_id: int, start: datetime, n: int = 400) -> None:

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from tests.support.collector import store_predictions
 
 from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 
@@ -69,7 +69,7 @@ def log(
         )
         for i, p in enumerate(probabilities)
     ]
-    log_predictions(db, settings, records)
+    store_predictions(db, settings, records)
     return ids
 
 
