@@ -24,7 +24,7 @@ from shiftwatch.collector.partitions import ensure_partitions
 from shiftwatch.collector.records import MAX_LENGTHS, ROUTES, text_problem
 from shiftwatch.collector.registry import VersionInfo, version_infos
 from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
-from shiftwatch.db import Database, utcnow
+from shiftwatch.db import Database, float32_rows, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound, TooLarge
 
 FUTURE_SLACK = timedelta(days=1)
@@ -280,9 +280,9 @@ def forget_cached_versions() -> None:
 
 def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[dict]:
     n = len(batch)
-    # Float32Vector's stored bytes, encoded here: PostgreSQL's COPY bypasses column types.
-    embeddings = batch.embeddings.astype("<f4", copy=False) if batch.embeddings is not None else None
-    probabilities = batch.probabilities.astype("<f4", copy=False) if batch.probabilities is not None else None
+    # Encoded here, not by the column type: PostgreSQL's COPY bypasses column types.
+    embeddings = float32_rows(batch.embeddings) if batch.embeddings is not None else None
+    probabilities = float32_rows(batch.probabilities) if batch.probabilities is not None else None
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     out = []
     for i in range(n):
@@ -297,8 +297,8 @@ def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[di
                 "stream_id": str(batch.stream_id[i]) or None,
                 "predicted_class": int(batch.predicted_class[i]),
                 "confidence": float(batch.confidence[i]),
-                "probabilities": probabilities[i].tobytes() if probabilities is not None else None,
-                "embedding": embeddings[i].tobytes() if embeddings is not None else None,
+                "probabilities": probabilities[i] if probabilities is not None else None,
+                "embedding": embeddings[i] if embeddings is not None else None,
                 "input_ref": str(batch.input_ref[i]) or None,
                 "latency_ms": None if latency != latency else latency,
                 "received_at": now,

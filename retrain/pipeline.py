@@ -29,7 +29,8 @@ from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.models import TrainingRun
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy, train_reference
+from shiftwatch.retrain.reference_model import TrainConfig, train_reference
+from shiftwatch.retrain.reference_model import accuracy as torch_accuracy
 from shiftwatch.retrain.torch_contract import TorchContract
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
 
@@ -96,7 +97,7 @@ def _base_accuracy(
     artifact = ArtifactStore(data_dir).resolve(base.artifact_path) if base.artifact_path else None
     if artifact is not None and artifact.is_file():
         return onnx_accuracy(artifact, images, labels)
-    return accuracy(base_model, images, labels)
+    return torch_accuracy(base_model, images, labels)
 
 
 def _finish(db: Database, run_id: int, started: float, **values: Any) -> None:

@@ -50,16 +50,24 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+_FLOAT32_LE = np.dtype("<f4")  # parsed once: a Float32Vector column decodes once per row read
+
+
 def float32_bytes(array: np.ndarray) -> bytes:
     """An array's values as the bytes a ``Float32Vector`` column stores: little-endian float32, row-major."""
-    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return np.ascontiguousarray(array, dtype=_FLOAT32_LE).tobytes()
+
+
+def float32_rows(matrix: np.ndarray) -> list[bytes]:
+    """Each row of a 2-d array as ``float32_bytes`` would give it, for writers that bypass column types (COPY)."""
+    return [row.tobytes() for row in np.ascontiguousarray(matrix, dtype=_FLOAT32_LE)]
 
 
 class Float32Vector(TypeDecorator[np.ndarray]):
     """float32 vectors as little-endian bytes (4 per value, not JSON text), read back as 1-d float32 arrays.
 
-    An array of any shape is stored flattened; bytes are taken as already encoded, since ingest builds
-    one row shape for both PostgreSQL's COPY (which bypasses column types) and SQLite's insert.
+    An array of any shape is stored flattened. Bytes pass through as already encoded (``float32_rows``):
+    ingest builds one row shape for PostgreSQL's COPY, which bypasses column types, and SQLite's insert.
     """
 
     impl = LargeBinary
@@ -71,7 +79,7 @@ class Float32Vector(TypeDecorator[np.ndarray]):
         return float32_bytes(value)
 
     def process_result_value(self, value: bytes | None, dialect: object) -> np.ndarray | None:
-        return None if value is None else np.frombuffer(value, dtype="<f4").astype(np.float32)
+        return None if value is None else np.frombuffer(value, dtype=_FLOAT32_LE).astype(np.float32)
 
     def compare_values(self, x: object, y: object) -> bool:
         """Equal when the stored bytes would be (``==`` on arrays is elementwise, so the ORM cannot use it)."""
