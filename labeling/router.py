@@ -14,7 +14,7 @@ from shiftwatch.collector.inputs import InputStore
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import get_db, get_settings
 from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
-from shiftwatch.labeling import queue, sync
+from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import link_is_valid
 from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
@@ -76,7 +76,7 @@ def status(
     _: Principal = Depends(require("read")),
 ):
     with db.session() as session:
-        return QueueStatusOut(**asdict(queue.queue_status(session, settings, model)))
+        return QueueStatusOut(**asdict(queue.queue_status(session, model, policy.Budget.of(settings, model).daily)))
 
 
 @router.post("/labeling/select", response_model=SelectionOut)
@@ -87,8 +87,8 @@ def select(
 ):
     """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
     with db.session() as session:
-        result = queue.select_for_labeling(
-            session, settings, model, start=utcnow() - timedelta(hours=hours), batch_size=batch_size
+        result = policy.select_for_labeling(
+            session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
     return SelectionOut(**asdict(result))
 

@@ -26,7 +26,7 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.labeling.input_links import input_link
 from shiftwatch.labeling.models import Label, LabelTask
-from shiftwatch.labeling.queue import backoff_s, tasks_of_model
+from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
 from shiftwatch.settings import Settings
 
@@ -34,6 +34,9 @@ from shiftwatch.settings import Settings
 CLAIM_LEASE_S = 300
 # Tasks per import call: keeps each request small and a failure's blast radius one batch.
 PUSH_BATCH = 200
+# Backoff between push attempts: 30 s doubling up to one hour, so a long outage costs ~1 try an hour.
+BACKOFF_BASE_S = 30
+BACKOFF_MAX_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,11 @@ def _mark_sent(db: Database, ids: list[int], project_id: int, studio_ids: list[i
             task.state, task.studio_project_id, task.studio_task_id = "sent", project_id, studio_id
             task.sent_at, task.last_error, task.next_attempt_at = now, None, None
             task.attempts += 1
+
+
+def backoff_s(attempts: int) -> float:
+    """Seconds before a task whose push failed ``attempts`` times is tried again."""
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(attempts - 1, 0)))
 
 
 def _mark_failed(db: Database, ids: list[int], error: str, now: datetime) -> None:

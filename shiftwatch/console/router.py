@@ -196,12 +196,13 @@ def labeling_page(
     _: Principal = Depends(page_access("read")),
 ):
     from shiftwatch.labeling import queue
+    from shiftwatch.labeling.policy import Budget
 
     from shiftwatch.console.labeling_view import open_tasks
 
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
-        statuses = [queue.queue_status(session, settings, name) for name in names]
+        statuses = [queue.queue_status(session, name, Budget.of(settings, name).daily) for name in names]
         tasks = {name: open_tasks(session, settings, name) for name in names}
     return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 

@@ -77,11 +77,12 @@ def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
 def label(stage: Stage) -> bool:
     """Act 6: queue the flagged and uncertain samples, and label them (Label Studio, or the built-in oracle)."""
     from shiftwatch.labeling.oracle import label_with_oracle
-    from shiftwatch.labeling.queue import queue_status, select_for_labeling
+    from shiftwatch.labeling.policy import Budget, select_for_labeling
+    from shiftwatch.labeling.queue import queue_status
 
     with stage.db.session() as session:
-        result = select_for_labeling(session, stage.settings, MODEL, start=stage.drift_started_at,
-                                     batch_size=stage.scale.labels // 2, seed=0)
+        budget = Budget.of(stage.settings, MODEL, stage.scale.labels // 2)
+        result = select_for_labeling(session, MODEL, budget, start=stage.drift_started_at, seed=0)
         audit = queue_audit_sample(stage, session, stage.scale.labels // 2)
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
     stage.say(f"Queued {result.queued} samples by the labeling policy ({reasons}) and an audit sample of {audit} "
@@ -94,7 +95,7 @@ def label(stage: Stage) -> bool:
     truth = stage.traffic.truth_by_input
     with stage.db.session() as session:
         labeled = label_with_oracle(session, MODEL, lambda ref: truth[ref], annotator="oracle")
-        status = queue_status(session, stage.settings, MODEL)
+        status = queue_status(session, MODEL, budget.daily)
     stage.timeline.mark("labeled")
     stage.facts["labels_stored"] = status.labels
     stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {MODEL}.")
@@ -106,7 +107,7 @@ def queue_audit_sample(stage: Stage, session, size: int) -> int:  # type: ignore
     import numpy as np
 
     from shiftwatch.collector.queries import window
-    from shiftwatch.labeling.queue import enqueue
+    from shiftwatch.labeling.policy import enqueue
 
     version = registry.versions_in_state(session, MODEL, "production")[-1]
     recent = window(session, version.id, start=stage.drift_started_at, route="production")

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.labeling.models import Label, LabelTask
-from shiftwatch.labeling.queue import QueueItem, enqueue
+from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, project_title
 from shiftwatch.labeling.studio_server import LabelStudioServer, label_studio_bin
 from shiftwatch.labeling.sync import pull, push

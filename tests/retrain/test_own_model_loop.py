@@ -23,7 +23,7 @@ from shiftwatch.db import utcnow  # noqa: E402
 from shiftwatch.detectors import configs, references  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
 from shiftwatch.labeling.oracle import label_with_oracle  # noqa: E402
-from shiftwatch.labeling.queue import enqueue  # noqa: E402
+from shiftwatch.labeling.policy import enqueue  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
 from shiftwatch.retrain.labeled import labeled_data  # noqa: E402
 from shiftwatch.retrain.own_model import register_torch_model  # noqa: E402

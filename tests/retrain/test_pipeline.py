@@ -74,7 +74,7 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
     from shiftwatch.collector.records import PredictionRecord
     from shiftwatch.collector.service import log_predictions
     from shiftwatch.labeling.oracle import label_with_oracle
-    from shiftwatch.labeling.queue import enqueue
+    from shiftwatch.labeling.policy import enqueue
     from shiftwatch.retrain.runtime import OnnxClassifier
 
     store = InputStore(settings.data_dir)
