@@ -153,12 +153,14 @@ class WindowCandidates(Sequence[Candidate]):
     def __getitem__(self, index: int) -> Candidate: ...
     @overload
     def __getitem__(self, index: slice) -> Sequence[Candidate]: ...
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(self, index: int | slice) -> Candidate | Sequence[Candidate]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return self.at(int(self.rows[index]))
 
-    def at(self, i: int, reason: str = "random", priority: float = 0.0, evidence: dict | None = None) -> Candidate:
+    def at(
+        self, i: int, reason: str = "random", priority: float = 0.0, evidence: dict[str, Any] | None = None
+    ) -> Candidate:
         w = self.win
         return Candidate(
             prediction_id=w.ids[i],
@@ -201,7 +203,7 @@ def select_for_labeling(
     versions = registry.versions_in_state(session, model_name, "production")
     room = max(budget.daily - queued_today(session, model.id, now), 0)
     left = min(budget.batch, room)
-    considered, by_reason = 0, {}
+    considered, by_reason = 0, dict[str, int]()
     rng = np.random.default_rng(seed)
     for version in versions:
         if left <= 0:

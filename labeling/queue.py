@@ -113,7 +113,7 @@ def existing_centers(session: Session, version_id: int) -> np.ndarray | None:
         .limit(EXISTING_CENTERS)
     )
     vectors = [as_vector(blob) for blob in session.scalars(stmt)]
-    return np.stack(vectors) if vectors else None  # type: ignore[arg-type]  # the query skips NULL embeddings
+    return np.stack(vectors) if vectors else None
 
 
 def tasks_of_model(model_name: str) -> Select[tuple[LabelTask]]:
@@ -134,7 +134,7 @@ def queue_status(session: Session, model_name: str, daily_budget: int, now: date
     in_model = LabelTask.model_version_id.in_(version_ids)
     by_state = dict.fromkeys(TASK_STATES, 0)
     by_state.update(session.execute(select(LabelTask.state, func.count()).where(in_model).group_by(LabelTask.state)).tuples().all())
-    by_reason = dict(session.execute(select(LabelTask.reason, func.count()).where(in_model).group_by(LabelTask.reason)).tuples().all())
+    by_reason: dict[str, int] = dict(session.execute(select(LabelTask.reason, func.count()).where(in_model).group_by(LabelTask.reason)).tuples().all())
     pending_failed = select(LabelTask).where(in_model, LabelTask.state == "pending", LabelTask.attempts > 0)
     retrying = int(session.scalar(select(func.count()).select_from(pending_failed.subquery())) or 0)
     last_failed = session.scalar(pending_failed.order_by(LabelTask.updated_at.desc()).limit(1))

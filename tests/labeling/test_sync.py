@@ -26,8 +26,8 @@ from shiftwatch.db import utcnow
 from shiftwatch.labeling.input_links import input_link
 from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.oracle import label_with_oracle
-from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
+from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER
 from shiftwatch.labeling.sync import pull, push
