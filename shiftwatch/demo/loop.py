@@ -26,6 +26,8 @@ from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.sync import push
+from shiftwatch.retrain.export import ParityError
+from shiftwatch.retrain.labeled import labeled_data
 from shiftwatch.retrain.training import LabeledData
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
@@ -142,7 +144,6 @@ def push_to_label_studio(stage: Stage) -> None:
 def retrain(stage: Stage) -> str | None:
     """Act 7: fine-tune production on reference + labeled data, compress, gate, register a candidate; its version."""
     # retrain's pipeline imports torch (the `train` extra), which act 2 checked for.
-    from shiftwatch.retrain.labeled import labeled_data
     from shiftwatch.retrain.pipeline import production_base
 
     with stage.db.session() as session:
@@ -168,8 +169,7 @@ def retrain(stage: Stage) -> str | None:
 
 def build_candidate(stage: Stage, labeled: LabeledData, steps: tuple[str, ...]) -> RetrainOutcome:
     """Run retrain's pipeline; if the int8 artifact fails its parity check, say so and ship fp32 instead."""
-    from shiftwatch.retrain.compress import CompressConfig
-    from shiftwatch.retrain.export import ParityError
+    from shiftwatch.retrain.compress import CompressConfig  # torch, as above
     from shiftwatch.retrain.pipeline import RetrainConfig
     from shiftwatch.retrain.pipeline import retrain as retrain_candidate
     from shiftwatch.retrain.reference_model import TrainConfig

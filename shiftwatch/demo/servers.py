@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from shiftwatch.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -25,8 +26,6 @@ class ApiServer:
     """The shiftwatch app served by a real uvicorn on a loopback port, in a daemon thread."""
 
     def __init__(self, app: FastAPI, port: int | None = None) -> None:
-        import uvicorn
-
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
