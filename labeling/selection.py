@@ -1,11 +1,11 @@
 """The selection policy: which predictions are worth a person's time, why, and in what order.
 
-Pure numpy over candidates, no database: ``queue.py`` feeds it rows and stores what it picks,
+Pure numpy over candidates, no database: ``policy.py`` feeds it rows, ``queue.py`` stores what it picks,
 ``bench/labeling_policy.py`` runs it on arrays. Four sources, each with a reason and a
 priority band (tasks reach Label Studio highest priority first):
 
 * ``disagreement`` 3..4: shadow/canary and production disagree (the rollout controller calls
-  ``queue.enqueue``); a disagreement is a known error of one of the two models.
+  ``policy.enqueue``); a disagreement is a known error of one of the two models.
 * ``flagged`` 2..3: the drift detectors' most atypical samples, ranked by their score.
 * ``uncertain`` 1..2: small top-1/top-2 probability margin (uncertainty sampling).
 * ``random`` 0.5: a uniform slice, so accuracy measured on labels stays unbiased.
