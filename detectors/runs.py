@@ -97,13 +97,13 @@ def _detector(
     config = outcome.config
     cls = detector_class(config.detector, registry)
     if state is not None and state[0] == key and hasattr(cls, "from_state"):
-        return cls.from_state(dict(config.params), state_from_npz(state[1]))  # type: ignore[attr-defined]
+        return cls.from_state(dict(config.params), state_from_npz(state[1]))
     context = {"stream_ids": ref_data.stream_ids, "timestamps": ref_data.timestamps}
     if ref_data.labels is not None:
         context["labels"] = ref_data.labels
     detector = cls(**config.params).fit(reference, **context)
     if hasattr(detector, "get_state"):
-        outcome.new_state = state_to_npz(detector.get_state())  # type: ignore[attr-defined]
+        outcome.new_state = state_to_npz(detector.get_state())
     return detector
 
 

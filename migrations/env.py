@@ -14,13 +14,13 @@ target_metadata = Base.metadata
 UNMANAGED_PREFIXES = ("predictions_p", "apscheduler_", "predictions_incoming")
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def include_object(obj, name, type_, reflected, compare_to):
     if type_ == "table" and name and name.startswith(UNMANAGED_PREFIXES):
         return False
     return True
 
 
-def run_migrations(connection) -> None:  # type: ignore[no-untyped-def]
+def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -81,6 +81,6 @@ def quantization_aware_finetune(
     """Fine-tune ``model`` in place under simulated int8 and return it (fp32 weights, ready for PTQ)."""
     config = config or QATConfig()
     wrapper = FakeQuantDigitsCNN(model)
-    fit(wrapper, images, labels, replace(train, epochs=config.epochs, lr=config.lr), teacher_logits=teacher_logits, progress=progress)  # type: ignore[arg-type]
+    fit(wrapper, images, labels, replace(train, epochs=config.epochs, lr=config.lr), teacher_logits=teacher_logits, progress=progress)
     model.eval()
     return model

@@ -68,7 +68,7 @@ def server_config(app: Any, settings: Settings, host: str | None = None, port: i
         app,
         host=host or settings.host,
         port=port or settings.port,
-        http=protocol_class(settings.header_timeout_s),  # type: ignore[arg-type]
+        http=protocol_class(settings.header_timeout_s),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from shiftwatch.scopes import SCOPES
 token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
 
 
-def _db():  # type: ignore[no-untyped-def]
+def _db():
     """The configured database, migrated first: the first token is often made before the first `serve`."""
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database

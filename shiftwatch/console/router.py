@@ -265,7 +265,7 @@ def rollout_comparison(
     return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 
 
-def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
+def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):
     """Approve or reject through the same controller functions as the API (evidence gate included)."""
     from shiftwatch.rollout import controller
 

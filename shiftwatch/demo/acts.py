@@ -81,7 +81,7 @@ def deploy(stage: Stage) -> None:
               "(services that run their own model log through the SDK: Client(url).log(...)).")
 
 
-def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None) -> None:  # type: ignore[no-untyped-def]
+def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None) -> None:
     """Send ``requests`` through the serving path, recording the accuracy users got per batch.
 
     ``after_batch(stage)`` runs after each batch (the rollout controller ticks there); a true

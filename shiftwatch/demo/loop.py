@@ -58,7 +58,7 @@ def detect(stage: Stage) -> bool:
     return True
 
 
-def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
+def runs_latest(session) -> dict:
     """The newest drift run, formatted for one line of narrative."""
     from sqlalchemy import select
 
@@ -101,7 +101,7 @@ def label(stage: Stage) -> bool:
     return status.labels > 0
 
 
-def queue_audit_sample(stage: Stage, session, size: int) -> int:  # type: ignore[no-untyped-def]
+def queue_audit_sample(stage: Stage, session, size: int) -> int:
     """Queue ``size`` of the drifted production predictions, drawn uniformly, with reason ``random``."""
     import numpy as np
 
@@ -154,7 +154,7 @@ def retrain(stage: Stage) -> bool:
     return True
 
 
-def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):
     """Run retrain's pipeline; if the int8 artifact fails its parity check, say so and ship fp32 instead."""
     from shiftwatch.retrain.compress import CompressConfig
     from shiftwatch.retrain.export import ParityError

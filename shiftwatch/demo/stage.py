@@ -136,7 +136,7 @@ class Stage:
         )
 
     @staticmethod
-    def step_bars(progress: Progress):  # type: ignore[no-untyped-def]
+    def step_bars(progress: Progress):
         """A ``(step, done, total)`` callback (retrain's progress protocol) drawing one bar per step."""
         tasks: dict[str, Any] = {}
 
