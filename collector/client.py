@@ -310,6 +310,7 @@ class Client(ServerCalls):
             self._keep_rejected(body, batch.records, str(exc))
         except Unsent as exc:
             self.stats.last_error = str(exc)
+            assert body is not None  # Unsent comes only from _send, after encoding
             try:
                 self._spill(body, len(batch.records), exc.server_errors)
             except OSError as disk:  # a full or read-only disk: keep it in the rejected store if that works

@@ -161,9 +161,9 @@ def to_columns(records: list[PredictionRecord]) -> ColumnBatch:
         predicted_class=np.asarray([r.predicted_class for r in records], dtype=np.int64),
         confidence=np.asarray([r.confidence for r in records], dtype=np.float64),
         latency_ms=np.asarray([np.nan if r.latency_ms is None else r.latency_ms for r in records], dtype=np.float64),
-        embeddings=None if first.embedding is None else np.stack([r.embedding for r in records]).astype(np.float32),
+        embeddings=None if first.embedding is None else np.stack([r.embedding for r in records]).astype(np.float32),  # type: ignore[misc]  # one group_key: all or none have it
         probabilities=(
-            None if first.probabilities is None else np.stack([r.probabilities for r in records]).astype(np.float32)
+            None if first.probabilities is None else np.stack([r.probabilities for r in records]).astype(np.float32)  # type: ignore[misc]  # as embeddings
         ),
     )
 

@@ -60,7 +60,7 @@ def run_detect(
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     min_effect = overrides.pop("min_effect_size", None)
-    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
+    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[call-arg]  # base.Detector declares no constructor; every registered one takes alpha
     result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 

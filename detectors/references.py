@@ -109,7 +109,7 @@ def pin(
     row.embedding_dim = None if embeddings is None else embeddings.shape[1]
     row.num_classes = None if probabilities is None else probabilities.shape[1]
     row.embeddings, row.probabilities = blobs["embeddings"], blobs["probabilities"]
-    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]
+    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]  # type: ignore[assignment]  # confidence, predicted_class are required arguments
     row.stream_ids = None if stream_ids is None else list(stream_ids)
     row.timestamps = blobs["timestamps"]
     row.fingerprint = digest.hexdigest()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
@@ -192,7 +192,7 @@ async def pin_reference_upload(
     _: Principal = Depends(require("operate")),
 ) -> ReferenceOut:
     """Pin uploaded arrays as this version's reference."""
-    arrays = {}
+    arrays: dict[str, np.ndarray | None] = {}
     for field, upload in (("probabilities", probabilities), ("embeddings", embeddings), ("labels", labels)):
         if upload is None:
             arrays[field] = None

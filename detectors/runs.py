@@ -181,7 +181,7 @@ def _test_all(outcomes: list[Outcome], inputs: _Inputs, registry: Mapping[str, t
             key = fit_key(config, ref_data.fingerprint)
             try:
                 detector = _detector(outcome, registry, reference, ref_data, inputs.states.get(config.id), key)
-                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
+                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)  # type: ignore[arg-type]  # None only with an empty window, caught above
             except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
                 outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
                 continue

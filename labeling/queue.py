@@ -298,7 +298,8 @@ def select_for_labeling(
     versions = registry.versions_in_state(session, model_name, "production")
     room = max(daily_budget(settings, model_name) - queued_today(session, model.id, now), 0)
     budget = min(batch_size or settings.labeling_batch_size, room)
-    considered, by_reason = 0, {}
+    considered = 0
+    by_reason: dict[str, int] = {}
     rng = np.random.default_rng(seed)
     for version in versions:
         if budget <= 0:
@@ -360,7 +361,7 @@ def _existing_centers(session: Session, version_id: int) -> np.ndarray | None:
         .order_by(LabelTask.created_at.desc())
         .limit(EXISTING_CENTERS)
     )
-    blobs = list(session.scalars(stmt))
+    blobs = [blob for blob in session.scalars(stmt) if blob is not None]  # the query keeps non-null ones
     if not blobs:
         return None
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)

@@ -39,7 +39,7 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     run_migrations(connection)
 else:
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))  # type: ignore[arg-type]  # shiftwatch.migrate always sets it
     with engine.connect() as conn:
         run_migrations(conn)
     engine.dispose()

@@ -37,7 +37,7 @@ async def predict(
     gateway: Gateway = Depends(get_gateway),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
-) -> PredictOut:
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), settings)
     with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:

@@ -189,7 +189,7 @@ def roll_out(stage: Stage) -> bool:
     plan = RolloutPlan(canary_steps=[0.25, 0.5], min_shadow_pairs=200, min_step_predictions=100, min_agreement=0.0,
                        latency_budget_ms=500.0)
     with stage.db.session() as session:
-        rollout = controller.start_rollout(session, stage.settings, MODEL, stage.candidate, plan, actor="shiftwatch demo")
+        rollout = controller.start_rollout(session, stage.settings, MODEL, stage.candidate, plan, actor="shiftwatch demo")  # type: ignore[arg-type]  # set by the retrain act
         stage.rollout_id = rollout.id
     stage.timeline.mark("shadow")
     stage.say(f"Rollout #{stage.rollout_id}: {stage.candidate} mirrors production traffic in [bold]shadow[/] "
@@ -224,7 +224,7 @@ def approve(stage: Stage) -> bool:
     url = f"{stage.api_url}/console/rollouts/{stage.rollout_id}"
     if stage.auto_approve:
         with stage.db.session() as session:
-            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")
+            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")  # type: ignore[arg-type]  # set on start
         stage.say(f"Approved automatically (--yes). A person would press Approve at [cyan]{url}[/].")
     else:
         stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] (log in with the demo-operator token "
@@ -248,7 +248,7 @@ def wait_for_decision(stage: Stage) -> bool:
     deadline = time.monotonic() + APPROVAL_TIMEOUT_S
     while time.monotonic() < deadline:
         with stage.db.session() as session:
-            state = get_rollout(session, stage.rollout_id).state
+            state = get_rollout(session, stage.rollout_id).state  # type: ignore[arg-type]  # set on start
         if state not in ("shadow", "canary"):
             return state == "production"
         time.sleep(1.0)
