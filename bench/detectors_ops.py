@@ -129,7 +129,7 @@ def bench_large_window(url: str, data_dir: Path) -> dict[str, object]:
                 spacing_s=0.1,
             ),
         )
-    report, seconds = timed(run_due_detectors, db, settings, current + timedelta(hours=3))
+    _report, seconds = timed(run_due_detectors, db, settings, current + timedelta(hours=3))
     with db.session() as session:
         runs = {r.detector: r for r in session.scalars(select(DriftRun))}
         severities = [a.severity for a in session.scalars(select(Alert))]
@@ -182,7 +182,7 @@ def main() -> None:
     }
     for key, label in names.items():
         table.add_row(label, *(f"{backends[b][key]:.3f}" for b in backends))
-    for backend, values in backends.items():
+    for values in backends.values():
         values["restored_vs_refit_speedup"] = values["tick_quiet_refit_s"] / values["tick_quiet_restored_s"]
     table.add_row("refit / restored (x)", *(f"{backends[b]['restored_vs_refit_speedup']:.2f}" for b in backends))
     console.print(table)

@@ -202,7 +202,7 @@ def parse_npy(field: str, data: bytes) -> np.ndarray:
 
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception:  # numpy raises several types for a file that is not .npy
+    except Exception:  # noqa: BLE001 - numpy raises several types for a file that is not .npy
         raise Invalid(field, "is not a .npy file") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
         raise Invalid(field, "must be a numeric array")

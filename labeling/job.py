@@ -32,7 +32,7 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
         try:
             with db.session() as session:
                 select_for_labeling(session, settings, model, start=since, end=now, now=now)
-        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+        except Exception:  # logged; the next tick tries again
             log.exception("labeling selection failed for %s", model)
         if studio is None:
             continue

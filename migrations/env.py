@@ -15,9 +15,7 @@ UNMANAGED_PREFIXES = ("predictions_p", "apscheduler_", "predictions_incoming")
 
 
 def include_object(obj, name, type_, reflected, compare_to):
-    if type_ == "table" and name and name.startswith(UNMANAGED_PREFIXES):
-        return False
-    return True
+    return not (type_ == "table" and name and name.startswith(UNMANAGED_PREFIXES))
 
 
 def run_migrations(connection) -> None:

@@ -169,7 +169,7 @@ def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.O
     """The latest training runs of MODEL, one JSON object per line."""
     from shiftwatch.retrain.runs import list_runs
 
-    settings, db = _connect()
+    _settings, db = _connect()
     with db.session() as session:
         for run in list_runs(session, model, limit):
             typer.echo(json.dumps({

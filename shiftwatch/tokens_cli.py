@@ -24,7 +24,7 @@ def _db():
 @token_app.command("create")
 def create(
     name: str = typer.Option(..., "--name", help="who or what holds it, e.g. gateway-eu1"),
-    scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),
+    scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),  # noqa: B008 - once, at import
 ) -> None:
     """Issue a token and print it once: it cannot be shown again."""
     from shiftwatch.tokens import create_token

@@ -89,7 +89,7 @@ def test_int8_weights_use_seven_bits_so_cpus_without_vnni_cannot_saturate(teache
 
 
 def test_channel_pruning_really_shrinks_the_exported_graph(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model, _ = teacher
+    _model, _ = teacher
     result = run(teacher, tmp_path, ("prune",))
     assert result.model.channels == (12, 24, 48)
     conv_shapes = [

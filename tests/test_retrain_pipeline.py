@@ -233,7 +233,7 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
         PredictionRecord(
             model="digits", version="v1", predicted_class=0, confidence=0.9,
             embedding=np.zeros(64, np.float32), input_ref=store.put(digits.encode_png(image), "png"),
-        )  # fmt: skip
+        )
         for image in images
     ]
     records.append(PredictionRecord(model="digits", version="v1", predicted_class=1, confidence=0.5, embedding=np.zeros(64, np.float32)))

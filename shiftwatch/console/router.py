@@ -60,7 +60,7 @@ def login_page(request: Request, next: str = "/console"):  # noqa: A002 - the co
 def login_submit(
     request: Request,
     token: str = Form(...),
-    next: str = Form("/console"),  # noqa: A002
+    next: str = Form("/console"),  # noqa: A002 - the conventional name
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
