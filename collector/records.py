@@ -110,14 +110,14 @@ def check_record(record: PredictionRecord) -> None:
 def as_index(name: str, value: object) -> int:
     """An integer argument (Python or numpy int); a float such as 3.7 is refused, not truncated."""
     try:
-        return operator.index(value)  # type: ignore[arg-type]
+        return operator.index(value)  # type: ignore[arg-type]  # any object: index() is the check
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
 def as_float(name: str, value: object) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]  # any object: float() is the check
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
 

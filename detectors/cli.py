@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
             raise Invalid("--method", "must be atc or cbpe")
         if (slice_probs is None) != (slice_labels is None):
             raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
-        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
+        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
         current = load_array(current_probs, "--current-probs")
         estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
         out = estimator.estimate(current).to_dict()

@@ -185,8 +185,8 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
         model_version_id=model_version_id,
         embeddings=matrix(row.embeddings, row.embedding_dim),
         probabilities=matrix(row.probabilities, row.num_classes),
-        confidence=vector(row.confidence),  # type: ignore[arg-type]
-        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]
+        confidence=vector(row.confidence),  # type: ignore[arg-type]  # a non-null column: never None
+        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]  # as confidence
         labels=None if labels is None else labels.astype(np.int64),
         stream_ids=row.stream_ids,
         timestamps=(

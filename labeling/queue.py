@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, overload
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
@@ -238,7 +238,7 @@ class WindowCandidates(Sequence[Candidate]):
     def __getitem__(self, index: int) -> Candidate: ...
     @overload
     def __getitem__(self, index: slice) -> Sequence[Candidate]: ...
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(self, index: int | slice) -> Candidate | Sequence[Candidate]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return self.at(int(self.rows[index]))
@@ -367,7 +367,7 @@ def _existing_centers(session: Session, version_id: int) -> np.ndarray | None:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
 
-def tasks_of_model(model_name: str):  # type: ignore[no-untyped-def]
+def tasks_of_model(model_name: str) -> Select[LabelTask]:
     """A select() of the model's tasks (all versions), for callers to narrow further."""
     return (
         select(LabelTask)

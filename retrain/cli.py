@@ -6,11 +6,17 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shiftwatch.errors import Invalid, Unavailable
+
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from rich.progress import Progress
+
+    from shiftwatch.db import Database
+    from shiftwatch.settings import Settings
 
 retrain_app = typer.Typer(
     invoke_without_command=True,
@@ -57,7 +63,7 @@ class _Bars:
         self.progress.update(self.tasks[step], completed=done, total=total)
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -65,7 +71,7 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
-def _connect():  # type: ignore[no-untyped-def]
+def _connect() -> tuple[Settings, Database]:
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
     from shiftwatch.migrate import upgrade
