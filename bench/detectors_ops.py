@@ -24,7 +24,7 @@ from sqlalchemy import delete
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-
+# The imports below come after the sys.path line above, hence their E402 noqa.
 from drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 from shiftwatch.collector import registry  # noqa: E402

@@ -45,7 +45,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 def _require_torch() -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - imported to see that it is installed
     except ModuleNotFoundError:
         raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
 

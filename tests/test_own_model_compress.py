@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 import own_model_support as support  # noqa: E402
 
 from shiftwatch.errors import Invalid  # noqa: E402

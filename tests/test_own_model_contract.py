@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 import own_model_support as support  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 import own_model_support as support  # noqa: E402
 from rollout_support import post_and_drain  # noqa: E402
 

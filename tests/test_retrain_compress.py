@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.artifacts import verify_onnx_artifact  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy, parse_steps  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
 from shiftwatch.retrain.digits import split_digits  # noqa: E402
 from shiftwatch.retrain.export import ParityError, check_parity, export_artifact  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import ModelVersion  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
