@@ -9,17 +9,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import typer
 
 from shiftwatch.cli_output import JSON_OPTION, emit_fields
 from shiftwatch.errors import Unavailable
 
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from shiftwatch.db import Database
+    from shiftwatch.settings import Settings
+
 ONE_MODEL = typer.Option(None, "--model", help="one model (default: every model)")
 labeling_app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
 
 
-def _context():  # type: ignore[no-untyped-def]
+def _context() -> tuple[Settings, Database]:
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
 
@@ -27,7 +32,7 @@ def _context():  # type: ignore[no-untyped-def]
     return settings, Database.connect(settings.database_url)
 
 
-def _models(db, model: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+def _models(db: Database, model: str | None) -> list[str]:
     from shiftwatch.collector import registry
 
     with db.session() as session:

@@ -31,7 +31,7 @@ def webhook(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("label")),
-):
+) -> SyncOut:
     """Label Studio's annotation and task events; the shared secret header must match."""
     given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), webhook_secret(settings).encode()):
@@ -74,7 +74,7 @@ def signed_input(
 def status(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> QueueStatusOut:
     with db.session() as session:
         return QueueStatusOut(**asdict(queue.queue_status(session, model, policy.Budget.of(settings, model).daily)))
 
@@ -84,7 +84,7 @@ def select(
     model: str, hours: float = Query(24.0, gt=0, le=24 * 366), batch_size: int | None = Query(None, ge=1),
     db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> SelectionOut:
     """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
     with db.session() as session:
         result = policy.select_for_labeling(
@@ -97,7 +97,7 @@ def select(
 def push(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> PushOut:
     result = sync.push(db, settings, model, force=True)
     if result.error:
         raise Unavailable(f"Label Studio: {result.error}; {result.pending} tasks stay pending", retry_after_s=30)
@@ -108,7 +108,7 @@ def push(
 def pull(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, settings, model)))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,7 @@ def diverse_top(
     pool = ranked[: max(k, pool_factor * k)]
     if len(pool) <= k or any(c.embedding is None for c in pool):
         return pool[:k]
-    embeddings = np.stack([c.embedding for c in pool])
+    embeddings = np.stack([c.embedding for c in pool if c.embedding is not None])
     return [pool[i] for i in k_center_greedy(embeddings, k, existing=existing, first=0)]
 
 
@@ -148,7 +149,7 @@ def merge_by_reason(candidates: list[Candidate]) -> list[Candidate]:
 
 def plan_batch(
     informative: list[Candidate],
-    everyone: list[Candidate],
+    everyone: Sequence[Candidate],
     budget: int,
     *,
     rng: np.random.Generator,

@@ -60,7 +60,7 @@ def login_page(request: Request, next: str = "/console"):  # noqa: A002 - the co
 def login_submit(
     request: Request,
     token: str = Form(...),
-    next: str = Form("/console"),  # noqa: A002
+    next: str = Form("/console"),  # noqa: A002 - the conventional name
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
@@ -266,7 +266,7 @@ def rollout_comparison(
     return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 
 
-def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
+def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):
     """Approve or reject through the same controller functions as the API (evidence gate included)."""
     from shiftwatch.rollout import controller
 

@@ -63,7 +63,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 timestamp, signature = self.headers.get(TIMESTAMP_HEADER), self.headers.get(SIGNATURE_HEADER)
                 valid = None if signature is None else verify(secret, raw, timestamp, signature)

@@ -171,7 +171,7 @@ def test_random_slice_is_a_uniform_sample_of_the_window():
 
 
 def test_detector_flags_are_read_in_the_detectors_record_shape():
-    Flagged = make_dataclass("Flagged", ["id", "prediction_id", "score", "reason"])  # detectors.flagged.Flagged's fields
+    Flagged = make_dataclass("Flagged", ["id", "prediction_id", "score", "reason"])  # noqa: N806 - a class, detectors.flagged.Flagged's fields
     pid = uuid.uuid4()
     assert as_flagged_item(Flagged(1, pid, 0.7, "mmd_witness")) == FlaggedItem(pid, 0.7, "mmd_witness")
     assert as_flagged_item({"prediction_id": str(pid), "score": 2}) == FlaggedItem(pid, 2.0, "detector")
