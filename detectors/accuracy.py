@@ -182,6 +182,7 @@ class AccuracyDropDetector(TwoSampleDetector):
     """Alerts when the label-free accuracy estimate fell significantly AND by at least ``min_effect_size`` points."""
 
     name = "accuracy_drop"
+    input_kind = "probabilities"
     # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
     effect_window = 0
 

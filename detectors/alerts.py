@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.detectors import harm, links, multiple_testing
-from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
+from shiftwatch.detectors.configs import ConfigSpec
+from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
@@ -43,7 +44,7 @@ class OpenAlert:
     has_report: bool
 
 
-def open_alert(session: Session, config: DetectorConfig) -> OpenAlert | None:
+def open_alert(session: Session, config: ConfigSpec) -> OpenAlert | None:
     alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
     if alert is None:
         return None
@@ -60,7 +61,7 @@ def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size
     return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
-def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
+def _title(config: ConfigSpec, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
     if estimate is None:
         impact = "accuracy impact unknown"
@@ -73,7 +74,7 @@ def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) ->
 CHAIN_LOOKBACK = 50
 
 
-def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> list[bool]:
+def _previous_decisions(session: Session, config: ConfigSpec, tick: datetime, window_start: datetime | None) -> list[bool]:
     """The earlier runs that may confirm one at ``tick`` whose window starts at ``window_start`` (only other samples)."""
     needed = max(0, config.confirm_runs - 1)
     if needed == 0:
@@ -88,7 +89,7 @@ def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime
     return multiple_testing.confirming_chain(rows, window_start, needed)
 
 
-def would_alert(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> bool:
+def would_alert(session: Session, config: ConfigSpec, tick: datetime, window_start: datetime | None) -> bool:
     """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
     if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
         return True
@@ -100,7 +101,7 @@ def apply_run(
     session: Session,
     settings: Settings,
     *,
-    config: DetectorConfig,
+    config: ConfigSpec,
     run: DriftRun,
     estimate: harm.Harm | None,
     summary: dict[str, Any],

@@ -14,12 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
-from shiftwatch.detectors.effect import EFFECT_WINDOW, bonferroni_combined
+from shiftwatch.detectors.effect import EFFECT_WINDOW
 from shiftwatch.detectors.ks_pca import KSPCADetector
 from shiftwatch.detectors.mmd import MMDDetector
-from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
+from shiftwatch.detectors.two_sample import CombinedDetector, TwoSampleDetector, as_context, as_matrix
 
 
 class FeatureKSDetector(KSPCADetector):
@@ -42,7 +41,7 @@ class FeatureKSDetector(KSPCADetector):
         return self
 
 
-class OmnibusDetector(TwoSampleDetector):
+class OmnibusDetector(CombinedDetector):
     """MMD over 5 bandwidths and KS per feature, each at alpha / 2; reports the more significant part."""
 
     name = "auto"
@@ -76,9 +75,3 @@ class OmnibusDetector(TwoSampleDetector):
             "timestamps": self.timestamps_ if len(self.timestamps_) else None,
         }
         self._fitted = [part.fit(self.reference_, **context) for part in self._parts()]
-
-    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
-        self.check_fitted()
-        if not hasattr(self, "_fitted"):  # restored with from_state
-            self._fit_parts()
-        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])
