@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion
-from shiftwatch.detectors import harm, links, multiple_testing
+from shiftwatch.detectors import harm, links, multiple_testing, webhooks
 from shiftwatch.detectors.configs import ConfigSpec
 from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
@@ -109,8 +109,6 @@ def apply_run(
     now: datetime,
 ) -> AlertChange | None:
     """Open or update the config's alert for a flagged run; None when the run is not (yet) confirmed."""
-    from shiftwatch.detectors import webhooks
-
     alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
     new_severity = harm.severity(estimate)
     if alert is None:
@@ -149,8 +147,15 @@ def apply_run(
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
-        webhooks.enqueue(session, settings, alert, event, now)
+        _announce(session, settings, alert, event, now)
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
+
+
+def _announce(session: Session, settings: Settings, alert: Alert, event: str, now: datetime) -> None:
+    """Webhook deliveries of ``event`` for every configured endpoint, in the caller's transaction."""
+    targets = webhooks.endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)
+    if targets:
+        webhooks.enqueue(session, targets, alert.id, to_out(session, settings, alert).model_dump(mode="json"), event, now)
 
 
 def get(session: Session, alert_id: int) -> Alert:
@@ -186,8 +191,6 @@ def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, no
 
 def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
     """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing."""
-    from shiftwatch.detectors import webhooks
-
     alert = get(session, alert_id)
     if alert.state != "resolved":
         alert.state, alert.open_key, alert.resolved_at, alert.resolved_by, alert.updated_at = (
@@ -198,7 +201,7 @@ def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: d
             now,
         )
         session.flush()
-        webhooks.enqueue(session, settings, alert, "alert.resolved", now)
+        _announce(session, settings, alert, "alert.resolved", now)
     return alert
 
 

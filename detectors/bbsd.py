@@ -121,7 +121,7 @@ class _OutputDetector(TwoSampleDetector):
         )
 
 
-class ConfidenceKSDetector(_OutputDetector):
+class BBSDConfidenceDetector(_OutputDetector):
     """KS on top-class confidence; effect = shift in mean confidence, percentage points."""
 
     name = "bbsd_confidence"
@@ -141,7 +141,7 @@ class ConfidenceKSDetector(_OutputDetector):
         )
 
 
-class LabelShiftDetector(_OutputDetector):
+class BBSDLabelDetector(_OutputDetector):
     """Chi-squared on predicted-class counts (label shift); effect = total variation of the class shares, points."""
 
     name = "bbsd_label"
@@ -180,7 +180,7 @@ class LabelShiftDetector(_OutputDetector):
         )
 
 
-class ClassProbabilityKSDetector(_OutputDetector):
+class BBSDProbsDetector(_OutputDetector):
     """KS on each class probability, aggregated (BH-FDR or Bonferroni); effect = largest CDF gap, points."""
 
     name = "bbsd_probs"
@@ -211,7 +211,7 @@ class BBSDDetector(CombinedDetector):
 
     name = "bbsd"
     input_kind = "probabilities"
-    PARTS = (ConfidenceKSDetector, LabelShiftDetector, ClassProbabilityKSDetector)
+    PARTS = (BBSDConfidenceDetector, BBSDLabelDetector, BBSDProbsDetector)
 
     def __init__(self, alpha: float = 0.05, min_effect_size: float | None = None, n_permutations: int = 500, seed: int = 0) -> None:
         self.alpha = alpha
