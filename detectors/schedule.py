@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shiftwatch.db import Database
+from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.settings import Settings
 
@@ -16,8 +16,8 @@ WEBHOOK_EVERY_S = 10
 
 def drift_tick(db: Database, settings: Settings, tick: datetime) -> None:
     """The drift job: the configs due at the tick this replica claimed, tested on the data there is now."""
-    from shiftwatch.db import utcnow
-    from shiftwatch.detectors.runs import run_due_detectors  # numpy and the ORM: only when the job runs
+    # Lazy: runs brings scikit-learn, SciPy and pandas (seconds cold), which listing the jobs must not pay for.
+    from shiftwatch.detectors.runs import run_due_detectors
 
     run_due_detectors(db, settings, utcnow(), tick=tick)
 
