@@ -165,14 +165,14 @@ def get(session: Session, alert_id: int) -> Alert:
     return alert
 
 
-def report_file(session: Session, settings: Settings, alert_id: int) -> Path:
+def report_file(session: Session, data_dir: Path, alert_id: int) -> Path:
     """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out.
 
     ``report_path`` is relative to ``data_dir`` (detectors_0002 rewrote older absolute ones).
     """
     report_path = get(session, alert_id).report_path
-    reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = (Path(settings.data_dir) / report_path).resolve() if report_path else None
+    reports_dir = (Path(data_dir) / "reports").resolve()
+    path = (Path(data_dir) / report_path).resolve() if report_path else None
     if path is None or path.parent != reports_dir or not path.is_file():
         raise NotFound(f"alert {alert_id} has no report")
     return path

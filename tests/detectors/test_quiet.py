@@ -158,7 +158,7 @@ def test_an_open_alert_gets_a_new_report_only_when_it_changes_materially(db, set
     with db.session() as session:
         alert = alerts.get(session, alert_id)
         assert (alert.run_count, alert.severity) == (3, "high")
-        current = alerts.report_file(session, settings, alert_id).name
+        current = alerts.report_file(session, settings.data_dir, alert_id).name
     assert current != first and report_files(settings) == {current}  # the superseded report is gone
 
 
@@ -183,7 +183,7 @@ def test_reports_fall_under_retention_and_an_open_alerts_report_is_kept(db, sett
         (reports / name).write_text("<html></html>")
         if name != "fresh-orphan.html":
             os.utime(reports / name, (old, old))
-    assert sweep_reports(db, settings, utcnow()) == 2
+    assert sweep_reports(db, settings.data_dir, settings.retention_days, utcnow()) == 2
     assert report_files(settings) == {"open.html", "fresh-orphan.html"}
     with db.session() as session:
         paths = dict(session.execute(select(Alert.state, Alert.report_path)).all())

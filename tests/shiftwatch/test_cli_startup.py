@@ -116,6 +116,17 @@ def test_every_registry_name_is_its_class_name_and_the_name_its_results_carry(na
     assert cls.name == name
 
 
+def test_a_detector_must_implement_fit_and_test_and_gets_the_state_contract() -> None:
+    class FitOnly(Detector):
+        def fit(self, reference, **context):  # type: ignore[no-untyped-def]
+            return self
+
+    with pytest.raises(TypeError, match="abstract"):
+        FitOnly()  # type: ignore[abstract]
+    for method in ("get_config", "get_state", "from_state"):
+        assert callable(getattr(DETECTORS["mmd"], method)) and method in vars(Detector)
+
+
 def test_the_registry_groups_agree_with_what_each_detector_reads() -> None:
     assert {DETECTORS[n].input_kind for n in EMBEDDING_DETECTORS} == {"embeddings"}
     assert {DETECTORS[n].input_kind for n in PROBABILITY_DETECTORS} == {"probabilities"}
