@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import select
@@ -51,20 +51,8 @@ class ConfigSpec:
 
     @classmethod
     def of(cls, row: DetectorConfig) -> "ConfigSpec":
-        return cls(
-            id=row.id,
-            model_version_id=row.model_version_id,
-            name=row.name,
-            detector=row.detector,
-            params=dict(row.params),
-            input=row.input,
-            window_last_n=row.window_last_n,
-            window_minutes=row.window_minutes,
-            schedule_seconds=row.schedule_seconds,
-            alpha=row.alpha,
-            min_effect=row.min_effect,
-            confirm_runs=row.confirm_runs,
-        )
+        values = {f.name: getattr(row, f.name) for f in fields(cls)}
+        return cls(**values | {"params": dict(row.params)})
 
 
 def detector_class(name: str, registry: Mapping[str, type[Detector]] = DETECTORS) -> type[Detector]:

@@ -48,7 +48,8 @@ UNWATCHED_STATES = ("retired",)
 
 
 def _due(session: Session, tick: datetime) -> list[ConfigSpec]:
-    last = dict(session.execute(select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)).all())
+    newest = select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)
+    last: dict[int, datetime] = dict(session.execute(newest).tuples().all())
     configs = session.scalars(
         select(DetectorConfig)
         .join(ModelVersion, ModelVersion.id == DetectorConfig.model_version_id)
@@ -69,8 +70,8 @@ def _due(session: Session, tick: datetime) -> list[ConfigSpec]:
 
 def _array(source: references.ReferenceData | Window, kind: str) -> np.ndarray | None:
     """The column a config reads (``configs.INPUTS``) of a reference or a window; None where it was not logged."""
-    array: np.ndarray | None = getattr(source, kind)
-    return array
+    columns = {"embeddings": source.embeddings, "probabilities": source.probabilities, "confidence": source.confidence}
+    return columns[kind]
 
 
 def _current_window(
@@ -121,7 +122,9 @@ def _read(
         if spec not in windows:
             windows[spec] = _current_window(session, config, now)
         window, start, end = windows[spec]
-        planned.append(Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark, test_key=key))
+        planned.append(
+            Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark, test_key=key)
+        )
     tested = [p.config.id for p in planned]
     states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_(tested)))
     open_alerts = {p.config.id: a for p in planned if (a := alerts.open_alert(session, p.config)) is not None}
@@ -201,7 +204,8 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
             estimate = harm.confidence_drop(ref_data.confidence, outcome.planned.window.confidence)
         else:
             estimate = None
-        choice = Decided(adjusted_p=adjusted_p, decision=is_significant and bool(verdict.drift), verdict=verdict, harm=estimate)
+        decision = is_significant and bool(verdict.drift)
+        choice = Decided(adjusted_p=adjusted_p, decision=decision, verdict=verdict, harm=estimate)
         decided.append(replace(outcome, decided=choice))
     return decided
 
@@ -210,7 +214,7 @@ def _explain(outcome: Outcome, ref_data: references.ReferenceData) -> Explained:
     """Evidence of a flagged run: the most shifted embedding dimensions and the most atypical samples."""
     window, result = outcome.planned.window, outcome.tested.result
     assert result is not None
-    summary = {}
+    summary: dict[str, object] = {}
     if ref_data.embeddings is not None and window.embeddings is not None:
         summary["shifted_dimensions"] = evidence.shifted_dimensions(ref_data.embeddings, window.embeddings)
     atypical = evidence.detector_atypical(result, len(window))
