@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 from shiftwatch.errors import Invalid
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def run_detect(
     reference: np.ndarray, current: np.ndarray, method: str, kind: str, alpha: float, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Fit the chosen detector on the reference array and test the current one."""
-    from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
-
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")
     name = pick_method(method, kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -198,8 +199,6 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
 
 def parse_npy(field: str, data: bytes) -> np.ndarray:
     """An uploaded ``.npy`` file as a float array; anything else (pickles included) is refused."""
-    import io
-
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception:  # noqa: BLE001 - numpy raises several types for a file that is not .npy

@@ -91,7 +91,7 @@ def alert_report(
 ) -> FileResponse:
     """The Evidently drift report of the alert's latest run (HTML)."""
     with db.session() as session:
-        path = alerts.report_file(session, settings, alert_id)
+        path = alerts.report_file(session, settings.data_dir, alert_id)
     return FileResponse(path, media_type="text/html")
 
 

@@ -161,7 +161,7 @@ def alert_report(
     from shiftwatch.detectors import alerts
 
     with db.session() as session:
-        path = alerts.report_file(session, settings, alert_id)
+        path = alerts.report_file(session, settings.data_dir, alert_id)
     return FileResponse(path, media_type="text/html", headers=SAME_ORIGIN_FRAMING)  # the alert page frames it
 
 
