@@ -32,9 +32,9 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from shiftwatch.detectors.ks_pca import KSPCADetector
+from shiftwatch.detectors.ks_pca import KSDetector
 from shiftwatch.detectors.mmd import MMDDetector
-from shiftwatch.detectors.omnibus import OmnibusDetector
+from shiftwatch.detectors.omnibus import AutoDetector
 from shiftwatch.detectors.synthetic import NULLS, SHIFTS
 
 HERE = Path(__file__).resolve().parent
@@ -66,10 +66,10 @@ def evidently_flags(reference: np.ndarray, current: np.ndarray) -> tuple[bool, b
 
 
 def ours(reference: np.ndarray, current: np.ndarray) -> dict[str, bool]:
-    default = OmnibusDetector(n_permutations=PERMUTATIONS).fit(reference).test(current)
+    default = AutoDetector(n_permutations=PERMUTATIONS).fit(reference).test(current)
     mmd = MMDDetector(n_permutations=PERMUTATIONS).fit(reference).test(current)
     single = MMDDetector(n_permutations=PERMUTATIONS, bandwidth_multipliers=(1.0,)).fit(reference).test(current)
-    ks = KSPCADetector().fit(reference).test(current)
+    ks = KSDetector().fit(reference).test(current)
     dataset, any_column = evidently_flags(reference, current)
     return {
         "ours_default": bool(default.drift),

@@ -57,9 +57,9 @@ def make_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def timed(detector_args: dict, reference: np.ndarray, current: np.ndarray, omnibus: bool = False):
     """Median seconds of fit + test over REPEATS, and the last result (MMD, or the ``auto`` omnibus)."""
     from shiftwatch.detectors.mmd import MMDDetector
-    from shiftwatch.detectors.omnibus import OmnibusDetector
+    from shiftwatch.detectors.omnibus import AutoDetector
 
-    cls = OmnibusDetector if omnibus else MMDDetector
+    cls = AutoDetector if omnibus else MMDDetector
     times = []
     for _ in range(REPEATS):
         start = time.perf_counter()

@@ -59,6 +59,8 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_version_ts", "model_version_id", "ts"),
+        # detectors.freshness: the newest received_at of a version, and "received since", on every tick.
+        Index("ix_predictions_version_received_at", "model_version_id", "received_at"),
         Index("ix_predictions_request_id", "request_id"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )

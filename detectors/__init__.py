@@ -23,16 +23,16 @@ if TYPE_CHECKING:
 # Embedding detectors take (n, d) float arrays; BBSD and accuracy_drop take (n, k) class
 # probabilities; labeled_accuracy takes 0/1 correctness flags.
 DETECTORS: LazyRegistry[type[Detector]] = LazyRegistry({
-    "auto": "shiftwatch.detectors.omnibus:OmnibusDetector",
-    "ks_features": "shiftwatch.detectors.omnibus:FeatureKSDetector",
+    "auto": "shiftwatch.detectors.omnibus:AutoDetector",
+    "ks_features": "shiftwatch.detectors.omnibus:KSFeaturesDetector",
     "mmd": "shiftwatch.detectors.mmd:MMDDetector",
     "lsdd": "shiftwatch.detectors.lsdd:LSDDDetector",
-    "ks": "shiftwatch.detectors.ks_pca:KSPCADetector",
+    "ks": "shiftwatch.detectors.ks_pca:KSDetector",
     "classifier": "shiftwatch.detectors.classifier:ClassifierDetector",
     "bbsd": "shiftwatch.detectors.bbsd:BBSDDetector",
-    "bbsd_confidence": "shiftwatch.detectors.bbsd:ConfidenceKSDetector",
-    "bbsd_label": "shiftwatch.detectors.bbsd:LabelShiftDetector",
-    "bbsd_probs": "shiftwatch.detectors.bbsd:ClassProbabilityKSDetector",
+    "bbsd_confidence": "shiftwatch.detectors.bbsd:BBSDConfidenceDetector",
+    "bbsd_label": "shiftwatch.detectors.bbsd:BBSDLabelDetector",
+    "bbsd_probs": "shiftwatch.detectors.bbsd:BBSDProbsDetector",
     "accuracy_drop": "shiftwatch.detectors.accuracy:AccuracyDropDetector",
     "labeled_accuracy": "shiftwatch.detectors.concept:LabeledAccuracyDetector",
 })  # fmt: skip

@@ -111,8 +111,19 @@ ESTIMATORS = {"atc": atc_estimate, "cbpe": cbpe_estimate}
 PER_SAMPLE = {"atc": atc_correct, "cbpe": cbpe_correct}
 
 
+@dataclass(frozen=True, slots=True)
+class ReferenceScores:
+    """What an estimator learns from the labeled reference: each sample's confidence score and whether it was right."""
+
+    scores: np.ndarray
+    correct: np.ndarray  # 1.0 where the predicted class was the label
+    n_classes: int
+
+
 class AccuracyEstimator:
     """Fit on labeled reference probabilities; estimate the accuracy of unlabeled current probabilities."""
+
+    reference_: ReferenceScores | None = None  # set by ``fit`` (or ``fitted_on``)
 
     def __init__(self, method: Method = "atc", score_kind: str | None = None, confidence_level: float = 0.95, seed: int = 0) -> None:
         if method not in ESTIMATORS:
@@ -126,34 +137,42 @@ class AccuracyEstimator:
     def fit(self, reference_probs: Any, reference_labels: Any) -> "AccuracyEstimator":
         probs = as_probabilities(reference_probs, "reference_probs")
         labels = as_labels(reference_labels, len(probs), probs.shape[1])
-        self.reference_scores_ = score(probs, self.score_kind)
-        self.reference_correct_ = (probs.argmax(axis=1) == labels).astype(np.float64)
-        self.n_classes_ = probs.shape[1]
+        correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+        return self.fitted_on(ReferenceScores(score(probs, self.score_kind), correct, probs.shape[1]))
+
+    def fitted_on(self, reference: ReferenceScores) -> "AccuracyEstimator":
+        """This estimator with ``reference`` as what it learned (a detector restored from its state)."""
+        self.reference_ = reference
         return self
+
+    def fitted_reference(self) -> ReferenceScores:
+        """What ``fit`` learned; ``Invalid`` before it ran."""
+        if self.reference_ is None:
+            raise Invalid("estimator", "fit on labeled reference probabilities first")
+        return self.reference_
 
     def predicted_correct(self, current_probs: Any) -> np.ndarray:
         """Per sample, the estimator's P(correct): CBPE's calibrated confidence, ATC's 0/1 above-threshold."""
-        if not hasattr(self, "reference_scores_"):
-            raise Invalid("estimator", "fit on labeled reference probabilities first")
-        cur = score(as_probabilities(current_probs, "current_probs", classes=self.n_classes_), self.score_kind)
-        return PER_SAMPLE[self.method](self.reference_scores_, self.reference_correct_, cur)
+        reference = self.fitted_reference()
+        cur = score(as_probabilities(current_probs, "current_probs", classes=reference.n_classes), self.score_kind)
+        return PER_SAMPLE[self.method](reference.scores, reference.correct, cur)
 
     def estimate_with_labels(
         self, current_probs: Any, slice_probs: Any, slice_labels: Any
     ) -> PoweredInterval:
         """The current accuracy from this estimator's predictions plus the labeled random slice (PPI, valid under any shift)."""
         predicted = self.predicted_correct(slice_probs)
-        probs = as_probabilities(slice_probs, "slice_probs", classes=self.n_classes_)
-        labels = as_labels(slice_labels, len(probs), self.n_classes_, field="slice_labels")
+        n_classes = self.fitted_reference().n_classes
+        probs = as_probabilities(slice_probs, "slice_probs", classes=n_classes)
+        labels = as_labels(slice_labels, len(probs), n_classes, field="slice_labels")
         correct = (probs.argmax(axis=1) == labels).astype(np.float64)
         return prediction_powered_accuracy(self.predicted_correct(current_probs), predicted, correct, self.confidence_level)
 
     def estimate(self, current_probs: Any) -> AccuracyEstimate:
-        if not hasattr(self, "reference_scores_"):
-            raise Invalid("estimator", "fit on labeled reference probabilities first")
-        probs = as_probabilities(current_probs, "current_probs", classes=self.n_classes_)
+        reference = self.fitted_reference()
+        probs = as_probabilities(current_probs, "current_probs", classes=reference.n_classes)
         cur = score(probs, self.score_kind)
-        ref, correct = self.reference_scores_, self.reference_correct_
+        ref, correct = reference.scores, reference.correct
         estimator = ESTIMATORS[self.method]
         point = estimator(ref, correct, cur)
         rng = np.random.default_rng(self.seed)
@@ -182,6 +201,7 @@ class AccuracyDropDetector(TwoSampleDetector):
     """Alerts when the label-free accuracy estimate fell significantly AND by at least ``min_effect_size`` points."""
 
     name = "accuracy_drop"
+    input_kind = "probabilities"
     # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
     effect_window = 0
 
@@ -194,19 +214,15 @@ class AccuracyDropDetector(TwoSampleDetector):
     def fit(self, reference: np.ndarray, **context: Any) -> "AccuracyDropDetector":
         if context.get("labels") is None:
             raise Invalid("labels", "the accuracy estimators need labels for the reference window")
-        estimator = AccuracyEstimator(self.method, seed=self.seed).fit(reference, context["labels"])
-        self.reference_scores_ = estimator.reference_scores_
-        self.reference_correct_ = estimator.reference_correct_
-        self.n_classes_ = estimator.n_classes_
+        fitted = AccuracyEstimator(self.method, seed=self.seed).fit(reference, context["labels"]).fitted_reference()
+        # Three plain arrays, not ReferenceScores: they are the stored state (get_state / from_state).
+        self.reference_scores_, self.reference_correct_, self.n_classes_ = fitted.scores, fitted.correct, fitted.n_classes
         return self
 
     def test(self, current: np.ndarray, **context: Any) -> DriftResult:
         self.check_fitted()
-        estimator = AccuracyEstimator(self.method, seed=self.seed)
-        estimator.reference_scores_ = self.reference_scores_
-        estimator.reference_correct_ = self.reference_correct_
-        estimator.n_classes_ = int(self.n_classes_)
-        estimate = estimator.estimate(current)
+        reference = ReferenceScores(self.reference_scores_, self.reference_correct_, int(self.n_classes_))
+        estimate = AccuracyEstimator(self.method, seed=self.seed).fitted_on(reference).estimate(current)
         # One-sided bootstrap p-value for "no drop": resamples where the estimate did not fall.
         p_value = float((1 + np.count_nonzero(estimate.bootstrap_drops <= 0)) / (1 + N_BOOTSTRAP))
         drop = estimate.estimated_drop_points

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion
-from shiftwatch.detectors import harm, links, multiple_testing
-from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
+from shiftwatch.detectors import harm, links, multiple_testing, webhooks
+from shiftwatch.detectors.configs import ConfigSpec
+from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
@@ -43,7 +44,7 @@ class OpenAlert:
     has_report: bool
 
 
-def open_alert(session: Session, config: DetectorConfig) -> OpenAlert | None:
+def open_alert(session: Session, config: ConfigSpec) -> OpenAlert | None:
     alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
     if alert is None:
         return None
@@ -60,7 +61,7 @@ def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size
     return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
-def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) -> str:
+def _title(config: ConfigSpec, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
     if estimate is None:
         impact = "accuracy impact unknown"
@@ -73,7 +74,7 @@ def _title(config: DetectorConfig, run: DriftRun, estimate: harm.Harm | None) ->
 CHAIN_LOOKBACK = 50
 
 
-def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> list[bool]:
+def _previous_decisions(session: Session, config: ConfigSpec, tick: datetime, window_start: datetime | None) -> list[bool]:
     """The earlier runs that may confirm one at ``tick`` whose window starts at ``window_start`` (only other samples)."""
     needed = max(0, config.confirm_runs - 1)
     if needed == 0:
@@ -88,7 +89,7 @@ def _previous_decisions(session: Session, config: DetectorConfig, tick: datetime
     return multiple_testing.confirming_chain(rows, window_start, needed)
 
 
-def would_alert(session: Session, config: DetectorConfig, tick: datetime, window_start: datetime | None) -> bool:
+def would_alert(session: Session, config: ConfigSpec, tick: datetime, window_start: datetime | None) -> bool:
     """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
     if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
         return True
@@ -100,7 +101,7 @@ def apply_run(
     session: Session,
     settings: Settings,
     *,
-    config: DetectorConfig,
+    config: ConfigSpec,
     run: DriftRun,
     estimate: harm.Harm | None,
     summary: dict[str, Any],
@@ -108,8 +109,6 @@ def apply_run(
     now: datetime,
 ) -> AlertChange | None:
     """Open or update the config's alert for a flagged run; None when the run is not (yet) confirmed."""
-    from shiftwatch.detectors import webhooks
-
     alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
     new_severity = harm.severity(estimate)
     if alert is None:
@@ -148,8 +147,15 @@ def apply_run(
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
-        webhooks.enqueue(session, settings, alert, event, now)
+        _announce(session, settings, alert, event, now)
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
+
+
+def _announce(session: Session, settings: Settings, alert: Alert, event: str, now: datetime) -> None:
+    """Webhook deliveries of ``event`` for every configured endpoint, in the caller's transaction."""
+    targets = webhooks.endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)
+    if targets:
+        webhooks.enqueue(session, targets, alert.id, to_out(session, settings, alert).model_dump(mode="json"), event, now)
 
 
 def get(session: Session, alert_id: int) -> Alert:
@@ -159,14 +165,14 @@ def get(session: Session, alert_id: int) -> Alert:
     return alert
 
 
-def report_file(session: Session, settings: Settings, alert_id: int) -> Path:
+def report_file(session: Session, data_dir: Path, alert_id: int) -> Path:
     """The alert's Evidently report on disk; only a file inside ``data_dir/reports`` is ever handed out.
 
     ``report_path`` is relative to ``data_dir`` (detectors_0002 rewrote older absolute ones).
     """
     report_path = get(session, alert_id).report_path
-    reports_dir = (Path(settings.data_dir) / "reports").resolve()
-    path = (Path(settings.data_dir) / report_path).resolve() if report_path else None
+    reports_dir = (Path(data_dir) / "reports").resolve()
+    path = (Path(data_dir) / report_path).resolve() if report_path else None
     if path is None or path.parent != reports_dir or not path.is_file():
         raise NotFound(f"alert {alert_id} has no report")
     return path
@@ -185,8 +191,6 @@ def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, no
 
 def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
     """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing."""
-    from shiftwatch.detectors import webhooks
-
     alert = get(session, alert_id)
     if alert.state != "resolved":
         alert.state, alert.open_key, alert.resolved_at, alert.resolved_by, alert.updated_at = (
@@ -197,7 +201,7 @@ def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: d
             now,
         )
         session.flush()
-        webhooks.enqueue(session, settings, alert, "alert.resolved", now)
+        _announce(session, settings, alert, "alert.resolved", now)
     return alert
 
 

@@ -7,10 +7,17 @@ Follows scikit-learn's estimator habits: the constructor stores configuration as
 
 from __future__ import annotations
 
+import inspect
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
+
+from shiftwatch.errors import Invalid
+
+# What a fitted state may hold: stored as one npz array each (``two_sample.state_to_npz``), no pickle.
+StateValue = np.ndarray | float | int | str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +61,48 @@ class DriftResult:
         return asdict(self)
 
 
-class Detector:
-    """Base class of every detector: a name, ``fit`` and ``test``."""
+class Detector(ABC):
+    """What every detector is held to: a name, what it reads, ``fit`` and ``test``, and a state stored without pickle.
+
+    ``get_config`` / ``get_state`` / ``from_state`` default to scikit-learn's habits: the
+    constructor's arguments are the config, the attributes ending in ``_`` are the fitted state.
+    """
 
     name: ClassVar[str] = "detector"
+    # What it reads: "embeddings", "probabilities" or "confidence" (configs.INPUTS, the
+    # columns scheduled runs can feed), or "correctness" (0/1 flags, labeled_accuracy only).
+    input_kind: ClassVar[str] = "embeddings"
+    # The smallest effect worth a look, in the result's ``effect_unit``; None: the method has no fixed one.
+    min_effect_size: float | None = None
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "Detector":
-        raise NotImplementedError
+    @abstractmethod
+    def fit(self, reference: np.ndarray, **context: Any) -> Self:
+        """Learn from the reference window; returns ``self``."""
 
+    @abstractmethod
     def test(self, current: np.ndarray, **context: Any) -> DriftResult:
-        raise NotImplementedError
+        """Test a current window against what ``fit`` learned."""
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor's arguments, as stored on the instance (JSON-able)."""
+        params = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in params if name != "self"}
+
+    def get_state(self) -> dict[str, StateValue]:
+        """The fitted attributes (public names ending in ``_``)."""
+        return {
+            name: value for name, value in vars(self).items() if name.endswith("_") and not name.startswith("_")
+        }
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> Self:
+        """An equivalent fitted detector from ``get_config()`` and ``get_state()`` output."""
+        detector = cls(**config)
+        for name, value in state.items():
+            if not name.endswith("_"):
+                raise Invalid("state", f"{name} is not a fitted attribute")
+            array = np.asarray(value)
+            if array.ndim == 0:
+                value = array.item()
+            setattr(detector, name, value)
+        return detector

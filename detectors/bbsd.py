@@ -18,9 +18,8 @@ from scipy import stats
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
-from shiftwatch.detectors.effect import bonferroni_combined
 from shiftwatch.detectors.permutation import permutation_p_value
-from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
+from shiftwatch.detectors.two_sample import CombinedDetector, TwoSampleDetector, as_context, as_matrix
 from shiftwatch.detectors.univariate import (
     Correction,
     adjust,
@@ -77,6 +76,8 @@ def chi_squared(counts_reference: np.ndarray, counts_current: np.ndarray) -> np.
 class _OutputDetector(TwoSampleDetector):
     """Shared parts of the BBSD tests: the reference probabilities and their stream blocks."""
 
+    input_kind = "probabilities"
+
     def __init__(self, alpha: float = 0.05, min_effect_size: float = 1.0, n_permutations: int = 500, seed: int = 0) -> None:
         self.alpha = alpha
         self.min_effect_size = min_effect_size
@@ -120,7 +121,7 @@ class _OutputDetector(TwoSampleDetector):
         )
 
 
-class ConfidenceKSDetector(_OutputDetector):
+class BBSDConfidenceDetector(_OutputDetector):
     """KS on top-class confidence; effect = shift in mean confidence, percentage points."""
 
     name = "bbsd_confidence"
@@ -140,7 +141,7 @@ class ConfidenceKSDetector(_OutputDetector):
         )
 
 
-class LabelShiftDetector(_OutputDetector):
+class BBSDLabelDetector(_OutputDetector):
     """Chi-squared on predicted-class counts (label shift); effect = total variation of the class shares, points."""
 
     name = "bbsd_label"
@@ -179,7 +180,7 @@ class LabelShiftDetector(_OutputDetector):
         )
 
 
-class ClassProbabilityKSDetector(_OutputDetector):
+class BBSDProbsDetector(_OutputDetector):
     """KS on each class probability, aggregated (BH-FDR or Bonferroni); effect = largest CDF gap, points."""
 
     name = "bbsd_probs"
@@ -205,11 +206,12 @@ class ClassProbabilityKSDetector(_OutputDetector):
         )
 
 
-class BBSDDetector(TwoSampleDetector):
+class BBSDDetector(CombinedDetector):
     """All three BBSD tests, Bonferroni-combined; reports the most significant one's effect."""
 
     name = "bbsd"
-    PARTS = (ConfidenceKSDetector, LabelShiftDetector, ClassProbabilityKSDetector)
+    input_kind = "probabilities"
+    PARTS = (BBSDConfidenceDetector, BBSDLabelDetector, BBSDProbsDetector)
 
     def __init__(self, alpha: float = 0.05, min_effect_size: float | None = None, n_permutations: int = 500, seed: int = 0) -> None:
         self.alpha = alpha
@@ -234,9 +236,3 @@ class BBSDDetector(TwoSampleDetector):
         self._fitted = [part.fit(self.reference_) for part in self._parts()]
         for part in self._fitted:
             part.reference_blocks_ = self.reference_blocks_
-
-    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
-        self.check_fitted()
-        if not hasattr(self, "_fitted"):  # restored with from_state
-            self._fit_parts()
-        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])

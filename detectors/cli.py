@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 from shiftwatch.errors import Invalid
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ def run_detect(
     reference: np.ndarray, current: np.ndarray, method: str, kind: str, alpha: float, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Fit the chosen detector on the reference array and test the current one."""
-    from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
-
     if kind not in ("embeddings", "probs"):
         raise Invalid("--kind", "must be embeddings or probs")
     name = pick_method(method, kind)
@@ -60,7 +59,7 @@ def run_detect(
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     min_effect = overrides.pop("min_effect_size", None)
-    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
+    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[call-arg]  # base.Detector declares no constructor; every registered one takes alpha
     result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 
@@ -112,7 +111,7 @@ def register(app: typer.Typer) -> None:
             raise Invalid("--method", "must be atc or cbpe")
         if (slice_probs is None) != (slice_labels is None):
             raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
-        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
+        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
         current = load_array(current_probs, "--current-probs")
         estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
         out = estimator.estimate(current).to_dict()

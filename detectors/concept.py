@@ -47,6 +47,7 @@ class LabeledAccuracyDetector(TwoSampleDetector):
     """One-sided test that the labeled accuracy of the current window is below the reference's."""
 
     name = "labeled_accuracy"
+    input_kind = "correctness"
     # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
     effect_window = 0
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import ModelVersion
+from shiftwatch.detectors import DETECTORS
 from shiftwatch.detectors.base import Detector
 from shiftwatch.detectors.models import DetectorConfig
 from shiftwatch.errors import Conflict, Invalid, NotFound
@@ -30,33 +32,38 @@ EDITABLE = (
 )
 
 
-def default_registry() -> Mapping[str, type[Detector]]:
-    """The package's registry: ``shiftwatch.detectors.DETECTORS`` (name -> class)."""
-    import shiftwatch.detectors as package
+@dataclass(frozen=True, slots=True)
+class ConfigSpec:
+    """A detector config's values, read in one session and used in the next: no ORM row outlives its session."""
 
-    return getattr(package, "DETECTORS", {})
+    id: int
+    model_version_id: int
+    name: str
+    detector: str
+    params: dict[str, Any]
+    input: str
+    window_last_n: int | None
+    window_minutes: int | None
+    schedule_seconds: int
+    alpha: float
+    min_effect: float | None
+    confirm_runs: int
+
+    @classmethod
+    def of(cls, row: DetectorConfig) -> "ConfigSpec":
+        values = {f.name: getattr(row, f.name) for f in fields(cls)}
+        return cls(**values | {"params": dict(row.params)})
 
 
-def detector_class(name: str, registry: Mapping[str, type[Detector]] | None = None) -> type[Detector]:
-    registry = default_registry() if registry is None else registry
+def detector_class(name: str, registry: Mapping[str, type[Detector]] = DETECTORS) -> type[Detector]:
+    """The class registered as ``name``, or ``Invalid`` listing the known names."""
     if name not in registry:
         known = ", ".join(sorted(registry)) or "none registered"
         raise Invalid("detector", f"unknown detector {name!r} (known: {known})")
     return registry[name]
 
 
-def default_input(name: str, cls: type[Detector]) -> str:
-    """What a detector reads: its class's ``input_kind`` if declared, else by the package's groups."""
-    declared = getattr(cls, "input_kind", None)
-    if declared:
-        return str(declared)
-    import shiftwatch.detectors as package
-
-    probability_detectors = (*getattr(package, "PROBABILITY_DETECTORS", ()), "accuracy_drop")
-    return "probabilities" if name in probability_detectors else "embeddings"
-
-
-def fit_key(config: DetectorConfig, reference_fingerprint: str) -> str:
+def fit_key(config: ConfigSpec, reference_fingerprint: str) -> str:
     """What a fitted state depends on: the reference and how the detector is configured."""
     text = json.dumps(
         [reference_fingerprint, config.detector, config.input, config.params], sort_keys=True, default=str
@@ -64,7 +71,7 @@ def fit_key(config: DetectorConfig, reference_fingerprint: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]] | None) -> None:
+def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]]) -> None:
     cls = detector_class(values["detector"], registry)
     if values["input"] not in INPUTS:
         raise Invalid("input", f"must be one of {', '.join(INPUTS)}")
@@ -90,7 +97,7 @@ def create(
     *,
     name: str | None = None,
     params: dict[str, Any] | None = None,
-    input: str | None = None,
+    input: str | None = None,  # noqa: A002 - the column and API field of the same name
     window_last_n: int | None = None,
     window_minutes: int | None = None,
     schedule_seconds: int = 300,
@@ -98,9 +105,9 @@ def create(
     min_effect: float | None = None,
     confirm_runs: int = 2,
     enabled: bool = True,
-    registry: Mapping[str, type[Detector]] | None = None,
+    registry: Mapping[str, type[Detector]] = DETECTORS,
 ) -> DetectorConfig:
-    """Add a config; ``input`` defaults to what the detector reads (``default_input``)."""
+    """Add a config; ``input`` defaults to what the detector reads (its ``input_kind``)."""
     if session.get(ModelVersion, model_version_id) is None:
         raise NotFound(f"model version {model_version_id} does not exist")
     cls = detector_class(detector, registry)
@@ -113,7 +120,7 @@ def create(
         "name": name or detector,
         "detector": detector,
         "params": dict(params or {}),
-        "input": input or default_input(detector, cls),
+        "input": input or cls.input_kind,
         "window_last_n": window_last_n,
         "window_minutes": window_minutes,
         "schedule_seconds": schedule_seconds,
@@ -135,7 +142,7 @@ def create(
 
 
 def update(
-    session: Session, config_id: int, changes: dict[str, Any], registry: Mapping[str, type[Detector]] | None = None
+    session: Session, config_id: int, changes: dict[str, Any], registry: Mapping[str, type[Detector]] = DETECTORS
 ) -> DetectorConfig:
     """Change editable fields; a change of params refits on the next run (the fit key changes)."""
     row = get(session, config_id)

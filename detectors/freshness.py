@@ -16,10 +16,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Prediction
-from shiftwatch.detectors.models import DetectorConfig, DriftRun, ReferenceWindow
+from shiftwatch.detectors.configs import ConfigSpec
+from shiftwatch.detectors.models import DriftRun, ReferenceWindow
 
 
-def test_key(config: DetectorConfig, reference_fingerprint: str | None) -> str:
+def test_key(config: ConfigSpec, reference_fingerprint: str | None) -> str:
     """What a run's outcome depends on besides the data: the reference and every setting of the config."""
     text = json.dumps(
         [
@@ -65,7 +66,7 @@ def last_runs(session: Session, config_ids: list[int]) -> dict[int, DriftRun]:
     return {r.config_id: r for r in rows}
 
 
-def has_new_data(session: Session, config: DetectorConfig, last: DriftRun, now: datetime) -> bool:
+def has_new_data(session: Session, config: ConfigSpec, last: DriftRun, now: datetime) -> bool:
     """Whether the window at ``now`` holds a prediction the ``last`` run did not see."""
     if last.data_watermark is None:  # nothing was there to see
         return watermark(session, config.model_version_id, now) is not None
@@ -80,9 +81,13 @@ def has_new_data(session: Session, config: DetectorConfig, last: DriftRun, now: 
     )
     if config.window_minutes is not None:
         stmt = stmt.where(Prediction.ts >= now - timedelta(minutes=config.window_minutes))
+    elif last.window_start is not None and config.window_last_n is not None and last.n_current >= config.window_last_n:
+        # A full last-N window keeps its N rows: a row stamped before its start cannot enter the
+        # next one. A window that was not full held every row, so any new row is new data.
+        stmt = stmt.where(Prediction.ts >= last.window_start)
     return session.scalar(stmt.limit(1)) is not None
 
 
-def is_quiet(session: Session, config: DetectorConfig, last: DriftRun | None, key: str, now: datetime) -> bool:
+def is_quiet(session: Session, config: ConfigSpec, last: DriftRun | None, key: str, now: datetime) -> bool:
     """True when a run now would test exactly what ``last`` tested: same reference and settings, no new prediction."""
     return last is not None and last.test_key == key and not has_new_data(session, config, last, now)

@@ -28,7 +28,7 @@ from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_ma
 from shiftwatch.detectors.univariate import Correction, adjust, global_p_value, ks_block_permutation, ks_columns, ks_critical_points
 
 
-class KSPCADetector(TwoSampleDetector):
+class KSDetector(TwoSampleDetector):
     """Per-component KS after a PCA fitted on the reference, with Bonferroni or FDR aggregation."""
 
     name = "ks"
@@ -54,7 +54,7 @@ class KSPCADetector(TwoSampleDetector):
         self.n_permutations = n_permutations
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "KSPCADetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> "KSDetector":
         x = as_matrix(reference, "reference", min_rows=4).astype(np.float64)
         stream_ids = as_context(context.get("stream_ids"), len(x), "stream_ids")
         timestamps = as_context(context.get("timestamps"), len(x), "timestamps")

@@ -14,15 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
-from shiftwatch.detectors.effect import EFFECT_WINDOW, bonferroni_combined
-from shiftwatch.detectors.ks_pca import KSPCADetector
+from shiftwatch.detectors.effect import EFFECT_WINDOW
+from shiftwatch.detectors.ks_pca import KSDetector
 from shiftwatch.detectors.mmd import MMDDetector
-from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix
+from shiftwatch.detectors.two_sample import CombinedDetector, TwoSampleDetector, as_context, as_matrix
 
 
-class FeatureKSDetector(KSPCADetector):
+class KSFeaturesDetector(KSDetector):
     """KS on every raw feature, Bonferroni over features: the PCA projection replaced by the identity."""
 
     name = "ks_features"
@@ -30,7 +29,7 @@ class FeatureKSDetector(KSPCADetector):
     def __init__(self, alpha: float = 0.05, min_effect_size: float = 5.0, n_permutations: int = 500, seed: int = 0) -> None:
         super().__init__(alpha=alpha, correction="bonferroni", min_effect_size=min_effect_size, n_permutations=n_permutations, seed=seed)
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "FeatureKSDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> "KSFeaturesDetector":
         x = as_matrix(reference, "reference", min_rows=4).astype(np.float64)
         self.mean_ = np.zeros(x.shape[1])
         self.components_ = np.eye(x.shape[1])
@@ -42,7 +41,7 @@ class FeatureKSDetector(KSPCADetector):
         return self
 
 
-class OmnibusDetector(TwoSampleDetector):
+class AutoDetector(CombinedDetector):
     """MMD over 5 bandwidths and KS per feature, each at alpha / 2; reports the more significant part."""
 
     name = "auto"
@@ -59,11 +58,11 @@ class OmnibusDetector(TwoSampleDetector):
     def _parts(self) -> list[TwoSampleDetector]:
         half = self.alpha / 2.0
         mmd = MMDDetector(alpha=half, n_permutations=self.n_permutations, seed=self.seed, effect_window=self.effect_window)
-        ks = FeatureKSDetector(alpha=half, n_permutations=self.n_permutations, seed=self.seed)
+        ks = KSFeaturesDetector(alpha=half, n_permutations=self.n_permutations, seed=self.seed)
         ks.effect_window = self.effect_window
         return [mmd, ks]
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "OmnibusDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> "AutoDetector":
         self.reference_ = as_matrix(reference, "reference", min_rows=4)
         self.stream_ids_ = np.asarray([] if context.get("stream_ids") is None else context["stream_ids"], dtype=str)
         self.timestamps_ = np.asarray([] if context.get("timestamps") is None else context["timestamps"], dtype=str)
@@ -76,9 +75,3 @@ class OmnibusDetector(TwoSampleDetector):
             "timestamps": self.timestamps_ if len(self.timestamps_) else None,
         }
         self._fitted = [part.fit(self.reference_, **context) for part in self._parts()]
-
-    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
-        self.check_fitted()
-        if not hasattr(self, "_fitted"):  # restored with from_state
-            self._fit_parts()
-        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])

@@ -1,4 +1,4 @@
-"""What a drift run carries between its phases, and what a tick reports back."""
+"""What each phase of a drift run hands to the next (frozen, one small result per phase), and what a tick reports back."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from shiftwatch.collector.queries import Window
-from shiftwatch.detectors import evidence, harm
-from shiftwatch.detectors.base import DriftResult
-from shiftwatch.detectors.models import DetectorConfig
+from shiftwatch.detectors import harm
+from shiftwatch.detectors.base import AtypicalSample, DriftResult
+from shiftwatch.detectors.configs import ConfigSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,25 +36,56 @@ class TickReport:
         )
 
 
-@dataclass(slots=True)
-class Outcome:
-    """One config's run as it goes through the read, compute and write phases (mutable on purpose)."""
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The read phase's answer for one config to test: its values and the current window at this tick."""
 
-    config: DetectorConfig
-    window: Window | None = None
-    window_start: datetime | None = None
-    window_end: datetime | None = None
+    config: ConfigSpec
+    window: Window
+    window_start: datetime | None
+    window_end: datetime | None
+    watermark: datetime | None  # the newest received_at when the window was read (detectors.freshness)
+    test_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tested:
+    """The compute phase's answer: a result, or a note saying why there is none."""
+
     result: DriftResult | None = None
-    verdict: DriftResult | None = None  # the result under the config's min_effect
     note: str | None = None
-    new_state: bytes | None = None
-    min_effect: float | None = None  # a config's explicit practical threshold; None: the detector's rule
+    new_state: bytes | None = None  # a freshly fitted state to store; None: the stored one was reused
     duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """Holm across the version's detectors and the config's effect rule: whether this run is flagged."""
+
     adjusted_p: float | None = None
     decision: bool = False
+    verdict: DriftResult | None = None  # the result under the config's min_effect
     harm: harm.Harm | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """A flagged run's evidence: shifted dimensions, atypical samples, and its report (if one was written)."""
+
     summary: dict[str, Any] = field(default_factory=dict)
-    atypical: list[evidence.AtypicalSample] = field(default_factory=list)
+    atypical: tuple[AtypicalSample, ...] = ()
     report_path: str | None = None  # relative to data_dir
-    watermark: datetime | None = None
-    test_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One config's run, phase by phase, as the write phase stores it."""
+
+    planned: Planned
+    tested: Tested
+    decided: Decided = Decided()
+    explained: Explained = Explained()
+
+    @property
+    def config(self) -> ConfigSpec:
+        return self.planned.config

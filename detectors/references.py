@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -196,11 +197,9 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
 
 def parse_npy(field: str, data: bytes) -> np.ndarray:
     """An uploaded ``.npy`` file as a float array; anything else (pickles included) is refused."""
-    import io
-
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception:  # numpy raises several types for a file that is not .npy
+    except Exception:  # noqa: BLE001 - numpy raises several types for a file that is not .npy
         raise Invalid(field, "is not a .npy file") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
         raise Invalid(field, "must be a numeric array")

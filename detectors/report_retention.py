@@ -15,19 +15,18 @@ from sqlalchemy import select, update
 from shiftwatch.db import Database
 from shiftwatch.detectors.models import Alert
 from shiftwatch.detectors.reports import REPORTS_DIR
-from shiftwatch.settings import Settings
 
 ORPHAN_GRACE = timedelta(hours=1)
 
 
-def sweep_reports(db: Database, settings: Settings, now: datetime) -> int:
-    """Delete the reports retention no longer keeps; returns how many files went."""
-    reports = Path(settings.data_dir) / REPORTS_DIR
+def sweep_reports(db: Database, data_dir: Path, retention_days: int, now: datetime) -> int:
+    """Delete the reports retention no longer keeps (resolved alerts' after ``retention_days``); returns how many files went."""
+    reports = Path(data_dir) / REPORTS_DIR
     if not reports.is_dir():
         return 0
     with db.session() as session:
         named = {Path(p).name: state for p, state in session.execute(select(Alert.report_path, Alert.state)) if p}
-    cutoff = now - timedelta(days=settings.retention_days)
+    cutoff = now - timedelta(days=retention_days)
     removed: list[str] = []
     for path in reports.glob("*.html"):
         state = named.get(path.name)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
-
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shiftwatch.detectors import alerts, evidence
-from shiftwatch.detectors.configs import fit_key
+from shiftwatch.detectors.configs import ConfigSpec, fit_key
 from shiftwatch.detectors.effect import verdict_of
 from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.outcomes import Outcome, TickReport
+from shiftwatch.detectors.references import ReferenceData
 from shiftwatch.settings import Settings
 
 
@@ -30,7 +29,7 @@ def write_outcomes(
     session: Session,
     settings: Settings,
     outcomes: list[Outcome],
-    ref_data: Any,
+    ref_data: ReferenceData | None,
     tick: datetime,
     now: datetime,
     replaced: list[str],
@@ -38,24 +37,25 @@ def write_outcomes(
     opened: list[int] = []
     updated: list[int] = []
     for outcome in outcomes:
-        config, result, window = outcome.config, outcome.result, outcome.window
+        config, window, result = outcome.config, outcome.planned.window, outcome.tested.result
+        decided, explained = outcome.decided, outcome.explained
         run = DriftRun(
             config_id=config.id,
             model_version_id=config.model_version_id,
             detector=config.detector,
             tick=tick,
             status="ok" if result is not None else "skipped",
-            note=outcome.note,
-            adjusted_p_value=outcome.adjusted_p,
-            decision=outcome.decision,
-            estimated_harm=None if outcome.harm is None else outcome.harm.points,
-            window_start=outcome.window_start,
-            window_end=outcome.window_end,
+            note=outcome.tested.note,
+            adjusted_p_value=decided.adjusted_p,
+            decision=decided.decision,
+            estimated_harm=None if decided.harm is None else decided.harm.points,
+            window_start=outcome.planned.window_start,
+            window_end=outcome.planned.window_end,
             n_reference=0 if ref_data is None else len(ref_data),
-            n_current=0 if window is None else len(window),
-            duration_ms=outcome.duration_ms,
-            data_watermark=outcome.watermark,
-            test_key=outcome.test_key,
+            n_current=len(window),
+            duration_ms=outcome.tested.duration_ms,
+            data_watermark=outcome.planned.watermark,
+            test_key=outcome.planned.test_key,
             evidence={},
         )
         if result is not None:
@@ -67,13 +67,13 @@ def write_outcomes(
             )
             run.n_reference, run.n_current = result.n_reference, result.n_current
             run.evidence = evidence.to_jsonable(
-                {**result.evidence, "verdict": verdict_of(outcome.verdict or result, run.decision)}
+                {**result.evidence, "verdict": verdict_of(decided.verdict or result, run.decision)}
             )
         session.add(run)
-        if outcome.new_state is not None:
-            _save_state(session, config, outcome.new_state, fit_key(config, ref_data.fingerprint), now)
+        if outcome.tested.new_state is not None and ref_data is not None:
+            _save_state(session, config, outcome.tested.new_state, fit_key(config, ref_data.fingerprint), now)
         session.flush()
-        if not outcome.decision:
+        if not decided.decision:
             continue
         _flag_samples(session, outcome, run)
         change = alerts.apply_run(
@@ -81,20 +81,20 @@ def write_outcomes(
             settings,
             config=config,
             run=run,
-            estimate=outcome.harm,
-            summary={**outcome.summary, "detector": run.evidence},
-            report_path=outcome.report_path,
+            estimate=decided.harm,
+            summary={**explained.summary, "detector": run.evidence},
+            report_path=explained.report_path,
             now=now,
         )
         if change is not None:
             (opened if change.event == "alert.opened" else updated).append(change.alert_id)
             if change.replaced_report is not None:
                 replaced.append(change.replaced_report)
-    flagged = sum(o.decision for o in outcomes)
+    flagged = sum(o.decided.decision for o in outcomes)
     return TickReport(tick=tick, runs=len(outcomes), flagged=flagged, opened=tuple(opened), updated=tuple(updated))
 
 
-def _save_state(session: Session, config: DetectorConfig, blob: bytes, key: str, now: datetime) -> None:
+def _save_state(session: Session, config: ConfigSpec, blob: bytes, key: str, now: datetime) -> None:
     row = session.scalar(select(DetectorState).where(DetectorState.config_id == config.id))
     if row is None:
         row = DetectorState(config_id=config.id)
@@ -103,10 +103,9 @@ def _save_state(session: Session, config: DetectorConfig, blob: bytes, key: str,
 
 
 def _flag_samples(session: Session, outcome: Outcome, run: DriftRun) -> None:
-    window = outcome.window
-    assert window is not None
+    window = outcome.planned.window
     reason = f"{outcome.config.name}: among the samples least like the reference (drift run {run.id})"
-    for sample in outcome.atypical:
+    for sample in outcome.explained.atypical:
         ts = datetime.fromisoformat(str(window.ts[sample.index])).replace(tzinfo=timezone.utc)
         session.add(
             FlaggedSample(

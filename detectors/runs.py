@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select
@@ -25,12 +24,12 @@ from shiftwatch.collector import queries
 from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.queries import Window
 from shiftwatch.db import Database
-from shiftwatch.detectors import alerts, evidence, freshness, harm, multiple_testing, references
-from shiftwatch.detectors.base import Detector, DriftResult
-from shiftwatch.detectors.configs import detector_class, fit_key
+from shiftwatch.detectors import DETECTORS, alerts, evidence, freshness, harm, multiple_testing, references
+from shiftwatch.detectors.base import Detector
+from shiftwatch.detectors.configs import ConfigSpec, detector_class, fit_key
 from shiftwatch.detectors.effect import with_min_effect
 from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun
-from shiftwatch.detectors.outcomes import Outcome, TickReport
+from shiftwatch.detectors.outcomes import Decided, Explained, Outcome, Planned, Tested, TickReport
 from shiftwatch.detectors.reports import remove_reports, render_window_report
 from shiftwatch.detectors.run_write import record_quiet, write_outcomes
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
@@ -48,8 +47,9 @@ MIN_CURRENT = 30
 UNWATCHED_STATES = ("retired",)
 
 
-def _due(session: Session, tick: datetime) -> list[DetectorConfig]:
-    last = dict(session.execute(select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)).all())
+def _due(session: Session, tick: datetime) -> list[ConfigSpec]:
+    newest = select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)
+    last: dict[int, datetime] = dict(session.execute(newest).tuples().all())
     configs = session.scalars(
         select(DetectorConfig)
         .join(ModelVersion, ModelVersion.id == DetectorConfig.model_version_id)
@@ -64,16 +64,18 @@ def _due(session: Session, tick: datetime) -> list[DetectorConfig]:
         if config.checked_at is not None and (previous is None or config.checked_at > previous):
             previous = config.checked_at  # the last quiet check counts as the last run for the schedule
         if previous is None or previous + timedelta(seconds=config.schedule_seconds) <= tick:
-            due.append(config)
+            due.append(ConfigSpec.of(config))
     return due
 
 
-def _array(source: Any, kind: str) -> np.ndarray | None:
-    return getattr(source, kind, None)
+def _array(source: references.ReferenceData | Window, kind: str) -> np.ndarray | None:
+    """The column a config reads (``configs.INPUTS``) of a reference or a window; None where it was not logged."""
+    columns = {"embeddings": source.embeddings, "probabilities": source.probabilities, "confidence": source.confidence}
+    return columns[kind]
 
 
 def _current_window(
-    session: Session, config: DetectorConfig, now: datetime
+    session: Session, config: ConfigSpec, now: datetime
 ) -> tuple[Window, datetime | None, datetime | None]:
     if config.window_minutes is not None:
         start = now - timedelta(minutes=config.window_minutes)
@@ -83,28 +85,6 @@ def _current_window(
         return window, None, None
     bounds = [datetime.fromisoformat(str(t)).replace(tzinfo=timezone.utc) for t in (window.ts[0], window.ts[-1])]
     return window, bounds[0], bounds[1]
-
-
-def _detector(
-    outcome: Outcome,
-    registry: Mapping[str, type[Detector]],
-    reference: np.ndarray,
-    ref_data: Any,
-    state: tuple[str, bytes] | None,
-    key: str,
-) -> Detector:
-    """The fitted detector: restored from its persisted state when the fit key matches, else fitted now."""
-    config = outcome.config
-    cls = detector_class(config.detector, registry)
-    if state is not None and state[0] == key and hasattr(cls, "from_state"):
-        return cls.from_state(dict(config.params), state_from_npz(state[1]))  # type: ignore[attr-defined]
-    context = {"stream_ids": ref_data.stream_ids, "timestamps": ref_data.timestamps}
-    if ref_data.labels is not None:
-        context["labels"] = ref_data.labels
-    detector = cls(**config.params).fit(reference, **context)
-    if hasattr(detector, "get_state"):
-        outcome.new_state = state_to_npz(detector.get_state())  # type: ignore[attr-defined]
-    return detector
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +100,8 @@ class _Inputs:
 
 
 def _read(
-    session: Session, configs: list[DetectorConfig], now: datetime, tick: datetime
-) -> tuple[_Inputs, list[Outcome]]:
+    session: Session, configs: list[ConfigSpec], now: datetime, tick: datetime
+) -> tuple[_Inputs, list[Planned]]:
     """The read phase: reference, fitted states, current windows (shared by configs with the same spec)."""
     version = session.get(ModelVersion, configs[0].model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
@@ -131,102 +111,124 @@ def _read(
     quiet: dict[int, str] = {}
     mark = freshness.watermark(session, version_id, now)  # before the windows: a row landing in between is "new" next time
     windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
-    outcomes = []
+    planned = []
     for config in configs:
         key = freshness.test_key(config, fingerprint)
         previous = last.get(config.id)
-        if freshness.is_quiet(session, config, previous, key, now):
-            quiet[config.id] = f"no new data since run {previous.id}"  # type: ignore[union-attr]
+        if previous is not None and freshness.is_quiet(session, config, previous, key, now):
+            quiet[config.id] = f"no new data since run {previous.id}"
             continue
         spec = (config.window_last_n, config.window_minutes)
         if spec not in windows:
             windows[spec] = _current_window(session, config, now)
-        outcome = Outcome(config=config, watermark=mark, test_key=key)
-        outcome.window, outcome.window_start, outcome.window_end = windows[spec]
-        outcomes.append(outcome)
-    tested = [o.config for o in outcomes]
-    states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_([c.id for c in tested])))
-    open_alerts = {c.id: a for c in tested if (a := alerts.open_alert(session, c)) is not None}
+        window, start, end = windows[spec]
+        planned.append(
+            Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark, test_key=key)
+        )
+    tested = [p.config.id for p in planned]
+    states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_(tested)))
+    open_alerts = {p.config.id: a for p in planned if (a := alerts.open_alert(session, p.config)) is not None}
     inputs = _Inputs(
-        reference=references.load(session, version_id) if outcomes else None,
+        reference=references.load(session, version_id) if planned else None,
         states={s.config_id: (s.fit_key, s.state) for s in states},
         class_names=list(model.class_names) if model is not None else [],
         confirmable=frozenset(
-            o.config.id
-            for o in outcomes
-            if o.config.id not in open_alerts and alerts.would_alert(session, o.config, tick, o.window_start)
+            p.config.id
+            for p in planned
+            if p.config.id not in open_alerts and alerts.would_alert(session, p.config, tick, p.window_start)
         ),
         open_alerts=open_alerts,
         quiet=quiet,
     )
-    return inputs, outcomes
+    return inputs, planned
 
 
-def _test_all(outcomes: list[Outcome], inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> None:
-    """The compute phase: fit or restore each detector and test its window; outside any transaction."""
-    ref_data = inputs.reference
-    for outcome in outcomes:
-        config, window = outcome.config, outcome.window
-        assert window is not None
-        current = _array(window, config.input)
-        reference = None if ref_data is None else _array(ref_data, config.input)
-        if ref_data is None:
-            outcome.note = "no reference window pinned for this model version"
-        elif reference is None or (current is None and len(window) > 0):
-            outcome.note = f"no {config.input} in the reference or the current window"
-        elif len(window) < MIN_CURRENT:
-            outcome.note = f"{len(window)} predictions in the window, fewer than {MIN_CURRENT}"
-        else:
-            started = time.perf_counter()
-            key = fit_key(config, ref_data.fingerprint)
-            try:
-                detector = _detector(outcome, registry, reference, ref_data, inputs.states.get(config.id), key)
-                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
-            except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
-                outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
-                continue
-            outcome.min_effect = config.min_effect
-            outcome.duration_ms = (time.perf_counter() - started) * 1000
+def _detector(
+    config: ConfigSpec,
+    registry: Mapping[str, type[Detector]],
+    ref_data: references.ReferenceData,
+    reference: np.ndarray,
+    state: tuple[str, bytes] | None,
+) -> tuple[Detector, bytes | None]:
+    """The fitted detector, restored from its stored state when the fit key matches, else fitted now (with its new state)."""
+    cls = detector_class(config.detector, registry)
+    if state is not None and state[0] == fit_key(config, ref_data.fingerprint):
+        return cls.from_state(dict(config.params), state_from_npz(state[1])), None
+    context = {"stream_ids": ref_data.stream_ids, "timestamps": ref_data.timestamps}
+    if ref_data.labels is not None:
+        context["labels"] = ref_data.labels
+    detector = cls(**config.params).fit(reference, **context)
+    return detector, state_to_npz(detector.get_state())
 
 
-def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) -> None:
+def _test(planned: Planned, inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> Tested:
+    """The compute phase for one config: fit or restore its detector and test the window; outside any transaction."""
+    config, window, ref_data = planned.config, planned.window, inputs.reference
+    current = _array(window, config.input)
+    reference = None if ref_data is None else _array(ref_data, config.input)
+    if ref_data is None:
+        return Tested(note="no reference window pinned for this model version")
+    if reference is None or (current is None and len(window) > 0):
+        return Tested(note=f"no {config.input} in the reference or the current window")
+    if current is None or len(window) < MIN_CURRENT:
+        return Tested(note=f"{len(window)} predictions in the window, fewer than {MIN_CURRENT}")
+    started = time.perf_counter()
+    try:
+        detector, new_state = _detector(config, registry, ref_data, reference, inputs.states.get(config.id))
+        result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
+    except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
+        return Tested(note=f"cannot test: {exc.message}"[:500])
+    return Tested(result=result, new_state=new_state, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) -> list[Outcome]:
     """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
-    tested = [o for o in outcomes if o.result is not None]
-    adjusted = multiple_testing.holm_adjust([o.result.p_value for o in tested])  # type: ignore[union-attr]
-    estimates = [o.result.effect_size for o in tested if harm.is_accuracy_estimate(o.result.effect_unit)]  # type: ignore[union-attr]
-    for outcome, adjusted_p in zip(tested, adjusted):
-        result = outcome.result
-        assert result is not None
-        outcome.adjusted_p = adjusted_p
+    results = [o.tested.result for o in outcomes if o.tested.result is not None]
+    adjusted = iter(multiple_testing.holm_adjust([r.p_value for r in results]))  # in the order of ``results``
+    estimates = [r.effect_size for r in results if harm.is_accuracy_estimate(r.effect_unit)]
+    decided = []
+    for outcome in outcomes:
+        result = outcome.tested.result
+        if result is None:
+            decided.append(outcome)
+            continue
+        adjusted_p = next(adjusted)
         is_significant = multiple_testing.significant(adjusted_p, outcome.config.alpha, bool(result.drift))
         # Holm decides significance across the version's detectors; the detector's ``drift`` (its
         # effect rule, detectors.effect, under the config's explicit min_effect if any) decides
         # whether a significant shift is worth a page.
-        outcome.verdict = with_min_effect(result, outcome.min_effect)
-        outcome.decision = is_significant and bool(outcome.verdict.drift)
+        verdict = with_min_effect(result, outcome.config.min_effect)
         if estimates:
-            outcome.harm = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
-        elif ref_data is not None and outcome.window is not None:
-            outcome.harm = harm.confidence_drop(ref_data.confidence, outcome.window.confidence)
+            estimate: harm.Harm | None = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
+        elif ref_data is not None:
+            estimate = harm.confidence_drop(ref_data.confidence, outcome.planned.window.confidence)
+        else:
+            estimate = None
+        decision = is_significant and bool(verdict.drift)
+        choice = Decided(adjusted_p=adjusted_p, decision=decision, verdict=verdict, harm=estimate)
+        decided.append(replace(outcome, decided=choice))
+    return decided
 
 
-def _explain(outcome: Outcome, ref_data: references.ReferenceData) -> None:
+def _explain(outcome: Outcome, ref_data: references.ReferenceData) -> Explained:
     """Evidence of a flagged run: the most shifted embedding dimensions and the most atypical samples."""
-    window, result = outcome.window, outcome.result
-    assert window is not None and result is not None
+    window, result = outcome.planned.window, outcome.tested.result
+    assert result is not None
+    summary: dict[str, object] = {}
     if ref_data.embeddings is not None and window.embeddings is not None:
-        outcome.summary["shifted_dimensions"] = evidence.shifted_dimensions(ref_data.embeddings, window.embeddings)
-    outcome.atypical = evidence.detector_atypical(result, len(window))
-    if not outcome.atypical:
+        summary["shifted_dimensions"] = evidence.shifted_dimensions(ref_data.embeddings, window.embeddings)
+    atypical = evidence.detector_atypical(result, len(window))
+    if not atypical:
         if ref_data.embeddings is not None and window.embeddings is not None:
             scores = evidence.knn_scores(ref_data.embeddings, window.embeddings)
         else:  # outputs only: the least confident predictions are the least typical
             scores = 1.0 - window.confidence
-        outcome.atypical = evidence.atypical_samples(scores)
-    outcome.summary["atypical_samples"] = [
+        atypical = evidence.atypical_samples(scores)
+    summary["atypical_samples"] = [
         {"prediction_id": str(window.ids[s.index]), "input_ref": window.input_ref[s.index], "score": round(s.score, 4)}
-        for s in outcome.atypical
+        for s in atypical
     ]
+    return Explained(summary=summary, atypical=tuple(atypical))
 
 
 def _needs_report(outcome: Outcome, inputs: _Inputs) -> bool:
@@ -235,53 +237,62 @@ def _needs_report(outcome: Outcome, inputs: _Inputs) -> bool:
     if config_id in inputs.confirmable:
         return True
     alert = inputs.open_alerts.get(config_id)
-    effect = 0.0 if outcome.result is None else float(outcome.result.effect_size or 0.0)
-    return alert is not None and alerts.changes_materially(alert, outcome.harm, effect)
+    result = outcome.tested.result
+    effect = 0.0 if result is None else float(result.effect_size or 0.0)
+    return alert is not None and alerts.changes_materially(alert, outcome.decided.harm, effect)
+
+
+def _explained(outcome: Outcome, inputs: _Inputs, data_dir: Path, tick: datetime) -> Outcome:
+    """A flagged run with its evidence, and its report when ``_needs_report``; any other run as it is."""
+    ref_data = inputs.reference
+    if not outcome.decided.decision or ref_data is None:
+        return outcome
+    explained = _explain(outcome, ref_data)
+    if _needs_report(outcome, inputs):
+        name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
+        path = render_window_report(data_dir, name, ref_data, outcome.planned.window, inputs.class_names)
+        explained = replace(explained, report_path=path)
+    return replace(outcome, explained=explained)
 
 
 def run_version(
     db: Database,
     settings: Settings,
-    configs: list[DetectorConfig],
+    configs: list[ConfigSpec],
     tick: datetime,
     now: datetime,
     registry: Mapping[str, type[Detector]],
 ) -> TickReport:
     """Run the due configs of one model version; all of it is written in one transaction, or nothing."""
     with db.session() as session:
-        inputs, outcomes = _read(session, configs, now, tick)
-    _test_all(outcomes, inputs, registry)
-    ref_data = inputs.reference
-    _decide(outcomes, ref_data)
-    for outcome in outcomes:
-        if outcome.decision:
-            _explain(outcome, ref_data)  # type: ignore[arg-type]
-            if _needs_report(outcome, inputs):
-                name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
-                outcome.report_path = render_window_report(
-                    Path(settings.data_dir), name, ref_data, outcome.window, inputs.class_names
-                )
+        inputs, planned = _read(session, configs, now, tick)
+    tested = [Outcome(planned=p, tested=_test(p, inputs, registry)) for p in planned]
+    data_dir = Path(settings.data_dir)
+    outcomes = [_explained(o, inputs, data_dir, tick) for o in _decide(tested, inputs.reference)]
     replaced: list[str] = []
     with db.session() as session:
         record_quiet(session, inputs.quiet, tick)
-        for outcome in outcomes:
-            outcome.config = session.merge(outcome.config, load=False)
-        report = write_outcomes(session, settings, outcomes, ref_data, tick, now, replaced)
-    remove_reports(Path(settings.data_dir), replaced)  # superseded by the alert's new report, now committed
+        report = write_outcomes(session, settings, outcomes, inputs.reference, tick, now, replaced)
+    remove_reports(data_dir, replaced)  # superseded by the alert's new report, now committed
     return report + TickReport(tick=tick, quiet=tuple(inputs.quiet))
 
 
 def run_due_detectors(
-    db: Database, settings: Settings, now: datetime, *, registry: Mapping[str, type[Detector]] | None = None
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    *,
+    tick: datetime | None = None,
+    registry: Mapping[str, type[Detector]] = DETECTORS,
 ) -> TickReport:
-    """Run every enabled config whose schedule has come round by ``now``; one failing version never stops the others."""
-    from shiftwatch.detectors.configs import default_registry
+    """Run every enabled config whose schedule has come round by ``tick``; one failing version never stops the others.
 
-    registry = default_registry() if registry is None else registry
-    tick = tick_of(now, settings.detector_tick_seconds)
+    ``tick``: the scheduler's tick (``drift_tick`` passes the one it claimed); None, the tick ``now`` falls in.
+    """
+    tick = tick_of(now, settings.detector_tick_seconds) if tick is None else tick
     with db.session() as session:
         due = _due(session, tick)
-    by_version: dict[int, list[DetectorConfig]] = {}
+    by_version: dict[int, list[ConfigSpec]] = {}
     for config in due:
         by_version.setdefault(config.model_version_id, []).append(config)
     total = TickReport(tick=tick)
@@ -302,23 +313,22 @@ def check_version(
     model_version_id: int,
     now: datetime,
     *,
-    registry: Mapping[str, type[Detector]] | None = None,
+    registry: Mapping[str, type[Detector]] = DETECTORS,
 ) -> TickReport:
     """Run every enabled config of one version now, whatever its schedule (``POST .../check``, ``shiftwatch check``).
 
     The same rules as a tick: a config with no new data since its last run is only recorded as
     checked. The run's tick is ``now`` itself, so it never collides with a scheduled tick.
     """
-    from shiftwatch.detectors.configs import default_registry
-
     with db.session() as session:
-        configs = list(
-            session.scalars(
+        configs = [
+            ConfigSpec.of(row)
+            for row in session.scalars(
                 select(DetectorConfig)
                 .where(DetectorConfig.model_version_id == model_version_id, DetectorConfig.enabled.is_(True))
                 .order_by(DetectorConfig.id)
             )
-        )
+        ]
     if not configs:
         return TickReport(tick=now)
-    return run_version(db, settings, configs, now, now, default_registry() if registry is None else registry)
+    return run_version(db, settings, configs, now, now, registry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shiftwatch.db import Database
+from shiftwatch.db import Database, utcnow
 from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.settings import Settings
 
@@ -15,10 +15,11 @@ WEBHOOK_EVERY_S = 10
 
 
 def drift_tick(db: Database, settings: Settings, tick: datetime) -> None:
-    from shiftwatch.db import utcnow
+    """The drift job: the configs due at the tick this replica claimed, tested on the data there is now."""
+    # Lazy: runs brings scikit-learn, SciPy and pandas (seconds cold), which listing the jobs must not pay for.
     from shiftwatch.detectors.runs import run_due_detectors
 
-    run_due_detectors(db, settings, utcnow())
+    run_due_detectors(db, settings, utcnow(), tick=tick)
 
 
 def webhook_tick(db: Database, settings: Settings, tick: datetime) -> None:

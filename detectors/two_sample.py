@@ -1,26 +1,21 @@
 """Shared parts of the two-sample detectors: input checks, the significance-and-effect decision, state without pickle.
 
-State contract (for storing a fitted detector in the database without pickle):
-``detector.get_config()`` returns the constructor arguments (JSON-able), ``detector.get_state()``
-returns the fitted attributes (names ending in ``_``) as numpy arrays, floats, ints or strings,
-and ``Class.from_state(config, state)`` rebuilds an equivalent fitted detector. ``state_to_npz``
-/ ``state_from_npz`` turn a state into bytes and back (``allow_pickle=False``).
+The state contract (``get_config`` / ``get_state`` / ``from_state``) is ``base.Detector``'s;
+``state_to_npz`` / ``state_from_npz`` turn a state into bytes and back (``allow_pickle=False``).
 """
 
 from __future__ import annotations
 
-import inspect
 import io
+from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
-from shiftwatch.detectors.base import Detector
-from shiftwatch.detectors.effect import EFFECT_WINDOW, Verdict, judge
+from shiftwatch.detectors.base import Detector, DriftResult, StateValue
+from shiftwatch.detectors.effect import EFFECT_WINDOW, Verdict, bonferroni_combined, judge
 from shiftwatch.errors import Invalid
-
-StateValue = np.ndarray | float | int | str
 
 
 def as_matrix(values: Any, field: str, dims: int | None = None, min_rows: int = 2) -> np.ndarray:
@@ -78,7 +73,7 @@ def top_indices(scores: np.ndarray, k: int) -> list[int]:
 
 
 class TwoSampleDetector(Detector):
-    """A detector with alpha, the practical-effect rule of ``detectors.effect`` and a pickle-free state."""
+    """A detector with alpha and the practical-effect rule of ``detectors.effect``."""
 
     alpha: float
     min_effect_size: float  # the method's "worth a look" effect: severity bands, and the bound without a null
@@ -112,31 +107,30 @@ class TwoSampleDetector(Detector):
         if not any(name.endswith("_") and not name.startswith("_") for name in vars(self)):
             raise Invalid("detector", f"{self.name} must be fitted on a reference window before testing")
 
-    def get_config(self) -> dict[str, Any]:
-        params = inspect.signature(type(self).__init__).parameters
-        return {name: getattr(self, name) for name in params if name != "self"}
 
-    def get_state(self) -> dict[str, StateValue]:
-        return {
-            name: value for name, value in vars(self).items() if name.endswith("_") and not name.startswith("_")
-        }
+class CombinedDetector(TwoSampleDetector):
+    """Several tests fitted on one reference and Bonferroni-combined; its stored state is the reference alone."""
+
+    _fitted: list[TwoSampleDetector]
+
+    @abstractmethod
+    def _fit_parts(self) -> None:
+        """Fit every part on ``reference_`` (and its stream context) into ``_fitted``."""
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "TwoSampleDetector":
-        detector = cls(**config)
-        for name, value in state.items():
-            if not name.endswith("_"):
-                raise Invalid("state", f"{name} is not a fitted attribute")
-            array = np.asarray(value)
-            if array.ndim == 0:
-                value = array.item()
-            setattr(detector, name, value)
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> Self:
+        detector = super().from_state(config, state)
+        detector._fit_parts()  # the parts are refitted on the stored reference, as ``fit`` fitted them
         return detector
+
+    def test(self, current: np.ndarray, **context: Any) -> DriftResult:
+        self.check_fitted()
+        return bonferroni_combined(self.name, self.alpha, [part.test(current, **context) for part in self._fitted])
 
 
 def state_to_npz(state: dict[str, StateValue]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in state.items()})
+    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in state.items()})  # type: ignore[arg-type]  # numpy's stub lets ** fill allow_pickle
     return buffer.getvalue()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +20,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from shiftwatch.db import Database
-from shiftwatch.detectors.alerts import to_out
 from shiftwatch.detectors.harm import describe
-from shiftwatch.detectors.models import Alert, WebhookDelivery
+from shiftwatch.detectors.models import WebhookDelivery
 from shiftwatch.settings import Settings
 from shiftwatch.signing import sign
 
@@ -46,13 +46,16 @@ class Endpoint:
     secret: str | None
 
 
-def endpoints(settings: Settings) -> list[Endpoint]:
-    """``alert_webhooks`` entries: ``slack+https://...`` (or a hooks.slack.com URL) get the Slack payload."""
+def endpoints(webhooks: Sequence[str], secrets: Mapping[str, str]) -> list[Endpoint]:
+    """``alert_webhooks`` entries: ``slack+https://...`` (or a hooks.slack.com URL) get the Slack payload.
+
+    ``secrets`` (``alert_webhook_secrets``) is keyed by the entry as listed or by its bare URL.
+    """
     found = []
-    for listed in settings.alert_webhooks:
+    for listed in webhooks:
         url = listed[len(SLACK_PREFIX) :] if listed.startswith(SLACK_PREFIX) else listed
         kind = "slack" if listed.startswith(SLACK_PREFIX) or "hooks.slack.com" in url else "json"
-        secret = settings.alert_webhook_secrets.get(listed) or settings.alert_webhook_secrets.get(url)
+        secret = secrets.get(listed) or secrets.get(url)
         found.append(Endpoint(url=url, format=kind, secret=secret))
     return found
 
@@ -92,18 +95,16 @@ def slack_payload(alert: dict[str, Any], event: str) -> dict[str, Any]:
     }
 
 
-def enqueue(session: Session, settings: Settings, alert: Alert, event: str, now: datetime) -> list[WebhookDelivery]:
-    """Outbox rows for every configured endpoint, in the caller's transaction."""
-    targets = endpoints(settings)
-    if not targets:
-        return []
-    body = to_out(session, settings, alert).model_dump(mode="json")
+def enqueue(
+    session: Session, targets: Sequence[Endpoint], alert_id: int, body: dict[str, Any], event: str, now: datetime
+) -> list[WebhookDelivery]:
+    """Outbox rows for every endpoint, in the caller's transaction; ``body`` is the alert's outward shape (``AlertOut``)."""
     rows = []
     for target in targets:
         payload = slack_payload(body, event) if target.format == "slack" else json_payload(body, event)
         rows.append(
             WebhookDelivery(
-                alert_id=alert.id,
+                alert_id=alert_id,
                 url=target.url,
                 format=target.format,
                 event=event,
@@ -165,7 +166,7 @@ def deliver_due(db: Database, settings: Settings, now: datetime) -> dict[str, in
                 .limit(BATCH)
             )
         )
-    secrets = {e.url: e.secret for e in endpoints(settings)}
+    secrets = {e.url: e.secret for e in endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)}
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     with httpx.Client(timeout=TIMEOUT_S) as client:
         for delivery_id in due:

@@ -1,7 +1,7 @@
-"""Adapters from the database to arrays: labeled samples (labeling package) and recent production inputs.
+"""Adapters from the database to arrays: labeled samples (labeling's query) and recent production inputs.
 
 Thin on purpose: the pipeline takes arrays (``LabeledData``), so it is tested without the
-labeling package, and this module is the only place that knows its query.
+database, and this module is the only place in retrain that reads labeling's tables.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ def _retain(db: Database, settings: Settings) -> RetentionRun:
     # Inputs lose their last reference when predictions go; the sweep (a scan of every input_ref
     # column) runs only then: hourly on SQLite, once a day (a partition dropped) on PostgreSQL.
     inputs = sweep_inputs(db.engine, settings.data_dir, settings.input_orphan_grace_s) if removed else 0
-    reports = sweep_reports(db, settings, utcnow())
+    reports = sweep_reports(db, settings.data_dir, settings.retention_days, utcnow())
     return RetentionRun(ran=True, removed=removed, inputs_removed=inputs, reports_removed=reports)
 
 

@@ -103,6 +103,37 @@ def test_confirming_runs_must_test_new_samples_not_an_overlapping_window(db, set
     assert tested[1].window_end < tested[2].window_start and tested[0].window_end > tested[1].window_start
 
 
+def test_a_row_stamped_before_a_last_n_window_that_was_not_full_is_new_data(db, settings, stream):
+    """A window that held fewer than N rows held every row: a late one stamped before it belongs in the next."""
+    version_id, t = stream
+    config_id = add_config(db, version_id, detector="meanshift", window_last_n=1000)  # 400 reference + 100 rows
+    log(db, settings, records(t, 100, seed=15))
+    assert run(db, settings, t + timedelta(minutes=4)).runs == 1
+    with db.session() as session:
+        first = session.scalar(select(DriftRun).where(DriftRun.config_id == config_id))
+        assert first.n_current < 1000
+        before_window = first.window_start - timedelta(minutes=1)
+    assert run(db, settings, t + timedelta(minutes=5)).quiet == (config_id,)
+    log(db, settings, records(before_window, 1, seed=16))
+    assert run(db, settings, t + timedelta(minutes=6)).runs == 1
+
+
+def test_a_row_stamped_before_a_full_last_n_window_is_not_new_data(db, settings, stream):
+    """A full last-N window keeps its N rows: a late row stamped before its start cannot enter the next one."""
+    version_id, t = stream
+    config_id = add_config(db, version_id, detector="meanshift", window_last_n=200)
+    log(db, settings, records(t, 200, seed=17))
+    assert run(db, settings, t + timedelta(minutes=4)).runs == 1
+    with db.session() as session:
+        first = session.scalar(select(DriftRun).where(DriftRun.config_id == config_id))
+        assert first.n_current == 200
+        start, end = first.window_start, first.window_end
+    log(db, settings, records(start - timedelta(seconds=30), 1, seed=18))
+    assert run(db, settings, t + timedelta(minutes=5)).quiet == (config_id,)
+    log(db, settings, records(start + (end - start) / 2, 1, seed=19))  # inside the window: it pushes the oldest out
+    assert run(db, settings, t + timedelta(minutes=6)).runs == 1
+
+
 def test_retired_versions_are_not_watched(db, settings, stream):
     version_id, t = stream
     add_config(db, version_id, detector="meanshift")
@@ -127,7 +158,7 @@ def test_an_open_alert_gets_a_new_report_only_when_it_changes_materially(db, set
     with db.session() as session:
         alert = alerts.get(session, alert_id)
         assert (alert.run_count, alert.severity) == (3, "high")
-        current = alerts.report_file(session, settings, alert_id).name
+        current = alerts.report_file(session, settings.data_dir, alert_id).name
     assert current != first and report_files(settings) == {current}  # the superseded report is gone
 
 
@@ -152,7 +183,7 @@ def test_reports_fall_under_retention_and_an_open_alerts_report_is_kept(db, sett
         (reports / name).write_text("<html></html>")
         if name != "fresh-orphan.html":
             os.utime(reports / name, (old, old))
-    assert sweep_reports(db, settings, utcnow()) == 2
+    assert sweep_reports(db, settings.data_dir, settings.retention_days, utcnow()) == 2
     assert report_files(settings) == {"open.html", "fresh-orphan.html"}
     with db.session() as session:
         paths = dict(session.execute(select(Alert.state, Alert.report_path)).all())

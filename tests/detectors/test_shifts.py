@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shiftwatch.detectors.mmd import MMDDetector
-from shiftwatch.detectors.omnibus import OmnibusDetector
+from shiftwatch.detectors.omnibus import AutoDetector
 from shiftwatch.detectors.synthetic import NULLS, SHIFTS
 
 ALPHA = 0.05
@@ -27,7 +27,7 @@ def drift_rate(case, seeds: range, n: int | None = None) -> tuple[float, float]:
     drift = significant = 0
     for seed in seeds:
         reference, current = case.windows(seed, n)
-        result = OmnibusDetector(alpha=ALPHA, seed=seed, **FAST).fit(reference).test(current)
+        result = AutoDetector(alpha=ALPHA, seed=seed, **FAST).fit(reference).test(current)
         drift += result.drift
         significant += bool(result.significant)
     return drift / len(seeds), significant / len(seeds)
@@ -82,7 +82,7 @@ def test_auto_state_round_trips_without_pickle_and_tests_the_same() -> None:
     from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 
     rng = np.random.default_rng(4)
-    detector = OmnibusDetector(**FAST).fit(rng.normal(size=(120, 6)), stream_ids=["a"] * 120, timestamps=np.arange(120))
-    restored = OmnibusDetector.from_state(detector.get_config(), state_from_npz(state_to_npz(detector.get_state())))
+    detector = AutoDetector(**FAST).fit(rng.normal(size=(120, 6)), stream_ids=["a"] * 120, timestamps=np.arange(120))
+    restored = AutoDetector.from_state(detector.get_config(), state_from_npz(state_to_npz(detector.get_state())))
     current = rng.normal(size=(80, 6)) + 0.5
     assert restored.test(current).to_dict() == detector.test(current).to_dict()

@@ -108,17 +108,41 @@ def test_every_registry_entry_is_a_detector_class(name: str) -> None:
     assert DETECTORS.get(name) is cls  # cached: the same class every time
 
 
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_every_registry_name_is_its_class_name_and_the_name_its_results_carry(name: str) -> None:
+    """``"bbsd_label"`` is ``BBSDLabelDetector``: a name stored in a config leads straight to its class."""
+    cls = DETECTORS[name]
+    assert cls.__name__.lower() == name.replace("_", "") + "detector"
+    assert cls.name == name
+
+
+def test_a_detector_must_implement_fit_and_test_and_gets_the_state_contract() -> None:
+    class FitOnly(Detector):
+        def fit(self, reference, **context):  # type: ignore[no-untyped-def]
+            return self
+
+    with pytest.raises(TypeError, match="abstract"):
+        FitOnly()  # type: ignore[abstract]
+    for method in ("get_config", "get_state", "from_state"):
+        assert callable(getattr(DETECTORS["mmd"], method)) and method in vars(Detector)
+
+
+def test_the_registry_groups_agree_with_what_each_detector_reads() -> None:
+    assert {DETECTORS[n].input_kind for n in EMBEDDING_DETECTORS} == {"embeddings"}
+    assert {DETECTORS[n].input_kind for n in PROBABILITY_DETECTORS} == {"probabilities"}
+
+
 def test_registry_groups_and_unknown_names() -> None:
     assert set(EMBEDDING_DETECTORS) | set(PROBABILITY_DETECTORS) <= set(DETECTORS)
     assert "nope" not in DETECTORS
     with pytest.raises(KeyError):
         DETECTORS["nope"]
-    with pytest.raises(Invalid, match="unknown detector 'nope'.*mmd"):
+    with pytest.raises(Invalid, match=r"unknown detector 'nope'.*mmd"):
         detector_class("nope")
 
 
 def test_a_registry_target_without_a_class_is_refused_when_built() -> None:
-    with pytest.raises(ValueError, match="'broken'.*module:Attribute"):
+    with pytest.raises(ValueError, match=r"'broken'.*module:Attribute"):
         LazyRegistry({"broken": "shiftwatch.detectors.mmd"})
 
 
