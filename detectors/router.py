@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -25,20 +25,6 @@ from shiftwatch.detectors.schemas import (
 from shiftwatch.errors import Invalid, NotFound, TooLarge
 
 router = APIRouter(prefix="/v1", tags=["detectors"])
-
-
-def on_startup(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        from shiftwatch.detectors import schedule
-
-        schedule.start(app.state.db, app.state.settings)
-
-
-def on_shutdown(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        from shiftwatch.detectors import schedule
-
-        schedule.stop(app.state.settings)
 
 
 @router.get("/alerts", response_model=list[AlertOut])

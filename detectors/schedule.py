@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shiftwatch.db import Database
-from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
+from shiftwatch.scheduler import ScheduledJob
 from shiftwatch.settings import Settings
 
 DETECTOR_JOB = "detectors.drift_runs"
@@ -29,17 +29,8 @@ def webhook_tick(db: Database, settings: Settings, tick: datetime) -> None:
 
 
 def jobs(settings: Settings) -> list[ScheduledJob]:
+    """What the app's lifespan schedules for the detectors when ``scheduler_enabled``."""
     return [
         ScheduledJob(DETECTOR_JOB, settings.detector_tick_seconds, drift_tick),
         ScheduledJob(WEBHOOK_JOB, WEBHOOK_EVERY_S, webhook_tick),
     ]
-
-
-def start(db: Database, settings: Settings) -> None:
-    for job in jobs(settings):
-        start_job(db, settings, job)
-
-
-def stop(settings: Settings) -> None:
-    for job in jobs(settings):
-        stop_job(job.name)

@@ -6,7 +6,7 @@ import hmac
 from dataclasses import asdict
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
 from shiftwatch.auth import current_principal
@@ -19,7 +19,6 @@ from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import link_is_valid
 from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, webhook_secret
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["labeling"])
 
@@ -113,21 +112,3 @@ def pull(
     _: Operator,
 ) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, settings, model)))
-
-
-def on_startup(app: FastAPI) -> None:
-    """Run the labeling job (select, push, pull) once per interval across replicas when the schedulers are on."""
-    from shiftwatch.labeling.job import labeling_job
-    from shiftwatch.scheduler import start_job
-
-    settings: Settings = app.state.settings
-    if settings.scheduler_enabled:
-        start_job(app.state.db, settings, labeling_job(settings))
-
-
-def on_shutdown(app: FastAPI) -> None:
-    from shiftwatch.labeling.job import JOB_NAME
-    from shiftwatch.scheduler import stop_job
-
-    if app.state.settings.scheduler_enabled:
-        stop_job(JOB_NAME)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.collector.bodies import Reservation, inflated_limit, read_body
-from shiftwatch.db import Database, utcnow
-from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
+from shiftwatch.db import utcnow
 from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.rollout import controller, status
@@ -18,10 +15,8 @@ from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import framed_as_comparison, write_report
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
-JOB_NAME = "rollout.controller"
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -151,24 +146,12 @@ def bootstrap(
         return VersionOut.model_validate(row)
 
 
-def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:
-    """The scheduled job (shiftwatch.scheduler claims the tick, so one replica runs it)."""
-    controller.tick(db, settings, utcnow())
-
-
-def controller_job(settings: Settings) -> ScheduledJob:
-    return ScheduledJob(JOB_NAME, settings.rollout_tick_seconds, controller_tick)
-
-
-def on_startup(app: FastAPI) -> None:
+def open_gateway(app: FastAPI) -> None:
+    """At the app's start: the serving gateway the predict routes use (it loads models and writes their log)."""
     app.state.gateway = Gateway(app.state.db, app.state.settings)
-    if app.state.settings.scheduler_enabled:
-        start_job(app.state.db, app.state.settings, controller_job(app.state.settings))
 
 
-def on_shutdown(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        stop_job(JOB_NAME)
+def close_gateway(app: FastAPI) -> None:
     gateway = getattr(app.state, "gateway", None)
     if gateway is not None:
         gateway.close()
