@@ -99,20 +99,12 @@ class Database:
 
 
 def import_all_models() -> None:
-    """Import every domain's ORM models so ``Base.metadata`` holds the whole schema."""
-    import importlib
-
-    for module in MODEL_MODULES:
-        importlib.import_module(module)
-
-
-# Every module that defines tables, lowest layer first.
-MODEL_MODULES = (
-    "shiftwatch.auth_models",
-    "shiftwatch.scheduler_models",
-    "shiftwatch.collector.models",
-    "shiftwatch.detectors.models",
-    "shiftwatch.labeling.models",
-    "shiftwatch.retrain.models",
-    "shiftwatch.rollout.models",
-)
+    """Import every domain's ORM models, lowest layer first, so ``Base.metadata`` holds the whole schema."""
+    # Inside the function: each of these modules imports ``Base`` from this one.
+    import shiftwatch.auth_models  # noqa: F401
+    import shiftwatch.scheduler_models  # noqa: F401
+    import shiftwatch.collector.models  # noqa: F401
+    import shiftwatch.detectors.models  # noqa: F401
+    import shiftwatch.labeling.models  # noqa: F401
+    import shiftwatch.retrain.models  # noqa: F401
+    import shiftwatch.rollout.models  # noqa: F401
