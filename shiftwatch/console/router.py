@@ -66,7 +66,7 @@ def login_submit(
     response = RedirectResponse(_local_path(next), status_code=303)
     try:
         check_same_origin(request)  # login CSRF: another site must not log a person in as someone else
-        login(db, settings, token, response, secure=served_over_https(request, settings))
+        login(db, settings, token, response, secure=served_over_https(request, settings.public_url, settings.trusted_proxies))
     except (Unauthorized, Forbidden) as exc:
         page = render(request, "login.html", next=_local_path(next), error=exc.message)
         page.status_code = exc.status_code
@@ -202,7 +202,7 @@ def labeling_page(
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
         statuses = [queue.queue_status(session, name, Budget.of(settings, name).daily) for name in names]
-        tasks = {name: open_tasks(session, settings, name) for name in names}
+        tasks = {name: open_tasks(session, settings.label_studio_url, name) for name in names}
     return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 
 
