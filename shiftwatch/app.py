@@ -1,4 +1,4 @@
-"""The FastAPI app factory: one app, every domain's router, one error handler."""
+"""The FastAPI app factory: one app, every domain's router and background jobs, one error handler."""
 
 from __future__ import annotations
 
