@@ -99,12 +99,12 @@ class Database:
 
 
 def import_all_models() -> None:
-    """Import every domain's ORM models, lowest layer first, so ``Base.metadata`` holds the whole schema."""
+    """Import every domain's ORM models so ``Base.metadata`` holds the whole schema."""
     # Inside the function: each of these modules imports ``Base`` from this one.
-    import shiftwatch.auth_models  # noqa: F401
-    import shiftwatch.scheduler_models  # noqa: F401
-    import shiftwatch.collector.models  # noqa: F401
-    import shiftwatch.detectors.models  # noqa: F401
-    import shiftwatch.labeling.models  # noqa: F401
-    import shiftwatch.retrain.models  # noqa: F401
-    import shiftwatch.rollout.models  # noqa: F401
+    import shiftwatch.auth_models
+    import shiftwatch.collector.models
+    import shiftwatch.detectors.models
+    import shiftwatch.labeling.models
+    import shiftwatch.retrain.models
+    import shiftwatch.rollout.models
+    import shiftwatch.scheduler_models  # noqa: F401 - imported for its tables (each line binds `shiftwatch`; ruff flags the last)

@@ -61,7 +61,7 @@ def login_submit(
     db: DbDep,
     settings: SettingsDep,
     token: str = Form(...),
-    next: str = Form("/console"),
+    next: str = Form("/console"),  # noqa: A002 - the conventional name
 ):
     response = RedirectResponse(_local_path(next), status_code=303)
     try:
