@@ -38,8 +38,6 @@ def command_paths() -> list[str]:
     """Every command path of this checkout's CLI, root first ("" is ``shiftwatch --help``)."""
     from shiftwatch import cli
 
-    cli._register_domains()
-
     def walk(command, path: list[str]):  # type: ignore[no-untyped-def]
         yield " ".join(path)
         for name, sub in getattr(command, "commands", {}).items():

@@ -6,13 +6,12 @@ import threading
 import time
 
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, ValidationError
 
 from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
-from shiftwatch.auth import Principal, require
 from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
@@ -31,8 +30,7 @@ from shiftwatch.collector.schemas import (
     VersionOut,
     ingest_request_body,
 )
-from shiftwatch.db import Database
-from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.dependencies import DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.settings import Settings
 
@@ -40,19 +38,19 @@ router = APIRouter(prefix="/v1", tags=["collector"])
 
 
 @router.post("/models", response_model=ModelOut, status_code=201)
-def create_model(body: ModelIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))) -> ModelOut:
+def create_model(body: ModelIn, db: DbDep, _: Operator) -> ModelOut:
     with db.session() as session:
         return ModelOut.model_validate(registry.register_model(session, body.name, body.class_names, body.description))
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> list[ModelOut]:
+def list_models(db: DbDep, _: Reader) -> list[ModelOut]:
     with db.session() as session:
         return [ModelOut.model_validate(m) for m in registry.list_models(session)]
 
 
 @router.get("/models/{name}", response_model=ModelOut)
-def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> ModelOut:
+def get_model(name: str, db: DbDep, _: Reader) -> ModelOut:
     with db.session() as session:
         return ModelOut.model_validate(registry.get_model(session, name))
 
@@ -61,9 +59,9 @@ def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(
 def create_version(
     name: str,
     body: VersionIn,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Operator,
 ) -> VersionOut:
     """Register a candidate; its artifact must be under data_dir/artifacts (or uploaded) and a valid ONNX."""
     fields = body.model_dump(exclude={"version"})
@@ -79,8 +77,8 @@ def create_version(
 @router.post("/artifacts", response_model=ArtifactOut, status_code=201)
 async def upload_artifact(
     request: Request,
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    settings: SettingsDep,
+    _: Operator,
 ) -> ArtifactOut:
     """Upload an ONNX file (the raw bytes; ``X-Artifact-Sha256`` optional); register it by the path returned."""
     path, check = await receive_artifact(
@@ -92,7 +90,7 @@ async def upload_artifact(
 
 
 @router.get("/models/{name}/versions", response_model=list[VersionOut])
-def list_versions(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> list[VersionOut]:
+def list_versions(name: str, db: DbDep, _: Reader) -> list[VersionOut]:
     with db.session() as session:
         return [VersionOut.model_validate(v) for v in registry.list_versions(session, name)]
 
@@ -150,9 +148,9 @@ def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
 @router.post("/predictions", response_model=IngestOut, openapi_extra={"requestBody": ingest_request_body()})
 async def post_predictions(
     request: Request,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("ingest")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Ingester,
 ) -> IngestOut:
     """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id.
 
@@ -184,14 +182,14 @@ async def post_predictions(
 def get_predictions(
     model: str,
     version: str,
+    db: DbDep,
+    _: Reader,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
     route: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
     include_vectors: bool = False,
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("read")),
 ) -> PredictionPage:
     """Page through one version's predictions in time order; pass ``next_cursor`` back for the next page."""
     with db.session() as session:
@@ -229,7 +227,7 @@ def _out(p: Prediction, model: str, version: str, include_vectors: bool) -> Pred
 
 @router.get("/inputs/{name}", response_class=FileResponse)
 def get_input(
-    name: str, settings: Settings = Depends(get_settings), _: Principal = Depends(require("read"))
+    name: str, settings: SettingsDep, _: Reader
 ) -> FileResponse:
     """The stored input image behind an ``input_ref`` (``inputs/<sha256>.png``)."""
     store = InputStore(settings.data_dir)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shiftwatch.cli_context import open_db, settings_or_exit
+
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from shiftwatch.detectors.schemas import CheckOut
 
@@ -32,32 +34,30 @@ def _table(result: CheckOut) -> None:
     Console(width=200).print(table)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("check")
-    def check(
-        model: str = typer.Option(..., "--model", help="registered model name"),
-        version: str = typer.Option(..., "--version", help="its version"),
-        as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    ) -> None:
-        """Run a model version's enabled detectors now (a config with no new data since its last run only says so)."""
-        from shiftwatch.cli import settings_or_exit
-        from shiftwatch.db import Database
-        from shiftwatch.detectors.check import check as run_check
-        from shiftwatch.detectors.links import console_alert_url
-        from shiftwatch.migrate import upgrade
+app = typer.Typer()
 
-        settings = settings_or_exit()
-        upgrade(settings.database_url)
-        db = Database.connect(settings.database_url)
-        try:
-            result = run_check(db, settings, model, version)
-        finally:
-            db.dispose()
-        if as_json:
-            typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
-            return
-        _table(result)
-        for alert_id in result.opened:
-            typer.echo(f"alert opened: {console_alert_url(settings, alert_id)}")
-        for alert_id in result.updated:
-            typer.echo(f"alert updated: {console_alert_url(settings, alert_id)}")
+
+@app.command("check")
+def check(
+    model: str = typer.Option(..., "--model", help="registered model name"),
+    version: str = typer.Option(..., "--version", help="its version"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Run a model version's enabled detectors now (a config with no new data since its last run only says so)."""
+    from shiftwatch.detectors.check import check as run_check
+    from shiftwatch.detectors.links import console_alert_url
+
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True)
+    try:
+        result = run_check(db, settings, model, version)
+    finally:
+        db.dispose()
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        return
+    _table(result)
+    for alert_id in result.opened:
+        typer.echo(f"alert opened: {console_alert_url(settings, alert_id)}")
+    for alert_id in result.updated:
+        typer.echo(f"alert updated: {console_alert_url(settings, alert_id)}")

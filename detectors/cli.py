@@ -64,60 +64,62 @@ def run_detect(
     return result.to_dict()
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def detect(
-        reference: Path = typer.Option(..., "--reference", help="reference window, float (n, d) .npy"),
-        current: Path = typer.Option(..., "--current", help="current window, float (m, d) .npy"),
-        method: str = typer.Option(
-            "auto", help="auto (MMD-Agg + per-feature KS) | mmd | lsdd | ks | ks_features | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs"
-        ),
-        alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
-        kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
-        min_effect: float | None = typer.Option(
-            None, help="explicit practical threshold (method's unit); default: drift unless negligible at this window size"
-        ),
-        seed: int | None = typer.Option(None, help="seed for subsampling and permutations"),
-    ) -> None:
-        """Test whether CURRENT drifted from REFERENCE; prints one JSON object (significant, drift, severity, note)."""
-        result = run_detect(
-            load_array(reference, "--reference"),
-            load_array(current, "--current"),
-            method,
-            kind,
-            alpha,
-            {"min_effect_size": min_effect, "seed": seed},
+app = typer.Typer()
+
+
+@app.command()
+def detect(
+    reference: Path = typer.Option(..., "--reference", help="reference window, float (n, d) .npy"),
+    current: Path = typer.Option(..., "--current", help="current window, float (m, d) .npy"),
+    method: str = typer.Option(
+        "auto", help="auto (MMD-Agg + per-feature KS) | mmd | lsdd | ks | ks_features | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs"
+    ),
+    alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
+    kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
+    min_effect: float | None = typer.Option(
+        None, help="explicit practical threshold (method's unit); default: drift unless negligible at this window size"
+    ),
+    seed: int | None = typer.Option(None, help="seed for subsampling and permutations"),
+) -> None:
+    """Test whether CURRENT drifted from REFERENCE; prints one JSON object (significant, drift, severity, note)."""
+    result = run_detect(
+        load_array(reference, "--reference"),
+        load_array(current, "--current"),
+        method,
+        kind,
+        alpha,
+        {"min_effect_size": min_effect, "seed": seed},
+    )
+    typer.echo(json.dumps(result))
+
+@app.command("estimate-accuracy")
+def estimate_accuracy(
+    reference_probs: Path = typer.Option(..., "--reference-probs", help="labeled reference class probabilities, (n, k) .npy"),
+    reference_labels: Path = typer.Option(..., "--reference-labels", help="reference labels, (n,) integer .npy"),
+    current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
+    method: str = typer.Option("cbpe", help="cbpe (calibrated confidence, the default: closer on the issue-14 cases) | atc"),
+    confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
+    slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
+    slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
+) -> None:
+    """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
+
+    With --slice-probs/--slice-labels (a uniform random sample of the window, labeled) it adds
+    ``prediction_powered``: the estimate corrected by those labels, an interval valid under any shift.
+    """
+    from shiftwatch.detectors.accuracy import AccuracyEstimator
+
+    if method not in ("atc", "cbpe"):
+        raise Invalid("--method", "must be atc or cbpe")
+    if (slice_probs is None) != (slice_labels is None):
+        raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
+    estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
+    current = load_array(current_probs, "--current-probs")
+    estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
+    out = estimator.estimate(current).to_dict()
+    if slice_probs is not None and slice_labels is not None:
+        powered = estimator.estimate_with_labels(
+            current, load_array(slice_probs, "--slice-probs"), load_array(slice_labels, "--slice-labels")
         )
-        typer.echo(json.dumps(result))
-
-    @app.command("estimate-accuracy")
-    def estimate_accuracy(
-        reference_probs: Path = typer.Option(..., "--reference-probs", help="labeled reference class probabilities, (n, k) .npy"),
-        reference_labels: Path = typer.Option(..., "--reference-labels", help="reference labels, (n,) integer .npy"),
-        current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
-        method: str = typer.Option("cbpe", help="cbpe (calibrated confidence, the default: closer on the issue-14 cases) | atc"),
-        confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
-        slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
-        slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
-    ) -> None:
-        """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
-
-        With --slice-probs/--slice-labels (a uniform random sample of the window, labeled) it adds
-        ``prediction_powered``: the estimate corrected by those labels, an interval valid under any shift.
-        """
-        from shiftwatch.detectors.accuracy import AccuracyEstimator
-
-        if method not in ("atc", "cbpe"):
-            raise Invalid("--method", "must be atc or cbpe")
-        if (slice_probs is None) != (slice_labels is None):
-            raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
-        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
-        current = load_array(current_probs, "--current-probs")
-        estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
-        out = estimator.estimate(current).to_dict()
-        if slice_probs is not None and slice_labels is not None:
-            powered = estimator.estimate_with_labels(
-                current, load_array(slice_probs, "--slice-probs"), load_array(slice_labels, "--slice-labels")
-            )
-            out["prediction_powered"] = powered.to_dict()
-        typer.echo(json.dumps(out))
+        out["prediction_powered"] = powered.to_dict()
+    typer.echo(json.dumps(out))

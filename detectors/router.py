@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from shiftwatch.auth import Principal, require
 from shiftwatch.collector import registry
-from shiftwatch.db import Database, utcnow
-from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.db import utcnow
+from shiftwatch.dependencies import DbDep, Operator, Reader, SettingsDep
 from shiftwatch.detectors import alerts, configs, references
 from shiftwatch.detectors.models import DriftRun
 from shiftwatch.detectors.schemas import (
@@ -24,36 +23,21 @@ from shiftwatch.detectors.schemas import (
     ReferenceRangeIn,
 )
 from shiftwatch.errors import Invalid, NotFound, TooLarge
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["detectors"])
 
 
-def on_startup(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        from shiftwatch.detectors import schedule
-
-        schedule.start(app.state.db, app.state.settings)
-
-
-def on_shutdown(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        from shiftwatch.detectors import schedule
-
-        schedule.stop(app.state.settings)
-
-
 @router.get("/alerts", response_model=list[AlertOut])
 def list_alerts(
+    db: DbDep,
+    settings: SettingsDep,
+    _: Reader,
     state: str | None = None,
     severity: str | None = None,
     model: str | None = None,
     version: str | None = None,
     detector: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("read")),
 ) -> list[AlertOut]:
     """Alerts ranked by estimated harm (accuracy points lost), then by recency."""
     with db.session() as session:
@@ -74,9 +58,9 @@ def list_alerts(
 @router.get("/alerts/{alert_id}", response_model=AlertOut)
 def get_alert(
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Reader,
 ) -> AlertOut:
     with db.session() as session:
         return alerts.to_out(session, settings, alerts.get(session, alert_id))
@@ -85,9 +69,9 @@ def get_alert(
 @router.get("/alerts/{alert_id}/report", response_class=FileResponse)
 def alert_report(
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Reader,
 ) -> FileResponse:
     """The Evidently drift report of the alert's latest run (HTML)."""
     with db.session() as session:
@@ -98,9 +82,9 @@ def alert_report(
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut)
 def acknowledge_alert(
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    principal: Principal = Depends(require("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    principal: Operator,
 ) -> AlertOut:
     with db.session() as session:
         alert = alerts.acknowledge(session, settings, alert_id, principal.name, utcnow())
@@ -110,9 +94,9 @@ def acknowledge_alert(
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
 def resolve_alert(
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    principal: Principal = Depends(require("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    principal: Operator,
 ) -> AlertOut:
     with db.session() as session:
         alert = alerts.resolve(session, settings, alert_id, principal.name, utcnow())
@@ -120,7 +104,7 @@ def resolve_alert(
 
 
 @router.post("/detector-configs", response_model=DetectorConfigOut, status_code=201)
-def create_config(body: DetectorConfigIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))) -> DetectorConfigOut:
+def create_config(body: DetectorConfigIn, db: DbDep, _: Operator) -> DetectorConfigOut:
     fields = body.model_dump(exclude={"model", "version"})
     with db.session() as session:
         version_id = registry.get_version(session, body.model, body.version).id
@@ -129,10 +113,10 @@ def create_config(body: DetectorConfigIn, db: Database = Depends(get_db), _: Pri
 
 @router.get("/detector-configs", response_model=list[DetectorConfigOut])
 def list_configs(
+    db: DbDep,
+    _: Reader,
     model: str | None = None,
     version: str | None = None,
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("read")),
 ) -> list[DetectorConfigOut]:
     with db.session() as session:
         version_id = registry.get_version(session, model, version).id if model and version else None
@@ -143,8 +127,8 @@ def list_configs(
 def update_config(
     config_id: int,
     body: DetectorConfigPatch,
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("operate")),
+    db: DbDep,
+    _: Operator,
 ) -> DetectorConfigOut:
     with db.session() as session:
         return DetectorConfigOut.model_validate(configs.update(session, config_id, body.model_dump(exclude_unset=True)))
@@ -153,9 +137,9 @@ def update_config(
 @router.get("/detector-configs/{config_id}/runs", response_model=list[DriftRunOut])
 def list_runs(
     config_id: int,
+    db: DbDep,
+    _: Reader,
     limit: int = Query(50, ge=1, le=1000),
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("read")),
 ) -> list[DriftRunOut]:
     from sqlalchemy import select
 
@@ -170,8 +154,8 @@ def pin_reference_range(
     model: str,
     version: str,
     body: ReferenceRangeIn,
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("operate")),
+    db: DbDep,
+    _: Operator,
 ) -> ReferenceOut:
     """Pin the production predictions of [start, end) as this version's reference."""
     with db.session() as session:
@@ -184,12 +168,12 @@ def pin_reference_range(
 async def pin_reference_upload(
     model: str,
     version: str,
+    db: DbDep,
+    settings: SettingsDep,
+    _: Operator,
     probabilities: UploadFile = File(..., description=".npy (n, k) class probabilities"),
     embeddings: UploadFile | None = File(None, description=".npy (n, d) embeddings"),
     labels: UploadFile | None = File(None, description=".npy (n,) true labels, for accuracy estimators"),
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
 ) -> ReferenceOut:
     """Pin uploaded arrays as this version's reference."""
     arrays: dict[str, np.ndarray | None] = {}
@@ -212,7 +196,7 @@ async def pin_reference_upload(
 
 
 @router.get("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)
-def get_reference(model: str, version: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> ReferenceOut:
+def get_reference(model: str, version: str, db: DbDep, _: Reader) -> ReferenceOut:
     with db.session() as session:
         row = references.get_row(session, registry.get_version(session, model, version).id)
         if row is None:
@@ -224,9 +208,9 @@ def get_reference(model: str, version: str, db: Database = Depends(get_db), _: P
 def check_now(
     model: str,
     version: str,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Operator,
 ) -> CheckOut:
     """Run this version's enabled detectors now instead of at the next tick; a config with no new data only says so."""
     from shiftwatch.detectors.check import check

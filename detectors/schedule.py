@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from shiftwatch.db import Database, utcnow
-from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
+from shiftwatch.scheduler import ScheduledJob
 from shiftwatch.settings import Settings
 
 DETECTOR_JOB = "detectors.drift_runs"
@@ -23,24 +23,15 @@ def drift_tick(db: Database, settings: Settings, tick: datetime) -> None:
 
 
 def webhook_tick(db: Database, settings: Settings, tick: datetime) -> None:
-    from shiftwatch.db import utcnow
+    """The delivery job: send the webhooks that are due (and retry the failed ones whose back-off ran out)."""
     from shiftwatch.detectors.webhooks import deliver_due
 
     deliver_due(db, settings, utcnow())
 
 
 def jobs(settings: Settings) -> list[ScheduledJob]:
+    """What the app's lifespan schedules for the detectors when ``scheduler_enabled``."""
     return [
         ScheduledJob(DETECTOR_JOB, settings.detector_tick_seconds, drift_tick),
         ScheduledJob(WEBHOOK_JOB, WEBHOOK_EVERY_S, webhook_tick),
     ]
-
-
-def start(db: Database, settings: Settings) -> None:
-    for job in jobs(settings):
-        start_job(db, settings, job)
-
-
-def stop(settings: Settings) -> None:
-    for job in jobs(settings):
-        stop_job(job.name)

@@ -13,23 +13,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shiftwatch.cli_context import open_db, settings_or_exit
 from shiftwatch.cli_output import JSON_OPTION, emit_fields
 from shiftwatch.errors import Unavailable
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from shiftwatch.db import Database
-    from shiftwatch.settings import Settings
 
 ONE_MODEL = typer.Option(None, "--model", help="one model (default: every model)")
-labeling_app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
-
-
-def _context() -> tuple[Settings, Database]:
-    from shiftwatch.cli import settings_or_exit
-    from shiftwatch.db import Database
-
-    settings = settings_or_exit()
-    return settings, Database.connect(settings.database_url)
+app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
 
 
 def _models(db: Database, model: str | None) -> list[str]:
@@ -48,19 +40,20 @@ def _print(rows: list[dict], as_json: bool) -> None:
         emit_fields(row)
 
 
-@labeling_app.command("status")
+@app.command("status")
 def status(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """How many samples are pending, sent, labeled or skipped, why they were queued, and the last push error."""
     from shiftwatch.labeling.policy import Budget
     from shiftwatch.labeling.queue import queue_status
 
-    settings, db = _context()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         names = _models(db, model)
         _print([asdict(queue_status(session, name, Budget.of(settings, name).daily)) for name in names], as_json)
 
 
-@labeling_app.command("select")
+@app.command("select")
 def select(
     model: str = typer.Option(..., help="model name"),
     hours: float = typer.Option(24.0, help="look at production predictions of the last HOURS"),
@@ -71,7 +64,8 @@ def select(
     from shiftwatch.db import utcnow
     from shiftwatch.labeling.policy import Budget, select_for_labeling
 
-    settings, db = _context()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         result = select_for_labeling(
             session, model, Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
@@ -79,13 +73,14 @@ def select(
     _print([asdict(result)], as_json)
 
 
-@labeling_app.command("push")
+@app.command("push")
 def push(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """Send pending tasks to Label Studio now (ignoring the retry backoff)."""
     from shiftwatch.labeling.studio import Studio
     from shiftwatch.labeling.sync import push as push_model
 
-    settings, db = _context()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     studio = Studio.from_settings(settings)
     results = [push_model(db, settings, name, studio=studio, force=True) for name in _models(db, model)]
     _print([asdict(r) for r in results], as_json)
@@ -94,17 +89,14 @@ def push(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
         raise Unavailable(f"Label Studio: {failed[0].error}; {sum(r.pending for r in failed)} tasks stay pending")
 
 
-@labeling_app.command("pull")
+@app.command("pull")
 def pull(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """Fetch annotations (and deletions) from Label Studio: what the webhook may have missed."""
     from shiftwatch.labeling.studio import Studio
     from shiftwatch.labeling.sync import pull as pull_model
 
-    settings, db = _context()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     studio = Studio.from_settings(settings)
     pulled = [{"model": name, **asdict(pull_model(db, settings, name, studio=studio))} for name in _models(db, model)]
     _print(pulled, as_json)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(labeling_app, name="labeling")

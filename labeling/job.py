@@ -45,5 +45,6 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
             log.exception("labeling sync with Label Studio failed for %s", model)
 
 
-def labeling_job(settings: Settings) -> ScheduledJob:
-    return ScheduledJob(JOB_NAME, settings.labeling_sync_interval_s, run_labeling_cycle)
+def jobs(settings: Settings) -> list[ScheduledJob]:
+    """What the app's lifespan schedules for labeling (select, push, pull) when ``scheduler_enabled``."""
+    return [ScheduledJob(JOB_NAME, settings.labeling_sync_interval_s, run_labeling_cycle)]

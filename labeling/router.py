@@ -6,20 +6,19 @@ import hmac
 from dataclasses import asdict
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
 
-from shiftwatch.auth import Principal, current_principal, require
+from shiftwatch.auth import current_principal
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.db import Database, utcnow
-from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.db import utcnow
+from shiftwatch.dependencies import DbDep, Labeler, Operator, Reader, SettingsDep
 from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import link_is_valid
 from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, webhook_secret
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["labeling"])
 
@@ -28,9 +27,9 @@ router = APIRouter(prefix="/v1", tags=["labeling"])
 def webhook(
     body: WebhookIn,
     request: Request,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("label")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Labeler,
 ) -> SyncOut:
     """Label Studio's annotation and task events; the shared secret header must match."""
     given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
@@ -42,9 +41,9 @@ def webhook(
 def signed_link_or_read(
     request: Request,
     name: str,
+    settings: SettingsDep,
     expires: int | None = None,
     signature: str | None = None,
-    settings: Settings = Depends(get_settings),
 ) -> str:
     """An annotator's browser cannot send our bearer token: a valid signed link stands in for the ``read`` scope."""
     if expires is None and signature is None:
@@ -62,7 +61,7 @@ signed_link_or_read.required_scope = "read"  # type: ignore[attr-defined]  # rea
 
 @router.get(INPUTS_ROUTE.removeprefix("/v1") + "/{name}", response_class=FileResponse)
 def signed_input(
-    name: str, settings: Settings = Depends(get_settings), _: str = Depends(signed_link_or_read)
+    name: str, settings: SettingsDep, _: str = Depends(signed_link_or_read)
 ) -> FileResponse:
     """A stored input by signed link (what Label Studio shows annotators), or with a ``read`` token."""
     store = InputStore(settings.data_dir)
@@ -72,8 +71,8 @@ def signed_input(
 
 @router.get("/labeling/status", response_model=QueueStatusOut)
 def status(
-    model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("read")),
+    model: str, db: DbDep, settings: SettingsDep,
+    _: Reader,
 ) -> QueueStatusOut:
     with db.session() as session:
         return QueueStatusOut(**asdict(queue.queue_status(session, model, policy.Budget.of(settings, model).daily)))
@@ -81,9 +80,12 @@ def status(
 
 @router.post("/labeling/select", response_model=SelectionOut)
 def select(
-    model: str, hours: float = Query(24.0, gt=0, le=24 * 366), batch_size: int | None = Query(None, ge=1),
-    db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    model: str,
+    db: DbDep,
+    settings: SettingsDep,
+    _: Operator,
+    hours: float = Query(24.0, gt=0, le=24 * 366),
+    batch_size: int | None = Query(None, ge=1),
 ) -> SelectionOut:
     """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
     with db.session() as session:
@@ -95,8 +97,8 @@ def select(
 
 @router.post("/labeling/push", response_model=PushOut)
 def push(
-    model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    model: str, db: DbDep, settings: SettingsDep,
+    _: Operator,
 ) -> PushOut:
     result = sync.push(db, settings, model, force=True)
     if result.error:
@@ -106,25 +108,7 @@ def push(
 
 @router.post("/labeling/pull", response_model=SyncOut)
 def pull(
-    model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("operate")),
+    model: str, db: DbDep, settings: SettingsDep,
+    _: Operator,
 ) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, settings, model)))
-
-
-def on_startup(app: FastAPI) -> None:
-    """Run the labeling job (select, push, pull) once per interval across replicas when the schedulers are on."""
-    from shiftwatch.labeling.job import labeling_job
-    from shiftwatch.scheduler import start_job
-
-    settings: Settings = app.state.settings
-    if settings.scheduler_enabled:
-        start_job(app.state.db, settings, labeling_job(settings))
-
-
-def on_shutdown(app: FastAPI) -> None:
-    from shiftwatch.labeling.job import JOB_NAME
-    from shiftwatch.scheduler import stop_job
-
-    if app.state.settings.scheduler_enabled:
-        stop_job(JOB_NAME)

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from shiftwatch.errors import Invalid, Unavailable
+from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.errors import Invalid
+from shiftwatch.retrain import register_cli
+from shiftwatch.retrain.register_cli import require_torch
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from rich.progress import Progress
 
-    from shiftwatch.db import Database
-    from shiftwatch.settings import Settings
 
-retrain_app = typer.Typer(
+app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
     help="Retrain from labeled production samples, compress to ONNX Runtime, register a candidate.",
@@ -35,20 +36,13 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
         return None
     match = _RELATIVE.match(text.strip())
     if match:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise Invalid("--since", f"{text!r} is neither an ISO date/time nor a relative age like 7d, 12h, 30m") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _require_torch() -> None:
-    try:
-        import torch  # noqa: F401 - imported to see that it is installed
-    except ModuleNotFoundError:
-        raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class _Bars:
@@ -72,16 +66,6 @@ def _progress() -> Progress:
     )
 
 
-def _connect() -> tuple[Settings, Database]:
-    from shiftwatch.cli import settings_or_exit
-    from shiftwatch.db import Database
-    from shiftwatch.migrate import upgrade
-
-    settings = settings_or_exit()
-    upgrade(settings.database_url)
-    return settings, Database.connect(settings.database_url)
-
-
 def _summary(outcome: Any) -> dict[str, Any]:
     report = outcome.report
     return {
@@ -97,7 +81,7 @@ def _summary(outcome: Any) -> dict[str, Any]:
     }
 
 
-@retrain_app.callback()
+@app.callback()
 def retrain_command(
     ctx: typer.Context,
     model: str | None = typer.Option(None, "--model", help="model name (required unless a subcommand is given)"),
@@ -117,13 +101,14 @@ def retrain_command(
         raise Invalid("--model", "is required, e.g. shiftwatch retrain --model digits")
     steps = parse_steps(compress)
     since_at = parse_since(since)
-    _require_torch()
+    require_torch()
     from shiftwatch.collector import registry
     from shiftwatch.retrain.labeled import labeled_data, recent_inputs
     from shiftwatch.retrain.pipeline import RetrainConfig, production_base, retrain
     from shiftwatch.retrain.training import GateConfig
 
-    settings, db = _connect()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True)
     with db.session() as session:
         registry.get_model(session, model)
         base, _ = production_base(session, settings.data_dir, model)
@@ -145,7 +130,7 @@ def retrain_command(
         raise typer.Exit(1)
 
 
-@retrain_app.command("bootstrap")
+@app.command("bootstrap")
 def bootstrap_command(
     model: str = typer.Option("digits", "--model", help="name to register the reference model under"),
     compress: str = typer.Option("distill,prune,ptq", help="comma-separated steps, or none"),
@@ -156,23 +141,24 @@ def bootstrap_command(
     from shiftwatch.retrain.compress import CompressConfig, parse_steps
 
     steps = parse_steps(compress)
-    _require_torch()
+    require_torch()
     from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
     from shiftwatch.retrain.reference_model import TrainConfig
 
-    settings, db = _connect()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True)
     config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
     with _progress() as progress:
         outcome = bootstrap(db, settings.data_dir, model, config, reference=TrainConfig(epochs=epochs, seed=seed), progress=_Bars(progress))
     typer.echo(json.dumps(_summary(outcome), indent=2))
 
 
-@retrain_app.command("runs")
+@app.command("runs")
 def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.Option(20, min=1)) -> None:
     """The latest training runs of MODEL, one JSON object per line."""
     from shiftwatch.retrain.runs import list_runs
 
-    _settings, db = _connect()
+    db = open_db(settings_or_exit().database_url, migrate=True)
     with db.session() as session:
         for run in list_runs(session, model, limit):
             typer.echo(json.dumps({
@@ -182,8 +168,4 @@ def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.O
             }))  # fmt: skip
 
 
-def register(app: typer.Typer) -> None:
-    from shiftwatch.retrain.register_cli import register_command
-
-    retrain_app.command("register")(register_command)
-    app.add_typer(retrain_app, name="retrain")
+app.add_typer(register_cli.app)  # register: bring your own model

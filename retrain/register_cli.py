@@ -8,7 +8,10 @@ from typing import Any
 
 import typer
 
-from shiftwatch.errors import Invalid
+from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.errors import Invalid, Unavailable
+
+app = typer.Typer()
 
 
 def read_input_spec(text: str) -> dict[str, Any]:
@@ -24,6 +27,15 @@ def read_input_spec(text: str) -> dict[str, Any]:
     return value
 
 
+def require_torch() -> None:
+    """Retraining and torch models need the train extra; without it, say so (exit 2) instead of a traceback."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError:
+        raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
+
+
+@app.command("register")
 def register_command(
     model: str = typer.Option(..., "--model", help="model name"),
     classes: str = typer.Option(..., "--classes", help="comma-separated class names, in logit order"),
@@ -40,20 +52,17 @@ def register_command(
     student_factory: str | None = typer.Option(None, help="torch: distillation's student (default: factory(width=...))"),
 ) -> None:
     """Register a model under the contract; checked before anything is recorded (exit 2 on bad input)."""
-    from shiftwatch.retrain.cli import _connect
-
     if (factory is None) == (onnx is None):
         raise Invalid("--factory/--onnx", "give exactly one: a PyTorch factory with --weights, or an ONNX file")
     if factory is not None and weights is None:
         raise Invalid("--weights", "is required with --factory")
     spec = read_input_spec(input_spec)
     names = [name.strip() for name in classes.split(",") if name.strip()]
-    settings, db = _connect()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True)
     with db.session() as session:
         if factory is not None:
-            from shiftwatch.retrain.cli import _require_torch
-
-            _require_torch()
+            require_torch()
             from shiftwatch.retrain.own_model import register_torch_model
             from shiftwatch.retrain.torch_contract import TorchContract
 

@@ -8,25 +8,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from shiftwatch.cli_context import open_db, settings_or_exit
 from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
 from shiftwatch.errors import Conflict, Invalid
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
-    from shiftwatch.db import Database
     from shiftwatch.rollout.schemas import RolloutOut
-    from shiftwatch.settings import Settings
 
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
-
-
-def _connect() -> tuple[Settings, Database]:
-    from shiftwatch.cli import settings_or_exit
-    from shiftwatch.db import Database
-
-    settings = settings_or_exit()
-    return settings, Database.connect(settings.database_url)
 
 
 def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
@@ -61,108 +52,117 @@ def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
         console.print(audit)
 
 
-def register(app: typer.Typer) -> None:
-    rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
-    app.add_typer(rollout_app, name="rollout")
+app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
 
-    @rollout_app.command("start")
-    def start(
-        model: str = typer.Option(..., "--model", help="model name"),
-        version: str = typer.Option(..., "--version", help="the registered candidate version"),
-        steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
-        require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
-        plan_json: str = typer.Option("{}", "--plan", help='other plan fields as JSON, e.g. \'{"min_shadow_pairs": 50}\''),
-    ) -> None:
-        """Put a candidate in shadow behind production; the controller takes it from there."""
-        from pydantic import ValidationError
 
-        from shiftwatch.rollout import controller, status
-        from shiftwatch.rollout.schemas import RolloutPlan
+@app.command("start")
+def start(
+    model: str = typer.Option(..., "--model", help="model name"),
+    version: str = typer.Option(..., "--version", help="the registered candidate version"),
+    steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
+    require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
+    plan_json: str = typer.Option("{}", "--plan", help='other plan fields as JSON, e.g. \'{"min_shadow_pairs": 50}\''),
+) -> None:
+    """Put a candidate in shadow behind production; the controller takes it from there."""
+    from pydantic import ValidationError
 
-        try:
-            overrides = json.loads(plan_json)
-            plan = RolloutPlan.model_validate(
-                {**overrides, "canary_steps": [float(s) for s in steps.split(",") if s.strip()],
-                 "require_labels": require_labels}
-            )
-        except (ValueError, TypeError, ValidationError) as exc:
-            raise Invalid("--plan", str(exc).splitlines()[-1]) from None
-        settings, db = _connect()
-        with db.session() as session:
-            rollout = controller.start_rollout(session, settings.data_dir, model, version, plan, actor=_actor())
-            _print_status(status.describe(session, rollout))
+    from shiftwatch.rollout import controller, status
+    from shiftwatch.rollout.schemas import RolloutPlan
 
-    @rollout_app.command("status")
-    def show(
-        rollout_id: int | None = typer.Argument(None, help="a rollout id; all rollouts when left out"),
-        report: bool = typer.Option(
-            False, help="also write the Evidently report of candidate vs production outputs (several MB) to DATA_DIR"
-        ),
-        as_json: bool = JSON_OPTION,
-    ) -> None:
-        """The comparison table, the candidate's compression report and the audit log; --report writes the
-        Evidently report (the API serves it at /v1/rollouts/{id}/report without writing a file)."""
-        from shiftwatch.db import utcnow
-        from shiftwatch.rollout import controller, status
-        from shiftwatch.rollout.report import write_report
+    try:
+        overrides = json.loads(plan_json)
+        plan = RolloutPlan.model_validate(
+            {**overrides, "canary_steps": [float(s) for s in steps.split(",") if s.strip()],
+             "require_labels": require_labels}
+        )
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise Invalid("--plan", str(exc).splitlines()[-1]) from None
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        rollout = controller.start_rollout(session, settings.data_dir, model, version, plan, actor=_actor())
+        _print_status(status.describe(session, rollout))
 
-        settings, db = _connect()
-        with db.session() as session:
-            if rollout_id is None:
-                found = status.list_rollouts(session)
-                if as_json:
-                    emit_json([out.model_dump(mode="json") for out in found])
-                else:
-                    emit_table(("id", "model", "candidate", "production", "state", "step"),
-                               [(o.id, o.model, o.candidate_version, o.baseline_version, o.state, o.step)
-                                for o in found], title="rollouts")  # fmt: skip
-                return
-            rollout = controller.get_rollout(session, rollout_id)
-            path = None
-            if report:
-                try:
-                    path = str(write_report(session, settings.data_dir, rollout, utcnow()))
-                except Conflict:
-                    path = None
-            out = status.describe(session, rollout)
+
+
+@app.command("status")
+def show(
+    rollout_id: int | None = typer.Argument(None, help="a rollout id; all rollouts when left out"),
+    report: bool = typer.Option(
+        False, help="also write the Evidently report of candidate vs production outputs (several MB) to DATA_DIR"
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The comparison table, the candidate's compression report and the audit log; --report writes the
+    Evidently report (the API serves it at /v1/rollouts/{id}/report without writing a file)."""
+    from shiftwatch.db import utcnow
+    from shiftwatch.rollout import controller, status
+    from shiftwatch.rollout.report import write_report
+
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        if rollout_id is None:
+            found = status.list_rollouts(session)
             if as_json:
-                emit_json(out.model_dump(mode="json") | {"report_file": path})
+                emit_json([out.model_dump(mode="json") for out in found])
             else:
-                _print_status(out, path)
+                emit_table(("id", "model", "candidate", "production", "state", "step"),
+                           [(o.id, o.model, o.candidate_version, o.baseline_version, o.state, o.step)
+                            for o in found], title="rollouts")  # fmt: skip
+            return
+        rollout = controller.get_rollout(session, rollout_id)
+        path = None
+        if report:
+            try:
+                path = str(write_report(session, settings.data_dir, rollout, utcnow()))
+            except Conflict:
+                path = None
+        out = status.describe(session, rollout)
+        if as_json:
+            emit_json(out.model_dump(mode="json") | {"report_file": path})
+        else:
+            _print_status(out, path)
 
-    @rollout_app.command("approve")
-    def approve(
-        rollout_id: int = typer.Argument(..., help="rollout id"),
-        force: bool = typer.Option(False, "--force", help="approve although evidence is insufficient"),
-        reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
-    ) -> None:
-        """Promote a canary to production (a person's decision, recorded in the audit log)."""
-        from shiftwatch.rollout import controller
 
-        _, db = _connect()
-        with db.session() as session:
-            rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
-            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
 
-    @rollout_app.command("reject")
-    def reject(
-        rollout_id: int = typer.Argument(..., help="rollout id"),
-        reason: str = typer.Option(..., "--reason", help="why (goes in the audit log)"),
-    ) -> None:
-        """Stop a rollout; the candidate never reaches production."""
-        from shiftwatch.rollout import controller
+@app.command("approve")
+def approve(
+    rollout_id: int = typer.Argument(..., help="rollout id"),
+    force: bool = typer.Option(False, "--force", help="approve although evidence is insufficient"),
+    reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
+) -> None:
+    """Promote a canary to production (a person's decision, recorded in the audit log)."""
+    from shiftwatch.rollout import controller
 
-        _, db = _connect()
-        with db.session() as session:
-            rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
-            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+    db = open_db(settings_or_exit().database_url, migrate=False)
+    with db.session() as session:
+        rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
+        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
 
-    @rollout_app.command("tick")
-    def tick() -> None:
-        """Run the controller once now (the server runs it every rollout_tick_seconds)."""
-        from shiftwatch.rollout import controller
 
-        settings, db = _connect()
-        for outcome in controller.tick(db):
-            typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
-                       f"({outcome.decision}: {'; '.join(outcome.reasons)})")
+
+@app.command("reject")
+def reject(
+    rollout_id: int = typer.Argument(..., help="rollout id"),
+    reason: str = typer.Option(..., "--reason", help="why (goes in the audit log)"),
+) -> None:
+    """Stop a rollout; the candidate never reaches production."""
+    from shiftwatch.rollout import controller
+
+    db = open_db(settings_or_exit().database_url, migrate=False)
+    with db.session() as session:
+        rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
+        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+
+
+
+@app.command("tick")
+def tick() -> None:
+    """Run the controller once now (the server runs it every rollout_tick_seconds)."""
+    from shiftwatch.rollout import controller
+
+    db = open_db(settings_or_exit().database_url, migrate=False)
+    for outcome in controller.tick(db):
+        typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
+                   f"({outcome.decision}: {'; '.join(outcome.reasons)})")

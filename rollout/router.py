@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from shiftwatch.auth import Principal, require
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
-from shiftwatch.db import Database, utcnow
-from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
-from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.db import utcnow
+from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
@@ -19,10 +15,8 @@ from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import framed_as_comparison, write_report
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
-JOB_NAME = "rollout.controller"
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -34,9 +28,9 @@ def get_gateway(request: Request) -> Gateway:
 async def predict(
     name: str,
     request: Request,
+    settings: SettingsDep,
+    _: Ingester,
     gateway: Gateway = Depends(get_gateway),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("ingest")),
 ) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     limits = BodyLimits.of(settings)
@@ -67,7 +61,11 @@ async def predict(
 
 
 @router.get("/gateway/stats")
-def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Principal = Depends(require("read"))) -> dict[str, object]:
+def gateway_stats(
+    model: str,
+    _: Reader,
+    gateway: Gateway = Depends(get_gateway),
+) -> dict[str, object]:
     """ORT call sizes per loaded version: how much dynamic batching is happening."""
     return {
         "batch_sizes": gateway.batch_sizes(model),
@@ -81,9 +79,9 @@ def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Princi
 @router.post("/rollouts", response_model=RolloutOut, status_code=201)
 def start_rollout(
     body: StartRollout,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    who: Principal = Depends(require("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    who: Operator,
 ) -> RolloutOut:
     with db.session() as session:
         rollout = controller.start_rollout(session, settings.data_dir, body.model, body.version, body.plan, actor=who.name)
@@ -92,17 +90,17 @@ def start_rollout(
 
 @router.get("/rollouts", response_model=list[RolloutOut])
 def list_rollouts(
+    db: DbDep,
+    _: Reader,
     model: str | None = None,
     state: str | None = None,
-    db: Database = Depends(get_db),
-    _: Principal = Depends(require("read")),
 ) -> list[RolloutOut]:
     with db.session() as session:
         return status.list_rollouts(session, model, state)
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
-def get_rollout(rollout_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> RolloutOut:
+def get_rollout(rollout_id: int, db: DbDep, _: Reader) -> RolloutOut:
     with db.session() as session:
         return status.describe_id(session, rollout_id)
 
@@ -110,9 +108,9 @@ def get_rollout(rollout_id: int, db: Database = Depends(get_db), _: Principal = 
 @router.get("/rollouts/{rollout_id}/report", response_class=HTMLResponse)
 def rollout_report(
     rollout_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(require("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: Reader,
 ) -> HTMLResponse:
     """Evidently report of candidate vs production outputs, for the approver (headed as a comparison, not an alarm)."""
     with db.session() as session:
@@ -122,7 +120,7 @@ def rollout_report(
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)
 def approve(
-    rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
+    rollout_id: int, body: Decision, db: DbDep, who: Approver
 ) -> RolloutOut:
     with db.session() as session:
         rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason)
@@ -131,7 +129,7 @@ def approve(
 
 @router.post("/rollouts/{rollout_id}/reject", response_model=RolloutOut)
 def reject(
-    rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
+    rollout_id: int, body: Decision, db: DbDep, who: Approver
 ) -> RolloutOut:
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
@@ -140,8 +138,8 @@ def reject(
 
 @router.post("/models/{name}/versions/{version}/bootstrap", response_model=VersionOut)
 def bootstrap(
-    name: str, version: str, body: Bootstrap, db: Database = Depends(get_db),
-    who: Principal = Depends(require("approve")),
+    name: str, version: str, body: Bootstrap, db: DbDep,
+    who: Approver,
 ) -> VersionOut:  # fmt: skip
     """Make a candidate its model's first production version (409 once the model has had one); audited."""
     with db.session() as session:
@@ -149,24 +147,12 @@ def bootstrap(
         return VersionOut.model_validate(row)
 
 
-def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:
-    """The scheduled job (shiftwatch.scheduler claims the tick, so one replica runs it)."""
-    controller.tick(db, utcnow())
-
-
-def controller_job(settings: Settings) -> ScheduledJob:
-    return ScheduledJob(JOB_NAME, settings.rollout_tick_seconds, controller_tick)
-
-
-def on_startup(app: FastAPI) -> None:
+def open_gateway(app: FastAPI) -> None:
+    """At the app's start: the serving gateway the predict routes use (it loads models and writes their log)."""
     app.state.gateway = Gateway(app.state.db, app.state.settings)
-    if app.state.settings.scheduler_enabled:
-        start_job(app.state.db, app.state.settings, controller_job(app.state.settings))
 
 
-def on_shutdown(app: FastAPI) -> None:
-    if app.state.settings.scheduler_enabled:
-        stop_job(JOB_NAME)
+def close_gateway(app: FastAPI) -> None:
     gateway = getattr(app.state, "gateway", None)
     if gateway is not None:
         gateway.close()

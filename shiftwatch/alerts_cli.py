@@ -7,9 +7,10 @@ from typing import Any
 
 import typer
 
-from shiftwatch.cli_output import JSON_OPTION, db_session, emit_fields, emit_json, emit_table, when
+from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, when
 
-alerts_app = typer.Typer(no_args_is_help=True, help="Drift alerts: list, show, acknowledge, resolve.")
+app = typer.Typer(no_args_is_help=True, help="Drift alerts: list, show, acknowledge, resolve.")
 
 
 def _harm(value: float | None) -> str:
@@ -19,7 +20,7 @@ def _harm(value: float | None) -> str:
     return f"{value:.1f} accuracy points lost" if value >= 0 else f"none ({-value:.1f} accuracy points gained)"
 
 
-@alerts_app.command("list")
+@app.command("list")
 def list_(
     state: str | None = typer.Option(None, help="open | acknowledged | resolved (default: all)"),
     severity: str | None = typer.Option(None, help="low | medium | high"),
@@ -36,7 +37,8 @@ def list_(
 
     if version and not model:
         raise Invalid("--version", "give --model too")
-    settings, db = db_session()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         version_ids = None
         if model:
@@ -72,12 +74,13 @@ def _show(alert: Any) -> None:
     })  # fmt: skip
 
 
-@alerts_app.command("show")
+@app.command("show")
 def show(alert_id: int = typer.Argument(..., help="alert id"), as_json: bool = JSON_OPTION) -> None:
     """One alert with its evidence, estimated harm and where its report is."""
     from shiftwatch.detectors import alerts
 
-    settings, db = db_session()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         found = alerts.to_out(session, settings, alerts.get(session, alert_id))
     if as_json:
@@ -91,7 +94,8 @@ def _change(alert_id: int, as_json: bool, action: str) -> None:
     from shiftwatch.db import utcnow
     from shiftwatch.detectors import alerts
 
-    settings, db = db_session()
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     step = alerts.acknowledge if action == "acknowledged" else alerts.resolve
     with db.session() as session:
         changed = step(session, settings, alert_id, f"cli:{getpass.getuser()}", utcnow())
@@ -102,17 +106,13 @@ def _change(alert_id: int, as_json: bool, action: str) -> None:
         typer.echo(f"alert {found.id} is {found.state}: {found.title}")
 
 
-@alerts_app.command("ack")
+@app.command("ack")
 def ack(alert_id: int = typer.Argument(..., help="alert id"), as_json: bool = JSON_OPTION) -> None:
     """Someone is on it: open -> acknowledged (again changes nothing; a resolved alert cannot be)."""
     _change(alert_id, as_json, "acknowledged")
 
 
-@alerts_app.command("resolve")
+@app.command("resolve")
 def resolve(alert_id: int = typer.Argument(..., help="alert id"), as_json: bool = JSON_OPTION) -> None:
     """Done: the next confirmed drift on this detector opens a new alert."""
     _change(alert_id, as_json, "resolved")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(alerts_app, name="alerts")

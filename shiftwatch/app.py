@@ -1,41 +1,58 @@
-"""The FastAPI app factory: one app, every domain's router, one error handler."""
+"""The FastAPI app factory: one app, every domain's router and background jobs, one error handler."""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from types import ModuleType
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DataError, OperationalError
 
-from shiftwatch import __version__
+from shiftwatch import __version__, maintenance
 from shiftwatch.auth import require
+from shiftwatch.collector import router as collector_routes
+from shiftwatch.collector.bodies import ByteBudget
+from shiftwatch.console import router as console_routes
 from shiftwatch.cross_site import CrossSiteGuard
 from shiftwatch.db import Database
+from shiftwatch.detectors import router as detector_routes
+from shiftwatch.detectors import schedule as detector_jobs
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
+from shiftwatch.labeling import job as labeling_jobs
+from shiftwatch.labeling import router as labeling_routes
+from shiftwatch.retrain import router as retrain_routes
+from shiftwatch.rollout import job as rollout_jobs
+from shiftwatch.rollout import router as rollout_routes
+from shiftwatch.scheduler import ScheduledJob, start_job, stop_job
 from shiftwatch.secret_key import secret_key
 from shiftwatch.security_headers import SecurityHeaders
 from shiftwatch.settings import Settings
+from shiftwatch.tokens import TokenResolver
 
-# Each domain's router module, lowest layer first. A module may also define
-# ``on_startup(app)`` / ``on_shutdown(app)`` for what it runs in the background.
-ROUTER_MODULES = (
-    "shiftwatch.collector.router",
-    "shiftwatch.detectors.router",
-    "shiftwatch.labeling.router",
-    "shiftwatch.retrain.router",
-    "shiftwatch.rollout.router",
-    "shiftwatch.console.router",
+# Each domain's routes, lowest layer first.
+ROUTERS: tuple[APIRouter, ...] = (
+    collector_routes.router,
+    detector_routes.router,
+    labeling_routes.router,
+    retrain_routes.router,
+    rollout_routes.router,
+    console_routes.router,
+)
+# Each domain's background jobs, ``jobs(settings)``; the lifespan starts them when ``scheduler_enabled``.
+JOBS: tuple[Callable[[Settings], list[ScheduledJob]], ...] = (
+    detector_jobs.jobs,
+    labeling_jobs.jobs,
+    rollout_jobs.jobs,
+    maintenance.jobs,
 )
 
 
-def _domain_modules() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in ROUTER_MODULES]
+def scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
+    """Every domain's jobs for this process: none when the schedulers are off (tests, the demo)."""
+    return [job for jobs in JOBS for job in jobs(settings)] if settings.scheduler_enabled else []
 
 
 def error_body(exc: ShiftwatchError) -> dict:
@@ -47,35 +64,25 @@ def error_body(exc: ShiftwatchError) -> dict:
 
 def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     """Build the API. The schema must already be migrated (``shiftwatch serve`` does that first)."""
-    from shiftwatch.collector.bodies import ByteBudget
-    from shiftwatch.collector.router import IngestGate
-    from shiftwatch.maintenance import RETENTION_JOB
-    from shiftwatch.scheduler import start_job, stop_job
-    from shiftwatch.tokens import TokenResolver
-
-    modules = _domain_modules()
+    jobs = scheduled_jobs(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for module in modules:
-            if hasattr(module, "on_startup"):
-                module.on_startup(app)
-        if settings.scheduler_enabled:
-            start_job(app.state.db, settings, RETENTION_JOB)
+        rollout_routes.open_gateway(app)
+        for job in jobs:
+            start_job(app.state.db, settings, job)
         try:
             yield
         finally:
-            if settings.scheduler_enabled:
-                stop_job(RETENTION_JOB.name)
-            for module in reversed(modules):
-                if hasattr(module, "on_shutdown"):
-                    module.on_shutdown(app)
+            for job in reversed(jobs):
+                stop_job(job.name)
+            rollout_routes.close_gateway(app)
 
     app = FastAPI(title="shiftwatch", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     secret_key(settings)  # read (or generate) it now: a bad key file fails the build, not a request
     app.state.db = db or Database.connect(settings.database_url)
-    app.state.ingest_gate = IngestGate(settings.max_inflight_batches)
+    app.state.ingest_gate = collector_routes.IngestGate(settings.max_inflight_batches)
     app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
     app.state.resolve_token = TokenResolver(app.state.db)
@@ -124,8 +131,8 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for module in modules:
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     # Outermost first: a foreign Host or a cross-site simple POST is refused before any route reads
     # a body, and every answer, refusals included, carries the security headers.
     app.add_middleware(CrossSiteGuard, settings=settings)

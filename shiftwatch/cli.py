@@ -1,52 +1,32 @@
-"""The ``shiftwatch`` command: the root and the wiring commands; each domain adds its own.
+"""The ``shiftwatch`` command: the root, ``serve`` and ``db``, and every domain's commands added by name.
 
-Start-up stays fast because every CLI module imports only typer, rich, the standard library
+Each CLI module holds one module-level ``app`` (a ``typer.Typer``) with its commands; this module
+adds it as a group (``add_typer(..., name=...)``) or, without a name, merges its commands into the
+root. Start-up stays fast because every CLI module imports only typer, rich, the standard library
 and light project modules at module level; what a command needs (SQLAlchemy, numpy, the
 detectors, uvicorn) is imported inside it. ``tests/shiftwatch/test_cli_startup.py`` holds this.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import typer
 
+from shiftwatch import alerts_cli, detectors_cli, models_cli, tokens_cli
+from shiftwatch import demo as demo_cli
+from shiftwatch.cli_context import settings_or_exit
+from shiftwatch.collector import cli as collector_cli
+from shiftwatch.dashboards import cli as dashboards_cli
+from shiftwatch.detectors import check_cli
+from shiftwatch.detectors import cli as detect_cli
 from shiftwatch.errors import ShiftwatchError
+from shiftwatch.labeling import cli as labeling_cli
+from shiftwatch.retrain import cli as retrain_cli
+from shiftwatch.rollout import cli as rollout_cli
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keep vision models honest in production.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
-app.add_typer(db_app, name="db")
-
-# Each domain's CLI module defines ``register(app)``, adding its commands or sub-apps.
-CLI_MODULES = (
-    "shiftwatch.detectors.cli",
-    "shiftwatch.detectors.check_cli",
-    "shiftwatch.labeling.cli",
-    "shiftwatch.retrain.cli",
-    "shiftwatch.rollout.cli",
-    "shiftwatch.dashboards.cli",
-    "shiftwatch.tokens_cli",
-    "shiftwatch.models_cli",
-    "shiftwatch.alerts_cli",
-    "shiftwatch.detectors_cli",
-    "shiftwatch.collector.cli",
-    "shiftwatch.demo",
-)
-
-
-def settings_or_exit():
-    """Load settings; bad configuration is a one-line message and exit code 2, like any bad input."""
-    from pydantic import ValidationError
-
-    from shiftwatch.settings import load_settings
-
-    try:
-        return load_settings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "config"
-        raise ShiftwatchError(f"configuration: SHIFTWATCH_{field.upper()}: {error['msg']}") from None
 
 
 @db_app.command("upgrade")
@@ -68,10 +48,9 @@ def serve(
     import uvicorn
 
     from shiftwatch.app import create_app
+    from shiftwatch.detectors.links import with_served_port
     from shiftwatch.exposure import prepare_to_serve
     from shiftwatch.serving import server_config
-
-    from shiftwatch.detectors.links import with_served_port
 
     settings = settings_or_exit()
     bind = host or settings.host
@@ -81,19 +60,23 @@ def serve(
     uvicorn.Server(server_config(create_app(settings), settings, bind, port)).run()
 
 
-_registered: set[str] = set()
-
-
-def _register_domains() -> None:
-    """Add every domain's commands to ``app``; once per module, so tests may call it again."""
-    for name in CLI_MODULES:
-        if name not in _registered:
-            importlib.import_module(name).register(app)
-            _registered.add(name)
+# Commands at the root (no name: merged), then the groups, in the order `shiftwatch --help` lists them.
+app.add_typer(detect_cli.app)  # detect, estimate-accuracy
+app.add_typer(check_cli.app)  # check
+app.add_typer(collector_cli.app)  # replay-rejected
+app.add_typer(demo_cli.app)  # demo
+app.add_typer(db_app, name="db")
+app.add_typer(labeling_cli.app, name="labeling")
+app.add_typer(retrain_cli.app, name="retrain")
+app.add_typer(rollout_cli.app, name="rollout")
+app.add_typer(dashboards_cli.app, name="dashboards")
+app.add_typer(tokens_cli.app, name="token")
+app.add_typer(models_cli.app, name="models")
+app.add_typer(alerts_cli.app, name="alerts")
+app.add_typer(detectors_cli.app, name="detectors")
 
 
 def main() -> None:
-    _register_domains()
     try:
         app()
     except ShiftwatchError as exc:

@@ -50,12 +50,3 @@ def emit_fields(fields: dict[str, Any]) -> None:
 def when(value: Any) -> str:
     """A datetime as minutes, for tables; JSON keeps the full timestamp."""
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
-
-
-def db_session():
-    """Settings and a connected database for one command; imported here so ``--help`` stays light."""
-    from shiftwatch.cli import settings_or_exit
-    from shiftwatch.db import Database
-
-    settings = settings_or_exit()
-    return settings, Database.connect(settings.database_url)

@@ -12,7 +12,7 @@ type (JSON, or the SDK's npz and the gateway's images); body-less POSTs send
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,10 +37,10 @@ def host_name(host_header: str) -> str:
         return ""
 
 
-def allowed_host_names(settings: Settings) -> frozenset[str]:
+def allowed_host_names(public_url: str, allowed_hosts: Iterable[str]) -> frozenset[str]:
     """Names other than loopback this server answers to: the public URL's host and the configured extras."""
-    public = host_name(urlsplit(settings.public_url).netloc)
-    return frozenset({public, *(name.lower() for name in settings.allowed_hosts)} - {""})
+    public = host_name(urlsplit(public_url).netloc)
+    return frozenset({public, *(name.lower() for name in allowed_hosts)} - {""})
 
 
 def host_problem(host_header: str, allowed: frozenset[str]) -> str | None:
@@ -70,7 +70,7 @@ class CrossSiteGuard:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.allowed = allowed_host_names(settings)
+        self.allowed = allowed_host_names(settings.public_url, settings.allowed_hosts)
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":

@@ -139,19 +139,11 @@ class Database:
 
 def import_all_models() -> None:
     """Import every domain's ORM models so ``Base.metadata`` holds the whole schema."""
-    import importlib
-
-    for module in MODEL_MODULES:
-        importlib.import_module(module)
-
-
-# Every module that defines tables, lowest layer first.
-MODEL_MODULES = (
-    "shiftwatch.auth_models",
-    "shiftwatch.scheduler_models",
-    "shiftwatch.collector.models",
-    "shiftwatch.detectors.models",
-    "shiftwatch.labeling.models",
-    "shiftwatch.retrain.models",
-    "shiftwatch.rollout.models",
-)
+    # Inside the function: each of these modules imports ``Base`` from this one.
+    import shiftwatch.auth_models
+    import shiftwatch.collector.models
+    import shiftwatch.detectors.models
+    import shiftwatch.labeling.models
+    import shiftwatch.retrain.models
+    import shiftwatch.rollout.models
+    import shiftwatch.scheduler_models  # noqa: F401 - imported for its tables (each line binds `shiftwatch`; ruff flags the last)

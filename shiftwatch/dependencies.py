@@ -1,9 +1,17 @@
-"""FastAPI dependencies every domain router uses: the database, the settings, and the caller."""
+"""FastAPI dependencies every domain router uses: the database, the settings, and the caller with a scope.
+
+Declared once as ``Annotated`` aliases (as the FastAPI full-stack template does), so a handler
+says ``db: DbDep, who: Operator`` and the scope it needs reads off its signature; the handler
+still opens its own transaction (``with db.session()``).
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
+from fastapi import Depends, Request
+
+from shiftwatch.auth import Principal, require
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 
@@ -14,3 +22,13 @@ def get_db(request: Request) -> Database:
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
+
+
+DbDep = Annotated[Database, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+# The caller, holding one of shiftwatch.scopes.SCOPES (401 without a token, 403 without the scope).
+Ingester = Annotated[Principal, Depends(require("ingest"))]
+Reader = Annotated[Principal, Depends(require("read"))]
+Labeler = Annotated[Principal, Depends(require("label"))]
+Operator = Annotated[Principal, Depends(require("operate"))]
+Approver = Annotated[Principal, Depends(require("approve"))]

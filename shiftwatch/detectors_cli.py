@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import typer
 
-from shiftwatch.cli_output import JSON_OPTION, db_session, emit_json, emit_table, when
+from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table, when
 
-detectors_app = typer.Typer(no_args_is_help=True, help="Scheduled detectors and their runs.")
+app = typer.Typer(no_args_is_help=True, help="Scheduled detectors and their runs.")
 
 
 def _window(config) -> str:
@@ -19,7 +20,7 @@ def _window(config) -> str:
     return f"last {config.window_minutes} min" if config.window_minutes else "-"
 
 
-@detectors_app.command("list")
+@app.command("list")
 def list_(
     model: str | None = typer.Option(None, "--model", help="one model (with --version)"),
     version: str | None = typer.Option(None, "--version", help="one version of --model"),
@@ -33,7 +34,7 @@ def list_(
 
     if bool(model) != bool(version):
         raise Invalid("--model" if version else "--version", "give --model and --version together")
-    _, db = db_session()
+    db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
         version_id = registry.get_version(session, model, version).id if model and version else None
         rows = configs.list_configs(session, version_id)
@@ -59,7 +60,7 @@ def _version_name(session, model_version_id: int) -> str:
     return f"{model.name}:{version.version}" if model is not None and version is not None else str(model_version_id)
 
 
-@detectors_app.command("runs")
+@app.command("runs")
 def runs(
     config_id: int = typer.Argument(..., help="detector config id (from `shiftwatch detectors list`)"),
     limit: int = typer.Option(20, min=1, max=1000, help="the newest this many"),
@@ -72,7 +73,7 @@ def runs(
     from shiftwatch.detectors.models import DriftRun
     from shiftwatch.detectors.schemas import DriftRunOut
 
-    _, db = db_session()
+    db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
         configs.get(session, config_id)  # NotFound names the id
         stmt = select(DriftRun).where(DriftRun.config_id == config_id).order_by(DriftRun.tick.desc()).limit(limit)
@@ -91,7 +92,3 @@ def runs(
 
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.4g}"
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(detectors_app, name="detectors")

@@ -31,9 +31,9 @@ def is_loopback(host: str) -> bool:
     return address.is_loopback
 
 
-def check_exposure(settings: Settings, host: str) -> None:
+def check_exposure(auth_required: bool, host: str) -> None:
     """Refuse to serve without auth on anything but loopback (raises Invalid: one line, exit code 2)."""
-    if not settings.auth_required and not is_loopback(host):
+    if not auth_required and not is_loopback(host):
         raise Invalid(AUTH_FIELD, f"is false, so anyone who reaches {host} would act as admin; refusing to "
                                   f"serve there: set {AUTH_FIELD}=true (the default) and create a token, "
                                   "or serve on 127.0.0.1")
@@ -55,7 +55,7 @@ def prepare_to_serve(settings: Settings, host: str) -> list[str]:
     """``serve``'s start: check the address, migrate, make sure the secret key exists; returns the lines to print."""
     from shiftwatch.migrate import upgrade
 
-    check_exposure(settings, host)
+    check_exposure(settings.auth_required, host)
     key = ensure_secret_key(settings)  # now, not on the first request: a bad key file stops the start
     upgrade(settings.database_url)
     notices = [f"note: {key.notice()}"] if key.created else []

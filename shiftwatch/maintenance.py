@@ -1,7 +1,7 @@
 """The daily housekeeping job: create upcoming prediction partitions, drop those past retention.
 
-Scheduled hourly in every ``shiftwatch serve`` (``RETENTION_JOB``, started by the app's
-lifespan when ``scheduler_enabled``); the scheduler's tick claim runs it once per tick across
+Scheduled hourly in every ``shiftwatch serve`` (``RETENTION_JOB``, from ``jobs``, started by the
+app's lifespan when ``scheduler_enabled``); the scheduler's tick claim runs it once per tick across
 replicas, and the advisory lock below also covers a manual run racing it. Only ``predictions`` and
 the input files no remaining row refers to are deleted: labeled samples, alerts, the audit log and
 tokens copy what they need from a prediction and hold no foreign key into it, so they outlive it.
@@ -68,3 +68,8 @@ def _retention_tick(db: Database, settings: Settings, tick: datetime) -> None:
 
 # Hourly: cheap when there is nothing to drop, and partitions ahead are never more than an hour late.
 RETENTION_JOB = ScheduledJob("core.retention", 3600, _retention_tick)
+
+
+def jobs(settings: Settings) -> list[ScheduledJob]:
+    """What the app's lifespan schedules for housekeeping when ``scheduler_enabled``."""
+    return [RETENTION_JOB]

@@ -6,9 +6,10 @@ from typing import Any
 
 import typer
 
-from shiftwatch.cli_output import JSON_OPTION, db_session, emit_fields, emit_json, emit_table, when
+from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, when
 
-models_app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
+app = typer.Typer(no_args_is_help=True, help="Registered models and their versions.")
 
 
 def _described(names: list[str] | None) -> list[tuple[Any, list[Any]]]:
@@ -16,7 +17,7 @@ def _described(names: list[str] | None) -> list[tuple[Any, list[Any]]]:
     from shiftwatch.collector import registry
     from shiftwatch.collector.schemas import ModelOut, VersionOut
 
-    _, db = db_session()
+    db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
         rows = [registry.get_model(session, n) for n in names] if names else registry.list_models(session)
         out = []
@@ -30,7 +31,7 @@ def _json(model: Any, versions: list[Any]) -> dict[str, Any]:
     return model.model_dump(mode="json") | {"versions": [v.model_dump(mode="json") for v in versions]}
 
 
-@models_app.command("list")
+@app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
     """Every model with its classes and each version's state."""
     found = _described(None)
@@ -45,7 +46,7 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     )  # fmt: skip
 
 
-@models_app.command("show")
+@app.command("show")
 def show(model: str = typer.Option(..., "--model", help="model name"), as_json: bool = JSON_OPTION) -> None:
     """One model: its class names in output order and every version with its artifact."""
     [(found, versions)] = _described([model])
@@ -60,7 +61,3 @@ def show(model: str = typer.Option(..., "--model", help="model name"), as_json: 
          for v in versions],
         title="versions",
     )  # fmt: skip
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(models_app, name="models")

@@ -8,6 +8,10 @@ which exactly one replica wins. A replica that crashes mid-run has consumed its 
 it left undone is still due and runs on the next tick (domain jobs decide "due" from their own
 committed rows, and write each result in one transaction).
 
+Each domain declares its jobs with one hook, ``jobs(settings) -> list[ScheduledJob]``
+(``detectors/schedule.py``, ``labeling/job.py``, ``rollout/job.py``, ``shiftwatch/maintenance.py``);
+``shiftwatch.app`` lists the hooks in ``JOBS`` and starts and stops them in its lifespan.
+
 Jobs are stored in the job store by name only (``run_job(name)``); the callable and the
 process's ``Database``/``Settings`` are bound here at start, so nothing secret is pickled into
 the database.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -51,14 +52,14 @@ def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(secret_key(settings), salt=salt)
 
 
-def served_over_https(request: Request, settings: Settings) -> bool:
+def served_over_https(request: Request, public_url: str, trusted_proxies: Collection[str]) -> bool:
     """Whether the browser reached us over https: the public URL says so, the request came in on TLS,
     or a trusted reverse proxy (``SHIFTWATCH_TRUSTED_PROXIES``) says it terminated TLS."""
-    if settings.public_url.startswith("https://") or request.url.scheme == "https":
+    if public_url.startswith("https://") or request.url.scheme == "https":
         return True
     client = request.client.host if request.client else ""
     forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
-    return client in settings.trusted_proxies and forwarded == "https"
+    return client in trusted_proxies and forwarded == "https"
 
 
 def login(db: Database, settings: Settings, token: str, response: Response, *, secure: bool | None = None) -> Principal:
@@ -153,20 +154,20 @@ def csrf_token(request: Request) -> str:
     return _serializer(request.app.state.settings, "csrf").dumps(session_id(request))
 
 
-def _same_origin(request: Request, settings: Settings) -> bool:
+def _same_origin(request: Request, public_url: str) -> bool:
     # Every browser in use sends Origin on a form POST; Referer covers the few that do not.
     # Neither: not a browser (curl, tests); the CSRF token or the token being logged in with still has to match.
     source = request.headers.get("origin") or request.headers.get("referer")
     if source is None:
         return True
-    allowed = {f"{request.url.scheme}://{request.url.netloc}", settings.public_url.rstrip("/")}
+    allowed = {f"{request.url.scheme}://{request.url.netloc}", public_url.rstrip("/")}
     parts = urlsplit(source)
     return f"{parts.scheme}://{parts.netloc}" in allowed
 
 
 def check_same_origin(request: Request) -> None:
     """Refuse a form posted from another site (login CSRF: being logged in as the attacker)."""
-    if not _same_origin(request, request.app.state.settings):
+    if not _same_origin(request, request.app.state.settings.public_url):
         raise Forbidden("cross-site form submission refused")
 
 

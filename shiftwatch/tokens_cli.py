@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from shiftwatch.cli_context import open_db, settings_or_exit
 from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table, when
 from shiftwatch.scopes import SCOPES
 
-token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
+app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
 
 
-def _db():
-    """The configured database, migrated first: the first token is often made before the first `serve`."""
-    from shiftwatch.cli import settings_or_exit
-    from shiftwatch.db import Database
-    from shiftwatch.migrate import upgrade
-
-    url = settings_or_exit().database_url
-    upgrade(url)
-    return Database.connect(url)
-
-
-@token_app.command("create")
+@app.command("create")
 def create(
     name: str = typer.Option(..., "--name", help="who or what holds it, e.g. gateway-eu1"),
     scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),  # noqa: B008 - once, at import
@@ -29,7 +19,7 @@ def create(
     """Issue a token and print it once: it cannot be shown again."""
     from shiftwatch.tokens import create_token
 
-    db = _db()
+    db = open_db(settings_or_exit().database_url, migrate=True)  # the first token often precedes `serve`
     try:
         token = create_token(db, name, scope)
     finally:
@@ -38,12 +28,12 @@ def create(
     typer.echo(f"token {name!r} with scopes {', '.join(dict.fromkeys(scope))}: store it now, it is not kept", err=True)
 
 
-@token_app.command("list")
+@app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
     """Show tokens (names, scopes, dates); never the secrets."""
     from shiftwatch.tokens import list_tokens
 
-    db = _db()
+    db = open_db(settings_or_exit().database_url, migrate=True)  # the first token often precedes `serve`
     try:
         tokens = list_tokens(db)
     finally:
@@ -59,18 +49,14 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     )
 
 
-@token_app.command("revoke")
+@app.command("revoke")
 def revoke(name: str = typer.Argument(..., help="the token's name")) -> None:
     """Revoke a token; every replica refuses it within a few seconds."""
     from shiftwatch.tokens import revoke_token
 
-    db = _db()
+    db = open_db(settings_or_exit().database_url, migrate=True)  # the first token often precedes `serve`
     try:
         revoke_token(db, name)
     finally:
         db.dispose()
     typer.echo(f"token {name!r} revoked")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(token_app, name="token")

@@ -8,18 +8,27 @@ everyone is the local admin, as on the API.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import Depends, Request
 from fastapi.exceptions import HTTPException
 
+from shiftwatch.auth import Principal
 from shiftwatch.errors import Unauthorized
 from shiftwatch.sessions import CSRF_FIELD, console_principal, csrf_protect, csrf_token, require_console
 
-__all__ = ["csrf_field", "csrf_protect", "login_first", "page_access"]
+__all__ = ["PageApprover", "PageOperator", "PageReader", "csrf_field", "csrf_protect", "login_first", "page_access"]
 
 
 def page_access(scope: str):
     """Dependency for a console route: a logged-in person whose token has ``scope``."""
     return require_console(scope)
+
+
+# A console route's person, by the scope the page or button needs (as shiftwatch.dependencies does for the API).
+PageReader = Annotated[Principal, Depends(page_access("read"))]
+PageOperator = Annotated[Principal, Depends(page_access("operate"))]
+PageApprover = Annotated[Principal, Depends(page_access("approve"))]
 
 
 def login_first(request: Request) -> None:
@@ -35,5 +44,3 @@ def csrf_field(request: Request) -> str:
     """The hidden form field every console form carries."""
     return f'<input type="hidden" name="{CSRF_FIELD}" value="{csrf_token(request)}">'
 
-
-LoginFirst = Depends(login_first)

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.labeling.models import LabelTask
 from shiftwatch.labeling.queue import tasks_of_model
-from shiftwatch.settings import Settings
 
 # A page a person reads, not an export: the queue's head is what needs attention.
 SHOWN_TASKS = 20
@@ -26,15 +25,15 @@ class OpenTask:
     studio_link: str | None
 
 
-def studio_link(settings: Settings, task: LabelTask) -> str | None:
+def studio_link(label_studio_url: str | None, task: LabelTask) -> str | None:
     """Label Studio's own URL of the task (its data manager, opened on that task)."""
-    if not settings.label_studio_url or task.studio_project_id is None or task.studio_task_id is None:
+    if not label_studio_url or task.studio_project_id is None or task.studio_task_id is None:
         return None
-    base = settings.label_studio_url.rstrip("/")
+    base = label_studio_url.rstrip("/")
     return f"{base}/projects/{task.studio_project_id}/data?task={task.studio_task_id}"
 
 
-def open_tasks(session: Session, settings: Settings, model_name: str) -> list[OpenTask]:
+def open_tasks(session: Session, label_studio_url: str | None, model_name: str) -> list[OpenTask]:
     stmt = (
         tasks_of_model(model_name)
         .where(LabelTask.state.in_(("pending", "sent")))
@@ -43,6 +42,6 @@ def open_tasks(session: Session, settings: Settings, model_name: str) -> list[Op
     )
     return [
         OpenTask(t.id, t.reason, t.priority, t.predicted_class, t.confidence, t.state, t.studio_task_id,
-                 studio_link(settings, t))
+                 studio_link(label_studio_url, t))
         for t in session.scalars(stmt)
     ]

@@ -18,13 +18,12 @@ from fastapi.templating import Jinja2Templates
 from shiftwatch.auth import Principal
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.console.access import csrf_field, csrf_protect, login_first, page_access
+from shiftwatch.console.access import PageApprover, PageOperator, PageReader, csrf_field, csrf_protect, login_first
 from shiftwatch.db import Database, utcnow
-from shiftwatch.dependencies import get_db, get_settings
+from shiftwatch.dependencies import DbDep, SettingsDep
 from shiftwatch.errors import Forbidden, NotFound, ShiftwatchError, Unauthorized
 from shiftwatch.security_headers import SAME_ORIGIN_FRAMING
 from shiftwatch.sessions import check_same_origin, login, logout, served_over_https
-from shiftwatch.settings import Settings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -59,15 +58,15 @@ def login_page(request: Request, next: str = "/console"):  # noqa: A002 - the co
 @router.post("/login", name="console_login_submit", response_class=HTMLResponse)
 def login_submit(
     request: Request,
+    db: DbDep,
+    settings: SettingsDep,
     token: str = Form(...),
     next: str = Form("/console"),  # noqa: A002 - the conventional name
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
 ):
     response = RedirectResponse(_local_path(next), status_code=303)
     try:
         check_same_origin(request)  # login CSRF: another site must not log a person in as someone else
-        login(db, settings, token, response, secure=served_over_https(request, settings))
+        login(db, settings, token, response, secure=served_over_https(request, settings.public_url, settings.trusted_proxies))
     except (Unauthorized, Forbidden) as exc:
         page = render(request, "login.html", next=_local_path(next), error=exc.message)
         page.status_code = exc.status_code
@@ -88,12 +87,12 @@ def _local_path(target: str) -> str:
 
 
 @router.get("", name="console_home", dependencies=[Depends(login_first)])
-def home(request: Request, _: Principal = Depends(page_access("read"))) -> RedirectResponse:
+def home(request: Request, _: PageReader) -> RedirectResponse:
     return RedirectResponse(str(request.url_for("console_models")), status_code=303)
 
 
 @pages.get("/models", name="console_models", response_class=HTMLResponse)
-def models_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
+def models_page(request: Request, db: DbDep, _: PageReader):
     with db.session() as session:
         models = [
             {
@@ -110,10 +109,10 @@ def models_page(request: Request, db: Database = Depends(get_db), _: Principal =
 @pages.get("/alerts", name="console_alerts", response_class=HTMLResponse)
 def alerts_page(
     request: Request,
+    db: DbDep,
+    settings: SettingsDep,
+    _: PageReader,
     state: str | None = None,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(page_access("read")),
 ):
     from shiftwatch.detectors import alerts
 
@@ -126,9 +125,9 @@ def alerts_page(
 def alert_page(
     request: Request,
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(page_access("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: PageReader,
 ):
     from shiftwatch.console import alert_view
     from shiftwatch.detectors import alerts
@@ -144,7 +143,7 @@ def alert_page(
 
 
 @pages.get("/inputs/{ref:path}", name="console_input", response_class=FileResponse)
-def input_image(ref: str, settings: Settings = Depends(get_settings), _: Principal = Depends(page_access("read"))):
+def input_image(ref: str, settings: SettingsDep, _: PageReader):
     """A stored input image (the alert page's thumbnails); the store refuses anything but its own references."""
     store = InputStore(settings.data_dir)
     return FileResponse(store.path(ref), media_type=store.media_type(ref))
@@ -153,9 +152,9 @@ def input_image(ref: str, settings: Settings = Depends(get_settings), _: Princip
 @pages.get("/alerts/{alert_id}/report", name="console_alert_report", response_class=FileResponse)
 def alert_report(
     alert_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(page_access("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: PageReader,
 ):
     """The alert's Evidently report, for the alert page's iframe (same file the API serves)."""
     from shiftwatch.detectors import alerts
@@ -173,9 +172,9 @@ def alert_action(
     request: Request,
     alert_id: int,
     action: str,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    principal: Principal = Depends(page_access("operate")),
+    db: DbDep,
+    settings: SettingsDep,
+    principal: PageOperator,
 ) -> RedirectResponse:
     """Acknowledge or resolve through the same service functions as POST /v1/alerts/{id}/{action}."""
     from shiftwatch.detectors import alerts
@@ -191,9 +190,9 @@ def alert_action(
 @pages.get("/labeling", name="console_labeling", response_class=HTMLResponse)
 def labeling_page(
     request: Request,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(page_access("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: PageReader,
 ):
     from shiftwatch.labeling import queue
     from shiftwatch.labeling.policy import Budget
@@ -203,12 +202,12 @@ def labeling_page(
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
         statuses = [queue.queue_status(session, name, Budget.of(settings, name).daily) for name in names]
-        tasks = {name: open_tasks(session, settings, name) for name in names}
+        tasks = {name: open_tasks(session, settings.label_studio_url, name) for name in names}
     return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
-def rollouts_page(request: Request, db: Database = Depends(get_db), _: Principal = Depends(page_access("read"))):
+def rollouts_page(request: Request, db: DbDep, _: PageReader):
     from shiftwatch.rollout import status
 
     with db.session() as session:
@@ -220,8 +219,8 @@ def rollouts_page(request: Request, db: Database = Depends(get_db), _: Principal
 def rollout_page(
     request: Request,
     rollout_id: int,
-    db: Database = Depends(get_db),
-    principal: Principal = Depends(page_access("read")),
+    db: DbDep,
+    principal: PageReader,
 ):
     from shiftwatch.rollout import status
 
@@ -252,9 +251,9 @@ def rollout_page(
 def rollout_comparison(
     request: Request,
     rollout_id: int,
-    db: Database = Depends(get_db),
-    settings: Settings = Depends(get_settings),
-    _: Principal = Depends(page_access("read")),
+    db: DbDep,
+    settings: SettingsDep,
+    _: PageReader,
 ) -> HTMLResponse:
     """Evidently's comparison of candidate and production outputs, headed by what it is (not an alarm)."""
     from shiftwatch.rollout import controller
@@ -284,10 +283,10 @@ def _decide(request: Request, db: Database, rollout_id: int, principal: Principa
 def rollout_approve(
     request: Request,
     rollout_id: int,
+    db: DbDep,
+    principal: PageApprover,
     reason: str = Form(""),
     confirm: str = Form(""),
-    db: Database = Depends(get_db),
-    principal: Principal = Depends(page_access("approve")),
 ) -> RedirectResponse:
     """Approve, as POST /v1/rollouts/{id}/approve does, once the person has ticked the confirmation."""
     if confirm != "yes":
@@ -300,9 +299,9 @@ def rollout_approve(
 def rollout_reject(
     request: Request,
     rollout_id: int,
+    db: DbDep,
+    principal: PageApprover,
     reason: str = Form(""),
-    db: Database = Depends(get_db),
-    principal: Principal = Depends(page_access("approve")),
 ) -> RedirectResponse:
     """Reject, as POST /v1/rollouts/{id}/reject does (a reason is required)."""
     return _decide(request, db, rollout_id, principal, reason, approve=False)

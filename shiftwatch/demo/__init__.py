@@ -12,15 +12,16 @@ from pathlib import Path
 
 import typer
 
+app = typer.Typer()
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def demo(
-        yes: bool = typer.Option(False, "--yes", "-y", help="approve the canary automatically instead of waiting"),
-        out: Path = typer.Option(Path("./shiftwatch-demo"), "--out", help="folder for the database, artifacts and summary.html"),
-        fast: bool = typer.Option(False, "--fast", help="less traffic per phase (used by the tests)"),
-    ) -> None:
-        """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
-        from shiftwatch.demo.story import run_demo
 
-        run_demo(out, auto_approve=yes, fast=fast)
+@app.command()
+def demo(
+    yes: bool = typer.Option(False, "--yes", "-y", help="approve the canary automatically instead of waiting"),
+    out: Path = typer.Option(Path("./shiftwatch-demo"), "--out", help="folder for the database, artifacts and summary.html"),
+    fast: bool = typer.Option(False, "--fast", help="less traffic per phase (used by the tests)"),
+) -> None:
+    """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
+    from shiftwatch.demo.story import run_demo
+
+    run_demo(out, auto_approve=yes, fast=fast)

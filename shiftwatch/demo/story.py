@@ -12,13 +12,12 @@ from typing import Any
 from rich.console import Console
 
 from shiftwatch.app import create_app
-from shiftwatch.db import Database
+from shiftwatch.cli_context import open_db
 from shiftwatch.demo import acts, loop
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver
 from shiftwatch.demo.stage import Fact, Scale, Stage
 from shiftwatch.demo.summary import PHASES, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
-from shiftwatch.migrate import upgrade
 from shiftwatch.secret_key import ensure_secret_key
 from shiftwatch.settings import Settings, load_settings
 
@@ -61,8 +60,7 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
     out_dir.mkdir(parents=True, exist_ok=True)
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
     settings = demo_settings(out_dir, receiver, scale)
-    upgrade(settings.database_url)
-    db = Database.connect(settings.database_url)
+    db = open_db(settings.database_url, migrate=True)
     tokens = issue_tokens(db, settings)
     if tokens.label_studio:
         settings = settings.model_copy(update={"label_studio_callback_token": tokens.label_studio})

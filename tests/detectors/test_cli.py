@@ -19,7 +19,6 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 
 @pytest.fixture(scope="module")
 def runner_app():
-    cli._register_domains()
     return cli.app
 
 

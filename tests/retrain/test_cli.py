@@ -25,13 +25,10 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 def invoke(tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
     """In-process run of ``shiftwatch retrain ...``; returns the ShiftwatchError it raised (main() prints it)."""
-    import typer
     from typer.testing import CliRunner
 
-    from shiftwatch.retrain.cli import register
+    from shiftwatch.cli import app
 
-    app = typer.Typer()
-    register(app)
     env = {"SHIFTWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "SHIFTWATCH_DATA_DIR": str(tmp_path / "data")}
     return CliRunner().invoke(app, ["retrain", *args], env=env).exception
 
@@ -115,15 +112,12 @@ def test_bring_your_own_model_registers_from_the_command_line(tmp_path: Path) ->
     import json
 
     from tests.support import own_model as support
-    import typer
     from typer.testing import CliRunner
 
-    from shiftwatch.retrain.cli import register
+    from shiftwatch.cli import app
 
     weights = tmp_path / "w.pt"
     torch.save(support.build().state_dict(), weights)
-    app = typer.Typer()
-    register(app)
     env = {"SHIFTWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "SHIFTWATCH_DATA_DIR": str(tmp_path / "data")}
     result = CliRunner().invoke(app, ["retrain", "register", "--model", "shapes", "--classes", ",".join(support.CLASS_NAMES),
                                       "--factory", support.FACTORY, "--weights", str(weights),

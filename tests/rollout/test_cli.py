@@ -22,8 +22,6 @@ from shiftwatch.rollout import controller
 
 
 def cli_app():  # type: ignore[no-untyped-def]
-    if not any(group.name == "rollout" for group in root_cli.app.registered_groups):
-        root_cli._register_domains()
     return root_cli.app
 
 

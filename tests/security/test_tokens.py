@@ -73,7 +73,6 @@ def test_resolver_cache_expires_so_revocation_reaches_the_process(db):
 def test_cli_creates_lists_and_revokes(db, db_url, monkeypatch):
     from shiftwatch import cli
 
-    cli._register_domains()
     monkeypatch.setenv("SHIFTWATCH_DATABASE_URL", db_url)
     runner = CliRunner()
     created = runner.invoke(cli.app, ["token", "create", "--name", "ci", "--scope", "ingest", "--scope", "read"])

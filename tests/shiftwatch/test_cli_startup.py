@@ -60,7 +60,6 @@ def test_building_the_whole_cli_and_every_help_page_imports_no_heavy_library() -
         "import typer\n"
         "from typer.testing import CliRunner\n"
         "from shiftwatch import cli\n"
-        "cli._register_domains()\n"
         "def walk(command, path):\n"
         "    yield path\n"
         "    for name, sub in getattr(command, 'commands', {}).items():\n"

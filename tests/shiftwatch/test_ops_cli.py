@@ -18,8 +18,6 @@ LONG = "digits-" + "x" * 110  # a model name wider than an 80-column terminal on
 
 
 def cli_app():  # type: ignore[no-untyped-def]
-    if not any(group.name == "alerts" for group in root_cli.app.registered_groups):
-        root_cli._register_domains()
     return root_cli.app
 
 
