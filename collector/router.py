@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, ValidationError
 
 from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
@@ -32,7 +32,6 @@ from shiftwatch.collector.schemas import (
 )
 from shiftwatch.dependencies import DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
-from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["collector"])
 

@@ -72,10 +72,10 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
     """Production serves the drifted images through ONNX Runtime, logs them, and the labeling queue gets them labeled."""
     from shiftwatch.collector.inputs import InputStore
     from shiftwatch.collector.records import PredictionRecord
-    from tests.support.collector import store_predictions
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.policy import enqueue
     from shiftwatch.retrain.runtime import OnnxClassifier
+    from tests.support.collector import store_predictions
 
     store = InputStore(settings.data_dir)
     with db.session() as session:
@@ -224,8 +224,8 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
 ) -> None:
     from shiftwatch.collector.inputs import InputStore
     from shiftwatch.collector.records import PredictionRecord
-    from tests.support.collector import store_predictions
     from shiftwatch.retrain.labeled import recent_inputs
+    from tests.support.collector import store_predictions
 
     images = digits.split_digits(0).test.images[:5]
     store = InputStore(settings.data_dir)

@@ -6,11 +6,11 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
-from tests.support.collector import store_predictions
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import utcnow
+from tests.support.collector import store_predictions
 
 
 def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "production", seed: int = 0,

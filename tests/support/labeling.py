@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
-from tests.support.collector import store_predictions
 
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from tests.support.collector import store_predictions
 
 DATA = Path(__file__).parents[1] / "data"
 
