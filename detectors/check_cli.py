@@ -12,8 +12,9 @@ import typer
 
 
 def _table(result) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
+
+    from shiftwatch.cli_output import wide_console
 
     table = Table("config", "detector", "status", "drift", "p (Holm)", "effect", "n", "note")
     for run in result.runs:
@@ -25,7 +26,7 @@ def _table(result) -> None:  # type: ignore[no-untyped-def]
         )
     for quiet in result.quiet:
         table.add_row(str(quiet.config_id), quiet.name, "not run", "-", "-", "-", "-", quiet.note)
-    Console(width=200).print(table)
+    wide_console().print(table)  # never cut: notes and ids stay whole
 
 
 def register(app: typer.Typer) -> None:
