@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table
 from shiftwatch.errors import Invalid, Unavailable
 
 retrain_app = typer.Typer(
@@ -165,18 +166,31 @@ def bootstrap_command(
 
 
 @retrain_app.command("runs")
-def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.Option(20, min=1)) -> None:
-    """The latest training runs of MODEL, one JSON object per line."""
+def runs_command(
+    model: str = typer.Option(..., "--model", help="model name"),
+    limit: int = typer.Option(20, min=1, help="the newest this many"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The latest training runs of MODEL, newest first: a table, or with --json the API's JSON list."""
     from shiftwatch.retrain.runs import list_runs
 
     settings, db = _connect()
     with db.session() as session:
-        for run in list_runs(session, model, limit):
-            typer.echo(json.dumps({
-                "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
-                "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
-                "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
-            }))  # fmt: skip
+        rows = [{
+            "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
+            "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
+            "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
+        } for run in list_runs(session, model, limit)]  # fmt: skip
+    if as_json:
+        emit_json(rows)
+        return
+    emit_table(
+        ("id", "status", "started", "seconds", "labeled snapshot", "steps", "artifact", "error"),
+        [(r["id"], r["status"], r["started_at"][:16].replace("T", " "),
+          None if r["duration_s"] is None else f"{r['duration_s']:.0f}", r["labeled_snapshot_sha256"][:12],
+          ",".join(r["compress_steps"] or []), (r["artifact_sha256"] or "")[:12], r["error"]) for r in rows],
+        title="training runs",
+    )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

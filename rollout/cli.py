@@ -55,6 +55,24 @@ def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[
         console.print(audit)
 
 
+def _emit_rollout(out, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """A rollout as the API returns it with --json, else the status view."""
+    if as_json:
+        emit_json(out.model_dump(mode="json"))
+    else:
+        _print_status(out)
+
+
+def _emit_decision(session, rollout, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """After approve or reject: the new state in one line, or with --json the rollout as the API returns it."""
+    from shiftwatch.rollout import status
+
+    if as_json:
+        emit_json(status.describe(session, rollout).model_dump(mode="json"))
+    else:
+        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+
+
 def register(app: typer.Typer) -> None:
     rollout_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
     app.add_typer(rollout_app, name="rollout")
@@ -66,6 +84,7 @@ def register(app: typer.Typer) -> None:
         steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
         require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
         plan_json: str = typer.Option("{}", "--plan", help='other plan fields as JSON, e.g. \'{"min_shadow_pairs": 50}\''),
+        as_json: bool = JSON_OPTION,
     ) -> None:
         """Put a candidate in shadow behind production; the controller takes it from there."""
         from pydantic import ValidationError
@@ -84,7 +103,7 @@ def register(app: typer.Typer) -> None:
         settings, db = _connect()
         with db.session() as session:
             rollout = controller.start_rollout(session, settings, model, version, plan, actor=_actor())
-            _print_status(status.describe(session, rollout))
+            _emit_rollout(status.describe(session, rollout), as_json)
 
     @rollout_app.command("status")
     def show(
@@ -130,6 +149,7 @@ def register(app: typer.Typer) -> None:
         rollout_id: int = typer.Argument(..., help="rollout id"),
         force: bool = typer.Option(False, "--force", help="approve although evidence is insufficient"),
         reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
+        as_json: bool = JSON_OPTION,
     ) -> None:
         """Promote a canary to production (a person's decision, recorded in the audit log)."""
         from shiftwatch.rollout import controller
@@ -137,12 +157,13 @@ def register(app: typer.Typer) -> None:
         _, db = _connect()
         with db.session() as session:
             rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
-            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+            _emit_decision(session, rollout, as_json)
 
     @rollout_app.command("reject")
     def reject(
         rollout_id: int = typer.Argument(..., help="rollout id"),
         reason: str = typer.Option(..., "--reason", help="why (goes in the audit log)"),
+        as_json: bool = JSON_OPTION,
     ) -> None:
         """Stop a rollout; the candidate never reaches production."""
         from shiftwatch.rollout import controller
@@ -150,14 +171,20 @@ def register(app: typer.Typer) -> None:
         _, db = _connect()
         with db.session() as session:
             rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
-            typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+            _emit_decision(session, rollout, as_json)
 
     @rollout_app.command("tick")
-    def tick() -> None:
+    def tick(as_json: bool = JSON_OPTION) -> None:
         """Run the controller once now (the server runs it every rollout_tick_seconds)."""
+        from dataclasses import asdict
+
         from shiftwatch.rollout import controller
 
         settings, db = _connect()
-        for outcome in controller.tick(db, settings):
+        outcomes = controller.tick(db, settings)
+        if as_json:
+            emit_json([asdict(outcome) for outcome in outcomes])
+            return
+        for outcome in outcomes:
             typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
                        f"({outcome.decision}: {'; '.join(outcome.reasons)})")
