@@ -295,14 +295,14 @@ def bright_png(seed: int) -> bytes:
 
 def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: str) -> int:  # type: ignore[no-untyped-def]
     """v1 serves normal then washed-out images through the gateway; two MMD runs open and update an alert,
-    whose webhook goes to a loopback receiver. The labeling job then queues the flagged samples."""
+    whose webhook goes to a loopback receiver; serve's labeling job then queues the flagged samples."""
     from rollout_support import png_image
 
     from shiftwatch.db import utcnow
     from shiftwatch.detectors import configs, references
     from shiftwatch.detectors.runs import run_due_detectors
     from shiftwatch.detectors.webhooks import deliver_due
-    from shiftwatch.labeling.queue import select_for_labeling
+    from shiftwatch.labeling.job import run_labeling_cycle
 
     hooked = settings.model_copy(update={"alert_webhooks": [f"{receiver_url}/hook"], "public_url": server_url})
     v1_id = add_rollout_versions(db, settings)
@@ -316,8 +316,7 @@ def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: s
         report = run_due_detectors(db, hooked, utcnow() + timedelta(minutes=step))
         assert report.runs == 1 and report.flagged == 1, report
     assert deliver_due(db, hooked, utcnow())["delivered"] >= 1
-    with db.session() as session:
-        select_for_labeling(session, settings, "digits", start=start, batch_size=40, seed=0)
+    run_labeling_cycle(db, settings, utcnow())  # what serve's labeling job does next
     return v1_id
 
 
