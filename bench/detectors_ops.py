@@ -23,9 +23,9 @@ from rich.table import Table
 from sqlalchemy import delete
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the repo root: tests.support imports
 
-from drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
+from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.db import Database, utcnow  # noqa: E402
@@ -154,8 +154,7 @@ def bench_large_window(url: str, data_dir: Path) -> dict[str, object]:
 
 def main() -> None:
     console = Console()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import _pg_available, create_pg_database, drop_pg_database
+    from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
 
     backends: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -163,7 +162,7 @@ def main() -> None:
         backends["sqlite"] = bench_backend(f"sqlite:///{folder}/bench.db", Path(folder) / "data")
         console.print(f"[bold]SQLite, one {LARGE:,}-sample window with a harmless shift[/]")
         large = bench_large_window(f"sqlite:///{folder}/large.db", Path(folder) / "data-large")
-        if _pg_available() is None:
+        if pg_unavailable_reason() is None:
             console.print("[bold]PostgreSQL[/]")
             url = create_pg_database("sw_bench_ops")
             try:

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 
-from hostile_support import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile  # noqa: E402
-from pg_processes import ServeProcess  # noqa: E402
-from rollout_support import add_version  # noqa: E402
+from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile  # noqa: E402
+from tests.support.pg_processes import ServeProcess  # noqa: E402
+from tests.support.rollout import add_version  # noqa: E402
 
 from shiftwatch.db import Database  # noqa: E402
 from shiftwatch.migrate import upgrade  # noqa: E402

@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import create_pg_database, drop_pg_database, free_port  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
+from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.client import Client  # noqa: E402

@@ -30,9 +30,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import create_pg_database, drop_pg_database  # noqa: E402
-from pg_processes import ServeProcess  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
+from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
+from tests.support.pg_processes import ServeProcess  # noqa: E402
 
 from shiftwatch.collector import registry, wire  # noqa: E402
 from shiftwatch.collector.records import PredictionRecord, to_columns  # noqa: E402

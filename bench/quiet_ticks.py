@@ -22,11 +22,11 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the repo root: tests.support imports
 sys.path.insert(0, str(ROOT / "bench"))
 
 from detectors_ops import DETECTORS, REFERENCE, WINDOW, setup_version  # noqa: E402  (the same version, reference and configs)
-from drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
+from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 from shiftwatch.detectors.models import DriftRun  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402

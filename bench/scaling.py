@@ -26,8 +26,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import create_pg_database, drop_pg_database  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
+from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 
 from shiftwatch.collector import queries, registry  # noqa: E402
 from shiftwatch.collector.records import PredictionRecord  # noqa: E402

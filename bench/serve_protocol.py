@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import LiveServer  # noqa: E402
+from tests.support.servers import LiveServer  # noqa: E402
 from machine import write_result  # noqa: E402
 
 from shiftwatch.app import create_app  # noqa: E402

@@ -15,7 +15,7 @@ stream; stretches without buffer: 0.075). The label permutation moves whole bloc
 (see ``dependence``). Limitation, measured: with three AR(1) cameras (phi = 0.9) and
 300-frame windows the false-positive rate is still 0.075-0.10 at alpha 0.05 (few blocks
 per fold, and adjacent blocks of one camera stay correlated); on camera streams prefer
-``mmd`` or ``lsdd`` (0.055 / 0.02 on the same streams, tests/test_detectors_streams.py).
+``mmd`` or ``lsdd`` (0.055 / 0.02 on the same streams, tests/detectors/test_streams.py).
 
 Effect size: AUC above chance in points (100 x (AUC - 0.5)): 0 when the classifier cannot
 tell the windows apart, 50 when it separates every pair. Evidence: the current samples

@@ -27,7 +27,7 @@ import numpy as np
 
 # Block length per unit of autocorrelation time: at 3 tau adjacent blocks of an AR(1)
 # stream with phi = 0.9 correlate at about 0.1, which keeps the FPR within a point of alpha
-# (tests/test_detectors_streams.py).
+# (tests/detectors/test_streams.py).
 BLOCK_FACTOR = 3.0
 # Autocorrelations below 2 / sqrt(n) are indistinguishable from noise; summing stops there.
 NOISE_LEVEL = 2.0

@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 Z95 = float(norm.ppf(0.975))
 # 400 resamples per interval: a few tenths of a second of CPU per tick at most (two latency quantiles);
-# tests/test_rollout_intervals.py checks the coverage this gives.
+# tests/rollout/test_intervals.py checks the coverage this gives.
 BOOTSTRAP_RESAMPLES = 400
 # A fixed seed: the same rows give the same interval on every page load and in the audit log.
 BOOTSTRAP_SEED = 0

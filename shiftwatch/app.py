@@ -100,7 +100,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     @app.exception_handler(DataError)
     async def _unstorable_value(_: Request, exc: DataError) -> JSONResponse:
         # PostgreSQL refuses what validation let through (a NUL character in text, an integer past
-        # int4): the input is at fault, so 422, never 500. Found by tests/test_security_fuzz.py.
+        # int4): the input is at fault, so 422, never 500. Found by tests/security/test_fuzz.py.
         reason = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else "invalid value"
         return JSONResponse(
             {"detail": f"request: a value cannot be stored ({reason})", "error": "Invalid", "field": "request"},

@@ -21,7 +21,7 @@ class Principal:
 LOCAL_ADMIN = Principal(name="local-admin", scopes=frozenset(SCOPES))
 
 # The only routes that answer without a token (GET and HEAD), each with why; docs/security.md
-# lists the same. tests/test_security_routes.py fails on any other route that needs no scope.
+# lists the same. tests/security/test_routes.py fails on any other route that needs no scope.
 PUBLIC_ROUTES: dict[str, str] = {
     "/health": "liveness for load balancers; says only ok and the version",
     "/openapi.json": "the API description; it holds no data",

@@ -2,7 +2,7 @@
 
 Start-up stays fast because every CLI module imports only typer, rich, the standard library
 and light project modules at module level; what a command needs (SQLAlchemy, numpy, the
-detectors, uvicorn) is imported inside it. ``tests/test_cli_startup.py`` holds this.
+detectors, uvicorn) is imported inside it. ``tests/shiftwatch/test_cli_startup.py`` holds this.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Tests of shiftwatch.console: pages, charts and a real browser."""

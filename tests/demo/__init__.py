@@ -1,0 +1,1 @@
+"""Tests of shiftwatch.demo: the story and the serve line it prints."""
