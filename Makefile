@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test install test-services bench clean
+.PHONY: demo test lint install test-services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ demo: $(STAMP)
 # The real services the tests talk to besides PostgreSQL: a Label Studio server (its own
 # venv, its pins clash with ours) and Debian's Chromium for the console's browser tests.
 test-services:
-	bash labeling/studio_venv.sh
+	bash tests/support/studio_venv.sh
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "note: install Debian's chromium for the browser tests (apt-get install chromium)"; fi; \
 	fi
+
+# ruff, then mypy over the package as it installs (see .ci/lint); CI runs it before the tests.
+lint: $(STAMP)
+	PY=$(PY) bash .ci/lint
 
 test: $(STAMP) test-services
 	$(PY) -m pytest -q

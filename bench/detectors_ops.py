@@ -24,7 +24,7 @@ from sqlalchemy import delete
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repo root: tests.support imports
-
+# The imports below come after the sys.path line above, hence their E402 noqa.
 from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 from shiftwatch.collector import registry  # noqa: E402
@@ -129,7 +129,7 @@ def bench_large_window(url: str, data_dir: Path) -> dict[str, object]:
                 spacing_s=0.1,
             ),
         )
-    report, seconds = timed(run_due_detectors, db, settings, current + timedelta(hours=3))
+    _report, seconds = timed(run_due_detectors, db, settings, current + timedelta(hours=3))
     with db.session() as session:
         runs = {r.detector: r for r in session.scalars(select(DriftRun))}
         severities = [a.severity for a in session.scalars(select(Alert))]
@@ -181,7 +181,7 @@ def main() -> None:
     }
     for key, label in names.items():
         table.add_row(label, *(f"{backends[b][key]:.3f}" for b in backends))
-    for backend, values in backends.items():
+    for values in backends.values():
         values["restored_vs_refit_speedup"] = values["tick_quiet_refit_s"] / values["tick_quiet_restored_s"]
     table.add_row("refit / restored (x)", *(f"{backends[b]['restored_vs_refit_speedup']:.2f}" for b in backends))
     console.print(table)

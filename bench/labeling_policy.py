@@ -39,7 +39,8 @@ from shiftwatch.detectors.mmd import MMDDetector
 from shiftwatch.labeling import selection
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.queries import labeled_samples
-from shiftwatch.labeling.queue import FlaggedItem, select_for_labeling
+from shiftwatch.labeling.flags import FlaggedItem
+from shiftwatch.labeling.policy import Budget, select_for_labeling
 from shiftwatch.migrate import upgrade
 from shiftwatch.retrain.digits import CLASS_NAMES, corrupt, encode_png, split_digits
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy, fit, predict, train_reference
@@ -89,7 +90,7 @@ def policy_picks(
         for i, s in zip(result.evidence["most_atypical"], result.evidence["witness_scores"], strict=True)
     ]
     with db.session() as session:
-        chosen = select_for_labeling(session, settings, "digits", start=start, flagged=flags, seed=seed)
+        chosen = select_for_labeling(session, "digits", Budget.of(settings, "digits"), start=start, flagged=flags, seed=seed)
     truth = {ref: int(label) for ref, label in zip(refs, labels, strict=True)}
     with db.session() as session:
         label_with_oracle(session, "digits", truth.__getitem__)

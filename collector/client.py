@@ -165,7 +165,7 @@ class Client(ServerCalls):
         stream_id: str | None = None,
         input_ref: str | None = None,
         latency_ms: float | None = None,
-        id: uuid.UUID | None = None,
+        id: uuid.UUID | None = None,  # noqa: A002 - the record's field name, the SDK's keyword
         ts: datetime | None = None,
     ) -> uuid.UUID:
         """Queue one prediction and return its id at once; the id is its idempotency key.
@@ -254,7 +254,7 @@ class Client(ServerCalls):
                         self._outbox.put(batch)  # blocks while every sender is busy
                 if self._closing or time.monotonic() >= self._next_replay:
                     self._replay_spilled()  # at close: the one last try
-            except Exception as exc:  # noqa: BLE001 - the thread must live; claimed rows are finished by senders
+            except Exception as exc:  # the thread must live; claimed rows are finished by senders
                 log.exception("shiftwatch client loop failed")
                 self.stats.last_error = f"client error: {exc!r}"
             if self._closing and not self._queue:
@@ -296,7 +296,7 @@ class Client(ServerCalls):
         while (batch := self._outbox.get()) is not None:
             try:
                 self._deliver(batch)
-            except Exception:  # noqa: BLE001 - _deliver already kept the batch; the thread must live
+            except Exception:  # _deliver already kept the batch; the thread must live
                 log.exception("shiftwatch sender failed")
 
     def _deliver(self, batch: _Batch) -> None:
@@ -310,12 +310,13 @@ class Client(ServerCalls):
             self._keep_rejected(body, batch.records, str(exc))
         except Unsent as exc:
             self.stats.last_error = str(exc)
+            assert body is not None  # Unsent comes only from _send, after encoding
             try:
                 self._spill(body, len(batch.records), exc.server_errors)
             except OSError as disk:  # a full or read-only disk: keep it in the rejected store if that works
                 self._keep_rejected(body, batch.records, f"could not spill ({disk}) after: {exc}")
             self._spill_backlog()
-        except Exception as exc:  # noqa: BLE001 - a bug or a full disk must not lose the batch silently
+        except Exception as exc:  # a bug or a full disk must not lose the batch silently
             log.exception("shiftwatch client failed on a batch")
             self._keep_rejected(body, batch.records, f"client error: {exc!r}")
         finally:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert, select
@@ -150,7 +152,7 @@ def validate(
 
 def ingest(
     db: Database,
-    chunks: list[tuple[ColumnBatch, np.ndarray | None]],
+    chunks: Sequence[tuple[ColumnBatch, np.ndarray | None]],
     *,
     max_rows: int,
     retention_days: int,
@@ -323,7 +325,7 @@ def _copy_postgres(connection: Connection, rows: list[dict]) -> None:
     Re-sends are rare, so nearly every batch goes at COPY speed (bench/ingest.py measures the
     path, and what the id table costs against raw COPY into ``predictions`` alone).
     """
-    raw = connection.connection.driver_connection
+    raw: Any = connection.connection.driver_connection  # the psycopg connection
     with raw.cursor() as cursor:
         with cursor.copy("COPY prediction_ids (id, ts) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(["uuid", "timestamptz"])
@@ -339,7 +341,7 @@ def _insert_postgres_idempotent(connection: Connection, rows: list[dict]) -> int
     """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` with binary parameters."""
     columns = ", ".join(COLUMNS)
     arrays = ", ".join(f"%b::{kind}[]" for kind in COPY_TYPES)  # %b: binary parameters, no text escaping
-    raw = connection.connection.driver_connection
+    raw: Any = connection.connection.driver_connection  # the psycopg connection
     with raw.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO predictions ({columns}) SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING",

@@ -95,7 +95,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         ts_text, id_text = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
         return datetime.fromisoformat(ts_text), uuid.UUID(id_text)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the decoding raises, the cursor is not ours
         raise Invalid("cursor", "is not a cursor this server handed out") from None
 
 

@@ -110,14 +110,14 @@ def check_record(record: PredictionRecord) -> None:
 def as_index(name: str, value: object) -> int:
     """An integer argument (Python or numpy int); a float such as 3.7 is refused, not truncated."""
     try:
-        return operator.index(value)  # type: ignore[arg-type]
+        return operator.index(value)  # type: ignore[arg-type]  # any object: index() is the check
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}") from None
 
 
 def as_float(name: str, value: object) -> float:
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)  # type: ignore[arg-type]  # any object: float() is the check
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}") from None
 
@@ -161,9 +161,9 @@ def to_columns(records: list[PredictionRecord]) -> ColumnBatch:
         predicted_class=np.asarray([r.predicted_class for r in records], dtype=np.int64),
         confidence=np.asarray([r.confidence for r in records], dtype=np.float64),
         latency_ms=np.asarray([np.nan if r.latency_ms is None else r.latency_ms for r in records], dtype=np.float64),
-        embeddings=None if first.embedding is None else np.stack([r.embedding for r in records]).astype(np.float32),
+        embeddings=None if first.embedding is None else np.stack([r.embedding for r in records]).astype(np.float32),  # type: ignore[misc]  # one group_key: all or none have it
         probabilities=(
-            None if first.probabilities is None else np.stack([r.probabilities for r in records]).astype(np.float32)
+            None if first.probabilities is None else np.stack([r.probabilities for r in records]).astype(np.float32)  # type: ignore[misc]  # as embeddings
         ),
     )
 

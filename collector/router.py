@@ -40,19 +40,19 @@ router = APIRouter(prefix="/v1", tags=["collector"])
 
 
 @router.post("/models", response_model=ModelOut, status_code=201)
-def create_model(body: ModelIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))):
+def create_model(body: ModelIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))) -> ModelOut:
     with db.session() as session:
         return ModelOut.model_validate(registry.register_model(session, body.name, body.class_names, body.description))
 
 
 @router.get("/models", response_model=list[ModelOut])
-def list_models(db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def list_models(db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> list[ModelOut]:
     with db.session() as session:
         return [ModelOut.model_validate(m) for m in registry.list_models(session)]
 
 
 @router.get("/models/{name}", response_model=ModelOut)
-def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def get_model(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> ModelOut:
     with db.session() as session:
         return ModelOut.model_validate(registry.get_model(session, name))
 
@@ -64,7 +64,7 @@ def create_version(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> VersionOut:
     """Register a candidate; its artifact must be under data_dir/artifacts (or uploaded) and a valid ONNX."""
     fields = body.model_dump(exclude={"version"})
     if body.artifact_path is not None:
@@ -81,7 +81,7 @@ async def upload_artifact(
     request: Request,
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> ArtifactOut:
     """Upload an ONNX file (the raw bytes; ``X-Artifact-Sha256`` optional); register it by the path returned."""
     path, check = await receive_artifact(request, settings, request.headers.get("x-artifact-sha256"))
     return ArtifactOut(artifact_path=path, sha256=check.sha256, size_bytes=check.size_bytes,
@@ -89,7 +89,7 @@ async def upload_artifact(
 
 
 @router.get("/models/{name}/versions", response_model=list[VersionOut])
-def list_versions(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def list_versions(name: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> list[VersionOut]:
     with db.session() as session:
         return [VersionOut.model_validate(v) for v in registry.list_versions(session, name)]
 
@@ -150,7 +150,7 @@ async def post_predictions(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
-):
+) -> IngestOut:
     """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id.
 
     The in-flight slot is taken only once the body is read and parsed: a slow upload holds
@@ -189,7 +189,7 @@ def get_predictions(
     include_vectors: bool = False,
     db: Database = Depends(get_db),
     _: Principal = Depends(require("read")),
-):
+) -> PredictionPage:
     """Page through one version's predictions in time order; pass ``next_cursor`` back for the next page."""
     with db.session() as session:
         row = registry.get_version(session, model, version)

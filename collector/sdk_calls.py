@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import numpy as np
@@ -115,10 +115,10 @@ class ServerCalls:
         if probabilities is None:
             raise ValueError("give start and end, or at least probabilities (n, k)")
         boundary = uuid.uuid4().hex
-        parts = b"".join(_npy_part(boundary, name, arrays[name]) for name in given)  # type: ignore[arg-type]
+        parts = b"".join(_npy_part(boundary, name, arrays[name]) for name in given)  # type: ignore[arg-type]  # given names only arrays that are not None
         body = parts + f"--{boundary}--\r\n".encode()
         path = _version_path(model, version) + "/reference/upload"
-        return self._transport.call("PUT", path, body, f"multipart/form-data; boundary={boundary}")
+        return cast(dict[str, Any], self._transport.call("PUT", path, body, f"multipart/form-data; boundary={boundary}"))
 
     def get_reference(self, model: str, version: str) -> dict[str, Any]:
         """What the version's reference window holds; ``ApiError`` (404) when none is pinned."""

@@ -7,11 +7,15 @@ production window against its pinned reference, exactly like a scheduled tick.)
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from shiftwatch.detectors.schemas import CheckOut
 
-def _table(result) -> None:  # type: ignore[no-untyped-def]
+
+def _table(result: CheckOut) -> None:
     from rich.table import Table
 
     from shiftwatch.cli_output import wide_console

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from shiftwatch.cli_aliases import deprecated_option, renamed, renamed_value
+from shiftwatch.cli_aliases import deprecated_option, renamed, renamed_required, renamed_value
 from shiftwatch.errors import Invalid
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def run_detect(
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     min_effect = overrides.pop("min_effect_size", None)
-    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})
+    detector = DETECTORS[name](alpha=alpha, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[call-arg]  # base.Detector declares no constructor; every registered one takes alpha
     result = with_min_effect(detector.fit(reference).test(current), min_effect)
     return result.to_dict()
 
@@ -121,8 +121,8 @@ def register(app: typer.Typer) -> None:
         """
         from shiftwatch.detectors.accuracy import AccuracyEstimator
 
-        reference_path = renamed(reference_probabilities, reference_probs, "--reference-probabilities", "--reference-probs", required=True)
-        current_path = renamed(current_probabilities, current_probs, "--current-probabilities", "--current-probs", required=True)
+        reference_path = renamed_required(reference_probabilities, reference_probs, "--reference-probabilities", "--reference-probs")
+        current_path = renamed_required(current_probabilities, current_probs, "--current-probabilities", "--current-probs")
         slice_path = renamed(slice_probabilities, slice_probs, "--slice-probabilities", "--slice-probs")
         if method not in ("atc", "cbpe"):
             raise Invalid("--method", "must be atc or cbpe")
@@ -131,9 +131,9 @@ def register(app: typer.Typer) -> None:
                 "--slice-labels" if slice_labels is None else "--slice-probabilities",
                 "give both --slice-probabilities and --slice-labels, or neither",
             )
-        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]
-        current = load_array(current_path, "--current-probabilities")  # type: ignore[arg-type]
-        estimator.fit(load_array(reference_path, "--reference-probabilities"), load_array(reference_labels, "--reference-labels"))  # type: ignore[arg-type]
+        estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
+        current = load_array(current_path, "--current-probabilities")
+        estimator.fit(load_array(reference_path, "--reference-probabilities"), load_array(reference_labels, "--reference-labels"))
         out = estimator.estimate(current).to_dict()
         if slice_path is not None and slice_labels is not None:
             powered = estimator.estimate_with_labels(

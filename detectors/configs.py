@@ -90,7 +90,7 @@ def create(
     *,
     name: str | None = None,
     params: dict[str, Any] | None = None,
-    input: str | None = None,
+    input: str | None = None,  # noqa: A002 - the column and API field of the same name
     window_last_n: int | None = None,
     window_minutes: int | None = None,
     schedule_seconds: int = 300,

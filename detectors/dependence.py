@@ -112,7 +112,6 @@ def block_ids(
     length = int(np.ceil(1.0 + BLOCK_FACTOR * (tau - 1.0)))
     # Too few blocks leave no permutations to speak of; past this the test degrades to coarse.
     length = max(1, min(length, n // min_blocks))
-    position = np.zeros(n, dtype=np.int64)
     starts = np.flatnonzero(np.r_[True, streams[1:] != streams[:-1]])
     stream_start = np.repeat(starts, np.diff(np.r_[starts, n]))
     position = np.arange(n) - stream_start

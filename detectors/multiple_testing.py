@@ -11,11 +11,12 @@ the per-run chance of a false page is at most alpha ** confirm_runs (see docs/al
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 import numpy as np
 
-T = TypeVar("T")  # a window bound: a datetime in the scheduler, a sample index in tests
+T = TypeVar("T", datetime, int)  # a window bound: a datetime in the scheduler, a sample index in tests
 
 
 def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:

@@ -109,7 +109,7 @@ def pin(
     row.embedding_dim = None if embeddings is None else embeddings.shape[1]
     row.num_classes = None if probabilities is None else probabilities.shape[1]
     row.embeddings, row.probabilities = blobs["embeddings"], blobs["probabilities"]
-    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]
+    row.confidence, row.predicted_class, row.labels = blobs["confidence"], blobs["predicted_class"], blobs["labels"]  # type: ignore[assignment]  # confidence, predicted_class are required arguments
     row.stream_ids = None if stream_ids is None else list(stream_ids)
     row.timestamps = blobs["timestamps"]
     row.fingerprint = digest.hexdigest()
@@ -185,8 +185,8 @@ def load(session: Session, model_version_id: int) -> ReferenceData | None:
         model_version_id=model_version_id,
         embeddings=matrix(row.embeddings, row.embedding_dim),
         probabilities=matrix(row.probabilities, row.num_classes),
-        confidence=vector(row.confidence),  # type: ignore[arg-type]
-        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]
+        confidence=vector(row.confidence),  # type: ignore[arg-type]  # a non-null column: never None
+        predicted_class=vector(row.predicted_class).astype(np.int64),  # type: ignore[union-attr]  # as confidence
         labels=None if labels is None else labels.astype(np.int64),
         stream_ids=row.stream_ids,
         timestamps=(
@@ -202,7 +202,7 @@ def parse_npy(field: str, data: bytes) -> np.ndarray:
 
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception:  # numpy raises several types for a file that is not .npy
+    except Exception:  # noqa: BLE001 - numpy raises several types for a file that is not .npy
         raise Invalid(field, "is not a .npy file") from None
     if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiub":
         raise Invalid(field, "must be a numeric array")

@@ -78,13 +78,13 @@ def write_drift_report(
         counts = np.bincount(np.asarray(reference["predicted_class"], dtype=np.int64), minlength=ref_probs.shape[1])
         classes = [int(c) for c in np.argsort(-counts)[:TOP_CLASSES]]
     for window in (reference, current):
-        rows = _subsample(len(window["confidence"]), rng)  # type: ignore[arg-type]
+        rows = _subsample(len(window["confidence"]), rng)  # type: ignore[arg-type]  # every window has confidence
         probabilities = window.get("probabilities") if classes else None
         embeddings = window.get("embeddings")
         frames.append(
             _frame(
-                window["confidence"][rows],  # type: ignore[index]
-                window["predicted_class"][rows],  # type: ignore[index]
+                window["confidence"][rows],  # type: ignore[index]  # as above
+                window["predicted_class"][rows],  # type: ignore[index]  # and predicted_class
                 None if probabilities is None else probabilities[rows],
                 None if pca is None or embeddings is None else pca.transform(embeddings[rows]),
                 classes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
@@ -54,7 +54,7 @@ def list_alerts(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> list[AlertOut]:
     """Alerts ranked by estimated harm (accuracy points lost), then by recency."""
     with db.session() as session:
         if version and not model:
@@ -77,7 +77,7 @@ def get_alert(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> AlertOut:
     with db.session() as session:
         return alerts.to_out(session, settings, alerts.get(session, alert_id))
 
@@ -88,7 +88,7 @@ def alert_report(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> FileResponse:
     """The Evidently drift report of the alert's latest run (HTML)."""
     with db.session() as session:
         path = alerts.report_file(session, settings, alert_id)
@@ -101,7 +101,7 @@ def acknowledge_alert(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     principal: Principal = Depends(require("operate")),
-):
+) -> AlertOut:
     with db.session() as session:
         alert = alerts.acknowledge(session, settings, alert_id, principal.name, utcnow())
         return alerts.to_out(session, settings, alert)
@@ -113,14 +113,14 @@ def resolve_alert(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     principal: Principal = Depends(require("operate")),
-):
+) -> AlertOut:
     with db.session() as session:
         alert = alerts.resolve(session, settings, alert_id, principal.name, utcnow())
         return alerts.to_out(session, settings, alert)
 
 
 @router.post("/detector-configs", response_model=DetectorConfigOut, status_code=201)
-def create_config(body: DetectorConfigIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))):
+def create_config(body: DetectorConfigIn, db: Database = Depends(get_db), _: Principal = Depends(require("operate"))) -> DetectorConfigOut:
     fields = body.model_dump(exclude={"model", "version"})
     with db.session() as session:
         version_id = registry.get_version(session, body.model, body.version).id
@@ -133,7 +133,7 @@ def list_configs(
     version: str | None = None,
     db: Database = Depends(get_db),
     _: Principal = Depends(require("read")),
-):
+) -> list[DetectorConfigOut]:
     with db.session() as session:
         version_id = registry.get_version(session, model, version).id if model and version else None
         return [DetectorConfigOut.model_validate(c) for c in configs.list_configs(session, version_id)]
@@ -145,7 +145,7 @@ def update_config(
     body: DetectorConfigPatch,
     db: Database = Depends(get_db),
     _: Principal = Depends(require("operate")),
-):
+) -> DetectorConfigOut:
     with db.session() as session:
         return DetectorConfigOut.model_validate(configs.update(session, config_id, body.model_dump(exclude_unset=True)))
 
@@ -156,7 +156,7 @@ def list_runs(
     limit: int = Query(50, ge=1, le=1000),
     db: Database = Depends(get_db),
     _: Principal = Depends(require("read")),
-):
+) -> list[DriftRunOut]:
     from sqlalchemy import select
 
     with db.session() as session:
@@ -172,7 +172,7 @@ def pin_reference_range(
     body: ReferenceRangeIn,
     db: Database = Depends(get_db),
     _: Principal = Depends(require("operate")),
-):
+) -> ReferenceOut:
     """Pin the production predictions of [start, end) as this version's reference."""
     with db.session() as session:
         version_id = registry.get_version(session, model, version).id
@@ -190,9 +190,9 @@ async def pin_reference_upload(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> ReferenceOut:
     """Pin uploaded arrays as this version's reference."""
-    arrays = {}
+    arrays: dict[str, np.ndarray | None] = {}
     for field, upload in (("probabilities", probabilities), ("embeddings", embeddings), ("labels", labels)):
         if upload is None:
             arrays[field] = None
@@ -212,7 +212,7 @@ async def pin_reference_upload(
 
 
 @router.get("/models/{model}/versions/{version}/reference", response_model=ReferenceOut)
-def get_reference(model: str, version: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def get_reference(model: str, version: str, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> ReferenceOut:
     with db.session() as session:
         row = references.get_row(session, registry.get_version(session, model, version).id)
         if row is None:
@@ -227,7 +227,7 @@ def check_now(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> CheckOut:
     """Run this version's enabled detectors now instead of at the next tick; a config with no new data only says so."""
     from shiftwatch.detectors.check import check
 

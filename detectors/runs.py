@@ -97,13 +97,13 @@ def _detector(
     config = outcome.config
     cls = detector_class(config.detector, registry)
     if state is not None and state[0] == key and hasattr(cls, "from_state"):
-        return cls.from_state(dict(config.params), state_from_npz(state[1]))  # type: ignore[attr-defined]
+        return cls.from_state(dict(config.params), state_from_npz(state[1]))
     context = {"stream_ids": ref_data.stream_ids, "timestamps": ref_data.timestamps}
     if ref_data.labels is not None:
         context["labels"] = ref_data.labels
     detector = cls(**config.params).fit(reference, **context)
     if hasattr(detector, "get_state"):
-        outcome.new_state = state_to_npz(detector.get_state())  # type: ignore[attr-defined]
+        outcome.new_state = state_to_npz(detector.get_state())
     return detector
 
 
@@ -136,7 +136,7 @@ def _read(
         key = freshness.test_key(config, fingerprint)
         previous = last.get(config.id)
         if freshness.is_quiet(session, config, previous, key, now):
-            quiet[config.id] = f"no new data since run {previous.id}"  # type: ignore[union-attr]
+            quiet[config.id] = f"no new data since run {previous.id}"  # type: ignore[union-attr]  # is_quiet needs a previous run
             continue
         spec = (config.window_last_n, config.window_minutes)
         if spec not in windows:
@@ -181,7 +181,7 @@ def _test_all(outcomes: list[Outcome], inputs: _Inputs, registry: Mapping[str, t
             key = fit_key(config, ref_data.fingerprint)
             try:
                 detector = _detector(outcome, registry, reference, ref_data, inputs.states.get(config.id), key)
-                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
+                outcome.result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)  # type: ignore[arg-type]  # None only with an empty window, caught above
             except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
                 outcome.note, outcome.new_state = f"cannot test: {exc.message}"[:500], None
                 continue
@@ -192,8 +192,8 @@ def _test_all(outcomes: list[Outcome], inputs: _Inputs, registry: Mapping[str, t
 def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) -> None:
     """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
     tested = [o for o in outcomes if o.result is not None]
-    adjusted = multiple_testing.holm_adjust([o.result.p_value for o in tested])  # type: ignore[union-attr]
-    estimates = [o.result.effect_size for o in tested if harm.is_accuracy_estimate(o.result.effect_unit)]  # type: ignore[union-attr]
+    adjusted = multiple_testing.holm_adjust([o.result.p_value for o in tested])  # type: ignore[union-attr]  # tested: result not None
+    estimates = [o.result.effect_size for o in tested if harm.is_accuracy_estimate(o.result.effect_unit)]  # type: ignore[union-attr]  # as above
     for outcome, adjusted_p in zip(tested, adjusted):
         result = outcome.result
         assert result is not None
@@ -255,7 +255,7 @@ def run_version(
     _decide(outcomes, ref_data)
     for outcome in outcomes:
         if outcome.decision:
-            _explain(outcome, ref_data)  # type: ignore[arg-type]
+            _explain(outcome, ref_data)  # type: ignore[arg-type]  # a decision implies a pinned reference
             if _needs_report(outcome, inputs):
                 name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
                 outcome.report_path = render_window_report(

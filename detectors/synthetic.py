@@ -12,6 +12,7 @@ kernel and asymptotic tests are easiest to miscalibrate.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,13 @@ class Case:
         return reference.astype(np.float32), current.astype(np.float32)
 
 
-def mixture(dims: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> Window:
+class Mixture(Protocol):
+    """A Window that can also draw with other class weights (a class vanishing, say)."""
+
+    def __call__(self, n: int, r: np.random.Generator, w: np.ndarray = ...) -> np.ndarray: ...
+
+
+def mixture(dims: int, rng: np.random.Generator, weights: np.ndarray | None = None) -> Mixture:
     """A sampler of the clean distribution; the centres are drawn once per case (same for both windows)."""
     centres = rng.normal(scale=CLUSTER_SPREAD, size=(CLUSTERS, dims))
     weights = np.full(CLUSTERS, 1.0 / CLUSTERS) if weights is None else weights

@@ -136,7 +136,7 @@ class TwoSampleDetector(Detector):
 
 def state_to_npz(state: dict[str, StateValue]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in state.items()})
+    np.savez_compressed(buffer, **{name: np.asarray(value) for name, value in state.items()})  # type: ignore[arg-type]  # numpy's stub lets ** fill allow_pickle
     return buffer.getvalue()
 
 

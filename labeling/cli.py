@@ -1,21 +1,30 @@
-"""``shiftwatch labeling status|select|push|pull``: the queue and its sync with Label Studio from a shell."""
+"""``shiftwatch labeling status|select|push|pull``: the queue and its sync with Label Studio from a shell.
+
+The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
+--help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import typer
 
 from shiftwatch.cli_output import JSON_OPTION, emit_fields
 from shiftwatch.errors import Unavailable
 
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from shiftwatch.db import Database
+    from shiftwatch.settings import Settings
+
 ONE_MODEL = typer.Option(None, "--model", help="one model (default: every model)")
 labeling_app = typer.Typer(no_args_is_help=True, help="The labeling queue and its sync with Label Studio.")
 
 
-def _context():  # type: ignore[no-untyped-def]
+def _context() -> tuple[Settings, Database]:
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
 
@@ -23,7 +32,7 @@ def _context():  # type: ignore[no-untyped-def]
     return settings, Database.connect(settings.database_url)
 
 
-def _models(db, model: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+def _models(db: Database, model: str | None) -> list[str]:
     from shiftwatch.collector import registry
 
     with db.session() as session:
@@ -42,11 +51,13 @@ def _print(rows: list[dict], as_json: bool) -> None:
 @labeling_app.command("status")
 def status(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """How many samples are pending, sent, labeled or skipped, why they were queued, and the last push error."""
+    from shiftwatch.labeling.policy import Budget
     from shiftwatch.labeling.queue import queue_status
 
     settings, db = _context()
     with db.session() as session:
-        _print([asdict(queue_status(session, settings, name)) for name in _models(db, model)], as_json)
+        names = _models(db, model)
+        _print([asdict(queue_status(session, name, Budget.of(settings, name).daily)) for name in names], as_json)
 
 
 @labeling_app.command("select")
@@ -58,12 +69,12 @@ def select(
 ) -> None:
     """Run the selection policy and queue one batch (within the model's daily budget)."""
     from shiftwatch.db import utcnow
-    from shiftwatch.labeling.queue import select_for_labeling
+    from shiftwatch.labeling.policy import Budget, select_for_labeling
 
     settings, db = _context()
     with db.session() as session:
         result = select_for_labeling(
-            session, settings, model, start=utcnow() - timedelta(hours=hours), batch_size=batch_size
+            session, model, Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
     _print([asdict(result)], as_json)
 

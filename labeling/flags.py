@@ -6,25 +6,28 @@ prediction, its id, a score (higher = more atypical) and the method that flagged
 
 from __future__ import annotations
 
-import importlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shiftwatch.labeling.queue import FlaggedItem
+from shiftwatch.detectors.flagged import flagged_samples
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedItem:
+    """A sample a drift detector flagged as atypical, with its score in the detector's own unit."""
+
+    prediction_id: uuid.UUID
+    score: float
+    method: str = "detector"
 
 
 def detector_flags(session: Session, model_version_id: int, since: datetime | None = None) -> list[FlaggedItem]:
     """Samples the detectors flagged for this version since ``since``; empty while the detectors flag nothing."""
-    try:
-        flagged = importlib.import_module("shiftwatch.detectors.flagged")
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and "shiftwatch.detectors.flagged".startswith(exc.name):
-            return []
-        raise
-    return [as_flagged_item(item) for item in flagged.flagged_samples(session, model_version_id, since=since)]
+    return [as_flagged_item(item) for item in flagged_samples(session, model_version_id, since=since)]
 
 
 def as_flagged_item(item: Any) -> FlaggedItem:

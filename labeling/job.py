@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from shiftwatch.collector import registry
 from shiftwatch.db import Database, utcnow
-from shiftwatch.labeling.queue import select_for_labeling
+from shiftwatch.labeling.policy import Budget, select_for_labeling
 from shiftwatch.labeling.studio import Studio
 from shiftwatch.labeling.sync import pull, push
 from shiftwatch.scheduler import ScheduledJob
@@ -31,7 +31,7 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
     for model in models:
         try:
             with db.session() as session:
-                select_for_labeling(session, settings, model, start=since, end=now, now=now)
+                select_for_labeling(session, model, Budget.of(settings, model), start=since, end=now, now=now)
         except Exception:  # noqa: BLE001 - logged; the next tick tries again
             log.exception("labeling selection failed for %s", model)
         if studio is None:

@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +24,16 @@ REASONS = ("disagreement", "flagged", "uncertain", "random")
 TASK_STATES = ("pending", "sent", "labeled", "skipped")
 # Where a label came from: Label Studio's webhook, the periodic pull, or the built-in oracle.
 LABEL_SOURCES = ("webhook", "pull", "oracle")
+
+
+def as_vector(blob: bytes | None) -> np.ndarray | None:
+    """A float32 column's little-endian bytes as a vector; the one decoder of them in labeling."""
+    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def as_blob(vector: np.ndarray | None) -> bytes | None:
+    """A vector as a float32 column's little-endian bytes (what ``as_vector`` reads back)."""
+    return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
 
 
 class LabelTask(Base):

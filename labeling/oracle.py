@@ -34,7 +34,7 @@ def label_with_oracle(
     stmt = stmt.order_by(LabelTask.priority.desc(), LabelTask.id)
     count = 0
     for task in session.scalars(stmt if limit is None else stmt.limit(limit)):
-        value = int(oracle(task.input_ref))  # type: ignore[arg-type]
+        value = int(oracle(task.input_ref))  # type: ignore[arg-type]  # the query keeps tasks with an input_ref
         if not 0 <= value < num_classes:
             raise Invalid("oracle", f"returned {value} for {task.input_ref}; {model_name} has {num_classes} classes")
         session.add(

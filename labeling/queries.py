@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.models import ModelVersion
-from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.models import Label, LabelTask, as_vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +28,6 @@ class LabeledSample:
     label: int
     annotator: str
     labeled_at: datetime
-
-
-def _vector(blob: bytes | None) -> np.ndarray | None:
-    return None if blob is None else np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
 def labeled_samples(session: Session, model_name: str, since: datetime | None = None) -> list[LabeledSample]:
@@ -52,7 +48,7 @@ def labeled_samples(session: Session, model_name: str, since: datetime | None = 
             ts=task.ts,
             model_version_id=task.model_version_id,
             input_ref=task.input_ref,
-            embedding=_vector(task.embedding),
+            embedding=as_vector(task.embedding),
             predicted_class=task.predicted_class,
             label=label.label,
             annotator=label.annotator,

@@ -14,7 +14,7 @@ from shiftwatch.collector.inputs import InputStore
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import get_db, get_settings
 from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
-from shiftwatch.labeling import queue, sync
+from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import link_is_valid
 from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
@@ -31,7 +31,7 @@ def webhook(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("label")),
-):
+) -> SyncOut:
     """Label Studio's annotation and task events; the shared secret header must match."""
     given = request.headers.get(WEBHOOK_SECRET_HEADER, "")
     if not hmac.compare_digest(given.encode(), webhook_secret(settings).encode()):
@@ -74,9 +74,9 @@ def signed_input(
 def status(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> QueueStatusOut:
     with db.session() as session:
-        return QueueStatusOut(**asdict(queue.queue_status(session, settings, model)))
+        return QueueStatusOut(**asdict(queue.queue_status(session, model, policy.Budget.of(settings, model).daily)))
 
 
 @router.post("/labeling/select", response_model=SelectionOut)
@@ -84,11 +84,11 @@ def select(
     model: str, hours: float = Query(24.0, gt=0, le=24 * 366), batch_size: int | None = Query(None, ge=1),
     db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> SelectionOut:
     """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
     with db.session() as session:
-        result = queue.select_for_labeling(
-            session, settings, model, start=utcnow() - timedelta(hours=hours), batch_size=batch_size
+        result = policy.select_for_labeling(
+            session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
     return SelectionOut(**asdict(result))
 
@@ -97,7 +97,7 @@ def select(
 def push(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> PushOut:
     result = sync.push(db, settings, model, force=True)
     if result.error:
         raise Unavailable(f"Label Studio: {result.error}; {result.pending} tasks stay pending", retry_after_s=30)
@@ -108,7 +108,7 @@ def push(
 def pull(
     model: str, db: Database = Depends(get_db), settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("operate")),
-):
+) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, settings, model)))
 
 

@@ -1,11 +1,11 @@
 """The selection policy: which predictions are worth a person's time, why, and in what order.
 
-Pure numpy over candidates, no database: ``queue.py`` feeds it rows and stores what it picks,
+Pure numpy over candidates, no database: ``policy.py`` feeds it rows, ``queue.py`` stores what it picks,
 ``bench/labeling_policy.py`` runs it on arrays. Four sources, each with a reason and a
 priority band (tasks reach Label Studio highest priority first):
 
 * ``disagreement`` 3..4: shadow/canary and production disagree (the rollout controller calls
-  ``queue.enqueue``); a disagreement is a known error of one of the two models.
+  ``policy.enqueue``); a disagreement is a known error of one of the two models.
 * ``flagged`` 2..3: the drift detectors' most atypical samples, ranked by their score.
 * ``uncertain`` 1..2: small top-1/top-2 probability margin (uncertainty sampling).
 * ``random`` 0.5: a uniform slice, so accuracy measured on labels stays unbiased.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -128,7 +129,7 @@ def diverse_top(
     pool = ranked[: max(k, pool_factor * k)]
     if len(pool) <= k or any(c.embedding is None for c in pool):
         return pool[:k]
-    embeddings = np.stack([c.embedding for c in pool])
+    embeddings = np.stack([c.embedding for c in pool if c.embedding is not None])
     return [pool[i] for i in k_center_greedy(embeddings, k, existing=existing, first=0)]
 
 
@@ -148,7 +149,7 @@ def merge_by_reason(candidates: list[Candidate]) -> list[Candidate]:
 
 def plan_batch(
     informative: list[Candidate],
-    everyone: list[Candidate],
+    everyone: Sequence[Candidate],
     budget: int,
     *,
     rng: np.random.Generator,

@@ -89,7 +89,7 @@ class Studio:
 
     def find_project(self, model_name: str) -> int | None:
         title = project_title(model_name)
-        for project in self.client.projects.list(title=title, page_size=100):
+        for project in self.client.projects.list(title=title, page_size=100):  # type: ignore[var-annotated]  # the SDK's pager is untyped
             if project.title == title:  # the filter matches substrings: "digits" would find "digits-2"
                 return int(project.id)
         return None
@@ -107,7 +107,7 @@ class Studio:
         self.client.views.create(
             project=project.id, data={"title": PRIORITY_TAB, "ordering": ["-tasks:data.priority"]}
         )
-        return int(project.id)
+        return int(project.id)  # type: ignore[arg-type]  # a created project has an id
 
     def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> int:
         """One webhook per project pointing at ``url``; its headers (the secret) are kept current."""
@@ -124,13 +124,13 @@ class Studio:
 
     def import_tasks(self, project_id: int, tasks: list[dict[str, Any]]) -> list[int]:
         """Create tasks (with pre-annotations) in order; returns their Label Studio ids in the same order."""
-        response = self.client.projects.import_tasks(project_id, request=tasks, return_task_ids=True)
-        ids = list(response.task_ids or [])
+        response = self.client.projects.import_tasks(project_id, request=tasks, return_task_ids=True)  # type: ignore[arg-type]  # the SDK takes plain dicts
+        ids = list(response.task_ids or [])  # type: ignore[attr-defined]  # present with return_task_ids, not in the SDK's model
         if len(ids) != len(tasks):
             raise RuntimeError(f"Label Studio created {len(ids)} of {len(tasks)} tasks")
         return ids
 
     def tasks(self, project_id: int, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every task of the project with its annotations, as plain JSON (the webhook's shape)."""
-        for task in self.client.tasks.list(project=project_id, fields="all", page_size=page_size):
+        for task in self.client.tasks.list(project=project_id, fields="all", page_size=page_size):  # type: ignore[var-annotated]  # the SDK's pager is untyped
             yield task.model_dump(mode="json")

@@ -26,7 +26,7 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.labeling.input_links import input_link
 from shiftwatch.labeling.models import Label, LabelTask
-from shiftwatch.labeling.queue import backoff_s, tasks_of_model
+from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
 from shiftwatch.settings import Settings
 
@@ -34,6 +34,9 @@ from shiftwatch.settings import Settings
 CLAIM_LEASE_S = 300
 # Tasks per import call: keeps each request small and a failure's blast radius one batch.
 PUSH_BATCH = 200
+# Backoff between push attempts: 30 s doubling up to one hour, so a long outage costs ~1 try an hour.
+BACKOFF_BASE_S = 30
+BACKOFF_MAX_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +123,8 @@ def push(
             project_id = studio.ensure_project(model_name, class_names)
             studio.ensure_webhook(project_id, settings.public_url.rstrip("/") + WEBHOOK_PATH, webhook_headers(settings))
         for start in range(0, len(ids), PUSH_BATCH):
-            studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]
-            _mark_sent(db, ids[start : start + PUSH_BATCH], project_id, studio_ids, utcnow())  # type: ignore[arg-type]
+            studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]  # set above when ids is not empty
+            _mark_sent(db, ids[start : start + PUSH_BATCH], project_id, studio_ids, utcnow())  # type: ignore[arg-type]  # as above
             sent += len(studio_ids)
     except Exception as exc:  # noqa: BLE001 - any failure (refused, timeout, 5xx, bad token) keeps the rest pending
         error = _one_line(exc)
@@ -135,7 +138,7 @@ def push(
 def _one_line(exc: Exception) -> str:
     text = str(exc).strip()
     if getattr(exc, "status_code", None) is not None and hasattr(exc, "body"):  # the SDK's ApiError
-        text = f"HTTP {exc.status_code}: {exc.body}"  # type: ignore[attr-defined]
+        text = f"HTTP {exc.status_code}: {exc.body}"  # type: ignore[attr-defined]  # checked one line up
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else 'no message'}"[:2000]
 
 
@@ -149,6 +152,11 @@ def _mark_sent(db: Database, ids: list[int], project_id: int, studio_ids: list[i
             task.attempts += 1
 
 
+def backoff_s(attempts: int) -> float:
+    """Seconds before a task whose push failed ``attempts`` times is tried again."""
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(attempts - 1, 0)))
+
+
 def _mark_failed(db: Database, ids: list[int], error: str, now: datetime) -> None:
     with db.session() as session:
         for task_id in ids:
@@ -160,10 +168,7 @@ def _mark_failed(db: Database, ids: list[int], error: str, now: datetime) -> Non
 
 
 def _parse_time(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 

@@ -14,13 +14,11 @@ target_metadata = Base.metadata
 UNMANAGED_PREFIXES = ("predictions_p", "apscheduler_", "predictions_incoming")
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    if type_ == "table" and name and name.startswith(UNMANAGED_PREFIXES):
-        return False
-    return True
+def include_object(obj, name, type_, reflected, compare_to):
+    return not (type_ == "table" and name and name.startswith(UNMANAGED_PREFIXES))
 
 
-def run_migrations(connection) -> None:  # type: ignore[no-untyped-def]
+def run_migrations(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -39,7 +37,7 @@ connection = context.config.attributes.get("connection")
 if connection is not None:
     run_migrations(connection)
 else:
-    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(context.config.get_main_option("sqlalchemy.url"))  # type: ignore[arg-type]  # shiftwatch.migrate always sets it
     with engine.connect() as conn:
         run_migrations(conn)
     engine.dispose()

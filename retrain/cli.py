@@ -6,12 +6,18 @@ import json
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table
 from shiftwatch.errors import Invalid, Unavailable
+
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from rich.progress import Progress
+
+    from shiftwatch.db import Database
+    from shiftwatch.settings import Settings
 
 retrain_app = typer.Typer(
     invoke_without_command=True,
@@ -40,7 +46,7 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 def _require_torch() -> None:
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - imported to see that it is installed
     except ModuleNotFoundError:
         raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
 
@@ -58,7 +64,7 @@ class _Bars:
         self.progress.update(self.tasks[step], completed=done, total=total)
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -66,7 +72,7 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
-def _connect():  # type: ignore[no-untyped-def]
+def _connect() -> tuple[Settings, Database]:
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
     from shiftwatch.migrate import upgrade
@@ -174,7 +180,7 @@ def runs_command(
     """The latest training runs of MODEL, newest first: a table, or with --json the API's JSON list."""
     from shiftwatch.retrain.runs import list_runs
 
-    settings, db = _connect()
+    _settings, db = _connect()
     with db.session() as session:
         rows = [{
             "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),

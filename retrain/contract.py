@@ -57,7 +57,7 @@ class InputSpec:
         std = _per_channel(1.0 if data.get("std") is None else data["std"], channels, "std")
         if any(s <= 0 for s in std):
             raise Invalid("input_spec.std", "must be positive")
-        return cls(shape, resize, order, scale, mean, std)  # type: ignore[arg-type]
+        return cls(shape, resize, order, scale, mean, std)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -10,12 +10,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnxruntime as ort
 
 from shiftwatch.errors import ShiftwatchError
 from shiftwatch.retrain.runtime import EMBEDDING, INPUT_NAME, LOGITS, OnnxClassifier
+
+if TYPE_CHECKING:
+    import torch
 
 OPSET = 17
 # fp32 export: ORT and torch differ by float reassociation only, ~1e-5 on these logits; 1e-3
@@ -51,11 +55,11 @@ class ParityReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def export_onnx(model: "object", path: Path, *, input_shape: tuple[int, ...] = (1, 32, 32), opset: int = OPSET) -> Path:
+def export_onnx(model: "torch.nn.Module", path: Path, *, input_shape: tuple[int, ...] = (1, 32, 32), opset: int = OPSET) -> Path:
     """Write ``model`` (returning (logits, embedding)) as ONNX with a dynamic batch axis."""
     import torch
 
-    model.eval()  # type: ignore[attr-defined]
+    model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros((2, *input_shape), dtype=torch.float32)
     batch_axis = {0: "batch"}
@@ -90,7 +94,7 @@ def optimize_onnx(source: Path, target: Path, level: str = "extended") -> Path:
 
 
 def check_parity(
-    model: "object",
+    model: "torch.nn.Module",
     artifact: Path,
     images: np.ndarray,
     *,
@@ -109,7 +113,7 @@ def check_parity(
 
     if len(images) == 0:
         raise ParityError("parity check needs at least one real input")
-    torch_logits, _ = predict(model, images)  # type: ignore[arg-type]
+    torch_logits, _ = predict(model, images)
     onnx_logits = OnnxClassifier(artifact, "cpu").predict(images).logits
     report = ParityReport(
         samples=len(images),
@@ -137,7 +141,7 @@ class ExportResult:
 
 
 def export_artifact(
-    model: "object", directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended"
+    model: "torch.nn.Module", directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended"
 ) -> ExportResult:
     """Export, optimize and parity-check in one step: the fp32 artifact every other step starts from.
 

@@ -1,7 +1,7 @@
-"""Adapters from the database to arrays: labeled samples (labeling package) and recent production inputs.
+"""Adapters from the database to arrays: labeled samples (labeling's query) and recent production inputs.
 
 Thin on purpose: the pipeline takes arrays (``LabeledData``), so it is tested without the
-labeling package, and this module is the only place that knows its query.
+database, and this module is the only place in retrain that reads labeling's tables.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import numpy as np
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.collector.queries import window
 from shiftwatch.db import utcnow
-from shiftwatch.errors import Invalid, NotFound, Unavailable
+from shiftwatch.errors import Invalid, NotFound
+from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.training import LabeledData
 from shiftwatch.settings import Settings
@@ -31,12 +33,6 @@ def labeled_data(
     Samples whose input image was not stored (or was removed) are skipped: there is nothing
     to train on. Images go through the production version's declared preprocessing (``input_spec``).
     """
-    try:
-        from shiftwatch.labeling.queries import labeled_samples
-    except ModuleNotFoundError as exc:
-        if exc.name and "labeling" in exc.name:
-            raise Unavailable("the labeling package is not installed; pass labeled arrays instead") from None
-        raise
     now = now or utcnow()
     store = InputStore(settings.data_dir)
     blobs, labels, ages, ids = [], [], [], []
@@ -83,7 +79,5 @@ def decode_inputs(blobs: list[bytes], spec: InputSpec) -> np.ndarray:
 
 
 def _production_spec(session: Session, model_name: str) -> InputSpec:
-    from shiftwatch.collector import registry
-
     production = registry.versions_in_state(session, model_name, "production")
     return InputSpec.from_dict(production[-1].input_spec if production else None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -11,7 +13,9 @@ from shiftwatch.retrain.runtime import OnnxClassifier
 BATCH_SIZES = (1, 32)
 
 
-def time_calls(call, repeats: int, warmup: int = 5, clock=time.perf_counter) -> np.ndarray:  # type: ignore[no-untyped-def]
+def time_calls(
+    call: Callable[[], object], repeats: int, warmup: int = 5, clock: Callable[[], float] = time.perf_counter
+) -> np.ndarray:
     """Time of ``repeats`` calls of ``call()`` in milliseconds (after ``warmup`` calls).
 
     ``clock=time.thread_time`` measures CPU time of the calling thread instead of wall time:
@@ -28,14 +32,16 @@ def time_calls(call, repeats: int, warmup: int = 5, clock=time.perf_counter) -> 
     return times * 1e3
 
 
-def latency_report(path, images: np.ndarray, repeats: int = 100, threads: int = 1) -> dict[str, dict[str, float]]:  # type: ignore[no-untyped-def]
+def latency_report(
+    path: str | Path, images: np.ndarray, repeats: int = 100, threads: int = 1
+) -> dict[str, dict[str, float]]:
     """{"batch1": {"p50_ms", "p99_ms"}, "batch32": {...}} on the CPU provider."""
     classifier = OnnxClassifier(path, "cpu", threads=threads)
     out: dict[str, dict[str, float]] = {}
     for batch in BATCH_SIZES:
         x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), dtype=np.float32)
         feed = {classifier.input_name: x}
-        times = time_calls(lambda: classifier.session.run(None, feed), repeats)
+        times = time_calls(lambda: classifier.session.run(None, feed), repeats)  # noqa: B023 - called in this iteration
         out[f"batch{batch}"] = {
             "p50_ms": round(float(np.percentile(times, 50)), 4),
             "p99_ms": round(float(np.percentile(times, 99)), 4),

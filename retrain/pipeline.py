@@ -183,7 +183,7 @@ def retrain(
             latency_repeats=config.latency_repeats, progress=progress, family=family,
         )  # fmt: skip
         with db.session() as session:
-            base = session.get(ModelVersion, base_id)  # type: ignore[assignment]
+            base = session.get(ModelVersion, base_id)  # type: ignore[assignment]  # production_base found it above
             result = gate(
                 _base_accuracy(settings, base, base_model, splits.test.images, splits.test.labels),
                 onnx_accuracy(packaged.onnx.path, splits.test.images, splits.test.labels),

@@ -39,10 +39,10 @@ class PruneReport:
 
 def _kept_filters(conv: nn.Conv2d, keep: int) -> torch.Tensor:
     """Indices of the ``keep`` output channels with the largest L1 norm, via ln_structured's mask."""
-    probe = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size)
+    probe = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size)  # type: ignore[arg-type]  # a Conv2d's own (h, w)
     probe.weight = nn.Parameter(conv.weight.detach().clone())
     prune.ln_structured(probe, "weight", amount=conv.out_channels - keep, n=1, dim=0)
-    alive = probe.weight_mask.flatten(1).sum(dim=1) > 0
+    alive = probe.weight_mask.flatten(1).sum(dim=1) > 0  # type: ignore[operator]  # ln_structured adds weight_mask
     return torch.nonzero(alive).flatten()
 
 
@@ -52,14 +52,14 @@ def channel_prune(model: DigitsCNN, keep_fraction: float) -> DigitsCNN:
         raise Invalid("keep_fraction", "must be in (0, 1]")
     keeps = [max(1, round(c * keep_fraction)) for c in model.channels]
     idx = [_kept_filters(conv, k) for conv, k in zip((model.conv1, model.conv2, model.conv3), keeps)]
-    small = DigitsCNN(tuple(keeps), embedding_dim=model.embedding_dim, num_classes=model.num_classes)  # type: ignore[arg-type]
+    small = DigitsCNN(tuple(keeps), embedding_dim=model.embedding_dim, num_classes=model.num_classes)  # type: ignore[arg-type]  # three convs, three widths
     with torch.no_grad():
         small.conv1.weight.copy_(model.conv1.weight[idx[0]])
-        small.conv1.bias.copy_(model.conv1.bias[idx[0]])
+        small.conv1.bias.copy_(model.conv1.bias[idx[0]])  # type: ignore[union-attr,index]  # DigitsCNN's convs have biases
         small.conv2.weight.copy_(model.conv2.weight[idx[1]][:, idx[0]])
-        small.conv2.bias.copy_(model.conv2.bias[idx[1]])
+        small.conv2.bias.copy_(model.conv2.bias[idx[1]])  # type: ignore[union-attr,index]  # DigitsCNN's convs have biases
         small.conv3.weight.copy_(model.conv3.weight[idx[2]][:, idx[1]])
-        small.conv3.bias.copy_(model.conv3.bias[idx[2]])
+        small.conv3.bias.copy_(model.conv3.bias[idx[2]])  # type: ignore[union-attr,index]  # DigitsCNN's convs have biases
         # The embedding reads the flattened (channel, 4, 4) map: keep the columns of kept channels.
         embed = model.embed.weight.reshape(model.embedding_dim, model.channels[2], -1)
         small.embed.weight.copy_(embed[:, idx[2]].reshape(model.embedding_dim, -1))
@@ -112,8 +112,8 @@ def prune_and_finetune(
     make_permanent(small)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     report = PruneReport(
-        channels_before=model.channels,  # type: ignore[arg-type]
-        channels_after=small.channels,  # type: ignore[arg-type]
+        channels_before=model.channels,  # type: ignore[arg-type]  # DigitsCNN: three conv widths
+        channels_after=small.channels,  # type: ignore[arg-type]  # as above
         parameters_before=count(model),
         parameters_after=count(small),
         sparsity=sparsity(small),

@@ -38,6 +38,9 @@ def _fake_weight(weight: torch.Tensor) -> torch.Tensor:
 class FakeQuantDigitsCNN(nn.Module):
     """Wraps a ``DigitsCNN`` (sharing its parameters) and simulates int8 inference in ``forward``."""
 
+    ranges: torch.Tensor  # buffers, registered below by name
+    seen: torch.Tensor
+
     def __init__(self, model: DigitsCNN) -> None:
         super().__init__()
         self.model = model
@@ -47,8 +50,7 @@ class FakeQuantDigitsCNN(nn.Module):
 
     def _fake_act(self, x: torch.Tensor, slot: int) -> torch.Tensor:
         if self.training:
-            low, high = x.detach().min().clamp_max(0.0), x.detach().max().clamp_min(0.0)
-            new = torch.stack([low, high])
+            new = torch.stack([x.detach().min().clamp_max(0.0), x.detach().max().clamp_min(0.0)])  # observed (low, high)
             self.ranges[slot] = new if not bool(self.seen) else (1 - RANGE_MOMENTUM) * self.ranges[slot] + RANGE_MOMENTUM * new
         low, high = float(self.ranges[slot, 0]), float(self.ranges[slot, 1])
         scale = max((high - low) / 255.0, 1e-8)
@@ -81,6 +83,6 @@ def quantization_aware_finetune(
     """Fine-tune ``model`` in place under simulated int8 and return it (fp32 weights, ready for PTQ)."""
     config = config or QATConfig()
     wrapper = FakeQuantDigitsCNN(model)
-    fit(wrapper, images, labels, replace(train, epochs=config.epochs, lr=config.lr), teacher_logits=teacher_logits, progress=progress)  # type: ignore[arg-type]
+    fit(wrapper, images, labels, replace(train, epochs=config.epochs, lr=config.lr), teacher_logits=teacher_logits, progress=progress)
     model.eval()
     return model

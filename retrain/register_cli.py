@@ -59,11 +59,11 @@ def register_command(
 
             contract = TorchContract(factory, embedding_layer, student_factory, trainer,
                                      str(reference_set.resolve()) if reference_set else None)  # fmt: skip
-            row = register_torch_model(session, settings, model, names, version, contract, weights, spec)  # type: ignore[arg-type]
+            row = register_torch_model(session, settings, model, names, version, contract, weights, spec)  # type: ignore[arg-type]  # --weights checked above
         else:
             from shiftwatch.retrain.own_model import register_onnx_model
 
-            row = register_onnx_model(session, settings, model, names, version, onnx, spec,  # type: ignore[arg-type]
+            row = register_onnx_model(session, settings, model, names, version, onnx, spec,  # type: ignore[arg-type]  # --onnx given: checked above
                                       logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip
         typer.echo(json.dumps({"model": model, "version": row.version, "state": row.state,
                                "embedding_dim": row.embedding_dim, "input_spec": row.input_spec}, indent=2))  # fmt: skip

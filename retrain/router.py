@@ -19,12 +19,12 @@ def list_training_runs(
     limit: int = Query(20, ge=1, le=500),
     db: Database = Depends(get_db),
     _: Principal = Depends(require("read")),
-):
+) -> list[TrainingRunOut]:
     with db.session() as session:
         return [TrainingRunOut.model_validate(run) for run in runs.list_runs(session, name, limit)]
 
 
 @router.get("/training-runs/{run_id}", response_model=TrainingRunOut)
-def get_training_run(run_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def get_training_run(run_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> TrainingRunOut:
     with db.session() as session:
         return TrainingRunOut.model_validate(runs.get_run(session, run_id))

@@ -42,7 +42,7 @@ class TorchContract:
         known = {k: data.get(k) for k in ("factory", "embedding_layer", "student_factory", "trainer", "reference_set")}
         if not known["factory"]:
             raise Invalid("contract.factory", "is required")
-        return cls(**known)  # type: ignore[arg-type]
+        return cls(**known)  # type: ignore[arg-type]  # factory checked above; the rest may be None
 
 
 def load_callable(reference: str, field: str) -> Callable[..., Any]:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import getpass
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
 from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
 from shiftwatch.errors import Invalid
 
+if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from shiftwatch.db import Database
+    from shiftwatch.rollout.schemas import RolloutOut
+    from shiftwatch.settings import Settings
+
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _connect():  # type: ignore[no-untyped-def]
+def _connect() -> tuple[Settings, Database]:
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
 
@@ -23,7 +29,7 @@ def _connect():  # type: ignore[no-untyped-def]
     return settings, Database.connect(settings.database_url)
 
 
-def _print_status(out, report_path: str | None = None) -> None:  # type: ignore[no-untyped-def]
+def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
     from rich.table import Table
 
     from shiftwatch.rollout.report import comparison_rows

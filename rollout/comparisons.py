@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.rollout.guardrails import confidence_shift, sprt_accuracy
-from shiftwatch.rollout.intervals import mean_difference, newcombe_difference, quantile_difference, wilson
+from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, wilson
 from shiftwatch.rollout.models import Rollout, ServingError
 from shiftwatch.rollout.schemas import RolloutPlan
 
@@ -75,7 +75,7 @@ def differences(
     ``errors`` and ``correct`` are (production, candidate): error counts and 0/1 correctness per labeled sample.
     """
 
-    def as_dict(interval):  # type: ignore[no-untyped-def]
+    def as_dict(interval: Interval | None) -> dict[str, float | str] | None:
         return None if interval is None else interval.to_dict()
 
     (errors_p, errors_c), (correct_p, correct_c) = errors, correct

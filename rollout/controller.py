@@ -175,7 +175,7 @@ def start_rollout(
     return rollout
 
 
-def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list) -> int:  # type: ignore[type-arg]
+def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list) -> int:
     cursor = rollout.last_decision.get("disagreements_until")
     fresh = [d for d in disagreements if cursor is None or d.ts.isoformat() > cursor]
     if not fresh:
@@ -185,7 +185,7 @@ def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: l
 
 def evaluate(
     session: Session, rollout: Rollout, now: datetime, labels: LabelLookup
-) -> tuple[dict[str, Any], Verdict, list]:  # type: ignore[type-arg]
+) -> tuple[dict[str, Any], Verdict, list]:
     """Fresh metrics and verdict for a rollout in shadow or canary."""
     plan = RolloutPlan.model_validate(rollout.plan)
     if rollout.state == "shadow":

@@ -10,6 +10,7 @@ is ready: they never add to the production response's latency.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -90,10 +91,8 @@ class Answer:
 
 
 def _lower_thread_priority() -> None:
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # other platforms: same priority, still off the response path
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: per-thread nice value
-    except (AttributeError, OSError):
-        pass  # other platforms: same priority, still off the response path
 
 
 def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.ndarray], BatchOutput]:
@@ -221,7 +220,7 @@ class Gateway:
             for name in list(self._tables):
                 try:
                     self.refresh(name)
-                except Exception:  # noqa: BLE001 - keep serving the last good table
+                except Exception:  # keep serving the last good table
                     log.exception("gateway refresh of %s failed; serving the previous table", name)
 
     async def table(self, model_name: str) -> RouteTable:
@@ -271,7 +270,7 @@ class Gateway:
         decoded = await self._decode(served, body, content_type)
         try:
             result, latency_ms = await self._run(served, decoded)
-        except Exception as exc:  # noqa: BLE001 - a failing canary falls back to production
+        except Exception as exc:  # a failing canary falls back to production
             self.writer.put(PendingError(served.version_id, route, request_id, f"{type(exc).__name__}: {exc}"))
             if route != "canary":
                 raise Unavailable(f"model {model_name!r} failed to predict") from exc

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.labeling.models import Label, LabelTask
-from shiftwatch.labeling.queue import QueueItem, enqueue
+from shiftwatch.labeling.policy import QueueItem, enqueue
 
 # Bound parameters per IN query (SQLite allows 32,766; PostgreSQL far more).
 IN_CHUNK = 5000

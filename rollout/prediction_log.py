@@ -151,7 +151,7 @@ class PredictionLogWriter:
             self.failed += len(rows)
             log.exception("could not log %d gateway %s rows: database unavailable", len(rows), what)
             return
-        except Exception:  # noqa: BLE001 - find the bad row(s) below; the serving path must survive
+        except Exception:  # find the bad row(s) below; the serving path must survive
             if len(rows) == 1:
                 self.failed += 1
                 log.exception("could not log a gateway %s row", what)
@@ -161,7 +161,7 @@ class PredictionLogWriter:
             try:
                 write([row])
                 self.written += 1
-            except Exception:  # noqa: BLE001 - this row alone is lost, and said so
+            except Exception:  # this row alone is lost, and said so
                 self.failed += 1
                 log.exception("could not log a gateway %s row (request id %r)", what, row.request_id)
 

@@ -55,7 +55,7 @@ def write_report(session: Session, settings: Settings, rollout: Rollout, now: da
     return path
 
 
-def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+def comparison_rows(metrics: dict) -> list[tuple[str, str, str]]:
     """The comparison table a person reads: (metric, production, candidate)."""
     cand, prod, acc = metrics["candidate"], metrics["production"], metrics["accuracy"]
     rows = [

@@ -37,7 +37,7 @@ async def predict(
     gateway: Gateway = Depends(get_gateway),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("ingest")),
-):
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "")
     limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), settings)
     with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:
@@ -66,7 +66,7 @@ async def predict(
 
 
 @router.get("/gateway/stats")
-def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Principal = Depends(require("read"))):
+def gateway_stats(model: str, gateway: Gateway = Depends(get_gateway), _: Principal = Depends(require("read"))) -> dict[str, object]:
     """ORT call sizes per loaded version: how much dynamic batching is happening."""
     return {
         "batch_sizes": gateway.batch_sizes(model),
@@ -83,7 +83,7 @@ def start_rollout(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     who: Principal = Depends(require("operate")),
-):
+) -> RolloutOut:
     with db.session() as session:
         rollout = controller.start_rollout(session, settings, body.model, body.version, body.plan, actor=who.name)
         return status.describe(session, rollout)
@@ -95,13 +95,13 @@ def list_rollouts(
     state: str | None = None,
     db: Database = Depends(get_db),
     _: Principal = Depends(require("read")),
-):
+) -> list[RolloutOut]:
     with db.session() as session:
         return status.list_rollouts(session, model, state)
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutOut)
-def get_rollout(rollout_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))):
+def get_rollout(rollout_id: int, db: Database = Depends(get_db), _: Principal = Depends(require("read"))) -> RolloutOut:
     with db.session() as session:
         return status.describe_id(session, rollout_id)
 
@@ -112,7 +112,7 @@ def rollout_report(
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
     _: Principal = Depends(require("read")),
-):
+) -> HTMLResponse:
     """Evidently report of candidate vs production outputs, for the approver (headed as a comparison, not an alarm)."""
     with db.session() as session:
         path = write_report(session, settings, controller.get_rollout(session, rollout_id), utcnow())
@@ -122,7 +122,7 @@ def rollout_report(
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)
 def approve(
     rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
-):
+) -> RolloutOut:
     with db.session() as session:
         rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason)
         return status.describe(session, rollout)
@@ -131,7 +131,7 @@ def approve(
 @router.post("/rollouts/{rollout_id}/reject", response_model=RolloutOut)
 def reject(
     rollout_id: int, body: Decision, db: Database = Depends(get_db), who: Principal = Depends(require("approve"))
-):
+) -> RolloutOut:
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
         return status.describe(session, rollout)
@@ -141,7 +141,7 @@ def reject(
 def bootstrap(
     name: str, version: str, body: Bootstrap, db: Database = Depends(get_db),
     who: Principal = Depends(require("approve")),
-):  # fmt: skip
+) -> VersionOut:  # fmt: skip
     """Make a candidate its model's first production version (409 once the model has had one); audited."""
     with db.session() as session:
         row = bootstrap_production(session, name, version, actor=who.name, reason=body.reason)

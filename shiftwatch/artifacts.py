@@ -90,7 +90,7 @@ def verify_onnx_artifact(
     )
 
 
-def _initializers(model):  # type: ignore[no-untyped-def]
+def _initializers(model):
     yield from model.graph.initializer
     for node in model.graph.node:
         for attribute in node.attribute:

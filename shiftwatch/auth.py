@@ -57,7 +57,7 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def scope_guard(scope: str, principal_of, what: str = "this"):  # type: ignore[no-untyped-def]
+def scope_guard(scope: str, principal_of, what: str = "this"):
     """Dependency: the caller found by ``principal_of`` (token or console session) must hold ``scope``."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
@@ -71,6 +71,6 @@ def scope_guard(scope: str, principal_of, what: str = "this"):  # type: ignore[n
     return dependency
 
 
-def require(scope: str):  # type: ignore[no-untyped-def]
+def require(scope: str):
     """Dependency factory: the route needs a token with ``scope``."""
     return scope_guard(scope, current_principal)

@@ -35,7 +35,7 @@ CLI_MODULES = (
 )
 
 
-def settings_or_exit():  # type: ignore[no-untyped-def]
+def settings_or_exit():
     """Load settings; bad configuration is a one-line message and exit code 2, like any bad input."""
     from pydantic import ValidationError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -11,21 +11,27 @@ from shiftwatch.errors import Invalid
 T = TypeVar("T")
 
 
-def deprecated_option(flag: str, renamed_to: str):  # type: ignore[no-untyped-def]
+def deprecated_option(flag: str, renamed_to: str) -> Any:
     """A hidden option under its old FLAG; ``renamed`` folds its value into the new one."""
     return typer.Option(None, flag, hidden=True, help=f"deprecated spelling of {renamed_to}")
 
 
-def renamed(value: T | None, old_value: T | None, flag: str, old_flag: str, *, required: bool = False) -> T | None:
-    """The new option's value, or the old spelling's with a warning; both at once, or neither when required, is bad input."""
+def renamed(value: T | None, old_value: T | None, flag: str, old_flag: str) -> T | None:
+    """The new option's value, or the old spelling's with a warning; both at once is bad input."""
     if old_value is not None:
         if value is not None:
             raise Invalid(flag, f"given twice, as {flag} and as its old spelling {old_flag}; keep {flag}")
         typer.echo(f"warning: {old_flag} is deprecated, use {flag}", err=True)
         return old_value
-    if value is None and required:
-        raise Invalid(flag, "missing; this option is required")
     return value
+
+
+def renamed_required(value: T | None, old_value: T | None, flag: str, old_flag: str) -> T:
+    """``renamed`` for a required option: neither spelling given is bad input too."""
+    chosen = renamed(value, old_value, flag, old_flag)
+    if chosen is None:
+        raise Invalid(flag, "missing; this option is required")
+    return chosen
 
 
 def renamed_value(value: str, option: str, old: str, new: str) -> str:

@@ -19,7 +19,7 @@ def emit_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
-def wide_console():  # type: ignore[no-untyped-def]
+def wide_console():
     """A rich console wider than any row: rich then measures tables instead of folding them into the terminal."""
     from rich.console import Console
 
@@ -52,7 +52,7 @@ def when(value: Any) -> str:
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
 
 
-def db_session():  # type: ignore[no-untyped-def]
+def db_session():
     """Settings and a connected database for one command; imported here so ``--help`` stays light."""
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database

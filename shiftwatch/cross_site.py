@@ -72,7 +72,7 @@ class CrossSiteGuard:
         self.app = app
         self.allowed = allowed_host_names(settings)
 
-    async def __call__(self, scope: Scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -89,7 +89,7 @@ class CrossSiteGuard:
         await _refuse(send, status, field, problem)
 
 
-async def _refuse(send, status: int, field: str, why: str) -> None:  # type: ignore[no-untyped-def]
+async def _refuse(send, status: int, field: str, why: str) -> None:
     body = json.dumps({"detail": f"{field}: {why}", "error": "Invalid", "field": field}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -13,7 +13,7 @@ from shiftwatch.cli_output import JSON_OPTION, db_session, emit_json, emit_table
 detectors_app = typer.Typer(no_args_is_help=True, help="Scheduled detectors and their runs.")
 
 
-def _window(config) -> str:  # type: ignore[no-untyped-def]
+def _window(config) -> str:
     if config.window_last_n:
         return f"last {config.window_last_n}"
     return f"last {config.window_minutes} min" if config.window_minutes else "-"
@@ -51,7 +51,7 @@ def list_(
     )  # fmt: skip
 
 
-def _version_name(session, model_version_id: int) -> str:  # type: ignore[no-untyped-def]
+def _version_name(session, model_version_id: int) -> str:
     from shiftwatch.collector.models import Model, ModelVersion
 
     version = session.get(ModelVersion, model_version_id)

@@ -22,7 +22,7 @@ class HeaderDeadlineH11(H11Protocol):
 
     header_timeout_s: float = 10.0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's H11Protocol narrows it too
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_timer()
@@ -68,10 +68,10 @@ def server_config(app: Any, settings: Settings, host: str | None = None, port: i
         app,
         host=host or settings.host,
         port=port or settings.port,
-        http=protocol_class(settings.header_timeout_s),  # type: ignore[arg-type]
+        http=protocol_class(settings.header_timeout_s),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         limit_concurrency=settings.limit_concurrency,
-        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # hinted int; uvicorn uses it as a float delay
         backlog=settings.backlog,
         log_level="info",
     )

@@ -143,7 +143,7 @@ def console_principal(request: Request) -> Principal:
         return Principal(name=token.name, scopes=frozenset(token.scopes))
 
 
-def require_console(scope: str):  # type: ignore[no-untyped-def]
+def require_console(scope: str):
     """Dependency factory for console pages: a logged-in person whose token has ``scope``."""
     return scope_guard(scope, console_principal, "this page")
 

@@ -10,7 +10,7 @@ from shiftwatch.scopes import SCOPES
 token_app = typer.Typer(no_args_is_help=True, help="Scoped API tokens (stored hashed; shown once).")
 
 
-def _db():  # type: ignore[no-untyped-def]
+def _db():
     """The configured database, migrated first: the first token is often made before the first `serve`."""
     from shiftwatch.cli import settings_or_exit
     from shiftwatch.db import Database
@@ -24,7 +24,7 @@ def _db():  # type: ignore[no-untyped-def]
 @token_app.command("create")
 def create(
     name: str = typer.Option(..., "--name", help="who or what holds it, e.g. gateway-eu1"),
-    scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),
+    scope: list[str] = typer.Option(..., "--scope", help=f"repeat for several: {', '.join(SCOPES)}"),  # noqa: B008 - once, at import
 ) -> None:
     """Issue a token and print it once: it cannot be shown again."""
     from shiftwatch.tokens import create_token

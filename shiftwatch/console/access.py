@@ -17,7 +17,7 @@ from shiftwatch.sessions import CSRF_FIELD, console_principal, csrf_protect, csr
 __all__ = ["csrf_field", "csrf_protect", "login_first", "page_access"]
 
 
-def page_access(scope: str):  # type: ignore[no-untyped-def]
+def page_access(scope: str):
     """Dependency for a console route: a logged-in person whose token has ``scope``."""
     return require_console(scope)
 

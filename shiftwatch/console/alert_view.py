@@ -126,7 +126,7 @@ def _examples(session: Session, alert: AlertOut, names: list[str]) -> tuple[list
     reference: list[Example] = []
     pinned = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == alert.model_version_id))
     if pinned is not None and pinned.start is not None and pinned.end is not None:
-        stmt = (
+        in_reference = (
             select(Prediction.input_ref, Prediction.predicted_class, Prediction.confidence)
             .where(
                 Prediction.model_version_id == alert.model_version_id,
@@ -139,7 +139,7 @@ def _examples(session: Session, alert: AlertOut, names: list[str]) -> tuple[list
         )
         reference = [
             Example(r.input_ref, _class_name(names, r.predicted_class), float(r.confidence))
-            for r in session.execute(stmt)
+            for r in session.execute(in_reference)
         ]
     return atypical, reference
 

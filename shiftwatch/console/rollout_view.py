@@ -14,7 +14,7 @@ from shiftwatch.console.svg import histograms
 MAX_POINTS = 5000
 
 
-def distribution_plots(session: Session, rollout) -> list[str]:  # type: ignore[no-untyped-def]
+def distribution_plots(session: Session, rollout) -> list[str]:
     """Inline SVG histograms (confidence, latency) of the production and candidate arms of a rollout."""
     if rollout.state not in ("shadow", "canary", "production", "rolled_back", "rejected"):
         return []

@@ -60,7 +60,7 @@ def login_page(request: Request, next: str = "/console"):  # noqa: A002 - the co
 def login_submit(
     request: Request,
     token: str = Form(...),
-    next: str = Form("/console"),  # noqa: A002
+    next: str = Form("/console"),  # noqa: A002 - the conventional name
     db: Database = Depends(get_db),
     settings: Settings = Depends(get_settings),
 ):
@@ -196,12 +196,13 @@ def labeling_page(
     _: Principal = Depends(page_access("read")),
 ):
     from shiftwatch.labeling import queue
+    from shiftwatch.labeling.policy import Budget
 
     from shiftwatch.console.labeling_view import open_tasks
 
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
-        statuses = [queue.queue_status(session, settings, name) for name in names]
+        statuses = [queue.queue_status(session, name, Budget.of(settings, name).daily) for name in names]
         tasks = {name: open_tasks(session, settings, name) for name in names}
     return render(request, "labeling.html", statuses=statuses, tasks=tasks, studio_url=settings.label_studio_url)
 
@@ -265,7 +266,7 @@ def rollout_comparison(
     return HTMLResponse(framed_as_comparison(path.read_text(encoding="utf-8"), back))
 
 
-def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):  # type: ignore[no-untyped-def]
+def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):
     """Approve or reject through the same controller functions as the API (evidence gate included)."""
     from shiftwatch.rollout import controller
 

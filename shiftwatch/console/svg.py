@@ -179,7 +179,7 @@ def _band(frame: _Frame, line: Series, colour: str) -> str:
 
 
 def histograms(
-    samples: Mapping[str, Sequence[float]], *, title: str, x_label: str, bins: int = 20
+    samples: Mapping[str, Sequence[float] | np.ndarray], *, title: str, x_label: str, bins: int = 20
 ) -> str:
     """Overlaid, normalised histograms of several samples on shared bins (e.g. confidence per version)."""
     finite = {name: np.asarray(values, dtype=float) for name, values in samples.items()}

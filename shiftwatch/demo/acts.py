@@ -7,7 +7,9 @@ the drift) are in ``loop.py``.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from rich.table import Table
@@ -16,8 +18,9 @@ from sqlalchemy import func, select
 from shiftwatch.collector import registry
 from shiftwatch.collector.models import Model, ModelVersion, Prediction
 from shiftwatch.db import utcnow
-from shiftwatch.demo.stage import Stage, has_module
+from shiftwatch.demo.stage import Service, Stage, has_module
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
+from shiftwatch.detectors import configs, references
 
 MODEL = "digits"
 # A camera whose exposure went flat: the reference CNN drops from ~96% to ~60% on it (measured
@@ -37,6 +40,7 @@ def bootstrap_model(stage: Stage) -> bool:
         stage.not_built("training (the `train` extra: pip install 'shiftwatch[train]')",
                         "There is no model to serve; a monitoring-only install watches models trained elsewhere.")
         return False
+    # retrain's pipeline imports torch, which only the `train` extra installs: imported once it is known to be there.
     from shiftwatch.retrain.compress import CompressConfig
     from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
     from shiftwatch.retrain.reference_model import TrainConfig
@@ -56,7 +60,7 @@ def bootstrap_model(stage: Stage) -> bool:
     return True
 
 
-def describe_artifact(report: dict) -> str:
+def describe_artifact(report: dict[str, Any]) -> str:
     """One line about a packaged model from retrain's report: size, latency, compression."""
     parts = []
     if report.get("size_bytes"):
@@ -71,20 +75,23 @@ def describe_artifact(report: dict) -> str:
     return ", ".join(parts) or "artifact registered"
 
 
-def deploy(stage: Stage) -> None:
+def deploy(stage: Stage, api_url: str) -> Service:
     """Act 3: put v1 behind the gateway: clients send images, the gateway answers and logs every prediction."""
-    stage.traffic = Traffic.held_out(seed=0)
-    stage.serving = GatewayServing(stage.api_url, MODEL, headers=stage.tokens.gateway_headers)
-    stage.say(f"Clients send PNGs to [cyan]POST {stage.api_url}/v1/models/{MODEL}/predict[/] with the "
+    service = Service(api_url, Traffic.held_out(seed=0), GatewayServing(api_url, MODEL, headers=stage.tokens.gateway_headers))
+    stage.say(f"Clients send PNGs to [cyan]POST {api_url}/v1/models/{MODEL}/predict[/] with the "
               "demo-gateway token (scope ingest); the gateway batches "
               "concurrent requests into one ONNX Runtime call and logs every prediction, input included "
               "(services that run their own model log through the SDK: Client(url).log(...)).")
+    return service
 
 
-def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None) -> None:  # type: ignore[no-untyped-def]
+def stream(
+    stage: Stage, service: Service, requests: int, phase: str, title: str,
+    after_batch: Callable[[], bool] | None = None,
+) -> None:
     """Send ``requests`` through the serving path, recording the accuracy users got per batch.
 
-    ``after_batch(stage)`` runs after each batch (the rollout controller ticks there); a true
+    ``after_batch()`` runs after each batch (the rollout controller ticks there); a true
     return value ends the stream early.
     """
     with stage.progress() as progress:
@@ -92,35 +99,33 @@ def stream(stage: Stage, requests: int, phase: str, title: str, after_batch=None
         done = 0
         while done < requests:
             size = min(stage.scale.batch, requests - done)
-            ids, images, labels = stage.traffic.next_batch(size)
-            answers = stage.serving.serve(stage.traffic, ids, images)
+            ids, images, labels = service.traffic.next_batch(size)
+            answers = service.serving.serve(service.traffic, ids, images)
             accuracy = float(np.mean(answers.predicted == labels))
             stage.timeline.record(size, accuracy, phase, answers.versions[0])
             stage.routes.update(answers.routes)
             done += size
             progress.update(task, advance=size, description=f"{title}  accuracy {accuracy:.0%}")
-            if after_batch is not None and after_batch(stage):
+            if after_batch is not None and after_batch():
                 break
     stage.say(f"{title}: users got the right digit {stage.timeline.accuracy(phase):.1%} of the time")
 
 
-def wait_until_stored(stage: Stage, timeout_s: float = 30.0) -> int:
+def wait_until_stored(stage: Stage, traffic: Traffic, timeout_s: float = 30.0) -> int:
     """Wait until every request sent so far has its prediction in the store (the gateway logs off the hot path)."""
     deadline = time.monotonic() + timeout_s
     while True:
         with stage.db.session() as session:
             stored = int(session.scalar(
                 select(func.count()).select_from(Prediction).where(Prediction.route == "production")) or 0)
-        if stored >= stage.traffic.sent - stage.routes["canary"] or time.monotonic() > deadline:
+        if stored >= traffic.sent - stage.routes["canary"] or time.monotonic() > deadline:
             return stored
         time.sleep(0.1)
 
 
-def watch_reference(stage: Stage) -> None:
+def watch_reference(stage: Stage, traffic: Traffic) -> None:
     """End of act 3: pin the clean traffic as v1's reference and start a drift detector on it."""
-    from shiftwatch.detectors import configs, references
-
-    wait_until_stored(stage)
+    wait_until_stored(stage, traffic)
     with stage.db.session() as session:
         v1 = registry.versions_in_state(session, MODEL, "production")[-1]
         reference = references.pin_time_range(session, v1.id, stage.started_at - timedelta(hours=1), utcnow())
@@ -133,17 +138,18 @@ def watch_reference(stage: Stage) -> None:
                   f"(alpha {config.alpha}, {config.confirm_runs} confirming runs before an alert).")
 
 
-def inject_drift(stage: Stage) -> None:
-    """Act 4: a camera's exposure goes flat. Nobody tells the model."""
-    stage.traffic.drift = DRIFT
-    stage.drift_started_at = utcnow()
+def inject_drift(stage: Stage, traffic: Traffic) -> datetime:
+    """Act 4: a camera's exposure goes flat. Nobody tells the model. Returns when the drift began."""
+    traffic.drift = DRIFT
+    started_at = utcnow()
     stage.timeline.mark(f"drift: {DRIFT.corruption}")
     stage.say(f"Injecting [bold red]{DRIFT.corruption}[/] corruption at severity {DRIFT.severity} into all traffic.")
+    return started_at
 
 
-def show_stored(stage: Stage) -> None:
+def show_stored(stage: Stage, traffic: Traffic) -> None:
     """What the collector holds now, read back from the store."""
-    wait_until_stored(stage)
+    wait_until_stored(stage, traffic)
     with stage.db.session() as session:
         rows = session.execute(
             select(Model.name, ModelVersion.version, ModelVersion.state, Prediction.route, func.count(),

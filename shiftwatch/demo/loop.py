@@ -1,17 +1,39 @@
 """Acts 5-9 of the demo: the loop that answers a drift. Detect, label, retrain, roll out, approve.
 
 Each act calls the owning package's own functions (the same ones its scheduler job, API and
-CLI call) and returns False when the story cannot go on, saying why.
+CLI call), returns what the next act needs (or False/None when the story cannot go on), and says why.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
+from shiftwatch.collector.queries import window
 from shiftwatch.db import utcnow
 from shiftwatch.demo.acts import MODEL, describe_artifact, stream, wait_until_stored
-from shiftwatch.demo.stage import Stage
+from shiftwatch.demo.stage import Service, Stage
+from shiftwatch.detectors import alerts, runs, webhooks
+from shiftwatch.detectors.models import DriftRun
+from shiftwatch.labeling.oracle import label_with_oracle
+from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
+from shiftwatch.labeling.queue import queue_status
+from shiftwatch.labeling.sync import push
+from shiftwatch.retrain.export import ParityError
+from shiftwatch.retrain.labeled import labeled_data
+from shiftwatch.retrain.training import LabeledData
+from shiftwatch.rollout import controller
+from shiftwatch.rollout.schemas import RolloutPlan
+
+if TYPE_CHECKING:  # retrain.pipeline imports torch, which only the `train` extra installs
+    from shiftwatch.retrain.pipeline import RetrainOutcome
 
 # The detector runs once a second in the demo (every few minutes in `shiftwatch serve`).
 MAX_DETECTOR_RUNS = 6
@@ -19,11 +41,17 @@ MAX_DETECTOR_RUNS = 6
 APPROVAL_TIMEOUT_S = 30 * 60
 
 
-def detect(stage: Stage) -> bool:
-    """Act 5: the scheduled detector compares recent traffic with v1's reference and opens an alert."""
-    from shiftwatch.detectors import alerts, runs, webhooks
+@dataclass(frozen=True, slots=True)
+class RolloutResult:
+    """What act 8 leaves: the rollout (the summary plots it) and whether it reached the approval step."""
 
-    wait_until_stored(stage)
+    rollout_id: int
+    awaiting_approval: bool
+
+
+def detect(stage: Stage, service: Service) -> bool:
+    """Act 5: the scheduled detector compares recent traffic with v1's reference and opens an alert."""
+    wait_until_stored(stage, service.traffic)
     for attempt in range(1, MAX_DETECTOR_RUNS + 1):
         report = runs.run_due_detectors(stage.db, stage.settings, utcnow())
         with stage.db.session() as session:
@@ -34,8 +62,8 @@ def detect(stage: Stage) -> bool:
             break
         # A confirming run must test new samples (a re-test of the same window proves nothing, and
         # the scheduler skips it): one more window of drifted traffic before the next tick.
-        stream(stage, stage.scale.detector_window, "drift", "more drifted traffic, for a confirming run")
-        wait_until_stored(stage)
+        stream(stage, service, stage.scale.detector_window, "drift", "more drifted traffic, for a confirming run")
+        wait_until_stored(stage, service.traffic)
         time.sleep(stage.settings.detector_tick_seconds + 0.1)  # the next tick
     else:
         stage.say("[red]No alert opened[/]: the detector did not confirm the drift.")
@@ -47,7 +75,7 @@ def detect(stage: Stage) -> bool:
     stage.facts["alert"] = f"#{alert.id} {alert.severity}: {alert.title}"
     stage.say(f"[bold red]ALERT #{alert.id}[/] ({alert.severity}): {alert.title}")
     if alert.report_url:
-        stage.say(f"Evidently drift report: [cyan]{stage.api_url}/console/alerts/{alert.id}[/]")
+        stage.say(f"Evidently drift report: [cyan]{service.api_url}/console/alerts/{alert.id}[/]")
     webhooks.deliver_due(stage.db, stage.settings, utcnow())
     deliveries = stage.receiver.wait_for(1, timeout_s=10)
     for delivery in deliveries:
@@ -58,12 +86,8 @@ def detect(stage: Stage) -> bool:
     return True
 
 
-def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
+def runs_latest(session: Session) -> dict[str, str]:
     """The newest drift run, formatted for one line of narrative."""
-    from sqlalchemy import select
-
-    from shiftwatch.detectors.models import DriftRun
-
     run = session.scalar(select(DriftRun).order_by(DriftRun.id.desc()).limit(1))
     if run is None:
         return {"statistic": "-", "p_value": "-", "decision": "-"}
@@ -74,15 +98,12 @@ def runs_latest(session) -> dict:  # type: ignore[no-untyped-def]
     }
 
 
-def label(stage: Stage) -> bool:
+def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     """Act 6: queue the flagged and uncertain samples, and label them (Label Studio, or the built-in oracle)."""
-    from shiftwatch.labeling.oracle import label_with_oracle
-    from shiftwatch.labeling.queue import queue_status, select_for_labeling
-
     with stage.db.session() as session:
-        result = select_for_labeling(session, stage.settings, MODEL, start=stage.drift_started_at,
-                                     batch_size=stage.scale.labels // 2, seed=0)
-        audit = queue_audit_sample(stage, session, stage.scale.labels // 2)
+        budget = Budget.of(stage.settings, MODEL, stage.scale.labels // 2)
+        result = select_for_labeling(session, MODEL, budget, start=drift_started_at, seed=0)
+        audit = queue_audit_sample(session, drift_started_at, stage.scale.labels // 2)
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
     stage.say(f"Queued {result.queued} samples by the labeling policy ({reasons}) and an audit sample of {audit} "
               "drawn uniformly at random: only uniformly drawn labels may judge the canary's accuracy (unbiased).")
@@ -91,33 +112,26 @@ def label(stage: Stage) -> bool:
     else:
         stage.say("[yellow]Label Studio is not configured[/] (SHIFTWATCH_LABEL_STUDIO_URL): the [bold]built-in oracle[/] "
                   "labels the queue from the demo's ground truth. Its labels are marked source=oracle.")
-    truth = stage.traffic.truth_by_input
+    truth = service.traffic.truth_by_input
     with stage.db.session() as session:
         labeled = label_with_oracle(session, MODEL, lambda ref: truth[ref], annotator="oracle")
-        status = queue_status(session, stage.settings, MODEL)
+        status = queue_status(session, MODEL, budget.daily)
     stage.timeline.mark("labeled")
     stage.facts["labels_stored"] = status.labels
     stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {MODEL}.")
     return status.labels > 0
 
 
-def queue_audit_sample(stage: Stage, session, size: int) -> int:  # type: ignore[no-untyped-def]
+def queue_audit_sample(session: Session, drift_started_at: datetime, size: int) -> int:
     """Queue ``size`` of the drifted production predictions, drawn uniformly, with reason ``random``."""
-    import numpy as np
-
-    from shiftwatch.collector.queries import window
-    from shiftwatch.labeling.queue import enqueue
-
     version = registry.versions_in_state(session, MODEL, "production")[-1]
-    recent = window(session, version.id, start=stage.drift_started_at, route="production")
+    recent = window(session, version.id, start=drift_started_at, route="production")
     picks = np.random.default_rng(1).choice(len(recent), size=min(size, len(recent)), replace=False)
     return enqueue(session, version.id, [recent.ids[i] for i in picks], "random").queued
 
 
 def push_to_label_studio(stage: Stage) -> None:
     """With Label Studio configured, tasks really go there (people label them; the oracle fills in for the demo)."""
-    from shiftwatch.labeling.sync import push
-
     result = push(stage.db, stage.settings, MODEL)
     where = stage.settings.label_studio_url
     if result.error:
@@ -127,9 +141,9 @@ def push_to_label_studio(stage: Stage) -> None:
                   "the [bold]built-in oracle[/] labels what is still open, marked source=oracle.")
 
 
-def retrain(stage: Stage) -> bool:
-    """Act 7: fine-tune production on reference + labeled data, compress, gate, register a candidate."""
-    from shiftwatch.retrain.labeled import labeled_data
+def retrain(stage: Stage) -> str | None:
+    """Act 7: fine-tune production on reference + labeled data, compress, gate, register a candidate; its version."""
+    # retrain's pipeline imports torch (the `train` extra), which act 2 checked for.
     from shiftwatch.retrain.pipeline import production_base
 
     with stage.db.session() as session:
@@ -142,7 +156,7 @@ def retrain(stage: Stage) -> bool:
     report = outcome.report
     if outcome.status != "succeeded":
         stage.say(f"[red]The gate rejected the candidate[/]: {'; '.join(outcome.gate.reasons) if outcome.gate else ''}")
-        return False
+        return None
     stage.timeline.mark(f"candidate {outcome.version}")
     stage.facts["candidate"] = f"{outcome.version}: {describe_artifact(report)}"
     stage.facts["candidate_accuracy_reference_vs_drifted"] = (
@@ -150,14 +164,12 @@ def retrain(stage: Stage) -> bool:
     stage.say(f"Registered candidate [bold]{MODEL} {outcome.version}[/]: accuracy on reference digits "
               f"{report.get('accuracy_old', float('nan')):.1%}, on held-out labeled production samples "
               f"{report.get('accuracy_new', float('nan')):.1%}; {describe_artifact(report)}")
-    stage.candidate = outcome.version
-    return True
+    return outcome.version
 
 
-def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def build_candidate(stage: Stage, labeled: LabeledData, steps: tuple[str, ...]) -> RetrainOutcome:
     """Run retrain's pipeline; if the int8 artifact fails its parity check, say so and ship fp32 instead."""
-    from shiftwatch.retrain.compress import CompressConfig
-    from shiftwatch.retrain.export import ParityError
+    from shiftwatch.retrain.compress import CompressConfig  # torch, as above
     from shiftwatch.retrain.pipeline import RetrainConfig
     from shiftwatch.retrain.pipeline import retrain as retrain_candidate
     from shiftwatch.retrain.reference_model import TrainConfig
@@ -176,11 +188,8 @@ def build_candidate(stage: Stage, labeled, steps: tuple[str, ...]):  # type: ign
         return build_candidate(stage, labeled, ())
 
 
-def roll_out(stage: Stage) -> bool:
+def roll_out(stage: Stage, service: Service, candidate: str) -> RolloutResult:
     """Act 8: shadow (mirror and compare), then canary steps, judged by the rollout controller's guardrails."""
-    from shiftwatch.rollout import controller
-    from shiftwatch.rollout.schemas import RolloutPlan
-
     # Smaller steps than production defaults so a few thousand requests show every stage. The
     # agreement guardrail is off: production is the model the open alert says is wrong, so a
     # better candidate must disagree with it; the accuracy SPRT on labeled samples judges instead.
@@ -189,17 +198,16 @@ def roll_out(stage: Stage) -> bool:
     plan = RolloutPlan(canary_steps=[0.25, 0.5], min_shadow_pairs=200, min_step_predictions=100, min_agreement=0.0,
                        latency_budget_ms=500.0)
     with stage.db.session() as session:
-        rollout = controller.start_rollout(session, stage.settings, MODEL, stage.candidate, plan, actor="shiftwatch demo")
-        stage.rollout_id = rollout.id
+        rollout_id = controller.start_rollout(session, stage.settings, MODEL, candidate, plan, actor="shiftwatch demo").id
     stage.timeline.mark("shadow")
-    stage.say(f"Rollout #{stage.rollout_id}: {stage.candidate} mirrors production traffic in [bold]shadow[/] "
+    stage.say(f"Rollout #{rollout_id}: {candidate} mirrors production traffic in [bold]shadow[/] "
               f"(needs {plan.min_shadow_pairs} paired requests), then takes canary shares "
               f"{', '.join(f'{s:.0%}' for s in plan.canary_steps)}.")
     time.sleep(stage.settings.gateway_refresh_seconds + 0.5)  # the gateway picks the rollout up
     last = {"state": "shadow", "decision": None}
 
-    def tick(stage: Stage) -> bool:
-        wait_until_stored(stage)
+    def tick() -> bool:
+        wait_until_stored(stage, service.traffic)
         outcome = controller.tick(stage.db, stage.settings, utcnow())[0]
         if (outcome.state_after, outcome.decision) != (last["state"], last["decision"]):
             stage.say(f"  controller: {outcome.state_before} -> {outcome.state_after}, {outcome.decision}: {'; '.join(outcome.reasons)}")
@@ -209,27 +217,25 @@ def roll_out(stage: Stage) -> bool:
             last.update(state=outcome.state_after, decision=outcome.decision)
         return outcome.state_after not in ("shadow", "canary") or outcome.decision == "await_approval"
 
-    stream(stage, stage.scale.rollout_requests, "rollout", "shadow + canary traffic", after_batch=tick)
+    stream(stage, service, stage.scale.rollout_requests, "rollout", "shadow + canary traffic", after_batch=tick)
     stage.facts["canary_requests_answered_by_candidate"] = stage.routes["canary"]
     if last["decision"] != "await_approval":
         stage.say(f"[red]The rollout ended as {last['state']} ({last['decision']})[/]; no promotion.")
-        return False
-    return True
+        return RolloutResult(rollout_id, awaiting_approval=False)
+    return RolloutResult(rollout_id, awaiting_approval=True)
 
 
-def approve(stage: Stage) -> bool:
+def approve(stage: Stage, service: Service, rollout_id: int) -> bool:
     """Act 9: a person approves in the console (or --yes does), and the candidate becomes production."""
-    from shiftwatch.rollout import controller
-
-    url = f"{stage.api_url}/console/rollouts/{stage.rollout_id}"
+    url = f"{service.api_url}/console/rollouts/{rollout_id}"
     if stage.auto_approve:
         with stage.db.session() as session:
-            controller.approve(session, stage.rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")
+            controller.approve(session, rollout_id, actor="demo --yes", reason="auto-approved by shiftwatch demo --yes")
         stage.say(f"Approved automatically (--yes). A person would press Approve at [cyan]{url}[/].")
     else:
         stage.say(f"[bold]Waiting for approval:[/] open [cyan]{url}[/] (log in with the demo-operator token "
                   "printed in act 1) and press Approve or Reject.")
-        if not wait_for_decision(stage):
+        if not wait_for_decision(stage, rollout_id):
             stage.say("[red]No promotion[/]: the candidate was not approved.")
             return False
     with stage.db.session() as session:
@@ -241,14 +247,12 @@ def approve(stage: Stage) -> bool:
     return True
 
 
-def wait_for_decision(stage: Stage) -> bool:
+def wait_for_decision(stage: Stage, rollout_id: int) -> bool:
     """Poll the rollout until a person decides in the console; True when approved."""
-    from shiftwatch.rollout.controller import get_rollout
-
     deadline = time.monotonic() + APPROVAL_TIMEOUT_S
     while time.monotonic() < deadline:
         with stage.db.session() as session:
-            state = get_rollout(session, stage.rollout_id).state
+            state = controller.get_rollout(session, rollout_id).state
         if state not in ("shadow", "canary"):
             return state == "production"
         time.sleep(1.0)

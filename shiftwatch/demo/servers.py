@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 
 from shiftwatch.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
@@ -25,8 +26,6 @@ class ApiServer:
     """The shiftwatch app served by a real uvicorn on a loopback port, in a daemon thread."""
 
     def __init__(self, app: FastAPI, port: int | None = None) -> None:
-        import uvicorn
-
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
@@ -64,7 +63,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 timestamp, signature = self.headers.get(TIMESTAMP_HEADER), self.headers.get(SIGNATURE_HEADER)
                 valid = None if signature is None else verify(secret, raw, timestamp, signature)

@@ -1,21 +1,23 @@
-"""The demo's shared state and voice: settings, database, output folder, the timeline, and how acts speak."""
+"""The demo's shared state and voice: settings, database, output folder, the record it keeps, and how acts speak."""
 
 from __future__ import annotations
 
 import importlib.util
-
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from shiftwatch.db import Database, utcnow
+from shiftwatch.demo.servers import WebhookReceiver
+from shiftwatch.demo.tokens import DemoTokens
+from shiftwatch.demo.traffic import GatewayServing, Traffic
 from shiftwatch.settings import Settings
 
 
@@ -86,9 +88,32 @@ class Timeline:
         return sum(values) / len(values) if values else None
 
 
+class Stoppable(Protocol):
+    """A server or receiver the demo started; ``stop_all`` stops it at the end, in reverse order."""
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What act 3 put in place: the API's address, the traffic the demo sends, and the path that serves it."""
+
+    api_url: str
+    traffic: Traffic  # its drift is switched on in act 4
+    serving: GatewayServing
+
+
+# A line of the summary's "What happened" table: a count or a sentence.
+Fact = str | int
+
+
 @dataclass
 class Stage:
-    """Everything the acts share. Acts read and add to ``facts``; the summary reads it at the end."""
+    """What every act shares: what was fixed before the story began, and the record it keeps.
+
+    Acts add to the record (``timeline``, ``facts``, ``missing``, ``routes``) and to ``resources``;
+    what one act hands the next (the API's address, the traffic, the candidate, the rollout) it returns.
+    """
 
     settings: Settings
     db: Database
@@ -96,20 +121,14 @@ class Stage:
     console: Console
     scale: Scale
     auto_approve: bool
+    receiver: WebhookReceiver  # the loopback stand-in for Slack or PagerDuty
+    tokens: DemoTokens
     timeline: Timeline = field(default_factory=Timeline)
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Fact] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
-    resources: list[Any] = field(default_factory=list)  # things with .stop(), stopped at the end
-    serving: Any = None  # what answers requests (shiftwatch.demo.traffic.GatewayServing)
-    traffic: Any = None  # the demo's request source (shiftwatch.demo.traffic.Traffic)
-    receiver: Any = None  # the loopback webhook receiver (shiftwatch.demo.servers.WebhookReceiver)
-    tokens: Any = None  # the demo's API tokens (shiftwatch.demo.tokens.DemoTokens)
-    api_url: str = ""
-    routes: Counter = field(default_factory=Counter)  # answers per route so far
+    resources: list[Stoppable] = field(default_factory=list)
+    routes: Counter[str] = field(default_factory=Counter)  # answers per route so far
     started_at: datetime = field(default_factory=utcnow)
-    drift_started_at: datetime | None = None
-    rollout_id: int | None = None
-    candidate: str | None = None  # the retrained version rolling out
 
     @contextmanager
     def act(self, number: int, title: str) -> Iterator[None]:
@@ -136,9 +155,9 @@ class Stage:
         )
 
     @staticmethod
-    def step_bars(progress: Progress):  # type: ignore[no-untyped-def]
+    def step_bars(progress: Progress) -> Callable[[str, int, int], None]:
         """A ``(step, done, total)`` callback (retrain's progress protocol) drawing one bar per step."""
-        tasks: dict[str, Any] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(step: str, done: int, total: int) -> None:
             if step not in tasks:

@@ -11,11 +11,12 @@ from typing import Any
 
 from rich.console import Console
 
+from shiftwatch.app import create_app
 from shiftwatch.db import Database
 from shiftwatch.demo import acts, loop
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver
-from shiftwatch.demo.stage import Scale, Stage
-from shiftwatch.demo.summary import PHASES, print_summary, write_html
+from shiftwatch.demo.stage import Fact, Scale, Stage
+from shiftwatch.demo.summary import PHASES, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
 from shiftwatch.migrate import upgrade
 from shiftwatch.secret_key import ensure_secret_key
@@ -31,7 +32,7 @@ class DemoResult:
     summary_path: Path
     database_url: str
     accuracy: dict[str, float | None]
-    facts: dict[str, Any]
+    facts: dict[str, Fact]
     missing: list[str]
 
 
@@ -49,8 +50,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
         "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
         "labeling_batch_size": scale.labels // 2,
     }
-    # Settings a package adds exist only once that package is in the build.
-    return load_settings(**{k: v for k, v in wanted.items() if k in Settings.model_fields})
+    return load_settings(**wanted)
 
 
 def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -> Stage:
@@ -67,68 +67,79 @@ def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -
     if tokens.label_studio:
         settings = settings.model_copy(update={"label_studio_callback_token": tokens.label_studio})
     stage = Stage(settings=settings, db=db, out_dir=out_dir, console=console, scale=scale,
-                  auto_approve=auto_approve, tokens=tokens)
+                  auto_approve=auto_approve, receiver=receiver, tokens=tokens)
     stage.resources.append(receiver)
-    stage.receiver = receiver
     return stage
 
 
-def start_api(stage: Stage) -> None:
-    """The real app (API, gateway, console) on a loopback port, with auth on as `shiftwatch serve` has it."""
-    from shiftwatch.app import create_app
-
+def start_api(stage: Stage) -> str:
+    """The real app (API, gateway, console) on a loopback port, with auth on as `shiftwatch serve` has it; its URL."""
     key = ensure_secret_key(stage.settings)
     if key.created:
         stage.say(f"Secret key (signs console sessions and links): generated and saved to [cyan]{key.path}[/] "
                   "(mode 0600), as `shiftwatch serve` does on its first start.")
     server = ApiServer(create_app(stage.settings, stage.db)).start()
     stage.resources.append(server)
-    stage.api_url = server.url
     stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
               f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
     stage.say("Auth is on: without a token the API and console answer 401 (only /health and the API description "
               "are public). The demo issued its tokens "
               "(`shiftwatch token create` does the same): demo-gateway (ingest) for its clients, and for you, "
               f"to watch along in the console: {login_hint(server.url, stage.tokens)}.")
+    return server.url
 
 
 def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console | None = None) -> DemoResult:
     console = console or Console()
     stage = prepare(out_dir, console, Scale.fast() if fast else Scale.full(), auto_approve)
     try:
-        tell(stage)
+        rollout_id = tell(stage)
     finally:
         stage.stop_all()
-    return finish(stage, console)
+    return finish(stage, console, rollout_id)
 
 
-def tell(stage: Stage) -> None:
-    """The acts in order. Each later act needs the one before it: a missing piece ends the story there."""
+def tell(stage: Stage) -> int | None:
+    """The acts in order. Each later act needs the one before it: a missing piece ends the story there.
+
+    Returns the rollout's id once act 8 started one (the summary plots it).
+    """
     scale = stage.scale
     with stage.act(1, "the store and the API"):
         acts.open_store(stage)
-        start_api(stage)
+        api_url = start_api(stage)
     with stage.act(2, "the reference model"):
         if not acts.bootstrap_model(stage):
-            return
+            return None
     with stage.act(3, "deploy and serve production traffic"):
-        acts.deploy(stage)
-        acts.stream(stage, scale.clean_requests, "clean", "clean traffic")
-        acts.watch_reference(stage)
+        service = acts.deploy(stage, api_url)
+        acts.stream(stage, service, scale.clean_requests, "clean", "clean traffic")
+        acts.watch_reference(stage, service.traffic)
     with stage.act(4, "the world changes"):
-        acts.inject_drift(stage)
-        acts.stream(stage, scale.drift_requests, "drift", "drifted traffic")
-        acts.show_stored(stage)
-    story = ((5, "the detector notices", loop.detect), (6, "labels for what changed", loop.label),
-             (7, "a candidate model", loop.retrain), (8, "shadow, then canary", loop.roll_out),
-             (9, "approval and promotion", loop.approve))
-    for number, title, act in story:
-        with stage.act(number, title):
-            if not act(stage):
-                return
+        drift_started_at = acts.inject_drift(stage, service.traffic)
+        acts.stream(stage, service, scale.drift_requests, "drift", "drifted traffic")
+        acts.show_stored(stage, service.traffic)
+    with stage.act(5, "the detector notices"):
+        if not loop.detect(stage, service):
+            return None
+    with stage.act(6, "labels for what changed"):
+        if not loop.label(stage, service, drift_started_at):
+            return None
+    with stage.act(7, "a candidate model"):
+        candidate = loop.retrain(stage)
+        if candidate is None:
+            return None
+    with stage.act(8, "shadow, then canary"):
+        rollout = loop.roll_out(stage, service, candidate)
+        if not rollout.awaiting_approval:
+            return rollout.rollout_id
+    with stage.act(9, "approval and promotion"):
+        if not loop.approve(stage, service, rollout.rollout_id):
+            return rollout.rollout_id
     with stage.act(10, "accuracy recovered"):
-        acts.stream(stage, scale.recovered_requests, "recovered", "traffic after promotion")
-        acts.show_stored(stage)
+        acts.stream(stage, service, scale.recovered_requests, "recovered", "traffic after promotion")
+        acts.show_stored(stage, service.traffic)
+    return rollout.rollout_id
 
 
 def served_url(settings: Settings) -> str:
@@ -145,10 +156,10 @@ def serve_command(settings: Settings) -> str:
             f"{program} serve --host {settings.host} --port {settings.port}")
 
 
-def finish(stage: Stage, console: Console) -> DemoResult:
+def finish(stage: Stage, console: Console, rollout_id: int | None) -> DemoResult:
     """The summary table, the HTML page, how to look around afterwards, and what the story produced."""
     print_summary(stage)
-    path = write_html(stage)
+    path = write_html(stage, rollout_sections(stage, rollout_id))
     settings = stage.settings
     console.print(f"HTML summary: [cyan]{path}[/]")
     console.print("To browse the console over this run's data (in any shell, no virtualenv needed):\n"

@@ -6,9 +6,13 @@ from html import escape
 from pathlib import Path
 
 from rich.table import Table
+from sqlalchemy import func, select
 
+from shiftwatch.console.rollout_view import distribution_plots
 from shiftwatch.console.svg import Marker, Series, line_chart
 from shiftwatch.demo.stage import Stage
+from shiftwatch.labeling.models import Label
+from shiftwatch.rollout.status import describe_id
 
 PHASES = (("clean", "before drift"), ("drift", "during drift"), ("rollout", "shadow + canary"),
           ("recovered", "after promotion"))
@@ -23,24 +27,17 @@ def phase_rows(stage: Stage) -> list[tuple[str, str]]:
     return rows
 
 
-def rollout_sections(stage: Stage) -> list[tuple[str, str]]:
+def rollout_sections(stage: Stage, rollout_id: int | None) -> list[tuple[str, str]]:
     """The rollout's confidence and latency histograms (the console's own plots), when there was a rollout."""
-    if stage.rollout_id is None:
+    if rollout_id is None:
         return []
-    from shiftwatch.console.rollout_view import distribution_plots
-    from shiftwatch.rollout.status import describe_id
-
     with stage.db.session() as session:
-        plots = distribution_plots(session, describe_id(session, stage.rollout_id))
+        plots = distribution_plots(session, describe_id(session, rollout_id))
     return [("Rollout: production vs candidate", "".join(plots))] if plots else []
 
 
 def label_sources(stage: Stage) -> dict[str, int]:
     """Stored labels per source (``oracle``, ``label_studio``, ...): the summary says where labels came from."""
-    from sqlalchemy import func, select
-
-    from shiftwatch.labeling.models import Label
-
     with stage.db.session() as session:
         rows = session.execute(select(Label.source, func.count()).group_by(Label.source).order_by(Label.source))
         return {source: int(count) for source, count in rows}
@@ -63,8 +60,8 @@ def print_summary(stage: Stage) -> None:
     table.add_column("value")
     for label, value in phase_rows(stage):
         table.add_row(f"production accuracy {label}", value)
-    for key, value in stage.facts.items():
-        table.add_row(key.replace("_", " "), str(value))
+    for key, fact in stage.facts.items():
+        table.add_row(key.replace("_", " "), str(fact))
     for piece in stage.missing:
         table.add_row("[yellow]not in this build[/]", piece)
     stage.console.print(table)
@@ -79,7 +76,7 @@ def accuracy_chart(stage: Stage) -> str:
                       y_label="accuracy", markers=markers, y_range=(0.0, 1.0))
 
 
-def write_html(stage: Stage, extra_sections: list[tuple[str, str]] | None = None) -> Path:
+def write_html(stage: Stage, extra_sections: list[tuple[str, str]]) -> Path:
     """Write ``summary.html`` into the demo's output folder; ``extra_sections`` are (title, trusted HTML)."""
     facts = "".join(
         f"<tr><th>{escape(k.replace('_', ' '))}</th><td>{escape(str(v))}</td></tr>" for k, v in stage.facts.items()
@@ -89,7 +86,7 @@ def write_html(stage: Stage, extra_sections: list[tuple[str, str]] | None = None
     # Numbered as on the chart's markers.
     events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
     labels = escape(provenance(label_sources(stage)))
-    sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in (extra_sections or rollout_sections(stage)))
+    sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in extra_sections)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>
 <style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}}

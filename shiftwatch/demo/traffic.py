@@ -6,9 +6,13 @@ what lets it plot real accuracy over time and what the built-in labeling oracle 
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 import numpy as np
 
 from shiftwatch.retrain import digits
@@ -76,9 +80,6 @@ class GatewayServing:
         self.headers = headers or {}
 
     def serve(self, traffic: Traffic, ids: list[str], images: np.ndarray) -> Answers:
-        import asyncio
-        import hashlib
-
         bodies = [digits.encode_png(image) for image in images]
         for request_id, body in zip(ids, bodies):
             # The gateway stores the bytes it was sent under their sha256: the same reference labeling sees.
@@ -91,15 +92,11 @@ class GatewayServing:
             latency_ms=np.asarray([r[1] for r in replies]),
         )
 
-    async def _send_all(self, ids: list[str], bodies: list[bytes]) -> list[tuple[dict, float]]:
-        import asyncio
-
-        import httpx
-
+    async def _send_all(self, ids: list[str], bodies: list[bytes]) -> list[tuple[dict[str, Any], float]]:
         limit = asyncio.Semaphore(self.CONCURRENCY)
         async with httpx.AsyncClient(timeout=30.0) as client:
 
-            async def send(request_id: str, body: bytes, camera: int) -> tuple[dict, float]:
+            async def send(request_id: str, body: bytes, camera: int) -> tuple[dict[str, Any], float]:
                 headers = {**self.headers, "content-type": "image/png", "x-request-id": request_id,
                            "x-stream-id": f"camera-{camera}", "x-client-key": request_id}
                 async with limit:

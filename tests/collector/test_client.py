@@ -103,7 +103,7 @@ def test_resending_after_a_lost_response_stores_once(live_server, db, digits_mod
     ts = datetime.now(timezone.utc)
     with Client(live_server.url, spill_dir=tmp_path / "spill") as client:
         for _ in range(2):
-            for i, pid in enumerate(ids):
+            for pid in ids:
                 client.log("digits", "v1", 1, 0.9, embedding=np.zeros(64), id=pid, ts=ts)
             client.flush()
         assert client.stats.duplicates == 50

@@ -121,7 +121,7 @@ class FailingProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 if any(marker in body for marker in proxy.poison):
                     self._answer(500, b'{"detail": "internal error"}', "application/json")

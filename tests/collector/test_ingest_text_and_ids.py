@@ -77,10 +77,10 @@ def test_resend_with_the_same_ts_mixed_with_new_rows_stores_only_the_new(api, db
 
 def test_an_id_twice_in_one_batch_is_stored_once_or_refused_if_its_ts_differs(api, db, digits_model) -> None:
     batch = records(5, seed=9)
-    twice = batch + [batch[2]]
+    twice = [*batch, batch[2]]
     assert post(api, twice, "npz").json() == {"received": 6, "stored": 5, "duplicates": 1}
     other = records(3, seed=10)
-    clash = other + [records(1, seed=11, id=other[0].id, ts=other[0].ts - timedelta(seconds=5))[0]]
+    clash = [*other, records(1, seed=11, id=other[0].id, ts=other[0].ts - timedelta(seconds=5))[0]]
     response = post(api, clash, "npz")
     assert response.status_code == 409
     assert "predictions[3].id" in response.json()["detail"]

@@ -79,7 +79,7 @@ def test_an_uploaded_reference_carries_embeddings_and_labels(client: Client) -> 
 
 
 def test_refusals_raise_api_error_with_the_servers_reason(client: Client) -> None:
-    with pytest.raises(ApiError, match="at least two classes|class_names") as caught:
+    with pytest.raises(ApiError, match=r"at least two classes|class_names") as caught:
         client.register_model("m", ["only-one"])
     assert caught.value.status == 422
     client.register_model("m", ["a", "b"])

@@ -14,7 +14,7 @@ from shiftwatch.db import utcnow
 from shiftwatch.detectors.models import Alert, DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.labeling.oracle import label_with_oracle
-from shiftwatch.labeling.queue import select_for_labeling
+from shiftwatch.labeling.policy import select_for_labeling
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 REALIZED = {51: 100.0, 52: 0.0}  # the oracle agrees with every prediction of window 51, with none of window 52

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from itertools import pairwise
 
 import numpy as np
 
@@ -35,10 +36,10 @@ def test_event_labels_sit_above_the_plot_apart_from_each_other_with_a_key_below(
     assert [t.text for t in numbers] == ["1,2,3", "4", "5"]
     assert all(float(t.get("y")) < MARGIN_TOP for t in numbers)
     xs = [float(t.get("x")) for t in numbers]
-    assert all(b - a >= MARKER_LABEL_GAP for a, b in zip(xs, xs[1:]))
+    assert all(b - a >= MARKER_LABEL_GAP for a, b in pairwise(xs))
     # The key lists every event in words, one line each, below the axes.
     key = [t for t in texts if t.find("svg:tspan", NS) is not None]
     assert ["".join(t.itertext()).split(None, 1)[1] for t in key] == [m.label for m in events]
     key_ys = [float(t.get("y")) for t in key]
-    assert min(key_ys) > HEIGHT - 1 and all(b - a >= 12 for a, b in zip(key_ys, key_ys[1:]))
+    assert min(key_ys) > HEIGHT - 1 and all(b - a >= 12 for a, b in pairwise(key_ys))
     assert float(svg.get("height")) >= max(key_ys)

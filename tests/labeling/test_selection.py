@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
+from dataclasses import make_dataclass, replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -13,8 +13,11 @@ from sqlalchemy import select
 
 from shiftwatch.errors import Invalid
 from shiftwatch.labeling import selection
+from shiftwatch.labeling.flags import FlaggedItem, as_flagged_item
+from shiftwatch.labeling.job import run_labeling_cycle
 from shiftwatch.labeling.models import LabelTask
-from shiftwatch.labeling.queue import FlaggedItem, QueueItem, enqueue, queue_status, select_for_labeling
+from shiftwatch.labeling.policy import Budget, QueueItem, enqueue, select_for_labeling
+from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.selection import Candidate
 
 NOW = datetime.now(timezone.utc)
@@ -37,7 +40,7 @@ def test_uncertain_predictions_are_queued_with_their_margin_and_a_priority_that_
     margins = [0.05, 0.15, 0.25, 0.35] + [0.9] * 16
     ids = log(db, settings, np.stack([probs_with_margin(i % 10, m) for i, m in enumerate(margins)]), rng.normal(size=(20, 64)))
     with db.session() as session:
-        result = select_for_labeling(session, settings, "digits", batch_size=10, flagged=[], seed=1)
+        result = select_for_labeling(session, "digits", Budget.of(settings, "digits", 10), flagged=[], seed=1)
     tasks = _tasks(db)
     uncertain = [tasks[i] for i in ids[:4] if tasks.get(i) is not None and tasks[i].reason == "uncertain"]
     assert result.by_reason.get("random") == 1  # 10% of a batch of 10
@@ -53,7 +56,7 @@ def test_flagged_samples_outrank_uncertain_ones_and_keep_both_reasons(db, settin
     ids = log(db, settings, np.stack([probs_with_margin(i % 10, 0.1 if i < 3 else 0.9) for i in range(12)]), rng.normal(size=(12, 64)))
     flags = [FlaggedItem(ids[0], score=5.0, method="mmd"), FlaggedItem(ids[8], score=9.0, method="classifier")]
     with db.session() as session:
-        select_for_labeling(session, settings, "digits", batch_size=5, flagged=flags, seed=3)
+        select_for_labeling(session, "digits", Budget.of(settings, "digits", 5), flagged=flags, seed=3)
     tasks = _tasks(db)
     assert tasks[ids[8]].reason == "flagged" and tasks[ids[8]].evidence["method"] == "classifier"
     assert tasks[ids[0]].reason == "flagged" and tasks[ids[0]].evidence["also"] == ["uncertain"]
@@ -68,10 +71,10 @@ def test_daily_budget_caps_the_queue_across_batches(db, settings, digits_model):
     queued = []
     for _ in range(3):
         with db.session() as session:
-            queued.append(select_for_labeling(session, settings, "digits", batch_size=5, flagged=[], seed=0).queued)
+            queued.append(select_for_labeling(session, "digits", Budget.of(settings, "digits", 5), flagged=[], seed=0).queued)
     assert queued == [5, 2, 0]
     with db.session() as session:
-        status = queue_status(session, settings, "digits")
+        status = queue_status(session, "digits", Budget.of(settings, "digits").daily)
     assert (status.queued_today, status.budget_today, status.by_state["pending"]) == (7, 7, 7)
 
 
@@ -79,9 +82,9 @@ def test_a_prediction_is_never_queued_twice(db, settings, digits_model):
     rng = np.random.default_rng(3)
     ids = log(db, settings, np.stack([probs_with_margin(1, 0.1)] * 6), rng.normal(size=(6, 64)))
     with db.session() as session:
-        first = select_for_labeling(session, settings, "digits", batch_size=50, flagged=[], seed=0)
+        first = select_for_labeling(session, "digits", Budget.of(settings, "digits", 50), flagged=[], seed=0)
     with db.session() as session:
-        second = select_for_labeling(session, settings, "digits", batch_size=50, flagged=[], seed=0)
+        second = select_for_labeling(session, "digits", Budget.of(settings, "digits", 50), flagged=[], seed=0)
         again = enqueue(session, digits_model.id, ids, "disagreement")
     assert (first.queued, second.queued) == (6, 0)
     assert (again.queued, again.already_queued) == (0, 6)
@@ -139,7 +142,7 @@ def test_new_batches_keep_their_distance_from_tasks_already_queued(db, settings,
     settings = settings.model_copy(update={"labeling_batch_size": 1})
     with db.session() as session:
         enqueue(session, digits_model.id, [ids[0]], "uncertain")
-        select_for_labeling(session, settings, "digits", batch_size=4, flagged=[], seed=0)
+        select_for_labeling(session, "digits", Budget.of(settings, "digits", 4), flagged=[], seed=0)
     picked = set(_tasks(db)) - {ids[0]}
     assert len(picked) == 4 and not picked & set(ids[:6])
 
@@ -168,19 +171,13 @@ def test_random_slice_is_a_uniform_sample_of_the_window():
 
 
 def test_detector_flags_are_read_in_the_detectors_record_shape():
-    from dataclasses import make_dataclass
-
-    from shiftwatch.labeling.flags import as_flagged_item
-
-    Flagged = make_dataclass("Flagged", ["id", "prediction_id", "score", "reason"])  # detectors.flagged.Flagged's fields
+    Flagged = make_dataclass("Flagged", ["id", "prediction_id", "score", "reason"])  # noqa: N806 - a class, detectors.flagged.Flagged's fields
     pid = uuid.uuid4()
     assert as_flagged_item(Flagged(1, pid, 0.7, "mmd_witness")) == FlaggedItem(pid, 0.7, "mmd_witness")
     assert as_flagged_item({"prediction_id": str(pid), "score": 2}) == FlaggedItem(pid, 2.0, "detector")
 
 
 def test_the_labeling_job_queues_a_batch_without_label_studio(db, settings, digits_model):
-    from shiftwatch.labeling.job import run_labeling_cycle
-
     rng = np.random.default_rng(11)
     log(db, settings, np.stack([probs_with_margin(5, 0.1)] * 4), rng.normal(size=(4, 64)), ts=NOW)
     run_labeling_cycle(db, settings.model_copy(update={"labeling_sync_interval_s": 600}), NOW)

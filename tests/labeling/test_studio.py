@@ -1,6 +1,6 @@
 """Against a real Label Studio 1.23.2 started on 127.0.0.1 for this test session (temporary data dir, known token).
 
-The server lives in its own venv (``labeling/studio_venv.sh`` builds ``.labelstudio-venv/``;
+The server lives in its own venv (``tests/support/studio_venv.sh`` builds ``.labelstudio-venv/``;
 ``SHIFTWATCH_TEST_LABEL_STUDIO_VENV`` points elsewhere). Without it these tests skip locally
 and FAIL under ``CI=true``: CI must not pass without having talked to Label Studio.
 """
@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from tests.support.servers import LiveServer, free_port
 from tests.support.labeling import free_port_closed, log, probs_with_margin
+from tests.support.studio_server import LabelStudioServer, label_studio_bin
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.labeling.models import Label, LabelTask
-from shiftwatch.labeling.queue import QueueItem, enqueue
+from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, project_title
-from shiftwatch.labeling.studio_server import LabelStudioServer, label_studio_bin
 from shiftwatch.labeling.sync import pull, push
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
@@ -37,7 +37,7 @@ CLASSES = ["zero", "one", "two", "three"]
 @pytest.fixture(scope="session")
 def label_studio() -> Iterator[LabelStudioServer]:
     if label_studio_bin(VENV) is None:
-        reason = f"Label Studio is not installed in {VENV} (run labeling/studio_venv.sh)"
+        reason = f"Label Studio is not installed in {VENV} (run tests/support/studio_venv.sh)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: required in CI")
         pytest.skip(reason)

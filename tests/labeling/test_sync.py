@@ -26,8 +26,9 @@ from shiftwatch.db import utcnow
 from shiftwatch.labeling.input_links import input_link
 from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.oracle import label_with_oracle
+from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
 from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
-from shiftwatch.labeling.queue import QueueItem, enqueue, queue_status
+from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER
 from shiftwatch.labeling.sync import pull, push
 
@@ -71,7 +72,7 @@ def test_push_while_label_studio_is_down_keeps_tasks_pending_then_a_later_push_s
     # inside the backoff nothing is tried again; the status says why the queue waits
     assert push(db, down, "recorded").failed == 0
     with db.session() as session:
-        status = queue_status(session, settings, "recorded")
+        status = queue_status(session, "recorded", Budget.of(settings, "recorded").daily)
     assert (status.by_state["pending"], status.retrying) == (3, 3) and "ConnectError" in status.last_error
 
     with ReplayServer(API[:6]) as studio:

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.artifacts import verify_onnx_artifact  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy, parse_steps  # noqa: E402
@@ -89,7 +89,7 @@ def test_int8_weights_use_seven_bits_so_cpus_without_vnni_cannot_saturate(teache
 
 
 def test_channel_pruning_really_shrinks_the_exported_graph(teacher, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model, _ = teacher
+    _model, _ = teacher
     result = run(teacher, tmp_path, ("prune",))
     assert result.model.channels == (12, 24, 48)
     conv_shapes = [

@@ -10,7 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
 from shiftwatch.retrain.digits import split_digits  # noqa: E402
 from shiftwatch.retrain.export import ParityError, check_parity, export_artifact  # noqa: E402
@@ -27,7 +27,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
 
 
 def test_export_has_image_input_logits_and_embedding_outputs_and_a_dynamic_batch(exported) -> None:  # type: ignore[no-untyped-def]
-    model, result, images = exported
+    _model, result, images = exported
     graph = onnx.load(result.path).graph
     assert [i.name for i in graph.input] == ["image"]
     assert [o.name for o in graph.output] == ["logits", "embedding"]
@@ -50,7 +50,7 @@ def test_parity_matches_torch_on_real_inputs(exported) -> None:  # type: ignore[
     model, result, images = exported
     assert result.parity.ok and result.parity.top1_agreement == 1.0
     assert result.parity.max_abs_logit_diff < 1e-4
-    torch_logits, torch_embeddings = predict(model, images)
+    _torch_logits, torch_embeddings = predict(model, images)
     out = OnnxClassifier(result.path).predict(images)
     assert np.abs(out.embeddings - torch_embeddings).max() < 1e-4
 
@@ -79,7 +79,7 @@ def test_parity_check_refuses_an_empty_input_set(exported) -> None:  # type: ign
 
 
 def test_classifier_refuses_a_wrong_input_shape_and_a_non_model_file(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _, result, images = exported
+    _, result, _images = exported
     with pytest.raises(Invalid, match="shape"):
         OnnxClassifier(result.path).run(np.zeros((2, 1, 28, 28), np.float32))
     garbage = tmp_path / "garbage.onnx"

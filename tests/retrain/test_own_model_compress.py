@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from tests.support import own_model as support  # noqa: E402
 
 from shiftwatch.errors import Invalid  # noqa: E402
@@ -64,7 +64,7 @@ def run(family, teacher, splits, tmp_path: Path, **config):  # type: ignore[no-u
 
 
 def test_distillation_trains_the_same_factory_at_half_width(setup, tmp_path):
-    reference, weights, splits = setup
+    _reference, weights, splits = setup
     family = ContractFamily(TorchContract(support.FACTORY), SPEC)
     teacher = family.load_weights(weights)
     result = run(family, teacher, splits, tmp_path, steps=("distill",), distill=DistillConfig(width=0.5, epochs=10))
@@ -77,7 +77,7 @@ def test_distillation_trains_the_same_factory_at_half_width(setup, tmp_path):
 
 
 def test_a_named_student_is_distilled_and_a_factory_without_width_needs_one(setup, tmp_path):
-    reference, weights, splits = setup
+    _reference, weights, splits = setup
     named = ContractFamily(TorchContract(support.FACTORY, student_factory="tests.retrain.test_own_model_compress:student"), SPEC)
     result = run(named, named.load_weights(weights), splits, tmp_path, steps=("distill",), distill=DistillConfig(epochs=6))
     assert result.details["student"] == "tests.retrain.test_own_model_compress:student"
@@ -88,7 +88,7 @@ def test_a_named_student_is_distilled_and_a_factory_without_width_needs_one(setu
 
 
 def test_a_missed_ptq_ships_fp32_without_qat_and_qat_is_refused(setup, tmp_path):
-    reference, weights, splits = setup
+    _reference, weights, splits = setup
     family = ContractFamily(TorchContract(support.FACTORY), SPEC)
     teacher = family.load_weights(weights)
     result = run(family, teacher, splits, tmp_path, steps=("ptq",), quantized_min_agreement=1.01)  # no int8 can pass
@@ -101,7 +101,7 @@ def test_a_missed_ptq_ships_fp32_without_qat_and_qat_is_refused(setup, tmp_path)
 
 
 def test_the_users_trainer_replaces_the_default_recipe(setup):
-    reference, weights, splits = setup
+    _reference, weights, splits = setup
     family = ContractFamily(TorchContract(support.FACTORY, trainer="tests.retrain.test_own_model_compress:counting_trainer"), SPEC)
     model = family.load_weights(weights)
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
@@ -117,7 +117,7 @@ def test_an_onnx_only_model_is_served_but_not_retrained(db, settings, setup, tmp
     from shiftwatch.retrain.pipeline import retrain
     from shiftwatch.retrain.training import LabeledData
 
-    reference, weights, splits = setup
+    _reference, weights, splits = setup
     family = ContractFamily(TorchContract(support.FACTORY), SPEC)
     path = tmp_path / "user.onnx"
     torch.onnx.export(family.load_weights(weights), (torch.zeros(1, 3, 48, 48),), str(path), dynamo=False,

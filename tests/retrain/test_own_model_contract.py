@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from tests.support import own_model as support  # noqa: E402
 
 from shiftwatch.collector import registry  # noqa: E402

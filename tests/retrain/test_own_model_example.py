@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain import resnet, textured_digits  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from tests.support import own_model as support  # noqa: E402
 from tests.support.rollout import post_and_drain  # noqa: E402
 
@@ -23,7 +23,7 @@ from shiftwatch.db import utcnow  # noqa: E402
 from shiftwatch.detectors import configs, references  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
 from shiftwatch.labeling.oracle import label_with_oracle  # noqa: E402
-from shiftwatch.labeling.queue import enqueue  # noqa: E402
+from shiftwatch.labeling.policy import enqueue  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
 from shiftwatch.retrain.labeled import labeled_data  # noqa: E402
 from shiftwatch.retrain.own_model import register_torch_model  # noqa: E402
@@ -39,7 +39,7 @@ CONFIG = RetrainConfig(
     # 1 point (it costs ~2 here; test_own_model_compress covers it); pruning then fine-tuning costs none.
     # torch-pruning is in the train extra; where it is missing the loop still runs, with PTQ only.
     compress=CompressConfig(steps=("prune", "ptq") if importlib.util.find_spec("torch_pruning") else ("ptq",),
-                            prune=PruneConfig(keep_fraction=0.75, finetune_epochs=2)),  # fmt: skip
+                            prune=PruneConfig(keep_fraction=0.75, finetune_epochs=2)),
     latency_repeats=3,
 )
 # A candidate trained to fix a drift disagrees with production exactly where production is wrong (~70 % of
@@ -114,7 +114,7 @@ def test_a_model_defined_only_in_the_test_goes_from_registration_to_an_approved_
     # 6. shadow -> canary -> approval, through the gateway
     gateway = api.app.state.gateway
     gateway.refresh("shapes")
-    mixed, mixed_labels = support.render(13, 60, rotation_deg=ROTATION)
+    mixed, _mixed_labels = support.render(13, 60, rotation_deg=ROTATION)
     assert {a["route"] for a in post(api, mixed[:30], "shadow")} == {"production"}
     shadow = controller.tick(db, settings)
     assert [o.decision for o in shadow] == ["advance"], shadow

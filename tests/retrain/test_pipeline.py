@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
-
+# The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import ModelVersion  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
@@ -74,7 +74,7 @@ def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> Non
     from shiftwatch.collector.records import PredictionRecord
     from shiftwatch.collector.service import log_predictions
     from shiftwatch.labeling.oracle import label_with_oracle
-    from shiftwatch.labeling.queue import enqueue
+    from shiftwatch.labeling.policy import enqueue
     from shiftwatch.retrain.runtime import OnnxClassifier
 
     store = InputStore(settings.data_dir)
@@ -233,7 +233,7 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
         PredictionRecord(
             model="digits", version="v1", predicted_class=0, confidence=0.9,
             embedding=np.zeros(64, np.float32), input_ref=store.put(digits.encode_png(image), "png"),
-        )  # fmt: skip
+        )
         for image in images
     ]
     records.append(PredictionRecord(model="digits", version="v1", predicted_class=1, confidence=0.5, embedding=np.zeros(64, np.float32)))

@@ -54,7 +54,7 @@ def test_the_gateway_stores_the_pixels_not_the_clients_file(api, db, settings):
     pixels = (np.random.default_rng(3).random((32, 32)) * 255).astype(np.uint8)
     stuffed = with_private_chunk(png(pixels), 20 << 20)
     predict(api, stuffed)
-    [(ref, data)] = stored_inputs(db, settings)
+    [(_ref, data)] = stored_inputs(db, settings)
     assert data is not None and len(data) < 10_000, len(data or b"")
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), pixels)  # the pixels are what is kept
     assert sum(p.stat().st_size for p in (settings.data_dir / "inputs").iterdir()) < 10_000

@@ -113,12 +113,12 @@ def test_registry_groups_and_unknown_names() -> None:
     assert "nope" not in DETECTORS
     with pytest.raises(KeyError):
         DETECTORS["nope"]
-    with pytest.raises(Invalid, match="unknown detector 'nope'.*mmd"):
+    with pytest.raises(Invalid, match=r"unknown detector 'nope'.*mmd"):
         detector_class("nope")
 
 
 def test_a_registry_target_without_a_class_is_refused_when_built() -> None:
-    with pytest.raises(ValueError, match="'broken'.*module:Attribute"):
+    with pytest.raises(ValueError, match=r"'broken'.*module:Attribute"):
         LazyRegistry({"broken": "shiftwatch.detectors.mmd"})
 
 

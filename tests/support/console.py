@@ -48,7 +48,7 @@ def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
     """The demo's story in miniature, written by each package's own functions: traffic, a drift run that
     opens an alert, oracle labels, and a canary comparison computed by the rollout controller's code."""
     from shiftwatch.labeling.oracle import label_with_oracle
-    from shiftwatch.labeling.queue import select_for_labeling
+    from shiftwatch.labeling.policy import Budget, select_for_labeling
     from shiftwatch.rollout.comparisons import compare_canary
     from shiftwatch.rollout.models import Comparison, Rollout
     from shiftwatch.rollout.schemas import RolloutPlan
@@ -60,7 +60,7 @@ def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
         v1_id, v2_id, model_id = v1.id, v2.id, v1.model_id
     open_drift_alert(db, settings, v1_id)
     with db.session() as session:
-        select_for_labeling(session, settings, "digits", start=utcnow() - timedelta(hours=2), batch_size=40, seed=0)
+        select_for_labeling(session, "digits", Budget.of(settings, "digits", 40), start=utcnow() - timedelta(hours=2), seed=0)
         assert label_with_oracle(session, "digits", lambda ref: 3) > 0
     step_start = utcnow() - timedelta(minutes=10)
     log_predictions(db, settings, predictions("v1", 100, seed=2, minutes_ago=9))

@@ -80,7 +80,7 @@ class FaultCluster:
                     connection.execute(text("SELECT 1"))
                 engine.dispose()
                 return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:  # not up yet
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build (once) the Label Studio server's own virtual environment; its pins clash with ours.
-# Usage: labeling/studio_venv.sh [VENV_DIR]   (default: .labelstudio-venv in the repo root)
+# Usage: tests/support/studio_venv.sh [VENV_DIR]   (default: .labelstudio-venv in the repo root)
 # Idempotent: returns at once when VENV_DIR already holds the pinned version. ~1 GB, a few minutes.
 set -euo pipefail
-VERSION="1.23.2"  # keep in step with shiftwatch.labeling.studio_server.PINNED_VERSION
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VERSION="1.23.2"  # keep in step with tests/support/studio_server.py: PINNED_VERSION
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$ROOT/.labelstudio-venv}"
 PYTHON="${PYTHON:-python3}"
 

@@ -1,10 +1,12 @@
-"""A throwaway local Label Studio server (tests, the demo): its own venv, a temporary data dir, a known token.
+"""A throwaway local Label Studio server for the tests: its own venv, a temporary data dir, a known token.
 
-Label Studio's pins clash with ours, so it lives in its own virtual environment
-(``labeling/studio_venv.sh`` builds ``.labelstudio-venv/``). Since 1.17 legacy tokens are
-off per organization by default; ``--enable-legacy-api-token`` (1.23) turns them on for the
-organization created at first start, so the ``--user-token`` we pass works at once.
-``SSRF_PROTECTION_ENABLED=false`` lets its webhooks reach shiftwatch on loopback.
+Test tooling, so it sits outside the installed package (``shiftwatch demo`` talks to a Label
+Studio only when one is configured; it never starts one). Label Studio's pins clash with ours,
+so it lives in its own virtual environment (``tests/support/studio_venv.sh`` builds
+``.labelstudio-venv/``). Since 1.17 legacy tokens are off per organization by default;
+``--enable-legacy-api-token`` (1.23) turns them on for the organization created at first start,
+so the ``--user-token`` we pass works at once. ``SSRF_PROTECTION_ENABLED=false`` lets its
+webhooks reach shiftwatch on loopback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,15 +22,11 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.servers import free_port
+
 PINNED_VERSION = "1.23.2"
 # First start migrates a fresh SQLite database: 45-160 s measured on a shared, overloaded 2-core machine.
 START_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def label_studio_bin(venv: Path) -> Path | None:
@@ -55,7 +52,7 @@ class LabelStudioServer:
     def start(self, timeout_s: float = START_TIMEOUT_S) -> "LabelStudioServer":
         launcher = label_studio_bin(self.venv)
         if launcher is None:
-            raise RuntimeError(f"no Label Studio in {self.venv}: run labeling/studio_venv.sh {self.venv}")
+            raise RuntimeError(f"no Label Studio in {self.venv}: run tests/support/studio_venv.sh {self.venv}")
         self.data_dir = Path(tempfile.mkdtemp(prefix="shiftwatch-ls-"))
         self.log_path = self.data_dir / "server.log"
         env = {

@@ -1,0 +1,256 @@
+"""What enters the labeling queue: a selection run over a window, named predictions (``enqueue``), the daily budget.
+
+Applies ``selection.py``'s pure rules (reasons, priority bands, diversity) to stored
+predictions and hands what it picks to ``queue.py``, which stores it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, overload
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector import registry
+from shiftwatch.collector.models import ModelVersion, Prediction
+from shiftwatch.collector.queries import Window, window
+from shiftwatch.db import utcnow
+from shiftwatch.errors import Invalid
+from shiftwatch.labeling import selection
+from shiftwatch.labeling.flags import FlaggedItem, detector_flags
+from shiftwatch.labeling.models import as_vector
+from shiftwatch.labeling.queue import IN_CHUNK, already_queued, check_reason, existing_centers, insert_candidates, queued_today
+from shiftwatch.labeling.selection import Candidate
+from shiftwatch.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """How many tasks a model's queue may take: per UTC day (all sources), and per selection run."""
+
+    daily: int
+    batch: int
+
+    @classmethod
+    def of(cls, settings: Settings, model_name: str, batch_size: int | None = None) -> "Budget":
+        """The model's budget from settings (``labeling_daily_budgets`` overrides the default); ``batch_size`` overrides the batch."""
+        daily = settings.labeling_daily_budgets.get(model_name, settings.labeling_daily_budget)
+        return cls(daily=daily, batch=batch_size or settings.labeling_batch_size)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """A prediction someone outside the policy wants labeled (e.g. a shadow/production disagreement)."""
+
+    prediction_id: uuid.UUID
+    score: float = 1.0  # in [0, 1]: how strongly it deserves a label, ranks it within its reason's band
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    queued: int
+    already_queued: int
+    over_budget: int
+    not_found: int
+    by_reason: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionResult:
+    model: str
+    considered: int
+    queued: int
+    by_reason: dict[str, int]
+    budget_left: int
+
+
+def _prediction_rows(session: Session, model_version_id: int, ids: list[uuid.UUID]) -> list[Prediction]:
+    rows: list[Prediction] = []
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        stmt = select(Prediction).where(Prediction.model_version_id == model_version_id, Prediction.id.in_(chunk))
+        rows.extend(session.scalars(stmt))
+    return rows
+
+
+def candidate_from_row(row: Prediction, reason: str, priority: float, evidence: dict[str, Any]) -> Candidate:
+    return Candidate(
+        prediction_id=row.id,
+        ts=row.ts,
+        model_version_id=row.model_version_id,
+        predicted_class=row.predicted_class,
+        confidence=row.confidence,
+        input_ref=row.input_ref,
+        embedding=as_vector(row.embedding),
+        probabilities=as_vector(row.probabilities),
+        reason=reason,
+        priority=priority,
+        evidence=evidence,
+    )
+
+
+def enqueue(
+    session: Session,
+    model_version_id: int,
+    items: Sequence[QueueItem | uuid.UUID],
+    reason: str,
+    *,
+    daily_budget: int | None = None,
+    now: datetime | None = None,
+) -> EnqueueResult:
+    """Queue named predictions of one version for labeling (what the rollout controller calls for disagreements).
+
+    Each prediction is queued at most once; with ``daily_budget`` the model's queue takes no
+    more than that many per UTC day (highest score first). Predictions without a stored
+    input cannot be shown to a person and count as ``not_found``.
+    """
+    check_reason(reason)
+    now = now or utcnow()
+    version = session.get(ModelVersion, model_version_id)
+    if version is None:
+        raise Invalid("model_version_id", f"model version {model_version_id} does not exist")
+    wanted = {i.prediction_id if isinstance(i, QueueItem) else i: i for i in items}
+    normalized = {pid: i if isinstance(i, QueueItem) else QueueItem(pid) for pid, i in wanted.items()}
+    queued = already_queued(session, list(normalized))
+    rows = {r.id: r for r in _prediction_rows(session, model_version_id, [p for p in normalized if p not in queued])}
+    base = selection.PRIORITY_BASE[reason]
+    candidates = [
+        candidate_from_row(row, reason, base + min(max(normalized[pid].score, 0.0), 1.0), normalized[pid].evidence)
+        for pid, row in rows.items()
+        if row.input_ref is not None
+    ]
+    candidates.sort(key=lambda c: -c.priority)
+    over = 0
+    if daily_budget is not None:
+        room = max(daily_budget - queued_today(session, version.model_id, now), 0)
+        over, candidates = max(len(candidates) - room, 0), candidates[:room]
+    stored = insert_candidates(session, candidates, now)
+    return EnqueueResult(
+        queued=stored,
+        already_queued=len(queued),
+        over_budget=over,
+        not_found=len(normalized) - len(queued) - len(candidates) - over,
+        by_reason={reason: stored} if stored else {},
+    )
+
+
+class WindowCandidates(Sequence[Candidate]):
+    """A window's rows as candidates, built on access: the random slice touches only the rows it draws."""
+
+    def __init__(self, win: Window, rows: np.ndarray, model_version_id: int) -> None:
+        self.win, self.rows, self.model_version_id = win, rows, model_version_id
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Candidate: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Candidate]: ...
+    def __getitem__(self, index: int | slice) -> Candidate | Sequence[Candidate]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.at(int(self.rows[index]))
+
+    def at(
+        self, i: int, reason: str = "random", priority: float = 0.0, evidence: dict[str, Any] | None = None
+    ) -> Candidate:
+        w = self.win
+        return Candidate(
+            prediction_id=w.ids[i],
+            ts=_as_utc(w.ts[i]),
+            model_version_id=self.model_version_id,
+            predicted_class=int(w.predicted_class[i]),
+            confidence=float(w.confidence[i]),
+            input_ref=w.input_ref[i],
+            embedding=None if w.embeddings is None else w.embeddings[i],
+            probabilities=None if w.probabilities is None else w.probabilities[i],
+            reason=reason,
+            priority=priority,
+            evidence=evidence or {},
+        )
+
+
+def _as_utc(value: np.datetime64) -> datetime:
+    return value.astype("datetime64[us]").item().replace(tzinfo=timezone.utc)
+
+
+def select_for_labeling(
+    session: Session,
+    model_name: str,
+    budget: Budget,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    flagged: Sequence[FlaggedItem] | None = None,
+    now: datetime | None = None,
+    seed: int | None = None,
+) -> SelectionResult:
+    """Run the policy over the production version's predictions in [start, end) and queue one batch.
+
+    ``flagged`` defaults to what the drift detectors flagged since ``start``. The batch is at
+    most ``budget.batch`` and what is left of the model's daily budget.
+    """
+    now = now or utcnow()
+    start = start or now - timedelta(days=1)
+    model = registry.get_model(session, model_name)
+    versions = registry.versions_in_state(session, model_name, "production")
+    room = max(budget.daily - queued_today(session, model.id, now), 0)
+    left = min(budget.batch, room)
+    considered, by_reason = 0, dict[str, int]()
+    rng = np.random.default_rng(seed)
+    for version in versions:
+        if left <= 0:
+            break
+        win = window(session, version.id, start=start, end=end or now, route="production")
+        considered += len(win)
+        flags = list(flagged) if flagged is not None else detector_flags(session, version.id, since=start)
+        picked = _plan(session, version.id, win, flags, left, rng)
+        left -= insert_candidates(session, picked, now)
+        for c in picked:
+            by_reason[c.reason] = by_reason.get(c.reason, 0) + 1
+    return SelectionResult(
+        model=model_name, considered=considered, queued=sum(by_reason.values()), by_reason=by_reason,
+        budget_left=max(room - sum(by_reason.values()), 0),
+    )
+
+
+def _plan(
+    session: Session, version_id: int, win: Window, flags: list[FlaggedItem], budget: int, rng: np.random.Generator
+) -> list[Candidate]:
+    queued = already_queued(session, list(win.ids))
+    usable = np.asarray(
+        [i for i in range(len(win)) if win.input_ref[i] is not None and win.ids[i] not in queued], dtype=np.int64
+    )
+    everyone = WindowCandidates(win, usable, version_id)
+    margin = selection.margins(win.probabilities, win.confidence)
+    uncertain_priority = selection.uncertainty_priorities(margin)
+    informative = [
+        everyone.at(int(i), "uncertain", float(uncertain_priority[i]), {"margin": round(float(margin[i]), 4)})
+        for i in usable
+        if not np.isnan(uncertain_priority[i])
+    ]
+    informative += _flagged_candidates(session, version_id, flags)
+    return selection.plan_batch(informative, everyone, budget, rng=rng, existing=existing_centers(session, version_id))
+
+
+def _flagged_candidates(session: Session, version_id: int, flags: list[FlaggedItem]) -> list[Candidate]:
+    # A flag may name a prediction outside this window, so its queue check is its own.
+    queued = already_queued(session, [f.prediction_id for f in flags])
+    flags = [f for f in flags if f.prediction_id not in queued]
+    if not flags:
+        return []
+    priorities = selection.flagged_priorities(np.asarray([f.score for f in flags]))
+    rows = {r.id: r for r in _prediction_rows(session, version_id, [f.prediction_id for f in flags])}
+    out = []
+    for flag, priority in zip(flags, priorities, strict=True):
+        row = rows.get(flag.prediction_id)
+        if row is not None and row.input_ref is not None:
+            out.append(candidate_from_row(row, "flagged", float(priority), {"score": flag.score, "method": flag.method}))
+    return out
