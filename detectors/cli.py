@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 
 KINDS = ("embeddings", "probabilities")  # the API's field names; ``probs`` is the old spelling
+# estimate-accuracy's options before they took the API's name (hidden; they warn and still work).
+OLD_REFERENCE_PROBS = deprecated_option("--reference-probs", "--reference-probabilities")
+OLD_CURRENT_PROBS = deprecated_option("--current-probs", "--current-probabilities")
+OLD_SLICE_PROBS = deprecated_option("--slice-probs", "--slice-probabilities")
 
 
 def load_array(path: Path, option: str) -> np.ndarray:
@@ -110,9 +114,9 @@ def register(app: typer.Typer) -> None:
             None, "--slice-probabilities", help="class probabilities of the current window's labeled random slice, (s, k) .npy"
         ),
         slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
-        reference_probs: Path | None = deprecated_option("--reference-probs", "--reference-probabilities"),
-        current_probs: Path | None = deprecated_option("--current-probs", "--current-probabilities"),
-        slice_probs: Path | None = deprecated_option("--slice-probs", "--slice-probabilities"),
+        reference_probs: Path | None = OLD_REFERENCE_PROBS,
+        current_probs: Path | None = OLD_CURRENT_PROBS,
+        slice_probs: Path | None = OLD_SLICE_PROBS,
     ) -> None:
         """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
 

@@ -182,21 +182,21 @@ def runs_command(
 
     _settings, db = _connect()
     with db.session() as session:
-        rows = [{
-            "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
-            "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
-            "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
-        } for run in list_runs(session, model, limit)]  # fmt: skip
-    if as_json:
-        emit_json(rows)
-        return
-    emit_table(
-        ("id", "status", "started", "seconds", "labeled snapshot", "steps", "artifact", "error"),
-        [(r["id"], r["status"], r["started_at"][:16].replace("T", " "),
-          None if r["duration_s"] is None else f"{r['duration_s']:.0f}", r["labeled_snapshot_sha256"][:12],
-          ",".join(r["compress_steps"] or []), (r["artifact_sha256"] or "")[:12], r["error"]) for r in rows],
-        title="training runs",
-    )  # fmt: skip
+        runs = list_runs(session, model, limit)
+        if as_json:
+            emit_json([{
+                "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
+                "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
+                "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
+            } for run in runs])  # fmt: skip
+            return
+        emit_table(
+            ("id", "status", "started", "seconds", "labeled snapshot", "steps", "artifact", "error"),
+            [(run.id, run.status, f"{run.started_at:%Y-%m-%d %H:%M}",
+              None if run.duration_s is None else f"{run.duration_s:.0f}", run.labeled_snapshot_sha256[:12],
+              ",".join(run.compress_steps or []), (run.artifact_sha256 or "")[:12], run.error) for run in runs],
+            title="training runs",
+        )  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:

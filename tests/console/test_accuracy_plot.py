@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
-from tests.support.drift_scenario import REGISTRY, add_config, log, pin_labeled_reference, records
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow
@@ -15,6 +14,7 @@ from shiftwatch.detectors.models import Alert, DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import select_for_labeling
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_labeled_reference, records
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 REALIZED = {51: 100.0, 52: 0.0}  # the oracle agrees with every prediction of window 51, with none of window 52

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
-
-import io
-import time
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,10 +112,9 @@ def add_rollout_versions(db, settings) -> int:  # type: ignore[no-untyped-def]
 
 def drive_to_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
     """A rollout of v2 driven through shadow and one canary step until it awaits approval; returns its id."""
-    from tests.support.rollout import png_image
-
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.schemas import RolloutPlan
+    from tests.support.rollout import png_image
 
     # Half the traffic in the one canary step, so both arms have rows to compare.
     plan = RolloutPlan(canary_steps=[0.5], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
@@ -228,11 +225,10 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
     page, live_server, db, settings, tmp_path: Path
 ) -> None:
     """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
-    from tests.support.console import load_demo_like_data, predictions
-
     from shiftwatch.collector.service import log_predictions
     from shiftwatch.db import utcnow
     from shiftwatch.detectors.runs import run_due_detectors
+    from tests.support.console import load_demo_like_data, predictions
 
     load_demo_like_data(db, settings)
     for step in range(2):  # two more runs on new shifted traffic: a history to plot
@@ -259,10 +255,9 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
 def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
     page, db, settings, tmp_path: Path
 ) -> None:
-    from tests.support.servers import LiveServer
-
     from shiftwatch.app import create_app
     from shiftwatch.tokens import create_token
+    from tests.support.servers import LiveServer
 
     secured = settings.model_copy(update={"auth_required": True, "secret_key": "81NLxhc7bYxa_oYuVCtZnfHfc8neP7QFTFm6HTXU"})
     reader = create_token(db, "reader", ["read"])
@@ -296,13 +291,12 @@ def bright_png(seed: int) -> bytes:
 def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: str) -> int:  # type: ignore[no-untyped-def]
     """v1 serves normal then washed-out images through the gateway; two MMD runs open and update an alert,
     whose webhook goes to a loopback receiver; serve's labeling job then queues the flagged samples."""
-    from tests.support.rollout import png_image
-
     from shiftwatch.db import utcnow
     from shiftwatch.detectors import configs, references
     from shiftwatch.detectors.runs import run_due_detectors
     from shiftwatch.detectors.webhooks import deliver_due
     from shiftwatch.labeling.job import run_labeling_cycle
+    from tests.support.rollout import png_image
 
     hooked = settings.model_copy(update={"alert_webhooks": [f"{receiver_url}/hook"], "public_url": server_url})
     v1_id = add_rollout_versions(db, settings)
@@ -328,10 +322,10 @@ def test_an_operator_walks_from_the_webhook_to_an_approved_rollout(  # type: ign
     import json
 
     from sqlalchemy import select
-    from tests.support.webhook_receiver import Receiver
 
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.models import AuditLog
+    from tests.support.webhook_receiver import Receiver
 
     receiver = Receiver()
     try:
