@@ -13,7 +13,7 @@ from shiftwatch.db import utcnow
 from shiftwatch.detectors.models import Alert, DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.labeling.oracle import label_with_oracle
-from shiftwatch.labeling.policy import select_for_labeling
+from shiftwatch.labeling.policy import Budget, select_for_labeling
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_labeled_reference, records
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
@@ -36,8 +36,8 @@ def labeled_windows(db, settings, digits_model):  # type: ignore[no-untyped-def]
         assert run_due_detectors(db, settings, start + timedelta(minutes=5), registry=REGISTRY).runs == 2
         if seed in REALIZED:  # 100 queued per window, a tenth of them the uniform random slice
             with db.session() as session:
-                select_for_labeling(session, settings, "digits", start=start, end=start + timedelta(minutes=5),
-                                    batch_size=100, seed=seed)
+                select_for_labeling(session, "digits", Budget.of(settings, "digits", 100), start=start,
+                                    end=start + timedelta(minutes=5), seed=seed)
 
     def oracle(ref: str) -> int:
         seed = int(ref.removeprefix("inputs/").split("-")[0])
