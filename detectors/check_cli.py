@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
 
 
 def _table(result: CheckOut) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from shiftwatch.cli_output import wide_console
 
     table = Table("config", "detector", "status", "drift", "p (Holm)", "effect", "n", "note")
     for run in result.runs:
@@ -31,7 +32,7 @@ def _table(result: CheckOut) -> None:
         )
     for quiet in result.quiet:
         table.add_row(str(quiet.config_id), quiet.name, "not run", "-", "-", "-", "-", quiet.note)
-    Console(width=200).print(table)
+    wide_console().print(table)  # never cut: notes and ids stay whole
 
 
 app = typer.Typer()

@@ -8,11 +8,19 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from shiftwatch.cli_aliases import deprecated_option, renamed, renamed_required, renamed_value
 from shiftwatch.detectors import DETECTORS, EMBEDDING_DETECTORS, PROBABILITY_DETECTORS
 from shiftwatch.errors import Invalid
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+KINDS = ("embeddings", "probabilities")  # the API's field names; ``probs`` is the old spelling
+# estimate-accuracy's options before they took the API's name (hidden; they warn and still work).
+OLD_REFERENCE_PROBS = deprecated_option("--reference-probs", "--reference-probabilities")
+OLD_CURRENT_PROBS = deprecated_option("--current-probs", "--current-probabilities")
+OLD_SLICE_PROBS = deprecated_option("--slice-probs", "--slice-probabilities")
 
 
 def load_array(path: Path, option: str) -> np.ndarray:
@@ -50,12 +58,12 @@ def run_detect(
     reference: np.ndarray, current: np.ndarray, method: str, kind: str, alpha: float, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Fit the chosen detector on the reference array and test the current one."""
-    if kind not in ("embeddings", "probs"):
-        raise Invalid("--kind", "must be embeddings or probs")
+    if kind not in KINDS:
+        raise Invalid("--kind", f"must be {' or '.join(KINDS)}")
     name = pick_method(method, kind)
     from shiftwatch.detectors.effect import with_min_effect
 
-    usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probs" else ())
+    usable = EMBEDDING_DETECTORS + (PROBABILITY_DETECTORS if kind == "probabilities" else ())
     if name not in usable:
         raise Invalid("--method", f"{name!r} does not apply to --kind {kind}; use auto or one of {', '.join(usable)}")
     min_effect = overrides.pop("min_effect_size", None)
@@ -75,7 +83,7 @@ def detect(
         "auto", help="auto (MMD-Agg + per-feature KS) | mmd | lsdd | ks | ks_features | classifier | bbsd | bbsd_confidence | bbsd_label | bbsd_probs"
     ),
     alpha: float = typer.Option(0.05, min=0.0, max=1.0, help="significance level"),
-    kind: str = typer.Option("embeddings", help="embeddings, or probs for (n, k) class probabilities (BBSD)"),
+    kind: str = typer.Option("embeddings", help="embeddings, or probabilities for (n, k) class probabilities (BBSD)"),
     min_effect: float | None = typer.Option(
         None, help="explicit practical threshold (method's unit); default: drift unless negligible at this window size"
     ),
@@ -86,40 +94,56 @@ def detect(
         load_array(reference, "--reference"),
         load_array(current, "--current"),
         method,
-        kind,
+        renamed_value(kind, "--kind", "probs", "probabilities"),
         alpha,
         {"min_effect_size": min_effect, "seed": seed},
     )
     typer.echo(json.dumps(result))
 
+
 @app.command("estimate-accuracy")
 def estimate_accuracy(
-    reference_probs: Path = typer.Option(..., "--reference-probs", help="labeled reference class probabilities, (n, k) .npy"),
+    reference_probabilities: Path | None = typer.Option(
+        None, "--reference-probabilities", help="labeled reference class probabilities, (n, k) .npy [required]"
+    ),
     reference_labels: Path = typer.Option(..., "--reference-labels", help="reference labels, (n,) integer .npy"),
-    current_probs: Path = typer.Option(..., "--current-probs", help="unlabeled current class probabilities, (m, k) .npy"),
+    current_probabilities: Path | None = typer.Option(
+        None, "--current-probabilities", help="unlabeled current class probabilities, (m, k) .npy [required]"
+    ),
     method: str = typer.Option("cbpe", help="cbpe (calibrated confidence, the default: closer on the issue-14 cases) | atc"),
     confidence_level: float = typer.Option(0.95, min=0.5, max=0.999, help="interval coverage"),
-    slice_probs: Path | None = typer.Option(None, "--slice-probs", help="class probabilities of the current window's labeled random slice, (s, k) .npy"),
+    slice_probabilities: Path | None = typer.Option(
+        None, "--slice-probabilities", help="class probabilities of the current window's labeled random slice, (s, k) .npy"
+    ),
     slice_labels: Path | None = typer.Option(None, "--slice-labels", help="labels of that slice, (s,) integer .npy"),
+    reference_probs: Path | None = OLD_REFERENCE_PROBS,
+    current_probs: Path | None = OLD_CURRENT_PROBS,
+    slice_probs: Path | None = OLD_SLICE_PROBS,
 ) -> None:
     """Estimate CURRENT's accuracy without labels; prints one JSON object with an interval.
 
-    With --slice-probs/--slice-labels (a uniform random sample of the window, labeled) it adds
+    With --slice-probabilities/--slice-labels (a uniform random sample of the window, labeled) it adds
     ``prediction_powered``: the estimate corrected by those labels, an interval valid under any shift.
     """
     from shiftwatch.detectors.accuracy import AccuracyEstimator
 
+    reference_path = renamed_required(reference_probabilities, reference_probs, "--reference-probabilities", "--reference-probs")
+    current_path = renamed_required(current_probabilities, current_probs, "--current-probabilities", "--current-probs")
+    slice_path = renamed(slice_probabilities, slice_probs, "--slice-probabilities", "--slice-probs")
     if method not in ("atc", "cbpe"):
         raise Invalid("--method", "must be atc or cbpe")
-    if (slice_probs is None) != (slice_labels is None):
-        raise Invalid("--slice-labels" if slice_labels is None else "--slice-probs", "give both --slice-probs and --slice-labels, or neither")
+    if (slice_path is None) != (slice_labels is None):
+        raise Invalid(
+            "--slice-labels" if slice_labels is None else "--slice-probabilities",
+            "give both --slice-probabilities and --slice-labels, or neither",
+        )
     estimator = AccuracyEstimator(method, confidence_level=confidence_level)  # type: ignore[arg-type]  # checked to be atc or cbpe above
-    current = load_array(current_probs, "--current-probs")
-    estimator.fit(load_array(reference_probs, "--reference-probs"), load_array(reference_labels, "--reference-labels"))
+    current = load_array(current_path, "--current-probabilities")
+    estimator.fit(load_array(reference_path, "--reference-probabilities"), load_array(reference_labels, "--reference-labels"))
     out = estimator.estimate(current).to_dict()
-    if slice_probs is not None and slice_labels is not None:
+    if slice_path is not None and slice_labels is not None:
         powered = estimator.estimate_with_labels(
-            current, load_array(slice_probs, "--slice-probs"), load_array(slice_labels, "--slice-labels")
+            current, load_array(slice_path, "--slice-probabilities"), load_array(slice_labels, "--slice-labels")
         )
         out["prediction_powered"] = powered.to_dict()
     typer.echo(json.dumps(out))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from shiftwatch.cli_context import open_db, settings_or_exit
+from shiftwatch.cli_output import JSON_OPTION, emit_json, emit_table
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain import register_cli
 from shiftwatch.retrain.register_cli import require_torch
@@ -154,18 +155,31 @@ def bootstrap_command(
 
 
 @app.command("runs")
-def runs_command(model: str = typer.Option(..., "--model"), limit: int = typer.Option(20, min=1)) -> None:
-    """The latest training runs of MODEL, one JSON object per line."""
+def runs_command(
+    model: str = typer.Option(..., "--model", help="model name"),
+    limit: int = typer.Option(20, min=1, help="the newest this many"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The latest training runs of MODEL, newest first: a table, or with --json the API's JSON list."""
     from shiftwatch.retrain.runs import list_runs
 
     db = open_db(settings_or_exit().database_url, migrate=True)
     with db.session() as session:
-        for run in list_runs(session, model, limit):
-            typer.echo(json.dumps({
+        runs = list_runs(session, model, limit)
+        if as_json:
+            emit_json([{
                 "id": run.id, "status": run.status, "started_at": run.started_at.isoformat(),
                 "duration_s": run.duration_s, "labeled_snapshot_sha256": run.labeled_snapshot_sha256,
                 "compress_steps": run.compress_steps, "artifact_sha256": run.artifact_sha256, "error": run.error,
-            }))  # fmt: skip
+            } for run in runs])  # fmt: skip
+            return
+        emit_table(
+            ("id", "status", "started", "seconds", "labeled snapshot", "steps", "artifact", "error"),
+            [(run.id, run.status, f"{run.started_at:%Y-%m-%d %H:%M}",
+              None if run.duration_s is None else f"{run.duration_s:.0f}", run.labeled_snapshot_sha256[:12],
+              ",".join(run.compress_steps or []), (run.artifact_sha256 or "")[:12], run.error) for run in runs],
+            title="training runs",
+        )  # fmt: skip
 
 
 app.add_typer(register_cli.app)  # register: bring your own model

@@ -13,6 +13,9 @@ from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_tabl
 from shiftwatch.errors import Conflict, Invalid
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
+    from sqlalchemy.orm import Session
+
+    from shiftwatch.rollout.models import Rollout
     from shiftwatch.rollout.schemas import RolloutOut
 
 
@@ -52,6 +55,25 @@ def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
         console.print(audit)
 
 
+
+def _emit_rollout(out: RolloutOut, as_json: bool) -> None:
+    """A rollout as the API returns it with --json, else the status view."""
+    if as_json:
+        emit_json(out.model_dump(mode="json"))
+    else:
+        _print_status(out)
+
+
+def _emit_decision(session: Session, rollout: Rollout, as_json: bool) -> None:
+    """After approve or reject: the new state in one line, or with --json the rollout as the API returns it."""
+    from shiftwatch.rollout import status
+
+    if as_json:
+        emit_json(status.describe(session, rollout).model_dump(mode="json"))
+    else:
+        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+
+
 app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
 
 
@@ -62,6 +84,7 @@ def start(
     steps: str = typer.Option("0.05,0.25,0.5", help="canary shares, comma-separated"),
     require_labels: bool = typer.Option(True, help="approval needs enough labeled samples for the accuracy test"),
     plan_json: str = typer.Option("{}", "--plan", help='other plan fields as JSON, e.g. \'{"min_shadow_pairs": 50}\''),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Put a candidate in shadow behind production; the controller takes it from there."""
     from pydantic import ValidationError
@@ -81,7 +104,7 @@ def start(
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         rollout = controller.start_rollout(session, settings.data_dir, model, version, plan, actor=_actor())
-        _print_status(status.describe(session, rollout))
+        _emit_rollout(status.describe(session, rollout), as_json)
 
 
 
@@ -131,6 +154,7 @@ def approve(
     rollout_id: int = typer.Argument(..., help="rollout id"),
     force: bool = typer.Option(False, "--force", help="approve although evidence is insufficient"),
     reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Promote a canary to production (a person's decision, recorded in the audit log)."""
     from shiftwatch.rollout import controller
@@ -138,7 +162,7 @@ def approve(
     db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
         rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
-        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+        _emit_decision(session, rollout, as_json)
 
 
 
@@ -146,6 +170,7 @@ def approve(
 def reject(
     rollout_id: int = typer.Argument(..., help="rollout id"),
     reason: str = typer.Option(..., "--reason", help="why (goes in the audit log)"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Stop a rollout; the candidate never reaches production."""
     from shiftwatch.rollout import controller
@@ -153,16 +178,22 @@ def reject(
     db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
-        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+        _emit_decision(session, rollout, as_json)
 
 
 
 @app.command("tick")
-def tick() -> None:
+def tick(as_json: bool = JSON_OPTION) -> None:
     """Run the controller once now (the server runs it every rollout_tick_seconds)."""
+    from dataclasses import asdict
+
     from shiftwatch.rollout import controller
 
     db = open_db(settings_or_exit().database_url, migrate=False)
-    for outcome in controller.tick(db):
+    outcomes = controller.tick(db)
+    if as_json:
+        emit_json([asdict(outcome) for outcome in outcomes])
+        return
+    for outcome in outcomes:
         typer.echo(f"rollout {outcome.rollout_id}: {outcome.state_before} -> {outcome.state_after} "
                    f"({outcome.decision}: {'; '.join(outcome.reasons)})")

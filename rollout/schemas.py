@@ -13,30 +13,38 @@ class RolloutPlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # Canary shares, in order; sticky by routing key.
-    canary_steps: list[float] = Field(default_factory=lambda: [0.05, 0.25, 0.5])
-    # Shadow pairs (same request id on both versions) before the candidate may take real traffic.
-    min_shadow_pairs: int = Field(200, ge=1)
-    # Candidate predictions per canary step before it may advance.
-    min_step_predictions: int = Field(200, ge=1)
-    # Shadow: the share of pairs where both versions agree, below which the candidate is rolled back.
-    min_agreement: float = Field(0.8, ge=0, le=1)
-    # Candidate p99 latency (ms, model time incl. batching queue) above which it is rolled back.
-    latency_budget_ms: float = Field(50.0, gt=0)
-    max_error_rate: float = Field(0.02, ge=0, le=1)
-    # Mean confidence drop (candidate vs production) that, with a significant KS test, is a breach.
-    max_confidence_drop: float = Field(0.05, ge=0, le=1)
-    confidence_ks_alpha: float = Field(0.01, gt=0, lt=1)
-    # Accuracy on labeled samples, by a Wald SPRT of "equal" vs "worse by accuracy_margin":
-    # alpha = chance of rolling back an equal candidate, beta = chance of keeping one that is margin worse
-    # (0.01 / 0.02: bench/canary.py measures 99% kept and 98% rolled back on 100 simulated rollouts each).
-    accuracy_margin: float = Field(0.03, gt=0, lt=1)
-    alpha: float = Field(0.01, gt=0, lt=0.5)
-    beta: float = Field(0.02, gt=0, lt=0.5)
-    # Approval needs the accuracy test to have enough labeled samples (or an SPRT verdict).
-    require_labels: bool = True
-    # Most recent predictions per route a comparison reads (bounds a tick's memory and time).
-    max_window: int = Field(20_000, ge=100)
+    canary_steps: list[float] = Field(
+        default_factory=lambda: [0.05, 0.25, 0.5],
+        description="canary traffic shares, increasing, in (0, 1]; sticky by routing key",
+    )
+    min_shadow_pairs: int = Field(
+        200, ge=1, description="shadow pairs (same request id on both versions) before the candidate may take real traffic"
+    )
+    min_step_predictions: int = Field(200, ge=1, description="candidate predictions per canary step before it may advance")
+    min_agreement: float = Field(
+        0.8, ge=0, le=1, description="shadow: share of pairs where both versions agree, below which the candidate is rolled back"
+    )
+    latency_budget_ms: float = Field(
+        50.0, gt=0, description="candidate p99 latency (ms, model time incl. the batching queue) above which it is rolled back"
+    )
+    max_error_rate: float = Field(0.02, ge=0, le=1, description="candidate error rate above which it is rolled back")
+    max_confidence_drop: float = Field(
+        0.05, ge=0, le=1, description="mean confidence drop (candidate vs production) that, with a significant KS test, is a breach"
+    )
+    confidence_ks_alpha: float = Field(0.01, gt=0, lt=1, description="significance level of that KS test")
+    # bench/canary.py measures 99% kept and 98% rolled back on 100 simulated rollouts each at 0.01 / 0.02.
+    accuracy_margin: float = Field(
+        0.03, gt=0, lt=1,
+        description='accuracy SPRT on the random labeling slice: "worse" means worse by this much (0.03 = 3 points)',
+    )
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="accuracy SPRT: chance of rolling back an equally accurate candidate")
+    beta: float = Field(0.02, gt=0, lt=0.5, description="accuracy SPRT: chance of keeping a candidate that is accuracy_margin worse")
+    require_labels: bool = Field(
+        True, description="approval needs the accuracy test to have enough labeled samples (or an SPRT verdict)"
+    )
+    max_window: int = Field(
+        20_000, ge=100, description="most recent predictions per route a comparison reads (bounds a tick's memory and time)"
+    )
 
     @field_validator("canary_steps")
     @classmethod
@@ -49,9 +57,9 @@ class RolloutPlan(BaseModel):
 class StartRollout(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
-    version: str
-    plan: RolloutPlan = Field(default_factory=RolloutPlan)
+    model: str = Field(description="registered model name")
+    version: str = Field(description="the registered candidate version to roll out")
+    plan: RolloutPlan = Field(default_factory=RolloutPlan, description="how the candidate is judged; defaults as listed")
 
 
 class Bootstrap(BaseModel):
@@ -59,7 +67,7 @@ class Bootstrap(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str = Field("", max_length=2000)
+    reason: str = Field("", max_length=2000, description="why this version is the first in production (audit log)")
 
 
 class Decision(BaseModel):
@@ -67,8 +75,11 @@ class Decision(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = False
-    reason: str = Field("", max_length=2000)
+    force: bool = Field(False, description="approve although the evidence is insufficient (needs a reason)")
+    reason: str = Field(
+        "", max_length=2000,
+        description="why (audit log); required with force and when approving while the accuracy test is undecided",
+    )
 
 
 class AuditOut(BaseModel):

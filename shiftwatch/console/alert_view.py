@@ -3,7 +3,7 @@
 Issue 17: the page listed "embedding dimensions 30, 28, 22" and "est. accuracy -50.3 pts"
 (read as an accuracy of -50). It now says what moved and how much it likely costs, shows the
 atypical inputs beside reference inputs with their predicted classes, plots the detector's
-statistic and the estimated accuracy over time (on SQLite too, where Grafana cannot go), and
+statistic and the estimated accuracy beside the realized one over time (on SQLite too, where Grafana cannot go), and
 points at the next step: the labeling queue that already holds the flagged samples.
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.models import Model, ModelVersion, Prediction
-from shiftwatch.console import svg
+from shiftwatch.console import accuracy_plot, svg
 from shiftwatch.detectors.harm import describe
 from shiftwatch.detectors.models import DriftRun, ReferenceWindow
 from shiftwatch.detectors.schemas import AlertOut
@@ -52,7 +52,8 @@ class AlertView:
     atypical: list[Example]
     reference: list[Example]
     history_svg: str | None
-    accuracy_svg: str | None
+    accuracy_svg: str | None  # estimated vs realized accuracy per tested window
+    accuracy_caption: str | None
 
 
 def _class_name(names: list[str], index: int) -> str:
@@ -147,7 +148,7 @@ def _hours(ticks: list[datetime], origin: datetime) -> list[float]:
     return [(t - origin).total_seconds() / 3600 for t in ticks]
 
 
-def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]:
+def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None, str | None]:
     runs = list(
         session.scalars(
             select(DriftRun)
@@ -157,7 +158,7 @@ def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]
         )
     )[::-1]
     if len(runs) < 2:  # one point draws no line
-        return None, None
+        return None, None, None
     origin = runs[0].tick
     x_label = f"hours since {origin:%Y-%m-%d %H:%M} UTC"
     first = session.get(DriftRun, alert.first_run_id)  # the run that opened it, on the runs' own clock
@@ -169,30 +170,10 @@ def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None]
         title=f"{alert.detector}: effect size per run", x_label=x_label, y_label=alert.effect_unit or "effect",
         markers=[opened],
     )
-    estimates = list(
-        session.scalars(
-            select(DriftRun)
-            .where(
-                DriftRun.model_version_id == alert.model_version_id,
-                DriftRun.detector == "accuracy_drop",
-                DriftRun.status == "ok",
-                DriftRun.tick >= origin,
-            )
-            .order_by(DriftRun.tick)
-        )
-    )
-    if estimates:  # estimated accuracy itself (%), the way NannyML plots estimated performance
-        series = svg.Series("estimated, %", _hours([r.tick for r in estimates], origin),
-                            [100 * float(r.statistic or 0.0) for r in estimates])
-        y_label = "accuracy, %"
-    else:  # harm from the confidence drop: accuracy points lost
-        lost = [float("nan") if r.estimated_harm is None else r.estimated_harm for r in runs]
-        series = svg.Series("points lost", hours, lost)
-        y_label = "estimated accuracy lost, points"
-    accuracy = svg.line_chart(
-        [series], title="Estimated accuracy over time", x_label=x_label, y_label=y_label, markers=[opened]
-    )
-    return effect, accuracy
+    estimated = accuracy_plot.history(session, alert.model_version_id, runs, origin)
+    accuracy = None if estimated is None else accuracy_plot.chart(estimated, origin, x_label, [opened])
+    caption = None if estimated is None else accuracy_plot.caption(estimated)
+    return effect, accuracy, caption
 
 
 def build(session: Session, alert: AlertOut) -> AlertView:
@@ -200,12 +181,13 @@ def build(session: Session, alert: AlertOut) -> AlertView:
     model = session.get(Model, version.model_id) if version is not None else None
     names = list(model.class_names) if model is not None else []
     atypical, reference = _examples(session, alert, names)
-    history, accuracy_plot = _history(session, alert)
+    history, accuracy_svg, accuracy_caption = _history(session, alert)
     return AlertView(
         summary=_summary(alert),
         accuracy=_accuracy(session, alert),
         atypical=atypical,
         reference=reference,
         history_svg=history,
-        accuracy_svg=accuracy_plot,
+        accuracy_svg=accuracy_svg,
+        accuracy_caption=accuracy_caption,
     )

@@ -18,15 +18,19 @@ WIDTH, HEIGHT = 640, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 48, 16, 28, 36
 # Faint enough that three overlapping fills still let each outline's colour read as the legend's.
 HISTOGRAM_FILL_OPACITY = 0.12
+BAND_FILL_OPACITY = 0.2
 
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One named line: x and y values of equal length."""
+    """One named line: x and y values of equal length, optionally in an interval band or as dots."""
 
     name: str
     x: Sequence[float]
     y: Sequence[float]
+    low: Sequence[float] | None = None  # with ``high``: a translucent band in the line's colour
+    high: Sequence[float] | None = None
+    dots: bool = False  # a dot per point and no joining line (sparse values, e.g. windows that have labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,19 +148,34 @@ def line_chart(
 ) -> str:
     """Lines over a shared x axis, with labelled vertical markers."""
     xs = [float(v) for s in series for v in s.x] + [m.x for m in markers]
-    ys = [float(v) for s in series for v in s.y if np.isfinite(v)]
+    ys = [float(v) for s in series for values in (s.y, s.low or (), s.high or ()) for v in values if np.isfinite(v)]
     frame = _Frame((min(xs, default=0.0), max(xs, default=1.0)), y_range or (min(ys, default=0.0), max(ys, default=1.0)))
     parts = _axes(frame, title, x_label, y_label)
     marker_parts, key_height = _markers(frame, markers)
     parts += marker_parts
     for index, line in enumerate(series):
-        points = " ".join(
-            f"{frame.x(float(x)):.1f},{frame.y(float(y)):.1f}" for x, y in zip(line.x, line.y) if np.isfinite(y)
-        )
         colour = PALETTE[index % len(PALETTE)]
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        name = escape(line.name)
+        if line.low is not None and line.high is not None:
+            parts.append(_band(frame, line, colour))
+        finite = [(frame.x(float(x)), frame.y(float(y))) for x, y in zip(line.x, line.y) if np.isfinite(y)]
+        if line.dots:
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}" data-series="{name}"/>' for x, y in finite]
+            continue
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in finite)
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" data-series="{name}"/>')
     parts += _legend([s.name for s in series])
     return _svg(parts, title, HEIGHT + key_height)
+
+
+def _band(frame: _Frame, line: Series, colour: str) -> str:
+    """The interval around a line: its upper edge left to right, then its lower edge back."""
+    kept = [(float(x), float(lo), float(hi)) for x, lo, hi in zip(line.x, line.low or (), line.high or ())
+            if np.isfinite(lo) and np.isfinite(hi)]
+    edge = [(frame.x(x), frame.y(hi)) for x, _, hi in kept] + [(frame.x(x), frame.y(lo)) for x, lo, _ in reversed(kept)]
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in edge)
+    return (f'<polygon points="{path}" fill="{colour}" fill-opacity="{BAND_FILL_OPACITY}" stroke="none" '
+            f'data-band="{escape(line.name)}"/>')
 
 
 def histograms(

@@ -131,6 +131,16 @@ def test_the_openapi_schema_describes_every_registration_field(app, schema: str)
     assert set(undescribed) <= allowed.get(schema, set()), f"{schema}: add Field(description=...) for {undescribed}"
 
 
+@pytest.mark.parametrize(
+    "schema",
+    ["DetectorConfigIn", "DetectorConfigPatch", "DetectorConfigOut", "ReferenceRangeIn", "ReferenceOut", "AlertOut",
+     "DriftRunOut", "CheckOut", "RolloutPlan", "StartRollout", "Decision", "Bootstrap"],
+)
+def test_the_openapi_schema_describes_every_detector_alert_and_rollout_input_field(app, schema: str) -> None:
+    fields = app.openapi()["components"]["schemas"][schema]["properties"]
+    assert [name for name, spec in fields.items() if not spec.get("description")] == []
+
+
 def test_the_openapi_schema_describes_every_ingest_field(app) -> None:
     # POST /v1/predictions reads its body itself (JSON or .npz); its requestBody is declared by hand.
     body = app.openapi()["paths"]["/v1/predictions"]["post"]["requestBody"]["content"]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
-
-import io
-import time
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,33 +87,51 @@ def test_every_console_page_renders_in_the_browser(page, live_server, digits_mod
         screenshot(page, tmp_path, name)
 
 
-def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
-    """v1 production, v2 candidate, driven through shadow and one canary step until it awaits approval."""
+def post_images(app, server_url: str, bodies: list[bytes], first: int = 0) -> None:  # type: ignore[no-untyped-def]
+    """Each PNG through the real gateway over HTTP, one client key each; returns once shadow copies and logs are written."""
     import httpx
-    from tests.support.rollout import add_version, png_image
 
+    gateway = app.state.gateway
+    gateway.refresh("digits")
+    for i, body in enumerate(bodies, start=first):
+        response = httpx.post(f"{server_url}/v1/models/digits/predict", content=body,
+                              headers={"content-type": "image/png", "x-client-key": f"client-{i}"})
+        assert response.status_code == 200, response.text
+    time.sleep(0.3)  # shadow copies run after the production answer
+    assert gateway.writer.flush()
+
+
+def add_rollout_versions(db, settings) -> int:  # type: ignore[no-untyped-def]
+    """digits v1 in production and v2 a registered candidate (tiny real ONNX classifiers); returns v1's id."""
+    from tests.support.rollout import add_version
+
+    v1_id = add_version(db, settings, "v1", state="production")
+    add_version(db, settings, "v2", noise=0.05)
+    return v1_id
+
+
+def drive_to_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
+    """A rollout of v2 driven through shadow and one canary step until it awaits approval; returns its id."""
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.schemas import RolloutPlan
+    from tests.support.rollout import png_image
 
-    add_version(db, settings, "v1", state="production")
-    add_version(db, settings, "v2", noise=0.05)
     # Half the traffic in the one canary step, so both arms have rows to compare.
     plan = RolloutPlan(canary_steps=[0.5], min_shadow_pairs=10, min_step_predictions=10, require_labels=False)
     with db.session() as session:
         rollout_id = controller.start_rollout(session, settings.data_dir, "digits", "v2", plan, actor="alice").id
-    gateway = app.state.gateway
     for offset in (0, 100):  # shadow, then the canary step
-        gateway.refresh("digits")
-        for i in range(offset, offset + 40):
-            response = httpx.post(f"{server_url}/v1/models/digits/predict", content=png_image(i),
-                                  headers={"content-type": "image/png", "x-client-key": f"client-{i}"})
-            assert response.status_code == 200, response.text
-        time.sleep(0.3)  # shadow copies run after the production answer
-        assert gateway.writer.flush()
+        post_images(app, server_url, [png_image(i) for i in range(offset, offset + 40)], first=offset)
         controller.tick(db)
     with db.session() as session:
         assert controller.get_rollout(session, rollout_id).last_decision["decision"] == "await_approval"
     return rollout_id
+
+
+def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
+    """v1 production, v2 candidate, driven through shadow and one canary step until it awaits approval."""
+    add_rollout_versions(db, settings)
+    return drive_to_approval(db, settings, app, server_url)
 
 
 def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirmation(  # type: ignore[no-untyped-def]
@@ -209,11 +225,10 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
     page, live_server, db, settings, tmp_path: Path
 ) -> None:
     """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
-    from tests.support.console import load_demo_like_data, predictions
-
-    from tests.support.collector import store_predictions
     from shiftwatch.db import utcnow
     from shiftwatch.detectors.runs import run_due_detectors
+    from tests.support.collector import store_predictions
+    from tests.support.console import load_demo_like_data, predictions
 
     load_demo_like_data(db, settings)
     for step in range(2):  # two more runs on new shifted traffic: a history to plot
@@ -240,10 +255,9 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
 def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
     page, db, settings, tmp_path: Path
 ) -> None:
-    from tests.support.servers import LiveServer
-
     from shiftwatch.app import create_app
     from shiftwatch.tokens import create_token
+    from tests.support.servers import LiveServer
 
     secured = settings.model_copy(update={"auth_required": True, "secret_key": "81NLxhc7bYxa_oYuVCtZnfHfc8neP7QFTFm6HTXU"})
     reader = create_token(db, "reader", ["read"])
@@ -264,3 +278,105 @@ def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope
     finally:
         page.context.clear_cookies()
         server.stop()
+
+
+def bright_png(seed: int) -> bytes:
+    """A washed-out camera frame: the noise of ``png_image`` squeezed into the top fifth of the grey range."""
+    pixels = (200 + np.random.default_rng(seed).random((32, 32)) * 55).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: str) -> int:  # type: ignore[no-untyped-def]
+    """v1 serves normal then washed-out images through the gateway; two MMD runs open and update an alert,
+    whose webhook goes to a loopback receiver; serve's labeling job then queues the flagged samples."""
+    from shiftwatch.db import utcnow
+    from shiftwatch.detectors import configs, references
+    from shiftwatch.detectors.runs import run_due_detectors
+    from shiftwatch.detectors.webhooks import deliver_due
+    from shiftwatch.labeling.job import run_labeling_cycle
+    from tests.support.rollout import png_image
+
+    hooked = settings.model_copy(update={"alert_webhooks": [f"{receiver_url}/hook"], "public_url": server_url})
+    v1_id = add_rollout_versions(db, settings)
+    start = utcnow()
+    post_images(app, server_url, [png_image(1000 + i) for i in range(80)])
+    with db.session() as session:
+        references.pin_time_range(session, v1_id, start, utcnow())
+        configs.create(session, v1_id, "mmd", window_last_n=40, schedule_seconds=1, confirm_runs=1)
+    for step in range(2):  # two windows of new samples: a history to plot
+        post_images(app, server_url, [bright_png(2000 + 40 * step + i) for i in range(40)])
+        report = run_due_detectors(db, hooked, utcnow() + timedelta(minutes=step))
+        assert report.runs == 1 and report.flagged == 1, report
+    assert deliver_due(db, hooked, utcnow())["delivered"] >= 1
+    run_labeling_cycle(db, settings, utcnow())  # what serve's labeling job does next
+    return v1_id
+
+
+def test_an_operator_walks_from_the_webhook_to_an_approved_rollout(  # type: ignore[no-untyped-def]
+    page, live_server, app, db, settings, tmp_path: Path
+) -> None:
+    """Issue 17's done-when: webhook link -> alert page (plots over time, exemplars) -> labeling queue ->
+    rollout page (thresholds, intervals) -> approve with a confirmed reason -> the state the controller holds."""
+    import json
+
+    from sqlalchemy import select
+
+    from shiftwatch.rollout import controller
+    from shiftwatch.rollout.models import AuditLog
+    from tests.support.webhook_receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        drift_alert_with_webhook(db, settings, app, live_server.url, receiver.url)
+    finally:
+        receiver.close()
+    payload = json.loads(receiver.requests[0]["body"])
+    assert payload["event"] == "alert.opened"
+    link = payload["alert"]["console_url"]
+    assert link == f"{live_server.url}/console/alerts/{payload['alert']['id']}"
+
+    page.goto(link)  # the link a person clicks in the webhook's message
+    assert page.locator("#alert-state").inner_text() == "open"
+    for plot in ("#history-plot", "#accuracy-plot"):
+        assert page.locator(f"{plot} svg polyline").count() == 1 and "alert opened" in page.locator(plot).inner_text()
+    atypical = page.locator("#atypical img")
+    assert atypical.count() == len(payload["alert"]["evidence"]["atypical_samples"]) > 0
+    assert page.locator("#reference-examples img").count() > 0
+    page.wait_for_load_state("networkidle")
+    loaded = page.eval_on_selector_all("#atypical img, #reference-examples img", "els => els.map(e => e.naturalWidth)")
+    assert loaded and all(width > 0 for width in loaded)  # the stored input images themselves, not broken links
+    screenshot(page, tmp_path, "walk-alert")
+
+    page.click("#next-step a")
+    assert page.url.endswith("/console/labeling")
+    queue = page.locator("main").inner_text()
+    flagged = re.search(r"(\d+) flagged", queue)
+    assert flagged is not None and int(flagged.group(1)) > 0, queue
+    assert page.locator("table tr td:nth-child(2)", has_text="flagged").count() > 0
+    screenshot(page, tmp_path, "walk-labeling")
+
+    rollout_id = drive_to_approval(db, settings, app, live_server.url)
+    page.goto(f"{live_server.url}/console/rollouts")
+    page.click(f"a[href$='/console/rollouts/{rollout_id}']")
+    assert "at most 50 ms" in page.locator('#evidence tr[data-metric="latency_p99_ms"] td.guardrail').inner_text()
+    difference = page.locator('#evidence tr[data-metric="latency_p99_ms"] td.difference').inner_text()
+    assert re.fullmatch(r"[+-]\d+\.\d+ \[[+-]\d+\.\d+, [+-]\d+\.\d+\]", difference)
+    assert "50% of traffic" in page.locator("#plan tr.current").inner_text()
+
+    reason = "drifted camera fixed; canary clean on 40 requests"
+    page.fill("form.decision input[name=reason]", reason)
+    page.check("form.decision input[name=confirm]")
+    page.click("button.approve")
+    page.wait_for_load_state()
+    with db.session() as session:
+        held = controller.get_rollout(session, rollout_id).state
+        approved = session.scalars(
+            select(AuditLog).where(AuditLog.rollout_id == rollout_id, AuditLog.action == "approve")
+        ).one()
+        assert approved.reason == reason and approved.actor == "local-admin"
+    assert held == "production" and page.locator("#rollout-state").inner_text() == held
+    assert "await_approval" not in page.content()
+    assert reason in page.locator("#audit tr:last-child").inner_text()
+    screenshot(page, tmp_path, "walk-approved")

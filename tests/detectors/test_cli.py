@@ -66,7 +66,7 @@ def test_detect_prints_one_json_object_with_the_decision(runner_app, arrays, met
 
 
 def test_detect_on_probabilities_runs_bbsd(runner_app, arrays) -> None:
-    result = detect(runner_app, "--reference", str(arrays["probs"]), "--current", str(arrays["probs_cur"]), "--kind", "probs")
+    result = detect(runner_app, "--reference", str(arrays["probs"]), "--current", str(arrays["probs_cur"]), "--kind", "probabilities")
     out = json.loads(result.stdout)
     assert out["method"] == "bbsd" and out["drift"] is True
     assert set(out["evidence"]) == {"bbsd_confidence", "bbsd_label", "bbsd_probs"}
@@ -76,8 +76,8 @@ def test_detect_on_probabilities_runs_bbsd(runner_app, arrays) -> None:
 def test_estimate_accuracy_prints_estimate_and_interval(runner_app, arrays, method: str) -> None:
     result = CliRunner().invoke(
         runner_app,
-        ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
-         "--current-probs", str(arrays["probs_cur"]), "--method", method],
+        ["estimate-accuracy", "--reference-probabilities", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+         "--current-probabilities", str(arrays["probs_cur"]), "--method", method],
     )
     out = json.loads(result.stdout)
     low, high = out["interval"]
@@ -87,8 +87,8 @@ def test_estimate_accuracy_prints_estimate_and_interval(runner_app, arrays, meth
 def test_estimate_accuracy_defaults_to_cbpe(runner_app, arrays) -> None:
     result = CliRunner().invoke(
         runner_app,
-        ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
-         "--current-probs", str(arrays["probs_cur"])],
+        ["estimate-accuracy", "--reference-probabilities", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+         "--current-probabilities", str(arrays["probs_cur"])],
     )
     assert json.loads(result.stdout)["method"] == "cbpe"
 
@@ -126,14 +126,45 @@ def test_estimate_accuracy_with_a_labeled_slice_adds_the_prediction_powered_inte
     slice_labels = probs_cur[:40].argmax(axis=1)  # the slice's model was right on all 40
     np.save(tmp_path / "slice_probs.npy", probs_cur[:40])
     np.save(tmp_path / "slice_labels.npy", slice_labels)
-    base = ["estimate-accuracy", "--reference-probs", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
-            "--current-probs", str(arrays["probs_cur"]), "--method", "cbpe"]
-    result = CliRunner().invoke(runner_app, [*base, "--slice-probs", str(tmp_path / "slice_probs.npy"),
+    base = ["estimate-accuracy", "--reference-probabilities", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+            "--current-probabilities", str(arrays["probs_cur"]), "--method", "cbpe"]
+    result = CliRunner().invoke(runner_app, [*base, "--slice-probabilities", str(tmp_path / "slice_probs.npy"),
                                              "--slice-labels", str(tmp_path / "slice_labels.npy")])
     assert result.exit_code == 0, result.output
     powered = json.loads(result.stdout)["prediction_powered"]
     assert powered["source"] == "prediction_powered" and powered["n_labeled"] == 40
     low, high = powered["interval"]
     assert 0 <= low <= powered["estimated_accuracy"] <= high <= 1
-    half = CliRunner().invoke(runner_app, [*base, "--slice-probs", str(tmp_path / "slice_probs.npy")])
+    half = CliRunner().invoke(runner_app, [*base, "--slice-probabilities", str(tmp_path / "slice_probs.npy")])
     assert isinstance(half.exception, Invalid) and "--slice-labels" in str(half.exception)
+
+
+def accuracy_args(arrays, *, old: bool) -> list[str]:
+    suffix = "probs" if old else "probabilities"
+    return ["estimate-accuracy", f"--reference-{suffix}", str(arrays["probs"]), "--reference-labels", str(arrays["labels"]),
+            f"--current-{suffix}", str(arrays["probs_cur"])]
+
+
+def test_old_probs_spellings_still_work_with_a_warning_and_are_hidden(runner_app, arrays) -> None:
+    """Scripts written against ``--kind probs`` / ``--*-probs`` keep working; help shows only the API's name."""
+    new = detect(runner_app, "--reference", str(arrays["probs"]), "--current", str(arrays["probs_cur"]), "--kind", "probabilities")
+    old = detect(runner_app, "--reference", str(arrays["probs"]), "--current", str(arrays["probs_cur"]), "--kind", "probs")
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout) == json.loads(new.stdout)
+    assert "--kind probs is deprecated, use --kind probabilities" in old.stderr and new.stderr == ""
+    estimated = {}
+    for spelling in (False, True):
+        result = CliRunner().invoke(runner_app, accuracy_args(arrays, old=spelling))
+        assert result.exit_code == 0, result.output
+        estimated[spelling] = json.loads(result.stdout)
+    assert estimated[True] == estimated[False]
+    assert "--reference-probs is deprecated, use --reference-probabilities" in result.stderr
+    shown = CliRunner().invoke(runner_app, ["estimate-accuracy", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--reference-probabilities" in shown and "--reference-probs " not in shown and "--slice-probs " not in shown
+
+
+def test_a_renamed_option_given_twice_or_not_at_all_is_refused(runner_app, arrays) -> None:
+    both = CliRunner().invoke(runner_app, [*accuracy_args(arrays, old=False), "--current-probs", str(arrays["probs_cur"])])
+    assert isinstance(both.exception, Invalid) and both.exception.field == "--current-probabilities"
+    missing = CliRunner().invoke(runner_app, accuracy_args(arrays, old=False)[:-2])
+    assert isinstance(missing.exception, Invalid) and missing.exception.field == "--current-probabilities"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.drift_scenario import REGISTRY, MeanShiftDetector, add_config, log, pin_reference, records
+from tests.support.drift_scenario import REGISTRY, MeanShiftDetector, add_config, log, pin_labeled_reference, pin_reference, records
 from sqlalchemy import func, select
 
 from shiftwatch.db import Database, utcnow
@@ -285,23 +285,7 @@ def test_holm_is_applied_across_the_detectors_of_a_version_at_each_tick(db, sett
 
 
 def test_package_detectors_run_side_by_side_and_the_accuracy_estimate_becomes_the_harm(db, settings, digits_model):
-    from shiftwatch.detectors import references
-
-    rng = np.random.default_rng(40)
-    reference = records(utcnow() - timedelta(hours=3), 400, seed=41)
-    probabilities = np.stack([r.probabilities for r in reference])
-    predicted = probabilities.argmax(axis=1)
-    # Calibrated reference: the prediction is right with probability equal to its confidence.
-    right = rng.uniform(size=len(reference)) < probabilities.max(axis=1)
-    labels = np.where(right, predicted, (predicted + rng.integers(1, 10, len(reference))) % 10)
-    with db.session() as session:
-        references.pin_upload(
-            session,
-            digits_model.id,
-            embeddings=np.stack([r.embedding for r in reference]),
-            probabilities=probabilities,
-            labels=labels,
-        )
+    pin_labeled_reference(db, digits_model.id, utcnow() - timedelta(hours=3))
     for detector in ("mmd", "bbsd_confidence"):
         add_config(db, digits_model.id, detector=detector, confirm_runs=2)
     add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"}, confirm_runs=2)

@@ -53,9 +53,12 @@ def test_cli_starts_refuses_then_force_approves_with_the_reason_audited(db, db_u
     refused = run_subprocess("rollout", "approve", str(rollout_id), env=env)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "not enough evidence" in refused.stderr
-    forced = runner.invoke(cli_app(), ["rollout", "approve", str(rollout_id), "--force", "--reason", "urgent fix"],
-                           env=env)
+    forced = runner.invoke(cli_app(), ["rollout", "approve", str(rollout_id), "--force", "--reason", "urgent fix",
+                                         "--json"], env=env)
     assert forced.exit_code == 0, forced.output
+    approved = json.loads(forced.stdout)  # --json: the rollout as the API returns it, in the state it now holds
+    assert approved["id"] == rollout_id and approved["state"] == "production"
+    assert approved["audit"][-1]["reason"] == "urgent fix"
     shown = runner.invoke(cli_app(), ["rollout", "status", str(rollout_id), "--no-report"], env=env)
     assert shown.exit_code == 0, shown.output
     assert "production" in shown.output and "urgent fix" in shown.output and "yes" in shown.output

@@ -110,6 +110,21 @@ def pin_reference(db: Database, settings: Settings, version_id: int, start: date
         references.pin_time_range(session, version_id, start, start + timedelta(seconds=n + 1))
 
 
+def pin_labeled_reference(db: Database, version_id: int, start: datetime, seed: int = 40) -> None:
+    """An uploaded reference with labels, calibrated: each prediction is right with probability equal to its confidence."""
+    rng = np.random.default_rng(seed)
+    reference = records(start, 400, seed=seed + 1)
+    probabilities = np.stack([r.probabilities for r in reference])
+    predicted = probabilities.argmax(axis=1)
+    right = rng.uniform(size=len(reference)) < probabilities.max(axis=1)
+    labels = np.where(right, predicted, (predicted + rng.integers(1, 10, len(reference))) % 10)
+    with db.session() as session:
+        references.pin_upload(
+            session, version_id, embeddings=np.stack([r.embedding for r in reference]), probabilities=probabilities,
+            labels=labels,
+        )
+
+
 def add_config(db: Database, version_id: int, **overrides: Any) -> int:
     values: dict[str, Any] = {"window_last_n": 200, "schedule_seconds": 60, "confirm_runs": 1, "registry": REGISTRY}
     values.update(overrides)

@@ -1,0 +1,129 @@
+"""The alert page's accuracy over time: the estimate in its interval beside the accuracy realized on labels.
+
+NannyML's picture of estimated vs realized performance. The estimate comes from the version's
+``accuracy_drop`` runs (CBPE/ATC, with their interval) or, without one, from the drop in mean
+confidence (DoC, no interval). Realized accuracy is measured per tested window where labels have
+come in, over the labeling queue's random slice only: the other queued samples were picked for
+looking hard, so their accuracy is biased low.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.console import svg
+from shiftwatch.detectors import references
+from shiftwatch.detectors.models import DriftRun
+from shiftwatch.labeling.queries import labeled_outcomes
+
+MIN_REALIZED_LABELS = 5  # random-slice labels a window needs before its realized accuracy is drawn
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyPoint:
+    """One tested window: estimated accuracy (%) with its interval, and realized accuracy (%) where labeled."""
+
+    tick: datetime
+    estimated: float
+    low: float | None
+    high: float | None
+    realized: float | None
+    n_labels: int  # random-slice labels among the window's predictions
+
+
+@dataclass(frozen=True, slots=True)
+class AccuracyHistory:
+    method: str  # how the estimate was made, for the caption
+    points: list[AccuracyPoint]
+
+
+def _reference_level(session: Session, version_id: int) -> float | None:
+    """The reference's accuracy (its labels) or, unlabeled, its mean confidence: what DoC's drop is taken from."""
+    data = references.load(session, version_id)
+    if data is None or len(data) == 0:
+        return None
+    if data.labels is not None:
+        return float(np.mean(np.asarray(data.predicted_class) == np.asarray(data.labels)))
+    return float(np.mean(data.confidence))
+
+
+def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[tuple]]:
+    """(tick, window_start, window_end, estimate %, low %, high %) per run, and the method's name."""
+    estimated = list(
+        session.scalars(
+            select(DriftRun)
+            .where(DriftRun.model_version_id == version_id, DriftRun.detector == "accuracy_drop",
+                   DriftRun.status == "ok", DriftRun.tick >= origin)
+            .order_by(DriftRun.tick)
+        )
+    )
+    if estimated:
+        rows = []
+        for run in estimated:
+            interval = (run.evidence or {}).get("interval") or (None, None)
+            low, high = (None if v is None else 100 * float(v) for v in interval)
+            rows.append((run.tick, run.window_start, run.window_end, 100 * float(run.statistic or 0.0), low, high))
+        method = str((estimated[-1].evidence or {}).get("method", "label-free")).upper()
+        return method, rows
+    level = _reference_level(session, version_id)
+    if level is None:
+        return "", []
+    rows = [(r.tick, r.window_start, r.window_end, 100 * level - r.estimated_harm, None, None)
+            for r in runs if r.estimated_harm is not None]
+    return "DoC, from the drop in mean confidence", rows
+
+
+def history(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> AccuracyHistory | None:
+    """Estimated and realized accuracy per tested window since ``origin``; None without any estimate."""
+    method, rows = _estimates(session, version_id, runs, origin)
+    if not rows:
+        return None
+    starts = [start for _, start, _, _, _, _ in rows if start is not None]
+    labeled = labeled_outcomes(session, version_id, start=min(starts)) if starts else None
+    points = []
+    for tick, start, end, estimate, low, high in rows:
+        realized, n = None, 0
+        if labeled is not None and start is not None and end is not None:
+            bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (start, end)]
+            mask = (labeled.ts >= bounds[0]) & (labeled.ts <= bounds[1]) & (labeled.reason == "random")
+            n = int(mask.sum())
+            if n >= MIN_REALIZED_LABELS:
+                realized = 100 * float(np.mean(labeled.predicted_class[mask] == labeled.label[mask]))
+        points.append(AccuracyPoint(tick, estimate, low, high, realized, n))
+    return AccuracyHistory(method, points)
+
+
+def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: list[svg.Marker]) -> str:
+    """Estimated accuracy as a line in its interval band, realized accuracy as dots where windows have labels."""
+    hours = [(p.tick - origin).total_seconds() / 3600 for p in accuracy.points]
+    nan = float("nan")
+    banded = any(p.low is not None for p in accuracy.points)
+    series = [
+        svg.Series(
+            "estimated, %", hours, [p.estimated for p in accuracy.points],
+            low=[nan if p.low is None else p.low for p in accuracy.points] if banded else None,
+            high=[nan if p.high is None else p.high for p in accuracy.points] if banded else None,
+        )
+    ]
+    realized = [(h, p.realized) for h, p in zip(hours, accuracy.points) if p.realized is not None]
+    if realized:
+        series.append(svg.Series("realized, %", [h for h, _ in realized], [r for _, r in realized], dots=True))
+    return svg.line_chart(series, title="Accuracy over time: estimated vs realized", x_label=x_label,
+                          y_label="accuracy, %", markers=markers)
+
+
+def caption(estimated: AccuracyHistory) -> str:
+    """The plot in words: which method estimated, and how many labeled windows the realized dots stand on."""
+    labeled = [p for p in estimated.points if p.realized is not None]
+    realized = (
+        f"realized accuracy (dots) on {len(labeled)} window(s) with at least {MIN_REALIZED_LABELS} "
+        f"labels of the random labeling slice ({sum(p.n_labels for p in labeled)} labels)"
+        if labeled else
+        f"no realized accuracy yet: no tested window has {MIN_REALIZED_LABELS} labels of the random labeling slice"
+    )
+    return f"Estimated accuracy by {estimated.method} (line, with its interval where the method gives one); {realized}."
