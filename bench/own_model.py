@@ -88,8 +88,7 @@ def main() -> None:
     test_x, test_y = splits.test.images, splits.test.labels
     peer_accuracy, artifact_accuracy = accuracy(model, test_x, test_y), onnx_accuracy(result.path, test_x, test_y)
     timings = _latencies({"torch": _torch_runner(model), "artifact": _ort_runner(result.path)}, test_x, args)
-    modes = {"batched": (32, CORES), "unbatched": (1, 1), "batched_one_call": (32, 1)}
-    serving = {name: asyncio.run(_serve(result.path, test_x, size, parallel, args.requests)) for name, (size, parallel) in modes.items()}
+    serving = _serving(result.path, test_x, args.requests, args.rounds)
     ceiling = _ort_ceiling(result.path, test_x, args.requests, args.rounds)
     out = {
         "benchmark": "own_model", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -139,6 +138,18 @@ def _latencies(runners: dict, images: np.ndarray, args: argparse.Namespace) -> d
                 for prefix, clock in clocks.items():
                     samples.setdefault((name, batch, prefix), []).append(float(np.median(time_calls(make(x), args.calls, clock=clock))))
     return {key: float(np.median(values)) for key, values in samples.items()}
+
+
+SERVING_MODES = {"batched": (32, CORES), "unbatched": (1, 1), "batched_one_call": (32, 1)}  # (max batch, parallelism)
+
+
+def _serving(path: Path, images: np.ndarray, requests: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Each mode in interleaved rounds, the median of each figure: one ~1 s run is noise on a shared host."""
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for name, (size, parallel) in SERVING_MODES.items():
+            runs.setdefault(name, []).append(asyncio.run(_serve(path, images, size, parallel, requests)))
+    return {name: {key: round(float(np.median([r[key] for r in results])), 2) for key in results[0]} for name, results in runs.items()}
 
 
 async def _serve(path: Path, images: np.ndarray, max_batch: int, parallelism: int, requests: int) -> dict[str, float]:
