@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/shiftwatch demo --yes
 
 # The realistic example (docs/own-model.md): ResNet-18 on 3x96x96 textured digits, trained, pruned,
-# int8-quantized and served through the batcher; writes bench/results/own_model.json (~15 min on 2 cores).
+# int8-quantized and served through the batcher; writes bench/results/own_model.json (7-13 min on 2 shared cores).
 demo-realistic: $(STAMP)
 	$(PY) bench/own_model.py
 

@@ -63,8 +63,8 @@ def render(n: int, seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
         patch_mean = background[y : y + side, x : x + side].mean(axis=(0, 1))
         # A random colour at least MIN_CONTRAST away from what it covers in every channel: the clutter
         # makes the set hard, but a digit no person could read would only add label noise.
-        low, high = np.where(patch_mean < 0.5, patch_mean + MIN_CONTRAST, 0.0), np.where(patch_mean < 0.5, 1.0, patch_mean - MIN_CONTRAST)
-        colour = rng.uniform(low, high)
+        dark = patch_mean < 0.5
+        colour = rng.uniform(np.where(dark, patch_mean + MIN_CONTRAST, 0.0), np.where(dark, 1.0, patch_mean - MIN_CONTRAST))
         images[i] = np.round(np.clip(background * (1 - alpha) + colour * alpha, 0, 1) * 255)
     return images, labels
 
