@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint install test-services bench clean
+.PHONY: demo demo-realistic test lint install test-services bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/shiftwatch demo --yes
+
+# The realistic example (docs/own-model.md): ResNet-18 on 3x96x96 textured digits, trained, pruned,
+# int8-quantized and served through the batcher; writes bench/results/own_model.json (7-13 min on 2 shared cores).
+demo-realistic: $(STAMP)
+	$(PY) bench/own_model.py
 
 # The real services the tests talk to besides PostgreSQL: a Label Studio server (its own
 # venv, its pins clash with ours) and Debian's Chromium for the console's browser tests.

@@ -43,7 +43,15 @@ def machine_facts() -> dict[str, object]:
         "isa_caps": capped,  # oneDNN/MKL capped below what the CPU offers, when set
         "cores": os.cpu_count(),
         "platform": platform.platform(),
+        "load_average": load_average(),  # 1/5/15-minute, when the result was written: the host is shared
     }
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return []
 
 
 def write_result(name: str, result: dict[str, object], headline: tuple[str, ...]) -> Path:

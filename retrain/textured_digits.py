@@ -20,6 +20,7 @@ TEXTURES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "im
             "brick", "grass", "gravel", "coins", "moon", "camera")  # fmt: skip
 # The families whose code is channel-agnostic (the geometric ones assume 1x32x32).
 TEXTURE_SIDE = 192
+MIN_CONTRAST = 0.35
 COLOUR_CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "blur", "brightness", "contrast", "invert")
 
 
@@ -60,7 +61,10 @@ def render(n: int, seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
         alpha = np.zeros((size, size, 1), np.float32)
         alpha[y : y + side, x : x + side, 0] = stroke
         patch_mean = background[y : y + side, x : x + side].mean(axis=(0, 1))
-        colour = np.clip(1.0 - patch_mean + rng.normal(0, 0.15, 3), 0, 1)  # contrasting with what it covers
+        # A random colour at least MIN_CONTRAST away from what it covers in every channel: the clutter
+        # makes the set hard, but a digit no person could read would only add label noise.
+        dark = patch_mean < 0.5
+        colour = rng.uniform(np.where(dark, patch_mean + MIN_CONTRAST, 0.0), np.where(dark, 1.0, patch_mean - MIN_CONTRAST))
         images[i] = np.round(np.clip(background * (1 - alpha) + colour * alpha, 0, 1) * 255)
     return images, labels
 

@@ -5,7 +5,9 @@ first image, or when every request now inside the server for this model (counted
 body is read) is already in it: waiting for requests that do not exist only adds latency (at
 concurrency 1 a request never waits).
 With ``max_batch_size == 1`` every request is its own ORT call in the thread pool (the baseline
-that bench/gateway.py compares against).
+that bench/gateway.py compares against). With ``parallelism`` > 1 a closed batch runs as that many
+near-equal chunks at once in the pool: one batch in flight otherwise keeps all but one core idle
+while the unbatched baseline's concurrent calls use every core (bench/own_model.py).
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ class DynamicBatcher:
         max_wait_s: float,
         executor: Executor,
         in_flight: InFlight | None = None,
+        parallelism: int = 1,
     ) -> None:
         self.run = run
+        self.parallelism = max(1, parallelism)
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self.executor = executor
@@ -100,18 +104,20 @@ class DynamicBatcher:
                     batch.append(await asyncio.wait_for(queue.get(), remaining))
                 except TimeoutError:
                     break
-            images = np.stack([image for image, _ in batch])
+            chunks = np.array_split(np.stack([image for image, _ in batch]), min(self.parallelism, len(batch)))
             try:
-                probabilities, embeddings = await loop.run_in_executor(self.executor, self.run, images)
+                outputs = await asyncio.gather(*(loop.run_in_executor(self.executor, self.run, chunk) for chunk in chunks))
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the model's failure
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self.batch_sizes[len(batch)] += 1
+            probabilities, embeddings = (np.concatenate([output[part] for output in outputs]) for part in (0, 1))
+            sizes = [len(chunk) for chunk in chunks for _ in chunk]  # each image's ORT call size
+            self.batch_sizes.update(len(chunk) for chunk in chunks)
             for index, (_, future) in enumerate(batch):
                 if not future.done():
-                    future.set_result(ImageResult(probabilities[index], embeddings[index], len(batch)))
+                    future.set_result(ImageResult(probabilities[index], embeddings[index], sizes[index]))
 
     def close(self) -> None:
         """Stop the worker; safe from any thread. A request that still arrives starts a new one."""

@@ -213,6 +213,7 @@ class Gateway:
                 max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
                 executor=self.shadow_executor if shadow else self.executor,
                 in_flight=InFlight() if shadow else self._in_flight.setdefault(model.name, InFlight()),
+                parallelism=1 if shadow else self.settings.gateway_batch_parallelism,
             ),
         )
         self._loaded[(row.id, shadow)] = served

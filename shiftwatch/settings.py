@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     gateway_max_wait_ms: float = Field(5.0, ge=0, le=1000)
     # ONNX Runtime intra-op threads per loaded model version.
     gateway_ort_threads: int = Field(1, ge=1, le=64)
+    # A gathered batch runs as this many chunks at once (one per core to use; 1 = one ORT call per batch).
+    gateway_batch_parallelism: int = Field(1, ge=1, le=64)
     # How often the gateway re-reads which versions serve which route (new ones load in the background).
     gateway_refresh_seconds: float = Field(1.0, gt=0)
     # How often the rollout controller judges shadow and canary evidence.

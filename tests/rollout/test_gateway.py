@@ -24,7 +24,9 @@ def stored(db, route: str | None = None) -> list[Prediction]:  # type: ignore[no
         return list(session.scalars(stmt))
 
 
-def test_concurrent_predictions_share_ort_calls_and_are_logged_with_embeddings(db, settings, app, live_server):
+@pytest.mark.parametrize("parallelism", [1, 2])  # 2: each gathered batch runs as two concurrent ORT calls
+def test_concurrent_predictions_share_ort_calls_and_are_logged_with_embeddings(db, settings, app, live_server, parallelism):
+    settings.gateway_batch_parallelism = parallelism  # read when the version loads, at the first request
     add_version(db, settings, "v1", state="production")
 
     responses = predict_burst(
