@@ -38,7 +38,7 @@ def command_paths() -> list[str]:
     """Every command path of this checkout's CLI, root first ("" is ``shiftwatch --help``)."""
     from shiftwatch import cli
 
-    def walk(command, path: list[str]):  # type: ignore[no-untyped-def]
+    def walk(command, path: list[str]):
         yield " ".join(path)
         for name, sub in getattr(command, "commands", {}).items():
             yield from walk(sub, [*path, name])
@@ -114,13 +114,13 @@ def main() -> None:
         after: list[tuple[float, float]] = []
         for _ in range(args.runs):
             if timed_before:
-                before.append(timed_help(peer, path))  # type: ignore[arg-type]
+                before.append(timed_help(peer, path))
             after.append(timed_help(AFTER, path))
         row: dict[str, float | None] = dict(zip(("after_s", "after_cpu_s"), medians(after)))
         row |= {"before_s": None, "before_cpu_s": None, "speedup": None}
         if before:
             row["before_s"], row["before_cpu_s"] = medians(before)
-            row["speedup"] = row["before_s"] / row["after_s"]  # type: ignore[operator]
+            row["speedup"] = row["before_s"] / row["after_s"]
         rows[path] = row
         old = f" (old {row['before_s']:.3f} s)" if before else ""
         console.print(f"shiftwatch {path} --help: {row['after_s']:.3f} s{old}")
@@ -135,17 +135,17 @@ def main() -> None:
             "-" if row["speedup"] is None else f"{row['speedup']:.1f}x",
             "-" if row["before_cpu_s"] is None else f"{row['before_cpu_s']:.3f}",
             f"{row['after_cpu_s']:.3f}",
-            "yes" if row["after_s"] < TARGET_S else "NO",  # type: ignore[operator]
+            "yes" if row["after_s"] < TARGET_S else "NO",
         )
     console.print(table)
     after_times = [row["after_s"] for row in rows.values()]
     speedups = [row["speedup"] for row in rows.values() if row["speedup"] is not None]
     summary = {
-        "slowest_after_s": max(after_times),  # type: ignore[type-var]
-        "slowest_after_cpu_s": max(row["after_cpu_s"] for row in rows.values()),  # type: ignore[type-var]
-        "all_under_target": all(t < TARGET_S for t in after_times),  # type: ignore[operator]
+        "slowest_after_s": max(after_times),
+        "slowest_after_cpu_s": max(row["after_cpu_s"] for row in rows.values()),
+        "all_under_target": all(t < TARGET_S for t in after_times),
         # Wall time meets the target only on a quiet machine; CPU time says whether it would.
-        "all_cpu_under_target": all(row["after_cpu_s"] < TARGET_S for row in rows.values()),  # type: ignore[operator]
+        "all_cpu_under_target": all(row["after_cpu_s"] < TARGET_S for row in rows.values()),
         "median_speedup": statistics.median(speedups) if speedups else None,
         "min_speedup": min(speedups) if speedups else None,
     }

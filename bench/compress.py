@@ -19,7 +19,7 @@ import json
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from shiftwatch.retrain.reference_model import TrainConfig, accuracy, save_weigh
 from shiftwatch.retrain.runtime import OnnxClassifier
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_facts  # noqa: E402
+from machine import machine_facts
 
 VARIANTS = (
     ("ORT fp32", ()),
@@ -109,7 +109,7 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "compress.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({
-        "benchmark": "compress", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "compress", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {**machine_facts(), "torch": torch.__version__, "onnxruntime": ort.__version__, "threads": 1},
         "inputs": {"dataset": "sklearn digits 32x32, test split seed 0", "test_images": int(len(test_y))},
         "method": {"rounds": args.rounds, "calls_per_round": args.calls, "statistic": "median of per-round medians",
@@ -119,10 +119,10 @@ def main() -> None:
     console.print(f"wrote {out}")
 
 
-def _torch_runner(model):  # type: ignore[no-untyped-def]
+def _torch_runner(model):
     model.eval()
 
-    def make(x: np.ndarray):  # type: ignore[no-untyped-def]
+    def make(x: np.ndarray):
         tensor = torch.from_numpy(x)
 
         def call() -> None:
@@ -134,10 +134,10 @@ def _torch_runner(model):  # type: ignore[no-untyped-def]
     return make
 
 
-def _ort_runner(path: Path):  # type: ignore[no-untyped-def]
+def _ort_runner(path: Path):
     classifier = OnnxClassifier(path, "cpu", threads=1)
 
-    def make(x: np.ndarray):  # type: ignore[no-untyped-def]
+    def make(x: np.ndarray):
         feed = {classifier.input_name: x}
         return lambda: classifier.session.run(None, feed)
 

@@ -21,14 +21,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import track
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import machine_facts  # noqa: E402
+from machine import machine_facts
 
 console = Console(width=120)
 ISA_ENV = {"default": {}, "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
@@ -117,7 +117,7 @@ def main() -> None:
         console.print(f"{level}: {values}")
     out_path = Path(__file__).parent / "results" / "cross_cpu.json"
     out_path.write_text(json.dumps({
-        "benchmark": "cross_cpu", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "cross_cpu", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(), "isa_env": {level: ISA_ENV[level] for level in levels},
         "summary": summary, "rows": results,
     }, indent=2) + "\n")  # fmt: skip

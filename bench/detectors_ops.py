@@ -25,8 +25,6 @@ from sqlalchemy import delete
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repo root: tests.support imports
 # The imports below come after the sys.path line above, hence their E402 noqa.
-from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
-
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.db import Database, utcnow  # noqa: E402
 from shiftwatch.detectors import configs, references  # noqa: E402
@@ -35,11 +33,12 @@ from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
 from shiftwatch.migrate import upgrade  # noqa: E402
 from shiftwatch.scheduler import claim_tick, tick_of  # noqa: E402
 from shiftwatch.settings import Settings  # noqa: E402
+from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 REFERENCE, WINDOW, DETECTORS, CLAIMS = 2000, 1000, ("mmd", "ks", "bbsd_confidence"), 200
 
 
-def timed(function, *args, **kwargs):  # type: ignore[no-untyped-def]
+def timed(function, *args, **kwargs):
     started = time.perf_counter()
     value = function(*args, **kwargs)
     return value, time.perf_counter() - started
@@ -188,7 +187,7 @@ def main() -> None:
     large_table = Table(title=f"{LARGE:,}-sample window, shift of 0.05 std and -0.3 points of confidence")
     for column in ("detector", "p-value", "effect", "flagged", "est. harm [points]"):
         large_table.add_column(column)
-    for detector, run in large["runs"].items():  # type: ignore[union-attr]
+    for detector, run in large["runs"].items():
         large_table.add_row(
             detector,
             f"{run['p_value']:.3g}",

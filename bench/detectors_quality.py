@@ -95,7 +95,7 @@ def build_scenarios(rng: np.random.Generator, progress: Progress) -> tuple[dict,
 
     clean = Outputs(model, images, labels)
     reference = clean.take(rng.integers(0, len(labels), REFERENCE_SIZE))
-    uniform = lambda bank: (lambda n, r: bank.take(r.integers(0, len(bank.labels), n)))  # noqa: E731
+    uniform = lambda bank: (lambda n, r: bank.take(r.integers(0, len(bank.labels), n)))
     scenarios: dict[tuple[str, int], object] = {("none", 0): uniform(clean)}
 
     task = progress.add_task("corrupting and embedding banks", total=len(CORRUPTIONS) * 5)

@@ -40,7 +40,7 @@ ALIBI_CASES = ("no_change", "mean_shift_0.10", "10%_outliers")
 def make_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(N, D)).astype(np.float32)
-    fresh = lambda: rng.normal(size=(N, D)).astype(np.float32)  # noqa: E731
+    fresh = lambda: rng.normal(size=(N, D)).astype(np.float32)
     cases = {"no_change": (reference, fresh()), "no_change_2": (reference, fresh())}
     cases["mean_shift_0.02"] = (reference, fresh() + 0.02)
     cases["mean_shift_0.10"] = (reference, fresh() + 0.10)

@@ -75,7 +75,7 @@ def run(name: str, reference: tuple, current: tuple, aware: bool):
     r_emb, r_probs, r_ids, r_ts = reference
     c_emb, c_probs, c_ids, c_ts = current
     r_data, c_data = (r_probs, c_probs) if name == "bbsd" else (r_emb, c_emb)
-    context = lambda ids, ts: {"stream_ids": ids, "timestamps": ts} if aware else {}  # noqa: E731
+    context = lambda ids, ts: {"stream_ids": ids, "timestamps": ts} if aware else {}
     detector = DETECTORS[name](alpha=ALPHA, **METHODS[name]).fit(r_data, **context(r_ids, r_ts))
     return detector.test(c_data, **context(c_ids, c_ts))
 

@@ -20,13 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 
-from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile  # noqa: E402
-from tests.support.pg_processes import ServeProcess  # noqa: E402
-from tests.support.rollout import add_version  # noqa: E402
-
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
-from shiftwatch.settings import Settings  # noqa: E402
+from shiftwatch.db import Database
+from shiftwatch.migrate import upgrade
+from shiftwatch.settings import Settings
+from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile
+from tests.support.pg_processes import ServeProcess
+from tests.support.rollout import add_version
 
 RESULTS = Path(__file__).parent / "results" / "hostile_load.json"
 MIB = 2**20

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +26,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
-from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
-from tests.support.servers import free_port  # noqa: E402
-
-from shiftwatch.collector import registry  # noqa: E402
-from shiftwatch.collector.client import Client  # noqa: E402
-from shiftwatch.collector.ingest import COLUMNS, COPY_TYPES  # noqa: E402
-from shiftwatch.collector.partitions import ensure_upcoming_partitions  # noqa: E402
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
+from shiftwatch.collector import registry
+from shiftwatch.collector.client import Client
+from shiftwatch.collector.ingest import COLUMNS, COPY_TYPES
+from shiftwatch.collector.partitions import ensure_upcoming_partitions
+from shiftwatch.db import Database
+from shiftwatch.migrate import upgrade
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.servers import free_port
 
 DIM, CLASSES, BATCH = 512, 10, 256
 console = Console()
@@ -100,7 +99,7 @@ def copy_run(
     """The peer: psycopg binary COPY of the same rows straight into the same partitioned table,
     committing every ``per_commit`` rows (the whole run in one transaction when it is ``rows``).
     ``with_ids`` also COPYs each id into ``prediction_ids``, as ingest does: the id key's cost."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     started = time.perf_counter()
     with psycopg.connect(conninfo) as connection:

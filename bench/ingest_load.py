@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +31,12 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
-from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
-from tests.support.pg_processes import ServeProcess  # noqa: E402
-
-from shiftwatch.collector import registry, wire  # noqa: E402
-from shiftwatch.collector.records import PredictionRecord, to_columns  # noqa: E402
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
+from shiftwatch.collector import registry, wire
+from shiftwatch.collector.records import PredictionRecord, to_columns
+from shiftwatch.db import Database
+from shiftwatch.migrate import upgrade
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.pg_processes import ServeProcess
 
 DIM, CLASSES, ROWS_PER_BATCH = 128, 10, 100
 console = Console()
@@ -136,7 +135,7 @@ def run_phase(port: int, bodies: list[bytes], threads: int, rate: float | None, 
 
 def copy_peer(url: str, version_id: int, rows: int) -> dict:
     rng = np.random.default_rng(1)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     emb = rng.normal(size=(1024, DIM)).astype(np.float32)
     probs = rng.dirichlet(np.ones(CLASSES), size=1024).astype(np.float32)
     columns = "id, ts, model_version_id, route, predicted_class, confidence, probabilities, embedding, latency_ms, received_at"

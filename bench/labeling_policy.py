@@ -37,10 +37,10 @@ from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors.mmd import MMDDetector
 from shiftwatch.labeling import selection
-from shiftwatch.labeling.oracle import label_with_oracle
-from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.labeling.flags import FlaggedItem
+from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, select_for_labeling
+from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.migrate import upgrade
 from shiftwatch.retrain.digits import CLASS_NAMES, corrupt, encode_png, split_digits
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy, fit, predict, train_reference
@@ -100,7 +100,7 @@ def policy_picks(
     return np.asarray([index[s.prediction_id] for s in samples]), chosen.by_reason
 
 
-def fine_tuned_accuracy(reference, train, pool: np.ndarray, pool_labels: np.ndarray, picks: np.ndarray, test, seed: int) -> float:  # type: ignore[no-untyped-def]
+def fine_tuned_accuracy(reference, train, pool: np.ndarray, pool_labels: np.ndarray, picks: np.ndarray, test, seed: int) -> float:
     model = copy.deepcopy(reference)
     images = np.concatenate([train.images, pool[picks]])
     labels = np.concatenate([train.labels, pool_labels[picks]])
@@ -108,7 +108,7 @@ def fine_tuned_accuracy(reference, train, pool: np.ndarray, pool_labels: np.ndar
     return accuracy(model, test[0], test[1])
 
 
-def run_seed(seed: int, reference, corruption: str, severity: int, share: float) -> dict:  # type: ignore[no-untyped-def]
+def run_seed(seed: int, reference, corruption: str, severity: int, share: float) -> dict:
     splits = split_digits(seed)
     rng = np.random.default_rng(1000 + seed)
     pool, pool_labels = splits.train.images.copy(), splits.train.labels

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -56,7 +56,7 @@ def load_average() -> list[float]:
 
 def write_result(name: str, result: dict[str, object], headline: tuple[str, ...]) -> Path:
     """``bench/results/<name>.json`` with the time and the machine added; prints the headline keys."""
-    stamped = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_facts(), **result}
+    stamped = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine_facts(), **result}
     out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.write_text(json.dumps(stamped, indent=2) + "\n")
     print(json.dumps({key: stamped[key] for key in headline}))

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +44,8 @@ from shiftwatch.retrain.torch_contract import TorchContract, build, save_module_
 from shiftwatch.rollout.batching import DynamicBatcher
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compress import _ort_runner, _torch_runner  # noqa: E402
-from machine import load_average, machine_facts  # noqa: E402
+from compress import _ort_runner, _torch_runner
+from machine import load_average, machine_facts
 
 BATCHES = (1, 32)
 CONCURRENCY = 32
@@ -91,7 +91,7 @@ def main() -> None:
     serving = _serving(result.path, test_x, args.requests, args.rounds)
     ceiling = _ort_ceiling(result.path, test_x, args.requests, args.rounds)
     out = {
-        "benchmark": "own_model", "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "own_model", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {**machine_facts(), "load_average_at_start": load_at_start, "torch": torch.__version__,
                     "onnxruntime": ort.__version__, "threads": 1},
         "architecture": f"ResNet-18 (plain PyTorch, shiftwatch.retrain.resnet), width {args.width}",
@@ -128,9 +128,9 @@ def main() -> None:
     print(f"wrote {path}")
 
 
-def _latencies(runners: dict, images: np.ndarray, args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+def _latencies(runners: dict, images: np.ndarray, args: argparse.Namespace) -> dict:
     clocks = {"": time.perf_counter, "cpu_": time.thread_time}
-    samples: dict = {}  # type: ignore[type-arg]
+    samples: dict = {}
     for _ in range(args.rounds):
         for batch in BATCHES:
             x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])))
@@ -156,7 +156,7 @@ async def _serve(path: Path, images: np.ndarray, max_batch: int, parallelism: in
     """``requests`` images from ``CONCURRENCY`` concurrent clients through one batcher; throughput and p99."""
     classifier = OnnxClassifier(path, "cpu", threads=1)
 
-    def run(batch: np.ndarray):  # type: ignore[no-untyped-def]
+    def run(batch: np.ndarray):
         output = classifier.run(batch)
         return output.probabilities, output.embeddings
 
@@ -192,7 +192,7 @@ def _ort_ceiling(path: Path, images: np.ndarray, requests: int, rounds: int) -> 
                 feed = {classifier.input_name: chunk}
                 classifier.session.run(None, feed)  # first call of a shape allocates
 
-                def work(_: int, feed: dict = feed, calls: int = calls) -> None:  # type: ignore[type-arg]
+                def work(_: int, feed: dict = feed, calls: int = calls) -> None:
                     for _ in range(calls):
                         classifier.session.run(None, feed)
 

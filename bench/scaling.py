@@ -19,7 +19,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +27,14 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
-from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
-
-from shiftwatch.collector import queries, registry  # noqa: E402
-from shiftwatch.collector.records import PredictionRecord  # noqa: E402
-from shiftwatch.collector.service import log_predictions  # noqa: E402
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.detectors.mmd import MMDDetector  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
-from shiftwatch.settings import Settings  # noqa: E402
+from shiftwatch.collector import queries, registry
+from shiftwatch.collector.records import PredictionRecord
+from shiftwatch.collector.service import log_predictions
+from shiftwatch.db import Database
+from shiftwatch.detectors.mmd import MMDDetector
+from shiftwatch.migrate import upgrade
+from shiftwatch.settings import Settings
+from tests.support.databases import create_pg_database, drop_pg_database
 
 DIM, CLASSES = 64, 10
 VERSIONS = (1, 10, 100)
@@ -59,7 +58,7 @@ def squared_distances(x: np.ndarray) -> np.ndarray:
     return norms[:, None] + norms[None, :] - 2.0 * (x @ x.T)
 
 
-def best_of(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
+def best_of(fn, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -81,7 +80,7 @@ def main() -> None:
         with db.session() as session:
             registry.register_model(session, "scale", [str(i) for i in range(CLASSES)])
             ids = [registry.register_version(session, "scale", n, embedding_dim=DIM).id for n in names]
-        start = datetime.now(timezone.utc) - timedelta(hours=2)
+        start = datetime.now(UTC) - timedelta(hours=2)
 
         ingest = {}
         for v in VERSIONS:

@@ -21,13 +21,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests.support.servers import LiveServer  # noqa: E402
-from machine import write_result  # noqa: E402
+from machine import write_result
 
-from shiftwatch.app import create_app  # noqa: E402
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
-from shiftwatch.settings import Settings  # noqa: E402
+from shiftwatch.app import create_app
+from shiftwatch.db import Database
+from shiftwatch.migrate import upgrade
+from shiftwatch.settings import Settings
+from tests.support.servers import LiveServer
 
 CLIENTS = 8
 

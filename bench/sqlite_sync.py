@@ -19,13 +19,13 @@ import numpy as np
 from sqlalchemy import event, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import write_result  # noqa: E402
+from machine import write_result
 
-from shiftwatch.collector import registry  # noqa: E402
-from shiftwatch.collector.ingest import ingest  # noqa: E402
-from shiftwatch.collector.records import PredictionRecord, grouped_columns  # noqa: E402
-from shiftwatch.db import Database  # noqa: E402
-from shiftwatch.migrate import upgrade  # noqa: E402
+from shiftwatch.collector import registry
+from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.records import PredictionRecord, grouped_columns
+from shiftwatch.db import Database
+from shiftwatch.migrate import upgrade
 
 BATCH, DIM, CLASSES = 256, 64, 10
 
@@ -34,7 +34,7 @@ def connect(path: Path, mode: str) -> Database:
     db = Database.connect(f"sqlite:///{path}")
 
     @event.listens_for(db.engine, "connect")
-    def _mode(dbapi_connection, _record):  # type: ignore[no-untyped-def]  # runs after make_engine's pragmas
+    def _mode(dbapi_connection, _record):  # runs after make_engine's pragmas
         dbapi_connection.execute(f"PRAGMA synchronous={mode}")
 
     with db.engine.connect() as connection:

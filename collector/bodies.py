@@ -79,7 +79,7 @@ class Reservation:
         with self._lock:
             self.held += n
 
-    def __enter__(self) -> "Reservation":
+    def __enter__(self) -> Reservation:
         return self
 
     def __exit__(self, *exc: object) -> None:

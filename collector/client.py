@@ -27,8 +27,15 @@ from pathlib import Path
 import numpy as np
 
 from shiftwatch.collector import wire
-from shiftwatch.collector.records import PredictionRecord, check_record, group_key, to_columns
-from shiftwatch.collector.records import as_float, as_index, as_vector
+from shiftwatch.collector.records import (
+    PredictionRecord,
+    as_float,
+    as_index,
+    as_vector,
+    check_record,
+    group_key,
+    to_columns,
+)
 from shiftwatch.collector.sdk_calls import ServerCalls
 from shiftwatch.collector.spill import SpillDir, default_spill_dir
 from shiftwatch.collector.transport import ApiError, Refused, Transport, Unsent, send
@@ -79,7 +86,7 @@ class _Failure:
     seqs: np.ndarray | None
 
     @classmethod
-    def of(cls, seqs: np.ndarray) -> "_Failure":
+    def of(cls, seqs: np.ndarray) -> _Failure:
         first, last = int(seqs.min()), int(seqs.max())
         return cls(first, last, None if last - first + 1 == len(seqs) else seqs)
 
@@ -233,7 +240,7 @@ class Client(ServerCalls):
         self._wake.set()
         self._thread.join(timeout)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -285,7 +285,7 @@ def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[di
     # Encoded here, not by the column type: PostgreSQL's COPY bypasses column types.
     embeddings = float32_rows(batch.embeddings) if batch.embeddings is not None else None
     probabilities = float32_rows(batch.probabilities) if batch.probabilities is not None else None
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     out = []
     for i in range(n):
         latency = float(batch.latency_ms[i])

@@ -8,7 +8,7 @@ on SQLite, where tables cannot be partitioned, it deletes old rows. The narrow
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
@@ -30,7 +30,7 @@ def ensure_partitions(connection: Connection, days: set[date]) -> None:
     url_key = str(connection.engine.url)
     missing = sorted(day for day in days if (url_key, day) not in _known_partitions)
     for day in missing:
-        start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+        start = datetime.combine(day, time(0), tzinfo=UTC)
         end = start + timedelta(days=1)
         # A savepoint, so a concurrent replica creating the same partition does not abort our batch.
         with connection.begin_nested():
@@ -54,7 +54,7 @@ def ensure_partitions(connection: Connection, days: set[date]) -> None:
 
 
 def ensure_upcoming_partitions(engine: Engine, days_ahead: int, today: date | None = None) -> None:
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     with engine.begin() as connection:
         ensure_partitions(connection, {today + timedelta(days=i) for i in range(days_ahead + 1)})
 
@@ -77,7 +77,7 @@ def list_partitions(engine: Engine) -> list[tuple[str, date]]:
 
 def apply_retention(engine: Engine, retention_days: int, now: datetime | None = None) -> int:
     """Drop predictions older than ``retention_days``; returns partitions dropped (PG) or rows deleted (SQLite)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=retention_days)
     if engine.dialect.name != "postgresql":
         with engine.begin() as connection:
@@ -86,7 +86,7 @@ def apply_retention(engine: Engine, retention_days: int, now: datetime | None = 
     dropped = 0
     for name, day in list_partitions(engine):
         # A partition holds [day, day+1); drop it once all of it is older than the cutoff.
-        if datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone.utc) <= cutoff:
+        if datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC) <= cutoff:
             with engine.begin() as connection:
                 connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
             url_key = str(engine.url)
@@ -96,7 +96,7 @@ def apply_retention(engine: Engine, retention_days: int, now: datetime | None = 
     if dropped:
         # Only ids of the dropped days: an id stays known while a partition may still hold its row.
         oldest_kept = min((day for _, day in list_partitions(engine)), default=None)
-        horizon = cutoff if oldest_kept is None else datetime.combine(oldest_kept, time(0), tzinfo=timezone.utc)
+        horizon = cutoff if oldest_kept is None else datetime.combine(oldest_kept, time(0), tzinfo=UTC)
         with engine.begin() as connection:
             connection.execute(delete(PredictionId).where(PredictionId.ts < horizon))
     return dropped

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import and_, func, or_, select
@@ -126,5 +126,5 @@ def page(
 
 
 def recent_window_bounds(minutes: int, now: datetime | None = None) -> tuple[datetime, datetime]:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return now - timedelta(minutes=minutes), now

@@ -10,7 +10,7 @@ import math
 import operator
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class PredictionRecord:
     input_ref: str | None = None
     latency_ms: float | None = None
     id: uuid.UUID = field(default_factory=uuid.uuid4)
-    ts: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 def text_problem(value: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shiftwatch.collector.records import PredictionRecord, MAX_LENGTHS, grouped_columns, text_problem
+from shiftwatch.collector.records import MAX_LENGTHS, PredictionRecord, grouped_columns, text_problem
 from shiftwatch.collector.wire import ColumnBatch
 
 

@@ -68,7 +68,7 @@ class Transport:
         self._local = threading.local()
 
     @classmethod
-    def for_url(cls, url: str, *, token: str | None, timeout_s: float, compress: bool) -> "Transport":
+    def for_url(cls, url: str, *, token: str | None, timeout_s: float, compress: bool) -> Transport:
         """A transport to the server at ``url``; ``ValueError`` unless it is http(s)://host[:port][/path]."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

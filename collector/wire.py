@@ -12,7 +12,7 @@ import math
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -46,13 +46,13 @@ class ColumnBatch:
         return [uuid.UUID(bytes=bytes(row)) for row in self.ids]
 
     def timestamps(self) -> list[datetime]:
-        return [datetime.fromtimestamp(int(t) / 1e6, tz=timezone.utc) for t in self.ts_us]
+        return [datetime.fromtimestamp(int(t) / 1e6, tz=UTC) for t in self.ts_us]
 
 
 def to_ts_us(value: datetime) -> int:
     if value.tzinfo is None:
         raise ValueError("timestamps must be timezone-aware")
-    delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

@@ -134,13 +134,13 @@ class AccuracyEstimator:
         self.confidence_level = confidence_level
         self.seed = seed
 
-    def fit(self, reference_probs: Any, reference_labels: Any) -> "AccuracyEstimator":
+    def fit(self, reference_probs: Any, reference_labels: Any) -> AccuracyEstimator:
         probs = as_probabilities(reference_probs, "reference_probs")
         labels = as_labels(reference_labels, len(probs), probs.shape[1])
         correct = (probs.argmax(axis=1) == labels).astype(np.float64)
         return self.fitted_on(ReferenceScores(score(probs, self.score_kind), correct, probs.shape[1]))
 
-    def fitted_on(self, reference: ReferenceScores) -> "AccuracyEstimator":
+    def fitted_on(self, reference: ReferenceScores) -> AccuracyEstimator:
         """This estimator with ``reference`` as what it learned (a detector restored from its state)."""
         self.reference_ = reference
         return self
@@ -211,7 +211,7 @@ class AccuracyDropDetector(TwoSampleDetector):
         self.min_effect_size = min_effect_size  # the configured margin, accuracy points
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "AccuracyDropDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> AccuracyDropDetector:
         if context.get("labels") is None:
             raise Invalid("labels", "the accuracy estimators need labels for the reference window")
         fitted = AccuracyEstimator(self.method, seed=self.seed).fit(reference, context["labels"]).fitted_reference()

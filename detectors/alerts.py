@@ -23,7 +23,6 @@ from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
-
 # An open alert's report is rewritten only when the effect grew or shrank by this factor (or severity rose).
 MATERIAL_EFFECT_RATIO = 1.5
 

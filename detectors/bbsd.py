@@ -84,7 +84,7 @@ class _OutputDetector(TwoSampleDetector):
         self.n_permutations = n_permutations  # streams only
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "_OutputDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> _OutputDetector:
         self.reference_ = as_probabilities(reference, "reference")
         self.reference_blocks_ = stream_blocks(self.reference_, context)
         return self
@@ -215,18 +215,18 @@ class BBSDDetector(CombinedDetector):
 
     def __init__(self, alpha: float = 0.05, min_effect_size: float | None = None, n_permutations: int = 500, seed: int = 0) -> None:
         self.alpha = alpha
-        self.min_effect_size = min_effect_size  # None: each part's own default (their units differ)
+        self.min_effect_size = min_effect_size  # type: ignore[assignment]  # None: each part's own default (their units differ)
         self.n_permutations = n_permutations
         self.seed = seed
 
     def _parts(self) -> list[TwoSampleDetector]:
-        extra = {} if self.min_effect_size is None else {"min_effect_size": self.min_effect_size}
+        extra: dict[str, Any] = {} if self.min_effect_size is None else {"min_effect_size": self.min_effect_size}
         return [
             part(alpha=self.alpha / len(self.PARTS), n_permutations=self.n_permutations, seed=self.seed, **extra)
             for part in self.PARTS
         ]
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "BBSDDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> BBSDDetector:
         self.reference_ = as_probabilities(reference, "reference")
         self.reference_blocks_ = stream_blocks(self.reference_, context)
         self._fit_parts()
@@ -235,4 +235,4 @@ class BBSDDetector(CombinedDetector):
     def _fit_parts(self) -> None:
         self._fitted = [part.fit(self.reference_) for part in self._parts()]
         for part in self._fitted:
-            part.reference_blocks_ = self.reference_blocks_
+            part.reference_blocks_ = self.reference_blocks_  # type: ignore[attr-defined]  # set by fit on every TwoSampleDetector, not declared on the class

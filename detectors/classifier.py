@@ -36,7 +36,6 @@ from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.permutation import permutation_critical, permutation_p_value, reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take, top_indices
 
-
 ATYPICAL_REASON = "out-of-fold probability the domain classifier gives to \"from the current window\""
 
 
@@ -66,7 +65,7 @@ class ClassifierDetector(TwoSampleDetector):
         self.n_evidence = n_evidence
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "ClassifierDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> ClassifierDetector:
         x = as_matrix(reference, "reference", min_rows=self.n_folds)
         keep = subsample(len(x), self.max_samples, np.random.default_rng(self.seed))
         self.reference_ = x[keep]

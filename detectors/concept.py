@@ -38,7 +38,7 @@ def as_outcomes(values: Any, field: str) -> np.ndarray:
 def n_effective(outcomes: np.ndarray, context: dict[str, Any]) -> float:
     stream_ids = as_context(context.get("stream_ids"), len(outcomes), "stream_ids")
     timestamps = as_context(context.get("timestamps"), len(outcomes), "timestamps")
-    if stream_ids is None and timestamps is None or outcomes.std() == 0:
+    if (stream_ids is None and timestamps is None) or outcomes.std() == 0:
         return float(len(outcomes))
     return effective_sample_size(outcomes, stream_ids, timestamps)
 
@@ -55,7 +55,7 @@ class LabeledAccuracyDetector(TwoSampleDetector):
         self.alpha = alpha
         self.min_effect_size = min_effect_size  # accuracy points
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "LabeledAccuracyDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> LabeledAccuracyDetector:
         outcomes = as_outcomes(reference, "reference")
         self.reference_accuracy_ = float(outcomes.mean())
         self.reference_n_ = float(len(outcomes))
@@ -123,7 +123,7 @@ class AccuracyChangeMonitor:
         return {"recent_errors_": np.array(self._recent[-int(self._adwin.width) :] if self._adwin.width else [], dtype=np.int8)}
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "AccuracyChangeMonitor":
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> AccuracyChangeMonitor:
         monitor = cls(**config)
         for error in np.asarray(state.get("recent_errors_", []), dtype=np.float64):
             monitor._adwin.update(float(error))

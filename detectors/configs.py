@@ -50,7 +50,7 @@ class ConfigSpec:
     confirm_runs: int
 
     @classmethod
-    def of(cls, row: DetectorConfig) -> "ConfigSpec":
+    def of(cls, row: DetectorConfig) -> ConfigSpec:
         values = {f.name: getattr(row, f.name) for f in fields(cls)}
         return cls(**values | {"params": dict(row.params)})
 

@@ -25,7 +25,14 @@ import numpy as np
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, take
-from shiftwatch.detectors.univariate import Correction, adjust, global_p_value, ks_block_permutation, ks_columns, ks_critical_points
+from shiftwatch.detectors.univariate import (
+    Correction,
+    adjust,
+    global_p_value,
+    ks_block_permutation,
+    ks_columns,
+    ks_critical_points,
+)
 
 
 class KSDetector(TwoSampleDetector):
@@ -54,7 +61,7 @@ class KSDetector(TwoSampleDetector):
         self.n_permutations = n_permutations
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "KSDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> KSDetector:
         x = as_matrix(reference, "reference", min_rows=4).astype(np.float64)
         stream_ids = as_context(context.get("stream_ids"), len(x), "stream_ids")
         timestamps = as_context(context.get("timestamps"), len(x), "timestamps")

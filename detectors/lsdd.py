@@ -51,7 +51,7 @@ class LSDDDetector(TwoSampleDetector):
         self.max_samples = max_samples
         self.seed = seed
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "LSDDDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> LSDDDetector:
         x = as_matrix(reference, "reference", min_rows=4)
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(x))

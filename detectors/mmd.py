@@ -116,7 +116,7 @@ class MMDDetector(TwoSampleDetector):
         self.bandwidth_multipliers = [float(m) for m in bandwidth_multipliers]  # a list: JSON-able config
         self.effect_window = effect_window
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "MMDDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> MMDDetector:
         x = as_matrix(reference, "reference")
         keep = subsample(len(x), self.max_samples, np.random.default_rng(self.seed))
         self.reference_ = x[keep]

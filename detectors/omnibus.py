@@ -29,7 +29,7 @@ class KSFeaturesDetector(KSDetector):
     def __init__(self, alpha: float = 0.05, min_effect_size: float = 5.0, n_permutations: int = 500, seed: int = 0) -> None:
         super().__init__(alpha=alpha, correction="bonferroni", min_effect_size=min_effect_size, n_permutations=n_permutations, seed=seed)
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "KSFeaturesDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> KSFeaturesDetector:
         x = as_matrix(reference, "reference", min_rows=4).astype(np.float64)
         self.mean_ = np.zeros(x.shape[1])
         self.components_ = np.eye(x.shape[1])
@@ -62,7 +62,7 @@ class AutoDetector(CombinedDetector):
         ks.effect_window = self.effect_window
         return [mmd, ks]
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "AutoDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> AutoDetector:
         self.reference_ = as_matrix(reference, "reference", min_rows=4)
         self.stream_ids_ = np.asarray([] if context.get("stream_ids") is None else context["stream_ids"], dtype=str)
         self.timestamps_ = np.asarray([] if context.get("timestamps") is None else context["timestamps"], dtype=str)

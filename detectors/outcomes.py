@@ -24,7 +24,7 @@ class TickReport:
     failed_versions: tuple[int, ...] = ()
     quiet: tuple[int, ...] = ()  # configs with no new data since their last run: nothing written but the check
 
-    def __add__(self, other: "TickReport") -> "TickReport":
+    def __add__(self, other: TickReport) -> TickReport:
         return TickReport(
             tick=self.tick,
             runs=self.runs + other.runs,

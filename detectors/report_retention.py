@@ -7,7 +7,7 @@ the hour's grace keeps one a running tick is about to commit.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -30,8 +30,8 @@ def sweep_reports(db: Database, data_dir: Path, retention_days: int, now: dateti
     removed: list[str] = []
     for path in reports.glob("*.html"):
         state = named.get(path.name)
-        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-        expired = state is None and modified < now - ORPHAN_GRACE or state == "resolved" and modified < cutoff
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        expired = (state is None and modified < now - ORPHAN_GRACE) or (state == "resolved" and modified < cutoff)
         if expired:
             path.unlink(missing_ok=True)
             removed.append(f"{REPORTS_DIR}/{path.name}")

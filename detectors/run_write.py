@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -106,7 +107,7 @@ def _flag_samples(session: Session, outcome: Outcome, run: DriftRun) -> None:
     window = outcome.planned.window
     reason = f"{outcome.config.name}: among the samples least like the reference (drift run {run.id})"
     for sample in outcome.explained.atypical:
-        ts = datetime.fromisoformat(str(window.ts[sample.index])).replace(tzinfo=timezone.utc)
+        ts = datetime.fromisoformat(str(window.ts[sample.index])).replace(tzinfo=UTC)
         session.add(
             FlaggedSample(
                 prediction_id=window.ids[sample.index],

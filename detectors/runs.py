@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ def _due(session: Session, tick: datetime) -> list[ConfigSpec]:
     for config in configs:
         previous = last.get(config.id)
         if previous is not None and previous.tzinfo is None:  # SQLite aggregate bypasses UtcDateTime
-            previous = previous.replace(tzinfo=timezone.utc)
+            previous = previous.replace(tzinfo=UTC)
         if config.checked_at is not None and (previous is None or config.checked_at > previous):
             previous = config.checked_at  # the last quiet check counts as the last run for the schedule
         if previous is None or previous + timedelta(seconds=config.schedule_seconds) <= tick:
@@ -83,7 +83,7 @@ def _current_window(
     window = queries.window(session, config.model_version_id, end=now, last_n=config.window_last_n)
     if len(window) == 0:
         return window, None, None
-    bounds = [datetime.fromisoformat(str(t)).replace(tzinfo=timezone.utc) for t in (window.ts[0], window.ts[-1])]
+    bounds = [datetime.fromisoformat(str(t)).replace(tzinfo=UTC) for t in (window.ts[0], window.ts[-1])]
     return window, bounds[0], bounds[1]
 
 

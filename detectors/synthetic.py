@@ -12,8 +12,8 @@ kernel and asymptotic tests are easiest to miscalibrate.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def _null(dims: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
 def _heavy_tailed_null(dims: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Student-t (3 degrees of freedom) noise: rare far samples in both windows, no change."""
     centres = rng.normal(size=(CLUSTERS, dims))
-    draw = lambda: centres[rng.integers(0, CLUSTERS, n)] + NOISE * rng.standard_t(3, size=(n, dims))  # noqa: E731
+    draw = lambda: centres[rng.integers(0, CLUSTERS, n)] + NOISE * rng.standard_t(3, size=(n, dims))
     return draw(), draw()
 
 
@@ -102,7 +102,7 @@ def _variance(dims: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     scale = np.full(dims, NOISE)
     louder = scale.copy()
     louder[:8] *= 1.6
-    draw = lambda s: centres[rng.integers(0, CLUSTERS, n)] + rng.normal(size=(n, dims)) * s  # noqa: E731
+    draw = lambda s: centres[rng.integers(0, CLUSTERS, n)] + rng.normal(size=(n, dims)) * s
     return draw(scale), draw(louder)
 
 

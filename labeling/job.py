@@ -32,7 +32,7 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
         try:
             with db.session() as session:
                 select_for_labeling(session, model, Budget.of(settings, model), start=since, end=now, now=now)
-        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+        except Exception:
             log.exception("labeling selection failed for %s", model)
         if studio is None:
             continue
@@ -41,7 +41,7 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
             if result.error:
                 log.warning("labeling push for %s: %s (%d stay pending)", model, result.error, result.pending)
             pull(db, settings, model, studio=studio)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("labeling sync with Label Studio failed for %s", model)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
 import numpy as np
@@ -23,7 +23,14 @@ from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.labeling import selection
 from shiftwatch.labeling.flags import FlaggedItem, detector_flags
-from shiftwatch.labeling.queue import IN_CHUNK, already_queued, check_reason, existing_centers, insert_candidates, queued_today
+from shiftwatch.labeling.queue import (
+    IN_CHUNK,
+    already_queued,
+    check_reason,
+    existing_centers,
+    insert_candidates,
+    queued_today,
+)
 from shiftwatch.labeling.selection import Candidate
 from shiftwatch.settings import Settings
 
@@ -36,7 +43,7 @@ class Budget:
     batch: int
 
     @classmethod
-    def of(cls, settings: Settings, model_name: str, batch_size: int | None = None) -> "Budget":
+    def of(cls, settings: Settings, model_name: str, batch_size: int | None = None) -> Budget:
         """The model's budget from settings (``labeling_daily_budgets`` overrides the default); ``batch_size`` overrides the batch."""
         daily = settings.labeling_daily_budgets.get(model_name, settings.labeling_daily_budget)
         return cls(daily=daily, batch=batch_size or settings.labeling_batch_size)
@@ -177,7 +184,7 @@ class WindowCandidates(Sequence[Candidate]):
 
 
 def _as_utc(value: np.datetime64) -> datetime:
-    return value.astype("datetime64[us]").item().replace(tzinfo=timezone.utc)
+    return value.astype("datetime64[us]").item().replace(tzinfo=UTC)
 
 
 def select_for_labeling(

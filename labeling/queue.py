@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Select, func, select
@@ -49,7 +49,7 @@ def check_reason(reason: str) -> None:
 
 def queued_today(session: Session, model_id: int, now: datetime) -> int:
     """Tasks of the model (all versions) created since the start of ``now``'s UTC day: what the daily budget counts."""
-    day_start = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     stmt = (
         select(func.count())
         .select_from(LabelTask)
@@ -118,7 +118,7 @@ def existing_centers(session: Session, version_id: int) -> np.ndarray | None:
     return np.stack(centers)
 
 
-def tasks_of_model(model_name: str) -> Select[tuple[LabelTask]]:
+def tasks_of_model(model_name: str) -> Select[LabelTask]:
     """A select() of the model's tasks (all versions), for callers to narrow further."""
     return (
         select(LabelTask)

@@ -17,9 +17,9 @@ ten near-identical frames of one camera do not eat the budget.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

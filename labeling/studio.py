@@ -80,7 +80,7 @@ class Studio:
         self.client = LabelStudio(base_url=self.url, api_key=token, timeout=timeout_s)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Studio":
+    def from_settings(cls, settings: Settings) -> Studio:
         if not settings.label_studio_url:
             raise Invalid("label_studio_url", "Label Studio is not configured: set SHIFTWATCH_LABEL_STUDIO_URL")
         if not settings.label_studio_token:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -60,7 +60,7 @@ class SyncCounts:
     deleted: int = 0
     unknown: int = 0
 
-    def __add__(self, other: "SyncCounts") -> "SyncCounts":
+    def __add__(self, other: SyncCounts) -> SyncCounts:
         return SyncCounts(*(a + b for a, b in zip(_astuple(self), _astuple(other), strict=True)))
 
 
@@ -169,7 +169,7 @@ def _mark_failed(db: Database, ids: list[int], error: str, now: datetime) -> Non
 
 def _parse_time(value: Any) -> datetime:
     parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _annotator(annotation: dict[str, Any]) -> str:

@@ -104,7 +104,7 @@ def compress(
     if "qat" in config.steps and not family.supports_qat:
         raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
     report = progress or (lambda step, done, total: None)
-    epochs = lambda step: (lambda done, total, loss: report(step, done, total))  # noqa: E731
+    epochs = lambda step: (lambda done, total, loss: report(step, done, total))
     current = family.copy(model)  # the caller's model stays as it was
     applied: list[str] = []
     details: dict[str, Any] = {}

@@ -32,7 +32,7 @@ class InputSpec:
     std: tuple[float, ...] = (1.0,)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "InputSpec":
+    def from_dict(cls, data: dict[str, Any] | None) -> InputSpec:
         """Read a registry row's ``input_spec`` (rows written before the contract have shape and scale only)."""
         data = dict(data or {})
         try:

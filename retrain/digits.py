@@ -81,7 +81,7 @@ def stratified_split(
     train, val = train_test_split(
         rest, test_size=val_fraction / (1.0 - test_fraction), random_state=seed, stratify=labels[rest]
     )
-    take = lambda idx: Split(images[np.sort(idx)], labels[np.sort(idx)])  # noqa: E731
+    take = lambda idx: Split(images[np.sort(idx)], labels[np.sort(idx)])
     return DigitsSplits(train=take(train), val=take(val), test=take(test))
 
 
@@ -128,7 +128,7 @@ def _contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
     return (x - mean) * factor + mean
 
 
-def _affine(x: np.ndarray, make: Callable[[np.random.Generator], "object"], rng: np.random.Generator) -> np.ndarray:
+def _affine(x: np.ndarray, make: Callable[[np.random.Generator], object], rng: np.random.Generator) -> np.ndarray:
     from skimage.transform import AffineTransform, warp
 
     centre = AffineTransform(translation=(-(IMAGE_SIZE - 1) / 2, -(IMAGE_SIZE - 1) / 2))

@@ -55,7 +55,7 @@ class ParityReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def export_onnx(model: "torch.nn.Module", path: Path, *, input_shape: tuple[int, ...] = (1, 32, 32), opset: int = OPSET) -> Path:
+def export_onnx(model: torch.nn.Module, path: Path, *, input_shape: tuple[int, ...] = (1, 32, 32), opset: int = OPSET) -> Path:
     """Write ``model`` (returning (logits, embedding)) as ONNX with a dynamic batch axis."""
     import torch
 
@@ -94,7 +94,7 @@ def optimize_onnx(source: Path, target: Path, level: str = "extended") -> Path:
 
 
 def check_parity(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     artifact: Path,
     images: np.ndarray,
     *,
@@ -141,7 +141,7 @@ class ExportResult:
 
 
 def export_artifact(
-    model: "torch.nn.Module", directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended"
+    model: torch.nn.Module, directory: Path, images: np.ndarray, *, name: str = "model", level: str = "extended"
 ) -> ExportResult:
     """Export, optimize and parity-check in one step: the fp32 artifact every other step starts from.
 

@@ -166,7 +166,7 @@ def retrain(
         images, labels, mix_summary = mix(splits.train.images, splits.train.labels, labeled_train, config.mix)
         train_config = replace(config.finetune, seed=config.seed)
         model = family.load_weights(weights_path)
-        epochs = (lambda done, total, loss: progress("fine-tune", done, total)) if progress else None  # noqa: E731
+        epochs = (lambda done, total, loss: progress("fine-tune", done, total)) if progress else None
         family.train(model, images, labels, train_config, progress=epochs)
         eval_images = np.concatenate([splits.val.images, labeled_holdout.images])
         eval_labels = np.concatenate([splits.val.labels, labeled_holdout.labels])
@@ -233,7 +233,7 @@ def bootstrap(
     with db.session() as session:
         registry.register_model(session, model_name, CLASS_NAMES, description="digits CNN (shiftwatch reference)")
     splits = split_digits(REFERENCE_SPLIT_SEED)
-    epochs = (lambda done, total, loss: progress("train", done, total)) if progress else None  # noqa: E731
+    epochs = (lambda done, total, loss: progress("train", done, total)) if progress else None
     model = train_reference(config.seed, reference, progress=epochs)
     packaged = package(
         model, data_dir, train=(splits.train.images, splits.train.labels),

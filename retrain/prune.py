@@ -110,7 +110,7 @@ def prune_and_finetune(
     finetune = replace(train, epochs=config.finetune_epochs, lr=config.finetune_lr)
     fit(small, images, labels, finetune, teacher_logits=teacher_logits, progress=progress)
     make_permanent(small)
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    count = lambda m: sum(p.numel() for p in m.parameters())
     report = PruneReport(
         channels_before=model.channels,  # type: ignore[arg-type]  # DigitsCNN: three conv widths
         channels_after=small.channels,  # type: ignore[arg-type]  # as above

@@ -38,7 +38,7 @@ class TorchContract:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TorchContract":
+    def from_dict(cls, data: dict[str, Any]) -> TorchContract:
         known = {k: data.get(k) for k in ("factory", "embedding_layer", "student_factory", "trainer", "reference_set")}
         if not known["factory"]:
             raise Invalid("contract.factory", "is required")

@@ -36,11 +36,11 @@ class LabeledData:
         return len(self.labels)
 
     @classmethod
-    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, ids: tuple[str, ...] = ()) -> "LabeledData":
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, ids: tuple[str, ...] = ()) -> LabeledData:
         """All samples equally recent: for callers that hold arrays without timestamps."""
         return cls(np.asarray(images, np.float32), np.asarray(labels, np.int64), np.zeros(len(labels)), ids)
 
-    def take(self, index: np.ndarray) -> "LabeledData":
+    def take(self, index: np.ndarray) -> LabeledData:
         return LabeledData(
             self.images[index], self.labels[index], self.age_days[index], tuple(self.ids[i] for i in index) if self.ids else ()
         )

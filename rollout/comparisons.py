@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,7 @@ def compare_shadow(
     disagreements = [
         Disagreement(
             prediction_id=str(shadow.ids[s]),
-            ts=shadow.ts[s].astype(datetime).replace(tzinfo=timezone.utc),
+            ts=shadow.ts[s].astype(datetime).replace(tzinfo=UTC),
             request_id=str(shadow.request_id[s]),
             input_ref=shadow.input_ref[s] or production.input_ref[p],
             production_class=int(production.predicted_class[p]),

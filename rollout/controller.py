@@ -23,8 +23,8 @@ from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
-from shiftwatch.rollout.models import ACTIVE_STATES, AuditLog, Comparison, Rollout
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.models import ACTIVE_STATES, AuditLog, Comparison, Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
 
 TRANSITIONS: dict[str, frozenset[str]] = {

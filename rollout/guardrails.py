@@ -18,7 +18,6 @@ import numpy as np
 from scipy.stats import binomtest, norm
 
 from shiftwatch.detectors.univariate import ks_columns
-
 from shiftwatch.rollout.schemas import RolloutPlan
 
 # Below this many labeled samples per arm the normal approximation is poor: the SPRT waits.

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
+from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.db import utcnow
 from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
-from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway

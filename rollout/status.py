@@ -10,7 +10,6 @@ from shiftwatch.rollout.controller import candidate_report, get_rollout
 from shiftwatch.rollout.models import AuditLog, Comparison, Rollout
 from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
 
-
 # What a finished rollout's last transition was, in words.
 FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back on a guardrail"}
 

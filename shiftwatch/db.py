@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import DateTime, LargeBinary, MetaData, create_engine, event
@@ -40,14 +40,14 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UtcDateTime column")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 _FLOAT32_LE = np.dtype("<f4")  # parsed once: a Float32Vector column decodes once per row read
@@ -89,7 +89,7 @@ class Float32Vector(TypeDecorator[np.ndarray]):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -119,7 +119,7 @@ class Database:
     sessions: sessionmaker[Session]
 
     @classmethod
-    def connect(cls, url: str) -> "Database":
+    def connect(cls, url: str) -> Database:
         engine = make_engine(url)
         return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 

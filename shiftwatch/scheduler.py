@@ -25,7 +25,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete
@@ -58,7 +58,7 @@ def tick_of(now: datetime, every_seconds: int) -> datetime:
     Every replica computes the same tick for the same firing, however late its clock fires.
     """
     seconds = int(now.timestamp()) // every_seconds * every_seconds
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def claim_tick(db: Database, job_name: str, tick: datetime) -> bool:
@@ -126,7 +126,7 @@ def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
                 jobstores={"default": SQLAlchemyJobStore(engine=db.engine)},
                 # A replica that was down does not replay missed ticks: the next tick covers them.
                 job_defaults={"coalesce": True, "max_instances": 1},
-                timezone=timezone.utc,
+                timezone=UTC,
             )
             _scheduler.start()
         # Aligned to multiples of the interval since the epoch, so every replica fires on the same tick.

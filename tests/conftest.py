@@ -85,14 +85,14 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+def app(settings: Settings, db: Database):
     from shiftwatch.app import create_app
 
     return create_app(settings, db)
 
 
 @pytest.fixture
-def api(app) -> Iterator:  # type: ignore[no-untyped-def]
+def api(app) -> Iterator:
     """Real HTTP requests through the ASGI app (lifespan included)."""
     from fastapi.testclient import TestClient
 
@@ -101,14 +101,14 @@ def api(app) -> Iterator:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+def live_server(app) -> Iterator[LiveServer]:
     server = LiveServer(app).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def digits_model(db: Database):  # type: ignore[no-untyped-def]
+def digits_model(db: Database):
     """A registered model ``digits`` with version ``v1`` (64-d embeddings, 10 classes)."""
     from shiftwatch.collector import registry
 

@@ -194,10 +194,9 @@ def labeling_page(
     settings: SettingsDep,
     _: PageReader,
 ):
+    from shiftwatch.console.labeling_view import open_tasks
     from shiftwatch.labeling import queue
     from shiftwatch.labeling.policy import Budget
-
-    from shiftwatch.console.labeling_view import open_tasks
 
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
@@ -222,9 +221,8 @@ def rollout_page(
     db: DbDep,
     principal: PageReader,
 ):
-    from shiftwatch.rollout import status
-
     from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
+    from shiftwatch.rollout import status
     from shiftwatch.rollout.evidence import accuracy_undecided, evidence_rows
     from shiftwatch.rollout.schemas import RolloutPlan
 

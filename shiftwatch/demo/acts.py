@@ -55,7 +55,7 @@ def bootstrap_model(stage: Stage) -> bool:
     report = outcome.report
     stage.say(f"Registered [bold]{MODEL} {outcome.version}[/] as {outcome.status}: held-out accuracy "
               f"{report.get('accuracy_old', float('nan')):.1%}, {describe_artifact(report)}")
-    stage.facts["reference_version"] = outcome.version
+    stage.facts["reference_version"] = outcome.version or "-"
     stage.facts["reference_artifact"] = describe_artifact(report)
     return True
 

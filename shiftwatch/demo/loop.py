@@ -94,7 +94,7 @@ def runs_latest(session: Session) -> dict[str, str]:
     return {
         "statistic": "-" if run.statistic is None else f"{run.statistic:.4f}",
         "p_value": "-" if run.p_value is None else f"{run.p_value:.3g}",
-        "decision": "drift" if run.decision else ("no drift" if run.status == "ok" else run.note),
+        "decision": "drift" if run.decision else ("no drift" if run.status == "ok" else (run.note or "-")),
     }
 
 

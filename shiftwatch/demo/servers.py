@@ -31,7 +31,7 @@ class ApiServer:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, name="shiftwatch-demo-api", daemon=True)
 
-    def start(self) -> "ApiServer":
+    def start(self) -> ApiServer:
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -84,7 +84,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         self.thread = threading.Thread(target=self.server.serve_forever, name="demo-webhook-receiver", daemon=True)
 
-    def start(self) -> "WebhookReceiver":
+    def start(self) -> WebhookReceiver:
         self.thread.start()
         return self
 

@@ -37,13 +37,13 @@ class Scale:
     finetune_epochs: int  # fine-tuning production into the candidate
 
     @classmethod
-    def full(cls) -> "Scale":
+    def full(cls) -> Scale:
         return cls(clean_requests=1500, drift_requests=1000, rollout_requests=4000, recovered_requests=1000,
                    batch=100, detector_window=300, labels=400, compress_steps=("distill", "prune", "ptq"),
                    reference_epochs=12, finetune_epochs=5)
 
     @classmethod
-    def fast(cls) -> "Scale":
+    def fast(cls) -> Scale:
         # No compression and fewer epochs: every act still runs, in about a third of the time.
         return cls(clean_requests=600, drift_requests=600, rollout_requests=3000, recovered_requests=400,
                    batch=100, detector_window=300, labels=300, compress_steps=(),

@@ -39,7 +39,7 @@ class Traffic:
     sent: int = 0
 
     @classmethod
-    def held_out(cls, seed: int = 0) -> "Traffic":
+    def held_out(cls, seed: int = 0) -> Traffic:
         test = digits.split_digits(seed).test
         return cls(test.images, test.labels, np.random.default_rng(seed + 1))
 

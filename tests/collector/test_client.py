@@ -5,16 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC
 
 import numpy as np
-from tests.support.servers import LiveServer, free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client
 from shiftwatch.collector.models import Prediction
+from tests.support.servers import LiveServer, free_port
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 
@@ -98,9 +99,9 @@ def test_resending_after_a_lost_response_stores_once(live_server, db, digits_mod
     from uuid import uuid4
 
     ids = [uuid4() for _ in range(50)]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    ts = datetime.now(timezone.utc)
+    ts = datetime.now(UTC)
     with Client(live_server.url, spill_dir=tmp_path / "spill") as client:
         for _ in range(2):
             for pid in ids:

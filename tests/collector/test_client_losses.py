@@ -7,19 +7,19 @@ import http.client
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from tests.support.servers import LiveServer, free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client
 from shiftwatch.collector.models import Prediction
+from tests.support.servers import LiveServer, free_port
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 
@@ -32,7 +32,7 @@ def log_good(client: Client, n: int, seed: int = 0) -> None:
                    probabilities=probs, request_id=f"r{seed}-{i}", stream_id="cam-1")  # fmt: skip
 
 
-def wait_for(condition, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -101,7 +101,7 @@ def test_an_exception_inside_a_sender_keeps_the_batch_as_rejected_and_the_sender
 ) -> None:
     spill = tmp_path / "spill"
     with Client(live_server.url, spill_dir=spill, concurrency=1) as client:
-        ts = datetime.now(timezone.utc).replace(tzinfo=BrokenZone())
+        ts = datetime.now(UTC).replace(tzinfo=BrokenZone())
         client.log("digits", "v1", 1, 0.9, embedding=np.zeros(64), ts=ts)  # passes log(), fails when encoded
         assert not client.flush(timeout=30)
         assert client.stats.rejected == 1
@@ -146,7 +146,7 @@ class FailingProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def start(self) -> "FailingProxy":
+    def start(self) -> FailingProxy:
         self.thread.start()
         return self
 
@@ -197,7 +197,7 @@ def test_the_same_id_resent_with_another_ts_is_reported_rejected_not_stored_twic
     live_server, db, digits_model, tmp_path
 ) -> None:
     # Item 4: the id is the key; a retry must keep its ts, and another ts is refused (409), not stored again.
-    pid, ts = uuid.uuid4(), datetime.now(timezone.utc)
+    pid, ts = uuid.uuid4(), datetime.now(UTC)
     with Client(live_server.url, spill_dir=tmp_path / "spill") as client:
         client.log("digits", "v1", 1, 0.9, embedding=np.zeros(64), id=pid, ts=ts)
         assert client.flush()

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC
 
 import numpy as np
 import pytest
-from tests.support.collector import as_json, as_npz, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector import queries
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.wire import CONTENT_TYPE
+from tests.support.collector import as_json, as_npz, records
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 
 
-def post_npz(api, batch, **headers):  # type: ignore[no-untyped-def]
+def post_npz(api, batch, **headers):
     return api.post("/v1/predictions", content=as_npz(batch), headers={"content-type": CONTENT_TYPE, **headers})
 
 
@@ -129,9 +130,9 @@ def test_out_of_range_fields_are_named(api, db, digits_model, field, value, stat
 
 
 def test_timestamp_outside_retention_is_refused(api, db, digits_model) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    batch = records(3, ts=datetime.now(timezone.utc) - timedelta(days=400))
+    batch = records(3, ts=datetime.now(UTC) - timedelta(days=400))
     response = post_npz(api, batch)
     assert response.status_code == 422
     assert response.json()["field"] == "predictions[0].ts"

@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from tests.support.collector import as_json, as_npz, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector.ingest import _rows, _store
@@ -17,14 +16,15 @@ from shiftwatch.collector.records import to_columns
 from shiftwatch.collector.wire import CONTENT_TYPE
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
+from tests.support.collector import as_json, as_npz, records
 
 
-def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
+def count(db, table=Prediction) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(table)))
 
 
-def post(api, batch, fmt: str):  # type: ignore[no-untyped-def]
+def post(api, batch, fmt: str):
     if fmt == "json":
         return api.post("/v1/predictions", json=as_json(batch))
     return api.post("/v1/predictions", content=as_npz(batch), headers={"content-type": CONTENT_TYPE})
@@ -105,9 +105,8 @@ def test_a_value_postgres_refuses_past_validation_is_a_422_naming_the_row_and_co
     batch = records(5, seed=13)
     batch[3].request_id = "a\x00b"  # past check_text, as a validation gap would let it
     rows = _rows(to_columns(batch), np.full(5, digits_model.id), utcnow())
-    with pytest.raises(Invalid) as refused:
-        with db.engine.begin() as connection:
-            ensure_partitions(connection, {row["ts"].date() for row in rows})
-            _store(connection, rows, [10, 11, 12, 13, 14])
+    with pytest.raises(Invalid) as refused, db.engine.begin() as connection:
+        ensure_partitions(connection, {row["ts"].date() for row in rows})
+        _store(connection, rows, [10, 11, 12, 13, 14])
     assert refused.value.field == "predictions[13].request_id"
     assert count(db) == 0 and count(db, PredictionId) == 0

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tests.support.servers import free_port
 from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
@@ -18,9 +17,10 @@ from shiftwatch.collector.client import Client
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.spill import SpillDir
+from tests.support.servers import free_port
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 

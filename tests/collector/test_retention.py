@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from tests.support.collector import records, store_predictions
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import apply_retention, ensure_upcoming_partitions, list_partitions
+from tests.support.collector import records, store_predictions
 
 
-def count(db, table=Prediction) -> int:  # type: ignore[no-untyped-def]
+def count(db, table=Prediction) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(table)))
 
 
 def test_retention_removes_only_days_past_the_window(db, settings, digits_model) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = records(30, ts=now - timedelta(days=9, hours=1), seed=1)
     recent = records(20, ts=now - timedelta(hours=1), seed=2)
     store_predictions(db, settings, old + recent)
@@ -37,7 +37,7 @@ def test_retention_removes_only_days_past_the_window(db, settings, digits_model)
 def test_upcoming_partitions_are_created_ahead(db) -> None:
     ensure_upcoming_partitions(db.engine, days_ahead=3)
     if db.is_postgres:
-        today = datetime.now(timezone.utc).date()
+        today = datetime.now(UTC).date()
         days = {day for _, day in list_partitions(db.engine)}
         assert {today + timedelta(days=i) for i in range(4)} <= days
     else:

@@ -24,7 +24,7 @@ def settings(db_url, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def client(live_server, db, tmp_path):  # type: ignore[no-untyped-def]
+def client(live_server, db, tmp_path):
     token = create_token(db, "my-script", ["ingest", "read", "operate", "approve"])
     with Client(live_server.url, token=token, spill_dir=tmp_path / "spill", batch_size=50) as sdk:
         yield sdk

@@ -21,7 +21,7 @@ REALIZED = {51: 100.0, 52: 0.0}  # the oracle agrees with every prediction of wi
 
 
 @pytest.fixture
-def labeled_windows(db, settings, digits_model):  # type: ignore[no-untyped-def]
+def labeled_windows(db, settings, digits_model):
     """Three drifted windows tested by meanshift and CBPE; the last two labeled by an oracle through the real queue."""
     t0 = utcnow() - timedelta(hours=3)
     pin_labeled_reference(db, digits_model.id, t0)
@@ -48,7 +48,7 @@ def labeled_windows(db, settings, digits_model):  # type: ignore[no-untyped-def]
         return session.scalars(select(Alert).where(Alert.detector == "meanshift")).one().id
 
 
-def accuracy_svg(api, alert_id: int) -> ET.Element:  # type: ignore[no-untyped-def]
+def accuracy_svg(api, alert_id: int) -> ET.Element:
     page = api.get(f"/console/alerts/{alert_id}")
     assert page.status_code == 200, page.text
     figure = re.search(r'<figure id="accuracy-plot">(<svg.*?</svg>)', page.text, re.S)
@@ -71,7 +71,7 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
     # Window 50 has labels too (the alert queued its flagged samples), but none from the random slice.
     assert [p.realized for p in history.points] == [None, REALIZED[51], REALIZED[52]]
     assert all(p.n_labels >= accuracy_plot.MIN_REALIZED_LABELS for p in history.points[1:])
-    assert all(p.low <= p.estimated <= p.high for p in history.points)  # type: ignore[operator]
+    assert all(p.low <= p.estimated <= p.high for p in history.points)
 
     svg = accuracy_svg(api, labeled_windows)
     (estimated,) = svg.iterfind("svg:polyline[@data-series='estimated, %']", NS)
@@ -96,5 +96,5 @@ def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db,
         alert_id = session.scalars(select(Alert).where(Alert.detector == "meanshift")).one().id
     page = api.get(f"/console/alerts/{alert_id}").text
     assert "no realized accuracy yet" in page
-    svg = ET.fromstring(re.search(r'<figure id="accuracy-plot">(<svg.*?</svg>)', page, re.S).group(1))  # type: ignore[union-attr]
+    svg = ET.fromstring(re.search(r'<figure id="accuracy-plot">(<svg.*?</svg>)', page, re.S).group(1))
     assert list(svg.iterfind("svg:circle", NS)) == []

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.parametrize("ba
 
 
 @pytest.fixture(scope="module")
-def browser_context() -> Iterator:  # type: ignore[type-arg]
+def browser_context() -> Iterator:
     """One Chromium per module, with a fresh profile folder; skipped where Chromium or Playwright is absent."""
     if not CHROMIUM.exists():
         if os.environ.get("CI") == "true":
@@ -52,7 +52,7 @@ def browser_context() -> Iterator:  # type: ignore[type-arg]
 
 
 @pytest.fixture
-def page(browser_context) -> Iterator:  # type: ignore[no-untyped-def, type-arg]
+def page(browser_context) -> Iterator:
     page = browser_context.new_page()
     yield page
     page.close()
@@ -64,14 +64,14 @@ def assert_not_blank(png: bytes) -> None:
     assert pixels.std() > 10, f"screenshot looks blank (grey-level std {pixels.std():.1f})"
 
 
-def screenshot(page, tmp_path: Path, name: str) -> bytes:  # type: ignore[no-untyped-def]
+def screenshot(page, tmp_path: Path, name: str) -> bytes:
     png = page.screenshot(full_page=True)
     (tmp_path / f"{name}.png").write_bytes(png)
     assert_not_blank(png)
     return png
 
 
-def test_models_page_shows_each_version_with_its_state(page, live_server, digits_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_models_page_shows_each_version_with_its_state(page, live_server, digits_model, tmp_path: Path) -> None:
     page.goto(f"{live_server.url}/console")
     assert page.url.endswith("/console/models")
     state = page.locator('span.state[data-version="v1"]')
@@ -79,7 +79,7 @@ def test_models_page_shows_each_version_with_its_state(page, live_server, digits
     screenshot(page, tmp_path, "models")
 
 
-def test_every_console_page_renders_in_the_browser(page, live_server, digits_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_every_console_page_renders_in_the_browser(page, live_server, digits_model, tmp_path: Path) -> None:
     for name in ("models", "alerts", "labeling", "rollouts"):
         response = page.goto(f"{live_server.url}/console/{name}")
         assert response is not None and response.status == 200, name
@@ -87,7 +87,7 @@ def test_every_console_page_renders_in_the_browser(page, live_server, digits_mod
         screenshot(page, tmp_path, name)
 
 
-def post_images(app, server_url: str, bodies: list[bytes], first: int = 0) -> None:  # type: ignore[no-untyped-def]
+def post_images(app, server_url: str, bodies: list[bytes], first: int = 0) -> None:
     """Each PNG through the real gateway over HTTP, one client key each; returns once shadow copies and logs are written."""
     import httpx
 
@@ -101,7 +101,7 @@ def post_images(app, server_url: str, bodies: list[bytes], first: int = 0) -> No
     assert gateway.writer.flush()
 
 
-def add_rollout_versions(db, settings) -> int:  # type: ignore[no-untyped-def]
+def add_rollout_versions(db, settings) -> int:
     """digits v1 in production and v2 a registered candidate (tiny real ONNX classifiers); returns v1's id."""
     from tests.support.rollout import add_version
 
@@ -110,7 +110,7 @@ def add_rollout_versions(db, settings) -> int:  # type: ignore[no-untyped-def]
     return v1_id
 
 
-def drive_to_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
+def drive_to_approval(db, settings, app, server_url: str) -> int:
     """A rollout of v2 driven through shadow and one canary step until it awaits approval; returns its id."""
     from shiftwatch.rollout import controller
     from shiftwatch.rollout.schemas import RolloutPlan
@@ -128,13 +128,13 @@ def drive_to_approval(db, settings, app, server_url: str) -> int:  # type: ignor
     return rollout_id
 
 
-def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:  # type: ignore[no-untyped-def]
+def rollout_awaiting_approval(db, settings, app, server_url: str) -> int:
     """v1 production, v2 candidate, driven through shadow and one canary step until it awaits approval."""
     add_rollout_versions(db, settings)
     return drive_to_approval(db, settings, app, server_url)
 
 
-def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirmation(  # type: ignore[no-untyped-def]
+def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirmation(
     page, live_server, app, db, settings, tmp_path: Path
 ) -> None:
     rollout_id = rollout_awaiting_approval(db, settings, app, live_server.url)
@@ -182,7 +182,7 @@ def test_rollout_page_shows_the_evidence_and_approval_needs_a_reason_and_confirm
     assert page.locator('span.state[data-version="v1"]').inner_text() == "retired"
 
 
-def test_console_approval_without_confirmation_or_needed_reason_changes_nothing(  # type: ignore[no-untyped-def]
+def test_console_approval_without_confirmation_or_needed_reason_changes_nothing(
     page, live_server, app, db, settings
 ) -> None:
     """Posting past the browser's checks (no box, or no reason) is refused by the server too."""
@@ -198,7 +198,7 @@ def test_console_approval_without_confirmation_or_needed_reason_changes_nothing(
     assert page.locator("#rollout-state").inner_text() == "canary"
 
 
-def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db, settings, tmp_path: Path) -> None:
     from tests.support.console import load_demo_like_data
 
     load_demo_like_data(db, settings)
@@ -221,7 +221,7 @@ def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db
     screenshot(page, tmp_path, "labeling")
 
 
-def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labeling_queue(  # type: ignore[no-untyped-def]
+def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labeling_queue(
     page, live_server, db, settings, tmp_path: Path
 ) -> None:
     """Issue 17: words instead of dimension numbers, accuracy with its method, plots over time, exemplars, next step."""
@@ -252,7 +252,7 @@ def test_alert_page_says_what_drifted_plots_its_history_and_leads_to_the_labelin
     assert page.url.endswith("/console/labeling")
 
 
-def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(  # type: ignore[no-untyped-def]
+def test_with_auth_on_a_browser_logs_in_with_a_token_and_needs_the_approve_scope(
     page, db, settings, tmp_path: Path
 ) -> None:
     from shiftwatch.app import create_app
@@ -288,7 +288,7 @@ def bright_png(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: str) -> int:  # type: ignore[no-untyped-def]
+def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: str) -> int:
     """v1 serves normal then washed-out images through the gateway; two MMD runs open and update an alert,
     whose webhook goes to a loopback receiver; serve's labeling job then queues the flagged samples."""
     from shiftwatch.db import utcnow
@@ -314,7 +314,7 @@ def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: s
     return v1_id
 
 
-def test_an_operator_walks_from_the_webhook_to_an_approved_rollout(  # type: ignore[no-untyped-def]
+def test_an_operator_walks_from_the_webhook_to_an_approved_rollout(
     page, live_server, app, db, settings, tmp_path: Path
 ) -> None:
     """Issue 17's done-when: webhook link -> alert page (plots over time, exemplars) -> labeling queue ->

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from tests.support.rollout import add_version
 from sqlalchemy import select
 
 from shiftwatch.collector.models import ModelVersion
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
+from tests.support.rollout import add_version
 
 # The shape retrain registers (retrain/candidate.py, retrain/pipeline.py), numbers from a real run.
 RETRAIN_REPORT = {
@@ -30,7 +30,7 @@ RETRAIN_REPORT = {
 }
 
 
-def start(db, settings, plan: RolloutPlan) -> int:  # type: ignore[no-untyped-def]
+def start(db, settings, plan: RolloutPlan) -> int:
     add_version(db, settings, "v1", state="production")
     add_version(db, settings, "v2")
     with db.session() as session:
@@ -43,7 +43,7 @@ def text_of(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_the_candidate_report_is_rendered_not_dumped(api, db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_candidate_report_is_rendered_not_dumped(api, db, settings) -> None:
     rollout_id = start(db, settings, RolloutPlan())
     page = api.get(f"/console/rollouts/{rollout_id}")
     assert page.status_code == 200
@@ -57,7 +57,7 @@ def test_the_candidate_report_is_rendered_not_dumped(api, db, settings) -> None:
     assert "<details><summary>Raw report (JSON)" in page.text  # the JSON is still there, folded
 
 
-def test_approve_is_not_offered_while_the_controller_holds(api, db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_approve_is_not_offered_while_the_controller_holds(api, db, settings) -> None:
     rollout_id = start(db, settings, RolloutPlan(canary_steps=[1.0], min_shadow_pairs=1))
     with db.session() as session:
         rollout = controller.get_rollout(session, rollout_id)
@@ -69,7 +69,7 @@ def test_approve_is_not_offered_while_the_controller_holds(api, db, settings) ->
     assert "Reject" in text
 
 
-def test_a_rejected_rollout_shows_the_rejection_not_the_last_tick(api, db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_rejected_rollout_shows_the_rejection_not_the_last_tick(api, db, settings) -> None:
     rollout_id = start(db, settings, RolloutPlan())
     with db.session() as session:
         controller.get_rollout(session, rollout_id).last_decision = {"decision": "await_approval", "reasons": ["x"]}

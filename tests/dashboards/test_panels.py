@@ -10,9 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import inspect, text
 
-from tests.support.console import load_demo_like_data
-
 from shiftwatch.dashboards.provision import load_dashboards, panel_queries, push
+from tests.support.console import load_demo_like_data
 
 VIEWS = ("sw_ingest_per_minute", "sw_drift_runs", "sw_alerts_per_minute", "sw_estimated_accuracy",
          "sw_labeled_accuracy", "sw_canary_comparisons", "sw_canary_metrics")
@@ -25,7 +24,7 @@ def grafana_sql(sql: str) -> str:
 
 
 @pytest.mark.parametrize("backend", ["postgres"])  # the dashboards' data source is PostgreSQL
-def test_every_panel_query_returns_rows_on_postgres_after_demo_like_data(backend, db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_every_panel_query_returns_rows_on_postgres_after_demo_like_data(backend, db, settings) -> None:
     load_demo_like_data(db, settings)
     queries = panel_queries()
     assert len(queries) >= 10
@@ -38,7 +37,7 @@ def test_every_panel_query_returns_rows_on_postgres_after_demo_like_data(backend
     assert empty == []
 
 
-def test_views_exist_on_postgres_and_are_not_created_on_sqlite(backend, db) -> None:  # type: ignore[no-untyped-def]
+def test_views_exist_on_postgres_and_are_not_created_on_sqlite(backend, db) -> None:
     views = set(inspect(db.engine).get_view_names())
     if backend == "postgres":
         assert set(VIEWS) <= views
@@ -77,11 +76,11 @@ class FakeGrafana:
                     return False
                 return True
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self._authorized():
                     self._answer(200, grafana.folders)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if not self._authorized():
                     return
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))

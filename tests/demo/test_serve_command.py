@@ -10,11 +10,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.servers import free_port
-
 from shiftwatch.demo.story import serve_command, served_url
 from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
+from tests.support.servers import free_port
 
 
 def test_the_printed_serve_line_runs_in_a_shell_without_the_virtualenv(tmp_path: Path) -> None:

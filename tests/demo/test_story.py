@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("demo")
     console = Console(record=True, width=120, force_terminal=False)
     result = run_demo(out, auto_approve=True, fast=True, console=console)
@@ -29,12 +29,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     db.dispose()
 
 
-def test_the_whole_loop_is_in_this_build(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_whole_loop_is_in_this_build(demo_run) -> None:
     result, _, _ = demo_run
     assert result.missing == []
 
 
-def test_drift_opens_an_alert_and_the_webhook_reaches_the_receiver(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_drift_opens_an_alert_and_the_webhook_reaches_the_receiver(demo_run) -> None:
     result, text, db = demo_run
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) >= 1
@@ -42,7 +42,7 @@ def test_drift_opens_an_alert_and_the_webhook_reaches_the_receiver(demo_run) -> 
     assert "signature valid" in text
 
 
-def test_the_oracle_labels_are_stored_and_say_so(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_oracle_labels_are_stored_and_say_so(demo_run) -> None:
     result, text, db = demo_run
     with db.session() as session:
         sources = set(session.scalars(select(Label.source)))
@@ -51,7 +51,7 @@ def test_the_oracle_labels_are_stored_and_say_so(demo_run) -> None:  # type: ign
     assert "built-in oracle" in text
 
 
-def test_the_candidate_is_promoted_and_the_old_version_retired(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_candidate_is_promoted_and_the_old_version_retired(demo_run) -> None:
     result, story, db = demo_run
     assert "promoted" in result.facts, story[-4000:]
     with db.session() as session:
@@ -59,7 +59,7 @@ def test_the_candidate_is_promoted_and_the_old_version_retired(demo_run) -> None
     assert states == {"v1": "retired", result.facts["promoted"]: "production"}
 
 
-def test_accuracy_falls_with_the_drift_and_recovers_after_promotion(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_accuracy_falls_with_the_drift_and_recovers_after_promotion(demo_run) -> None:
     result, _, _ = demo_run
     accuracy = result.accuracy
     assert accuracy["clean"] > 0.9
@@ -67,7 +67,7 @@ def test_accuracy_falls_with_the_drift_and_recovers_after_promotion(demo_run) ->
     assert accuracy["recovered"] > accuracy["drift"] + 0.15
 
 
-def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None:
     result, _, _ = demo_run
     page = Path(result.summary_path).read_text()
     assert "Production accuracy over the stream" in page and "<polyline" in page
@@ -77,7 +77,7 @@ def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None
     assert "came from the built-in oracle" in page and 'id="label-source"' in page
 
 
-def test_the_demo_runs_with_auth_on_and_says_how_to_log_in(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_the_demo_runs_with_auth_on_and_says_how_to_log_in(demo_run) -> None:
     result, text, db = demo_run
     assert "Auth is on" in text
     ending = text[text.index("To browse the console"):]

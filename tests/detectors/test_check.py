@@ -9,11 +9,11 @@ import sys
 from datetime import timedelta
 
 import pytest
-from tests.support.drift_scenario import add_config, log, pin_reference, records
 
 from shiftwatch.db import utcnow
 from shiftwatch.detectors.links import with_served_port
 from shiftwatch.settings import Settings
+from tests.support.drift_scenario import add_config, log, pin_reference, records
 
 
 def test_check_runs_the_versions_detectors_now_then_says_no_new_data(api, db, settings, digits_model):

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 from shiftwatch.db import utcnow
 from shiftwatch.detectors.runs import run_due_detectors
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 
 def npy(array: np.ndarray, allow_pickle: bool = False) -> bytes:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.drift_scenario import REGISTRY, MeanShiftDetector, add_config, log, pin_labeled_reference, pin_reference, records
 from sqlalchemy import func, select
 
 from shiftwatch.db import Database, utcnow
@@ -18,10 +17,19 @@ from shiftwatch.detectors.multiple_testing import confirmed, holm_adjust
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.two_sample import state_from_npz
 from shiftwatch.settings import Settings
+from tests.support.drift_scenario import (
+    REGISTRY,
+    MeanShiftDetector,
+    add_config,
+    log,
+    pin_labeled_reference,
+    pin_reference,
+    records,
+)
 
 
 @pytest.fixture
-def stream(db: Database, settings: Settings, digits_model):  # type: ignore[no-untyped-def]
+def stream(db: Database, settings: Settings, digits_model):
     """digits v1 with a pinned reference two hours ago; returns (version id, time after the reference)."""
     start = (utcnow() - timedelta(hours=2)).replace(microsecond=0)
     pin_reference(db, settings, digits_model.id, start)
@@ -33,7 +41,7 @@ def count(db: Database, model: type) -> int:
         return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def run(db: Database, settings: Settings, now: datetime):  # type: ignore[no-untyped-def]
+def run(db: Database, settings: Settings, now: datetime):
     return run_due_detectors(db, settings, now, registry=REGISTRY)
 
 
@@ -152,7 +160,7 @@ class ExplodingDetector(MeanShiftDetector):
     name = "exploding"
     armed = True
 
-    def test(self, current, **context):  # type: ignore[no-untyped-def]
+    def test(self, current, **context):
         result = super().test(current, **context)
         if not type(self).armed:
             return result
@@ -192,13 +200,12 @@ def test_flagged_samples_reach_the_labeling_function_without_predictions_fk(db, 
     assert len(flagged) == 10 and all(f.input_ref.startswith("inputs/13-") for f in flagged)
     assert [f.score for f in flagged] == sorted((f.score for f in flagged), reverse=True)
     with pytest.raises(AttributeError):
-        flagged[0].score = 0.0  # type: ignore[misc]
+        flagged[0].score = 0.0
 
 
 @pytest.mark.slow
 def test_alerts_rank_by_estimated_harm_and_harmless_shift_is_low_severity(db, settings, stream, digits_model):
     from shiftwatch.collector import registry as collector_registry
-    from tests.support.drift_scenario import pin_reference as pin
 
     version_id, t = stream
     add_config(db, version_id)
@@ -238,7 +245,7 @@ def test_holm_keeps_the_family_wise_error_rate_under_alpha():
     rng = np.random.default_rng(0)
     trials, m, alpha = 4000, 5, 0.05
     uniform = rng.uniform(size=(trials, m))
-    any_rejection = [min(holm_adjust(list(row))) <= alpha for row in uniform]  # type: ignore[type-var]
+    any_rejection = [min(holm_adjust(list(row))) <= alpha for row in uniform]
     raw = (uniform.min(axis=1) <= alpha).mean()
     assert np.mean(any_rejection) <= alpha + 0.01 and raw > 0.2  # uncorrected: ~23% chance of a false page
 

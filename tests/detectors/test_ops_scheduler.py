@@ -7,7 +7,6 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 from sqlalchemy import func, inspect, select, text
 
 from shiftwatch import scheduler
@@ -16,14 +15,15 @@ from shiftwatch.detectors.models import DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.scheduler import ScheduledJob, claim_tick, tick_of
 from shiftwatch.scheduler_models import JobTick
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 
-def race(targets: list, rounds: int = 1) -> None:  # type: ignore[type-arg]
+def race(targets: list, rounds: int = 1) -> None:
     """Start every target at once (a barrier), wait for all."""
     barrier = threading.Barrier(len(targets))
     errors: list[BaseException] = []
 
-    def wrapped(target) -> None:  # type: ignore[no-untyped-def]
+    def wrapped(target) -> None:
         try:
             barrier.wait()
             target()
@@ -45,7 +45,7 @@ def test_each_tick_is_claimed_once_by_two_replicas_with_four_threads_each(db, db
     wins: list[tuple[int, datetime]] = []
     lock = threading.Lock()
 
-    def claimer(database: Database, who: int):  # type: ignore[no-untyped-def]
+    def claimer(database: Database, who: int):
         def claim_all() -> None:
             for tick in ticks:
                 if claim_tick(database, "test.job", tick):
@@ -71,7 +71,7 @@ def test_two_replicas_firing_the_detector_job_write_each_run_once(db, db_url, se
     now = start + timedelta(minutes=20)
     tick = tick_of(now, settings.detector_tick_seconds)
 
-    def fire(database: Database):  # type: ignore[no-untyped-def]
+    def fire(database: Database):
         def body() -> None:
             if claim_tick(database, "detectors.drift_runs", tick):
                 run_due_detectors(database, settings, now, registry=REGISTRY)
@@ -89,7 +89,7 @@ def test_two_replicas_firing_the_detector_job_write_each_run_once(db, db_url, se
 def test_a_failed_job_spends_its_tick_and_runs_again_next_tick(db, settings):
     calls: list[datetime] = []
 
-    def flaky(database, settings_, tick):  # type: ignore[no-untyped-def]
+    def flaky(database, settings_, tick):
         calls.append(tick)
         if len(calls) == 1:
             raise RuntimeError("crash mid-run")

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
-from tests.support.webhook_receiver import Receiver
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow
@@ -17,6 +15,8 @@ from shiftwatch.detectors.models import WebhookDelivery
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.webhooks import MAX_ATTEMPTS, deliver_due
 from shiftwatch.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
+from tests.support.webhook_receiver import Receiver
 
 SECRET = "receiver-secret"
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 from sqlalchemy import func, select, update
 
 from shiftwatch.collector.models import ModelVersion
@@ -21,16 +20,17 @@ from shiftwatch.detectors.models import Alert, DetectorConfig, DriftRun
 from shiftwatch.detectors.report_retention import sweep_reports
 from shiftwatch.detectors.runs import check_version, run_due_detectors
 from shiftwatch.settings import Settings
+from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 
 @pytest.fixture
-def stream(db: Database, settings: Settings, digits_model):  # type: ignore[no-untyped-def]
+def stream(db: Database, settings: Settings, digits_model):
     start = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
     pin_reference(db, settings, digits_model.id, start)
     return digits_model.id, start + timedelta(minutes=10)
 
 
-def run(db: Database, settings: Settings, now):  # type: ignore[no-untyped-def]
+def run(db: Database, settings: Settings, now):
     return run_due_detectors(db, settings, now, registry=REGISTRY)
 
 

@@ -94,7 +94,7 @@ def test_output_detectors_accept_stream_context_and_shrink_their_evidence() -> N
     rng = np.random.default_rng(3)
     latent_ref, streams, times = camera_frames(rng, d=3)
     latent_cur, _, _ = camera_frames(rng, d=3)
-    softmax = lambda z: np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)  # noqa: E731
+    softmax = lambda z: np.exp(2 * z) / np.exp(2 * z).sum(axis=1, keepdims=True)
     for name in ("bbsd", "bbsd_confidence", "bbsd_label", "bbsd_probs"):
         naive = DETECTORS[name]().fit(softmax(latent_ref)).test(softmax(latent_cur))
         aware = (

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import make_dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from tests.support.labeling import log, probs_with_margin
 from sqlalchemy import select
 
 from shiftwatch.errors import Invalid
@@ -19,11 +18,12 @@ from shiftwatch.labeling.models import LabelTask
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.selection import Candidate
+from tests.support.labeling import log, probs_with_margin
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
-def _tasks(db) -> dict[uuid.UUID, LabelTask]:  # type: ignore[no-untyped-def]
+def _tasks(db) -> dict[uuid.UUID, LabelTask]:
     with db.session() as session:
         return {t.prediction_id: t for t in session.scalars(select(LabelTask))}
 

@@ -16,9 +16,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from tests.support.servers import LiveServer, free_port
-from tests.support.labeling import free_port_closed, log, probs_with_margin
-from tests.support.studio_server import LabelStudioServer, label_studio_bin
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
@@ -27,6 +24,9 @@ from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, project_title
 from shiftwatch.labeling.sync import pull, push
+from tests.support.labeling import free_port_closed, log, probs_with_margin
+from tests.support.servers import LiveServer, free_port
+from tests.support.studio_server import LabelStudioServer, label_studio_bin
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -53,7 +53,7 @@ def label_studio() -> Iterator[LabelStudioServer]:
 
 
 @pytest.fixture
-def wired(label_studio, db, settings, tmp_path):  # type: ignore[no-untyped-def]
+def wired(label_studio, db, settings, tmp_path):
     """shiftwatch served on loopback (for the webhook and the images), pointed at the real Label Studio."""
     from shiftwatch.app import create_app
 
@@ -71,7 +71,7 @@ def wired(label_studio, db, settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def queued(db, wired):  # type: ignore[no-untyped-def]
+def queued(db, wired):
     """A fresh model (one Label Studio project per test) with four queued predictions of different priority."""
     name = f"cams-{uuid.uuid4().hex[:8]}"
     with db.session() as session:
@@ -86,7 +86,7 @@ def queued(db, wired):  # type: ignore[no-untyped-def]
     return name, ids
 
 
-def _rows(db) -> dict[uuid.UUID, tuple[LabelTask, Label | None]]:  # type: ignore[no-untyped-def]
+def _rows(db) -> dict[uuid.UUID, tuple[LabelTask, Label | None]]:
     with db.session() as session:
         labels = {label.task_id: label for label in session.scalars(select(Label))}
         return {t.prediction_id: (t, labels.get(t.id)) for t in session.scalars(select(LabelTask))}

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.support.labeling import DATA, ReplayServer, free_port_closed, log, probs_with_margin
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
@@ -31,6 +30,7 @@ from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER
 from shiftwatch.labeling.sync import pull, push
+from tests.support.labeling import DATA, ReplayServer, free_port_closed, log, probs_with_margin
 
 API = json.loads((DATA / "labelstudio_api.json").read_text())["exchanges"]
 HOOKS = json.loads((DATA / "labelstudio_webhooks.json").read_text())
@@ -38,13 +38,13 @@ RECORDED_IDS = [uuid.UUID(int=i + 1) for i in range(3)]  # the prediction ids us
 
 
 @pytest.fixture
-def settings(settings):  # type: ignore[no-untyped-def]
+def settings(settings):
     """The recorded webhooks carry the secret derived from this key."""
     return settings.model_copy(update={"secret_key": HOOKS["secret_key"], "label_studio_token": "recorded-token"})
 
 
 @pytest.fixture
-def recorded_queue(db, settings):  # type: ignore[no-untyped-def]
+def recorded_queue(db, settings):
     """The model, predictions and queue of the recorded session: three pending tasks."""
     with db.session() as session:
         registry.register_model(session, "recorded", [str(i) for i in range(10)])
@@ -56,7 +56,7 @@ def recorded_queue(db, settings):  # type: ignore[no-untyped-def]
     return version_id
 
 
-def _rows(db) -> dict[uuid.UUID, tuple[LabelTask, Label | None]]:  # type: ignore[no-untyped-def]
+def _rows(db) -> dict[uuid.UUID, tuple[LabelTask, Label | None]]:
     with db.session() as session:
         labels = {label.task_id: label for label in session.scalars(select(Label))}
         return {t.prediction_id: (t, labels.get(t.id)) for t in session.scalars(select(LabelTask))}
@@ -106,7 +106,7 @@ def test_pull_stores_answered_annotations_and_skips_cancelled_ones(db, settings,
     assert (again.labeled, again.unchanged) == (0, 2)
 
 
-def _post(api, event: dict, secret: str | None = None):  # type: ignore[no-untyped-def]
+def _post(api, event: dict, secret: str | None = None):
     headers = dict(event["headers"]) if secret is None else {WEBHOOK_SECRET_HEADER: secret}
     return api.post("/v1/labeling/webhook", json=event["body"], headers=headers)
 

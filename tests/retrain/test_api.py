@@ -18,7 +18,7 @@ def add_runs(db: Database, digits_model: ModelVersion) -> None:
             ))  # fmt: skip
 
 
-def test_training_runs_are_listed_newest_first_and_fetched_by_id(api, db: Database, digits_model: ModelVersion) -> None:  # type: ignore[no-untyped-def]
+def test_training_runs_are_listed_newest_first_and_fetched_by_id(api, db: Database, digits_model: ModelVersion) -> None:
     add_runs(db, digits_model)
     listed = api.get("/v1/models/digits/training-runs")
     assert listed.status_code == 200
@@ -29,7 +29,7 @@ def test_training_runs_are_listed_newest_first_and_fetched_by_id(api, db: Databa
     assert api.get("/v1/models/nope/training-runs").status_code == 404
 
 
-def test_retrain_runs_prints_a_table_by_default_and_the_api_list_with_json(db, db_url, settings, digits_model) -> None:  # type: ignore[no-untyped-def]
+def test_retrain_runs_prints_a_table_by_default_and_the_api_list_with_json(db, db_url, settings, digits_model) -> None:
     """The CLI's one output convention: a table for people, --json for scripts (it printed JSON lines before)."""
     import json
 
@@ -38,7 +38,6 @@ def test_retrain_runs_prints_a_table_by_default_and_the_api_list_with_json(db, d
     from shiftwatch import cli
 
     add_runs(db, digits_model)
-    cli._register_domains()
     env = {"SHIFTWATCH_DATABASE_URL": db_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir)}
     table = CliRunner().invoke(cli.app, ["retrain", "runs", "--model", "digits"], env=env)
     assert table.exit_code == 0, table.output

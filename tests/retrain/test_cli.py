@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def invoke(tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
+def invoke(tmp_path: Path, *args: str):
     """In-process run of ``shiftwatch retrain ...``; returns the ShiftwatchError it raised (main() prints it)."""
     from typer.testing import CliRunner
 
@@ -76,11 +77,11 @@ def test_a_model_without_retrainable_production_weights_is_refused(tmp_path: Pat
 
 
 def test_since_accepts_iso_times_and_relative_ages() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
-    assert parse_since("7d", now) == datetime(2026, 11, 17, 12, tzinfo=timezone.utc)
-    assert parse_since("2026-11-20") == datetime(2026, 11, 20, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    assert parse_since("7d", now) == datetime(2026, 11, 17, 12, tzinfo=UTC)
+    assert parse_since("2026-11-20") == datetime(2026, 11, 20, tzinfo=UTC)
     assert parse_since(None) is None
 
 
@@ -111,10 +112,10 @@ def test_bring_your_own_model_registers_from_the_command_line(tmp_path: Path) ->
     torch = pytest.importorskip("torch")
     import json
 
-    from tests.support import own_model as support
     from typer.testing import CliRunner
 
     from shiftwatch.cli import app
+    from tests.support import own_model as support
 
     weights = tmp_path / "w.pt"
     torch.save(support.build().state_dict(), weights)

@@ -19,14 +19,14 @@ from shiftwatch.retrain.runtime import OnnxClassifier, resolve_providers  # noqa
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def exported(tmp_path_factory: pytest.TempPathFactory):
     with deterministic(0):
         model = DigitsCNN((8, 16, 32)).eval()
     images = split_digits(0).val.images[:64]
     return model, export_artifact(model, tmp_path_factory.mktemp("export"), images), images
 
 
-def test_export_has_image_input_logits_and_embedding_outputs_and_a_dynamic_batch(exported) -> None:  # type: ignore[no-untyped-def]
+def test_export_has_image_input_logits_and_embedding_outputs_and_a_dynamic_batch(exported) -> None:
     _model, result, images = exported
     graph = onnx.load(result.path).graph
     assert [i.name for i in graph.input] == ["image"]
@@ -40,13 +40,13 @@ def test_export_has_image_input_logits_and_embedding_outputs_and_a_dynamic_batch
     assert classifier.embedding_dim == 64 and classifier.num_classes == 10
 
 
-def test_saved_artifact_holds_ort_fused_nodes(exported) -> None:  # type: ignore[no-untyped-def]
+def test_saved_artifact_holds_ort_fused_nodes(exported) -> None:
     _, result, _ = exported
     ops = {node.op_type for node in onnx.load(result.path).graph.node}
     assert "FusedConv" in ops and "Conv" not in ops  # Conv+Relu fused at save time, not at every load
 
 
-def test_parity_matches_torch_on_real_inputs(exported) -> None:  # type: ignore[no-untyped-def]
+def test_parity_matches_torch_on_real_inputs(exported) -> None:
     model, result, images = exported
     assert result.parity.ok and result.parity.top1_agreement == 1.0
     assert result.parity.max_abs_logit_diff < 1e-4
@@ -55,7 +55,7 @@ def test_parity_matches_torch_on_real_inputs(exported) -> None:  # type: ignore[
     assert np.abs(out.embeddings - torch_embeddings).max() < 1e-4
 
 
-def test_parity_check_fails_on_perturbed_weights_in_the_graph(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_parity_check_fails_on_perturbed_weights_in_the_graph(exported, tmp_path: Path) -> None:
     model, result, images = exported
     proto = onnx.load(result.path)
     for i, tensor in enumerate(proto.graph.initializer):
@@ -72,13 +72,13 @@ def test_parity_check_fails_on_perturbed_weights_in_the_graph(exported, tmp_path
         check_parity(model, broken, images)
 
 
-def test_parity_check_refuses_an_empty_input_set(exported) -> None:  # type: ignore[no-untyped-def]
+def test_parity_check_refuses_an_empty_input_set(exported) -> None:
     model, result, images = exported
     with pytest.raises(ParityError):
         check_parity(model, result.path, images[:0])
 
 
-def test_classifier_refuses_a_wrong_input_shape_and_a_non_model_file(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_classifier_refuses_a_wrong_input_shape_and_a_non_model_file(exported, tmp_path: Path) -> None:
     _, result, _images = exported
     with pytest.raises(Invalid, match="shape"):
         OnnxClassifier(result.path).run(np.zeros((2, 1, 28, 28), np.float32))

@@ -9,8 +9,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
-from tests.support import own_model as support  # noqa: E402
-
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
@@ -18,13 +16,14 @@ from shiftwatch.retrain.contract_family import ContractFamily, load_reference_se
 from shiftwatch.retrain.distill import DistillConfig  # noqa: E402
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy  # noqa: E402
 from shiftwatch.retrain.torch_contract import TorchContract  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
 
 SPEC = InputSpec.from_dict(support.INPUT_SPEC)
 TRAIN = TrainConfig(epochs=4, lr=2e-3, seed=0)
 TRAINER_CALLS: list[int] = []
 
 
-def student():  # type: ignore[no-untyped-def]
+def student():
     """A student with another architecture than the teacher: one conv block fewer, no batch norm."""
     from torch import nn
 
@@ -32,11 +31,11 @@ def student():  # type: ignore[no-untyped-def]
                          nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(144, 32), nn.ReLU(), nn.Linear(32, 10))  # fmt: skip
 
 
-def no_width():  # type: ignore[no-untyped-def]
+def no_width():
     return support.build()
 
 
-def counting_trainer(module, images, labels, config) -> None:  # type: ignore[no-untyped-def]
+def counting_trainer(module, images, labels, config) -> None:
     """The user's own training function: here one SGD epoch, counted."""
     TRAINER_CALLS.append(len(labels))
     optimizer = torch.optim.SGD(module.parameters(), lr=0.01)
@@ -50,7 +49,7 @@ def counting_trainer(module, images, labels, config) -> None:  # type: ignore[no
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def setup(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("compress")
     reference = support.write_reference(folder / "reference.npz")
     weights = support.train_weights(folder / "weights.pt", reference)
@@ -58,7 +57,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     return reference, weights, splits
 
 
-def run(family, teacher, splits, tmp_path: Path, **config):  # type: ignore[no-untyped-def]
+def run(family, teacher, splits, tmp_path: Path, **config):
     return compress(teacher, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
                     splits.train.images, tmp_path, TRAIN, CompressConfig(**config), family=family)  # fmt: skip
 
@@ -107,7 +106,7 @@ def test_the_users_trainer_replaces_the_default_recipe(setup):
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
     TRAINER_CALLS.clear()
     family.train(model, splits.train.images, splits.train.labels, TRAIN)
-    assert TRAINER_CALLS == [len(splits.train)]
+    assert [len(splits.train)] == TRAINER_CALLS
     assert any(not torch.equal(before[k], v) for k, v in model.module.state_dict().items())
     assert not model.training  # handed back in eval mode, ready for export
 

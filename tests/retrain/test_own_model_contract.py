@@ -11,15 +11,13 @@ from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
-from tests.support import own_model as support  # noqa: E402
-
-from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import ModelVersion  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
 from shiftwatch.retrain.own_model import register_onnx_model, register_torch_model  # noqa: E402
 from shiftwatch.retrain.runtime import OnnxClassifier  # noqa: E402
 from shiftwatch.retrain.torch_contract import TorchContract, build, last_linear  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +29,12 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def versions(db) -> int:  # type: ignore[no-untyped-def]
+def versions(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(ModelVersion)) or 0)
 
 
-def register(db, settings, weights, **overrides):  # type: ignore[no-untyped-def]
+def register(db, settings, weights, **overrides):
     values = {"contract": TorchContract(support.FACTORY), "weights": weights, "input_spec": support.INPUT_SPEC,
               "class_names": support.CLASS_NAMES}  # fmt: skip
     values.update(overrides)
@@ -109,9 +107,8 @@ def test_an_onnx_file_is_adapted_to_logits_and_embedding_outputs(db, settings, w
     torch.onnx.export(module.eval(), (torch.zeros(1, 3, 48, 48),), str(path), dynamo=False, input_names=["x"],
                       output_names=["scores"], dynamic_axes={"x": {0: "n"}, "scores": {0: "n"}})  # fmt: skip
     hidden = [n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "Relu"][-1]
-    with pytest.raises(Invalid, match="name the tensor") as caught:
-        with db.session() as session:
-            register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
+    with pytest.raises(Invalid, match="name the tensor") as caught, db.session() as session:
+        register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
     assert caught.value.field == "embedding_output" and versions(db) == 0
     with db.session() as session:
         row = register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC,

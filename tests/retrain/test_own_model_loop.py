@@ -14,9 +14,6 @@ from sqlalchemy import select
 
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
-from tests.support import own_model as support  # noqa: E402
-from tests.support.rollout import post_and_drain  # noqa: E402
-
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.models import Prediction  # noqa: E402
 from shiftwatch.db import utcnow  # noqa: E402
@@ -32,6 +29,8 @@ from shiftwatch.retrain.prune import PruneConfig  # noqa: E402
 from shiftwatch.retrain.torch_contract import TorchContract  # noqa: E402
 from shiftwatch.rollout import controller  # noqa: E402
 from shiftwatch.rollout.schemas import RolloutPlan  # noqa: E402
+from tests.support import own_model as support  # noqa: E402
+from tests.support.rollout import post_and_drain  # noqa: E402
 
 ROTATION = 45.0  # the drift: the camera turned; the production model has never seen tilted digits
 CONFIG = RetrainConfig(
@@ -56,7 +55,7 @@ def user_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return reference, support.train_weights(folder / "weights.pt", reference)
 
 
-def post(api, images: np.ndarray, prefix: str) -> list[dict]:  # type: ignore[no-untyped-def]
+def post(api, images: np.ndarray, prefix: str) -> list[dict]:
     """Each image from its own client, with a request id that says which image it was."""
     headers = [{"x-request-id": f"{prefix}-{i}", "x-client-key": f"{prefix}-{i}"} for i in range(len(images))]
     return post_and_drain(api, "shapes", [support.png(pixels) for pixels in images], headers)

@@ -63,7 +63,7 @@ def rotated_samples(n: int = 240) -> LabeledData:
     return LabeledData(images, splits.train.labels[index], rng.uniform(0, 14, size=n), ids)
 
 
-def count(db: Database, table) -> int:  # type: ignore[no-untyped-def]
+def count(db: Database, table) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(table)) or 0)
 

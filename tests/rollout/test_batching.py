@@ -12,7 +12,7 @@ import numpy as np
 from shiftwatch.rollout.batching import DynamicBatcher
 
 
-def _run_batch(parallelism: int) -> tuple[list, DynamicBatcher, int]:  # type: ignore[type-arg]
+def _run_batch(parallelism: int) -> tuple[list, DynamicBatcher, int]:
     """16 concurrent images through one batcher; each image's answer, the batcher and the most calls at once."""
     lock, running, peak = threading.Lock(), [0], [0]
 
@@ -26,7 +26,7 @@ def _run_batch(parallelism: int) -> tuple[list, DynamicBatcher, int]:  # type: i
         sums = batch.reshape(len(batch), -1).sum(axis=1, keepdims=True)
         return np.hstack([sums, -sums]), sums * 2
 
-    async def main() -> tuple[list, DynamicBatcher]:  # type: ignore[type-arg]
+    async def main() -> tuple[list, DynamicBatcher]:
         with ThreadPoolExecutor(max_workers=4) as executor:
             batcher = DynamicBatcher(run, max_batch_size=16, max_wait_s=0.05, executor=executor, parallelism=parallelism)
             results = await asyncio.gather(*(batcher.submit(np.full((1, 2, 2), float(i))) for i in range(16)))

@@ -6,22 +6,21 @@ import json
 import os
 import subprocess
 import sys
-
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from tests.support.collector import store_predictions
-from tests.support.rollout import add_version
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import utcnow
 from shiftwatch.rollout import controller
+from tests.support.collector import store_predictions
+from tests.support.rollout import add_version
 
 
-def cli_app():  # type: ignore[no-untyped-def]
+def cli_app():
     return root_cli.app
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from tests.support.rollout import add_version, png_image, post_and_drain
 from sqlalchemy import select
 
 from shiftwatch.app import create_app
@@ -15,27 +14,28 @@ from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.models import AuditLog, Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
+from tests.support.rollout import add_version, png_image, post_and_drain
 
 FAST_PLAN = RolloutPlan(canary_steps=[0.5, 1.0], min_shadow_pairs=20, min_step_predictions=10, require_labels=False)
 
 
-def send(api, n: int, offset: int = 0) -> list[dict]:  # type: ignore[no-untyped-def]
+def send(api, n: int, offset: int = 0) -> list[dict]:
     """n predictions from n different clients, then wait until shadow copies and logs are written."""
     ids = range(offset, offset + n)
     return post_and_drain(api, "digits", [png_image(i) for i in ids], [{"x-client-key": f"client-{i}"} for i in ids])
 
 
-def start(db, settings, version: str = "v2", plan: RolloutPlan = FAST_PLAN) -> int:  # type: ignore[no-untyped-def]
+def start(db, settings, version: str = "v2", plan: RolloutPlan = FAST_PLAN) -> int:
     with db.session() as session:
         return controller.start_rollout(session, settings.data_dir, "digits", version, plan, actor="alice").id
 
 
-def state_of(db, rollout_id: int) -> Rollout:  # type: ignore[no-untyped-def]
+def state_of(db, rollout_id: int) -> Rollout:
     with db.session() as session:
         return controller.get_rollout(session, rollout_id)
 
 
-def audit_actions(db, rollout_id: int) -> list[tuple[str, str, bool]]:  # type: ignore[no-untyped-def]
+def audit_actions(db, rollout_id: int) -> list[tuple[str, str, bool]]:
     with db.session() as session:
         rows = session.scalars(select(AuditLog).where(AuditLog.rollout_id == rollout_id).order_by(AuditLog.id))
         return [(a.action, a.actor, a.forced) for a in rows]
@@ -175,9 +175,8 @@ def test_reject_needs_a_reason_and_ends_the_rollout(db, settings, api):
     response = api.post(f"/v1/rollouts/{rollout_id}/reject", json={"reason": "wrong training data"})
     assert response.status_code == 200 and response.json()["state"] == "rejected"
     assert api.post(f"/v1/rollouts/{rollout_id}/approve", json={}).status_code == 409
-    with pytest.raises(Invalid):
-        with db.session() as session:
-            controller.approve(session, rollout_id, actor="x", force=True, reason=" ")
+    with pytest.raises(Invalid), db.session() as session:
+        controller.approve(session, rollout_id, actor="x", force=True, reason=" ")
 
 
 def test_restart_mid_canary_resumes_from_the_database(db_url, db, settings):

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from tests.support.rollout import add_version, png_image, predict_burst
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
@@ -14,9 +13,10 @@ from shiftwatch.collector.models import Prediction
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.routing import bucket
 from shiftwatch.rollout.schemas import RolloutPlan
+from tests.support.rollout import add_version, png_image, predict_burst
 
 
-def stored(db, route: str | None = None) -> list[Prediction]:  # type: ignore[no-untyped-def]
+def stored(db, route: str | None = None) -> list[Prediction]:
     with db.session() as session:
         stmt = select(Prediction)
         if route is not None:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from tests.support.rollout import add_version, predict_burst
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.rollout.images import DecodedInput
 from shiftwatch.rollout.prediction_log import PendingPrediction, PredictionLogWriter
+from tests.support.rollout import add_version, predict_burst
 
 
-def stored_request_ids(db) -> list[str]:  # type: ignore[no-untyped-def]
+def stored_request_ids(db) -> list[str]:
     with db.session() as session:
         return list(session.scalars(select(Prediction.request_id)))
 

@@ -9,24 +9,24 @@ import zipfile
 
 import numpy as np
 import pytest
-from tests.support.collector import as_json, as_npz, records
-from tests.support.hostile import json_bomb, png_claiming
-from tests.support.rollout import add_version, png_image
 from sqlalchemy import func, select
 
 from shiftwatch.collector.bodies import ByteBudget
 from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.wire import CONTENT_TYPE
+from tests.support.collector import as_json, as_npz, records
+from tests.support.hostile import json_bomb, png_claiming
+from tests.support.rollout import add_version, png_image
 
 MIB = 2**20
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 
 
-def refused(response, status: int, field: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def refused(response, status: int, field: str | None = None) -> dict:
     assert response.status_code == status, response.text
     body = response.json()
     if field is not None:
@@ -110,12 +110,12 @@ def test_a_body_larger_than_the_whole_parse_budget_still_runs_alone(app, api, db
 
 
 # -- gateway --------------------------------------------------------------------------------------
-def gateway_stored(api, db) -> int:  # type: ignore[no-untyped-def]
+def gateway_stored(api, db) -> int:
     assert api.app.state.gateway.writer.flush()
     return stored(db)
 
 
-def predict(api, body: bytes | str, content_type: str = "image/png", **headers):  # type: ignore[no-untyped-def]
+def predict(api, body: bytes | str, content_type: str = "image/png", **headers):
     return api.post("/v1/models/digits/predict", content=body, headers={"content-type": content_type, **headers})
 
 

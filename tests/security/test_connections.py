@@ -7,13 +7,13 @@ import time
 
 import httpx
 import pytest
-from tests.support.servers import LiveServer
 
 from shiftwatch.app import create_app
+from tests.support.servers import LiveServer
 
 
 @pytest.fixture
-def served(settings, db, request):  # type: ignore[no-untyped-def]
+def served(settings, db, request):
     """A real uvicorn configured by ``server_config``, with the overrides the test passes as its param."""
     tuned = settings.model_copy(update={"header_timeout_s": 1.0, **getattr(request, "param", {})})
     server = LiveServer(create_app(tuned, db), settings=tuned).start()

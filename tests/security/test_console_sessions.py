@@ -31,7 +31,7 @@ def settings(db_url, tmp_path) -> Settings:
                     secret_key=SECRET)
 
 
-def console_client(settings: Settings, db) -> TestClient:  # type: ignore[no-untyped-def]
+def console_client(settings: Settings, db) -> TestClient:
     return TestClient(create_app(settings, db), base_url=ORIGIN, follow_redirects=False)
 
 
@@ -41,7 +41,7 @@ def client(settings, db):
         yield client
 
 
-def log_in(client: TestClient, token: str, **headers: str):  # type: ignore[no-untyped-def]
+def log_in(client: TestClient, token: str, **headers: str):
     client.cookies.clear()
     return client.post("/console/login", data={"token": token, "next": "/console/models"}, headers=headers)
 

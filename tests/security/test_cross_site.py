@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from tests.support.servers import LiveServer
 
 from shiftwatch.app import create_app
+from tests.support.servers import LiveServer
 
 SIMPLE_CONTENT_TYPES = ["", "text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
                         "multipart/form-data; boundary=x"]

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import text
 
 
-def durability_setting(db) -> str:  # type: ignore[no-untyped-def]
+def durability_setting(db) -> str:
     with db.engine.connect() as connection:
         if connection.dialect.name == "sqlite":
             return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[connection.execute(text("PRAGMA synchronous")).scalar()]

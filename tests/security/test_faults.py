@@ -10,24 +10,24 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.support.databases import empty_all_tables
-from tests.support.servers import LiveServer
-from tests.support.pg_processes import (
-    FaultCluster,
-    ServeProcess,
-    fault_cluster_or_skip,
-    log_n,
-    stored_count,
-    predictions_locked,
-    wait_for_lock_waiters,
-    wait_for_no_open_transactions,
-)
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.client import Client
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
+from tests.support.databases import empty_all_tables
+from tests.support.pg_processes import (
+    FaultCluster,
+    ServeProcess,
+    fault_cluster_or_skip,
+    log_n,
+    predictions_locked,
+    stored_count,
+    wait_for_lock_waiters,
+    wait_for_no_open_transactions,
+)
+from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 EXAMPLES_PER_MODE = 12
 
 
-def send(client: TestClient, case) -> int:  # type: ignore[no-untyped-def]
+def send(client: TestClient, case) -> int:
     kwargs = case.as_transport_kwargs(base_url=str(client.base_url))
     body = {}
     if "json" in kwargs:
@@ -38,7 +38,7 @@ def send(client: TestClient, case) -> int:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["postgres"])  # the production backend; the only one that found a bug
-def test_no_generated_request_gets_a_server_error(backend, app, digits_model):  # type: ignore[no-untyped-def]
+def test_no_generated_request_gets_a_server_error(backend, app, digits_model):
     # digits_model: a registered model, so generated names sometimes hit real rows, not only 404s.
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -55,7 +55,7 @@ def test_no_generated_request_gets_a_server_error(backend, app, digits_model):  
                     database=None,
                     suppress_health_check=list(HealthCheck),
                 )
-                def no_server_error(case) -> None:  # type: ignore[no-untyped-def]
+                def no_server_error(case) -> None:
                     status = send(client, case)
                     assert status < 500, f"{case.method} {case.formatted_path} -> {status}: {case.as_curl_command()}"
 
@@ -65,13 +65,13 @@ def test_no_generated_request_gets_a_server_error(backend, app, digits_model):  
                     assert mode is GenerationMode.NEGATIVE  # nothing to get wrong (no parameters, no body)
 
 
-def test_non_ascii_signature_on_a_signed_link_is_refused_not_a_server_error(api):  # type: ignore[no-untyped-def]
+def test_non_ascii_signature_on_a_signed_link_is_refused_not_a_server_error(api):
     # Found by the fuzz run: hmac.compare_digest raises TypeError on non-ASCII str.
     response = api.get("/v1/labeling/inputs/" + "0" * 64 + ".png", params={"expires": "9999999999", "signature": "\x80"})
     assert response.status_code == 403
 
 
-def test_nul_characters_are_refused_not_a_server_error(api, digits_model):  # type: ignore[no-untyped-def]
+def test_nul_characters_are_refused_not_a_server_error(api, digits_model):
     # Found by the fuzz run above: PostgreSQL refuses NUL in text, which used to surface as a 500.
     assert api.get("/v1/predictions", params={"model": "\x00", "version": "v1"}).status_code in (404, 422)
     assert api.get("/v1/models/a%00b").status_code in (404, 422)

@@ -11,12 +11,12 @@ after, 670-730 MiB and about 1 s (bench/results/hostile_load.json). The bound, 1
 from __future__ import annotations
 
 import pytest
-from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile
-from tests.support.pg_processes import ServeProcess
-from tests.support.rollout import add_version
 from sqlalchemy import func, select
 
 from shiftwatch.collector.models import Prediction
+from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile
+from tests.support.pg_processes import ServeProcess
+from tests.support.rollout import add_version
 
 PEAK_RSS_BOUND = 1024 * 2**20
 HEALTH_BOUND_S = 4.0

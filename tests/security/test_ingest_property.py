@@ -4,11 +4,12 @@ refused whole with a 4xx that names the bad row and field, never a 5xx, never ha
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tests.support.pg_processes import stored_count
 
 # Each breaks one field of one row; the value says which field the refusal must name.
@@ -20,8 +21,8 @@ MUTATIONS = {
     "embedding_short": ("embedding", lambda row: row.update(embedding=row["embedding"][:-1])),
     "probabilities_long": ("probabilities", lambda row: row.update(probabilities=row["probabilities"] + [0.0])),
     "route_unknown": ("route", lambda row: row.update(route="staging")),
-    "ts_too_old": ("ts", lambda row: row.update(ts=(datetime.now(timezone.utc) - timedelta(days=400)).isoformat())),
-    "ts_future": ("ts", lambda row: row.update(ts=(datetime.now(timezone.utc) + timedelta(days=3)).isoformat())),
+    "ts_too_old": ("ts", lambda row: row.update(ts=(datetime.now(UTC) - timedelta(days=400)).isoformat())),
+    "ts_future": ("ts", lambda row: row.update(ts=(datetime.now(UTC) + timedelta(days=3)).isoformat())),
     "ts_naive": ("ts", lambda row: row.update(ts=datetime.now().replace(tzinfo=None).isoformat())),
     "latency_negative": ("latency_ms", lambda row: row.update(latency_ms=-3.0)),
     "request_id_long": ("request_id", lambda row: row.update(request_id="r" * 201)),
@@ -40,7 +41,7 @@ def make_row(rng: np.random.Generator) -> dict:
         "id": str(uuid.uuid4()),
         "model": "digits",
         "version": "v1",
-        "ts": (datetime.now(timezone.utc) - timedelta(seconds=float(rng.uniform(0, 86_400)))).isoformat(),
+        "ts": (datetime.now(UTC) - timedelta(seconds=float(rng.uniform(0, 86_400)))).isoformat(),
         "route": str(rng.choice(["production", "canary", "shadow"])),
         "predicted_class": int(probs.argmax()),
         "confidence": float(probs.max()),
@@ -52,7 +53,7 @@ def make_row(rng: np.random.Generator) -> dict:
 
 
 @st.composite
-def batches(draw):  # type: ignore[no-untyped-def]
+def batches(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     rows = [make_row(rng) for _ in range(draw(st.integers(1, 12)))]
     for row in rows:  # optional fields come and go
@@ -78,7 +79,7 @@ def batches(draw):  # type: ignore[no-untyped-def]
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=batches())
-def test_ingest_stores_valid_batches_once_and_refuses_invalid_ones_whole(api, db, digits_model, case):  # type: ignore[no-untyped-def]
+def test_ingest_stores_valid_batches_once_and_refuses_invalid_ones_whole(api, db, digits_model, case):
     rows, mutation, bad_row = case
     before = stored_count(db)
     response = api.post("/v1/predictions", json={"predictions": rows})

@@ -7,18 +7,18 @@ import os
 import struct
 import time
 import zlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from tests.support.collector import records, store_predictions
 from PIL import Image
-from tests.support.rollout import add_version
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.models import Prediction
 from shiftwatch.labeling.models import LabelTask
 from shiftwatch.maintenance import retention_job
+from tests.support.collector import records, store_predictions
+from tests.support.rollout import add_version
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -34,14 +34,14 @@ def with_private_chunk(image: bytes, size: int) -> bytes:
     return image[:33] + chunk + image[33:] + b"trailing bytes" * 100
 
 
-def stored_inputs(db, settings) -> list[tuple[str | None, bytes | None]]:  # type: ignore[no-untyped-def]
+def stored_inputs(db, settings) -> list[tuple[str | None, bytes | None]]:
     store = InputStore(settings.data_dir)
     with db.session() as session:
         refs = list(session.scalars(select(Prediction.input_ref).order_by(Prediction.ts)))
     return [(ref, None if ref is None else store.get(ref)) for ref in refs]
 
 
-def predict(api, body: bytes) -> None:  # type: ignore[no-untyped-def]
+def predict(api, body: bytes) -> None:
     response = api.post("/v1/models/digits/predict", content=body, headers={"content-type": "image/png"})
     assert response.status_code == 200, response.text
     assert api.app.state.gateway.writer.flush()
@@ -84,7 +84,7 @@ def test_retention_deletes_inputs_only_once_nothing_kept_refers_to_them(db, sett
     hours_ago = time.time() - 2 * 3600
     for name in ("expired", "recent", "labeled", "unreferenced_old"):
         os.utime(settings.data_dir / ref[name], (hours_ago, hours_ago))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old_ts = now - timedelta(days=settings.retention_days + 2)
     old = records(2, ts=old_ts, seed=1)
     old[0].input_ref, old[1].input_ref = ref["expired"], ref["labeled"]

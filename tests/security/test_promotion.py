@@ -7,13 +7,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.support.rollout import CLASSES, EMBEDDING_DIM, build_classifier, png_image
 from sqlalchemy import select
 
 from shiftwatch.app import create_app
 from shiftwatch.rollout.models import AuditLog, Rollout
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from tests.support.rollout import CLASSES, EMBEDDING_DIM, build_classifier, png_image
 
 MODEL = {"name": "digits", "class_names": [str(i) for i in range(CLASSES)]}
 SPEC = {"shape": [1, 32, 32], "dtype": "float32", "scale": "0..1"}
@@ -27,23 +27,23 @@ def settings(db_url, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def tokens(db) -> dict[str, dict[str, str]]:  # type: ignore[no-untyped-def]
+def tokens(db) -> dict[str, dict[str, str]]:
     names = {"operator": ["operate", "read", "ingest"], "approver": ["approve", "read"]}
     return {name: {"authorization": f"Bearer {create_token(db, name, scopes)}"} for name, scopes in names.items()}
 
 
-def version_body(settings: Settings, version: str, seed: int = 0, **extra) -> dict:  # type: ignore[no-untyped-def]
+def version_body(settings: Settings, version: str, seed: int = 0, **extra) -> dict:
     build_classifier(settings.data_dir / "artifacts" / f"{version}.onnx", seed=seed)
     return {"version": version, "embedding_dim": EMBEDDING_DIM, "artifact_path": f"artifacts/{version}.onnx",
             "input_spec": SPEC, **extra}
 
 
-def predict(api: TestClient, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def predict(api: TestClient, headers: dict[str, str]):
     return api.post("/v1/models/digits/predict", content=png_image(1),
                     headers={**headers, "content-type": "image/png", "x-client-key": "c1"})
 
 
-def audit_rows(db) -> list[tuple[str, str, str | None]]:  # type: ignore[no-untyped-def]
+def audit_rows(db) -> list[tuple[str, str, str | None]]:
     with db.session() as session:
         return [(a.action, a.actor, a.to_state) for a in session.scalars(select(AuditLog).order_by(AuditLog.id))]
 

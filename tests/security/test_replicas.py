@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import os
-
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
 import pytest
-from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
-from tests.support.servers import LiveServer
-from tests.support.pg_processes import ServeProcess, log_n, predictions_locked, stored_count, wait_for_lock_waiters
 
 from shiftwatch.collector import metrics, registry
 from shiftwatch.collector.client import Client
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
+from tests.support.pg_processes import ServeProcess, log_n, predictions_locked, stored_count, wait_for_lock_waiters
+from tests.support.servers import LiveServer
 
 SECRET = "LjBpdpVseduw33ZkABVH5U3-O57kweKKzBg34jtY"
 
 
 @pytest.fixture
-def shared_pg(tmp_path):  # type: ignore[no-untyped-def]
+def shared_pg(tmp_path):
     problem = pg_unavailable_reason()
     if problem is not None:
         if os.environ.get("CI") == "true":
@@ -64,7 +63,7 @@ def test_two_replicas_migrate_once_and_ingest_through_both(shared_pg, tmp_path):
         for p in producers:
             p.start()
         # The same 100 predictions through both replicas at once (a client retrying against another node).
-        ts = datetime.now(timezone.utc)
+        ts = datetime.now(UTC)
         shared = [uuid.uuid4() for _ in range(100)]
         for c in clients:
             for pid in shared:
@@ -96,7 +95,7 @@ def test_slow_database_gets_503_with_retry_after_not_a_queue(backend, db_url, db
     server = LiveServer(create_app(settings, db)).start()
     body = {
         "predictions": [
-            {"id": str(uuid.uuid4()), "model": "digits", "version": "v1", "ts": datetime.now(timezone.utc).isoformat(),
+            {"id": str(uuid.uuid4()), "model": "digits", "version": "v1", "ts": datetime.now(UTC).isoformat(),
              "predicted_class": 1, "confidence": 0.9}
         ]
     }  # fmt: skip

@@ -3,18 +3,18 @@ samples, alerts and audit log of the other domains once merged) keeps every row.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from tests.support.collector import records, store_predictions
-from tests.support.pg_processes import stored_count
 from sqlalchemy import func, select, text
 
 from shiftwatch.db import Base, import_all_models
 from shiftwatch.maintenance import RETENTION_LOCK_ID, RetentionRun, retention_job
 from shiftwatch.tokens import create_token
+from tests.support.collector import records, store_predictions
+from tests.support.pg_processes import stored_count
 
 
-def row_counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def row_counts(db) -> dict[str, int]:
     import_all_models()
     with db.session() as session:
         return {
@@ -25,7 +25,7 @@ def row_counts(db) -> dict[str, int]:  # type: ignore[no-untyped-def]
 
 
 def test_retention_job_keeps_everything_but_old_predictions(db, settings, digits_model):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old = records(25, ts=now - timedelta(days=settings.retention_days + 2), seed=1)
     store_predictions(db, settings.model_copy(update={"retention_days": settings.retention_days + 5}), old)
     store_predictions(db, settings, records(15, ts=now - timedelta(minutes=5), seed=2))
@@ -75,7 +75,7 @@ def test_retention_is_a_scheduled_job_that_runs_once_per_tick(db, settings):
 
     bind(db, settings, RETENTION_JOB)
     try:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         assert run_job(RETENTION_JOB.name, now)  # this replica wins the tick
         assert not run_job(RETENTION_JOB.name, now)  # a second replica firing for the same tick does not
         assert run_job(RETENTION_JOB.name, now + timedelta(seconds=RETENTION_JOB.every_seconds))

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import fastapi.routing
 import pytest
 from fastapi.routing import APIRoute
-from tests.support.servers import TEST_CLIENT_HOST
 from fastapi.testclient import TestClient
 from starlette.responses import Response
 
@@ -24,6 +23,7 @@ from shiftwatch.auth import PUBLIC_ROUTES, SCOPES, SIGNED_LINK_ROUTES
 from shiftwatch.sessions import COOKIE_NAME, console_principal, login
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from tests.support.servers import TEST_CLIENT_HOST
 
 # Public on purpose, each with its reason, in one place: shiftwatch.auth (and docs/security.md).
 PUBLIC = {(method, path) for path in PUBLIC_ROUTES for method in ("GET", "HEAD")}
@@ -41,7 +41,7 @@ def settings(db_url, tmp_path) -> Settings:
     )
 
 
-def required_scopes(dependant) -> set[str]:  # type: ignore[no-untyped-def]
+def required_scopes(dependant) -> set[str]:
     found = set()
     for dep in dependant.dependencies:
         scope = getattr(dep.call, "required_scope", None)
@@ -51,7 +51,7 @@ def required_scopes(dependant) -> set[str]:  # type: ignore[no-untyped-def]
     return found
 
 
-def uses_console_session(dependant) -> bool:  # type: ignore[no-untyped-def]
+def uses_console_session(dependant) -> bool:
     return any(dep.call is console_principal or uses_console_session(dep) for dep in dependant.dependencies)
 
 
@@ -60,18 +60,18 @@ def concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
 
 
-def all_routes(app) -> list:  # type: ignore[no-untyped-def]
+def all_routes(app) -> list:
     """Every route as mounted, with included routers flattened (their prefixes and dependencies applied)."""
     if hasattr(fastapi.routing, "iter_route_contexts"):  # FastAPI >= 0.16x keeps included routers nested
         return list(fastapi.routing.iter_route_contexts(app.routes))
     return list(app.routes)
 
 
-def is_api_route(route) -> bool:  # type: ignore[no-untyped-def]
+def is_api_route(route) -> bool:
     return isinstance(getattr(route, "original_route", route), APIRoute)
 
 
-def api_routes(app) -> Iterator[tuple[str, APIRoute]]:  # type: ignore[no-untyped-def]
+def api_routes(app) -> Iterator[tuple[str, APIRoute]]:
     for route in all_routes(app):
         if is_api_route(route):
             for method in sorted(route.methods):

@@ -8,11 +8,11 @@ import string
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import create_engine, inspect
-from tests.security.test_serve import serve_cli
 
 from shiftwatch.errors import Invalid
 from shiftwatch.secret_key import ensure_secret_key, key_file
 from shiftwatch.settings import MIN_SECRET_KEY_BITS, Settings, estimated_key_bits, secret_key_problem
+from tests.security.test_serve import serve_cli
 
 URL_SAFE = string.ascii_letters + string.digits + "-_"
 WEAK_KEYS = {

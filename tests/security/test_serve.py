@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support.pg_processes import ServeProcess
 
 from shiftwatch.errors import Invalid
 from shiftwatch.exposure import is_loopback
 from shiftwatch.secret_key import ensure_secret_key, key_file, secret_key
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from tests.support.pg_processes import ServeProcess
 
 
 def serve_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:

@@ -12,16 +12,16 @@ import socket
 import time
 
 import httpx
-from tests.support.collector import as_json, records
 from sqlalchemy import func, select
 
 from shiftwatch.collector.bodies import ByteBudget
 from shiftwatch.collector.models import Prediction
+from tests.support.collector import as_json, records
 
 READ_TIMEOUT_S = 1.5
 
 
-def stored(db) -> int:  # type: ignore[no-untyped-def]
+def stored(db) -> int:
     with db.session() as session:
         return int(session.scalar(select(func.count()).select_from(Prediction)))
 

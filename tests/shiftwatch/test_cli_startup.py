@@ -117,11 +117,11 @@ def test_every_registry_name_is_its_class_name_and_the_name_its_results_carry(na
 
 def test_a_detector_must_implement_fit_and_test_and_gets_the_state_contract() -> None:
     class FitOnly(Detector):
-        def fit(self, reference, **context):  # type: ignore[no-untyped-def]
+        def fit(self, reference, **context):
             return self
 
     with pytest.raises(TypeError, match="abstract"):
-        FitOnly()  # type: ignore[abstract]
+        FitOnly()
     for method in ("get_config", "get_state", "from_state"):
         assert callable(getattr(DETECTORS["mmd"], method)) and method in vars(Detector)
 

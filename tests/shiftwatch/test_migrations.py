@@ -43,12 +43,12 @@ def test_float32_vectors_keep_the_bytes_existing_databases_hold(db: Database) ->
     assert typed[0].dtype == np.float32 and np.array_equal(typed[0], vector.astype(np.float32)) and typed[1] is None
 
 
-def _include_unmanaged(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
+def _include_unmanaged(obj, name, type_, reflected, compare_to):
     prefixes = ("predictions_p", "apscheduler_", "predictions_incoming", "alembic_version")
     return not (type_ == "table" and name and name.startswith(prefixes))
 
 
-def _filled(table, **given):  # type: ignore[no-untyped-def]
+def _filled(table, **given):
     """``given`` plus a plain value for every other NOT NULL column (the test only cares about a few)."""
     import datetime as dt
 
@@ -67,10 +67,10 @@ def _filled(table, **given):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
 def test_detectors_0002_makes_stored_report_paths_relative_to_the_data_dir(backend_name, tmp_path) -> None:
     """Absolute report paths broke every alert's report once the data directory moved (issue 17)."""
-    from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, pg_unavailable_reason
     from sqlalchemy import MetaData, create_engine, select
 
     from shiftwatch.migrate import upgrade
+    from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, pg_unavailable_reason
 
     if backend_name not in BACKENDS or (backend_name == "postgres" and pg_unavailable_reason() is not None):
         pytest.skip(f"backend {backend_name} not available")

@@ -7,17 +7,18 @@ import json
 import os
 import subprocess
 import sys
+
 import pytest
-from tests.support.console import open_drift_alert
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
+from tests.support.console import open_drift_alert
 
 LONG = "digits-" + "x" * 110  # a model name wider than an 80-column terminal on its own
 
 
-def cli_app():  # type: ignore[no-untyped-def]
+def cli_app():
     return root_cli.app
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -22,7 +22,7 @@ def store_predictions(db: Database, settings: Settings, batch: list[PredictionRe
 
 def records(n: int, *, dim: int = 64, classes: int = 10, seed: int = 0, **overrides) -> list[PredictionRecord]:
     rng = np.random.default_rng(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = []
     for i in range(n):
         probs = rng.dirichlet(np.ones(classes)).astype(np.float32)

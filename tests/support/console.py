@@ -30,7 +30,7 @@ def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "produ
     return records
 
 
-def open_drift_alert(db, settings, version_id: int) -> None:  # type: ignore[no-untyped-def]
+def open_drift_alert(db, settings, version_id: int) -> None:
     """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert."""
     from shiftwatch.detectors import configs, references, runs
 
@@ -44,7 +44,7 @@ def open_drift_alert(db, settings, version_id: int) -> None:  # type: ignore[no-
     assert report.opened, "the shifted window should open an alert"
 
 
-def load_demo_like_data(db, settings) -> None:  # type: ignore[no-untyped-def]
+def load_demo_like_data(db, settings) -> None:
     """The demo's story in miniature, written by each package's own functions: traffic, a drift run that
     opens an alert, oracle labels, and a canary comparison computed by the rollout controller's code."""
     from shiftwatch.labeling.oracle import label_with_oracle

@@ -34,7 +34,7 @@ class MeanShiftDetector(Detector):
     def __init__(self, alpha: float = 0.05) -> None:
         self.alpha = alpha
 
-    def fit(self, reference: np.ndarray, **context: Any) -> "MeanShiftDetector":
+    def fit(self, reference: np.ndarray, **context: Any) -> MeanShiftDetector:
         type(self).fits += 1
         self.mean_ = reference.mean(axis=0)
         self.std_ = reference.std(axis=0, ddof=1) + 1e-9
@@ -45,7 +45,7 @@ class MeanShiftDetector(Detector):
         return {"mean_": self.mean_, "std_": self.std_, "n_": self.n_}
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> "MeanShiftDetector":
+    def from_state(cls, config: dict[str, Any], state: dict[str, Any]) -> MeanShiftDetector:
         detector = cls(**config)
         detector.mean_, detector.std_, detector.n_ = state["mean_"], state["std_"], int(state["n_"])
         return detector

@@ -15,7 +15,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -26,7 +26,7 @@ def json_bomb(decompressed_bytes: int, *, model: str = "digits", version: str = 
         "id": str(uuid.UUID(int=1)),
         "model": model,
         "version": version,
-        "ts": datetime.now(timezone.utc).isoformat(),
+        "ts": datetime.now(UTC).isoformat(),
         "predicted_class": 1,
         "confidence": 0.5,
         "embedding": [0.123456789012345] * dim,
@@ -103,7 +103,7 @@ class HealthWatch:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def __enter__(self) -> "HealthWatch":
+    def __enter__(self) -> HealthWatch:
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self

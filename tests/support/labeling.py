@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -53,7 +53,7 @@ def log(
     version: str = "v1",
 ) -> list[uuid.UUID]:
     """Log one production prediction per row, a millisecond apart; returns their ids in order."""
-    ts = ts or datetime.now(timezone.utc) - timedelta(minutes=5)
+    ts = ts or datetime.now(UTC) - timedelta(minutes=5)
     ids = ids or [uuid.uuid4() for _ in range(len(probabilities))]
     records = [
         PredictionRecord(
@@ -116,7 +116,7 @@ class ReplayServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         self.thread.start()
         return self
 

@@ -18,7 +18,7 @@ CLASS_NAMES = [str(i) for i in range(10)]
 FACTORY = "tests.support.own_model:build"
 
 
-def build(width: float = 1.0):  # type: ignore[no-untyped-def]
+def build(width: float = 1.0):
     """Three stride-2 conv+BN+ReLU blocks, a 3x3 average pool, a 32-d ReLU layer and a linear head (width scales the convs)."""
     from torch import nn
 

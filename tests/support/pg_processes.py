@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from tests.support.servers import free_port
-
 from shiftwatch.collector.client import Client
 from shiftwatch.collector.models import Prediction
 from shiftwatch.db import Database
+from tests.support.servers import free_port
 
 
 def _run(*args: str, timeout: float = 60) -> None:
@@ -51,7 +50,7 @@ class FaultCluster:
         missing = [tool for tool in ("pg_createcluster", "pg_ctlcluster", "pg_dropcluster") if shutil.which(tool) is None]
         return f"missing {', '.join(missing)}" if missing else None
 
-    def create(self) -> "FaultCluster":
+    def create(self) -> FaultCluster:
         _run(
             "pg_createcluster", self.version, self.name, "-p", str(self.port),
             "-o", "fsync=off", "-o", "shared_buffers=32MB", "-o", "max_connections=60",
@@ -116,7 +115,7 @@ class ServeProcess:
         self.process: subprocess.Popen | None = None
         self.log = data_dir / f"serve-{self.port}.log"
 
-    def start(self, timeout: float = 60) -> "ServeProcess":
+    def start(self, timeout: float = 60) -> ServeProcess:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from shiftwatch.cli import main; main()", "serve", "--port", str(self.port)],
@@ -177,7 +176,7 @@ def predictions_locked(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def wait_for_count(url: str, sql: str, done, what: str, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def wait_for_count(url: str, sql: str, done, what: str, timeout: float = 20) -> None:
     """Poll a ``SELECT count(*)`` until ``done(count)``; AssertionError naming ``what`` after ``timeout``."""
     engine = create_engine(url)
     deadline = time.monotonic() + timeout

@@ -108,7 +108,7 @@ def predict_burst(url: str, headers: list[dict[str, str]]) -> list:
     return asyncio.run(burst())
 
 
-def post_and_drain(api, model: str, bodies: list[bytes], headers: list[dict[str, str]]) -> list[dict]:  # type: ignore[no-untyped-def]
+def post_and_drain(api, model: str, bodies: list[bytes], headers: list[dict[str, str]]) -> list[dict]:
     """POST each PNG body with its headers, then wait until shadow copies and logs are written; the answers."""
     answers = []
     for body, extra in zip(bodies, headers, strict=True):

@@ -21,7 +21,7 @@ def free_port() -> int:
 class LiveServer:
     """A real uvicorn serving ``app`` on a loopback port, in a thread; with ``settings``, as ``shiftwatch serve`` does."""
 
-    def __init__(self, app, port: int | None = None, settings: Settings | None = None) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
+    def __init__(self, app, port: int | None = None, settings: Settings | None = None) -> None:
         import uvicorn
 
         from shiftwatch.serving import server_config
@@ -35,7 +35,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:

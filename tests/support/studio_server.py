@@ -49,7 +49,7 @@ class LabelStudioServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> "LabelStudioServer":
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> LabelStudioServer:
         launcher = label_studio_bin(self.venv)
         if launcher is None:
             raise RuntimeError(f"no Label Studio in {self.venv}: run tests/support/studio_venv.sh {self.venv}")
@@ -111,7 +111,7 @@ class LabelStudioServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
-    def __enter__(self) -> "LabelStudioServer":
+    def __enter__(self) -> LabelStudioServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

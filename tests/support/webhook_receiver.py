@@ -23,7 +23,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"ok" if status == 200 else b"boom")
 
-            def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
