@@ -37,6 +37,18 @@ class AccuracyPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class _Estimate:
+    """One run's accuracy estimate (%) and the window it was made on."""
+
+    tick: datetime
+    start: datetime | None
+    end: datetime | None
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccuracyHistory:
     method: str  # how the estimate was made, for the caption
     points: list[AccuracyPoint]
@@ -52,8 +64,8 @@ def _reference_level(session: Session, version_id: int) -> float | None:
     return float(np.mean(data.confidence))
 
 
-def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[tuple]]:
-    """(tick, window_start, window_end, estimate %, low %, high %) per run, and the method's name."""
+def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[_Estimate]]:
+    """The method's name and one estimate per run."""
     estimated = list(
         session.scalars(
             select(DriftRun)
@@ -67,13 +79,13 @@ def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: 
         for run in estimated:
             interval = (run.evidence or {}).get("interval") or (None, None)
             low, high = (None if v is None else 100 * float(v) for v in interval)
-            rows.append((run.tick, run.window_start, run.window_end, 100 * float(run.statistic or 0.0), low, high))
+            rows.append(_Estimate(run.tick, run.window_start, run.window_end, 100 * float(run.statistic or 0.0), low, high))
         method = str((estimated[-1].evidence or {}).get("method", "label-free")).upper()
         return method, rows
     level = _reference_level(session, version_id)
     if level is None:
         return "", []
-    rows = [(r.tick, r.window_start, r.window_end, 100 * level - r.estimated_harm, None, None)
+    rows = [_Estimate(r.tick, r.window_start, r.window_end, 100 * level - r.estimated_harm)
             for r in runs if r.estimated_harm is not None]
     return "DoC, from the drop in mean confidence", rows
 
@@ -83,18 +95,18 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
     method, rows = _estimates(session, version_id, runs, origin)
     if not rows:
         return None
-    starts = [start for _, start, _, _, _, _ in rows if start is not None]
+    starts = [row.start for row in rows if row.start is not None]
     labeled = labeled_outcomes(session, version_id, start=min(starts)) if starts else None
     points = []
-    for tick, start, end, estimate, low, high in rows:
+    for row in rows:
         realized, n = None, 0
-        if labeled is not None and start is not None and end is not None:
-            bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (start, end)]
+        if labeled is not None and row.start is not None and row.end is not None:
+            bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (row.start, row.end)]
             mask = (labeled.ts >= bounds[0]) & (labeled.ts <= bounds[1]) & (labeled.reason == "random")
             n = int(mask.sum())
             if n >= MIN_REALIZED_LABELS:
                 realized = 100 * float(np.mean(labeled.predicted_class[mask] == labeled.label[mask]))
-        points.append(AccuracyPoint(tick, estimate, low, high, realized, n))
+        points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n))
     return AccuracyHistory(method, points)
 
 
