@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))  # the repo root: tests.support imports
 from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.db import Database, utcnow  # noqa: E402
 from shiftwatch.detectors import configs, references  # noqa: E402
-from shiftwatch.detectors.models import DetectorState  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
+from shiftwatch.detectors.tables import DetectorState  # noqa: E402
 from shiftwatch.migrate import upgrade  # noqa: E402
 from shiftwatch.scheduler import claim_tick, tick_of  # noqa: E402
 from shiftwatch.settings import Settings  # noqa: E402
@@ -99,7 +99,7 @@ def bench_large_window(url: str, data_dir: Path) -> dict[str, object]:
     """Issue #9: a 50,000-sample window with a shift too small to cost accuracy pages nobody above low."""
     from sqlalchemy import select
 
-    from shiftwatch.detectors.models import Alert, DriftRun
+    from shiftwatch.detectors.tables import Alert, DriftRun
 
     upgrade(url)
     db = Database.connect(url)

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 # The imports below come after the sys.path lines above, hence their E402 noqa.
 from detectors_ops import DETECTORS, REFERENCE, WINDOW, setup_version  # noqa: E402  (the same version, reference and configs)
 
-from shiftwatch.detectors.models import DriftRun  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
+from shiftwatch.detectors.tables import DriftRun  # noqa: E402
 from tests.support.drift_scenario import log, records  # noqa: E402  (the tests' seeded stream)
 
 QUIET_TICKS, RETESTS = 20, 3

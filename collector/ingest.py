@@ -21,10 +21,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import ensure_partitions
 from shiftwatch.collector.records import MAX_LENGTHS, ROUTES, text_problem
 from shiftwatch.collector.registry import VersionInfo, version_infos
+from shiftwatch.collector.tables import Prediction, PredictionId
 from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
 from shiftwatch.db import Database, float32_rows, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound, TooLarge

@@ -15,12 +15,12 @@ from pathlib import Path
 from sqlalchemy import Column, select
 from sqlalchemy.engine import Engine
 
-from shiftwatch.db import Base, import_all_models
+from shiftwatch.db import Base, import_all_tables
 
 
 def referencing_columns() -> list[Column]:
     """Every ``input_ref`` column of every table."""
-    import_all_models()
+    import_all_tables()
     return [table.c.input_ref for table in Base.metadata.sorted_tables if "input_ref" in table.c]
 
 

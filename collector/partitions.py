@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine
 
-from shiftwatch.collector.models import Prediction, PredictionId
+from shiftwatch.collector.tables import Prediction, PredictionId
 
 _known_partitions: set[tuple[str, date]] = set()
 _lock = threading.Lock()

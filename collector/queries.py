@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.errors import Invalid
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from shiftwatch.collector.wire import ColumnBatch, to_ts_us
 
 ROUTES = ("production", "canary", "shadow")
-# The column widths of ``predictions`` and ``model_versions`` (collector/models.py).
+# The column widths of ``predictions`` and ``model_versions`` (collector/tables.py).
 MAX_LENGTHS = {"model": 200, "version": 100, "route": 20, "request_id": 200, "stream_id": 200, "input_ref": 2000}
 OPTIONAL_TEXT = ("request_id", "stream_id", "input_ref")
 

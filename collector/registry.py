@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import VERSION_STATES, Model, ModelVersion
+from shiftwatch.collector.tables import VERSION_STATES, Model, ModelVersion
 from shiftwatch.errors import Conflict, Invalid, NotFound
 
 

@@ -17,7 +17,6 @@ from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.schemas import (
     ArtifactOut,
     IngestOut,
@@ -30,6 +29,7 @@ from shiftwatch.collector.schemas import (
     VersionOut,
     ingest_request_body,
 )
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.dependencies import DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 

@@ -15,16 +15,29 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.detectors import harm, links, multiple_testing, webhooks
 from shiftwatch.detectors.configs import ConfigSpec
-from shiftwatch.detectors.models import ALERT_STATES, SEVERITIES, Alert, DriftRun
 from shiftwatch.detectors.schemas import AlertOut
+from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DriftRun
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
 # An open alert's report is rewritten only when the effect grew or shrank by this factor (or severity rose).
 MATERIAL_EFFECT_RATIO = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """Where an alert's news goes: the public URL its links are built on and the webhook endpoints."""
+
+    public_url: str
+    endpoints: tuple[webhooks.Endpoint, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings) -> Outbox:
+        targets = webhooks.endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)
+        return cls(public_url=settings.public_url, endpoints=tuple(targets))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +111,7 @@ def would_alert(session: Session, config: ConfigSpec, tick: datetime, window_sta
 
 def apply_run(
     session: Session,
-    settings: Settings,
+    outbox: Outbox,
     *,
     config: ConfigSpec,
     run: DriftRun,
@@ -146,15 +159,15 @@ def apply_run(
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
-        _announce(session, settings, alert, event, now)
+        _announce(session, outbox, alert, event, now)
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
 
 
-def _announce(session: Session, settings: Settings, alert: Alert, event: str, now: datetime) -> None:
+def _announce(session: Session, outbox: Outbox, alert: Alert, event: str, now: datetime) -> None:
     """Webhook deliveries of ``event`` for every configured endpoint, in the caller's transaction."""
-    targets = webhooks.endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)
-    if targets:
-        webhooks.enqueue(session, targets, alert.id, to_out(session, settings, alert).model_dump(mode="json"), event, now)
+    if outbox.endpoints:
+        payload = to_out(session, outbox.public_url, alert).model_dump(mode="json")
+        webhooks.enqueue(session, outbox.endpoints, alert.id, payload, event, now)
 
 
 def get(session: Session, alert_id: int) -> Alert:
@@ -177,7 +190,7 @@ def report_file(session: Session, data_dir: Path, alert_id: int) -> Path:
     return path
 
 
-def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
+def acknowledge(session: Session, alert_id: int, by: str, now: datetime) -> Alert:
     """Someone is on it: open -> acknowledged (again: no change). A resolved alert cannot be acknowledged."""
     alert = get(session, alert_id)
     if alert.state == "resolved":
@@ -188,7 +201,7 @@ def acknowledge(session: Session, settings: Settings, alert_id: int, by: str, no
     return alert
 
 
-def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: datetime) -> Alert:
+def resolve(session: Session, outbox: Outbox, alert_id: int, by: str, now: datetime) -> Alert:
     """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing."""
     alert = get(session, alert_id)
     if alert.state != "resolved":
@@ -200,7 +213,7 @@ def resolve(session: Session, settings: Settings, alert_id: int, by: str, now: d
             now,
         )
         session.flush()
-        _announce(session, settings, alert, "alert.resolved", now)
+        _announce(session, outbox, alert, "alert.resolved", now)
     return alert
 
 
@@ -233,11 +246,11 @@ def list_alerts(
     return list(session.scalars(stmt.limit(limit)))
 
 
-def to_out(session: Session, settings: Settings, alert: Alert) -> AlertOut:
+def to_out(session: Session, public_url: str, alert: Alert) -> AlertOut:
     """The one outward shape of an alert (API responses and webhook payloads)."""
     version = session.get(ModelVersion, alert.model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
-    api, console = links.api_alert_url(settings, alert.id), links.console_alert_url(settings, alert.id)
+    api, console = links.api_alert_url(public_url, alert.id), links.console_alert_url(public_url, alert.id)
     return AlertOut(
         id=alert.id,
         model=model.name if model is not None else "",

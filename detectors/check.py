@@ -6,9 +6,9 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.db import Database, utcnow
-from shiftwatch.detectors.models import DetectorConfig, DriftRun
 from shiftwatch.detectors.runs import check_version
 from shiftwatch.detectors.schemas import CheckOut, DriftRunOut, QuietCheckOut
+from shiftwatch.detectors.tables import DetectorConfig, DriftRun
 from shiftwatch.errors import Conflict
 from shiftwatch.settings import Settings
 

@@ -59,6 +59,6 @@ def check(
         return
     _table(result)
     for alert_id in result.opened:
-        typer.echo(f"alert opened: {console_alert_url(settings, alert_id)}")
+        typer.echo(f"alert opened: {console_alert_url(settings.public_url, alert_id)}")
     for alert_id in result.updated:
-        typer.echo(f"alert updated: {console_alert_url(settings, alert_id)}")
+        typer.echo(f"alert updated: {console_alert_url(settings.public_url, alert_id)}")

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.detectors import DETECTORS
 from shiftwatch.detectors.base import Detector
-from shiftwatch.detectors.models import DetectorConfig
+from shiftwatch.detectors.tables import DetectorConfig
 from shiftwatch.errors import Conflict, Invalid, NotFound
 
 INPUTS = ("embeddings", "probabilities", "confidence")

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.detectors.models import DriftRun, FlaggedSample
+from shiftwatch.detectors.tables import DriftRun, FlaggedSample
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.detectors.configs import ConfigSpec
-from shiftwatch.detectors.models import DriftRun, ReferenceWindow
+from shiftwatch.detectors.tables import DriftRun, ReferenceWindow
 
 
 def test_key(config: ConfigSpec, reference_fingerprint: str | None) -> str:

@@ -5,17 +5,13 @@ from __future__ import annotations
 from shiftwatch.settings import Settings
 
 
-def base_url(settings: Settings) -> str:
-    return settings.public_url.rstrip("/")
-
-
-def console_alert_url(settings: Settings, alert_id: int) -> str:
+def console_alert_url(public_url: str, alert_id: int) -> str:
     """The console's alert page: HTML, with a login form when tokens are required (the API URL answers 401)."""
-    return f"{base_url(settings)}/console/alerts/{alert_id}"
+    return f"{public_url.rstrip('/')}/console/alerts/{alert_id}"
 
 
-def api_alert_url(settings: Settings, alert_id: int) -> str:
-    return f"{base_url(settings)}/v1/alerts/{alert_id}"
+def api_alert_url(public_url: str, alert_id: int) -> str:
+    return f"{public_url.rstrip('/')}/v1/alerts/{alert_id}"
 
 
 def with_served_port(settings: Settings, port: int) -> tuple[Settings, str | None]:

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import queries
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import float32_bytes
-from shiftwatch.detectors.models import ReferenceWindow
+from shiftwatch.detectors.tables import ReferenceWindow
 from shiftwatch.errors import Invalid, NotFound
 
 # Fewer samples than this make every two-sample test meaningless; refuse rather than pin it.

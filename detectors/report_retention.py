@@ -13,8 +13,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from shiftwatch.db import Database
-from shiftwatch.detectors.models import Alert
 from shiftwatch.detectors.reports import REPORTS_DIR
+from shiftwatch.detectors.tables import Alert
 
 ORPHAN_GRACE = timedelta(hours=1)
 

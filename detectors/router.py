@@ -11,7 +11,6 @@ from shiftwatch.collector import registry
 from shiftwatch.db import utcnow
 from shiftwatch.dependencies import DbDep, Operator, Reader, SettingsDep
 from shiftwatch.detectors import alerts, configs, references
-from shiftwatch.detectors.models import DriftRun
 from shiftwatch.detectors.schemas import (
     AlertOut,
     CheckOut,
@@ -22,6 +21,7 @@ from shiftwatch.detectors.schemas import (
     ReferenceOut,
     ReferenceRangeIn,
 )
+from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.errors import Invalid, NotFound, TooLarge
 
 router = APIRouter(prefix="/v1", tags=["detectors"])
@@ -52,7 +52,7 @@ def list_alerts(
         rows = alerts.list_alerts(
             session, state=state, severity=severity, model_version_ids=version_ids, detector=detector, limit=limit
         )
-        return [alerts.to_out(session, settings, a) for a in rows]
+        return [alerts.to_out(session, settings.public_url, a) for a in rows]
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertOut)
@@ -63,7 +63,7 @@ def get_alert(
     _: Reader,
 ) -> AlertOut:
     with db.session() as session:
-        return alerts.to_out(session, settings, alerts.get(session, alert_id))
+        return alerts.to_out(session, settings.public_url, alerts.get(session, alert_id))
 
 
 @router.get("/alerts/{alert_id}/report", response_class=FileResponse)
@@ -87,8 +87,8 @@ def acknowledge_alert(
     principal: Operator,
 ) -> AlertOut:
     with db.session() as session:
-        alert = alerts.acknowledge(session, settings, alert_id, principal.name, utcnow())
-        return alerts.to_out(session, settings, alert)
+        alert = alerts.acknowledge(session, alert_id, principal.name, utcnow())
+        return alerts.to_out(session, settings.public_url, alert)
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
@@ -99,8 +99,8 @@ def resolve_alert(
     principal: Operator,
 ) -> AlertOut:
     with db.session() as session:
-        alert = alerts.resolve(session, settings, alert_id, principal.name, utcnow())
-        return alerts.to_out(session, settings, alert)
+        alert = alerts.resolve(session, alerts.Outbox.of(settings), alert_id, principal.name, utcnow())
+        return alerts.to_out(session, settings.public_url, alert)
 
 
 @router.post("/detector-configs", response_model=DetectorConfigOut, status_code=201)

@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 from shiftwatch.detectors import alerts, evidence
 from shiftwatch.detectors.configs import ConfigSpec, fit_key
 from shiftwatch.detectors.effect import verdict_of
-from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.outcomes import Outcome, TickReport
 from shiftwatch.detectors.references import ReferenceData
-from shiftwatch.settings import Settings
+from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun, FlaggedSample
 
 
 def record_quiet(session: Session, quiet: dict[int, str], tick: datetime) -> None:
@@ -28,7 +27,7 @@ def record_quiet(session: Session, quiet: dict[int, str], tick: datetime) -> Non
 
 def write_outcomes(
     session: Session,
-    settings: Settings,
+    outbox: alerts.Outbox,
     outcomes: list[Outcome],
     ref_data: ReferenceData | None,
     tick: datetime,
@@ -79,7 +78,7 @@ def write_outcomes(
         _flag_samples(session, outcome, run)
         change = alerts.apply_run(
             session,
-            settings,
+            outbox,
             config=config,
             run=run,
             estimate=decided.harm,

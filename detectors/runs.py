@@ -21,17 +21,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import queries
-from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.queries import Window
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
 from shiftwatch.detectors import DETECTORS, alerts, evidence, freshness, harm, multiple_testing, references
 from shiftwatch.detectors.base import Detector
 from shiftwatch.detectors.configs import ConfigSpec, detector_class, fit_key
 from shiftwatch.detectors.effect import with_min_effect
-from shiftwatch.detectors.models import DetectorConfig, DetectorState, DriftRun
 from shiftwatch.detectors.outcomes import Decided, Explained, Outcome, Planned, Tested, TickReport
 from shiftwatch.detectors.reports import remove_reports, render_window_report
 from shiftwatch.detectors.run_write import record_quiet, write_outcomes
+from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import ShiftwatchError
 from shiftwatch.scheduler import tick_of
@@ -272,7 +272,7 @@ def run_version(
     replaced: list[str] = []
     with db.session() as session:
         record_quiet(session, inputs.quiet, tick)
-        report = write_outcomes(session, settings, outcomes, inputs.reference, tick, now, replaced)
+        report = write_outcomes(session, alerts.Outbox.of(settings), outcomes, inputs.reference, tick, now, replaced)
     remove_reports(data_dir, replaced)  # superseded by the alert's new report, now committed
     return report + TickReport(tick=tick, quiet=tuple(inputs.quiet))
 

@@ -24,9 +24,9 @@ def drift_tick(db: Database, settings: Settings, tick: datetime) -> None:
 
 def webhook_tick(db: Database, settings: Settings, tick: datetime) -> None:
     """The delivery job: send the webhooks that are due (and retry the failed ones whose back-off ran out)."""
-    from shiftwatch.detectors.webhooks import deliver_due
+    from shiftwatch.detectors.webhooks import deliver_due, endpoints
 
-    deliver_due(db, settings, utcnow())
+    deliver_due(db, endpoints(settings.alert_webhooks, settings.alert_webhook_secrets), utcnow())
 
 
 def jobs(settings: Settings) -> list[ScheduledJob]:

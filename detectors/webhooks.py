@@ -21,8 +21,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.db import Database
 from shiftwatch.detectors.harm import describe
-from shiftwatch.detectors.models import WebhookDelivery
-from shiftwatch.settings import Settings
+from shiftwatch.detectors.tables import WebhookDelivery
 from shiftwatch.signing import sign
 
 log = logging.getLogger(__name__)
@@ -155,8 +154,8 @@ def _post(client: httpx.Client, delivery: WebhookDelivery, secret: str | None) -
     return response.status_code, f"HTTP {response.status_code}: {response.text[:500]}"
 
 
-def deliver_due(db: Database, settings: Settings, now: datetime) -> dict[str, int]:
-    """Send every pending delivery whose time has come; returns counts by outcome."""
+def deliver_due(db: Database, targets: Sequence[Endpoint], now: datetime) -> dict[str, int]:
+    """Send every pending delivery whose time has come, signed with ``targets``' secrets; returns counts by outcome."""
     with db.session() as session:
         due = list(
             session.scalars(
@@ -166,7 +165,7 @@ def deliver_due(db: Database, settings: Settings, now: datetime) -> dict[str, in
                 .limit(BATCH)
             )
         )
-    secrets = {e.url: e.secret for e in endpoints(settings.alert_webhooks, settings.alert_webhook_secrets)}
+    secrets = {e.url: e.secret for e in targets}
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     with httpx.Client(timeout=TIMEOUT_S) as client:
         for delivery_id in due:

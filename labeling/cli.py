@@ -98,5 +98,5 @@ def pull(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     studio = Studio.from_settings(settings)
-    pulled = [{"model": name, **asdict(pull_model(db, settings, name, studio=studio))} for name in _models(db, model)]
+    pulled = [{"model": name, **asdict(pull_model(db, studio, name))} for name in _models(db, model)]
     _print(pulled, as_json)

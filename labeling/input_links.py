@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from shiftwatch.secret_key import secret_key
@@ -18,20 +19,30 @@ from shiftwatch.settings import Settings
 ROUTE = "/v1/labeling/inputs"
 
 
-def _signature(secret: str, name: str, expires: int) -> str:
-    return hmac.new(secret.encode(), f"labeling-input:{name}:{expires}".encode(), hashlib.sha256).hexdigest()
+@dataclass(frozen=True, slots=True)
+class InputLinks:
+    """Signs and checks input links for one server: its public URL, its secret key, how long a link lives."""
 
+    public_url: str
+    secret: str
+    ttl_s: float
 
-def input_link(settings: Settings, input_ref: str, now: float | None = None) -> str:
-    """Public URL of ``input_ref`` (``inputs/<sha256>.png``) valid for ``settings.labeling_link_ttl_s``."""
-    name = input_ref.removeprefix("inputs/")
-    expires = int((time.time() if now is None else now) + settings.labeling_link_ttl_s)
-    query = urlencode({"expires": expires, "signature": _signature(secret_key(settings), name, expires)})
-    return f"{settings.public_url.rstrip('/')}{ROUTE}/{name}?{query}"
+    @classmethod
+    def of(cls, settings: Settings) -> InputLinks:
+        return cls(settings.public_url.rstrip("/"), secret_key(settings), settings.labeling_link_ttl_s)
 
+    def _signature(self, name: str, expires: int) -> str:
+        return hmac.new(self.secret.encode(), f"labeling-input:{name}:{expires}".encode(), hashlib.sha256).hexdigest()
 
-def link_is_valid(settings: Settings, name: str, expires: int, signature: str, now: float | None = None) -> bool:
-    if expires < (time.time() if now is None else now):
-        return False
-    # bytes, not str: compare_digest raises TypeError on non-ASCII text (found by schemathesis)
-    return hmac.compare_digest(_signature(secret_key(settings), name, expires).encode(), signature.encode())
+    def link(self, input_ref: str, now: float | None = None) -> str:
+        """Public URL of ``input_ref`` (``inputs/<sha256>.png``), valid for ``ttl_s``."""
+        name = input_ref.removeprefix("inputs/")
+        expires = int((time.time() if now is None else now) + self.ttl_s)
+        query = urlencode({"expires": expires, "signature": self._signature(name, expires)})
+        return f"{self.public_url}{ROUTE}/{name}?{query}"
+
+    def is_valid(self, name: str, expires: int, signature: str, now: float | None = None) -> bool:
+        if expires < (time.time() if now is None else now):
+            return False
+        # bytes, not str: compare_digest raises TypeError on non-ASCII text (found by schemathesis)
+        return hmac.compare_digest(self._signature(name, expires).encode(), signature.encode())

@@ -40,7 +40,7 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
             result = push(db, settings, model, studio=studio)
             if result.error:
                 log.warning("labeling push for %s: %s (%d stay pending)", model, result.error, result.pending)
-            pull(db, settings, model, studio=studio)
+            pull(db, studio, model)
         except Exception:
             log.exception("labeling sync with Label Studio failed for %s", model)
 

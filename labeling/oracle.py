@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
-from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.queue import tasks_of_model
+from shiftwatch.labeling.tables import Label, LabelTask
 
 
 def label_with_oracle(

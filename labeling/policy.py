@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion, Prediction
 from shiftwatch.collector.queries import Window, window
+from shiftwatch.collector.tables import ModelVersion, Prediction
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.labeling import selection

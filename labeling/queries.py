@@ -11,8 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion
-from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.collector.tables import ModelVersion
+from shiftwatch.labeling.tables import Label, LabelTask
 
 
 @dataclass(frozen=True, slots=True)

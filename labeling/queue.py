@@ -15,11 +15,11 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
-from shiftwatch.labeling.models import REASONS, TASK_STATES, Label, LabelTask
 from shiftwatch.labeling.selection import Candidate
+from shiftwatch.labeling.tables import REASONS, TASK_STATES, Label, LabelTask
 
 # Embeddings of already-queued tasks that a new batch keeps its distance from (bounded: k-center is O(n * k)).
 EXISTING_CENTERS = 2000

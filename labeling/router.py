@@ -16,9 +16,9 @@ from shiftwatch.dependencies import DbDep, Labeler, Operator, Reader, SettingsDe
 from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
-from shiftwatch.labeling.input_links import link_is_valid
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
-from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, webhook_secret
+from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
 
 router = APIRouter(prefix="/v1", tags=["labeling"])
 
@@ -51,7 +51,7 @@ def signed_link_or_read(
         if "read" not in principal.scopes:
             raise Forbidden("this needs the 'read' scope")
         return principal.name
-    if expires is None or signature is None or not link_is_valid(settings, name, expires, signature):
+    if expires is None or signature is None or not InputLinks.of(settings).is_valid(name, expires, signature):
         raise Forbidden("this image link is invalid or has expired")
     return "signed-link"
 
@@ -111,4 +111,4 @@ def pull(
     model: str, db: DbDep, settings: SettingsDep,
     _: Operator,
 ) -> SyncOut:
-    return SyncOut(**asdict(sync.pull(db, settings, model)))
+    return SyncOut(**asdict(sync.pull(db, Studio.from_settings(settings), model)))

@@ -21,13 +21,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
-from shiftwatch.labeling.input_links import input_link
-from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
+from shiftwatch.labeling.tables import Label, LabelTask
 from shiftwatch.settings import Settings
 
 # A claimed batch is invisible to other pushers for this long; far above one import call.
@@ -68,11 +68,11 @@ def _astuple(counts: SyncCounts) -> tuple[int, ...]:
     return (counts.labeled, counts.updated, counts.unchanged, counts.skipped, counts.deleted, counts.unknown)
 
 
-def _task_payload(settings: Settings, task: LabelTask, version: str, class_names: list[str]) -> dict[str, Any]:
+def _task_payload(links: InputLinks, task: LabelTask, version: str, class_names: list[str]) -> dict[str, Any]:
     assert task.input_ref is not None  # selection and enqueue never queue a task without an input
     return {
         "data": {
-            "image": input_link(settings, task.input_ref),
+            "image": links.link(task.input_ref),
             "prediction_id": str(task.prediction_id),
             "priority": round(task.priority, 4),
             "reason": task.reason,
@@ -113,7 +113,8 @@ def push(
             stmt = stmt.where((LabelTask.next_attempt_at.is_(None)) | (LabelTask.next_attempt_at <= now))
         due = list(session.scalars(stmt.order_by(LabelTask.priority.desc(), LabelTask.id).limit(limit)))
         versions = {v.id: v.version for v in registry.list_versions(session, model_name)}
-        payloads = [_task_payload(settings, t, versions[t.model_version_id], class_names) for t in due]
+        links = InputLinks.of(settings)
+        payloads = [_task_payload(links, t, versions[t.model_version_id], class_names) for t in due]
         ids = [t.id for t in due]
         for task in due:  # the claim: another pusher skips these until the lease ends
             task.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)
@@ -255,9 +256,8 @@ def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: s
     return SyncCounts(unchanged=1)
 
 
-def pull(db: Database, settings: Settings, model_name: str, *, studio: Studio | None = None) -> SyncCounts:
+def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
     """Catch up with Label Studio: every task's current annotation, and the tasks deleted there."""
-    studio = studio or Studio.from_settings(settings)
     try:  # network first, then one short transaction
         project_id = studio.find_project(model_name)
         tasks = [] if project_id is None else list(studio.tasks(project_id))

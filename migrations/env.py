@@ -5,9 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from shiftwatch.db import Base, import_all_models, make_engine
+from shiftwatch.db import Base, import_all_tables, make_engine
 
-import_all_models()
+import_all_tables()
 target_metadata = Base.metadata
 
 # Tables that live in the database but not in the ORM on purpose.

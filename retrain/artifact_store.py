@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.artifacts import sha256_file
 from shiftwatch.errors import Invalid, NotFound
-from shiftwatch.retrain.models import Artifact
+from shiftwatch.retrain.tables import Artifact
 
 KINDS = {"onnx": "onnx", "weights": "pt"}
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.artifacts import verify_onnx_artifact
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.retrain.artifact_store import ArtifactStore, StoredArtifact
 from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.models import ModelVersion
 from shiftwatch.collector.queries import window
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid, NotFound
 from shiftwatch.labeling.queries import labeled_samples

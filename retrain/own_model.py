@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.artifacts import verify_onnx_artifact
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.contract import InputSpec

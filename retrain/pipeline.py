@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
@@ -28,9 +28,9 @@ from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
-from shiftwatch.retrain.models import TrainingRun
 from shiftwatch.retrain.reference_model import TrainConfig, train_reference
 from shiftwatch.retrain.reference_model import accuracy as torch_accuracy
+from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.torch_contract import TorchContract
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
 

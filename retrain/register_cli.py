@@ -30,7 +30,7 @@ def read_input_spec(text: str) -> dict[str, Any]:
 def require_torch() -> None:
     """Retraining and torch models need the train extra; without it, say so (exit 2) instead of a traceback."""
     try:
-        import torch  # noqa: F401
+        import torch  # noqa: F401 - imported only to learn whether the extra is installed
     except ModuleNotFoundError:
         raise Unavailable("retraining needs the train extra (torch): pip install 'shiftwatch[train]'") from None
 

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.errors import NotFound
-from shiftwatch.retrain.models import TrainingRun
+from shiftwatch.retrain.tables import TrainingRun
 
 
 def list_runs(session: Session, model_name: str, limit: int = 20) -> list[TrainingRun]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.errors import Conflict
 from shiftwatch.rollout.controller import audit
 

@@ -15,8 +15,8 @@ from shiftwatch.errors import Conflict, Invalid
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from sqlalchemy.orm import Session
 
-    from shiftwatch.rollout.models import Rollout
     from shiftwatch.rollout.schemas import RolloutOut
+    from shiftwatch.rollout.tables import Rollout
 
 
 def _actor() -> str:

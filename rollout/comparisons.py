@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.rollout.guardrails import confidence_shift, sprt_accuracy
 from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, wilson
-from shiftwatch.rollout.models import Rollout, ServingError
 from shiftwatch.rollout.schemas import RolloutPlan
+from shiftwatch.rollout.tables import Rollout, ServingError
 
 # input_ref -> true class, for whatever inputs have been labeled.
 LabelLookup = Callable[[Session, list[str]], dict[str, int]]

@@ -17,15 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.loading import artifact_file, load_verified
-from shiftwatch.rollout.models import ACTIVE_STATES, AuditLog, Comparison, Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
+from shiftwatch.rollout.tables import ACTIVE_STATES, AuditLog, Comparison, Rollout
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"shadow", "rejected"}),

@@ -29,8 +29,8 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Model, ModelVersion
 from shiftwatch.collector.records import PredictionRecord
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
 from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
@@ -38,9 +38,9 @@ from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.loading import artifact_file, load_verified
-from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
 from shiftwatch.rollout.routing import goes_to_canary
+from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 
 log = logging.getLogger(__name__)

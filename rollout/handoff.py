@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.policy import QueueItem, enqueue
+from shiftwatch.labeling.tables import Label, LabelTask
 
 # Bound parameters per IN query (SQLite allows 32,766; PostgreSQL far more).
 IN_CHUNK = 5000

@@ -27,8 +27,8 @@ from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
-from shiftwatch.rollout.models import ServingError
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
+from shiftwatch.rollout.tables import ServingError
 
 log = logging.getLogger(__name__)
 

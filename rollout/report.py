@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.errors import Conflict
 from shiftwatch.rollout.evidence import fmt
-from shiftwatch.rollout.models import Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
+from shiftwatch.rollout.tables import Rollout
 
 
 def outputs_frame(rows: Window) -> pd.DataFrame:

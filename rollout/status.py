@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import Model, ModelVersion
+from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.rollout.controller import candidate_report, get_rollout
-from shiftwatch.rollout.models import AuditLog, Comparison, Rollout
 from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
+from shiftwatch.rollout.tables import AuditLog, Comparison, Rollout
 
 # What a finished rollout's last transition was, in words.
 FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back on a guardrail"}

@@ -47,7 +47,7 @@ def list_(
         rows = alerts.list_alerts(
             session, state=state, severity=severity, model_version_ids=version_ids, detector=detector, limit=limit
         )
-        found = [alerts.to_out(session, settings, a) for a in rows]
+        found = [alerts.to_out(session, settings.public_url, a) for a in rows]
     if as_json:
         emit_json([a.model_dump(mode="json") for a in found])
         return
@@ -82,7 +82,7 @@ def show(alert_id: int = typer.Argument(..., help="alert id"), as_json: bool = J
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        found = alerts.to_out(session, settings, alerts.get(session, alert_id))
+        found = alerts.to_out(session, settings.public_url, alerts.get(session, alert_id))
     if as_json:
         emit_json(found.model_dump(mode="json"))
     else:
@@ -96,10 +96,13 @@ def _change(alert_id: int, as_json: bool, action: str) -> None:
 
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
-    step = alerts.acknowledge if action == "acknowledged" else alerts.resolve
+    by = f"cli:{getpass.getuser()}"
     with db.session() as session:
-        changed = step(session, settings, alert_id, f"cli:{getpass.getuser()}", utcnow())
-        found = alerts.to_out(session, settings, changed)
+        if action == "acknowledged":
+            changed = alerts.acknowledge(session, alert_id, by, utcnow())
+        else:
+            changed = alerts.resolve(session, alerts.Outbox.of(settings), alert_id, by, utcnow())
+        found = alerts.to_out(session, settings.public_url, changed)
     if as_json:
         emit_json(found.model_dump(mode="json"))
     else:

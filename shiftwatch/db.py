@@ -137,13 +137,13 @@ class Database:
         self.engine.dispose()
 
 
-def import_all_models() -> None:
+def import_all_tables() -> None:
     """Import every domain's ORM models so ``Base.metadata`` holds the whole schema."""
     # Inside the function: each of these modules imports ``Base`` from this one.
-    import shiftwatch.auth_models
-    import shiftwatch.collector.models
-    import shiftwatch.detectors.models
-    import shiftwatch.labeling.models
-    import shiftwatch.retrain.models
-    import shiftwatch.rollout.models
-    import shiftwatch.scheduler_models  # noqa: F401 - imported for its tables (each line binds `shiftwatch`; ruff flags the last)
+    import shiftwatch.auth_tables
+    import shiftwatch.collector.tables
+    import shiftwatch.detectors.tables
+    import shiftwatch.labeling.tables
+    import shiftwatch.retrain.tables
+    import shiftwatch.rollout.tables
+    import shiftwatch.scheduler_tables  # noqa: F401 - imported for its tables (each line binds `shiftwatch`; ruff flags the last)

@@ -53,7 +53,7 @@ def list_(
 
 
 def _version_name(session, model_version_id: int) -> str:
-    from shiftwatch.collector.models import Model, ModelVersion
+    from shiftwatch.collector.tables import Model, ModelVersion
 
     version = session.get(ModelVersion, model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
@@ -70,8 +70,8 @@ def runs(
     from sqlalchemy import select
 
     from shiftwatch.detectors import configs
-    from shiftwatch.detectors.models import DriftRun
     from shiftwatch.detectors.schemas import DriftRunOut
+    from shiftwatch.detectors.tables import DriftRun
 
     db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from shiftwatch.db import Database, utcnow
-from shiftwatch.scheduler_models import JobTick
+from shiftwatch.scheduler_tables import JobTick
 from shiftwatch.settings import Settings
 
 log = logging.getLogger(__name__)

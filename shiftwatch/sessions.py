@@ -29,7 +29,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, select, update
 
 from shiftwatch.auth import LOCAL_ADMIN, Principal, scope_guard
-from shiftwatch.auth_models import ApiToken, ConsoleSession
+from shiftwatch.auth_tables import ApiToken, ConsoleSession
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Forbidden, Unauthorized
 from shiftwatch.secret_key import secret_key

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from shiftwatch.auth import SCOPES, Principal
-from shiftwatch.auth_models import ApiToken, ConsoleSession
+from shiftwatch.auth_tables import ApiToken, ConsoleSession
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid, NotFound
 

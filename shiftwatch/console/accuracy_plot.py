@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.console import svg
 from shiftwatch.detectors import references
-from shiftwatch.detectors.models import DriftRun
+from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.labeling.queries import labeled_outcomes
 
 MIN_REALIZED_LABELS = 5  # random-slice labels a window needs before its realized accuracy is drawn

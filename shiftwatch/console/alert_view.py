@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.models import Model, ModelVersion, Prediction
+from shiftwatch.collector.tables import Model, ModelVersion, Prediction
 from shiftwatch.console import accuracy_plot, svg
 from shiftwatch.detectors.harm import describe
-from shiftwatch.detectors.models import DriftRun, ReferenceWindow
 from shiftwatch.detectors.schemas import AlertOut
+from shiftwatch.detectors.tables import DriftRun, ReferenceWindow
 
 HISTORY_RUNS = 500  # the newest runs of the config plotted
 EXAMPLES = 6  # reference inputs shown beside the atypical ones

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from shiftwatch.labeling.models import LabelTask
 from shiftwatch.labeling.queue import tasks_of_model
+from shiftwatch.labeling.tables import LabelTask
 
 # A page a person reads, not an export: the queue's head is what needs attention.
 SHOWN_TASKS = 20

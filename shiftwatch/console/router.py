@@ -18,10 +18,20 @@ from fastapi.templating import Jinja2Templates
 from shiftwatch.auth import Principal
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.console import alert_view
 from shiftwatch.console.access import PageApprover, PageOperator, PageReader, csrf_field, csrf_protect, login_first
+from shiftwatch.console.labeling_view import open_tasks
+from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
 from shiftwatch.db import Database, utcnow
 from shiftwatch.dependencies import DbDep, SettingsDep
+from shiftwatch.detectors import alerts
 from shiftwatch.errors import Forbidden, NotFound, ShiftwatchError, Unauthorized
+from shiftwatch.labeling import queue
+from shiftwatch.labeling.policy import Budget
+from shiftwatch.rollout import controller, status
+from shiftwatch.rollout.evidence import accuracy_undecided, evidence_rows
+from shiftwatch.rollout.report import framed_as_comparison, write_report
+from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.security_headers import SAME_ORIGIN_FRAMING
 from shiftwatch.sessions import check_same_origin, login, logout, served_over_https
 
@@ -114,10 +124,9 @@ def alerts_page(
     _: PageReader,
     state: str | None = None,
 ):
-    from shiftwatch.detectors import alerts
 
     with db.session() as session:
-        rows = [alerts.to_out(session, settings, a) for a in alerts.list_alerts(session, state=state or None)]
+        rows = [alerts.to_out(session, settings.public_url, a) for a in alerts.list_alerts(session, state=state or None)]
     return render(request, "alerts.html", alerts=rows)
 
 
@@ -129,11 +138,9 @@ def alert_page(
     settings: SettingsDep,
     _: PageReader,
 ):
-    from shiftwatch.console import alert_view
-    from shiftwatch.detectors import alerts
 
     with db.session() as session:
-        alert = alerts.to_out(session, settings, alerts.get(session, alert_id))
+        alert = alerts.to_out(session, settings.public_url, alerts.get(session, alert_id))
         view = alert_view.build(session, alert)
     report_url = request.url_for("console_alert_report", alert_id=alert_id) if alert.report_url else None
     evidence = json.dumps(alert.evidence, indent=2, default=str)
@@ -157,7 +164,6 @@ def alert_report(
     _: PageReader,
 ):
     """The alert's Evidently report, for the alert page's iframe (same file the API serves)."""
-    from shiftwatch.detectors import alerts
 
     with db.session() as session:
         path = alerts.report_file(session, settings.data_dir, alert_id)
@@ -177,12 +183,13 @@ def alert_action(
     principal: PageOperator,
 ) -> RedirectResponse:
     """Acknowledge or resolve through the same service functions as POST /v1/alerts/{id}/{action}."""
-    from shiftwatch.detectors import alerts
-
     if action not in ALERT_ACTIONS:
         raise NotFound(f"no alert action {action!r}")
     with db.session() as session:
-        getattr(alerts, action)(session, settings, alert_id, principal.name, utcnow())
+        if action == "acknowledge":
+            alerts.acknowledge(session, alert_id, principal.name, utcnow())
+        else:
+            alerts.resolve(session, alerts.Outbox.of(settings), alert_id, principal.name, utcnow())
     past = {"acknowledge": "acknowledged", "resolve": "resolved"}[action]
     return back_to(request, "console_alert", f"Alert {alert_id} {past} by {principal.name}.", alert_id=alert_id)
 
@@ -194,9 +201,6 @@ def labeling_page(
     settings: SettingsDep,
     _: PageReader,
 ):
-    from shiftwatch.console.labeling_view import open_tasks
-    from shiftwatch.labeling import queue
-    from shiftwatch.labeling.policy import Budget
 
     with db.session() as session:
         names = [model.name for model in registry.list_models(session)]
@@ -207,7 +211,6 @@ def labeling_page(
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
 def rollouts_page(request: Request, db: DbDep, _: PageReader):
-    from shiftwatch.rollout import status
 
     with db.session() as session:
         rollouts = status.list_rollouts(session)
@@ -221,10 +224,6 @@ def rollout_page(
     db: DbDep,
     principal: PageReader,
 ):
-    from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
-    from shiftwatch.rollout import status
-    from shiftwatch.rollout.evidence import accuracy_undecided, evidence_rows
-    from shiftwatch.rollout.schemas import RolloutPlan
 
     with db.session() as session:
         rollout = status.describe_id(session, rollout_id)
@@ -254,8 +253,6 @@ def rollout_comparison(
     _: PageReader,
 ) -> HTMLResponse:
     """Evidently's comparison of candidate and production outputs, headed by what it is (not an alarm)."""
-    from shiftwatch.rollout import controller
-    from shiftwatch.rollout.report import framed_as_comparison, write_report
 
     with db.session() as session:
         path = write_report(session, settings.data_dir, controller.get_rollout(session, rollout_id), utcnow())
@@ -265,7 +262,6 @@ def rollout_comparison(
 
 def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):
     """Approve or reject through the same controller functions as the API (evidence gate included)."""
-    from shiftwatch.rollout import controller
 
     decide, verb = (controller.approve, "approved") if approve else (controller.reject, "rejected")
     try:

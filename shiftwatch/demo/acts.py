@@ -16,7 +16,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Model, ModelVersion, Prediction
+from shiftwatch.collector.tables import Model, ModelVersion, Prediction
 from shiftwatch.db import utcnow
 from shiftwatch.demo.stage import Service, Stage, has_module
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic

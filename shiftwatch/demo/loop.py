@@ -21,7 +21,7 @@ from shiftwatch.db import utcnow
 from shiftwatch.demo.acts import MODEL, describe_artifact, stream, wait_until_stored
 from shiftwatch.demo.stage import Service, Stage
 from shiftwatch.detectors import alerts, runs, webhooks
-from shiftwatch.detectors.models import DriftRun
+from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
@@ -70,13 +70,13 @@ def detect(stage: Stage, service: Service) -> bool:
         return False
     alert_id = report.opened[0]
     with stage.db.session() as session:
-        alert = alerts.to_out(session, stage.settings, alerts.get(session, alert_id))
+        alert = alerts.to_out(session, stage.settings.public_url, alerts.get(session, alert_id))
     stage.timeline.mark("alert opened")
     stage.facts["alert"] = f"#{alert.id} {alert.severity}: {alert.title}"
     stage.say(f"[bold red]ALERT #{alert.id}[/] ({alert.severity}): {alert.title}")
     if alert.report_url:
         stage.say(f"Evidently drift report: [cyan]{service.api_url}/console/alerts/{alert.id}[/]")
-    webhooks.deliver_due(stage.db, stage.settings, utcnow())
+    webhooks.deliver_due(stage.db, alerts.Outbox.of(stage.settings).endpoints, utcnow())
     deliveries = stage.receiver.wait_for(1, timeout_s=10)
     for delivery in deliveries:
         signed = {True: "signature valid", False: "SIGNATURE INVALID", None: "unsigned"}[delivery.signature_valid]

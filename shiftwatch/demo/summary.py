@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from shiftwatch.console.rollout_view import distribution_plots
 from shiftwatch.console.svg import Marker, Series, line_chart
 from shiftwatch.demo.stage import Stage
-from shiftwatch.labeling.models import Label
+from shiftwatch.labeling.tables import Label
 from shiftwatch.rollout.status import describe_id
 
 PHASES = (("clean", "before drift"), ("drift", "during drift"), ("rollout", "shadow + canary"),

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from tests.support.servers import LiveServer, free_port
 
 

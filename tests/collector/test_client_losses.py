@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shiftwatch.collector.client import Client
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from tests.support.servers import LiveServer, free_port
 
 

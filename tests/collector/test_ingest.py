@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shiftwatch.collector import queries
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.collector.wire import CONTENT_TYPE
 from tests.support.collector import as_json, as_npz, records
 

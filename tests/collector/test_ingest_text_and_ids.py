@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select
 
 from shiftwatch.collector.ingest import _rows, _store
-from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import ensure_partitions
 from shiftwatch.collector.records import to_columns
+from shiftwatch.collector.tables import Prediction, PredictionId
 from shiftwatch.collector.wire import CONTENT_TYPE
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid

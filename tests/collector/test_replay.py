@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.client import Client
-from shiftwatch.collector.models import Prediction
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.spill import SpillDir
+from shiftwatch.collector.tables import Prediction
 from tests.support.servers import free_port
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from shiftwatch.collector.models import Prediction, PredictionId
 from shiftwatch.collector.partitions import apply_retention, ensure_upcoming_partitions, list_partitions
+from shiftwatch.collector.tables import Prediction, PredictionId
 from tests.support.collector import records, store_predictions
 
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow
-from shiftwatch.detectors.models import Alert, DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
+from shiftwatch.detectors.tables import Alert, DriftRun
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, select_for_labeling
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_labeled_reference, records

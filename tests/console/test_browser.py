@@ -293,6 +293,7 @@ def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: s
     whose webhook goes to a loopback receiver; serve's labeling job then queues the flagged samples."""
     from shiftwatch.db import utcnow
     from shiftwatch.detectors import configs, references
+    from shiftwatch.detectors.alerts import Outbox
     from shiftwatch.detectors.runs import run_due_detectors
     from shiftwatch.detectors.webhooks import deliver_due
     from shiftwatch.labeling.job import run_labeling_cycle
@@ -309,7 +310,7 @@ def drift_alert_with_webhook(db, settings, app, server_url: str, receiver_url: s
         post_images(app, server_url, [bright_png(2000 + 40 * step + i) for i in range(40)])
         report = run_due_detectors(db, hooked, utcnow() + timedelta(minutes=step))
         assert report.runs == 1 and report.flagged == 1, report
-    assert deliver_due(db, hooked, utcnow())["delivered"] >= 1
+    assert deliver_due(db, Outbox.of(hooked).endpoints, utcnow())["delivered"] >= 1
     run_labeling_cycle(db, settings, utcnow())  # what serve's labeling job does next
     return v1_id
 
@@ -324,7 +325,7 @@ def test_an_operator_walks_from_the_webhook_to_an_approved_rollout(
     from sqlalchemy import select
 
     from shiftwatch.rollout import controller
-    from shiftwatch.rollout.models import AuditLog
+    from shiftwatch.rollout.tables import AuditLog
     from tests.support.webhook_receiver import Receiver
 
     receiver = Receiver()

@@ -7,7 +7,7 @@ import re
 
 from sqlalchemy import select
 
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
 from tests.support.rollout import add_version

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from shiftwatch.collector import registry
 from shiftwatch.db import Database
 from shiftwatch.demo.story import run_demo
-from shiftwatch.detectors.models import Alert
-from shiftwatch.labeling.models import Label
+from shiftwatch.detectors.tables import Alert
+from shiftwatch.labeling.tables import Label
 from shiftwatch.tokens import resolve_token
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors import alerts
 from shiftwatch.detectors.flagged import flagged_samples
-from shiftwatch.detectors.models import Alert, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.multiple_testing import confirmed, holm_adjust
 from shiftwatch.detectors.runs import run_due_detectors
+from shiftwatch.detectors.tables import Alert, DetectorState, DriftRun, FlaggedSample
 from shiftwatch.detectors.two_sample import state_from_npz
 from shiftwatch.settings import Settings
 from tests.support.drift_scenario import (
@@ -119,8 +119,8 @@ def test_resolved_alert_then_new_drift_opens_a_new_alert(db, settings, stream):
     log(db, settings, records(t, 200, shift=0.6, seed=6))
     (first_id,) = run(db, settings, t + timedelta(minutes=5)).opened
     with db.session() as session:
-        alerts.acknowledge(session, settings, first_id, "ops", utcnow())
-        alerts.resolve(session, settings, first_id, "ops", utcnow())
+        alerts.acknowledge(session, first_id, "ops", utcnow())
+        alerts.resolve(session, alerts.Outbox.of(settings), first_id, "ops", utcnow())
     log(db, settings, records(t + timedelta(minutes=6), 200, shift=0.6, seed=7))
     (second_id,) = run(db, settings, t + timedelta(minutes=10)).opened
     assert second_id != first_id

@@ -11,10 +11,10 @@ from sqlalchemy import func, inspect, select, text
 
 from shiftwatch import scheduler
 from shiftwatch.db import Database, utcnow
-from shiftwatch.detectors.models import DriftRun
 from shiftwatch.detectors.runs import run_due_detectors
+from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.scheduler import ScheduledJob, claim_tick, tick_of
-from shiftwatch.scheduler_models import JobTick
+from shiftwatch.scheduler_tables import JobTick
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 
 

@@ -11,8 +11,9 @@ from sqlalchemy import select
 
 from shiftwatch.db import utcnow
 from shiftwatch.detectors import alerts
-from shiftwatch.detectors.models import WebhookDelivery
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.detectors.runs import run_due_detectors
+from shiftwatch.detectors.tables import WebhookDelivery
 from shiftwatch.detectors.webhooks import MAX_ATTEMPTS, deliver_due
 from shiftwatch.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
@@ -47,9 +48,9 @@ def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db
     assert receiver.requests == []  # the run itself never calls out
 
     now = utcnow()
-    assert deliver_due(db, settings, now) == {"delivered": 1, "retrying": 1, "failed": 0}
-    assert deliver_due(db, settings, now + timedelta(seconds=5)) == {"delivered": 0, "retrying": 0, "failed": 0}
-    assert deliver_due(db, settings, now + timedelta(seconds=31)) == {"delivered": 1, "retrying": 0, "failed": 0}
+    assert deliver_due(db, Outbox.of(settings).endpoints, now) == {"delivered": 1, "retrying": 1, "failed": 0}
+    assert deliver_due(db, Outbox.of(settings).endpoints, now + timedelta(seconds=5)) == {"delivered": 0, "retrying": 0, "failed": 0}
+    assert deliver_due(db, Outbox.of(settings).endpoints, now + timedelta(seconds=31)) == {"delivered": 1, "retrying": 0, "failed": 0}
 
     by_path: dict[str, list[dict]] = {}
     for request in receiver.requests:
@@ -83,8 +84,8 @@ def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db
         assert rows[0].last_status_code == 200 and rows[0].last_error is None
 
     with db.session() as session:
-        alerts.resolve(session, settings, alert_id, "ops", utcnow())
-    assert deliver_due(db, settings, utcnow())["delivered"] == 2
+        alerts.resolve(session, alerts.Outbox.of(settings), alert_id, "ops", utcnow())
+    assert deliver_due(db, Outbox.of(settings).endpoints, utcnow())["delivered"] == 2
     last_generic = json.loads([r for r in receiver.requests if r["path"] == "/generic"][-1]["body"])
     assert last_generic["event"] == "alert.resolved" and last_generic["alert"]["state"] == "resolved"
 
@@ -100,7 +101,7 @@ def test_a_delivery_that_keeps_failing_is_given_up_after_max_attempts(db, settin
     receiver.statuses = [503] * MAX_ATTEMPTS
     now = utcnow()
     for attempt in range(MAX_ATTEMPTS):
-        deliver_due(db, settings, now + timedelta(hours=attempt))  # well past every backoff
+        deliver_due(db, Outbox.of(settings).endpoints, now + timedelta(hours=attempt))  # well past every backoff
     with db.session() as session:
         (row,) = session.scalars(select(WebhookDelivery)).all()
     assert (row.status, row.attempts, row.last_status_code) == ("failed", MAX_ATTEMPTS, 503)

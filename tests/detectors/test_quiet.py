@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors import alerts, configs, references
-from shiftwatch.detectors.models import Alert, DetectorConfig, DriftRun
 from shiftwatch.detectors.report_retention import sweep_reports
 from shiftwatch.detectors.runs import check_version, run_due_detectors
+from shiftwatch.detectors.tables import Alert, DetectorConfig, DriftRun
 from shiftwatch.settings import Settings
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_reference, records
 

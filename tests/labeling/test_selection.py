@@ -14,10 +14,10 @@ from shiftwatch.errors import Invalid
 from shiftwatch.labeling import selection
 from shiftwatch.labeling.flags import FlaggedItem, as_flagged_item
 from shiftwatch.labeling.job import run_labeling_cycle
-from shiftwatch.labeling.models import LabelTask
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.selection import Candidate
+from shiftwatch.labeling.tables import LabelTask
 from tests.support.labeling import log, probs_with_margin
 
 NOW = datetime.now(UTC)

@@ -20,10 +20,10 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.labeling.models import Label, LabelTask
 from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, project_title
 from shiftwatch.labeling.sync import pull, push
+from shiftwatch.labeling.tables import Label, LabelTask
 from tests.support.labeling import free_port_closed, log, probs_with_margin
 from tests.support.servers import LiveServer, free_port
 from tests.support.studio_server import LabelStudioServer, label_studio_bin
@@ -153,9 +153,9 @@ def test_pull_catches_annotations_the_webhook_missed(db, wired, queued, label_st
     sdk.annotations.create(rows[ids[0]][0].studio_task_id, result=choice_result("one"))
     sdk.annotations.create(rows[ids[2]][0].studio_task_id, result=[], was_cancelled=True)
     assert _rows(db)[ids[0]][1] is None
-    counts = pull(db, wired, name)
+    counts = pull(db, Studio.from_settings(wired), name)
     assert (counts.labeled, counts.skipped) == (1, 1)
     rows = _rows(db)
     assert rows[ids[0]][1].label == 1 and rows[ids[0]][1].source == "pull"
     assert rows[ids[2]][0].state == "skipped"
-    assert pull(db, wired, name).labeled == 0
+    assert pull(db, Studio.from_settings(wired), name).labeled == 0

@@ -22,14 +22,14 @@ from sqlalchemy import select
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.db import utcnow
-from shiftwatch.labeling.input_links import input_link
-from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
 from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
 from shiftwatch.labeling.queue import queue_status
-from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER
+from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio
 from shiftwatch.labeling.sync import pull, push
+from shiftwatch.labeling.tables import Label, LabelTask
 from tests.support.labeling import DATA, ReplayServer, free_port_closed, log, probs_with_margin
 
 API = json.loads((DATA / "labelstudio_api.json").read_text())["exchanges"]
@@ -96,8 +96,8 @@ def test_push_while_label_studio_is_down_keeps_tasks_pending_then_a_later_push_s
 def test_pull_stores_answered_annotations_and_skips_cancelled_ones(db, settings, recorded_queue):
     with ReplayServer(API[6:]) as studio:
         live = settings.model_copy(update={"label_studio_url": studio.url})
-        counts = pull(db, live, "recorded")
-        again = pull(db, live, "recorded")  # the recording's second pull: task 4 was deleted meanwhile
+        counts = pull(db, Studio.from_settings(live), "recorded")
+        again = pull(db, Studio.from_settings(live), "recorded")  # the recording's second pull: task 4 was deleted meanwhile
     assert (counts.labeled, counts.skipped) == (2, 1)
     rows = _rows(db)
     assert (rows[RECORDED_IDS[0]][1].label, rows[RECORDED_IDS[1]][1].label) == (3, 6)  # 6: the updated answer
@@ -142,11 +142,11 @@ def test_signed_image_link_is_the_credential_and_expires(db, settings):
     settings = settings.model_copy(update={"auth_required": True, "secret_key": "7bpkYZdNLLt9rKC0ZykHLXqWvujtpqxHCRFOXI0R"})
     png = b"\x89PNG\r\n\x1a\n" + b"fake image bytes"
     ref = InputStore(settings.data_dir).put(png, "png")
-    link = input_link(settings, ref).removeprefix(settings.public_url)
+    link = InputLinks.of(settings).link(ref).removeprefix(settings.public_url)
     with TestClient(create_app(settings, db)) as api:
         assert api.get(link).content == png  # no bearer token: the signature is the credential
         assert api.get(link[:-4] + "0000").status_code == 403
-        expired = input_link(settings, ref, now=time.time() - settings.labeling_link_ttl_s - 1)
+        expired = InputLinks.of(settings).link(ref, now=time.time() - settings.labeling_link_ttl_s - 1)
         assert api.get(expired.removeprefix(settings.public_url)).status_code == 403
         assert api.get(link.split("?")[0]).status_code == 401  # no link, no token
 

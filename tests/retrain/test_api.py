@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from shiftwatch.collector.models import ModelVersion
+from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database
-from shiftwatch.retrain.models import TrainingRun
+from shiftwatch.retrain.tables import TrainingRun
 
 
 def add_runs(db: Database, digits_model: ModelVersion) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
-from shiftwatch.collector.models import ModelVersion  # noqa: E402
+from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
 from shiftwatch.retrain.own_model import register_onnx_model, register_torch_model  # noqa: E402
@@ -144,7 +144,7 @@ def test_the_gateway_applies_the_declared_preprocessing_to_png_and_json_bodies(d
     from PIL import Image
 
     from shiftwatch.collector.inputs import InputStore
-    from shiftwatch.collector.models import Prediction
+    from shiftwatch.collector.tables import Prediction
 
     _, _, spec, _, artifact, _ = register(db, settings, weights)
     images, _ = support.render(9, 4)

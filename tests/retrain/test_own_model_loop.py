@@ -15,7 +15,7 @@ from sqlalchemy import select
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.collector import registry  # noqa: E402
-from shiftwatch.collector.models import Prediction  # noqa: E402
+from shiftwatch.collector.tables import Prediction  # noqa: E402
 from shiftwatch.db import utcnow  # noqa: E402
 from shiftwatch.detectors import configs, references  # noqa: E402
 from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402

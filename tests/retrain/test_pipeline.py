@@ -12,15 +12,15 @@ from sqlalchemy import func, select
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.collector import registry  # noqa: E402
-from shiftwatch.collector.models import ModelVersion  # noqa: E402
+from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
 from shiftwatch.retrain import digits  # noqa: E402
 from shiftwatch.retrain.candidate import package, register  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
-from shiftwatch.retrain.models import Artifact, TrainingRun  # noqa: E402
 from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap, retrain  # noqa: E402
 from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, deterministic, fit  # noqa: E402
+from shiftwatch.retrain.tables import Artifact, TrainingRun  # noqa: E402
 from shiftwatch.retrain.training import GateConfig, LabeledData  # noqa: E402
 from shiftwatch.settings import Settings  # noqa: E402
 

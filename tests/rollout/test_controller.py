@@ -7,13 +7,13 @@ from sqlalchemy import select
 
 from shiftwatch.app import create_app
 from shiftwatch.collector import registry
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Conflict, Invalid
-from shiftwatch.labeling.models import Label, LabelTask
+from shiftwatch.labeling.tables import Label, LabelTask
 from shiftwatch.rollout import controller
-from shiftwatch.rollout.models import AuditLog, Rollout
 from shiftwatch.rollout.schemas import RolloutPlan
+from shiftwatch.rollout.tables import AuditLog, Rollout
 from tests.support.rollout import add_version, png_image, post_and_drain
 
 FAST_PLAN = RolloutPlan(canary_steps=[0.5, 1.0], min_shadow_pairs=20, min_step_predictions=10, require_labels=False)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.routing import bucket
 from shiftwatch.rollout.schemas import RolloutPlan

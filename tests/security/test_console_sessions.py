@@ -13,7 +13,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select, update
 
 from shiftwatch.app import create_app
-from shiftwatch.auth_models import ApiToken, ConsoleSession
+from shiftwatch.auth_tables import ApiToken, ConsoleSession
 from shiftwatch.db import utcnow
 from shiftwatch.sessions import COOKIE_NAME
 from shiftwatch.settings import Settings

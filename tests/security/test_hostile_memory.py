@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from tests.support.hostile import HealthWatch, hostile_bodies, peak_rss_bytes, send_hostile
 from tests.support.pg_processes import ServeProcess
 from tests.support.rollout import add_version

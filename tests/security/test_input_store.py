@@ -14,8 +14,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.models import Prediction
-from shiftwatch.labeling.models import LabelTask
+from shiftwatch.collector.tables import Prediction
+from shiftwatch.labeling.tables import LabelTask
 from shiftwatch.maintenance import retention_job
 from tests.support.collector import records, store_predictions
 from tests.support.rollout import add_version

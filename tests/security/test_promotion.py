@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from shiftwatch.app import create_app
-from shiftwatch.rollout.models import AuditLog, Rollout
+from shiftwatch.rollout.tables import AuditLog, Rollout
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
 from tests.support.rollout import CLASSES, EMBEDDING_DIM, build_classifier, png_image

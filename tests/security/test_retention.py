@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 
-from shiftwatch.db import Base, import_all_models
+from shiftwatch.db import Base, import_all_tables
 from shiftwatch.maintenance import RETENTION_LOCK_ID, RetentionRun, retention_job
 from shiftwatch.tokens import create_token
 from tests.support.collector import records, store_predictions
@@ -15,7 +15,7 @@ from tests.support.pg_processes import stored_count
 
 
 def row_counts(db) -> dict[str, int]:
-    import_all_models()
+    import_all_tables()
     with db.session() as session:
         return {
             table.name: int(session.scalar(select(func.count()).select_from(table)))
@@ -59,7 +59,7 @@ def test_second_replica_skips_while_one_holds_the_lock(db, settings):
 def test_no_table_holds_a_foreign_key_into_predictions():
     # Retention drops whole partitions and a distributed PostgreSQL (Citus) shards predictions by
     # model version: a foreign key into predictions would block both. Copy prediction_id + ts instead.
-    import_all_models()
+    import_all_tables()
     pointing_in = [
         f"{table.name}.{fk.parent.name}"
         for table in Base.metadata.sorted_tables

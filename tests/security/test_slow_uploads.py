@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import func, select
 
 from shiftwatch.collector.bodies import ByteBudget
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from tests.support.collector import as_json, records
 
 READ_TIMEOUT_S = 1.5

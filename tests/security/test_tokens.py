@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
-from shiftwatch.auth_models import ApiToken
+from shiftwatch.auth_tables import ApiToken
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.tokens import TOKEN_PREFIX, TokenResolver, create_token, list_tokens, resolve_token, revoke_token
 

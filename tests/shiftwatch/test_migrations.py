@@ -8,11 +8,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text
 
-from shiftwatch.db import Base, Database, Float32Vector, import_all_models
+from shiftwatch.db import Base, Database, Float32Vector, import_all_tables
 
 
 def test_migrations_produce_exactly_the_orm_schema(db: Database) -> None:
-    import_all_models()
+    import_all_tables()
     with db.engine.connect() as connection:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "include_object": _include_unmanaged}
@@ -22,7 +22,7 @@ def test_migrations_produce_exactly_the_orm_schema(db: Database) -> None:
 
 
 def test_every_orm_table_exists_after_upgrade(db: Database) -> None:
-    import_all_models()
+    import_all_tables()
     tables = set(inspect(db.engine).get_table_names())
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
 

@@ -50,8 +50,8 @@ def load_demo_like_data(db, settings) -> None:
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.policy import Budget, select_for_labeling
     from shiftwatch.rollout.comparisons import compare_canary
-    from shiftwatch.rollout.models import Comparison, Rollout
     from shiftwatch.rollout.schemas import RolloutPlan
+    from shiftwatch.rollout.tables import Comparison, Rollout
 
     with db.session() as session:
         registry.register_model(session, "digits", [str(i) for i in range(10)])

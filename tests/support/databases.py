@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, text
 
 from shiftwatch.collector.ingest import forget_cached_versions
 from shiftwatch.collector.partitions import forget_known_partitions
-from shiftwatch.db import Base, Database, import_all_models
+from shiftwatch.db import Base, Database, import_all_tables
 
 PG_ADMIN_URL = os.environ.get("SHIFTWATCH_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b.strip() for b in os.environ.get("SHIFTWATCH_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
@@ -48,7 +48,7 @@ def drop_pg_database(url: str) -> None:
 
 def empty_all_tables(database: Database) -> None:
     """Delete every row and forget the caches that remember rows, so the next test starts from empty tables."""
-    import_all_models()
+    import_all_tables()
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as connection:
         if database.is_postgres:

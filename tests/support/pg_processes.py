@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from shiftwatch.collector.client import Client
-from shiftwatch.collector.models import Prediction
+from shiftwatch.collector.tables import Prediction
 from shiftwatch.db import Database
 from tests.support.servers import free_port
 
