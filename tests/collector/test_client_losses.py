@@ -168,7 +168,8 @@ def test_a_batch_the_server_keeps_failing_on_is_rejected_and_does_not_block_the_
     assert not client.flush(timeout=30)
     log_good(client, 100)  # spilled after the poisoned batch, so it waits behind it in replay order
     assert not client.flush(timeout=30)
-    assert len(client.pending_spill_files()) == 2 and client.stats.spilled == 101
+    # The poisoned batch's file, then the good ones: one, or more when a loaded machine sent them in parts.
+    assert len(client.pending_spill_files()) >= 2 and client.stats.spilled == 101
 
     proxy = FailingProxy(live_server.port, port)
     proxy.poison.append(poisoned.bytes)
