@@ -102,7 +102,7 @@ def compress(
     family = family or DigitsFamily()
     config = config or CompressConfig()
     if "qat" in config.steps and not family.supports_qat:
-        raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
+        raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
     report = progress or (lambda step, done, total: None)
     epochs = lambda step: (lambda done, total, loss: report(step, done, total))
     current = family.copy(model)  # the caller's model stays as it was

@@ -3,8 +3,8 @@
 Fine-tuning is ``fit`` (or the user's ``trainer`` hook); distillation trains the student the
 user names, or the same factory at a smaller ``width``; structured pruning follows the
 model's dependency graph with torch-pruning (imported only when pruning runs); PTQ is ORT's,
-as for every model. QAT needs per-layer fake quantization this family does not have, so
-a PTQ that misses its bar ships the fp32 artifact instead (``int8_policy``).
+as for every model. QAT is ``qat.py``'s, as for the digits CNN: fake quantization found from
+the module's conv and linear layers (``fake_quant.py``), trained with ``fit``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.digits import DigitsSplits, stratified_split
 from shiftwatch.retrain.family import with_epochs
+from shiftwatch.retrain.qat import quantization_aware_finetune
 from shiftwatch.retrain.reference_model import deterministic, fit, predict
 from shiftwatch.retrain.torch_contract import (
     ContractModel,
@@ -37,7 +38,7 @@ REFERENCE_SPLIT_SEED = 0
 class ContractFamily:
     """A registered ``TorchContract`` with its declared preprocessing and the reference set it is judged on."""
 
-    supports_qat = False
+    supports_qat = True
 
     def __init__(self, contract: TorchContract, spec: InputSpec, reference_set: Path | None = None) -> None:
         self.contract = contract
@@ -92,8 +93,16 @@ class ContractFamily:
         return small, {"prune": {"library": f"torch-pruning {tp.__version__}", "parameters_before": before,
                                  "parameters_after": _parameters(small), "embedding_dim": self.embedding_dim(small)}}  # fmt: skip
 
-    def qat(self, *args: Any, **kwargs: Any) -> ContractModel:
-        raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
+    def qat(self, model: ContractModel, images: np.ndarray, labels: np.ndarray, train: Any, config: Any, *,
+            teacher_logits: np.ndarray | None, progress: Any = None) -> ContractModel:  # fmt: skip
+        """Fine-tune ``model`` in place under simulated int8 and return it (fp32 weights, ready for PTQ).
+
+        Always the default recipe (``fit`` at ``QATConfig``'s epochs and learning rate), never the user's
+        ``trainer`` hook: QAT must be a short, low-rate fine-tune of the weights PTQ would quantize, and a
+        trainer is handed only a ``TrainConfig`` whose epochs and rate it is free to ignore.
+        """
+        return quantization_aware_finetune(model, images, labels, train, config, teacher_logits=teacher_logits,
+                                           progress=progress)  # fmt: skip
 
     def save_weights(self, model: ContractModel, path: Path) -> None:
         save_module_weights(model, path)

@@ -2,7 +2,7 @@
 
 ``compress``, ``package`` and ``retrain`` work on any model through a ``ModelFamily``: how to
 copy, train, distill, prune, save and load it, and which reference data it was trained on.
-``DigitsFamily`` is the built-in CNN (its own channel pruning, QAT and sklearn digits);
+``DigitsFamily`` is the built-in CNN (its own channel pruning and sklearn digits; QAT is shared, ``qat.py``);
 ``ContractFamily`` (``contract_family.py``) is any PyTorch model a user registers.
 """
 

@@ -138,7 +138,7 @@ def retrain(
         base, weights_path = production_base(session, data_dir, model_name)
         family = family_for(base, reference_set)
         if "qat" in config.compress.steps and not family.supports_qat:
-            raise Invalid("compress", "qat is available for the built-in digits CNN only; use ptq (int8 falls back to fp32)")
+            raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
         splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id
         run = TrainingRun(

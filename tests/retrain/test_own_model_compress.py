@@ -1,5 +1,5 @@
-"""Compression and training hooks for a contract model: distillation by width or named student, PTQ's fp32
-fallback without QAT, the user's trainer, and what an ONNX-only model cannot do."""
+"""Compression and training hooks for a contract model: distillation by width or named student, PTQ's QAT
+then fp32 fallback, the user's trainer, and what an ONNX-only model cannot do."""
 
 from __future__ import annotations
 
@@ -86,17 +86,17 @@ def test_a_named_student_is_distilled_and_a_factory_without_width_needs_one(setu
         run(fixed, fixed.load_weights(weights), splits, tmp_path / "b", steps=("distill",))
 
 
-def test_a_missed_ptq_ships_fp32_without_qat_and_qat_is_refused(setup, tmp_path):
+def test_a_missed_ptq_tries_qat_then_ships_fp32(setup, tmp_path):
     _reference, weights, splits = setup
     family = ContractFamily(TorchContract(support.FACTORY), SPEC)
     teacher = family.load_weights(weights)
     result = run(family, teacher, splits, tmp_path, steps=("ptq",), quantized_min_agreement=1.01)  # no int8 can pass
     attempts = result.details["quantization"]["attempts"]
-    assert len(attempts) == 1 and attempts[0]["recipe"] == "ptq"  # no QAT retry for this family
+    assert [a["recipe"] for a in attempts] == ["ptq", "qat+ptq"] and not any(a["parity_ok"] for a in attempts)
+    assert all(a["top1_agreement"] > 0.9 for a in attempts)  # close, but not the 1.01 asked for
     assert result.steps_applied == () and result.path == result.fp32_path
-    with pytest.raises(Invalid, match="qat") as caught:
-        run(family, teacher, splits, tmp_path / "q", steps=("qat", "ptq"))
-    assert caught.value.field == "compress"
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in result.model.state_dict().items())  # pre-QAT weights ship
+    assert onnx_accuracy(result.path, splits.test.images, splits.test.labels) > 0.5
 
 
 def test_the_users_trainer_replaces_the_default_recipe(setup):
