@@ -61,7 +61,7 @@ def tiny_scale() -> Scale:
     """The test's: every act runs, on 1,500 reference images, few epochs, no compression."""
     return Scale(clean_requests=300, drift_requests=300, rollout_requests=1500, recovered_requests=200,
                  batch=100, detector_window=200, labels=200, compress_steps=(),
-                 reference_epochs=8, finetune_epochs=2, reference_images=1500,
+                 reference_epochs=8, finetune_epochs=3, reference_images=1500,
                  finetune_lr=FINETUNE_LR, production_share=PRODUCTION_SHARE)  # fmt: skip
 
 
