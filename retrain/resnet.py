@@ -59,3 +59,15 @@ class ResNet18(nn.Module):
 
 def build(width: float = 1.0, num_classes: int = 10) -> ResNet18:
     return ResNet18(num_classes, width)
+
+
+QUARTER_FACTORY = "shiftwatch.retrain.resnet:build_quarter"
+
+
+def build_quarter(width: float = 1.0, num_classes: int = 10) -> ResNet18:
+    """ResNet-18 at a quarter of the channels (16-32-64-128, 0.70 M parameters): the width the bench and the demo use.
+
+    A contract factory is called with no arguments, so this names that width; ``width`` scales
+    from it (distillation's default student is ``build_quarter(width=0.5)``).
+    """
+    return ResNet18(num_classes, 0.25 * width)

@@ -1,7 +1,9 @@
 """Acts 1-4 of the demo: the store, the reference model, serving production traffic, and the drift.
 
 One function per act; each narrates what it does and why. Acts 5-9 (the loop that answers
-the drift) are in ``loop.py``.
+the drift) are in ``loop.py``. What is particular to a model (its name, how v1 is made, its
+traffic, its drift, the pace) is the stage's ``Subject``: ``digits_subject`` here, the
+realistic ResNet example in ``realistic.py``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,21 @@ from sqlalchemy import func, select
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import Model, ModelVersion, Prediction
 from shiftwatch.db import utcnow
-from shiftwatch.demo.stage import Service, Stage, has_module
+from shiftwatch.demo.stage import Scale, Service, Stage, Subject, has_module
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
 from shiftwatch.detectors import configs, references
 
-MODEL = "digits"
 # A camera whose exposure went flat: the reference CNN drops from ~96% to ~60% on it (measured
 # on the held-out split), and a few hundred labeled examples are enough to learn it back.
-DRIFT = Drift(corruption="contrast", severity=4)
+DIGITS_DRIFT = Drift(corruption="contrast", severity=4, story="a camera's exposure goes flat")
+
+
+def digits_subject(fast: bool = False) -> Subject:
+    """The default story: the built-in 32x32 digits CNN, trained from scratch in act 2."""
+    return Subject(model="digits", described="the reference CNN on scikit-learn's digits",
+                   reference_data="the reference digits", bootstrap=train_digits,
+                   traffic=lambda: Traffic.held_out(seed=0), drift=DIGITS_DRIFT,
+                   scale=Scale.fast() if fast else Scale.full())  # fmt: skip
 
 
 def open_store(stage: Stage) -> None:
@@ -35,29 +44,39 @@ def open_store(stage: Stage) -> None:
 
 
 def bootstrap_model(stage: Stage) -> bool:
-    """Act 2: train the reference CNN, compress it, export it to ONNX and register it as production v1."""
+    """Act 2: the subject's v1, registered as production (training needs torch, the `train` extra)."""
     if not has_module("torch"):
         stage.not_built("training (the `train` extra: pip install 'shiftwatch[train]')",
                         "There is no model to serve; a monitoring-only install watches models trained elsewhere.")
         return False
+    stage.subject.bootstrap(stage)
+    return True
+
+
+def train_digits(stage: Stage) -> None:
+    """The digits' act 2: train the reference CNN, compress it, export it to ONNX and register it as production v1."""
     # retrain's pipeline imports torch, which only the `train` extra installs: imported once it is known to be there.
     from shiftwatch.retrain.compress import CompressConfig
     from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
     from shiftwatch.retrain.reference_model import TrainConfig
 
     steps = stage.scale.compress_steps
-    stage.say(f"Training the reference CNN on scikit-learn's digits, then compressing it ({', '.join(steps) or 'none'}) "
+    stage.say(f"Training {stage.subject.described}, then compressing it ({', '.join(steps) or 'none'}) "
               "and exporting to ONNX Runtime (parity-checked against PyTorch).")
     config = RetrainConfig(compress=CompressConfig(steps=steps))
     with stage.progress() as progress:
-        outcome = bootstrap(stage.db, stage.settings.data_dir, MODEL, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
+        outcome = bootstrap(stage.db, stage.settings.data_dir, stage.model, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
                             progress=stage.step_bars(progress))
     report = outcome.report
-    stage.say(f"Registered [bold]{MODEL} {outcome.version}[/] as {outcome.status}: held-out accuracy "
+    registered(stage, outcome.version or "-", outcome.status, report)
+
+
+def registered(stage: Stage, version: str, state: str, report: dict[str, Any]) -> None:
+    """End of act 2, for every subject: say what was registered and keep it for the summary."""
+    stage.say(f"Registered [bold]{stage.model} {version}[/] as {state}: held-out accuracy "
               f"{report.get('accuracy_old', float('nan')):.1%}, {describe_artifact(report)}")
-    stage.facts["reference_version"] = outcome.version or "-"
+    stage.facts["reference_version"] = version
     stage.facts["reference_artifact"] = describe_artifact(report)
-    return True
 
 
 def describe_artifact(report: dict[str, Any]) -> str:
@@ -77,8 +96,9 @@ def describe_artifact(report: dict[str, Any]) -> str:
 
 def deploy(stage: Stage, api_url: str) -> Service:
     """Act 3: put v1 behind the gateway: clients send images, the gateway answers and logs every prediction."""
-    service = Service(api_url, Traffic.held_out(seed=0), GatewayServing(api_url, MODEL, headers=stage.tokens.gateway_headers))
-    stage.say(f"Clients send PNGs to [cyan]POST {api_url}/v1/models/{MODEL}/predict[/] with the "
+    serving = GatewayServing(api_url, stage.model, headers=stage.tokens.gateway_headers)
+    service = Service(api_url, stage.subject.traffic(), serving)
+    stage.say(f"Clients send PNGs to [cyan]POST {api_url}/v1/models/{stage.model}/predict[/] with the "
               "demo-gateway token (scope ingest); the gateway batches "
               "concurrent requests into one ONNX Runtime call and logs every prediction, input included "
               "(services that run their own model log through the SDK: Client(url).log(...)).")
@@ -127,7 +147,7 @@ def watch_reference(stage: Stage, traffic: Traffic) -> None:
     """End of act 3: pin the clean traffic as v1's reference and start a drift detector on it."""
     wait_until_stored(stage, traffic)
     with stage.db.session() as session:
-        v1 = registry.versions_in_state(session, MODEL, "production")[-1]
+        v1 = registry.versions_in_state(session, stage.model, "production")[-1]
         reference = references.pin_time_range(session, v1.id, stage.started_at - timedelta(hours=1), utcnow())
         config = configs.create(
             session, v1.id, "mmd", window_last_n=stage.scale.detector_window, schedule_seconds=1,
@@ -139,11 +159,13 @@ def watch_reference(stage: Stage, traffic: Traffic) -> None:
 
 
 def inject_drift(stage: Stage, traffic: Traffic) -> datetime:
-    """Act 4: a camera's exposure goes flat. Nobody tells the model. Returns when the drift began."""
-    traffic.drift = DRIFT
+    """Act 4: the world changes (the subject's drift). Nobody tells the model. Returns when the drift began."""
+    drift = stage.subject.drift
+    traffic.drift = drift
     started_at = utcnow()
-    stage.timeline.mark(f"drift: {DRIFT.corruption}")
-    stage.say(f"Injecting [bold red]{DRIFT.corruption}[/] corruption at severity {DRIFT.severity} into all traffic.")
+    stage.timeline.mark(f"drift: {drift.corruption}")
+    stage.say(f"{drift.story[:1].upper()}{drift.story[1:]}: injecting [bold red]{drift.corruption}[/] corruption "
+              f"at severity {drift.severity} into all traffic.")
     return started_at
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.collector.queries import window
 from shiftwatch.db import utcnow
-from shiftwatch.demo.acts import MODEL, describe_artifact, stream, wait_until_stored
+from shiftwatch.demo.acts import describe_artifact, stream, wait_until_stored
 from shiftwatch.demo.stage import Service, Stage
 from shiftwatch.detectors import alerts, runs, webhooks
 from shiftwatch.detectors.tables import DriftRun
@@ -28,7 +28,7 @@ from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.sync import push
 from shiftwatch.retrain.export import ParityError
 from shiftwatch.retrain.labeled import labeled_data
-from shiftwatch.retrain.training import LabeledData
+from shiftwatch.retrain.training import LabeledData, MixPolicy
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
 
@@ -101,9 +101,9 @@ def runs_latest(session: Session) -> dict[str, str]:
 def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     """Act 6: queue the flagged and uncertain samples, and label them (Label Studio, or the built-in oracle)."""
     with stage.db.session() as session:
-        budget = Budget.of(stage.settings, MODEL, stage.scale.labels // 2)
-        result = select_for_labeling(session, MODEL, budget, start=drift_started_at, seed=0)
-        audit = queue_audit_sample(session, drift_started_at, stage.scale.labels // 2)
+        budget = Budget.of(stage.settings, stage.model, stage.scale.labels // 2)
+        result = select_for_labeling(session, stage.model, budget, start=drift_started_at, seed=0)
+        audit = queue_audit_sample(session, stage.model, drift_started_at, stage.scale.labels // 2)
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.by_reason.items()))
     stage.say(f"Queued {result.queued} samples by the labeling policy ({reasons}) and an audit sample of {audit} "
               "drawn uniformly at random: only uniformly drawn labels may judge the canary's accuracy (unbiased).")
@@ -114,17 +114,17 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
                   "labels the queue from the demo's ground truth. Its labels are marked source=oracle.")
     truth = service.traffic.truth_by_input
     with stage.db.session() as session:
-        labeled = label_with_oracle(session, MODEL, lambda ref: truth[ref], annotator="oracle")
-        status = queue_status(session, MODEL, budget.daily)
+        labeled = label_with_oracle(session, stage.model, lambda ref: truth[ref], annotator="oracle")
+        status = queue_status(session, stage.model, budget.daily)
     stage.timeline.mark("labeled")
     stage.facts["labels_stored"] = status.labels
-    stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {MODEL}.")
+    stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {stage.model}.")
     return status.labels > 0
 
 
-def queue_audit_sample(session: Session, drift_started_at: datetime, size: int) -> int:
+def queue_audit_sample(session: Session, model: str, drift_started_at: datetime, size: int) -> int:
     """Queue ``size`` of the drifted production predictions, drawn uniformly, with reason ``random``."""
-    version = registry.versions_in_state(session, MODEL, "production")[-1]
+    version = registry.versions_in_state(session, model, "production")[-1]
     recent = window(session, version.id, start=drift_started_at, route="production")
     picks = np.random.default_rng(1).choice(len(recent), size=min(size, len(recent)), replace=False)
     return enqueue(session, version.id, [recent.ids[i] for i in picks], "random").queued
@@ -132,7 +132,7 @@ def queue_audit_sample(session: Session, drift_started_at: datetime, size: int) 
 
 def push_to_label_studio(stage: Stage) -> None:
     """With Label Studio configured, tasks really go there (people label them; the oracle fills in for the demo)."""
-    result = push(stage.db, stage.settings, MODEL)
+    result = push(stage.db, stage.settings, stage.model)
     where = stage.settings.label_studio_url
     if result.error:
         stage.say(f"[yellow]Label Studio push failed[/] ({result.error}); tasks stay queued and are retried.")
@@ -147,9 +147,9 @@ def retrain(stage: Stage) -> str | None:
     from shiftwatch.retrain.pipeline import production_base
 
     with stage.db.session() as session:
-        base, _ = production_base(session, stage.settings.data_dir, MODEL)
-        labeled = labeled_data(session, stage.settings.data_dir, MODEL)
-    stage.say(f"Fine-tuning {base.version} on the reference digits plus {len(labeled)} labeled production samples; "
+        base, _ = production_base(session, stage.settings.data_dir, stage.model)
+        labeled = labeled_data(session, stage.settings.data_dir, stage.model)
+    stage.say(f"Fine-tuning {base.version} on {stage.subject.reference_data} plus {len(labeled)} labeled production samples; "
               f"compressing ({', '.join(stage.scale.compress_steps) or 'none'}); the gate compares old and new "
               "held-out accuracy.")
     outcome = build_candidate(stage, labeled, stage.scale.compress_steps)
@@ -161,7 +161,7 @@ def retrain(stage: Stage) -> str | None:
     stage.facts["candidate"] = f"{outcome.version}: {describe_artifact(report)}"
     stage.facts["candidate_accuracy_reference_vs_drifted"] = (
         f"{report.get('accuracy_old', float('nan')):.1%} / {report.get('accuracy_new', float('nan')):.1%}")
-    stage.say(f"Registered candidate [bold]{MODEL} {outcome.version}[/]: accuracy on reference digits "
+    stage.say(f"Registered candidate [bold]{stage.model} {outcome.version}[/]: accuracy on {stage.subject.reference_data} "
               f"{report.get('accuracy_old', float('nan')):.1%}, on held-out labeled production samples "
               f"{report.get('accuracy_new', float('nan')):.1%}; {describe_artifact(report)}")
     return outcome.version
@@ -172,13 +172,15 @@ def build_candidate(stage: Stage, labeled: LabeledData, steps: tuple[str, ...]) 
     from shiftwatch.retrain.compress import CompressConfig  # torch, as above
     from shiftwatch.retrain.pipeline import RetrainConfig
     from shiftwatch.retrain.pipeline import retrain as retrain_candidate
+    from shiftwatch.retrain.prune import PruneConfig
     from shiftwatch.retrain.reference_model import TrainConfig
 
-    config = RetrainConfig(finetune=TrainConfig(epochs=stage.scale.finetune_epochs, lr=1e-3),
-                           compress=CompressConfig(steps=steps))
+    config = RetrainConfig(finetune=TrainConfig(epochs=stage.scale.finetune_epochs, lr=stage.scale.finetune_lr),
+                           mix=MixPolicy(production_share=stage.scale.production_share),
+                           compress=CompressConfig(steps=steps, prune=PruneConfig(finetune_epochs=stage.scale.prune_finetune_epochs)))
     try:
         with stage.progress() as progress:
-            return retrain_candidate(stage.db, stage.settings.data_dir, MODEL, labeled, config,
+            return retrain_candidate(stage.db, stage.settings.data_dir, stage.model, labeled, config,
                                      progress=stage.step_bars(progress))
     except ParityError as exc:
         if not steps:
@@ -193,12 +195,12 @@ def roll_out(stage: Stage, service: Service, candidate: str) -> RolloutResult:
     # Smaller steps than production defaults so a few thousand requests show every stage. The
     # agreement guardrail is off: production is the model the open alert says is wrong, so a
     # better candidate must disagree with it; the accuracy SPRT on labeled samples judges instead.
-    # The latency budget is loose because the demo's 16 concurrent clients share 2 cores with
-    # everything else: queueing, not the model, sets p99 here (both arms see the same load).
+    # The latency budget is the subject's (see Subject.latency_budget_ms).
     plan = RolloutPlan(canary_steps=[0.25, 0.5], min_shadow_pairs=200, min_step_predictions=100, min_agreement=0.0,
-                       latency_budget_ms=500.0)
+                       latency_budget_ms=stage.subject.latency_budget_ms)
     with stage.db.session() as session:
-        rollout_id = controller.start_rollout(session, stage.settings.data_dir, MODEL, candidate, plan, actor="shiftwatch demo").id
+        rollout_id = controller.start_rollout(session, stage.settings.data_dir, stage.model, candidate, plan,
+                                              actor="shiftwatch demo").id
     stage.timeline.mark("shadow")
     stage.say(f"Rollout #{rollout_id}: {candidate} mirrors production traffic in [bold]shadow[/] "
               f"(needs {plan.min_shadow_pairs} paired requests), then takes canary shares "
@@ -239,10 +241,10 @@ def approve(stage: Stage, service: Service, rollout_id: int) -> bool:
             stage.say("[red]No promotion[/]: the candidate was not approved.")
             return False
     with stage.db.session() as session:
-        production = registry.versions_in_state(session, MODEL, "production")[-1].version
+        production = registry.versions_in_state(session, stage.model, "production")[-1].version
     stage.timeline.mark(f"promoted {production}")
     stage.facts["promoted"] = production
-    stage.say(f"[bold green]{MODEL} {production} is production.[/]")
+    stage.say(f"[bold green]{stage.model} {production} is production.[/]")
     time.sleep(stage.settings.gateway_refresh_seconds + 0.5)  # the gateway swaps its route table
     return True
 

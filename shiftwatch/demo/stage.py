@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from shiftwatch.db import Database, utcnow
 from shiftwatch.demo.servers import WebhookReceiver
 from shiftwatch.demo.tokens import DemoTokens
-from shiftwatch.demo.traffic import GatewayServing, Traffic
+from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
 from shiftwatch.settings import Settings
 
 
@@ -33,8 +33,12 @@ class Scale:
     detector_window: int  # the detector's current window: the last N production predictions
     labels: int  # samples queued and labeled after the alert
     compress_steps: tuple[str, ...]  # retrain's compression steps for v1 and the candidate
-    reference_epochs: int  # training the reference CNN from scratch
+    reference_epochs: int  # training the reference model (v1) from scratch
     finetune_epochs: int  # fine-tuning production into the candidate
+    reference_images: int = 0  # images rendered for the reference set (the realistic example; digits: scikit-learn's)
+    prune_finetune_epochs: int = 3  # fine-tuning after channel pruning, when "prune" is a compression step
+    finetune_lr: float = 1e-3  # fine-tuning production into the candidate: a third of the from-scratch rate
+    production_share: float = 0.5  # share of each fine-tuning epoch that is labeled production samples (MixPolicy)
 
     @classmethod
     def full(cls) -> Scale:
@@ -48,6 +52,26 @@ class Scale:
         return cls(clean_requests=600, drift_requests=600, rollout_requests=3000, recovered_requests=400,
                    batch=100, detector_window=300, labels=300, compress_steps=(),
                    reference_epochs=6, finetune_epochs=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What the story is told about; the acts read everything model-specific from here.
+
+    The digits CNN (``acts.digits_subject``) and the realistic ResNet example
+    (``realistic.resnet_subject``) are two of these: the same acts, another model.
+    """
+
+    model: str  # the registry name, and the gateway's path /v1/models/{model}/predict
+    described: str  # how the narration names v1 ("the reference CNN on scikit-learn's digits")
+    reference_data: str  # how it names what v1 was trained on ("the reference digits")
+    bootstrap: Callable[[Stage], None]  # act 2: make v1 and register it as production (torch is there)
+    traffic: Callable[[], Traffic]  # act 3: production traffic the model never saw, true labels kept
+    drift: Drift  # act 4: the corruption injected into all traffic
+    scale: Scale
+    # Act 8's p99 guardrail. Loose because the demo's 16 concurrent clients share 2 cores with everything
+    # else: queueing, not the model, sets p99 here (both arms see the same load); heavier models need more.
+    latency_budget_ms: float = 500.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +143,7 @@ class Stage:
     db: Database
     out_dir: Path
     console: Console
-    scale: Scale
+    subject: Subject
     auto_approve: bool
     receiver: WebhookReceiver  # the loopback stand-in for Slack or PagerDuty
     tokens: DemoTokens
@@ -129,6 +153,14 @@ class Stage:
     resources: list[Stoppable] = field(default_factory=list)
     routes: Counter[str] = field(default_factory=Counter)  # answers per route so far
     started_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def scale(self) -> Scale:
+        return self.subject.scale
+
+    @property
+    def model(self) -> str:
+        return self.subject.model
 
     @contextmanager
     def act(self, number: int, title: str) -> Iterator[None]:

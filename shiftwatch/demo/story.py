@@ -14,8 +14,9 @@ from rich.console import Console
 from shiftwatch.app import create_app
 from shiftwatch.cli_context import open_db
 from shiftwatch.demo import acts, loop
+from shiftwatch.demo.realistic import resnet_subject
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver
-from shiftwatch.demo.stage import Fact, Scale, Stage
+from shiftwatch.demo.stage import Fact, Scale, Stage, Subject
 from shiftwatch.demo.summary import PHASES, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
 from shiftwatch.secret_key import ensure_secret_key
@@ -52,19 +53,19 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Set
     return load_settings(**wanted)
 
 
-def prepare(out_dir: Path, console: Console, scale: Scale, auto_approve: bool) -> Stage:
+def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: bool) -> Stage:
     """A fresh output folder, a webhook receiver, settings pointing at both, a migrated store and its tokens."""
     for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm", "summary.html"):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / "data", ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
-    settings = demo_settings(out_dir, receiver, scale)
+    settings = demo_settings(out_dir, receiver, subject.scale)
     db = open_db(settings.database_url, migrate=True)
     tokens = issue_tokens(db, settings)
     if tokens.label_studio:
         settings = settings.model_copy(update={"label_studio_callback_token": tokens.label_studio})
-    stage = Stage(settings=settings, db=db, out_dir=out_dir, console=console, scale=scale,
+    stage = Stage(settings=settings, db=db, out_dir=out_dir, console=console, subject=subject,
                   auto_approve=auto_approve, receiver=receiver, tokens=tokens)
     stage.resources.append(receiver)
     return stage
@@ -87,9 +88,14 @@ def start_api(stage: Stage) -> str:
     return server.url
 
 
-def run_demo(out_dir: Path, *, auto_approve: bool, fast: bool, console: Console | None = None) -> DemoResult:
+def run_demo(
+    out_dir: Path, *, auto_approve: bool, fast: bool = False, realistic: bool = False,
+    console: Console | None = None, subject: Subject | None = None,
+) -> DemoResult:
+    """The story on the digits CNN (``fast``: less of it), on the realistic ResNet example, or on ``subject``."""
     console = console or Console()
-    stage = prepare(out_dir, console, Scale.fast() if fast else Scale.full(), auto_approve)
+    subject = subject or (resnet_subject() if realistic else acts.digits_subject(fast))
+    stage = prepare(out_dir, console, subject, auto_approve)
     try:
         rollout_id = tell(stage)
     finally:

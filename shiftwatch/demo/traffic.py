@@ -1,4 +1,7 @@
-"""Production traffic for the demo: digits the reference model never saw, optionally corrupted, and who serves them.
+"""Production traffic for the demo: images the reference model never saw, optionally corrupted, and who serves them.
+
+Two sources: the held-out split of the 32x32 digits (``Traffic.held_out``) and freshly
+rendered textured digits at 3x96x96 for the realistic ResNet example (``Traffic.textured``).
 
 The demo knows the true digit of every request it sends (kept by request id), which is
 what lets it plot real accuracy over time and what the built-in labeling oracle answers from.
@@ -8,31 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import numpy as np
+from PIL import Image
 
-from shiftwatch.retrain import digits
+from shiftwatch.retrain import digits, textured_digits
+
+# corrupt(images, corruption, severity, rng) -> images of the same shape and dtype
+Corrupt = Callable[[np.ndarray, str, int, np.random.Generator], np.ndarray]
 
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    """The corruption injected part-way through the stream (MNIST-C style, from shiftwatch.retrain.digits)."""
+    """The corruption injected part-way through the stream (MNIST-C style families, shiftwatch.retrain.digits)."""
 
     corruption: str
     severity: int
+    story: str  # what happened in the world, in one sentence of narration
 
 
 @dataclass
 class Traffic:
-    """Draws requests from the held-out digits, applies the current drift, and remembers every true label."""
+    """Draws requests from a pool of unseen images, applies the current drift, and remembers every true label."""
 
     images: np.ndarray
     labels: np.ndarray
     rng: np.random.Generator
+    corrupt: Corrupt  # the corruption families that fit these images
+    encode: Callable[[np.ndarray], bytes]  # one image as the PNG a client sends
     drift: Drift | None = None
     truth: dict[str, int] = field(default_factory=dict)  # request id -> true digit
     truth_by_input: dict[str, int] = field(default_factory=dict)  # input_ref -> true digit
@@ -40,19 +52,33 @@ class Traffic:
 
     @classmethod
     def held_out(cls, seed: int = 0) -> Traffic:
+        """The digits' held-out split (float (N, 1, 32, 32) in 0..1), grayscale PNGs."""
         test = digits.split_digits(seed).test
-        return cls(test.images, test.labels, np.random.default_rng(seed + 1))
+        return cls(test.images, test.labels, np.random.default_rng(seed + 1), digits.corrupt, digits.encode_png)
+
+    @classmethod
+    def textured(cls, images: int, seed: int) -> Traffic:
+        """``images`` textured digits (uint8 (N, 96, 96, 3)) rendered with their own seed, RGB PNGs."""
+        pool, labels = textured_digits.render(images, seed=seed)
+        return cls(pool, labels, np.random.default_rng(seed + 1), textured_digits.corrupt, encode_rgb_png)
 
     def next_batch(self, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(request ids, images, true labels) of the next ``size`` requests."""
         index = self.rng.integers(0, len(self.labels), size)
         images, labels = self.images[index], self.labels[index]
         if self.drift is not None:
-            images = digits.corrupt(images, self.drift.corruption, self.drift.severity, self.rng)
+            images = self.corrupt(images, self.drift.corruption, self.drift.severity, self.rng)
         ids = [f"req-{self.sent + i:06d}" for i in range(size)]
         self.sent += size
         self.truth.update(zip(ids, (int(label) for label in labels)))
         return ids, images, labels
+
+
+def encode_rgb_png(image: np.ndarray) -> bytes:
+    """One uint8 (H, W, 3) image as RGB PNG bytes (what a camera client would send)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +106,7 @@ class GatewayServing:
         self.headers = headers or {}
 
     def serve(self, traffic: Traffic, ids: list[str], images: np.ndarray) -> Answers:
-        bodies = [digits.encode_png(image) for image in images]
+        bodies = [traffic.encode(image) for image in images]
         for request_id, body in zip(ids, bodies):
             # The gateway stores the bytes it was sent under their sha256: the same reference labeling sees.
             traffic.truth_by_input[f"inputs/{hashlib.sha256(body).hexdigest()}.png"] = traffic.truth[request_id]
