@@ -81,6 +81,12 @@ def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
     return float((predicted == labels).mean())
 
 
+def check_steps(family: ModelFamily, config: CompressConfig) -> None:
+    """Bad input before any work: a step this family cannot run (the retrain pipeline asks before its run row)."""
+    if "qat" in config.steps and not family.supports_qat:
+        raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
+
+
 def compress(
     model: Any,
     train_images: np.ndarray,
@@ -101,8 +107,7 @@ def compress(
     """
     family = family or DigitsFamily()
     config = config or CompressConfig()
-    if "qat" in config.steps and not family.supports_qat:
-        raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
+    check_steps(family, config)
     report = progress or (lambda step, done, total: None)
     epochs = lambda step: (lambda done, total, loss: report(step, done, total))
     current = family.copy(model)  # the caller's model stays as it was

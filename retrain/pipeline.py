@@ -23,7 +23,7 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
-from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
+from shiftwatch.retrain.compress import CompressConfig, StepProgress, check_steps, onnx_accuracy
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
@@ -137,8 +137,7 @@ def retrain(
         model_row = registry.get_model(session, model_name)
         base, weights_path = production_base(session, data_dir, model_name)
         family = family_for(base, reference_set)
-        if "qat" in config.compress.steps and not family.supports_qat:
-            raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
+        check_steps(family, config.compress)
         splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id
         run = TrainingRun(

@@ -8,6 +8,7 @@ Drift uses the digits corruption families that apply to colour images (``COLOUR_
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 
 import numpy as np
@@ -78,3 +79,10 @@ def corrupt(images: np.ndarray, name: str, severity: int, rng: np.random.Generat
     x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255
     out = np.clip(CORRUPTIONS[name](x, severity, rng), 0, 1)
     return np.round(out.transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """One uint8 (H, W, 3) image as RGB PNG bytes (what a camera client sends); ``digits.encode_png``'s twin for colour."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

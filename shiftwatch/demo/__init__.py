@@ -23,7 +23,7 @@ def demo(
     fast: bool = typer.Option(False, "--fast", help="less traffic per phase (used by the tests)"),
     realistic: bool = typer.Option(
         False, "--realistic",
-        help="the ResNet-18 example on 3x96x96 textured digits, registered as your own model would be (~12 min)"),
+        help="the ResNet-18 example on 3x96x96 textured digits, registered as your own model would be (~6 min)"),
 ) -> None:
     """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
     from shiftwatch.demo.story import run_demo

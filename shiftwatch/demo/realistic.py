@@ -17,7 +17,7 @@ from shiftwatch.demo.acts import registered
 from shiftwatch.demo.stage import Scale, Stage, Subject
 from shiftwatch.demo.traffic import Drift, Traffic
 from shiftwatch.retrain import textured_digits
-from shiftwatch.retrain.digits import CLASS_NAMES
+from shiftwatch.retrain.digits import CLASS_NAMES, Split
 
 MODEL = "textured-digits"
 # The reference set is rendered in chunks seeded REFERENCE_SEED + chunk; production traffic with its own
@@ -87,7 +87,7 @@ def render_reference_set(stage: Stage, path: Path) -> Path:
     return path
 
 
-def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
+def train_weights(stage: Stage, train: Split, path: Path) -> Path:
     """The user's own training run, before shiftwatch: fit the reference set's train split, save a plain state_dict.
 
     The train split is the one retraining uses, so the evaluation gate's test images stay unseen.
@@ -95,12 +95,9 @@ def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
     import torch
 
     from shiftwatch.retrain import resnet
-    from shiftwatch.retrain.contract import InputSpec
-    from shiftwatch.retrain.contract_family import load_reference_set
     from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
     from shiftwatch.retrain.torch_contract import ContractModel
 
-    train = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC)).train
     with deterministic(0):
         module = resnet.build_quarter()
     model = ContractModel(module)
@@ -132,13 +129,14 @@ def register_resnet(stage: Stage) -> None:
               f"({scale.reference_epochs} epochs, outside shiftwatch); then registering factory "
               f"[cyan]{resnet.QUARTER_FACTORY}[/] + weights + preprocessing + reference set.")
     reference = render_reference_set(stage, data_dir / "user" / "reference.npz")
-    weights = train_weights(stage, reference, data_dir / "user" / "weights.pt")
+    splits = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC))  # preprocessed once, for both uses
+    weights = train_weights(stage, splits.train, data_dir / "user" / "weights.pt")
     contract = TorchContract(resnet.QUARTER_FACTORY, reference_set=str(reference))
     with stage.db.session() as session:
         version = register_torch_model(session, data_dir, stage.model, CLASS_NAMES, "v1", contract, weights,
                                        resnet.INPUT_SPEC)  # fmt: skip
         name, state, report, artifact = version.version, version.state, dict(version.report or {}), version.artifact_path
-    test = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC)).test
+    test = splits.test
     accuracy = onnx_accuracy(ArtifactStore(data_dir).resolve(artifact or ""), test.images, test.labels)
     stage.say("Registration validated the model (weights, embedding layer, output shape), exported it to ONNX "
               "and checked parity against PyTorch; it serves as registered (fp32), the candidate gets compressed.")

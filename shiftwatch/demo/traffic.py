@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-from PIL import Image
 
 from shiftwatch.retrain import digits, textured_digits
 
@@ -60,7 +58,7 @@ class Traffic:
     def textured(cls, images: int, seed: int) -> Traffic:
         """``images`` textured digits (uint8 (N, 96, 96, 3)) rendered with their own seed, RGB PNGs."""
         pool, labels = textured_digits.render(images, seed=seed)
-        return cls(pool, labels, np.random.default_rng(seed + 1), textured_digits.corrupt, encode_rgb_png)
+        return cls(pool, labels, np.random.default_rng(seed + 1), textured_digits.corrupt, textured_digits.encode_png)
 
     def next_batch(self, size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
         """(request ids, images, true labels) of the next ``size`` requests."""
@@ -72,13 +70,6 @@ class Traffic:
         self.sent += size
         self.truth.update(zip(ids, (int(label) for label in labels)))
         return ids, images, labels
-
-
-def encode_rgb_png(image: np.ndarray) -> bytes:
-    """One uint8 (H, W, 3) image as RGB PNG bytes (what a camera client would send)."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True, slots=True)
