@@ -76,11 +76,13 @@ def test_too_few_keys_for_the_share_hold_with_the_reason_and_the_next_commands(d
     assert {route for seen in routes.values() for route in seen} == {"production"}
     census = api.get("/v1/gateway/stats", params={"model": "digits"}).json()["canary_keys"]
     assert (census["keys_seen"], census["keys_in_canary"]) == (10, 0)
+    api.app.state.gateway.cohorts.record()  # what the refresh thread does every second (it may have already)
     (outcome,) = controller.tick(db)
     assert outcome.decision == "hold"
     (reason,) = outcome.reasons
     assert reason.startswith("0 of 20 candidate predictions at this step; the canary got 0 of 200 requests")
     assert "sticky per X-Client-Key" in reason and "fewer than 20 cannot fill this step" in reason
+    assert "the gateway has seen 10 distinct client keys, 0 of them in the canary" in reason
     assert f"shiftwatch rollout retry {rollout_id} --steps 0.25,0.5" in reason
     env = {"SHIFTWATCH_DATABASE_URL": db_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir)}
     shown = CliRunner().invoke(root_cli.app, ["rollout", "status", str(rollout_id)], env=env)
