@@ -2,21 +2,20 @@
 
 A key hashes to a fixed point in [0, 1) (``routing.bucket``) and is in the canary while its point is
 below the step's share. With few keys that can leave the canary without a single client: 50 keys
-miss a 5 % share 7.7 % of the time (0.95^50), and the step then waits forever. So the cohort also
-takes the keys seen so far with the lowest points, min(floor(share x keys seen), 2) of them: 50 keys
-at 5 % give the canary at least 2 clients; with many keys the hash alone gives more and the floor
-does nothing. That bound only ever rises during a rollout, so a client once in the canary stays in
-it (at this share and every later one); while keys are still being learned a client may move into
-the canary, as when the share rises, never back (a key first seen late with a point under the bound
-joins too). The lowest points are the same in every replica that has seen the same keys. Fewer keys
-than 1/share (under 20 at 5 %) cannot give a step a client this way: the controller says so
-(``guardrails.starved``).
+miss a 5 % share 7.7 % of the time (0.95^50), and the step then waits forever. So when the hash
+gives the step fewer than min(floor(share x keys seen), 2) of the keys seen so far, the cohort
+admits the next-lowest keys until it has that many: 50 keys at 5 % give the canary at least 2
+clients. An admitted key stays in for the rest of the rollout, so a client once in the canary
+stays in it (at this share and every later one); while keys are still being learned a client may
+move into the canary, as when the share rises, never back. With many keys the hash alone gives
+the share and the floor adds at most 2 clients admitted early on. Fewer keys than 1/share (under
+20 at 5 %) cannot give a step a client this way: the controller says so (``guardrails.starved``).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
 from shiftwatch.db import Database, utcnow
@@ -50,7 +49,7 @@ class KeyCohort:
     rollout_id: int
     points: list[float] = field(default_factory=list)  # of the distinct keys seen, sorted
     known: set[float] = field(default_factory=set)
-    floor_bound: float = -1.0  # keys at or below this point are in the canary whatever the share; only rises
+    admitted: set[float] = field(default_factory=set)  # keys the floor put in the canary: they stay
     share: float = 0.0
 
     def in_canary(self, routing_key: str, share: float) -> bool:
@@ -59,15 +58,19 @@ class KeyCohort:
             self.known.add(point)
             insort(self.points, point)
         self.share = share
+        hashed_in = bisect_left(self.points, share)
         wanted = min(math.floor(share * len(self.points)), MIN_CANARY_CLIENTS)  # never more than the share asks
-        if wanted:
-            self.floor_bound = max(self.floor_bound, self.points[wanted - 1])
-        return point < share or point <= self.floor_bound
+        if hashed_in + len(self.admitted) < wanted:  # the hash left the step short: admit the next-lowest keys
+            for candidate in self.points[hashed_in:]:
+                if hashed_in + len(self.admitted) >= wanted:
+                    break
+                self.admitted.add(candidate)
+        return point < share or point in self.admitted
 
     def census(self) -> KeyCensus:
         hashed_in = bisect_left(self.points, self.share)  # points below the share
-        by_floor = bisect_right(self.points, self.floor_bound)
-        return KeyCensus(self.rollout_id, self.share, len(self.points), max(hashed_in, by_floor), hashed_in)
+        by_floor = sum(point >= self.share for point in self.admitted)
+        return KeyCensus(self.rollout_id, self.share, len(self.points), hashed_in + by_floor, hashed_in)
 
 
 class KeyCohorts:
