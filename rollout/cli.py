@@ -47,6 +47,9 @@ def _print_status(out: RolloutOut, public_url: str, report_path: str | None = No
         emit_fields(out.compression_report)
     if report_path:
         console.print(f"Evidently report of candidate vs production outputs: {report_path}")
+    if out.state in ("rolled_back", "rejected"):
+        console.print(f"next: `shiftwatch rollout retry {out.id}` rolls {out.candidate_version} out again as a new "
+                      "rollout, or register a fixed model as a new version and start that")
     if out.audit:
         audit = Table("when", "who", "action", "from", "to", "forced", "reason", title="audit log")
         for entry in out.audit:
@@ -156,8 +159,6 @@ def list_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Every rollout, newest first: its versions, state, canary share and what the controller holds."""
-    if state is not None and state not in ROLLOUT_STATES:
-        raise Invalid("--state", f"{state!r} is not a rollout state; one of {', '.join(ROLLOUT_STATES)}")
     _list_rollouts(model, state, as_json)
 
 
