@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull"),
     "retrain": ("bootstrap", "runs", "split-reference", "register"),
-    "rollout": ("start", "status", "approve", "reject", "tick"),
+    "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),
     "models": ("list", "show"),
