@@ -1,7 +1,7 @@
 """Accuracy intervals that hold whatever the shift, and at 0 and 100 %: one construction for every labeled rate.
 
 A labeled accuracy or error rate is a binomial proportion. Its interval here is always
-Clopper–Pearson (the exact binomial interval): it keeps its coverage where the normal
+Clopper-Pearson (the exact binomial interval): it keeps its coverage where the normal
 approximation collapses, at a slice that is all right or all wrong (issue 29: at 99 % accuracy
 100 random labels are all right a third of the time, and estimate ± z·sd gave ``[1.0, 1.0]``).
 
@@ -11,7 +11,7 @@ The product has labels anyway: the labeling queue's *random* slice of the window
 (Angelopoulos et al. 2023, 2024) combines both: the per-sample predicted correctness ``f``
 on the whole unlabeled window, corrected by the mean error ``y - f`` on the labeled slice,
 with ``lambda = cov(y, f) / ((1 + n/N) var(f))``. The correction is unbiased whatever the
-shift, so the estimate is valid; ``f`` only buys width. Its interval is Clopper–Pearson at the
+shift, so the estimate is valid; ``f`` only buys width. Its interval is Clopper-Pearson at the
 *effective* sample size (Korn & Graubard 1998, the survey statisticians' interval for a
 proportion under a design effect): ``n_eff = n · var(labels alone) / var(PPI++)``. At a slice
 that is all right or all wrong ``cov(y, f) = 0`` makes lambda 0, and the interval is the labels'
@@ -35,7 +35,7 @@ POWERED_METHOD = "ppi++, clopper_pearson at the effective sample size"
 
 
 def proportion_interval(successes: float, trials: float, confidence_level: float = 0.95) -> tuple[float, float]:
-    """Clopper–Pearson interval of a proportion; ``trials`` may be an effective (non-integer) sample size.
+    """Clopper-Pearson interval of a proportion; ``trials`` may be an effective (non-integer) sample size.
 
     The one interval of a labeled accuracy or error rate (CLI, alerts, console, rollout). Beta
     quantiles: at integer counts it is scipy's ``binomtest(k, n).proportion_ci(method="exact")``.

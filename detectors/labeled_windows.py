@@ -56,8 +56,14 @@ class Coverage:
 def run(cell: Cell, seed: int = 0) -> Coverage:
     """``cell.trials`` windows, seeds ``seed``, ``seed + 1``, ...; each interval judged against its window's accuracy."""
     n, big_n = cell.n_labeled, cell.n_window
-    held, widths, labels_held, labels_widths = [], [], [], []
-    wilson_held, wilson_widths, wald_held, wald_widths = [], [], [], []
+    held: list[bool] = []
+    labels_held: list[bool] = []
+    wilson_held: list[bool] = []
+    wald_held: list[bool] = []
+    widths: list[float] = []
+    labels_widths: list[float] = []
+    wilson_widths: list[float] = []
+    wald_widths: list[float] = []
     for trial in range(cell.trials):
         rng = np.random.default_rng(seed + trial)
         q = rng.beta(CONCENTRATION * cell.accuracy, CONCENTRATION * (1.0 - cell.accuracy), big_n + n)

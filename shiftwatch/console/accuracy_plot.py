@@ -4,7 +4,8 @@ NannyML's picture of estimated vs realized performance. The estimate comes from 
 ``accuracy_drop`` runs (CBPE/ATC, with their interval) or, without one, from the drop in mean
 confidence (DoC, no interval). Realized accuracy is measured per tested window where labels have
 come in, over the labeling queue's random slice only: the other queued samples were picked for
-looking hard, so their accuracy is biased low.
+looking hard, so their accuracy is biased low. It carries the exact interval every labeled
+accuracy gets (``detectors.intervals.proportion_interval``): 5 of 5 right is not 100 %.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.console import svg
 from shiftwatch.detectors import references
+from shiftwatch.detectors.intervals import proportion_interval
 from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.labeling.queries import labeled_outcomes
 
@@ -34,6 +36,8 @@ class AccuracyPoint:
     high: float | None
     realized: float | None
     n_labels: int  # random-slice labels among the window's predictions
+    realized_low: float | None = None  # the realized accuracy's 95 % interval (exact binomial), %
+    realized_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +104,22 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
     points = []
     for row in rows:
         realized, n = None, 0
+        interval: tuple[float | None, float | None] = (None, None)
         if labeled is not None and row.start is not None and row.end is not None:
             bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (row.start, row.end)]
             mask = (labeled.ts >= bounds[0]) & (labeled.ts <= bounds[1]) & (labeled.reason == "random")
             n = int(mask.sum())
             if n >= MIN_REALIZED_LABELS:
-                realized = 100 * float(np.mean(labeled.predicted_class[mask] == labeled.label[mask]))
-        points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n))
+                hits = int(np.sum(labeled.predicted_class[mask] == labeled.label[mask]))
+                realized = 100 * hits / n
+                low, high = proportion_interval(hits, n)
+                interval = (100 * low, 100 * high)
+        points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n, *interval))
     return AccuracyHistory(method, points)
 
 
 def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: list[svg.Marker]) -> str:
-    """Estimated accuracy as a line in its interval band, realized accuracy as dots where windows have labels."""
+    """Estimated accuracy as a line in its interval band, realized accuracy as dots with their interval where labeled."""
     hours = [(p.tick - origin).total_seconds() / 3600 for p in accuracy.points]
     nan = float("nan")
     banded = any(p.low is not None for p in accuracy.points)
@@ -122,9 +130,13 @@ def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: li
             high=[nan if p.high is None else p.high for p in accuracy.points] if banded else None,
         )
     ]
-    realized = [(h, p.realized) for h, p in zip(hours, accuracy.points) if p.realized is not None]
+    realized = [(h, p) for h, p in zip(hours, accuracy.points) if p.realized is not None]
     if realized:
-        series.append(svg.Series("realized, %", [h for h, _ in realized], [r for _, r in realized], dots=True))
+        series.append(svg.Series(
+            "realized, %", [h for h, _ in realized], [float(p.realized or 0.0) for _, p in realized], dots=True,
+            low=[nan if p.realized_low is None else p.realized_low for _, p in realized],
+            high=[nan if p.realized_high is None else p.realized_high for _, p in realized],
+        ))
     return svg.line_chart(series, title="Accuracy over time: estimated vs realized", x_label=x_label,
                           y_label="accuracy, %", markers=markers)
 
@@ -133,7 +145,7 @@ def caption(estimated: AccuracyHistory) -> str:
     """The plot in words: which method estimated, and how many labeled windows the realized dots stand on."""
     labeled = [p for p in estimated.points if p.realized is not None]
     realized = (
-        f"realized accuracy (dots) on {len(labeled)} window(s) with at least {MIN_REALIZED_LABELS} "
+        f"realized accuracy (dots, with their exact 95 % interval) on {len(labeled)} window(s) with at least {MIN_REALIZED_LABELS} "
         f"labels of the random labeling slice ({sum(p.n_labels for p in labeled)} labels)"
         if labeled else
         f"no realized accuracy yet: no tested window has {MIN_REALIZED_LABELS} labels of the random labeling slice"

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
+from scipy.stats import binomtest
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow
@@ -72,6 +73,11 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
     assert [p.realized for p in history.points] == [None, REALIZED[51], REALIZED[52]]
     assert all(p.n_labels >= accuracy_plot.MIN_REALIZED_LABELS for p in history.points[1:])
     assert all(p.low <= p.estimated <= p.high for p in history.points)
+    # All right / all wrong on a handful of labels is an interval, not a point: the exact binomial one.
+    right, wrong = history.points[1:]
+    exact = binomtest(right.n_labels, right.n_labels).proportion_ci(method="exact")
+    assert (right.realized_low, right.realized_high) == (pytest.approx(100 * exact.low), 100.0)
+    assert right.realized_low < 75.0 and wrong.realized_low == 0.0 and wrong.realized_high > 25.0
 
     svg = accuracy_svg(api, labeled_windows)
     (estimated,) = svg.iterfind("svg:polyline[@data-series='estimated, %']", NS)
@@ -79,6 +85,7 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
     assert len(list(svg.iterfind("svg:polygon[@data-band='estimated, %']", NS))) == 1  # the interval
     dots = [float(c.get("cy")) for c in svg.iterfind("svg:circle[@data-series='realized, %']", NS)]
     assert len(dots) == 2 and dots[0] < dots[1]  # 100 % is drawn above 0 %
+    assert len(list(svg.iterfind("svg:line[@data-whisker='realized, %']", NS))) == 2  # each dot's interval
     legend = [t.text for t in svg.iterfind("svg:text", NS)]
     assert "estimated, %" in legend and "realized, %" in legend
 

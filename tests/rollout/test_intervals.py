@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from scipy.stats import binomtest
 
 from shiftwatch.rollout.intervals import mean_difference, newcombe_difference, quantile_difference, rate
