@@ -75,10 +75,7 @@ def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size
 
 def _title(config: ConfigSpec, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
-    if estimate is None:
-        impact = "accuracy impact unknown"
-    else:
-        impact = f"estimated accuracy {harm.describe(estimate.points)} than on the reference"
+    impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.sentence()
     return f"{config.name}: drift ({effect}; {impact})"[:500]
 
 
@@ -155,7 +152,7 @@ def apply_run(
     alert.harm_source = None if estimate is None else estimate.source
     replaced = alert.report_path if report_path and alert.report_path not in (None, report_path) else None
     alert.report_path = report_path or alert.report_path
-    alert.evidence = summary
+    alert.evidence = summary if estimate is None else {**summary, "harm": estimate.to_dict()}
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
@@ -279,5 +276,6 @@ def to_out(session: Session, public_url: str, alert: Alert) -> AlertOut:
         report_url=f"{api}/report" if alert.report_path else None,
         console_url=console,
         console_report_url=f"{console}/report" if alert.report_path else None,
+        harm=(alert.evidence or {}).get("harm"),
         evidence=alert.evidence,
     )

@@ -185,7 +185,6 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
     """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
     results = [o.tested.result for o in outcomes if o.tested.result is not None]
     adjusted = iter(multiple_testing.holm_adjust([r.p_value for r in results]))  # in the order of ``results``
-    estimates = [r.effect_size for r in results if harm.is_accuracy_estimate(r.effect_unit)]
     decided = []
     for outcome in outcomes:
         result = outcome.tested.result
@@ -198,12 +197,8 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
         # effect rule, detectors.effect, under the config's explicit min_effect if any) decides
         # whether a significant shift is worth a page.
         verdict = with_min_effect(result, outcome.config.min_effect)
-        if estimates:
-            estimate: harm.Harm | None = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
-        elif ref_data is not None:
-            estimate = harm.confidence_drop(ref_data.confidence, outcome.planned.window.confidence)
-        else:
-            estimate = None
+        reference_confidence = None if ref_data is None else ref_data.confidence
+        estimate = harm.best(results, reference_confidence, outcome.planned.window.confidence)
         decision = is_significant and bool(verdict.drift)
         choice = Decided(adjusted_p=adjusted_p, decision=decision, verdict=verdict, harm=estimate)
         decided.append(replace(outcome, decided=choice))

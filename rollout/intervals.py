@@ -1,4 +1,4 @@
-"""95% confidence intervals for the approver: a rate (Clopper–Pearson), a difference of rates (Newcombe), means and quantiles.
+"""95% confidence intervals for the approver: a rate (Clopper-Pearson), a difference of rates (Newcombe), means and quantiles.
 
 The approval page shows candidate - production with an interval, so "1.000 vs 1.000 on 14
 labels" reads as "+0.000 [-0.23, +0.23]": the data cannot tell the two apart yet. A rate's interval
@@ -39,7 +39,7 @@ class Interval:
 
 
 def rate(hits: int, n: int) -> Interval | None:
-    """A proportion with its exact (Clopper–Pearson) interval: sane at 0/n and n/n, where the normal one is a point."""
+    """A proportion with its exact (Clopper-Pearson) interval: sane at 0/n and n/n, where the normal one is a point."""
     if n <= 0:
         return None
     p = hits / n

@@ -1,8 +1,8 @@
 """The alert page's accuracy over time: the estimate in its interval beside the accuracy realized on labels.
 
 NannyML's picture of estimated vs realized performance. The estimate comes from the version's
-``accuracy_drop`` runs (CBPE/ATC, with their interval) or, without one, from the drop in mean
-confidence (DoC, no interval). Realized accuracy is measured per tested window where labels have
+``accuracy_drop`` runs (CBPE/ATC, with their interval); without one the line is the window's
+mean confidence, named as such: it is not an accuracy (issue 24). Realized accuracy is measured per tested window where labels have
 come in, over the labeling queue's random slice only: the other queued samples were picked for
 looking hard, so their accuracy is biased low. It carries the exact interval every labeled
 accuracy gets (``detectors.intervals.proportion_interval``): 5 of 5 right is not 100 %.
@@ -56,20 +56,19 @@ class _Estimate:
 class AccuracyHistory:
     method: str  # how the estimate was made, for the caption
     points: list[AccuracyPoint]
+    is_accuracy: bool = True  # False: the line is mean confidence (no accuracy estimator on the version)
 
 
-def _reference_level(session: Session, version_id: int) -> float | None:
-    """The reference's accuracy (its labels) or, unlabeled, its mean confidence: what DoC's drop is taken from."""
+def _reference_confidence(session: Session, version_id: int) -> float | None:
+    """The reference's mean confidence: what the runs' confidence drop is taken from."""
     data = references.load(session, version_id)
     if data is None or len(data) == 0:
         return None
-    if data.labels is not None:
-        return float(np.mean(np.asarray(data.predicted_class) == np.asarray(data.labels)))
     return float(np.mean(data.confidence))
 
 
 def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[_Estimate]]:
-    """The method's name and one estimate per run."""
+    """The method's name and one estimate per run ("" and mean confidence per run without an accuracy estimator)."""
     estimated = list(
         session.scalars(
             select(DriftRun)
@@ -86,12 +85,12 @@ def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: 
             rows.append(_Estimate(run.tick, run.window_start, run.window_end, 100 * float(run.statistic or 0.0), low, high))
         method = str((estimated[-1].evidence or {}).get("method", "label-free")).upper()
         return method, rows
-    level = _reference_level(session, version_id)
+    level = _reference_confidence(session, version_id)
     if level is None:
         return "", []
     rows = [_Estimate(r.tick, r.window_start, r.window_end, 100 * level - r.estimated_harm)
             for r in runs if r.estimated_harm is not None]
-    return "DoC, from the drop in mean confidence", rows
+    return "", rows
 
 
 def history(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> AccuracyHistory | None:
@@ -115,7 +114,7 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
                 low, high = proportion_interval(hits, n)
                 interval = (100 * low, 100 * high)
         points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n, *interval))
-    return AccuracyHistory(method, points)
+    return AccuracyHistory(method or "nothing: no accuracy_drop detector", points, is_accuracy=bool(method))
 
 
 def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: list[svg.Marker]) -> str:
@@ -125,7 +124,7 @@ def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: li
     banded = any(p.low is not None for p in accuracy.points)
     series = [
         svg.Series(
-            "estimated, %", hours, [p.estimated for p in accuracy.points],
+            "estimated, %" if accuracy.is_accuracy else "mean confidence (not accuracy), %", hours, [p.estimated for p in accuracy.points],
             low=[nan if p.low is None else p.low for p in accuracy.points] if banded else None,
             high=[nan if p.high is None else p.high for p in accuracy.points] if banded else None,
         )
@@ -150,4 +149,7 @@ def caption(estimated: AccuracyHistory) -> str:
         if labeled else
         f"no realized accuracy yet: no tested window has {MIN_REALIZED_LABELS} labels of the random labeling slice"
     )
+    if not estimated.is_accuracy:
+        return ("No accuracy estimate without labels: the line is the window's mean confidence, which is not accuracy "
+                "(an accuracy_drop detector on a labeled reference estimates one, with an interval); " + realized + ".")
     return f"Estimated accuracy by {estimated.method} (line, with its interval where the method gives one); {realized}."
