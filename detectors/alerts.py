@@ -19,7 +19,7 @@ from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.detectors import harm, links, multiple_testing, webhooks
 from shiftwatch.detectors.configs import ConfigSpec
 from shiftwatch.detectors.schemas import AlertOut
-from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DriftRun
+from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
@@ -73,10 +73,10 @@ def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size
     return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
-def _title(config: ConfigSpec, run: DriftRun, estimate: harm.Harm | None) -> str:
+def _title(name: str, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
     impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.sentence()
-    return f"{config.name}: drift ({effect}; {impact})"[:500]
+    return f"{name}: drift ({effect}; {impact})"[:500]
 
 
 # How far back a confirming chain is looked for: flagged runs whose windows overlap are skipped over.
@@ -143,7 +143,7 @@ def apply_run(
         event = "alert.escalated" if rising else "alert.updated"
         if rising:
             alert.severity = new_severity
-    alert.title = _title(config, run, estimate)
+    alert.title = _title(config.name, run, estimate)
     alert.last_run_id = run.id
     alert.run_count += 1
     alert.p_value = run.adjusted_p_value if run.adjusted_p_value is not None else run.p_value
@@ -158,6 +158,30 @@ def apply_run(
     if event != "alert.updated":
         _announce(session, outbox, alert, event, now)
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
+
+
+def record_harm(session: Session, outbox: Outbox | None, alert: Alert, measured: harm.Harm, now: datetime) -> bool:
+    """Put a better-founded harm (labels that arrived) on an unresolved alert; False when nothing changed.
+
+    Severity follows the measured harm both ways (labels may show a loud shift costs nothing); a
+    rise is announced like any escalation.
+    """
+    stored = (alert.evidence or {}).get("harm")
+    if stored is not None and stored == measured.to_dict():
+        return False
+    run, config = session.get(DriftRun, alert.last_run_id), session.get(DetectorConfig, alert.config_id)
+    new_severity = harm.severity(measured)
+    rising = SEVERITIES.index(new_severity) > SEVERITIES.index(alert.severity)
+    alert.severity = new_severity
+    if run is not None:
+        alert.title = _title(config.name if config is not None else alert.detector, run, measured)
+    alert.estimated_harm, alert.harm_source = measured.points, measured.source
+    alert.evidence = {**(alert.evidence or {}), "harm": measured.to_dict()}
+    alert.updated_at = now
+    session.flush()
+    if rising and outbox is not None:
+        _announce(session, outbox, alert, "alert.escalated", now)
+    return True
 
 
 def _announce(session: Session, outbox: Outbox, alert: Alert, event: str, now: datetime) -> None:

@@ -49,6 +49,18 @@ def proportion_interval(successes: float, trials: float, confidence_level: float
     return low, high
 
 
+def difference_interval(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """``a - b`` from two (estimate, low, high) intervals by Newcombe's square-and-add (MOVER): the rollout's
+    candidate - production accuracy, an alert's reference - current accuracy. Independent arms assumed."""
+    (pa, la, ha), (pb, lb, hb) = a, b
+    diff = pa - pb
+    low = diff - float(np.hypot(pa - la, hb - pb))
+    high = diff + float(np.hypot(ha - pa, pb - lb))
+    return diff, max(-1.0, low), min(1.0, high)
+
+
 @dataclass(frozen=True, slots=True)
 class PoweredInterval:
     """Accuracy (fraction) of the current window from predictions + the labeled slice, and labels alone."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from shiftwatch.detectors.intervals import PROPORTION_METHOD, proportion_interval
+from shiftwatch.detectors.intervals import PROPORTION_METHOD, difference_interval, proportion_interval
 
 Z95 = float(norm.ppf(0.975))
 # 400 resamples per interval: a few tenths of a second of CPU per tick at most (two latency quantiles);
@@ -56,10 +56,8 @@ def newcombe_difference(hits_a: int, n_a: int, hits_b: int, n_b: int) -> Interva
     a, b = rate(hits_a, n_a), rate(hits_b, n_b)
     if a is None or b is None:
         return None
-    diff = a.estimate - b.estimate
-    low = diff - math.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
-    high = diff + math.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
-    return Interval(diff, max(-1.0, low), min(1.0, high), "newcombe")
+    diff, low, high = difference_interval((a.estimate, a.low, a.high), (b.estimate, b.low, b.high))
+    return Interval(diff, low, high, "newcombe")
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray) -> Interval | None:

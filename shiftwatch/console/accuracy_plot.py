@@ -105,11 +105,10 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
         realized, n = None, 0
         interval: tuple[float | None, float | None] = (None, None)
         if labeled is not None and row.start is not None and row.end is not None:
-            bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (row.start, row.end)]
-            mask = (labeled.ts >= bounds[0]) & (labeled.ts <= bounds[1]) & (labeled.reason == "random")
-            n = int(mask.sum())
+            audit = labeled.random_slice(row.start, row.end)
+            n = len(audit)
             if n >= MIN_REALIZED_LABELS:
-                hits = int(np.sum(labeled.predicted_class[mask] == labeled.label[mask]))
+                hits = audit.hits()
                 realized = 100 * hits / n
                 low, high = proportion_interval(hits, n)
                 interval = (100 * low, 100 * high)
