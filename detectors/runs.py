@@ -234,7 +234,7 @@ def _needs_report(outcome: Outcome, inputs: _Inputs) -> bool:
     alert = inputs.open_alerts.get(config_id)
     result = outcome.tested.result
     effect = 0.0 if result is None else float(result.effect_size or 0.0)
-    return alert is not None and alerts.changes_materially(alert, outcome.decided.harm, effect)
+    return alert is not None and alerts.changes_materially(alert, outcome.decided.harm, effect, config_id)
 
 
 def _explained(outcome: Outcome, inputs: _Inputs, data_dir: Path, tick: datetime) -> Outcome:
