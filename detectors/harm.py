@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.intervals import labels_to_settle
 
 # Points lost: below 2 a shift is worth a look, not a page; 5 or more is an incident.
 MEDIUM_HARM_POINTS = 2.0
@@ -31,6 +32,12 @@ NO_INTERVAL_FOR_CONFIDENCE = (
     "no interval: mean confidence is not accuracy and moves more or less than it; labels of the random "
     "slice, or an accuracy_drop detector on a labeled reference, give an accuracy with an interval"
 )
+SETTLE_POINTS = 5.0  # the half-width the ask for labels aims at
+
+
+def _ask_for_labels(accuracy: float) -> str:
+    n = labels_to_settle(min(max(accuracy, 0.0), 1.0), SETTLE_POINTS / 100)
+    return f"about {n} random-slice labels of this window would measure the accuracy to ±{SETTLE_POINTS:.0f} points"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +89,7 @@ def confidence_drop(reference_confidence: np.ndarray, current_confidence: np.nda
         return None
     drop = 100.0 * (float(np.mean(reference_confidence)) - float(np.mean(current_confidence)))
     return Harm(points=round(drop, 3), source="confidence_drop", method="confidence drop (DoC)",
-                note=NO_INTERVAL_FOR_CONFIDENCE)
+                note=f"{NO_INTERVAL_FOR_CONFIDENCE}; {_ask_for_labels(float(np.mean(current_confidence)))}")
 
 
 def is_accuracy_estimate(effect_unit: str | None) -> bool:
@@ -103,7 +110,9 @@ def from_accuracy_estimate(result: DriftResult) -> Harm:
         source="accuracy_estimate",
         method=f"{method}, label-free",
         interval=points_interval,
-        note="" if points_interval is not None else "no interval in the estimator's evidence",
+        note=("it assumes P(correct | confidence) did not move, which no label-free method can check; "
+              + _ask_for_labels(float(estimate if estimate is not None else 0.5))
+              + ("" if points_interval is not None else "; no interval in the estimator's evidence")),
         accuracy=None if estimate is None else float(estimate),
         accuracy_interval=None if not interval else (float(interval[0]), float(interval[1])),
         reference_accuracy=None if reference is None else float(reference),

@@ -61,6 +61,21 @@ def difference_interval(
     return diff, max(-1.0, low), min(1.0, high)
 
 
+def labels_to_settle(accuracy: float, half_width: float = 0.05, confidence_level: float = 0.95) -> int:
+    """Random-slice labels whose exact interval at ``accuracy`` is at most ``half_width`` either side (the ask an alert makes)."""
+    def wide(n: int) -> bool:
+        low, high = proportion_interval(accuracy * n, n, confidence_level)
+        return max(accuracy - low, high - accuracy) > half_width
+
+    low_n, high_n = 1, 1
+    while wide(high_n) and high_n < 1_000_000:
+        low_n, high_n = high_n, high_n * 2
+    while low_n < high_n:  # the smallest n that is not too wide (width shrinks with n)
+        middle = (low_n + high_n) // 2
+        low_n, high_n = (middle + 1, high_n) if wide(middle) else (low_n, middle)
+    return high_n
+
+
 @dataclass(frozen=True, slots=True)
 class PoweredInterval:
     """Accuracy (fraction) of the current window from predictions + the labeled slice, and labels alone."""

@@ -60,6 +60,11 @@ def _summary(alert: AlertOut) -> list[str]:
         f"reference: effect {alert.effect_size:.3g} {alert.effect_unit}"
         + ("." if alert.p_value is None else f", p = {alert.p_value:.2g} after Holm across this version's detectors.")
     ]
+    others = [d for key, d in (alert.evidence.get("detectors") or {}).items() if key != str(alert.config_id)]
+    if others:  # one alert per drift episode: the other detectors that fired on it, each with its own numbers
+        lines.append("Also fired on this drift episode: " + "; ".join(
+            f"{d['name']} (effect {float(d['effect_size']):.3g} {d['effect_unit']}"
+            + ("" if d.get("p_value") is None else f", p = {float(d['p_value']):.2g}") + ")" for d in others) + ".")
     shifted = alert.evidence.get("shifted_dimensions") or []
     if shifted:
         sizes = sorted(abs(float(d["shift_in_std"])) for d in shifted)

@@ -13,7 +13,7 @@ from shiftwatch.detectors.tables import Alert, WebhookDelivery
 from tests.support.drift_scenario import REGISTRY, add_config, log, pin_labeled_reference, records
 
 
-def test_detectors_firing_on_one_versions_drift_share_one_alert_that_pages_once(db, settings, digits_model) -> None:
+def test_detectors_firing_on_one_versions_drift_share_one_alert_that_pages_once(api, db, settings, digits_model) -> None:
     settings = settings.model_copy(update={"alert_webhooks": ["http://127.0.0.1:9/hook"]})  # outbox rows only
     t0 = utcnow() - timedelta(hours=3)
     pin_labeled_reference(db, digits_model.id, t0)
@@ -37,6 +37,8 @@ def test_detectors_firing_on_one_versions_drift_share_one_alert_that_pages_once(
     assert alert.run_count == 4 and alert.effect_unit == "reference std (largest dimension)"  # the opener's units
     assert events == ["alert.opened"]  # one page for the episode
     assert alert.harm_source == "accuracy_estimate" and "CBPE" in alert.title
+    page = api.get(f"/console/alerts/{alert.id}").text  # the page lists the other detector with its own numbers
+    assert "Also fired on this drift episode: accuracy_drop (effect" in page
 
     with db.session() as session:  # resolved: the next drift on the version is a new episode
         alerts.resolve(session, alerts.Outbox.of(settings), alert.id, "test", utcnow())

@@ -22,6 +22,7 @@ def test_an_accuracy_estimate_becomes_harm_with_its_method_and_95_percent_interv
     assert low is not None and low <= estimate.accuracy <= high
     sentence = estimate.sentence()
     assert sentence.startswith("estimated accuracy") and "95 % interval" in sentence and "CBPE" in sentence
+    assert "P(correct | confidence)" in estimate.note and "random-slice labels" in estimate.note  # and what settles it
     assert harm.from_dict(estimate.to_dict()) == estimate  # what the alert stores reads back whole
 
 
@@ -31,6 +32,7 @@ def test_a_confidence_drop_is_called_so_and_says_why_it_has_no_interval() -> Non
     sentence = dropped.sentence()
     assert sentence.startswith("mean confidence 49.0 points lower") and "accuracy 49" not in sentence
     assert "confidence drop" in sentence and "no interval" in sentence and "random slice" in sentence
+    assert "about 402 random-slice labels of this window would measure the accuracy to ±5 points" in sentence
     # Without an accuracy estimator among the results, the confidence drop is what is left.
     assert harm.best([], np.full(100, 0.99), np.full(100, 0.5)) == dropped
     assert harm.best([], None, np.full(100, 0.5)) is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from shiftwatch.detectors.intervals import prediction_powered_accuracy, proportion_interval
+from shiftwatch.detectors.intervals import labels_to_settle, prediction_powered_accuracy, proportion_interval
 from shiftwatch.detectors.labeled_windows import Cell, run
 
 
@@ -45,3 +45,14 @@ def test_proportion_interval_is_the_exact_binomial_interval_and_takes_an_effecti
         assert proportion_interval(hits, n) == (pytest.approx(exact.low, abs=1e-9), pytest.approx(exact.high, abs=1e-9))
     narrow, wide = proportion_interval(0.9 * 250.5, 250.5), proportion_interval(0.9 * 100, 100)
     assert wide[0] < narrow[0] < 0.9 < narrow[1] < wide[1]  # more effective labels, a narrower interval
+
+
+def test_labels_to_settle_is_the_fewest_labels_whose_exact_interval_is_within_5_points() -> None:
+    def half(p: float, n: int) -> float:
+        low, high = proportion_interval(p * n, n)
+        return max(p - low, high - p)
+
+    for accuracy in (0.5, 0.9, 0.99):
+        n = labels_to_settle(accuracy)
+        assert half(accuracy, n) <= 0.05 < half(accuracy, n - 1)
+    assert labels_to_settle(0.5) > labels_to_settle(0.9) > labels_to_settle(0.99)  # fewer near the boundary
