@@ -137,7 +137,8 @@ def prediction_powered_accuracy(
         tuning, estimate, interval, n_effective = 0.0, labels_only, labels_interval, float(n)
     else:
         estimate = float(np.clip(y.mean() + tuning * (f_unlabeled.mean() - f_labeled.mean()), 0.0, 1.0))
-        n_effective = n * labels_variance / variance
+        # Never worth more than the whole window labeled (and no division by a variance of 0).
+        n_effective = min(n * labels_variance / max(variance, 1e-300), float(n + big_n))
         interval = proportion_interval(estimate * n_effective, n_effective, confidence_level)
     return PoweredInterval(
         estimate=estimate,
