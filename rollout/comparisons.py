@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.rollout.guardrails import confidence_shift, sprt_accuracy
-from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, wilson
+from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, rate
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import CanaryKeyCount, Rollout, ServingError
 
@@ -144,7 +144,7 @@ def compare_shadow(
         _errors(session, rollout.baseline_version_id, "production", since, now),
         _errors(session, rollout.candidate_version_id, "shadow", since, now),
     )
-    agreement_interval = wilson(int(agree.sum()), len(pairs))
+    agreement_interval = rate(int(agree.sum()), len(pairs))
     metrics = {
         "stage": "shadow",
         "since": since.isoformat(),
