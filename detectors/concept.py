@@ -22,6 +22,7 @@ from scipy import stats
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.dependence import effective_sample_size
+from shiftwatch.detectors.intervals import PROPORTION_METHOD, difference_interval, proportion_interval
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context
 from shiftwatch.errors import Invalid
 
@@ -74,6 +75,12 @@ class LabeledAccuracyDetector(TwoSampleDetector):
             table = [[right[0], self.reference_n_ - right[0]], [right[1], len(outcomes) - right[1]]]
             p_value = float(stats.fisher_exact(np.array(table, dtype=np.int64), alternative="greater")[1])
         drop = 100.0 * (self.reference_accuracy_ - accuracy)
+        # The one interval of a labeled rate, at the effective sizes (correlated frames are worth fewer labels).
+        current_interval = proportion_interval(accuracy * n_eff, n_eff)
+        reference_interval = proportion_interval(self.reference_accuracy_ * self.reference_n_eff_, self.reference_n_eff_)
+        _, drop_low, drop_high = difference_interval(
+            (self.reference_accuracy_, *reference_interval), (accuracy, *current_interval)
+        )
         return DriftResult(
             method=self.name,
             statistic=accuracy,
@@ -84,7 +91,15 @@ class LabeledAccuracyDetector(TwoSampleDetector):
             n_current=len(outcomes),
             effect_size=max(drop, 0.0),
             effect_unit="labeled accuracy drop, percentage points",
-            evidence={"reference_accuracy": self.reference_accuracy_, "current_accuracy": accuracy, "n_effective": [self.reference_n_eff_, n_eff]},
+            evidence={
+                "reference_accuracy": self.reference_accuracy_,
+                "current_accuracy": accuracy,
+                "n_effective": [self.reference_n_eff_, n_eff],
+                "reference_interval": list(reference_interval),
+                "current_interval": list(current_interval),
+                "drop_interval_points": [100.0 * drop_low, 100.0 * drop_high],
+                "interval_method": f"{PROPORTION_METHOD} at the effective sample size, 95 %",
+            },
         )
 
     def _z_test(self, accuracy: float, n_eff: float) -> float:
