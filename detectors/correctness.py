@@ -4,8 +4,9 @@ Only labels of rows the queue drew uniformly (``labeling.queries.is_uniform``) c
 uncertain, flagged and disagreeing rows were picked because they looked hard, and their
 accuracy is biased low. The reference's correctness is its own labels when it was pinned with
 labels, else the uniform labels of the predictions in its time range. A window with fewer
-labels than the test needs to see the configured minimum drop is not tested: its run says
-"too few labels: N of M needed" and decides nothing.
+labels than the test needs to see the configured minimum drop cannot be called quiet: unless
+it already shows a significant drop of at least that minimum, its run says "too few labels:
+N of M needed" and decides nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from shiftwatch.collector.tables import Prediction
 from shiftwatch.detectors.base import AtypicalSample, Detector
 from shiftwatch.detectors.concept import n_effective
 from shiftwatch.detectors.configs import ConfigSpec, detector_class
+from shiftwatch.detectors.effect import with_min_effect
+from shiftwatch.detectors.intervals import MIN_LABELS
 from shiftwatch.detectors.outcomes import Tested
 from shiftwatch.detectors.references import ReferenceData
 from shiftwatch.detectors.tables import ReferenceWindow
@@ -139,7 +142,12 @@ def labels_needed(reference_accuracy: float, n_reference: float, min_effect_poin
 def test(
     config: ConfigSpec, registry: Mapping[str, type[Detector]], ref: Outcomes | None, cur: Outcomes
 ) -> Tested:
-    """A labeled detector's run: fitted on the reference's correctness now (cheap), tested on the window's, or why not."""
+    """A labeled detector's run: fitted on the reference's correctness now (cheap), tested on the window's, or why not.
+
+    Below the labels the test needs (``labels_needed``) a significant drop of at least the minimum
+    still pages -- the test holds alpha at any size, and a 20-point fall shows in 50 labels -- but
+    anything else is "too few labels", never a quiet verdict: so few labels cannot say nothing moved.
+    """
     if ref is None or len(ref) == 0:
         return Tested(note="no labels for the reference: pin it with labels, or label the uniform slice of its time range")
     started = time.perf_counter()
@@ -148,19 +156,29 @@ def test(
         detector = detector_class(config.detector, registry)(**config.params).fit(ref.correct, **context)
         min_effect = config.min_effect if config.min_effect is not None else float(detector.min_effect_size or 0.0)
         needed = labels_needed(float(ref.correct.mean()), ref.n_effective(), min_effect, config.alpha)
-        if needed is None:
-            return Tested(note=f"too few reference labels: {len(ref)} cannot show a {min_effect:g}-point accuracy drop at "
-                               f"{POWER:.0%} power in any window; label more of its uniform slice or raise min_effect")  # fmt: skip
-        worth = cur.n_effective()
-        if worth < needed:
-            effective = f" ({worth:.0f} effective: frames of one stream are right or wrong together)" if worth < len(cur) - 0.5 else ""
-            return Tested(note=f"too few labels: {len(cur)} of {needed} needed{effective}")
+        short = _too_few(ref, cur, needed, min_effect)
+        if len(cur) < MIN_LABELS:
+            return Tested(note=short)
         result = detector.test(cur.correct, stream_ids=cur.stream_ids, timestamps=cur.timestamps)
     except ShiftwatchError as exc:
         return Tested(note=f"cannot test: {exc.message}"[:500])
+    if short and not (result.p_value is not None and result.p_value <= config.alpha and with_min_effect(result, min_effect).drift):
+        return Tested(note=short, duration_ms=(time.perf_counter() - started) * 1000)
     wrong = [AtypicalSample(index=int(row), score=1.0, reason="labeled wrong in the uniform slice")
              for row, right in zip(cur.rows, cur.correct) if not right]  # fmt: skip
     evidence = {**result.evidence, "labels": {"n": len(cur), "needed": needed, "source": cur.source,
                                               "reference_n": len(ref), "reference_source": ref.source}}  # fmt: skip
     result = replace(result, evidence=evidence, atypical=tuple(wrong))
     return Tested(result=result, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def _too_few(ref: Outcomes, cur: Outcomes, needed: int | None, min_effect: float) -> str:
+    """Why these labels cannot call the window quiet ("" when they can): the note of a run that decides nothing."""
+    if needed is None:
+        return (f"too few reference labels: {len(ref)} cannot show a {min_effect:g}-point accuracy drop at {POWER:.0%} "
+                "power in any window; label more of its uniform slice or raise min_effect")  # fmt: skip
+    worth = cur.n_effective()
+    if worth >= needed and len(cur) >= MIN_LABELS:
+        return ""
+    effective = f" ({worth:.0f} effective: frames of one stream are right or wrong together)" if worth < len(cur) - 0.5 else ""
+    return f"too few labels: {len(cur)} of {needed} needed{effective}"

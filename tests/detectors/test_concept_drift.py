@@ -95,8 +95,8 @@ def test_pure_concept_drift_pages_once_from_the_labeled_detector_while_input_and
     # The concept changed: what was a "bolt" is now labeled "nut", for the whole of the current traffic.
     truth.update({ref: 1 if label == 0 else label for ref, label in current_truth.items()})
     current_ids = shuffled(current_ids, seed=4)
-    audit(db, current_ids[:20], truth)
-    audit(db, current_ids[20:120], truth, reason="uncertain")  # biased on purpose: never counted
+    audit(db, current_ids[:15], truth)
+    audit(db, current_ids[15:120], truth, reason="uncertain")  # biased on purpose: never counted
 
     first = now + timedelta(seconds=1)
     report = run_due_detectors(db, settings, first)
@@ -107,7 +107,7 @@ def test_pure_concept_drift_pages_once_from_the_labeled_detector_while_input_and
     labeled = tick["labeled_accuracy"]
     assert labeled.status == "skipped" and labeled.decision is False
     counted, needed = map(int, re.fullmatch(r"too few labels: (\d+) of (\d+) needed", labeled.note).groups())
-    assert counted == 20 < needed <= 280  # the 100 uncertain labels did not count; 280 will
+    assert counted == 15 < needed <= 280  # the 105 uncertain labels did not count; 280 will
 
     audit(db, current_ids[120:], truth)  # the rest of the audit slice is labeled
     second = first + timedelta(minutes=2)
