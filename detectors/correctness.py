@@ -48,8 +48,8 @@ class Outcomes:
     """Labeled predictions as 0/1 correctness, with the stream context their effective sample size needs."""
 
     correct: np.ndarray  # float64, 1.0 = the prediction matched its label
-    stream_ids: list[str | None]
-    timestamps: np.ndarray  # datetime64[us]
+    stream_ids: list[str | None] | None  # None: not known (an uploaded reference), the labels count as independent
+    timestamps: np.ndarray | None  # datetime64[us]
     rows: np.ndarray  # for a current window: each label's row in it (the flagged samples point there)
     source: str  # where the labels came from, for the run's evidence
 
@@ -85,9 +85,8 @@ def reference(session: Session, ref_data: ReferenceData | None) -> Outcomes | No
     if ref_data is None:
         return None
     if ref_data.labels is not None:
-        timestamps = ref_data.timestamps if ref_data.timestamps is not None else np.zeros(len(ref_data), "datetime64[us]")
         return Outcomes(correct=(ref_data.predicted_class == ref_data.labels).astype(np.float64),
-                        stream_ids=list(ref_data.stream_ids or [None] * len(ref_data)), timestamps=timestamps,
+                        stream_ids=ref_data.stream_ids, timestamps=ref_data.timestamps,
                         rows=np.arange(len(ref_data)), source="the reference's pinned labels")  # fmt: skip
     bounds = session.execute(
         select(ReferenceWindow.start, ReferenceWindow.end).where(ReferenceWindow.model_version_id == ref_data.model_version_id)
