@@ -3,7 +3,10 @@
 No torch. A user's graph rarely has outputs called ``logits`` and ``embedding``; ``adapt_onnx``
 adds them (Identity for the logits, Flatten for the embedding tensor, any intermediate
 one) without touching the rest of the graph, so PTQ, the gateway and shadow/canary work on
-it as on any exported model.
+it as on any exported model. A graph that already has them (one shiftwatch wrote) is adapted
+again without clashing names, and a graph whose named output is already a softmax
+(``outputs="probabilities"``) gets ``logits = log(probabilities)``: softmax gives the model's
+own probabilities back, so the gateway, confidence, uncertainty and harm read them unchanged.
 """
 
 from __future__ import annotations
@@ -12,58 +15,135 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
+from shiftwatch.detectors.bbsd import SUM_TOLERANCE
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.quantize import graph_opset
 from shiftwatch.retrain.runtime import EMBEDDING, LOGITS, OnnxClassifier
+
+OUTPUT_KINDS = ("logits", "probabilities")
+# log(1e-30) = -69: a class the graph gives probability exactly 0 gets a finite logit far below the rest.
+PROBABILITY_FLOOR = 1e-30
+# Random probe rows: 8 rows of logits all landing in [0, 1] and summing to 1 by chance does not happen.
+PROBE_ROWS = 8
 
 
 def _tensor_names(graph: onnx.GraphProto) -> set[str]:
     names = {out for node in graph.node for out in node.output}
-    return names | {i.name for i in graph.input}
+    return names | {i.name for i in graph.input} | {init.name for init in graph.initializer}
 
 
-def adapt_onnx(source: Path, target: Path, *, logits_output: str | None = None, embedding_output: str | None = None) -> Path:
-    """Write ``source`` with outputs ``logits`` and ``embedding`` to ``target``.
+def _fresh(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... : a name no tensor of the graph has yet (and reserve it)."""
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}_{number}"
+    taken.add(name)
+    return name
 
-    ``logits_output`` defaults to the graph's first output; ``embedding_output`` must name a
-    tensor of the graph unless it already has an ``embedding`` output.
-    """
+
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename tensor ``old`` wherever the graph (and its subgraphs, which may read outer names) uses it."""
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+        for attribute in node.attribute:
+            for sub in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                _rename_tensor(sub, old, new)
+    for info in (*graph.output, *graph.value_info):
+        if info.name == old:
+            info.name = new
+
+
+def _logits_nodes(model: onnx.ModelProto, source: str, target: str, kind: str, taken: set[str]) -> list[onnx.NodeProto]:
+    """Nodes turning ``source`` into the ``target`` logits: Identity, or log of the floored probabilities."""
+    if kind == "logits":
+        return [helper.make_node("Identity", [source], [target])]
+    floored = _fresh("sw_probabilities_floored", taken)
+    if graph_opset(model) >= 11:  # Clip takes its bounds as inputs from opset 11, as attributes before
+        floor = _fresh("sw_probability_floor", taken)
+        model.graph.initializer.append(numpy_helper.from_array(np.array(PROBABILITY_FLOOR, np.float32), floor))
+        clip = helper.make_node("Clip", [source, floor], [floored])
+    else:
+        clip = helper.make_node("Clip", [source], [floored], min=PROBABILITY_FLOOR)
+    return [clip, helper.make_node("Log", [floored], [target])]
+
+
+def _load(source: Path) -> onnx.ModelProto:
     try:
-        model = onnx.load(str(source))
+        return onnx.load(str(source))
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
         raise Invalid("onnx", f"{source.name} is not a readable ONNX model: {str(exc).splitlines()[0]}") from None
+
+
+def adapt_onnx(
+    source: Path,
+    target: Path,
+    *,
+    logits_output: str | None = None,
+    embedding_output: str | None = None,
+    outputs: str = "logits",
+) -> Path:
+    """Write ``source`` with outputs ``logits`` and ``embedding`` to ``target``.
+
+    ``logits_output`` defaults to the graph's ``logits`` output, else its first output;
+    ``outputs`` says what that tensor holds (``logits`` or ``probabilities``).
+    ``embedding_output`` must name a tensor of the graph unless it already has an ``embedding`` output.
+    """
+    if outputs not in OUTPUT_KINDS:
+        raise Invalid("outputs", f"must be one of {', '.join(OUTPUT_KINDS)}, not {outputs!r}")
+    model = _load(source)
     graph = model.graph
-    outputs = [out.name for out in graph.output]
-    if LOGITS in outputs and EMBEDDING in outputs and logits_output is None and embedding_output is None:
-        target.write_bytes(model.SerializeToString())
-        return target
+    output_names = [out.name for out in graph.output]
     names = _tensor_names(graph)
-    logits_source = logits_output or (outputs[0] if outputs else None)
-    embedding_source = embedding_output or (EMBEDDING if EMBEDDING in outputs else None)
+    logits_source = logits_output or (LOGITS if LOGITS in output_names else (output_names[0] if output_names else None))
+    embedding_source = embedding_output or (EMBEDDING if EMBEDDING in output_names else None)
     if logits_source is None or logits_source not in names:
-        raise Invalid("logits_output", f"{logits_source!r} is not a tensor of the graph; outputs: {', '.join(outputs)}")
+        raise Invalid("logits_output", f"{logits_source!r} is not a tensor of the graph; outputs: {', '.join(output_names)}")
     if embedding_source is None:
         raise Invalid("embedding_output", "name the tensor to log as the embedding (e.g. the input of the last Gemm/MatMul)")
     if embedding_source not in names:
         raise Invalid("embedding_output", f"{embedding_source!r} is not a tensor of the graph")
-    kept = [out for out in graph.output if out.name not in (LOGITS, EMBEDDING)]
+    wanted = {LOGITS: (logits_source, outputs == "logits"), EMBEDDING: (embedding_source, False)}
+    kept = [out for out in graph.output if out.name not in wanted]
+    added: list[onnx.NodeProto] = []
+    for name, (source_name, ready) in wanted.items():
+        if ready and source_name == name and name in output_names:
+            continue  # already the output serving reads (a graph shiftwatch wrote, registered again)
+        if name in names:  # an earlier adaptation's output, or a user tensor that happens to be called so
+            renamed = _fresh(f"sw_previous_{name}", names)
+            _rename_tensor(graph, name, renamed)
+            logits_source = renamed if logits_source == name else logits_source
+            embedding_source = renamed if embedding_source == name else embedding_source
+            source_name = renamed if source_name == name else source_name
+        if name == LOGITS:
+            added += _logits_nodes(model, source_name, name, outputs, names)
+        else:
+            added.append(helper.make_node("Flatten", [source_name], [name], axis=1))
+    graph.node.extend(added)
     del graph.output[:]
-    for name, node in ((LOGITS, helper.make_node("Identity", [logits_source], ["sw_logits"])),
-                       (EMBEDDING, helper.make_node("Flatten", [embedding_source], ["sw_embedding"], axis=1))):  # fmt: skip
-        graph.node.append(node)
-        graph.node.append(helper.make_node("Identity", [node.output[0]], [name]))
-        graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", f"{name}_size"]))
+    graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", f"{name}_size"]) for name in wanted)
     graph.output.extend(kept)
     target.write_bytes(model.SerializeToString())
     return target
 
 
-def validate_onnx(path: Path, spec: InputSpec, num_classes: int, seed: int = 0) -> int:
-    """Run a probe batch at the declared shape; returns the embedding size. Errors name what is wrong."""
+def holds_probabilities(rows: np.ndarray) -> bool:
+    """Every row in [0, 1] and summing to 1: a softmax already applied (detectors/bbsd's tolerance)."""
+    return bool(rows.min() >= -1e-6 and rows.max() <= 1 + 1e-6 and np.abs(rows.sum(axis=1) - 1).max() <= SUM_TOLERANCE)
+
+
+def validate_onnx(path: Path, spec: InputSpec, num_classes: int, seed: int = 0, *, outputs: str = "logits", logits_name: str = LOGITS) -> int:
+    """Run a probe batch at the declared shape; returns the embedding size. Errors name what is wrong.
+
+    A ``logits`` output that holds probabilities is refused: softmaxing it again caps the
+    confidence (at 0.73 for 2 classes) and makes every sample look uncertain.
+    """
     classifier = OnnxClassifier(path, "cpu")
-    pixels = np.random.default_rng(seed).random((2, *spec.shape), dtype=np.float32)
+    pixels = np.random.default_rng(seed).random((PROBE_ROWS, *spec.shape), dtype=np.float32)
     try:
         output = classifier.run(spec.normalise(pixels))
     except Invalid:
@@ -74,4 +154,11 @@ def validate_onnx(path: Path, spec: InputSpec, num_classes: int, seed: int = 0) 
         raise Invalid("onnx", f"logits have shape {list(output.logits.shape)}; expected [N, {num_classes}] for {num_classes} classes")
     if not (np.isfinite(output.logits).all() and np.isfinite(output.embeddings).all()):
         raise Invalid("onnx", "returns non-finite logits or embedding on a probe input")
+    if outputs == "logits" and holds_probabilities(output.logits):
+        raise Invalid("outputs", f"the logits output ({logits_name}) already holds probabilities (every probe row is in [0, 1] "
+                                 "and sums to 1); register it with --outputs probabilities (Python: outputs=\"probabilities\") "
+                                 "so it is not softmaxed twice")  # fmt: skip
+    if outputs == "probabilities" and not holds_probabilities(np.exp(output.logits)):  # logits = log(the output)
+        raise Invalid("outputs", f"--outputs probabilities, but the output ({logits_name}) is not probabilities (rows outside [0, 1] "
+                                 "or not summing to 1); leave --outputs at logits")  # fmt: skip
     return int(output.embeddings.shape[1])
