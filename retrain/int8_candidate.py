@@ -150,8 +150,9 @@ def quantize_version(
             "training_run_id": run_id,
             "compression_steps": ["ptq"],
             "quantization": {**evidence, "outcome": "int8" if not reasons else "fp32: " + "; ".join(reasons)},
-            "latency_cpu_ms": {batch: {"fp32": v["baseline_ms"], "int8": v["candidate_ms"], "ratio": v["ratio"]}
-                               for batch, v in latency.items()},  # fmt: skip
+            "latency_cpu_ms": {
+                batch: {"fp32": v["baseline_ms"], "int8": v["candidate_ms"], "ratio": v["ratio"]} for batch, v in latency.items()
+            },
             "size_bytes": stored.size_bytes if stored else None,
             "size_bytes_fp32_onnx": source.stat().st_size,
             "runtime": "onnxruntime",

@@ -131,7 +131,7 @@ def test_an_onnx_only_model_gets_an_int8_candidate_calibrated_on_its_stored_inpu
     register_v1(db, settings, graph)
     too_few = cli_process(settings, "retrain", "quantize", "--model", "colours")
     assert too_few.returncode == 2 and "stored inputs" in too_few.stderr, too_few.stderr
-    images, _ = serve(api, 3, 80, "traffic")
+    serve(api, 3, 80, "traffic")
     result = cli(settings, "retrain", "quantize", "--model", "colours", "--allow-slower")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
