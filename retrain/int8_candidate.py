@@ -10,7 +10,6 @@ is declined: nothing is registered and fp32 keeps serving; the run row says why.
 
 from __future__ import annotations
 
-import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from shiftwatch.db import Database
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.labeled import labeled_data, recent_inputs
-from shiftwatch.retrain.measure import compare_latency
+from shiftwatch.retrain.measure import compare_latency, cpu_name
 from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig, quantize_int8
 from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.runtime import OnnxClassifier
@@ -90,7 +89,7 @@ def judge_int8(fp32: np.ndarray, int8: np.ndarray, labeled: LabeledData, latency
     slower = [f"{ratio['ratio']:.2f}x fp32's CPU time at {batch.replace('batch', 'batch ')}"
               for batch, ratio in latency.items() if ratio["ratio"] > 1 + SLOWER_TOLERANCE]  # fmt: skip
     if slower and not bar.allow_slower:
-        reasons.append(f"int8 is slower than fp32 on this CPU ({platform.processor() or platform.machine()}): "
+        reasons.append(f"int8 is slower than fp32 on this CPU ({cpu_name()}): "
                        f"{', '.join(slower)} (--allow-slower registers it anyway)")  # fmt: skip
     evidence["int8_slower"] = bool(slower)
     return evidence, reasons
@@ -153,6 +152,7 @@ def quantize_version(
             "latency_cpu_ms": {
                 batch: {"fp32": v["baseline_ms"], "int8": v["candidate_ms"], "ratio": v["ratio"]} for batch, v in latency.items()
             },
+            "cpu": cpu_name(),
             "size_bytes": stored.size_bytes if stored else None,
             "size_bytes_fp32_onnx": source.stat().st_size,
             "runtime": "onnxruntime",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,3 +70,14 @@ def compare_latency(
         out[f"batch{batch}"] = {"baseline_ms": round(float(base_ms), 4), "candidate_ms": round(float(cand_ms), 4),
                                 "ratio": round(float(cand_ms / base_ms), 3)}  # fmt: skip
     return out
+
+
+def cpu_name() -> str:
+    """This CPU's model name (/proc/cpuinfo), which int8 speed depends on (VNNI, AVX-512); the architecture elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
