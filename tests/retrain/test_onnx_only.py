@@ -7,9 +7,6 @@ one output that is already probabilities, as many exported classifiers do.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
-from shiftwatch.cli import app as cli_app
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion, Prediction
 from shiftwatch.errors import Invalid
@@ -30,27 +25,12 @@ from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.training import LabeledData
 from tests.support import softmax_graph as colours
+from tests.support.command_line import cli, cli_process
 from tests.support.rollout import post_and_drain
 
 SPEC = InputSpec.from_dict(colours.INPUT_SPEC)
 REGISTER = ("retrain", "register", "--model", "colours", "--classes", ",".join(colours.CLASS_NAMES),
             "--input-spec", json.dumps(colours.INPUT_SPEC), "--embedding-output", "hidden")  # fmt: skip
-
-
-def environment(settings) -> dict[str, str]:
-    return {"SHIFTWATCH_DATABASE_URL": settings.database_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir)}
-
-
-def cli(settings, *args: str):
-    """``shiftwatch ARGS`` in this process (stdout and stderr apart)."""
-    return CliRunner().invoke(cli_app, list(args), env=environment(settings))
-
-
-def cli_process(settings, *args: str) -> subprocess.CompletedProcess:
-    """``shiftwatch ARGS`` as a user runs it: its own process, its exit code, its stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTWATCH_")} | environment(settings)
-    return subprocess.run([sys.executable, "-c", "from shiftwatch.cli import main; main()", *args],
-                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
 
 
 def versions(db) -> list[str]:
