@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from shiftwatch.detectors.bbsd import SUM_TOLERANCE
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.contract import InputSpec
-from shiftwatch.retrain.quantize import graph_opset
+from shiftwatch.retrain.quantize import FLOAT_NODE_PREFIX, graph_opset
 from shiftwatch.retrain.runtime import EMBEDDING, LOGITS, OnnxClassifier
 
 OUTPUT_KINDS = ("logits", "probabilities")
@@ -31,7 +31,8 @@ PROBE_ROWS = 8
 
 
 def _tensor_names(graph: onnx.GraphProto) -> set[str]:
-    names = {out for node in graph.node for out in node.output}
+    """Every name taken in the graph: tensors, and node names (the adapter's nodes get fresh ones too)."""
+    names = {out for node in graph.node for out in node.output} | {node.name for node in graph.node}
     return names | {i.name for i in graph.input} | {init.name for init in graph.initializer}
 
 
@@ -58,18 +59,37 @@ def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
             info.name = new
 
 
+def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Remove nodes nothing reads (an earlier adaptation's outputs once replaced), until none is left."""
+    while True:
+        read = {name for node in graph.node for name in node.input} | {out.name for out in graph.output}
+        for node in graph.node:  # subgraphs may read outer names
+            for attribute in node.attribute:
+                for sub in [attribute.g, *attribute.graphs] if attribute.HasField("g") else attribute.graphs:
+                    read |= {name for inner in sub.node for name in inner.input}
+        dead = [node for node in graph.node if not any(name in read for name in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
+
+
 def _logits_nodes(model: onnx.ModelProto, source: str, target: str, kind: str, taken: set[str]) -> list[onnx.NodeProto]:
     """Nodes turning ``source`` into the ``target`` logits: Identity, or log of the floored probabilities."""
     if kind == "logits":
-        return [helper.make_node("Identity", [source], [target])]
+        return [helper.make_node("Identity", [source], [target], name=_fresh(f"{FLOAT_NODE_PREFIX}logits", taken))]
+    for node in model.graph.node:  # the softmax itself stays float in int8: probabilities are not rounded to 1/255
+        if source in node.output and not node.name.startswith(FLOAT_NODE_PREFIX):
+            node.name = _fresh(f"{FLOAT_NODE_PREFIX}{node.name or node.op_type}", taken)
     floored = _fresh("sw_probabilities_floored", taken)
+    clip_name = _fresh(f"{FLOAT_NODE_PREFIX}probability_floor", taken)
     if graph_opset(model) >= 11:  # Clip takes its bounds as inputs from opset 11, as attributes before
         floor = _fresh("sw_probability_floor", taken)
         model.graph.initializer.append(numpy_helper.from_array(np.array(PROBABILITY_FLOOR, np.float32), floor))
-        clip = helper.make_node("Clip", [source, floor], [floored])
+        clip = helper.make_node("Clip", [source, floor], [floored], name=clip_name)
     else:
-        clip = helper.make_node("Clip", [source], [floored], min=PROBABILITY_FLOOR)
-    return [clip, helper.make_node("Log", [floored], [target])]
+        clip = helper.make_node("Clip", [source], [floored], name=clip_name, min=PROBABILITY_FLOOR)
+    return [clip, helper.make_node("Log", [floored], [target], name=_fresh(f"{FLOAT_NODE_PREFIX}log_probabilities", taken))]
 
 
 def _load(source: Path) -> onnx.ModelProto:
@@ -122,11 +142,12 @@ def adapt_onnx(
         if name == LOGITS:
             added += _logits_nodes(model, source_name, name, outputs, names)
         else:
-            added.append(helper.make_node("Flatten", [source_name], [name], axis=1))
+            added.append(helper.make_node("Flatten", [source_name], [name], axis=1, name=_fresh(f"{FLOAT_NODE_PREFIX}embedding", names)))
     graph.node.extend(added)
     del graph.output[:]
     graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", f"{name}_size"]) for name in wanted)
     graph.output.extend(kept)
+    _drop_dead_nodes(graph)
     target.write_bytes(model.SerializeToString())
     return target
 

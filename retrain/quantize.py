@@ -31,6 +31,9 @@ from shiftwatch.retrain.runtime import INPUT_NAME
 # An int8 artifact must give its fp32 model's top-1 on this share of the evaluation inputs,
 # or it is declined (a graph with wrong weights or scales falls far below).
 QUANTIZED_MIN_AGREEMENT = 0.97
+# Nodes whose name starts so stay float in int8 graphs: the model contract's output adapters
+# (retrain/onnx_contract.py), so served probabilities and embeddings are not rounded to 8 bits.
+FLOAT_NODE_PREFIX = "shiftwatch_float/"
 # Per-channel weights need DequantizeLinear's axis attribute, which arrived in opset 13.
 MIN_OPSET = 13
 
@@ -141,5 +144,6 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=_METHODS[config.method],
+            nodes_to_exclude=[node.name for node in onnx.load(str(prepared)).graph.node if node.name.startswith(FLOAT_NODE_PREFIX)],
         )
         return optimize_onnx(quantized, target)

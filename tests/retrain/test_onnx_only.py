@@ -126,7 +126,9 @@ def test_an_onnx_only_model_gets_an_int8_candidate_calibrated_on_its_stored_inpu
         assert (run.status, run.candidate_version_id, run.compress_steps) == ("succeeded", v2.id, ["ptq"])
         int8_path = settings.data_dir / v2.artifact_path
     model = onnx.load(str(int8_path))
-    assert {"QuantizeLinear", "DequantizeLinear"} & {node.op_type for node in model.graph.node}
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} & ops
+    assert "Softmax" in ops and "QLinearSoftmax" not in ops  # the probabilities stay float, not 1/255 steps
     assert next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")) >= 13
     fresh, _ = colours.render(4, 64)
     int8 = OnnxClassifier(int8_path).predict(SPEC.from_uint8(fresh)).probabilities
