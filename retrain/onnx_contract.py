@@ -92,6 +92,39 @@ def _logits_nodes(model: onnx.ModelProto, source: str, target: str, kind: str, t
     return [clip, helper.make_node("Log", [floored], [target], name=_fresh(f"{FLOAT_NODE_PREFIX}log_probabilities", taken))]
 
 
+def _fixed_dims(value: onnx.ValueInfoProto) -> list[int | None]:
+    return [dim.dim_value if dim.HasField("dim_value") else None for dim in value.type.tensor_type.shape.dim]
+
+
+def _channels_last_input(graph: onnx.GraphProto, shape: tuple[int, ...]) -> onnx.ValueInfoProto | None:
+    """The image input when it is (N, H, W, C) where ``shape`` is (C, H, W) and it cannot be (N, C, H, W); else None.
+
+    Only fixed dimensions decide: an input whose dimensions are all dynamic is taken as channels-first.
+    """
+    weights = {init.name for init in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    if len(inputs) != 1 or len(shape) != 3 or len(_fixed_dims(inputs[0])) != 4:
+        return None
+    dims = _fixed_dims(inputs[0])[1:]
+
+    def fits(order: tuple[int, ...]) -> bool:
+        return all(d is None or d == want for d, want in zip(dims, order))
+
+    channels, height, width = shape
+    return inputs[0] if fits((height, width, channels)) and not fits((channels, height, width)) else None
+
+
+def _take_channels_first(graph: onnx.GraphProto, image: onnx.ValueInfoProto, shape: tuple[int, ...], taken: set[str]) -> None:
+    """Feed a channels-last graph (N, C, H, W) images through a Transpose, so every caller sends one layout."""
+    inner = _fresh(f"{image.name}_channels_last", taken)
+    _rename_tensor(graph, image.name, inner)
+    graph.node.insert(0, helper.make_node("Transpose", [image.name], [inner], perm=[0, 2, 3, 1],
+                                          name=_fresh(f"{FLOAT_NODE_PREFIX}channels_last", taken)))  # fmt: skip
+    batch = image.type.tensor_type.shape.dim[0]
+    dims = [batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "batch"), *shape]
+    image.CopyFrom(helper.make_tensor_value_info(image.name, image.type.tensor_type.elem_type, dims))
+
+
 def _load(source: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(source))
@@ -106,12 +139,15 @@ def adapt_onnx(
     logits_output: str | None = None,
     embedding_output: str | None = None,
     outputs: str = "logits",
+    input_shape: tuple[int, ...] | None = None,
 ) -> Path:
     """Write ``source`` with outputs ``logits`` and ``embedding`` to ``target``.
 
     ``logits_output`` defaults to the graph's ``logits`` output, else its first output;
     ``outputs`` says what that tensor holds (``logits`` or ``probabilities``).
     ``embedding_output`` must name a tensor of the graph unless it already has an ``embedding`` output.
+    ``input_shape`` (the declared (C, H, W)): a graph whose image input is (N, H, W, C) gets a
+    Transpose in front, so it takes (N, C, H, W) like every other.
     """
     if outputs not in OUTPUT_KINDS:
         raise Invalid("outputs", f"must be one of {', '.join(OUTPUT_KINDS)}, not {outputs!r}")
@@ -148,6 +184,9 @@ def adapt_onnx(
     graph.output.extend(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", f"{name}_size"]) for name in wanted)
     graph.output.extend(kept)
     _drop_dead_nodes(graph)
+    channels_last = _channels_last_input(graph, input_shape) if input_shape else None
+    if channels_last is not None and input_shape is not None:
+        _take_channels_first(graph, channels_last, input_shape, names)
     target.write_bytes(model.SerializeToString())
     return target
 

@@ -104,7 +104,8 @@ def register_onnx_model(
     store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
         adapted = adapt_onnx(Path(onnx_path), Path(tmp) / "model.onnx",
-                             logits_output=logits_output, embedding_output=embedding_output, outputs=outputs)  # fmt: skip
+                             logits_output=logits_output, embedding_output=embedding_output, outputs=outputs,
+                             input_shape=spec.shape)  # fmt: skip
         embedding_dim = validate_onnx(adapted, spec, len(class_names), outputs=outputs, logits_name=logits_output or "the graph's first output")
         verify_onnx_artifact(adapted, None)
         stored = store.put(adapted, "onnx")

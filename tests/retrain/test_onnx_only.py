@@ -179,3 +179,18 @@ def test_an_unknown_outputs_value_is_refused_and_an_opset_9_graph_is_adapted(db,
         path = settings.data_dir / row.artifact_path
     images, _ = colours.render(6, 16)
     assert np.abs(OnnxClassifier(path).predict(SPEC.from_uint8(images)).probabilities - graph_probabilities(old, images)).max() < 1e-5
+
+
+def test_a_channels_last_graph_takes_channels_first_images_like_every_other(db, settings, tmp_path):
+    """A graph exported from TensorFlow takes (N, H, W, C); registration puts a Transpose in front of it."""
+    graph = colours.build(tmp_path / "nhwc.onnx", channels_last=True)
+    with db.session() as session:
+        row = register_onnx_model(session, settings.data_dir, "colours", colours.CLASS_NAMES, "v1", graph, colours.INPUT_SPEC,
+                                  logits_output="prob", embedding_output="hidden", outputs="probabilities")  # fmt: skip
+        path = settings.data_dir / row.artifact_path
+    images, _ = colours.render(7, 16)
+    inputs = SPEC.from_uint8(images)
+    classifier = OnnxClassifier(path)
+    assert classifier.input_shape == [None, 3, colours.SIDE, colours.SIDE]
+    own = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(["prob"], {"pixels": inputs.transpose(0, 2, 3, 1)})[0]
+    assert np.abs(classifier.predict(inputs).probabilities - own).max() < 1e-5

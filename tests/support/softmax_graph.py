@@ -22,15 +22,20 @@ INPUT_SPEC = {"shape": [3, SIDE, SIDE]}
 OPSET = 11
 
 
-def build(path: Path, *, softmax: bool = True, opset: int = OPSET) -> Path:
-    """pixels -> GlobalAveragePool -> Flatten -> Gemm+Relu (``hidden``) -> Gemm -> Softmax (``prob``)."""
+def build(path: Path, *, softmax: bool = True, opset: int = OPSET, channels_last: bool = False) -> Path:
+    """pixels -> GlobalAveragePool -> Flatten -> Gemm+Relu (``hidden``) -> Gemm -> Softmax (``prob``).
+
+    ``channels_last``: the input is (N, H, W, 3), as TensorFlow and Keras exports take it (ReduceMean pools it).
+    """
     rng = np.random.default_rng(0)
     # Hidden units 0-2 are the channel means x 8; 3-7 mix them (drift shows in them too).
     w1 = np.concatenate([np.eye(3) * 8.0, rng.normal(0, 2.0, (3, 5))], axis=1).astype(np.float32)
     b1 = np.concatenate([np.zeros(3), rng.normal(0, 0.5, 5)]).astype(np.float32)
     w2 = np.concatenate([np.eye(3), rng.normal(0, 0.01, (5, 3))]).astype(np.float32)
+    pool = (helper.make_node("ReduceMean", ["pixels"], ["pooled"], axes=[1, 2]) if channels_last
+            else helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]))  # fmt: skip
     nodes = [
-        helper.make_node("GlobalAveragePool", ["pixels"], ["pooled"]),
+        pool,
         helper.make_node("Flatten", ["pooled"], ["features"], axis=1),
         helper.make_node("Gemm", ["features", "w1", "b1"], ["pre_hidden"]),
         helper.make_node("Relu", ["pre_hidden"], ["hidden"]),
@@ -40,7 +45,7 @@ def build(path: Path, *, softmax: bool = True, opset: int = OPSET) -> Path:
         nodes.append(helper.make_node("Softmax", ["scores"], ["prob"], axis=1))
     graph = helper.make_graph(
         nodes, "colour_classifier",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 3, SIDE, SIDE])],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", SIDE, SIDE, 3] if channels_last else ["n", 3, SIDE, SIDE])],
         [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["n", 3])],
         [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2"),
          numpy_helper.from_array(np.zeros(3, np.float32), "b2")],
