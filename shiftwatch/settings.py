@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     labeling_daily_budget: int = Field(200, ge=0)
     labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
     labeling_batch_size: int = Field(50, ge=1)
+    # The audit slice: uniformly random samples per route carrying traffic (production, shadow, canary),
+    # per selection run. 10: three runs give each arm of a canary the 30 labels its accuracy test
+    # starts from (rollout.guardrails.MIN_LABELED_PER_ARM). The share of the daily budget kept for it:
+    # uncertain and flagged picks stop when the rest is used, so a canary started late still gets labels.
+    labeling_audit_per_route: int = Field(10, ge=0)
+    labeling_audit_share: float = Field(0.5, ge=0, le=1)
     # The labeling job (select, push, pull) runs this often inside `shiftwatch serve`.
     labeling_sync_interval_s: int = Field(300, ge=10)
     # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
