@@ -42,9 +42,10 @@ class Budget:
     """How many tasks a model's queue may take: per UTC day (all sources), and per selection run.
 
     ``audit`` is the audit slice per route carrying traffic, per run. ``audit_share`` of each batch
-    goes to the audit slice first and the informative picks (uncertain, flagged) never take more
-    than the rest of the daily budget, so a canary started late in the day still gets its labels.
-    Whatever either leaves unused in a run, the other may take.
+    goes to the audit slice first; while shadow or canary traffic is in the window (a candidate is
+    being judged), the informative picks (uncertain, flagged) also take no more than the rest of
+    the daily budget, so the canary's arms keep getting labels all day. Whatever either leaves
+    unused in a run, the other may take.
     """
 
     daily: int
@@ -202,7 +203,9 @@ def select_for_labeling(
     first = shares(math.ceil(budget.audit_share * left), len(routes), budget.audit)
     taken = [take(audit_sample(session, r, windows[(r.version_id, r.route)], n, rng)) for r, n in zip(routes, first, strict=True)]
     left -= sum(taken)
-    informative_left = min(left, max(budget.informative_daily - queued_today(session, model.id, now, INFORMATIVE), 0))
+    informative_left = left
+    if any(r.route != "production" for r in routes):  # a candidate is being judged: its audit labels come first
+        informative_left = min(left, max(budget.informative_daily - queued_today(session, model.id, now, INFORMATIVE), 0))
     for version in registry.versions_in_state(session, model_name, "production"):
         if informative_left <= 0:
             break
