@@ -103,7 +103,9 @@ def audit_sample(
         return []
     queued = already_queued(session, list(win.ids))
     usable = np.asarray([i for i in range(len(win)) if win.input_ref[i] is not None and win.ids[i] not in queued], dtype=np.int64)
+    if not len(usable):
+        return []
     everyone = WindowCandidates(win, usable, route.version_id)
-    picks = rng.choice(len(usable), size=min(size, len(usable)), replace=False) if len(usable) else []
+    picks = sorted(int(i) for i in rng.choice(len(usable), size=min(size, len(usable)), replace=False))
     evidence = {"slice": "audit", "route": route.route, "version": route.version}
-    return [everyone.at(int(usable[i]), "random", PRIORITY_BASE["random"], evidence) for i in sorted(int(i) for i in picks)]
+    return [everyone.at(int(usable[i]), "random", PRIORITY_BASE["random"], evidence) for i in picks]
