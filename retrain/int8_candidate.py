@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from sqlalchemy.orm import Session
 
 from shiftwatch.artifacts import verify_onnx_artifact
@@ -27,7 +28,7 @@ from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.labeled import labeled_data, recent_inputs
 from shiftwatch.retrain.measure import compare_latency, cpu_name
-from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig, quantize_int8
+from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig, fused_operators, quantize_int8
 from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.retrain.tables import TrainingRun
@@ -116,6 +117,11 @@ def quantize_version(
         source = store.resolve(base.artifact_path) if base.artifact_path else None
         if source is None or not source.is_file():
             raise Invalid("version", f"{base.version!r} has no ONNX artifact in the artifact store to quantize")
+        fused = fused_operators(source)
+        if fused:
+            raise Invalid("version", f"{base.version!r} is a graph ONNX Runtime already optimized ({', '.join(fused)}), which "
+                                     "its quantizer cannot read: register the unoptimized export, or for a PyTorch model "
+                                     f"`shiftwatch retrain --model {model_name} --compress ptq`")  # fmt: skip
         inputs = recent_inputs(session, data_dir, base.id)
         if len(inputs) < MIN_STORED_INPUTS:
             raise Invalid("inputs", f"{base.version!r} has {len(inputs)} stored inputs; int8 calibration needs at least "
@@ -135,7 +141,10 @@ def quantize_version(
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="shiftwatch-int8-") as tmp:
-            int8_path = quantize_int8(source, Path(tmp) / "int8.onnx", inputs, config)
+            try:
+                int8_path = quantize_int8(source, Path(tmp) / "int8.onnx", inputs, config)
+            except (ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
+                raise Invalid("onnx", f"ONNX Runtime's int8 quantizer cannot quantize this graph: {str(exc).splitlines()[0]}") from None
             verify_onnx_artifact(int8_path, None)
             evaluation = np.concatenate([inputs, labeled.images]) if len(labeled) else inputs
             fp32_logits = OnnxClassifier(source, "cpu").predict(evaluation).logits

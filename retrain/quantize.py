@@ -91,6 +91,12 @@ def graph_opset(model: onnx.ModelProto) -> int:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 1)
 
 
+def fused_operators(path: Path) -> list[str]:
+    """ONNX Runtime's own fused operators in the graph (FusedConv, FusedGemm, ...): ORT's quantizer cannot read them."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({node.op_type for node in model.graph.node if node.domain == "com.microsoft"})
+
+
 def prepare_graph(source: Path, target: Path) -> tuple[Path, str]:
     """``source`` at opset >= 13 (written to ``target`` when it had to be upgraded) and its one image input's name."""
     try:

@@ -194,3 +194,15 @@ def test_a_channels_last_graph_takes_channels_first_images_like_every_other(db, 
     assert classifier.input_shape == [None, 3, colours.SIDE, colours.SIDE]
     own = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(["prob"], {"pixels": inputs.transpose(0, 2, 3, 1)})[0]
     assert np.abs(classifier.predict(inputs).probabilities - own).max() < 1e-5
+
+
+def test_a_graph_onnx_runtime_already_fused_is_refused_saying_what_to_quantize_instead(db, settings, api, tmp_path):
+    from shiftwatch.retrain.export import optimize_onnx
+
+    fused = optimize_onnx(colours.build(tmp_path / "colours.onnx"), tmp_path / "fused.onnx")  # Gemm + Relu -> FusedGemm
+    register_v1(db, settings, fused)
+    serve(api, 8, 40, "traffic")
+    result = cli_process(settings, "retrain", "quantize", "--model", "colours")
+    assert result.returncode == 2 and "FusedGemm" in result.stderr and "unoptimized export" in result.stderr, result.stderr
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(TrainingRun)) == 0
