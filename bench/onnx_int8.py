@@ -9,9 +9,14 @@ median) on graphs that end in a softmax, registered with ``--outputs probabiliti
 - ``resnet_quarter``: shiftwatch.retrain.resnet:build_quarter at 3x96x96 (ResNet-18 at width
   0.25, 0.7 M parameters), exported at opset 17 with a Softmax appended.
 
-Prints a table and writes bench/results/onnx_int8.json.
+- any graph of yours: ``--onnx PATH --embedding-output TENSOR --shape C,H,W [--outputs logits]``
+  (e.g. the text-direction classifier in the rapidocr_onnxruntime wheel:
+  ``--onnx .../ch_ppocr_mobile_v2.0_cls_infer.onnx --embedding-output reshape2_0.tmp_0 --shape 3,48,192``).
 
-    python bench/onnx_int8.py [--repeats 40]
+Calibration and agreement use seeded uniform random inputs, so the agreement column says how
+stable int8's answers are, not its accuracy. Prints a table and writes bench/results/onnx_int8.json.
+
+    python bench/onnx_int8.py [--repeats 40] [--onnx PATH --embedding-output T --shape C,H,W]
 """
 
 from __future__ import annotations
@@ -59,9 +64,10 @@ def resnet_quarter_with_softmax(folder: Path) -> tuple[Path, str]:
     return path, flatten
 
 
-def measure(name: str, graph: Path, embedding: str, shape: tuple[int, ...], repeats: int, folder: Path) -> dict[str, object]:
-    adapted = adapt_onnx(graph, folder / f"{name}.adapted.onnx", logits_output="prob", embedding_output=embedding,
-                         outputs="probabilities")  # fmt: skip
+def measure(name: str, graph: Path, embedding: str, shape: tuple[int, ...], repeats: int, folder: Path,
+            logits: str | None = "prob", outputs: str = "probabilities") -> dict[str, object]:  # fmt: skip
+    adapted = adapt_onnx(graph, folder / f"{name}.adapted.onnx", logits_output=logits, embedding_output=embedding,
+                         outputs=outputs, input_shape=shape)  # fmt: skip
     inputs = np.random.default_rng(0).random((256, *shape), dtype=np.float32)
     int8 = quantize_int8(adapted, folder / f"{name}.int8.onnx", inputs)
     fp32_answers = OnnxClassifier(adapted).predict(inputs).predicted_class
@@ -78,6 +84,10 @@ def measure(name: str, graph: Path, embedding: str, shape: tuple[int, ...], repe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
+    parser.add_argument("--onnx", type=Path, help="also measure this graph")
+    parser.add_argument("--embedding-output", help="its embedding tensor")
+    parser.add_argument("--shape", help="its input C,H,W")
+    parser.add_argument("--outputs", default="probabilities", help="what its first output holds: logits or probabilities")
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +96,10 @@ def main() -> None:
         results["colour"] = measure("colour", colour, "hidden", tuple(softmax_graph.INPUT_SPEC["shape"]), args.repeats, folder)
         resnet, flatten = resnet_quarter_with_softmax(folder)
         results["resnet_quarter"] = measure("resnet_quarter", resnet, flatten, (3, 96, 96), args.repeats, folder)
+        if args.onnx:
+            shape = tuple(int(d) for d in args.shape.split(","))
+            results[args.onnx.name] = measure(args.onnx.stem, args.onnx, args.embedding_output, shape, args.repeats, folder,
+                                              logits=None, outputs=args.outputs)  # fmt: skip
     table = Table("graph", "batch", "fp32 ms", "int8 ms", "int8/fp32", "quantize would")
     for name, row in results.items():
         for batch, timing in row["cpu_ms"].items():  # type: ignore[index]
