@@ -24,6 +24,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
+from shiftwatch.labeling import alert_accuracy
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
@@ -285,6 +286,9 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
         for row in session.scalars(stmt):
             if row.studio_task_id is not None and row.studio_task_id not in seen and _unlabel(session, row, "skipped"):
                 counts += SyncCounts(deleted=1)
+        session.flush()
+        versions = [v.id for v in registry.list_versions(session, model_name)]
+        alert_accuracy.refresh(session, versions, utcnow())  # the alerts' accuracy, from the labels pulled
     return counts
 
 
@@ -297,7 +301,12 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             if not isinstance(task, dict) or not isinstance(annotation, dict):
                 raise Invalid("body", f"{action} needs 'task' and 'annotation' objects")
             row = _find_task(session, task)
-            return apply_annotation(session, row, task, annotation, "webhook") if row else SyncCounts(unknown=1)
+            if row is None:
+                return SyncCounts(unknown=1)
+            counts = apply_annotation(session, row, task, annotation, "webhook")
+            session.flush()
+            alert_accuracy.refresh(session, [row.model_version_id], utcnow())  # the alert's accuracy, as labels arrive
+            return counts
         if action == "ANNOTATIONS_DELETED":
             ids = [int(a["id"]) for a in payload.get("annotations") or [] if "id" in a]
             counts = SyncCounts()

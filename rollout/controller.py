@@ -19,11 +19,13 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.retry import not_a_candidate
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import ACTIVE_STATES, AuditLog, Comparison, Rollout
 from shiftwatch.settings import Settings
@@ -139,7 +141,7 @@ def start_rollout(
     """Put a registered candidate into shadow behind the current production version."""
     candidate = registry.get_version(session, model, version)
     if candidate.state != "candidate":
-        raise Conflict(f"version {version!r} is {candidate.state}; only a candidate can be rolled out")
+        raise not_a_candidate(session, model, candidate)  # names the command that comes next
     production = registry.versions_in_state(session, model, "production")
     if not production:
         raise Conflict(f"model {model!r} has no production version to compare the candidate with")
@@ -193,7 +195,7 @@ def evaluate(
         metrics, disagreements = compare_shadow(session, rollout, plan, now, labels)
         return metrics, judge_shadow(metrics, plan), disagreements
     metrics = compare_canary(session, rollout, plan, now, labels)
-    return metrics, judge_canary(metrics, rollout.step, plan), []
+    return metrics, judge_canary(metrics, rollout.step, plan, rollout.id), []
 
 
 def tick_rollout(
@@ -269,8 +271,14 @@ def approve(
     reason: str = "",
     now: datetime | None = None,
     labels: LabelLookup | None = None,
+    outbox: Outbox | None = None,
 ) -> Rollout:
-    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason."""
+    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason.
+
+    In the same transaction monitoring passes to the promoted version (``handoff.hand_over_monitoring``):
+    its predecessor's detectors, a reference, and the predecessor's alerts resolved with a link here.
+    ``outbox``: where those resolutions are announced (``Outbox.of(settings)``); None sends no webhooks.
+    """
     now = now or utcnow()
     if force and not reason.strip():
         raise Invalid("reason", "a forced approval needs a reason (it goes in the audit log)")
@@ -285,9 +293,11 @@ def approve(
         # require_labels=false or force lets a canary through an undecided test: a person must say why.
         raise Invalid("reason", f"the accuracy test is {accuracy_decision} (SPRT on labels from the random slice); "
                                 "approving anyway needs a reason, which goes in the audit log")
+    # Monitoring first, so the approval's audit row carries what it did (one transaction: both or neither).
+    handover = handoff.hand_over_monitoring(session, rollout, outbox or Outbox(public_url=""), now)
     transition(session, rollout, "production", actor=actor, action="approve", reason=reason or "approved",
                evidence={"metrics": metrics, "verdict": verdict.decision, "reasons": verdict.reasons,
-                         "accuracy_decision": accuracy_decision},
+                         "accuracy_decision": accuracy_decision, "monitoring": handover.evidence()},
                forced=force and verdict.decision != "await_approval", now=now)
     return rollout
 

@@ -147,7 +147,8 @@ def tell(stage: Stage) -> int | None:
 
 
 def served_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{settings.port}"
+    """Where `serve_command`'s server is reached: SHIFTWATCH_PUBLIC_URL, else loopback on its port (Settings)."""
+    return settings.public_url
 
 
 def serve_command(settings: Settings) -> str:
