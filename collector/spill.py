@@ -134,6 +134,11 @@ class SpillDir:
         """Record why a replayed batch was refused this time; the batch stays for another fix."""
         self._write(batch.reason_path.name, (reason + "\n").encode())
 
+    def rewrite(self, batch: RejectedBatch, data: bytes, reason: str) -> None:
+        """Replace a refused batch with the part of it still refused (the rest was stored), and its reason."""
+        self._write(batch.path.name, data)
+        self._write(batch.reason_path.name, (reason + "\n").encode())
+
     def forget(self, batch: RejectedBatch) -> None:
         """Delete a batch the server has now taken, and its reason."""
         batch.path.unlink(missing_ok=True)
