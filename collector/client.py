@@ -37,9 +37,9 @@ from shiftwatch.collector.records import (
     group_key,
     to_columns,
 )
+from shiftwatch.collector.refusals import npz_rows, reason_lines, refused_indices
 from shiftwatch.collector.sdk_calls import ServerCalls
 from shiftwatch.collector.spill import SpillDir, default_spill_dir
-from shiftwatch.collector.refusals import npz_rows, reason_lines, refused_indices
 from shiftwatch.collector.transport import Ack, ApiError, Refused, Transport, Unsent, send
 
 __all__ = ["ApiError", "Client", "ClientStats"]

@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 
 from shiftwatch.collector import wire
-from shiftwatch.collector.spill import RejectedBatch, SpillDir
 from shiftwatch.collector.refusals import jsonl_rows, npz_rows, reason_lines, refused_indices
+from shiftwatch.collector.spill import RejectedBatch, SpillDir
 from shiftwatch.collector.transport import INGEST_PATH, Ack, ApiError, Transport
 
 
@@ -77,8 +77,5 @@ def _keep_only_refused(spill: SpillDir, batch: RejectedBatch, ack: Ack) -> None:
     """Rewrite the batch's file to hold only the rows the server refused, and their reasons."""
     indices = refused_indices(ack.refusals)
     data = batch.path.read_bytes()
-    if batch.path.suffix == ".npz":
-        kept = npz_rows(data, indices)
-    else:
-        kept = jsonl_rows(data.decode(), indices).encode()
+    kept = npz_rows(data, indices) if batch.path.suffix == ".npz" else jsonl_rows(data.decode(), indices).encode()
     spill.rewrite(batch, kept, f"the server refused {indices.size} rows:\n{reason_lines(ack.refusals)}")

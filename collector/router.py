@@ -16,9 +16,9 @@ from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.json_rows import charge_parse, parse_rows
 from shiftwatch.collector.row_checks import RowProblem
-from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.schemas import (
     ArtifactOut,
     IngestOut,

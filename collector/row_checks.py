@@ -20,6 +20,7 @@ from shiftwatch.collector.registry import VersionInfo
 from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
 from shiftwatch.errors import Invalid, NotFound, ShiftwatchError
 
+
 @dataclass(frozen=True, slots=True)
 class RowProblem:
     """Why one row of a request cannot be stored: its position in the request, the field, the reason."""
@@ -51,7 +52,12 @@ def _text_checks(batch: ColumnBatch) -> Iterator[_Check]:
             continue
         limit = MAX_LENGTHS[name]
         if column.dtype.itemsize // 4 > limit:
-            yield np.char.str_len(column) > limit, name, lambda _, limit=limit: f"longer than {limit} characters", Invalid
+            yield (
+                np.char.str_len(column) > limit,
+                name,
+                lambda _, limit=limit: f"longer than {limit} characters",
+                Invalid,
+            )
         if text_problem("".join(column.tolist())) is None:  # one join keeps the clean case fast
             continue
         problems = [text_problem(value) for value in column.tolist()]
@@ -78,7 +84,12 @@ def _value_checks(
         dims[mask] = info.embedding_dim
     yield (unknown, "version",
            lambda i: f"version {batch.version[i]!r} of model {batch.model[i]!r} is not registered", NotFound)  # fmt: skip
-    yield ~np.isin(batch.route, ROUTES), "route", lambda i: f"{batch.route[i]!r} is not one of {', '.join(ROUTES)}", Invalid
+    yield (
+        ~np.isin(batch.route, ROUTES),
+        "route",
+        lambda i: f"{batch.route[i]!r} is not one of {', '.join(ROUTES)}",
+        Invalid,
+    )
     oldest = int((now - timedelta(days=retention_days)).timestamp() * 1e6)
     newest = int((now + FUTURE_SLACK).timestamp() * 1e6)
     yield (
@@ -93,7 +104,12 @@ def _value_checks(
         ~unknown & ((batch.predicted_class < 0) | (batch.predicted_class >= num_classes)), "predicted_class",
         lambda i: f"{int(batch.predicted_class[i])} is outside [0, {int(num_classes[i])})", Invalid,
     )  # fmt: skip
-    yield np.isinf(batch.latency_ms) | (batch.latency_ms < 0), "latency_ms", lambda _: "must be a finite, non-negative number", Invalid
+    yield (
+        np.isinf(batch.latency_ms) | (batch.latency_ms < 0),
+        "latency_ms",
+        lambda _: "must be a finite, non-negative number",
+        Invalid,
+    )
     for name, matrix, expected, what in (
         ("embedding", batch.embeddings, dims, "model version {m}:{v} expects {e}"),
         ("probabilities", batch.probabilities, num_classes, "the model has {e} classes"),

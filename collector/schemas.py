@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shiftwatch.collector.records import MAX_CLASS_INDEX, MAX_LENGTHS, MAX_VECTOR, PredictionRecord, grouped_columns, text_problem
+from shiftwatch.collector.records import (
+    MAX_CLASS_INDEX,
+    MAX_LENGTHS,
+    MAX_VECTOR,
+    PredictionRecord,
+    grouped_columns,
+    text_problem,
+)
 from shiftwatch.collector.wire import ColumnBatch
 
 

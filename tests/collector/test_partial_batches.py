@@ -46,7 +46,9 @@ def _with_bad_row(n: int, at: int, bad: dict) -> list:
     return batch
 
 
-@pytest.mark.parametrize(("bad", "name", "status", "fmt"), CASES, ids=[f"{c[1]}-{i}-{c[3]}" for i, c in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("bad", "name", "status", "fmt"), CASES, ids=[f"{c[1]}-{i}-{c[3]}" for i, c in enumerate(CASES)]
+)
 def test_the_good_rows_of_a_batch_are_stored_and_the_bad_one_refused_with_its_reason(
     api, db, digits_model, fmt, bad, name, status
 ) -> None:
@@ -54,7 +56,9 @@ def test_the_good_rows_of_a_batch_are_stored_and_the_bad_one_refused_with_its_re
     if fmt == "json":
         response = api.post("/v1/predictions?partial=true", json=as_json(batch))
     else:
-        response = api.post("/v1/predictions?partial=true", content=as_npz(batch), headers={"content-type": CONTENT_TYPE})
+        response = api.post(
+            "/v1/predictions?partial=true", content=as_npz(batch), headers={"content-type": CONTENT_TYPE}
+        )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert (answer["received"], answer["stored"], answer["duplicates"], answer["refused"]) == (256, 255, 0, 1)
@@ -94,14 +98,17 @@ def test_partial_refuses_a_moved_id_and_a_row_the_json_schema_refuses_row_by_row
 
 def test_a_batch_of_only_bad_rows_stores_nothing_and_says_why_for_each(api, db, digits_model) -> None:
     batch = records(3, seed=5, predicted_class=12)
-    answer = api.post("/v1/predictions?partial=true", content=as_npz(batch), headers={"content-type": CONTENT_TYPE}).json()
+    answer = api.post(
+        "/v1/predictions?partial=true", content=as_npz(batch), headers={"content-type": CONTENT_TYPE}
+    ).json()
     assert (answer["stored"], answer["refused"]) == (0, 3)
     assert [r["field"] for r in answer["refusals"]] == [f"predictions[{i}].predicted_class" for i in range(3)]
     assert stored(db) == 0
 
 
-def test_the_sdk_stores_255_good_rows_and_keeps_only_the_bad_one_with_its_reason(live_server, db, digits_model,
-                                                                                 tmp_path) -> None:
+def test_the_sdk_stores_255_good_rows_and_keeps_only_the_bad_one_with_its_reason(
+    live_server, db, digits_model, tmp_path
+) -> None:
     spill = tmp_path / "spill"
     with Client(live_server.url, batch_size=256, flush_interval_s=5, spill_dir=spill) as client:
         for i in range(256):
@@ -141,8 +148,9 @@ def test_the_sdk_refuses_at_log_what_it_can_know(live_server, db, digits_model, 
     assert stored(db) == 1
 
 
-def test_replay_rejected_delivers_the_good_rows_of_an_old_whole_batch_file(live_server, db, digits_model,
-                                                                           tmp_path) -> None:
+def test_replay_rejected_delivers_the_good_rows_of_an_old_whole_batch_file(
+    live_server, db, digits_model, tmp_path
+) -> None:
     spill = SpillDir(tmp_path / "spill")
     batch = _with_bad_row(256, 17, {"ts": datetime.now(UTC) - timedelta(days=40)})
     path = spill.reject(as_npz(batch), None, "HTTP 422: predictions[17].ts: must lie between ...")  # as before
