@@ -2,9 +2,11 @@
 rows the schema refuses set aside one by one instead of refusing the batch.
 
 Parsing JSON costs far more memory than its bytes: each number becomes a parse-tree node and
-then a Python float in a list (~70 bytes for a 2-byte ``0,``). The charge is therefore per
-byte *and* per value (commas bound the value count); bench/hostile_load.py measures both.
-A body whose charge exceeds the whole parse budget is refused (413) before it is parsed.
+then a Python float in a list (~70 bytes for a 2-byte ``0,``), each row a few KiB of objects.
+The charge is therefore per byte, per value (commas bound the value count) and per object
+(braces bound the rows), counted in one pass over the bytes before parsing. A body whose
+charge exceeds the whole parse budget is refused (413) before it is parsed, so the budget
+bounds what JSON parsing can hold at once.
 """
 
 from __future__ import annotations
@@ -20,17 +22,21 @@ from shiftwatch.collector.schemas import PredictionBatchIn, PredictionIn, chunks
 from shiftwatch.collector.wire import ColumnBatch
 from shiftwatch.errors import Invalid, TooLarge
 
-# Measured on CPython 3.12 / pydantic-core 2.x (bench/hostile_load.py, "json_parse_cost"): peak bytes
-# held while parsing and converting a batch, per body byte and per JSON value, rounded up.
+# Peak bytes held while parsing a batch into rows and columns (pydantic-core's parse tree, Python
+# floats in lists, models, records), measured on CPython 3.11 / pydantic 2 with bench/json_parse_cost.py
+# (bench/results/json_parse_cost.json) and rounded up: per body byte, per JSON value (a comma), per
+# object (a row). A 16 MiB body of 8.4 M values held ~563 MiB; one of 100 k small rows ~300 MiB.
 JSON_BYTE_COST = 4
-JSON_VALUE_COST = 80
+JSON_VALUE_COST = 70
+JSON_OBJECT_COST = 2400
 
 Chunks = list[tuple[ColumnBatch, np.ndarray]]
 
 
 def parse_cost(body: bytes) -> int:
     """Bytes to reserve before parsing ``body``: an upper bound on what the parse will hold at its peak."""
-    return len(body) * JSON_BYTE_COST + (body.count(b",") + 1) * JSON_VALUE_COST
+    values, objects = body.count(b",") + 1, body.count(b"{")
+    return len(body) * JSON_BYTE_COST + values * JSON_VALUE_COST + objects * JSON_OBJECT_COST
 
 
 def charge_parse(body: bytes, reservation: Reservation) -> None:

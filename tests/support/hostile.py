@@ -65,9 +65,17 @@ class Streamed:
 Body = bytes | Streamed
 
 
+def values_bomb() -> bytes:
+    """Issue 27.1: a gzip body inflating to just under 16 MiB of JSON holding one 8.4 M-value embedding."""
+    from tests.support.json_cost import body
+
+    return gzip.compress(body("one_vector", 16 * 2**20 - 4096), compresslevel=6)
+
+
 def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
-    """The load of issues 13 and 16.12 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB),
-    4 PNGs claiming huge sizes, and 2 bodies of 300 MiB streamed to the gateway without a length."""
+    """The load of issues 13, 16.12 and 27 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB),
+    4 PNGs claiming huge sizes, 2 bodies of 300 MiB streamed to the gateway without a length, and
+    4 JSON bodies of 8.4 M values each (issue 27.1), in that order."""
     mib = 2**20
     ingest = {"content-type": "application/json", "content-encoding": "gzip"}
     png = {"content-type": "image/png"}
@@ -79,6 +87,7 @@ def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
         + [("/v1/models/digits/predict", big_png, png)] * 3
         + [("/v1/models/digits/predict", huge_png, png)]
         + [("/v1/models/digits/predict", Streamed(300 * mib), png)] * 2
+        + [("/v1/predictions", values_bomb(), ingest)] * 4
     )
 
 
