@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from shiftwatch.collector.bodies import Reservation
 from shiftwatch.collector.row_checks import RowProblem
@@ -57,7 +58,7 @@ class _LooseBatch(BaseModel):
     predictions: list[Any]
 
 
-def _location(error: dict[str, Any]) -> str:
+def _location(error: ErrorDetails) -> str:
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
 
 

@@ -55,14 +55,14 @@ def _text_checks(batch: ColumnBatch) -> Iterator[_Check]:
             yield (
                 np.char.str_len(column) > limit,
                 name,
-                lambda _, limit=limit: f"longer than {limit} characters",
+                _always(f"longer than {limit} characters"),
                 Invalid,
             )
         if text_problem("".join(column.tolist())) is None:  # one join keeps the clean case fast
             continue
         problems = [text_problem(value) for value in column.tolist()]
         mask = np.asarray([p is not None for p in problems])
-        yield mask, name, lambda i, problems=problems: str(problems[i]), Invalid
+        yield mask, name, _each(problems), Invalid
 
 
 def _value_checks(
@@ -117,13 +117,20 @@ def _value_checks(
         if matrix is None:
             continue
         width = matrix.shape[1]
-        yield (
-            ~unknown & (expected != width), name,
-            lambda i, w=width, e=expected, t=what: f"has {w} values; "
-            + t.format(m=batch.model[i], v=batch.version[i], e=int(e[i])),
-            Invalid,
-        )  # fmt: skip
+        yield ~unknown & (expected != width), name, _wrong_width(batch, width, expected, what), Invalid
         yield ~np.isfinite(matrix).all(axis=1), name, lambda _: "contains NaN or infinity", Invalid
+
+
+def _wrong_width(batch: ColumnBatch, width: int, expected: np.ndarray, what: str) -> Callable[[int], str]:
+    return lambda i: f"has {width} values; " + what.format(m=batch.model[i], v=batch.version[i], e=int(expected[i]))
+
+
+def _always(reason: str) -> Callable[[int], str]:
+    return lambda _: reason
+
+
+def _each(reasons: list[str | None]) -> Callable[[int], str]:
+    return lambda i: str(reasons[i])
 
 
 def _position(positions: np.ndarray | None, index: int) -> int:
