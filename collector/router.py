@@ -16,6 +16,7 @@ from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.input_spec_check import check_input_spec, onnx_input_dims
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.json_rows import charge_parse, parse_rows
 from shiftwatch.collector.row_checks import RowProblem
@@ -70,6 +71,10 @@ def create_version(
         fields["artifact_path"] = artifact_in_store(settings.data_dir, body.artifact_path)
         check = verify_onnx_artifact(settings.data_dir / fields["artifact_path"], body.artifact_sha256)
         fields["artifact_sha256"] = check.sha256  # what the gateway verifies before serving it
+        dims = onnx_input_dims(settings.data_dir / fields["artifact_path"])
+        check_input_spec(body.input_spec, max_pixels=settings.gateway_max_image_pixels, onnx_dims=dims)
+    elif body.input_spec:
+        check_input_spec(body.input_spec, max_pixels=settings.gateway_max_image_pixels, onnx_dims=None)
     with db.session() as session:
         row = registry.register_version(session, name, body.version, **fields)
         return VersionOut.model_validate(row)
