@@ -404,9 +404,15 @@ class Client(ServerCalls):
         return path is not None
 
     def _replay_spilled(self) -> None:
-        """Send each spilled batch once, oldest first. A batch the server fails on is counted and
-        skipped, so it never blocks those behind it; an unreachable server ends the pass."""
+        """Send each spilled batch once, oldest first, unless another client holds the directory's replay
+        lock. A batch the server fails on is counted and skipped, so it never blocks those behind it; an
+        unreachable server ends the pass."""
         self._next_replay = time.monotonic() + self.replay_interval_s
+        with self._files.replay_lock() as mine:
+            if mine:  # else another client or process on this directory is replaying it: not twice
+                self._replay_pending()
+
+    def _replay_pending(self) -> None:
         for pending in self._files.pending():
             try:
                 body = pending.path.read_bytes()

@@ -16,6 +16,7 @@ from shiftwatch.collector import wire
 from shiftwatch.collector.refusals import jsonl_rows, npz_rows, reason_lines, refused_indices
 from shiftwatch.collector.spill import RejectedBatch, SpillDir
 from shiftwatch.collector.transport import INGEST_PATH, Ack, ApiError, Transport
+from shiftwatch.errors import Conflict
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,16 @@ def _request(batch: RejectedBatch) -> tuple[bytes, str]:
 
 
 def replay_rejected(transport: Transport, spill: SpillDir, *, dry_run: bool = False) -> list[ReplayOutcome]:
-    """Send every rejected batch in ``spill`` once, oldest first; ``dry_run`` only lists them."""
+    """Send every rejected batch in ``spill`` once, oldest first; ``dry_run`` only lists them.
+
+    Raises ``Conflict`` while another ``replay-rejected`` holds the directory."""
+    with spill.replay_lock("replay-rejected") as mine:
+        if not mine:
+            raise Conflict(f"another replay-rejected is sending the batches in {spill.root}; try again when it ends")
+        return _replay_all(transport, spill, dry_run=dry_run)
+
+
+def _replay_all(transport: Transport, spill: SpillDir, *, dry_run: bool) -> list[ReplayOutcome]:
     outcomes = []
     for batch in spill.rejected():
         if dry_run:
