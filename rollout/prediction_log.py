@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -28,6 +28,7 @@ from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
+from shiftwatch.rollout.log_journal import LogJournal
 from shiftwatch.rollout.log_spill import LogSpill
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.tables import ServingError
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 class PendingPrediction:
     record: PredictionRecord
     image: DecodedInput
+    segment: int = -1  # the journal segment holding it (rollout/log_journal.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,12 @@ class PredictionLogWriter:
         self.failed = 0
         self.inputs_refused = 0  # predictions logged without their image: over SHIFTWATCH_INPUT_MAX_BYTES
         self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days)
+        self.journal = LogJournal(data_dir)
+        recovered = self.journal.recover()  # answered by a process killed before it stored them
+        if recovered:
+            self.spill.keep(recovered)
+            log.warning("%d gateway predictions journaled by an earlier process are replayed", len(recovered))
+        self.journal.forget_recovered()
         self.spilled = self.spill.pending_rows()  # rows on disk, waiting for the database (a previous run's too)
         self.replay_interval_s = replay_interval_s
         self._next_replay = 0.0
@@ -101,6 +109,9 @@ class PredictionLogWriter:
         self._thread.start()
 
     def put(self, item: PendingPrediction | PendingError) -> None:
+        """Queue a row; a prediction is journaled first, so a killed process does not lose it once answered."""
+        if isinstance(item, PendingPrediction):
+            item = replace(item, segment=self.journal.append(item.record))
         self._queue.put(item)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -115,6 +126,7 @@ class PredictionLogWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=60)
+        self.journal.close()
 
     def _run(self) -> None:
         stopping = False
@@ -133,7 +145,9 @@ class PredictionLogWriter:
                 items.append(item)
             if items:
                 self._write(items)
-                for _ in items:
+                for item in items:
+                    if isinstance(item, PendingPrediction):
+                        self.journal.done(item.segment)
                     self._queue.task_done()
             if self.spilled and (stopping or time.monotonic() >= self._next_replay):
                 self._replay()

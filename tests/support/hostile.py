@@ -95,6 +95,8 @@ def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
     png = {"content-type": "image/png"}
     big_json, capped_json = json_bomb(60 * mib, dim=128), json_bomb(15 * mib, dim=128)
     big_png, huge_png = png_claiming(12000, 12000), png_claiming(20000, 20000, rgb=False)
+    octets = {"content-type": "application/octet-stream"}
+    huge_spec = json.dumps({"version": "huge", "embedding_dim": 16, "input_spec": {"shape": [1, 6000, 6000]}}).encode()
     return (
         [("/v1/predictions", big_json, ingest)] * 6
         + [("/v1/predictions", capped_json, ingest)] * 6
@@ -102,10 +104,9 @@ def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
         + [("/v1/models/digits/predict", huge_png, png)]
         + [("/v1/models/digits/predict", Streamed(300 * mib), png)] * 2
         + [("/v1/predictions", values_bomb(), ingest)] * 4
-        + [("/v1/artifacts", onnx_bomb_bytes(8192, hide_shape=False), {"content-type": "application/octet-stream"}),
-           ("/v1/artifacts", onnx_bomb_bytes(65536, hide_shape=True), {"content-type": "application/octet-stream"}),
-           ("/v1/models/digits/versions", json.dumps({"version": "huge", "embedding_dim": 16,
-            "input_spec": {"shape": [1, 6000, 6000]}}).encode(), {"content-type": "application/json"})]  # fmt: skip
+        + [("/v1/artifacts", onnx_bomb_bytes(8192, hide_shape=False), octets)]
+        + [("/v1/artifacts", onnx_bomb_bytes(65536, hide_shape=True), octets)]
+        + [("/v1/models/digits/versions", huge_spec, {"content-type": "application/json"})]
     )
 
 
