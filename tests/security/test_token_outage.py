@@ -4,27 +4,13 @@ stopped; past it, and for a token never verified, the request still gets 503 (th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy.exc import OperationalError
 
 from shiftwatch.db import Database
-from shiftwatch.migrate import upgrade
 from shiftwatch.tokens import CACHE_SECONDS, OUTAGE_GRACE_SECONDS, TokenResolver, create_token, revoke_token
-from tests.support.pg_processes import FaultCluster, fault_cluster_or_skip
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[FaultCluster]:
-    cluster = fault_cluster_or_skip()
-    try:
-        upgrade(cluster.url)
-        yield cluster
-    finally:
-        cluster.drop()
 
 
 class Clock:
@@ -37,13 +23,13 @@ class Clock:
         return self.now
 
 
-def test_a_verified_token_outlives_a_short_outage_and_no_longer(cluster) -> None:
-    db = Database.connect(cluster.url)
+def test_a_verified_token_outlives_a_short_outage_and_no_longer(fault_cluster) -> None:
+    db = Database.connect(fault_cluster.url)
     ingest_token, other_token = create_token(db, "sdk", ["ingest"]), create_token(db, "other", ["read"])
     clock = Clock()
     resolve = TokenResolver(db, clock=clock)
     assert resolve(ingest_token).name == "sdk"
-    cluster.stop()
+    fault_cluster.stop()
     try:
         clock.now += CACHE_SECONDS + 1  # past the cache: the database is asked, and is away
         assert resolve(ingest_token).name == "sdk"
@@ -53,7 +39,7 @@ def test_a_verified_token_outlives_a_short_outage_and_no_longer(cluster) -> None
         with pytest.raises(OperationalError):
             resolve(ingest_token)  # the bound on an outage's grace
     finally:
-        cluster.start()
+        fault_cluster.start()
     revoke_token(db, "sdk")
     clock.now += CACHE_SECONDS + 1
     assert resolve(ingest_token) is None  # the database answers again: revocation holds
