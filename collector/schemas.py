@@ -155,14 +155,15 @@ class PredictionBatchIn(BaseModel):
 
 def chunks_of(rows: list[PredictionIn], positions: np.ndarray) -> list[tuple[ColumnBatch, np.ndarray]]:
     """Rows as rectangular column batches, each with its rows' ``positions`` in the request."""
-    records = [
-        PredictionRecord(
-            **p.model_dump(exclude={"embedding", "probabilities"}),
-            embedding=None if p.embedding is None else np.asarray(p.embedding, dtype=np.float32),
-            probabilities=None if p.probabilities is None else np.asarray(p.probabilities, dtype=np.float32),
-        )
-        for p in rows
-    ]
+    with np.errstate(over="ignore"):  # 1e300 becomes inf here, and the row checks refuse it by name
+        records = [
+            PredictionRecord(
+                **p.model_dump(exclude={"embedding", "probabilities"}),
+                embedding=None if p.embedding is None else np.asarray(p.embedding, dtype=np.float32),
+                probabilities=None if p.probabilities is None else np.asarray(p.probabilities, dtype=np.float32),
+            )
+            for p in rows
+        ]
     return [(chunk, positions[index]) for chunk, index in grouped_columns(records)]
 
 
