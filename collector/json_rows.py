@@ -40,13 +40,17 @@ def parse_cost(body: bytes) -> int:
     return len(body) * JSON_BYTE_COST + values * JSON_VALUE_COST + objects * JSON_OBJECT_COST
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
 def charge_parse(body: bytes, reservation: Reservation) -> None:
     """Reserve the parse's cost; 413 when it alone would exceed the server's whole parse budget."""
     cost = parse_cost(body)
     if cost > reservation.budget.limit:
         raise TooLarge(
-            f"body: parsing this JSON would hold ~{cost // 2**20} MiB, over the server's parse budget of "
-            f"{reservation.budget.limit // 2**20} MiB (SHIFTWATCH_MAX_PARSE_BYTES); send fewer values per "
+            f"body: parsing this JSON would hold ~{_size(cost)}, over the server's parse budget of "
+            f"{_size(reservation.budget.limit)} (SHIFTWATCH_MAX_PARSE_BYTES); send fewer values per "
             "request, or the .npz columns the SDK sends"
         )
     reservation.charge(cost)
