@@ -63,7 +63,8 @@ class Settings(BaseSettings):
     # Batches stored at once per process; past this the server answers 503 + Retry-After.
     max_inflight_batches: int = Field(8, gt=0)
     # Bounded work per request (docs/security.md, "Limits on hostile input"). A JSON ingest body may
-    # inflate to at most max_json_bytes (parsed JSON costs ~3-8x its size in memory; bulk goes as .npz).
+    # inflate to at most max_json_bytes, and its parse is charged at its measured cost against
+    # max_parse_bytes (collector/json_rows.py: up to ~35x its size for bare numbers; bulk goes as .npz).
     max_json_bytes: int = Field(16 * 1024 * 1024, gt=0)
     # Bytes of request bodies held and being parsed at once in this process (ingest and gateway);
     # past it a request gets 503 + Retry-After instead of adding to memory. 256 MiB: bench/hostile_load.py.
