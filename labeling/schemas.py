@@ -57,3 +57,4 @@ class PushOut(BaseModel):
     pending: int
     project_id: int | None
     error: str | None
+    closed: int

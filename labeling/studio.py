@@ -12,19 +12,28 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from label_studio_sdk import LabelStudio
 
 from shiftwatch.errors import Invalid
+from shiftwatch.labeling.stretch import ImageSize
+from shiftwatch.labeling.studio_config import FROM_NAME, TO_NAME, labeling_config
 from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
 
-FROM_NAME, TO_NAME = "label", "image"
+# The region id of annotations shiftwatch writes itself (labels from the oracle or an import), so their echo
+# (webhook, pull) is recognised and never passes for a person's answer.
+OUTSIDE_LABEL_REGION = "shiftwatch-label"
 WEBHOOK_PATH = "/v1/labeling/webhook"
 WEBHOOK_SECRET_HEADER = "X-Shiftwatch-Webhook-Secret"
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
 PRIORITY_TAB = "By priority"
+PRIORITY_COLUMN = "tasks:data.priority"
+# Data columns a person does not need in the task table (long HTML, the second link, bookkeeping).
+HIDDEN_COLUMNS = ["tasks:data.why", "tasks:data.headline", "tasks:data.stretched", "tasks:data.prediction_id"]
+# "Label All Tasks" serves the next task of the open tab in the tab's order (sequential sampling): in
+# the priority tab, the highest priority first, across pushes.
+SAMPLING = "Sequential sampling"
 # Seconds per Label Studio call: a hung server must not hold the push job for long.
 TIMEOUT_S = 15.0
 
@@ -33,19 +42,25 @@ def project_title(model_name: str) -> str:
     return f"shiftwatch: {model_name}"
 
 
-def labeling_config(class_names: list[str]) -> str:
-    """Label Studio XML: the image and one single-choice question whose choices are the class names."""
-    choices = "".join(f"<Choice value={quoteattr(name)}/>" for name in class_names)
-    return (
-        f'<View><Image name="{TO_NAME}" value="$image" zoom="true"/>'
-        f'<Choices name="{FROM_NAME}" toName="{TO_NAME}" choice="single-radio" showInLine="true">{choices}</Choices>'
-        "</View>"
-    )
+def priority_tab() -> dict[str, Any]:
+    """The data-manager tab annotators label in: highest priority first, priority a number (sorts, range-filters)."""
+    return {
+        "title": PRIORITY_TAB,
+        "ordering": [f"-{PRIORITY_COLUMN}"],
+        "columnsDisplayType": {PRIORITY_COLUMN: "Number"},
+        "hiddenColumns": {"explore": HIDDEN_COLUMNS, "labeling": HIDDEN_COLUMNS},
+    }
 
 
-def choice_result(class_name: str) -> list[dict[str, Any]]:
-    """An annotation/prediction ``result`` choosing ``class_name``."""
-    return [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [class_name]}}]
+def choice_result(class_name: str, region_id: str | None = None) -> list[dict[str, Any]]:
+    """An annotation/prediction ``result`` choosing ``class_name`` (``region_id``: marks who wrote it)."""
+    region = {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [class_name]}}
+    return [{"id": region_id, **region} if region_id else region]
+
+
+def written_by_shiftwatch(annotation: dict[str, Any]) -> bool:
+    """Whether this annotation is one shiftwatch sent (a label made outside Label Studio), not a person's."""
+    return any(region.get("id") == OUTSIDE_LABEL_REGION for region in annotation.get("result") or [])
 
 
 def chosen_class(result: list[dict[str, Any]], class_names: list[str]) -> int | None:
@@ -87,27 +102,43 @@ class Studio:
             raise Invalid("label_studio_token", "set SHIFTWATCH_LABEL_STUDIO_TOKEN (legacy or personal access token)")
         return cls(settings.label_studio_url, settings.label_studio_token)
 
-    def find_project(self, model_name: str) -> int | None:
+    def _project(self, model_name: str) -> Any | None:
         title = project_title(model_name)
         for project in self.client.projects.list(title=title, page_size=100):  # type: ignore[var-annotated]  # the SDK's pager is untyped
             if project.title == title:  # the filter matches substrings: "digits" would find "digits-2"
-                return int(project.id)
+                return project
         return None
 
-    def ensure_project(self, model_name: str, class_names: list[str]) -> int:
-        """The model's project, created (with its config and priority tab) on first use."""
-        found = self.find_project(model_name)
+    def find_project(self, model_name: str) -> int | None:
+        project = self._project(model_name)
+        return None if project is None else int(project.id)
+
+    def ensure_project(self, model_name: str, class_names: list[str], image_size: ImageSize | None = None) -> int:
+        """The model's project, created (with its config, sampling and priority tab) on first use.
+
+        An existing project's labeling view is brought up to date when ``image_size`` is known
+        (projects made by an older shiftwatch get the current view; their annotations still fit).
+        """
+        config = labeling_config(class_names, image_size)
+        found = self._project(model_name)
         if found is not None:
-            return found
+            if image_size is not None and found.label_config != config:
+                self.client.projects.update(found.id, label_config=config)
+            return int(found.id)
         project = self.client.projects.create(
             title=project_title(model_name),
-            label_config=labeling_config(class_names),
-            description=f"Samples of {model_name} that shiftwatch selected for labeling (highest priority first).",
+            label_config=config,
+            description=f"Samples of {model_name} that shiftwatch selected for labeling. Label in the "
+            f"'{PRIORITY_TAB}' tab: 'Label All Tasks' there serves the highest priority first.",
+            sampling=SAMPLING,  # type: ignore[arg-type]  # the SDK's enum accepts its plain value
+            show_skip_button=True,
         )
-        self.client.views.create(
-            project=project.id, data={"title": PRIORITY_TAB, "ordering": ["-tasks:data.priority"]}
-        )
+        self.client.views.create(project=project.id, data=priority_tab())
         return int(project.id)  # type: ignore[arg-type]  # a created project has an id
+
+    def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> int:
+        """An annotation on ``task_id`` (a label made outside Label Studio); returns its id."""
+        return int(self.client.annotations.create(task_id, result=result).id)  # type: ignore[arg-type]  # created: has an id
 
     def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> int:
         """One webhook per project pointing at ``url``; its headers (the secret) are kept current."""

@@ -24,10 +24,11 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
-from shiftwatch.labeling.input_links import InputLinks
+from shiftwatch.labeling.outside_labels import is_outside, send_outside_labels
 from shiftwatch.labeling.queue import tasks_of_model
-from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
+from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, chosen_class, webhook_headers, written_by_shiftwatch
 from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.task_view import first_image_size, task_context, task_payload
 from shiftwatch.settings import Settings
 
 # A claimed batch is invisible to other pushers for this long; far above one import call.
@@ -47,6 +48,7 @@ class PushResult:
     pending: int
     project_id: int | None
     error: str | None
+    closed: int = 0  # labels made outside Label Studio sent there as annotations (their tasks show as done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,26 +70,6 @@ def _astuple(counts: SyncCounts) -> tuple[int, ...]:
     return (counts.labeled, counts.updated, counts.unchanged, counts.skipped, counts.deleted, counts.unknown)
 
 
-def _task_payload(links: InputLinks, task: LabelTask, version: str, class_names: list[str]) -> dict[str, Any]:
-    assert task.input_ref is not None  # selection and enqueue never queue a task without an input
-    return {
-        "data": {
-            "image": links.link(task.input_ref),
-            "prediction_id": str(task.prediction_id),
-            "priority": round(task.priority, 4),
-            "reason": task.reason,
-            "model_version": version,
-        },
-        "predictions": [
-            {
-                "model_version": version,
-                "score": round(task.confidence, 4),
-                "result": choice_result(class_names[task.predicted_class]),
-            }
-        ],
-    }
-
-
 def push(
     db: Database,
     settings: Settings,
@@ -98,7 +80,8 @@ def push(
     force: bool = False,
     limit: int = 1000,
 ) -> PushResult:
-    """Send the model's due pending tasks to Label Studio, highest priority first.
+    """Send the model's due pending tasks to Label Studio, highest priority first, then the labels made
+    outside it (the oracle, imports) for tasks already there, as annotations (``outside_labels``).
 
     A failure leaves them ``pending`` with ``attempts`` + 1, ``last_error`` and a backoff;
     ``force`` ignores the backoff (the CLI's ``push --now``).
@@ -106,34 +89,33 @@ def push(
     studio = studio or Studio.from_settings(settings)
     now = now or utcnow()
     with db.session() as session:
-        model = registry.get_model(session, model_name)
-        class_names = list(model.class_names)
+        context = task_context(session, settings, model_name)
         stmt = tasks_of_model(model_name).where(LabelTask.state == "pending")
         if not force:
             stmt = stmt.where((LabelTask.next_attempt_at.is_(None)) | (LabelTask.next_attempt_at <= now))
         due = list(session.scalars(stmt.order_by(LabelTask.priority.desc(), LabelTask.id).limit(limit)))
-        versions = {v.id: v.version for v in registry.list_versions(session, model_name)}
-        links = InputLinks.of(settings)
-        payloads = [_task_payload(links, t, versions[t.model_version_id], class_names) for t in due]
+        payloads = [task_payload(context, t) for t in due]
+        size = first_image_size(settings, due)
         ids = [t.id for t in due]
         for task in due:  # the claim: another pusher skips these until the lease ends
             task.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)
-    sent, project_id, error = 0, None, None
+    sent, closed, project_id, error = 0, 0, None, None
     try:
         if ids:
-            project_id = studio.ensure_project(model_name, class_names)
+            project_id = studio.ensure_project(model_name, context.class_names, size)
             studio.ensure_webhook(project_id, settings.public_url.rstrip("/") + WEBHOOK_PATH, webhook_headers(settings))
         for start in range(0, len(ids), PUSH_BATCH):
             studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]  # set above when ids is not empty
             _mark_sent(db, ids[start : start + PUSH_BATCH], project_id, studio_ids, utcnow())  # type: ignore[arg-type]  # as above
             sent += len(studio_ids)
+        closed = send_outside_labels(db, studio, model_name, limit)
     except Exception as exc:  # noqa: BLE001 - any failure (refused, timeout, 5xx, bad token) keeps the rest pending
         error = _one_line(exc)
         _mark_failed(db, ids[sent:], error, now)
     with db.session() as session:
         waiting = tasks_of_model(model_name).where(LabelTask.state == "pending").subquery()
         pending = int(session.scalar(select(func.count()).select_from(waiting)) or 0)
-    return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error)
+    return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error, closed)
 
 
 def _one_line(exc: Exception) -> str:
@@ -208,6 +190,9 @@ def apply_annotation(
         row.studio_task_id, row.studio_project_id = int(task["id"]), task.get("project")
         row.state = "sent" if row.state == "pending" else row.state
     label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and _is_echo(label, annotation, _class_names(session, row)):
+        label.studio_annotation_id = label.studio_annotation_id or annotation.get("id")
+        return SyncCounts(unchanged=1)  # our own label, sent as an annotation, coming back
     when = _parse_time(annotation.get("updated_at") or annotation.get("created_at") or utcnow())
     if label is not None and label.labeled_at > when:
         return SyncCounts(unchanged=1)  # an older event arriving late must not undo a newer label
@@ -235,22 +220,51 @@ def apply_annotation(
     return SyncCounts(updated=1)
 
 
+def _is_echo(label: Label, annotation: dict[str, Any], class_names: list[str]) -> bool:
+    """Whether ``annotation`` is this label of ours (made outside Label Studio) as Label Studio shows it."""
+    if not is_outside(label) or not written_by_shiftwatch(annotation) or annotation.get("was_cancelled"):
+        return False
+    if label.studio_annotation_id not in (None, annotation.get("id")):
+        return False
+    return chosen_class(annotation.get("result") or [], class_names) == label.label
+
+
 def _unlabel(session: Session, row: LabelTask, state: str) -> None:
+    """The row's label is gone (its annotation deleted or cancelled in Label Studio): drop it, set ``state``."""
     label = session.scalar(select(Label).where(Label.task_id == row.id))
-    if label is not None and label.source != "oracle":
+    if label is not None:
         session.delete(label)
     row.state = state
 
 
+def _task_gone(session: Session, row: LabelTask) -> None:
+    """The row's Label Studio task was deleted: a person's label goes with it (``skipped``, never pushed
+    again); a label made outside Label Studio stays, the row no longer pointing at the deleted task."""
+    label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and is_outside(label):
+        row.studio_task_id = label.studio_task_id = label.studio_annotation_id = None
+        row.state = "labeled"
+        return
+    _unlabel(session, row, "skipped")
+
+
 def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: str) -> SyncCounts:
-    """Bring one row in line with a task as the pull sees it: its newest answered annotation wins."""
+    """Bring one row in line with a task as the pull sees it: a person's newest answer wins over ours.
+
+    A task without annotations whose label was made outside Label Studio (not sent there yet)
+    keeps it: only a deleted Label Studio annotation returns a labeled row to ``sent``.
+    """
     annotations = sorted(task.get("annotations") or [], key=lambda a: _parse_time(a.get("updated_at") or a.get("created_at")))
     answered = [a for a in annotations if not a.get("was_cancelled")]
+    people = [a for a in answered if not written_by_shiftwatch(a)]
     if answered:
-        return apply_annotation(session, row, task, answered[-1], source)
+        return apply_annotation(session, row, task, (people or answered)[-1], source)
     if annotations:
         return apply_annotation(session, row, task, annotations[-1], source)
-    if row.state in ("labeled", "skipped"):  # its annotations were deleted: the task waits for a person again
+    label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and is_outside(label) and label.studio_annotation_id is None:
+        return SyncCounts(unchanged=1)  # labeled here (oracle, import): the next push sends it as an annotation
+    if row.state in ("labeled", "skipped"):  # its Label Studio annotations were deleted: it waits for a person again
         _unlabel(session, row, "sent")
         return SyncCounts(updated=1)
     return SyncCounts(unchanged=1)
@@ -278,7 +292,7 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
         )
         for row in session.scalars(stmt):
             if row.studio_task_id is not None and row.studio_task_id not in seen:
-                _unlabel(session, row, "skipped")
+                _task_gone(session, row)
                 counts += SyncCounts(deleted=1)
     return counts
 
@@ -310,6 +324,6 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
                 stmt = stmt.where(LabelTask.studio_project_id == int(project))
             rows = list(session.scalars(stmt))
             for row in rows:
-                _unlabel(session, row, "skipped")
+                _task_gone(session, row)
             return SyncCounts(deleted=len(rows))
     return SyncCounts(unknown=1)

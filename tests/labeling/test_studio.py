@@ -1,17 +1,10 @@
-"""Against a real Label Studio 1.23.2 started on 127.0.0.1 for this test session (temporary data dir, known token).
-
-The server lives in its own venv (``tests/support/studio_venv.sh`` builds ``.labelstudio-venv/``;
-``SHIFTWATCH_TEST_LABEL_STUDIO_VENV`` points elsewhere). Without it these tests skip locally
-and FAIL under ``CI=true``: CI must not pass without having talked to Label Studio.
-"""
+"""Against a real Label Studio 1.23.2 started on 127.0.0.1 for this test session (``label_studio`` in conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -25,49 +18,10 @@ from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, proj
 from shiftwatch.labeling.sync import pull, push
 from shiftwatch.labeling.tables import Label, LabelTask
 from tests.support.labeling import free_port_closed, log, probs_with_margin
-from tests.support.servers import LiveServer, free_port
-from tests.support.studio_server import LabelStudioServer, label_studio_bin
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
-VENV = Path(os.environ.get("SHIFTWATCH_TEST_LABEL_STUDIO_VENV", Path(__file__).parents[2] / ".labelstudio-venv"))
 CLASSES = ["zero", "one", "two", "three"]
-
-
-@pytest.fixture(scope="session")
-def label_studio() -> Iterator[LabelStudioServer]:
-    if label_studio_bin(VENV) is None:
-        reason = f"Label Studio is not installed in {VENV} (run tests/support/studio_venv.sh)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: required in CI")
-        pytest.skip(reason)
-    server = LabelStudioServer(VENV)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Label Studio did not start: {exc}")
-        pytest.skip(f"Label Studio did not start: {exc}")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def wired(label_studio, db, settings, tmp_path):
-    """shiftwatch served on loopback (for the webhook and the images), pointed at the real Label Studio."""
-    from shiftwatch.app import create_app
-
-    port = free_port()
-    settings = settings.model_copy(
-        update={
-            "public_url": f"http://127.0.0.1:{port}",
-            "label_studio_url": label_studio.url,
-            "label_studio_token": label_studio.token,
-        }
-    )
-    server = LiveServer(create_app(settings, db), port=port).start()
-    yield settings
-    server.stop()
 
 
 @pytest.fixture
