@@ -29,17 +29,35 @@ WEBHOOK_SECRET_HEADER = "X-Shiftwatch-Webhook-Secret"
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "TASKS_DELETED"]
 PRIORITY_TAB = "By priority"
 PRIORITY_COLUMN = "tasks:data.priority"
-# Data columns a person does not need in the task table (long HTML, the second link, bookkeeping).
-HIDDEN_COLUMNS = ["tasks:data.why", "tasks:data.headline", "tasks:data.stretched", "tasks:data.prediction_id"]
-# "Label All Tasks" serves the next task of the open tab in the tab's order (sequential sampling): in
-# the priority tab, the highest priority first, across pushes.
-SAMPLING = "Sequential sampling"
+# Columns a person does not need in the task table: long HTML, the second link, bookkeeping, and the
+# prediction score (the labeling order below, not the model's confidence, which the task states in words).
+HIDDEN_COLUMNS = [
+    *(f"tasks:data.{key}" for key in ("why", "headline", "stretched", "prediction_id")),
+    *(f"tasks:{key}" for key in (
+        "predictions_score", "predictions_results", "predictions_model_versions", "total_predictions",
+        "annotations_results", "annotations_ids", "inner_id", "file_upload", "storage_filename", "created_at",
+        "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+    )),
+]
+# "Label All Tasks" in Label Studio 1.23 ignores the tab's ordering (its next-task call sends no view):
+# sequential sampling serves task ids in order, so a later push's urgent tasks would wait behind older
+# ones. Uncertainty sampling serves the lowest prediction score first among the predictions of the
+# project's model_version, so every pre-annotation carries that one model_version and, as its score, the
+# labeling order (``labeling_order``): highest priority first, across pushes. With several annotators
+# Label Studio picks at random among the first few, so two people rarely open the same task.
+SAMPLING = "Uncertainty sampling"
+PREDICTION_MODEL_VERSION = "shiftwatch"
 # Seconds per Label Studio call: a hung server must not hold the push job for long.
 TIMEOUT_S = 15.0
 
 
 def project_title(model_name: str) -> str:
     return f"shiftwatch: {model_name}"
+
+
+def labeling_order(priority: float, top: float) -> float:
+    """The pre-annotation score that makes uncertainty sampling serve ``priority`` (at most ``top``) first."""
+    return round(max(0.0, 1.0 - priority / top), 4)
 
 
 def priority_tab() -> dict[str, Any]:
@@ -116,21 +134,25 @@ class Studio:
     def ensure_project(self, model_name: str, class_names: list[str], image_size: ImageSize | None = None) -> int:
         """The model's project, created (with its config, sampling and priority tab) on first use.
 
-        An existing project's labeling view is brought up to date when ``image_size`` is known
-        (projects made by an older shiftwatch get the current view; their annotations still fit).
+        An existing project's labeling view and sampling are brought up to date when ``image_size``
+        is known (projects made by an older shiftwatch get the current view; their annotations still fit).
         """
         config = labeling_config(class_names, image_size)
         found = self._project(model_name)
         if found is not None:
-            if image_size is not None and found.label_config != config:
-                self.client.projects.update(found.id, label_config=config)
+            current = (found.label_config, found.sampling, found.model_version)
+            if image_size is not None and current != (config, SAMPLING, PREDICTION_MODEL_VERSION):
+                self.client.projects.update(
+                    found.id, label_config=config, sampling=SAMPLING, model_version=PREDICTION_MODEL_VERSION
+                )
             return int(found.id)
         project = self.client.projects.create(
             title=project_title(model_name),
             label_config=config,
-            description=f"Samples of {model_name} that shiftwatch selected for labeling. Label in the "
-            f"'{PRIORITY_TAB}' tab: 'Label All Tasks' there serves the highest priority first.",
-            sampling=SAMPLING,  # type: ignore[arg-type]  # the SDK's enum accepts its plain value
+            description=f"Samples of {model_name} that shiftwatch selected for labeling. 'Label All Tasks' serves "
+            f"the highest priority first; the '{PRIORITY_TAB}' tab lists them in that order.",
+            sampling=SAMPLING,
+            model_version=PREDICTION_MODEL_VERSION,
             show_skip_button=True,
         )
         self.client.views.create(project=project.id, data=priority_tab())

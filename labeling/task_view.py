@@ -27,7 +27,7 @@ from shiftwatch.errors import Invalid, NotFound
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.selection import PRIORITY_BASE
 from shiftwatch.labeling.stretch import ImageSize, image_size
-from shiftwatch.labeling.studio import choice_result
+from shiftwatch.labeling.studio import PREDICTION_MODEL_VERSION, choice_result, labeling_order
 from shiftwatch.labeling.tables import LabelTask
 from shiftwatch.settings import Settings
 
@@ -193,8 +193,8 @@ def task_payload(context: TaskContext, task: LabelTask) -> dict[str, Any]:
         },
         "predictions": [
             {
-                "model_version": version,
-                "score": round(task.confidence, 4),
+                "model_version": PREDICTION_MODEL_VERSION,  # one for all versions: see studio.SAMPLING
+                "score": labeling_order(task.priority, PRIORITY_MAX),
                 "result": choice_result(context.class_names[task.predicted_class]),
             }
         ],

@@ -21,7 +21,6 @@ from shiftwatch.settings import Settings
 from tests.support.labeling import low_contrast_png
 
 
-
 @pytest.fixture
 def backend() -> str:
     """One backend: no database rows are involved."""

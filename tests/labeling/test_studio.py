@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -13,11 +11,19 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import QueueItem, enqueue
-from shiftwatch.labeling.studio import PRIORITY_TAB, Studio, choice_result, project_title
+from shiftwatch.labeling.studio import (
+    PREDICTION_MODEL_VERSION,
+    PRIORITY_TAB,
+    SAMPLING,
+    Studio,
+    choice_result,
+    project_title,
+)
 from shiftwatch.labeling.sync import pull, push
 from shiftwatch.labeling.tables import Label, LabelTask
-from tests.support.labeling import free_port_closed, log, probs_with_margin
+from tests.support.labeling import eventually, free_port_closed, log, probs_with_margin
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -46,15 +52,6 @@ def _rows(db) -> dict[uuid.UUID, tuple[LabelTask, Label | None]]:
         return {t.prediction_id: (t, labels.get(t.id)) for t in session.scalars(select(LabelTask))}
 
 
-def _eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return check()
-
-
 def test_push_creates_the_project_and_preannotated_tasks_in_priority_order(db, wired, queued, label_studio):
     name, ids = queued
     down = wired.model_copy(update={"label_studio_url": f"http://127.0.0.1:{free_port_closed()}"})
@@ -66,17 +63,24 @@ def test_push_creates_the_project_and_preannotated_tasks_in_priority_order(db, w
     sdk = Studio(label_studio.url, label_studio.token).client
     project = sdk.projects.get(result.project_id)
     assert project.title == project_title(name)
-    assert all(f'<Choice value="{c}"/>' in project.label_config for c in CLASSES)
+    assert all(f'<Choice value="{c}" hotkey="{k}"/>' in project.label_config for c, k in zip(CLASSES, "zotr", strict=True))
+    assert (project.sampling, project.model_version) == (SAMPLING, PREDICTION_MODEL_VERSION)
     rows = _rows(db)
     assert {(t.state, t.attempts) for t, _ in rows.values()} == {("sent", 2)}
     tab = next(v for v in sdk.views.list(project=result.project_id) if v.data["title"] == PRIORITY_TAB)
     tasks = [t.model_dump(mode="json") for t in sdk.tasks.list(project=result.project_id, view=tab.id)]
     assert [uuid.UUID(t["data"]["prediction_id"]) for t in tasks] == [ids[1], ids[3], ids[2], ids[0]]
+    assert tab.data["columnsDisplayType"] == {"tasks:data.priority": "Number"}  # sorts and range-filters as a number
+    scores = [t["predictions"][0]["score"] for t in tasks]
+    assert scores == sorted(scores)  # uncertainty sampling serves the lowest first: the highest priority
     for task in tasks:
         row = rows[uuid.UUID(task["data"]["prediction_id"])][0]
         assert task["predictions"][0]["result"] == choice_result(CLASSES[row.predicted_class])
-        image = httpx.get(task["data"]["image"], timeout=10)  # what an annotator's browser fetches
+        assert task["data"]["priority"] == pytest.approx(row.priority) and task["data"]["reason"] == "flagged"
+        assert task["data"]["headline"].startswith(f"Priority {row.priority:.2f}")
+        image = httpx.get(task["data"]["image"], timeout=10, headers={"Origin": label_studio.url})  # as its page does
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert image.headers["access-control-allow-origin"] == label_studio.url
     assert push(db, wired, name).sent == 0  # nothing is sent twice
 
 
@@ -86,14 +90,14 @@ def test_annotations_come_back_by_webhook_and_an_update_changes_the_label(db, wi
     task_id = _rows(db)[ids[1]][0].studio_task_id
     sdk = Studio(label_studio.url, label_studio.token).client
     annotation = sdk.annotations.create(task_id, result=choice_result("three"))
-    assert _eventually(lambda: (label := _rows(db)[ids[1]][1]) is not None and label.label == 3)
+    assert eventually(lambda: (label := _rows(db)[ids[1]][1]) is not None and label.label == 3)
     assert _rows(db)[ids[1]][1].source == "webhook" and _rows(db)[ids[1]][0].state == "labeled"
 
     sdk.annotations.update(annotation.id, result=choice_result("two"))
-    assert _eventually(lambda: _rows(db)[ids[1]][1].label == 2)
+    assert eventually(lambda: _rows(db)[ids[1]][1].label == 2)
 
     sdk.tasks.delete(str(task_id))
-    assert _eventually(lambda: _rows(db)[ids[1]][0].state == "skipped")
+    assert eventually(lambda: _rows(db)[ids[1]][0].state == "skipped")
     assert _rows(db)[ids[1]][1] is None
 
 
@@ -113,3 +117,33 @@ def test_pull_catches_annotations_the_webhook_missed(db, wired, queued, label_st
     assert rows[ids[0]][1].label == 1 and rows[ids[0]][1].source == "pull"
     assert rows[ids[2]][0].state == "skipped"
     assert pull(db, Studio.from_settings(wired), name).labeled == 0
+
+
+def test_labels_made_here_close_their_tasks_there_and_pull_keeps_them(db, wired, queued, label_studio):
+    name, ids = queued
+    push(db, wired, name)
+    with db.session() as session:
+        assert label_with_oracle(session, name, lambda ref: 0, limit=2) == 2  # ids[1] and ids[3]: the top two
+    studio = Studio.from_settings(wired)
+    pull(db, studio, name)  # no annotation for them there yet: the labels stay (pull used to put them back to "sent")
+    assert {i: (t.state, label.source) for i, (t, label) in _rows(db).items() if label} == {
+        ids[1]: ("labeled", "oracle"), ids[3]: ("labeled", "oracle")
+    }
+    result = push(db, wired, name)
+    assert (result.sent, result.closed) == (0, 2)
+    sdk = studio.client
+    for i in (ids[1], ids[3]):
+        task = sdk.tasks.get(_rows(db)[i][0].studio_task_id)
+        assert task.is_labeled and len(task.annotations) == 1  # done in Label Studio too: nobody labels it again
+    assert eventually(lambda: all(_rows(db)[i][1].studio_annotation_id for i in (ids[1], ids[3])))
+    assert {(label.source, label.annotator) for _, label in _rows(db).values() if label} == {("oracle", "oracle")}
+    assert pull(db, studio, name).unchanged == 4 and push(db, wired, name).closed == 0  # its echo is ours, once
+
+    oracle_annotation = _rows(db)[ids[1]][1].studio_annotation_id
+    sdk.annotations.update(oracle_annotation, result=choice_result("two"))  # a reviewer corrects the oracle
+    assert eventually(lambda: _rows(db)[ids[1]][1].label == 2)
+    assert _rows(db)[ids[1]][1].source == "webhook"
+    sdk.tasks.delete(str(_rows(db)[ids[3]][0].studio_task_id))  # deleting the task does not unlearn our label
+    assert eventually(lambda: _rows(db)[ids[3]][0].studio_task_id is None)
+    task, label = _rows(db)[ids[3]]
+    assert (task.state, label.label, label.source) == ("labeled", 0, "oracle")

@@ -7,7 +7,9 @@ import io
 import json
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -32,6 +34,16 @@ def free_port_closed() -> int:
 
 def fake_ref(i: int | str) -> str:
     return f"inputs/{hashlib.sha256(str(i).encode()).hexdigest()}.png"
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    """Whether ``check()`` comes true within ``timeout_s`` (polled every 0.2 s): for webhooks, which arrive later."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
 
 
 def low_contrast_png(size: int = 32) -> bytes:

@@ -107,6 +107,11 @@ class LabelStudioServer:
             time.sleep(1.0)
         raise RuntimeError(f"Label Studio did not answer within {timeout_s:.0f} s: {self.log_tail()}")
 
+    def user_id(self) -> int:
+        """The id of the test user (who logs in, and whose token the tests use)."""
+        headers = {"Authorization": f"Token {self.token}"}
+        return int(httpx.get(f"{self.url}/api/current-user/whoami", headers=headers, timeout=10).json()["id"])
+
     def log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
