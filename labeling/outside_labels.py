@@ -11,6 +11,7 @@ simply never pushed.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from shiftwatch.collector import registry
@@ -19,6 +20,8 @@ from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import OUTSIDE_LABEL_REGION, Studio, choice_result
 from shiftwatch.labeling.tables import Label, LabelTask
 
+# Annotations created at once: each call also waits for Label Studio's webhook back to us (~0.3 s).
+PARALLEL_CALLS = 4
 # Label sources that are Label Studio annotations; any other label (the oracle, an import) was made outside it.
 STUDIO_SOURCES = ("webhook", "pull")
 
@@ -49,17 +52,29 @@ def unsent_outside_labels(db: Database, model_name: str, limit: int) -> list[Out
 def send_outside_labels(db: Database, studio: Studio, model_name: str, limit: int = 1000) -> int:
     """Send each unsent outside label as an annotation on its task; returns how many were sent.
 
-    Label Studio is called outside any transaction; each sent annotation's id is recorded at
-    once, so a failure part-way leaves the rest for the next push (the error propagates).
+    Label Studio is called outside any transaction, a few calls at once (each also waits for
+    Label Studio's webhook back to us); each sent annotation's id is recorded as it comes, so a
+    failure part-way leaves the rest for the next push, and the first error is raised after.
     """
-    sent = 0
-    for item in unsent_outside_labels(db, model_name, limit):
-        annotation_id = studio.create_annotation(item.studio_task_id, choice_result(item.class_name, OUTSIDE_LABEL_REGION))
-        with db.session() as session:
-            label = session.get(Label, item.label_id)
-            if label is not None:  # its echo (the webhook) may have recorded the id already: same value
-                label.studio_annotation_id = annotation_id
-        sent += 1
+    sent, first_error = 0, None
+    with ThreadPoolExecutor(max_workers=PARALLEL_CALLS) as pool:
+        calls = {
+            pool.submit(studio.create_annotation, item.studio_task_id, choice_result(item.class_name, OUTSIDE_LABEL_REGION)): item
+            for item in unsent_outside_labels(db, model_name, limit)
+        }
+        for call in as_completed(calls):
+            try:
+                annotation_id = call.result()
+            except Exception as exc:  # noqa: BLE001 - any failure: the rest still get recorded, then it is raised
+                first_error = first_error or exc
+                continue
+            with db.session() as session:
+                label = session.get(Label, calls[call].label_id)
+                if label is not None:  # its echo (the webhook) may have recorded the id already: same value
+                    label.studio_annotation_id = annotation_id
+            sent += 1
+    if first_error is not None:
+        raise first_error
     return sent
 
 
