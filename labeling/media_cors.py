@@ -11,6 +11,7 @@ Any other origin gets no CORS header, so its scripts cannot read our images.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from shiftwatch.cross_site import ASGIApp, Scope
@@ -22,6 +23,8 @@ METHODS = b"GET, HEAD"
 # A browser may reuse an approved preflight for this long (seconds).
 PREFLIGHT_MAX_AGE = b"600"
 ORIGINS_FIELD = "SHIFTWATCH_LABEL_STUDIO_ORIGINS"
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
 
 
 def origin_of(url: str) -> str:
@@ -48,7 +51,7 @@ class InputLinkCors:
         self.app = app
         self.origins = label_studio_origins(settings)
 
-    async def __call__(self, scope: Scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
             await self.app(scope, receive, send)
             return
@@ -68,7 +71,7 @@ class InputLinkCors:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, send, origin: str, allowed: bool, method: str) -> None:
+    async def _preflight(self, send: Send, origin: str, allowed: bool, method: str) -> None:
         if allowed and method.upper() in ("GET", "HEAD"):
             await send({"type": "http.response.start", "status": 204, "headers": [
                 (b"access-control-allow-origin", origin.encode("latin-1")),

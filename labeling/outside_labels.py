@@ -46,7 +46,7 @@ def unsent_outside_labels(db: Database, model_name: str, limit: int) -> list[Out
             .order_by(LabelTask.priority.desc(), LabelTask.id)
             .limit(limit)
         )
-        return [OutsideLabel(int(i), int(t), class_names[int(c)]) for i, t, c in session.execute(stmt)]
+        return [OutsideLabel(i, t, class_names[c]) for i, t, c in session.execute(stmt).tuples() if t is not None]
 
 
 def send_outside_labels(db: Database, studio: Studio, model_name: str, limit: int = 1000) -> int:

@@ -160,7 +160,7 @@ class Studio:
 
     def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> int:
         """An annotation on ``task_id`` (a label made outside Label Studio); returns its id."""
-        return int(self.client.annotations.create(task_id, result=result).id)  # type: ignore[arg-type]  # created: has an id
+        return int(self.client.annotations.create(task_id, result=result).id)
 
     def ensure_webhook(self, project_id: int, url: str, headers: dict[str, str]) -> int:
         """One webhook per project pointing at ``url``; its headers (the secret) are kept current."""
