@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -24,6 +26,7 @@ from shiftwatch.labeling.studio import (
 from shiftwatch.labeling.sync import pull, push
 from shiftwatch.labeling.tables import Label, LabelTask
 from tests.support.labeling import eventually, free_port_closed, log, probs_with_margin
+from tests.support.studio_server import QUIET_ENV
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
@@ -147,3 +150,22 @@ def test_labels_made_here_close_their_tasks_there_and_pull_keeps_them(db, wired,
     assert eventually(lambda: _rows(db)[ids[3]][0].studio_task_id is None)
     task, label = _rows(db)[ids[3]]
     assert (task.state, label.label, label.source) == ("labeled", 0, "oracle")
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (Linux /proc/net/tcp, IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(str(ipaddress.ip_address(bytes.fromhex(address)[::-1])) if len(address) == 8 else address)
+    return found
+
+
+def test_the_test_server_listens_on_loopback_only_and_does_not_call_out(label_studio):
+    assert listening_addresses(label_studio.port) == {"127.0.0.1"}  # not 0.0.0.0: --internal-host
+    environ = Path(f"/proc/{label_studio.process.pid}/environ").read_bytes().split(b"\0")
+    for name, value in QUIET_ENV.items():
+        assert f"{name}={value}".encode() in environ
