@@ -131,21 +131,25 @@ class Studio:
         project = self._project(model_name)
         return None if project is None else int(project.id)
 
-    def ensure_project(self, model_name: str, class_names: list[str], image_size: ImageSize | None = None) -> int:
-        """The model's project, created (with its config, sampling and priority tab) on first use.
+    def ensure_project(
+        self, model_name: str, class_names: list[str], image_size: ImageSize | None = None
+    ) -> tuple[int, bool]:
+        """The model's project id, created (with its config, sampling and priority tab) on first use, and
+        whether an existing project's view was replaced.
 
         An existing project's labeling view and sampling are brought up to date when ``image_size``
-        is known (projects made by an older shiftwatch get the current view; their annotations still fit).
+        is known (projects made by an older shiftwatch get the current view; their annotations still fit;
+        the caller refreshes the data of its open tasks, which the new view reads).
         """
         config = labeling_config(class_names, image_size)
         found = self._project(model_name)
         if found is not None:
             current = (found.label_config, found.sampling, found.model_version)
             if image_size is not None and current != (config, SAMPLING, PREDICTION_MODEL_VERSION):
-                self.client.projects.update(
-                    found.id, label_config=config, sampling=SAMPLING, model_version=PREDICTION_MODEL_VERSION
-                )
-            return int(found.id)
+                # model_version only once a prediction of it exists (Label Studio refuses it before): refresh_task
+                self.client.projects.update(found.id, label_config=config, sampling=SAMPLING)
+                return int(found.id), True
+            return int(found.id), False
         project = self.client.projects.create(
             title=project_title(model_name),
             label_config=config,
@@ -156,7 +160,17 @@ class Studio:
             show_skip_button=True,
         )
         self.client.views.create(project=project.id, data=priority_tab())
-        return int(project.id)  # type: ignore[arg-type]  # a created project has an id
+        return int(project.id), False  # type: ignore[arg-type]  # a created project has an id
+
+    def refresh_task(self, task_id: int, payload: dict[str, Any]) -> None:
+        """Replace a task's data with ``payload``'s and add its pre-annotation (the labeling order); annotations stay."""
+        self.client.tasks.update(str(task_id), data=payload["data"])
+        for prediction in payload["predictions"]:
+            self.client.predictions.create(task=task_id, **prediction)
+
+    def use_prediction_version(self, project_id: int) -> None:
+        """Make the project's sampling read shiftwatch's pre-annotations (once one exists there)."""
+        self.client.projects.update(project_id, model_version=PREDICTION_MODEL_VERSION)
 
     def create_annotation(self, task_id: int, result: list[dict[str, Any]]) -> int:
         """An annotation on ``task_id`` (a label made outside Label Studio); returns its id."""

@@ -28,7 +28,7 @@ from shiftwatch.labeling.outside_labels import is_outside, send_outside_labels
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, chosen_class, webhook_headers, written_by_shiftwatch
 from shiftwatch.labeling.tables import Label, LabelTask
-from shiftwatch.labeling.task_view import first_image_size, task_context, task_payload
+from shiftwatch.labeling.task_view import TaskContext, first_image_size, task_context, task_payload
 from shiftwatch.settings import Settings
 
 # A claimed batch is invisible to other pushers for this long; far above one import call.
@@ -102,7 +102,10 @@ def push(
     sent, closed, project_id, error = 0, 0, None, None
     try:
         if ids:
-            project_id = studio.ensure_project(model_name, context.class_names, size)
+            project_id, view_replaced = studio.ensure_project(model_name, context.class_names, size)
+            if view_replaced:
+                refresh_open_tasks(db, studio, context, model_name, project_id)
+                studio.use_prediction_version(project_id)
             studio.ensure_webhook(project_id, settings.public_url.rstrip("/") + WEBHOOK_PATH, webhook_headers(settings))
         for start in range(0, len(ids), PUSH_BATCH):
             studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]  # set above when ids is not empty
@@ -116,6 +119,18 @@ def push(
         waiting = tasks_of_model(model_name).where(LabelTask.state == "pending").subquery()
         pending = int(session.scalar(select(func.count()).select_from(waiting)) or 0)
     return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error, closed)
+
+
+def refresh_open_tasks(db: Database, studio: Studio, context: TaskContext, model_name: str, project_id: int) -> int:
+    """Send current data and pre-annotations to the project's open tasks (pushed, not labeled) after its view was
+    replaced: the view reads fields an older shiftwatch did not send (the stretched copy, the explanation), and
+    the sampling reads the labeling order from the pre-annotation."""
+    with db.session() as session:
+        stmt = tasks_of_model(model_name).where(LabelTask.state == "sent", LabelTask.studio_project_id == project_id)
+        updates = [(t.studio_task_id, task_payload(context, t)) for t in session.scalars(stmt) if t.studio_task_id]
+    for task_id, payload in updates:
+        studio.refresh_task(task_id, payload)
+    return len(updates)
 
 
 def _one_line(exc: Exception) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.studio import (
@@ -25,7 +26,7 @@ from shiftwatch.labeling.studio import (
 )
 from shiftwatch.labeling.sync import pull, push
 from shiftwatch.labeling.tables import Label, LabelTask
-from tests.support.labeling import eventually, free_port_closed, log, probs_with_margin
+from tests.support.labeling import eventually, free_port_closed, log, low_contrast_png, probs_with_margin
 from tests.support.studio_server import QUIET_ENV
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
@@ -169,3 +170,36 @@ def test_the_test_server_listens_on_loopback_only_and_does_not_call_out(label_st
     environ = Path(f"/proc/{label_studio.process.pid}/environ").read_bytes().split(b"\0")
     for name, value in QUIET_ENV.items():
         assert f"{name}={value}".encode() in environ
+
+
+def test_a_project_an_older_shiftwatch_made_gets_the_current_view_and_its_open_tasks_the_new_fields(
+    db, wired, label_studio
+):
+    name = f"cams-{uuid.uuid4().hex[:8]}"
+    with db.session() as session:
+        registry.register_model(session, name, CLASSES)
+        version_id = registry.register_version(session, name, "v1", embedding_dim=8, state="production").id
+    ref = InputStore(wired.data_dir).put(low_contrast_png(), "png")
+    ids = log(db, wired, np.stack([probs_with_margin(c, 0.3, num_classes=4) for c in (0, 1)]), np.eye(2, 8),
+              input_refs=[ref, ref], model=name)  # fmt: skip
+    sdk = Studio(label_studio.url, label_studio.token).client
+    choices = "".join(f'<Choice value="{c}"/>' for c in CLASSES)  # the view before: keys 1..4, no stretched copy
+    old_view = (f'<View><Image name="image" value="$image" zoom="true"/><Choices name="label" toName="image" '
+                f'choice="single-radio" showInLine="true">{choices}</Choices></View>')
+    project = sdk.projects.create(title=project_title(name), label_config=old_view)
+    with db.session() as session:
+        enqueue(session, version_id, [ids[0]], "uncertain")
+        row = session.scalars(select(LabelTask)).one()
+        link = InputLinks.of(wired).link(ref)
+        old_task = {"image": link, "prediction_id": str(ids[0]), "priority": "1.7", "reason": "uncertain"}
+        [task_id] = Studio.from_settings(wired).import_tasks(project.id, [{"data": old_task}])
+        row.state, row.studio_project_id, row.studio_task_id = "sent", project.id, task_id  # as the older push left it
+        enqueue(session, version_id, [ids[1]], "uncertain")
+    assert push(db, wired, name).sent == 1
+    current = sdk.projects.get(project.id)  # the view, the sampling and its model version: as a new project has them
+    assert 'hotkey="z"' in current.label_config and "$stretched" in current.label_config
+    assert (current.sampling, current.model_version) == (SAMPLING, PREDICTION_MODEL_VERSION)
+    refreshed = sdk.tasks.get(task_id)
+    assert refreshed.data["stretched"] == refreshed.data["image"] + "&view=stretched"
+    assert "Why it is here" in refreshed.data["why"] and isinstance(refreshed.data["priority"], float)
+    assert PREDICTION_MODEL_VERSION in [p.model_version for p in refreshed.predictions]  # sampled by priority too
