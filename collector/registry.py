@@ -170,3 +170,12 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def next_version_name(session: Session, model_name: str) -> str:
+    """``v<N>`` with N one past the number of versions, skipping names already taken."""
+    taken = {row.version for row in list_versions(session, model_name)}
+    number = len(taken) + 1
+    while f"v{number}" in taken:
+        number += 1
+    return f"v{number}"

@@ -37,8 +37,12 @@ DESCRIPTIONS = {
     "detector_drift": "the detector's own verdict, before Holm and the effect threshold",
     "effect_size": "how far the window moved, in effect_unit",
     "effect_unit": "unit of effect_size, e.g. '% of reference kernel spread'",
-    "estimated_harm": "estimated accuracy drop in points (positive = worse)",
-    "harm_source": "what estimated the harm: accuracy_estimate (an accuracy_drop detector) | confidence_drop (DoC)",
+    "estimated_harm": "points lost (positive = worse): an accuracy drop, or the mean-confidence drop where "
+    "harm_source is confidence_drop; the alert list's rank",
+    "harm_source": "what measured the harm: labeled (prediction-powered, random-slice labels) | accuracy_estimate "
+    "(an accuracy_drop detector, label-free) | confidence_drop (mean confidence, not an accuracy)",
+    "harm": "the harm in full: points, source, method, 95 % interval (or the note saying why none), the accuracy "
+    "and the reference's, and one sentence saying it",
     "run_count": "runs that flagged this alert so far",
     "first_run_id": "the run that opened it",
     "last_run_id": "the latest run that flagged it",
@@ -51,14 +55,15 @@ DESCRIPTIONS = {
     "report_url": "the Evidently HTML report in the API, when one was written",
     "evidence": "the detector's evidence: atypical_samples, shifted_dimensions, per-test p-values, ...",
     "tick": "the scheduler tick (UTC) this run belongs to",
-    "status": "ok, or skipped (why in note)",
+    "status": "ok; skipped (why in note); or failed (the detector raised; the error in note, in one line)",
     "note": "why a run was skipped or what limited it",
     "window_start": "time of the oldest prediction tested",
     "window_end": "time of the newest prediction tested (or the window's end)",
     "n_reference": "reference samples the detector compared against",
     "n_current": "production samples tested",
     "duration_ms": "how long the test took",
-    "source": "time_range (pinned production traffic) | upload (arrays sent by the user)",
+    "source": "time_range (pinned production traffic) | upload (arrays sent by the user) | "
+    "rollout (the version's own shadow and canary predictions, pinned when its rollout promoted it)",
     "start": "start of the pinned time range (timezone-aware)",
     "end": "end of the pinned time range (timezone-aware)",
     "n": "samples in the reference",
@@ -93,6 +98,7 @@ class AlertOut(BaseModel):
     effect_unit: str = described("effect_unit")
     estimated_harm: float | None = described("estimated_harm")
     harm_source: str | None = described("harm_source")
+    harm: dict[str, Any] | None = described("harm", None)
     run_count: int = described("run_count")
     first_run_id: int = described("first_run_id")
     last_run_id: int = described("last_run_id")
@@ -102,6 +108,9 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None = described("acknowledged_by")
     resolved_at: datetime | None = described("resolved_at")
     resolved_by: str | None = described("resolved_by")
+    resolution: str | None = Field(
+        None, description="why it was resolved when no person did it: the promotion that retired its version, with a link"
+    )
     url: str = Field(description="this alert in the API (JSON; needs a token when auth is on)")
     report_url: str | None = described("report_url")
     console_url: str = Field(description="the console's alert page: what a person opens in a browser")

@@ -18,12 +18,10 @@ from shiftwatch.collector import registry
 from shiftwatch.db import Database
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import OUTSIDE_LABEL_REGION, Studio, choice_result
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import OUTSIDE_STUDIO, Label, LabelTask
 
 # Annotations created at once: each call also waits for Label Studio's webhook back to us (~0.3 s).
 PARALLEL_CALLS = 4
-# Label sources that are Label Studio annotations; any other label (the oracle, an import) was made outside it.
-STUDIO_SOURCES = ("webhook", "pull")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +39,7 @@ def unsent_outside_labels(db: Database, model_name: str, limit: int) -> list[Out
             tasks_of_model(model_name)
             .join(Label, Label.task_id == LabelTask.id)
             .where(LabelTask.studio_task_id.is_not(None), Label.studio_annotation_id.is_(None))
-            .where(Label.source.not_in(STUDIO_SOURCES))
+            .where(Label.source.in_(OUTSIDE_STUDIO))
             .with_only_columns(Label.id, LabelTask.studio_task_id, Label.label)
             .order_by(LabelTask.priority.desc(), LabelTask.id)
             .limit(limit)
@@ -76,8 +74,3 @@ def send_outside_labels(db: Database, studio: Studio, model_name: str, limit: in
     if first_error is not None:
         raise first_error
     return sent
-
-
-def is_outside(label: Label) -> bool:
-    """Whether ``label`` was made outside Label Studio (the oracle, an import)."""
-    return label.source not in STUDIO_SOURCES

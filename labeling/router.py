@@ -18,7 +18,8 @@ from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
-from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
+from shiftwatch.labeling.label_import import LabelRow, import_labels
+from shiftwatch.labeling.schemas import ImportOut, LabelsIn, PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
 from shiftwatch.labeling.stretch import contrast_stretched_png
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
 
@@ -97,7 +98,7 @@ def select(
     hours: float = Query(24.0, gt=0, le=24 * 366),
     batch_size: int | None = Query(None, ge=1),
 ) -> SelectionOut:
-    """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
+    """Run the selection policy over the last ``hours`` of predictions (audit slice of every route, informative picks) and queue one batch."""
     with db.session() as session:
         result = policy.select_for_labeling(
             session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
@@ -122,3 +123,11 @@ def pull(
     _: Operator,
 ) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, Studio.from_settings(settings), model)))
+
+
+@router.post("/labels", response_model=ImportOut)
+def post_labels(body: LabelsIn, db: DbDep, principal: Labeler) -> ImportOut:
+    """Labels given outside Label Studio, keyed by prediction id, request id or input_ref: all stored, or 422 listing each bad row."""
+    rows = [LabelRow.of(f"labels[{i}]", row.model_dump()) for i, row in enumerate(body.labels)]
+    with db.session() as session:
+        return ImportOut(**asdict(import_labels(session, body.model, rows, annotator=principal.name)))

@@ -24,10 +24,11 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
-from shiftwatch.labeling.outside_labels import is_outside, send_outside_labels
+from shiftwatch.labeling import alert_accuracy
+from shiftwatch.labeling.outside_labels import send_outside_labels
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, chosen_class, webhook_headers, written_by_shiftwatch
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import OUTSIDE_STUDIO, Label, LabelTask
 from shiftwatch.labeling.task_view import TaskContext, first_image_size, task_context, task_payload
 from shiftwatch.settings import Settings
 
@@ -237,30 +238,32 @@ def apply_annotation(
 
 def _is_echo(label: Label, annotation: dict[str, Any], class_names: list[str]) -> bool:
     """Whether ``annotation`` is this label of ours (made outside Label Studio) as Label Studio shows it."""
-    if not is_outside(label) or not written_by_shiftwatch(annotation) or annotation.get("was_cancelled"):
+    if label.source not in OUTSIDE_STUDIO or not written_by_shiftwatch(annotation) or annotation.get("was_cancelled"):
         return False
     if label.studio_annotation_id not in (None, annotation.get("id")):
         return False
     return chosen_class(annotation.get("result") or [], class_names) == label.label
 
 
-def _unlabel(session: Session, row: LabelTask, state: str) -> None:
-    """The row's label is gone (its annotation deleted or cancelled in Label Studio): drop it, set ``state``."""
+def _unlabel(session: Session, row: LabelTask, state: str) -> bool:
+    """Drop the row's Label Studio label and move it to ``state``; one given elsewhere (oracle, import) stays: False."""
     label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and label.source in OUTSIDE_STUDIO:
+        return False
     if label is not None:
         session.delete(label)
     row.state = state
+    return True
 
 
-def _task_gone(session: Session, row: LabelTask) -> None:
+def _task_gone(session: Session, row: LabelTask) -> bool:
     """The row's Label Studio task was deleted: a person's label goes with it (``skipped``, never pushed
-    again); a label made outside Label Studio stays, the row no longer pointing at the deleted task."""
+    again: True); a label made outside Label Studio stays, the row no longer pointing at the deleted task."""
     label = session.scalar(select(Label).where(Label.task_id == row.id))
-    if label is not None and is_outside(label):
+    if label is not None and label.source in OUTSIDE_STUDIO:
         row.studio_task_id = label.studio_task_id = label.studio_annotation_id = None
-        row.state = "labeled"
-        return
-    _unlabel(session, row, "skipped")
+        return False
+    return _unlabel(session, row, "skipped")
 
 
 def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: str) -> SyncCounts:
@@ -276,12 +279,8 @@ def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: s
         return apply_annotation(session, row, task, (people or answered)[-1], source)
     if annotations:
         return apply_annotation(session, row, task, annotations[-1], source)
-    label = session.scalar(select(Label).where(Label.task_id == row.id))
-    if label is not None and is_outside(label) and label.studio_annotation_id is None:
-        return SyncCounts(unchanged=1)  # labeled here (oracle, import): the next push sends it as an annotation
-    if row.state in ("labeled", "skipped"):  # its Label Studio annotations were deleted: it waits for a person again
-        _unlabel(session, row, "sent")
-        return SyncCounts(updated=1)
+    if row.state in ("labeled", "skipped") and _unlabel(session, row, "sent"):
+        return SyncCounts(updated=1)  # its annotations were deleted: the task waits for a person again
     return SyncCounts(unchanged=1)
 
 
@@ -306,9 +305,11 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
             LabelTask.studio_project_id == project_id, LabelTask.state.in_(("sent", "labeled"))
         )
         for row in session.scalars(stmt):
-            if row.studio_task_id is not None and row.studio_task_id not in seen:
-                _task_gone(session, row)
+            if row.studio_task_id is not None and row.studio_task_id not in seen and _task_gone(session, row):
                 counts += SyncCounts(deleted=1)
+        session.flush()
+        versions = [v.id for v in registry.list_versions(session, model_name)]
+        alert_accuracy.refresh(session, versions, utcnow())  # the alerts' accuracy, from the labels pulled
     return counts
 
 
@@ -321,7 +322,12 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             if not isinstance(task, dict) or not isinstance(annotation, dict):
                 raise Invalid("body", f"{action} needs 'task' and 'annotation' objects")
             row = _find_task(session, task)
-            return apply_annotation(session, row, task, annotation, "webhook") if row else SyncCounts(unknown=1)
+            if row is None:
+                return SyncCounts(unknown=1)
+            counts = apply_annotation(session, row, task, annotation, "webhook")
+            session.flush()
+            alert_accuracy.refresh(session, [row.model_version_id], utcnow())  # the alert's accuracy, as labels arrive
+            return counts
         if action == "ANNOTATIONS_DELETED":
             ids = [int(a["id"]) for a in payload.get("annotations") or [] if "id" in a]
             counts = SyncCounts()
@@ -337,8 +343,5 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             stmt = select(LabelTask).where(LabelTask.studio_task_id.in_(ids))
             if project is not None:
                 stmt = stmt.where(LabelTask.studio_project_id == int(project))
-            rows = list(session.scalars(stmt))
-            for row in rows:
-                _task_gone(session, row)
-            return SyncCounts(deleted=len(rows))
+            return SyncCounts(deleted=sum(_task_gone(session, row) for row in session.scalars(stmt)))
     return SyncCounts(unknown=1)

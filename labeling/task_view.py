@@ -38,6 +38,7 @@ REASON_TEXT = {
     "uncertain": "the model was unsure: its top two answers were close",
     "random": "the random audit slice: drawn uniformly from production traffic, so accuracy measured on "
     "labels stays unbiased; label it as carefully as any other",
+    "imported": "its label came from an import (a file or POST /v1/labels), not from a labeling queue",
 }
 # The top of the highest band: a priority reads "3.42 of 4".
 PRIORITY_MAX = max(PRIORITY_BASE.values()) + 1.0
@@ -126,8 +127,11 @@ def evidence_text(task: LabelTask, names: list[str]) -> str:
     if "score" in evidence:
         parts.append(f"detector {evidence.pop('method', 'detector')} scored it {float(evidence.pop('score')):.3g} "
                      "(higher: less like the reference)")
-    if "slice" in evidence:
-        parts.append(f"{float(evidence.pop('slice')):.0%} of each batch is drawn this way")
+    share = evidence.pop("slice", None)
+    if isinstance(share, int | float):
+        parts.append(f"{share:.0%} of each batch is drawn this way")
+    if "route" in evidence:
+        parts.append(f"audit sample of the {evidence.pop('route')} route ({evidence.pop('version', '?')})")
     for key in ("prediction_id", "input_ref", "ts", "request_id"):  # bookkeeping, already on the task
         evidence.pop(key, None)
     parts.extend(f"{key}: {value}" for key, value in sorted(evidence.items()))
@@ -185,7 +189,10 @@ def task_payload(context: TaskContext, task: LabelTask) -> dict[str, Any]:
             "stretched": f"{image}&view=stretched",
             "prediction_id": str(task.prediction_id),
             "priority": round(float(task.priority), 4),
-            "reason": task.reason,
+            # The uniformly random slice shows as "audit" (annotators and reviewers should label it as
+            # carefully as the hard ones: accuracy is measured on it), with the route it audits.
+            "reason": "audit" if task.reason == "random" else task.reason,
+            **({"route": task.evidence["route"]} if "route" in (task.evidence or {}) else {}),
             "model_version": version,
             "alert_id": None if alert is None else alert.id,
             "headline": headline(task, context.class_names),

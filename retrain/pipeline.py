@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
-from shiftwatch.db import Database, utcnow
+from shiftwatch.db import Database
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
@@ -30,6 +30,7 @@ from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_d
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.reference_model import TrainConfig, train_reference
 from shiftwatch.retrain.reference_model import accuracy as torch_accuracy
+from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.torch_contract import TorchContract
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
@@ -76,17 +77,31 @@ def production_base(session: Session, data_dir: Path, model_name: str) -> tuple[
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
-            "(an ONNX-only model is served, quantized and rolled out but not retrained: register a PyTorch "
-            "factory + weights for that, see docs/own-model.md)",
+            "(an ONNX-only model is served, quantized and rolled out but not retrained: "
+            f"`shiftwatch retrain quantize --model {model_name}` makes its int8 candidate; register a PyTorch "
+            "factory + weights to retrain, see docs/own-model.md)",
         )
     return base, ArtifactStore(data_dir).resolve(weights)
 
 
-def family_for(base: ModelVersion, reference_set: Path | None = None) -> ModelFamily:
-    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference)."""
+def fallback_note(report: dict[str, Any]) -> list[str]:
+    """The int8 outcome when int8 was declined (the fp32 artifact is what the gate judged), else nothing."""
+    outcome = ((report.get("compression") or {}).get("quantization") or {}).get("outcome") or ""
+    return [f"the gate judged the fp32 artifact ({outcome})"] if outcome.startswith("fp32") else []
+
+
+def family_for(base: ModelVersion, data_dir: Path, reference_set: Path | None = None) -> ModelFamily:
+    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference).
+
+    The registered reference set is the artifact store's copy (a path relative to ``data_dir``;
+    versions registered before it was copied name the user's file, absolute).
+    """
     contract = (base.report or {}).get("contract") or {}
     if contract.get("kind") != "torch":
         return DigitsFamily()
+    registered = contract.get("reference_set")
+    if reference_set is None and registered:
+        reference_set = ArtifactStore(data_dir).resolve(registered)
     return ContractFamily(TorchContract.from_dict(contract), InputSpec.from_dict(base.input_spec), reference_set)
 
 
@@ -98,16 +113,6 @@ def _base_accuracy(
     if artifact is not None and artifact.is_file():
         return onnx_accuracy(artifact, images, labels)
     return torch_accuracy(base_model, images, labels)
-
-
-def _finish(db: Database, run_id: int, started: float, **values: Any) -> None:
-    with db.session() as session:
-        run = session.get(TrainingRun, run_id)
-        assert run is not None
-        for key, value in values.items():
-            setattr(run, key, value)
-        run.finished_at = utcnow()
-        run.duration_s = round(time.monotonic() - started, 3)
 
 
 def retrain(
@@ -136,7 +141,7 @@ def retrain(
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
         base, weights_path = production_base(session, data_dir, model_name)
-        family = family_for(base, reference_set)
+        family = family_for(base, data_dir, reference_set)
         check_steps(family, config.compress)
         splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id
@@ -205,13 +210,13 @@ def retrain(
             version_name = version_row.version if version_row else None
             version_id = version_row.id if version_row else None
     except BaseException as exc:
-        _finish(db, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        finish_run(db, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     status = "succeeded" if result.passed else "rejected"
-    _finish(
+    finish_run(
         db, run_id, started, status=status, metrics=report, candidate_version_id=version_id,
         artifact_sha256=packaged.onnx.sha256, weights_sha256=packaged.weights.sha256,
-        error=None if result.passed else "; ".join(result.reasons),
+        error=None if result.passed else "; ".join([*result.reasons, *fallback_note(report)]),
     )  # fmt: skip
     return RetrainOutcome(run_id, status, version_name, version_id, result, report)
 

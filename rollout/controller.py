@@ -19,13 +19,16 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.retry import not_a_candidate
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import ACTIVE_STATES, AuditLog, Comparison, Rollout
+from shiftwatch.settings import Settings
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"shadow", "rejected"}),
@@ -138,7 +141,7 @@ def start_rollout(
     """Put a registered candidate into shadow behind the current production version."""
     candidate = registry.get_version(session, model, version)
     if candidate.state != "candidate":
-        raise Conflict(f"version {version!r} is {candidate.state}; only a candidate can be rolled out")
+        raise not_a_candidate(session, model, candidate)  # names the command that comes next
     production = registry.versions_in_state(session, model, "production")
     if not production:
         raise Conflict(f"model {model!r} has no production version to compare the candidate with")
@@ -175,12 +178,12 @@ def start_rollout(
     return rollout
 
 
-def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list) -> int:
+def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list, settings: Settings | None) -> int:
     cursor = rollout.last_decision.get("disagreements_until")
     fresh = [d for d in disagreements if cursor is None or d.ts.isoformat() > cursor]
     if not fresh:
         return 0
-    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh])
+    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh], settings)
 
 
 def evaluate(
@@ -192,13 +195,16 @@ def evaluate(
         metrics, disagreements = compare_shadow(session, rollout, plan, now, labels)
         return metrics, judge_shadow(metrics, plan), disagreements
     metrics = compare_canary(session, rollout, plan, now, labels)
-    return metrics, judge_canary(metrics, rollout.step, plan), []
+    return metrics, judge_canary(metrics, rollout.step, plan, rollout.id), []
 
 
-def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: LabelLookup) -> TickOutcome:
+def tick_rollout(
+    session: Session, rollout: Rollout, now: datetime, labels: LabelLookup, settings: Settings | None = None
+) -> TickOutcome:
+    """One judgement of one rollout; with ``settings``, its disagreements are queued within the labeling budget."""
     before = rollout.state
     metrics, verdict, disagreements = evaluate(session, rollout, now, labels)
-    queued = _send_new_disagreements(session, rollout, disagreements)
+    queued = _send_new_disagreements(session, rollout, disagreements, settings)
     session.add(Comparison(rollout_id=rollout.id, stage=before, step=rollout.step, computed_at=now,
                            decision=verdict.decision, metrics=metrics))
     previous = rollout.last_decision or {}
@@ -231,8 +237,14 @@ def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: Labe
     return TickOutcome(rollout.id, before, rollout.state, verdict.decision, verdict.reasons)
 
 
-def tick(db: Database, now: datetime | None = None, labels: LabelLookup | None = None) -> list[TickOutcome]:
-    """Judge every rollout in shadow or canary once. Run by the scheduler; callable directly."""
+def tick(
+    db: Database, now: datetime | None = None, labels: LabelLookup | None = None, settings: Settings | None = None
+) -> list[TickOutcome]:
+    """Judge every rollout in shadow or canary once. Run by the scheduler; callable directly.
+
+    ``settings`` (the scheduler and the CLI pass them) bound the disagreements queued for labeling by the
+    model's daily labeling budget, the one ``labeling.policy.Budget.of`` reads for every other source.
+    """
     now = now or utcnow()
     labels = labels or handoff.known_labels
     with db.session() as session:
@@ -244,7 +256,7 @@ def tick(db: Database, now: datetime | None = None, labels: LabelLookup | None =
             with db.session() as session:
                 rollout = get_rollout(session, rollout_id, lock=True)
                 if rollout.state in ("shadow", "canary"):
-                    outcomes.append(tick_rollout(session, rollout, now, labels))
+                    outcomes.append(tick_rollout(session, rollout, now, labels, settings))
         except Exception:  # one rollout's failure must not stall the others; it is retried next tick
             log.exception("controller tick failed for rollout %d", rollout_id)
     return outcomes
@@ -259,8 +271,14 @@ def approve(
     reason: str = "",
     now: datetime | None = None,
     labels: LabelLookup | None = None,
+    outbox: Outbox | None = None,
 ) -> Rollout:
-    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason."""
+    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason.
+
+    In the same transaction monitoring passes to the promoted version (``handoff.hand_over_monitoring``):
+    its predecessor's detectors, a reference, and the predecessor's alerts resolved with a link here.
+    ``outbox``: where those resolutions are announced (``Outbox.of(settings)``); None sends no webhooks.
+    """
     now = now or utcnow()
     if force and not reason.strip():
         raise Invalid("reason", "a forced approval needs a reason (it goes in the audit log)")
@@ -275,9 +293,11 @@ def approve(
         # require_labels=false or force lets a canary through an undecided test: a person must say why.
         raise Invalid("reason", f"the accuracy test is {accuracy_decision} (SPRT on labels from the random slice); "
                                 "approving anyway needs a reason, which goes in the audit log")
+    # Monitoring first, so the approval's audit row carries what it did (one transaction: both or neither).
+    handover = handoff.hand_over_monitoring(session, rollout, outbox or Outbox(public_url=""), now)
     transition(session, rollout, "production", actor=actor, action="approve", reason=reason or "approved",
                evidence={"metrics": metrics, "verdict": verdict.decision, "reasons": verdict.reasons,
-                         "accuracy_decision": accuracy_decision},
+                         "accuracy_decision": accuracy_decision, "monitoring": handover.evidence()},
                forced=force and verdict.decision != "await_approval", now=now)
     return rollout
 

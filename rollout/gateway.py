@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
+from shiftwatch.rollout.cohort import KeyCensus, KeyCohorts
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
@@ -130,6 +132,7 @@ class Gateway:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
         self._in_flight: dict[str, InFlight] = {}
+        self.cohorts = KeyCohorts(db, f"{socket.gethostname()}:{os.getpid()}")  # each canary's clients
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
         self._refresher.start()
@@ -177,6 +180,7 @@ class Gateway:
             in_use.add(id(table.production))
             if table.candidate is not None:
                 in_use.add(id(table.candidate))
+        self.cohorts.keep_only({t.rollout_id for t in self._tables.values() if t.rollout_id is not None})
         for key, served in list(self._loaded.items()):
             if id(served) not in in_use:
                 del self._loaded[key]
@@ -226,6 +230,10 @@ class Gateway:
                     self.refresh(name)
                 except Exception:  # keep serving the last good table
                     log.exception("gateway refresh of %s failed; serving the previous table", name)
+            try:
+                self.cohorts.record()
+            except Exception:  # the counts only explain a stalled canary; serving goes on without them
+                log.exception("writing the canary key counts failed; retried at the next refresh")
 
     async def table(self, model_name: str) -> RouteTable:
         table = self._tables.get(model_name)
@@ -264,11 +272,10 @@ class Gateway:
         table = await self.table(model_name)
         request_id = request_id or uuid.uuid4().hex
         served, route = table.production, "production"
-        if (
-            table.stage == "canary"
-            and table.candidate is not None
-            and table.rollout_id is not None
-            and goes_to_canary(table.rollout_id, routing_key or request_id, table.share)
+        if table.stage == "canary" and table.candidate is not None and table.rollout_id is not None and (
+            self.cohorts.in_canary(table.rollout_id, routing_key, table.share)
+            if routing_key
+            else goes_to_canary(table.rollout_id, request_id, table.share)  # no client key: split per request
         ):
             served, route = table.candidate, "canary"
         decoded = await self._decode(served, body, content_type)
@@ -301,6 +308,11 @@ class Gateway:
             probabilities=[float(p) for p in probabilities],
             batch_size=result.batch_size,
         )
+
+    def key_census(self, model_name: str) -> KeyCensus | None:
+        """The canary's client keys as this process has seen them, while the model's rollout is in canary."""
+        table = self._tables.get(model_name)
+        return None if table is None or table.rollout_id is None else self.cohorts.census(table.rollout_id)
 
     async def _decode(self, served: ServedVersion, body: bytes, content_type: str) -> DecodedInput:
         return await asyncio.get_running_loop().run_in_executor(

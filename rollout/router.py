@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -9,12 +11,14 @@ from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit,
 from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.db import utcnow
 from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import framed_as_comparison, write_report
+from shiftwatch.rollout.retry import retry_rollout
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
-from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
+from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RetryRollout, RolloutOut, StartRollout
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
 
@@ -66,8 +70,10 @@ def gateway_stats(
     _: Reader,
     gateway: Gateway = Depends(get_gateway),
 ) -> dict[str, object]:
-    """ORT call sizes per loaded version: how much dynamic batching is happening."""
+    """ORT call sizes per loaded version (how much dynamic batching is happening), and the canary's client keys."""
+    census = gateway.key_census(model)
     return {
+        "canary_keys": None if census is None else asdict(census),
         "batch_sizes": gateway.batch_sizes(model),
         "shadow_dropped": gateway.shadow_dropped,
         "log_written": gateway.writer.written,
@@ -120,10 +126,12 @@ def rollout_report(
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)
 def approve(
-    rollout_id: int, body: Decision, db: DbDep, who: Approver
+    rollout_id: int, body: Decision, db: DbDep, settings: SettingsDep, who: Approver
 ) -> RolloutOut:
+    """Promote the canary; its predecessor's detectors and a reference pass to it, the predecessor's alerts resolve."""
     with db.session() as session:
-        rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason)
+        rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason,
+                                     outbox=Outbox.of(settings))
         return status.describe(session, rollout)
 
 
@@ -133,6 +141,17 @@ def reject(
 ) -> RolloutOut:
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
+        return status.describe(session, rollout)
+
+
+@router.post("/rollouts/{rollout_id}/retry", response_model=RolloutOut, status_code=201)
+def retry(
+    rollout_id: int, body: RetryRollout, db: DbDep, settings: SettingsDep, who: Operator
+) -> RolloutOut:
+    """A new rollout of a rolled-back or rejected rollout's candidate, from shadow (operate, like starting one)."""
+    with db.session() as session:
+        rollout = retry_rollout(session, settings.data_dir, rollout_id, actor=who.name, plan_changes=body.plan,
+                                reason=body.reason)
         return status.describe(session, rollout)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -97,11 +97,19 @@ class Settings(BaseSettings):
     labeling_daily_budget: int = Field(200, ge=0)
     labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
     labeling_batch_size: int = Field(50, ge=1)
+    # The audit slice: uniformly random samples per route carrying traffic (production, shadow, canary),
+    # per selection run. 10: three runs give each arm of a canary the 30 labels its accuracy test
+    # starts from (rollout.guardrails.MIN_LABELED_PER_ARM). The share of each batch drawn for it first, and,
+    # while a candidate's shadow or canary carries traffic, of the day: uncertain and flagged picks then stop
+    # when the rest of the daily budget is used, so the canary's arms keep getting labels all day.
+    labeling_audit_per_route: int = Field(10, ge=0)
+    labeling_audit_share: float = Field(0.5, ge=0, le=1)
     # The labeling job (select, push, pull) runs this often inside `shiftwatch serve`.
     labeling_sync_interval_s: int = Field(300, ge=10)
     # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
     labeling_link_ttl_s: int = Field(14 * 86400, ge=60)
-    # Public base URL of this server, used in links sent to people and to Label Studio.
+    # Public base URL of this server, used in links sent to people and to Label Studio. Unset: loopback
+    # on ``port`` (http://127.0.0.1:8000 by default), so links follow SHIFTWATCH_PORT.
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -193,6 +201,13 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
                 raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://label.example.com")
         return [origin.rstrip("/").lower() for origin in value]
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_port(self) -> Settings:
+        # Written into __dict__, not assigned: the field stays "unset", which `serve` reads (with_served_port).
+        if "public_url" not in self.model_fields_set:
+            self.__dict__["public_url"] = f"http://127.0.0.1:{self.port}"
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -148,7 +148,8 @@ def tell(stage: Stage) -> int | None:
 
 
 def served_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{serve_port(settings)}"
+    """Where `serve_command`'s server is reached: SHIFTWATCH_PUBLIC_URL, else loopback on its port (Settings)."""
+    return settings.public_url
 
 
 def serve_command(settings: Settings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shiftwatch.db import Database
+from shiftwatch.links import public_link
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
 
@@ -41,5 +42,5 @@ def issue_tokens(db: Database, settings: Settings) -> DemoTokens:
 
 def login_hint(console_url: str, tokens: DemoTokens) -> str:
     """How a person gets into the console: the login page and the operator token to paste."""
-    return (f"open {console_url}/console/login and paste the token {tokens.operator} "
+    return (f"open {public_link(console_url, '/console/login')} and paste the token {tokens.operator} "
             f"(token {OPERATOR!r}: {', '.join(OPERATOR_SCOPES)})")
