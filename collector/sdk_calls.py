@@ -1,4 +1,5 @@
-"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add, switch and run detectors, read alerts.
+"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add, switch and run detectors,
+read alerts, send labels.
 
 Mixed into ``Client`` so a script needs one object and one token for the whole "monitor my own
 model" loop (docs/own-model-monitoring.md), and no second HTTP library. Each call is one request
@@ -45,7 +46,7 @@ def _npy_part(boundary: str, field: str, array: np.ndarray | Sequence[Any]) -> b
 
 
 class ServerCalls:
-    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts."""
+    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts, labels."""
 
     _transport: Transport
 
@@ -180,3 +181,12 @@ class ServerCalls:
         """Alerts ranked by estimated harm, as `GET /v1/alerts` lists them; state: open, acknowledged, resolved."""
         query = {k: v for k, v in {"model": model, "version": version, "state": state, "limit": limit}.items() if v}
         return self._call("GET", "/v1/alerts?" + urlencode(query))
+
+    def send_labels(self, model: str, labels: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Labels given outside Label Studio (``POST /v1/labels``, scope ``label``): all stored, or none.
+
+        Each dict: one of ``prediction_id``, ``request_id``, ``input_ref``; ``label`` (class name or
+        index); optionally ``annotator``. A bad row refuses them all: ``ApiError`` lists every bad row.
+        """
+        rows = [{k: (str(v) if k == "prediction_id" else v) for k, v in row.items()} for row in labels]
+        return self._call("POST", "/v1/labels", {"model": model, "labels": rows})
