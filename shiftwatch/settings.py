@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -89,6 +90,10 @@ class Settings(BaseSettings):
     label_studio_token: str | None = None
     # A shiftwatch API token (scope "label") Label Studio sends with its webhooks when auth_required is on.
     label_studio_callback_token: str | None = None
+    # Origins (scheme://host[:port], comma-separated) Label Studio's pages are served from besides
+    # SHIFTWATCH_LABEL_STUDIO_URL's, e.g. its public https name when that URL is internal. Only these
+    # origins' pages may load the signed image links (CORS; shiftwatch.labeling.media_cors).
+    label_studio_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Labeling budget: samples queued per model per UTC day (per-model overrides by name), and per batch.
     labeling_daily_budget: int = Field(200, ge=0)
     labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
@@ -180,7 +185,7 @@ class Settings(BaseSettings):
                              "or leave it unset: a key is then generated under data_dir")
         return value
 
-    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", "label_studio_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str) and value.lstrip().startswith("["):
@@ -188,6 +193,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("label_studio_origins")
+    @classmethod
+    def _origins_only(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://label.example.com")
+        return [origin.rstrip("/").lower() for origin in value]
 
     @model_validator(mode="after")
     def _public_url_follows_the_port(self) -> Settings:
