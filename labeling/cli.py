@@ -1,4 +1,4 @@
-"""``shiftwatch labeling status|select|push|pull``: the queue and its sync with Label Studio from a shell.
+"""``shiftwatch labeling status|select|push|pull|export|import``: the queue, its sync with Label Studio, and labels as files.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
 --help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from shiftwatch.cli_context import open_db, settings_or_exit
 from shiftwatch.cli_output import JSON_OPTION, emit_fields
-from shiftwatch.errors import Unavailable
+from shiftwatch.errors import Invalid, Unavailable
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from shiftwatch.db import Database
@@ -56,11 +57,11 @@ def status(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
 @app.command("select")
 def select(
     model: str = typer.Option(..., help="model name"),
-    hours: float = typer.Option(24.0, help="look at production predictions of the last HOURS"),
+    hours: float = typer.Option(24.0, help="look at predictions of the last HOURS (every route, for the audit slice)"),
     batch_size: int | None = typer.Option(None, help="at most this many (default: settings.labeling_batch_size)"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the selection policy and queue one batch (within the model's daily budget)."""
+    """Run the selection policy and queue one batch: the audit slice of every route, then informative picks (within the daily budget)."""
     from shiftwatch.db import utcnow
     from shiftwatch.labeling.policy import Budget, select_for_labeling
 
@@ -100,3 +101,54 @@ def pull(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     studio = Studio.from_settings(settings)
     pulled = [{"model": name, **asdict(pull_model(db, studio, name))} for name in _models(db, model)]
     _print(pulled, as_json)
+
+
+@app.command("import")
+def import_file(
+    file: Path = typer.Argument(..., help="labels: .csv with a header, or .jsonl; see docs/labeling.md", exists=True, dir_okay=False),
+    model: str = typer.Option(..., help="model name (class names are that model's)"),
+    annotator: str | None = typer.Option(None, help="who labeled, for rows without an annotator (default: import:FILE)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Store labels given outside Label Studio, keyed by prediction id, request id or input_ref: all rows or none.
+
+    Columns: one of prediction_id, request_id, input_ref; label (class name or index); annotator (optional).
+    A bad row refuses the file, each bad row listed (exit 2).
+    """
+    from shiftwatch.labeling.label_files import read_label_file
+    from shiftwatch.labeling.label_import import import_labels
+
+    settings = settings_or_exit()
+    read = read_label_file(file)
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        result = import_labels(session, model, read.rows, annotator=annotator or f"import:{file.name}")
+    _print([{**asdict(result), "unlabeled_rows": read.unlabeled}], as_json)
+
+
+@app.command("export")
+def export(
+    model: str = typer.Option(..., help="model name"),
+    audit_only: bool = typer.Option(False, "--audit", help="only the audit slice (what accuracy and canaries count)"),
+    out: Path | None = typer.Option(None, "--out", help="write here (.csv or .jsonl) instead of CSV on stdout"),
+) -> None:
+    """The open queue as a file to label anywhere: fill in the label column, then `labeling import` it.
+
+    One row per open task, highest priority first: prediction_id, label (empty), image_url (a signed
+    link), reason (audit for the random slice), route, predicted (the model's class, for reference).
+    """
+    from shiftwatch.labeling.input_links import InputLinks
+    from shiftwatch.labeling.label_export import as_csv, as_jsonl, open_task_rows
+
+    if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):
+        raise Invalid("--out", f"{out.name}: the name must end in .csv or .jsonl")
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        rows = open_task_rows(session, model, InputLinks.of(settings), audit_only=audit_only)
+    text = as_jsonl(rows) if out is not None and out.suffix.lower() == ".jsonl" else as_csv(rows)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{len(rows)} open tasks of {model} written to {out}", err=True)

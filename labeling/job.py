@@ -20,14 +20,21 @@ JOB_NAME = "labeling.sync"
 
 
 def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None:
-    """One cycle for every model; each model and each step fails alone (a Label Studio outage never
+    """One cycle for every model: the audit slice of every route with traffic and the informative picks, then push and pull.
+
+    Each model and each step fails alone (a Label Studio outage never
     stops selection). Runs once per tick across replicas (``shiftwatch.scheduler.claim_tick``); it
     selects from the last two intervals, so a tick a replica missed is covered (queueing is idempotent)."""
     now = utcnow()
     since = min(tick, now) - timedelta(seconds=2 * settings.labeling_sync_interval_s)
     with db.session() as session:
         models = [m.name for m in registry.list_models(session)]
-    studio = Studio.from_settings(settings) if settings.label_studio_url else None
+    studio = None
+    if settings.label_studio_url and not settings.label_studio_token:
+        # The URL alone still serves Label Studio's pages the images (CORS); syncing needs the token too.
+        log.warning("SHIFTWATCH_LABEL_STUDIO_TOKEN is not set: selecting only, no push or pull")
+    elif settings.label_studio_url:
+        studio = Studio.from_settings(settings)
     for model in models:
         try:
             with db.session() as session:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from shiftwatch.auth import current_principal
 from shiftwatch.collector.inputs import InputStore
@@ -17,7 +18,9 @@ from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
-from shiftwatch.labeling.schemas import PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
+from shiftwatch.labeling.label_import import LabelRow, import_labels
+from shiftwatch.labeling.schemas import ImportOut, LabelsIn, PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
+from shiftwatch.labeling.stretch import contrast_stretched_png
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
 
 router = APIRouter(prefix="/v1", tags=["labeling"])
@@ -61,11 +64,19 @@ signed_link_or_read.required_scope = "read"  # type: ignore[attr-defined]  # rea
 
 @router.get(INPUTS_ROUTE.removeprefix("/v1") + "/{name}", response_class=FileResponse)
 def signed_input(
-    name: str, settings: SettingsDep, _: str = Depends(signed_link_or_read)
-) -> FileResponse:
+    name: str,
+    settings: SettingsDep,
+    _: str = Depends(signed_link_or_read),
+    view: Literal["original", "stretched"] = Query(
+        "original", description="'stretched': a PNG with the grey levels stretched to the full range, for people"
+    ),
+) -> Response:
     """A stored input by signed link (what Label Studio shows annotators), or with a ``read`` token."""
     store = InputStore(settings.data_dir)
     ref = f"inputs/{name}"
+    if view == "stretched":
+        png = contrast_stretched_png(store.get(ref), settings.gateway_max_image_pixels)
+        return Response(png, media_type="image/png")
     return FileResponse(store.path(ref), media_type=store.media_type(ref))
 
 
@@ -87,7 +98,7 @@ def select(
     hours: float = Query(24.0, gt=0, le=24 * 366),
     batch_size: int | None = Query(None, ge=1),
 ) -> SelectionOut:
-    """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
+    """Run the selection policy over the last ``hours`` of predictions (audit slice of every route, informative picks) and queue one batch."""
     with db.session() as session:
         result = policy.select_for_labeling(
             session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
@@ -112,3 +123,11 @@ def pull(
     _: Operator,
 ) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, Studio.from_settings(settings), model)))
+
+
+@router.post("/labels", response_model=ImportOut)
+def post_labels(body: LabelsIn, db: DbDep, principal: Labeler) -> ImportOut:
+    """Labels given outside Label Studio, keyed by prediction id, request id or input_ref: all stored, or 422 listing each bad row."""
+    rows = [LabelRow.of(f"labels[{i}]", row.model_dump()) for i, row in enumerate(body.labels)]
+    with db.session() as session:
+        return ImportOut(**asdict(import_labels(session, body.model, rows, annotator=principal.name)))

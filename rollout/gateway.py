@@ -30,6 +30,7 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
+from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
@@ -196,7 +197,8 @@ class Gateway:
             self._refused[row.id] = f"version {row.version!r} has no artifact"
             return None
         try:
-            spec = InputSpec.from_dict(row.input_spec)
+            # Parsed and held to the pixel bound; a spec the model's dims refuse fails per call, counted as errors.
+            spec = check_input_spec(row.input_spec, max_pixels=self.settings.gateway_max_image_pixels, onnx_dims=None)
             classifier = load_verified(
                 artifact_file(self.settings.data_dir, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )

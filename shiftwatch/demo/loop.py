@@ -25,6 +25,7 @@ from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
+from shiftwatch.labeling.studio_links import links_note
 from shiftwatch.labeling.sync import push
 from shiftwatch.retrain.export import ParityError
 from shiftwatch.retrain.labeled import labeled_data
@@ -108,7 +109,7 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     stage.say(f"Queued {result.queued} samples by the labeling policy ({reasons}) and an audit sample of {audit} "
               "drawn uniformly at random: only uniformly drawn labels may judge the canary's accuracy (unbiased).")
     if stage.settings.label_studio_url:
-        push_to_label_studio(stage)
+        push_to_label_studio(stage, service.api_url)
     else:
         stage.say("[yellow]Label Studio is not configured[/] (SHIFTWATCH_LABEL_STUDIO_URL): the [bold]built-in oracle[/] "
                   "labels the queue from the demo's ground truth. Its labels are marked source=oracle.")
@@ -116,6 +117,8 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     with stage.db.session() as session:
         labeled = label_with_oracle(session, stage.model, lambda ref: truth[ref], annotator="oracle")
         status = queue_status(session, stage.model, budget.daily)
+    if stage.settings.label_studio_url:
+        close_in_label_studio(stage)
     stage.timeline.mark("labeled")
     stage.facts["labels_stored"] = status.labels
     stage.say(f"{labeled} samples labeled; {status.labels} labels stored for {stage.model}.")
@@ -130,15 +133,28 @@ def queue_audit_sample(session: Session, model: str, drift_started_at: datetime,
     return enqueue(session, version.id, [recent.ids[i] for i in picks], "random").queued
 
 
-def push_to_label_studio(stage: Stage) -> None:
+def push_to_label_studio(stage: Stage, api_url: str) -> None:
     """With Label Studio configured, tasks really go there (people label them; the oracle fills in for the demo)."""
     result = push(stage.db, stage.settings, stage.model)
     where = stage.settings.label_studio_url
     if result.error:
         stage.say(f"[yellow]Label Studio push failed[/] ({result.error}); tasks stay queued and are retried.")
     else:
-        stage.say(f"Pushed tasks to Label Studio at [cyan]{where}[/]. The demo does not wait for people: "
-                  "the [bold]built-in oracle[/] labels what is still open, marked source=oracle.")
+        stage.say(f"Pushed {result.sent} tasks to Label Studio at [cyan]{where}[/] (project {result.project_id}, "
+                  "'By priority' tab). The demo does not wait for people: the [bold]built-in oracle[/] labels "
+                  "them, marked source=oracle.")
+    stage.say(links_note(stage.settings, api_url))
+
+
+def close_in_label_studio(stage: Stage) -> None:
+    """The oracle's labels go to Label Studio as annotations, so no task it answered is left open there."""
+    result = push(stage.db, stage.settings, stage.model)
+    if result.error:
+        stage.say(f"[yellow]Sending the oracle's labels to Label Studio failed[/] ({result.error}); "
+                  "the next push sends them.")
+    else:
+        stage.say(f"Sent the oracle's {result.closed} labels to Label Studio as annotations: those tasks show as "
+                  "completed there (a person's correction replaces the oracle's label).")
 
 
 def retrain(stage: Stage) -> str | None:

@@ -19,6 +19,7 @@ from shiftwatch.demo.servers import ApiServer, WebhookReceiver
 from shiftwatch.demo.stage import Fact, Scale, Stage, Subject
 from shiftwatch.demo.summary import PHASES, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
+from shiftwatch.labeling.studio_links import serve_env, serve_port, serving_port
 from shiftwatch.secret_key import ensure_secret_key
 from shiftwatch.settings import Settings, load_settings
 
@@ -77,7 +78,7 @@ def start_api(stage: Stage) -> str:
     if key.created:
         stage.say(f"Secret key (signs console sessions and links): generated and saved to [cyan]{key.path}[/] "
                   "(mode 0600), as `shiftwatch serve` does on its first start.")
-    server = ApiServer(create_app(stage.settings, stage.db)).start()
+    server = ApiServer(create_app(stage.settings, stage.db), port=serving_port(stage.settings)).start()
     stage.resources.append(server)
     stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
               f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
@@ -156,9 +157,9 @@ def serve_command(settings: Settings) -> str:
     path (a new shell has no activated virtualenv) and the port said explicitly."""
     script = Path(sys.executable).parent / "shiftwatch"
     program = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m shiftwatch"
-    return (f"SHIFTWATCH_DATABASE_URL={shlex.quote(settings.database_url)} "
+    return (f"{serve_env(settings)}SHIFTWATCH_DATABASE_URL={shlex.quote(settings.database_url)} "
             f"SHIFTWATCH_DATA_DIR={shlex.quote(str(settings.data_dir))} "
-            f"{program} serve --host {settings.host} --port {settings.port}")
+            f"{program} serve --host {settings.host} --port {serve_port(settings)}")
 
 
 def finish(stage: Stage, console: Console, rollout_id: int | None) -> DemoResult:

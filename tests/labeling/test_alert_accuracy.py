@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -22,9 +23,9 @@ def _right(ref: str) -> bool:
     return zlib.crc32(ref.encode()) % 2 == 0  # about half of the drifted window is right, whatever the confidence
 
 
-@pytest.mark.parametrize("budget", [60, 200], ids=["6-labels-alone", "20-labels-prediction-powered"])
+@pytest.mark.parametrize("audit_size", [6, 20], ids=["6-labels-alone", "20-labels-prediction-powered"])
 def test_an_open_alert_shows_the_labeled_accuracy_and_its_interval_once_random_slice_labels_arrive(
-    db, settings, digits_model, budget: int
+    db, settings, digits_model, audit_size: int
 ) -> None:
     t0 = utcnow() - timedelta(hours=2)
     pin_labeled_reference(db, digits_model.id, t0)
@@ -37,7 +38,8 @@ def test_an_open_alert_shows_the_labeled_accuracy_and_its_interval_once_random_s
     with db.session() as session:
         alert = session.scalars(select(Alert)).one()
         assert alert.harm_source == "confidence_drop" and "mean confidence" in alert.title
-        select_for_labeling(session, "digits", Budget.of(settings, "digits", budget), start=start,
+        budget = replace(Budget.of(settings, "digits", 200), audit=audit_size)
+        select_for_labeling(session, "digits", budget, start=start,
                             end=start + timedelta(minutes=5), seed=70)
     with db.session() as session:  # the oracle plays the annotator; the alert is refreshed as its labels land
         label_with_oracle(session, "digits", lambda ref: predicted[ref] if _right(ref) else (predicted[ref] + 1) % 10)
@@ -46,7 +48,7 @@ def test_an_open_alert_shows_the_labeled_accuracy_and_its_interval_once_random_s
         audit = labeled_outcomes(session, alert.model_version_id).random_slice(start, start + timedelta(minutes=5))
         measured = alert.evidence["harm"]
     n = len(audit)
-    assert n == budget // 10  # the policy's uniform slice: a tenth of the budget
+    assert n == audit_size  # the policy's uniform slice: the audit size per route
     assert alert.harm_source == "labeled" and measured["source"] == "labeled"
     assert f"{n} random-slice labels" in measured["method"] and measured["method"] in alert.title
     assert alert.title.split("; ")[1].startswith("accuracy ") and "95 % interval" in alert.title

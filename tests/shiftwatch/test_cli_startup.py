@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
          "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
-    "labeling": ("status", "select", "push", "pull"),
+    "labeling": ("status", "select", "push", "pull", "export", "import"),
     "retrain": ("bootstrap", "runs", "split-reference", "register"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
