@@ -34,8 +34,8 @@ from shiftwatch.detectors.outcomes import Tested
 from shiftwatch.detectors.references import ReferenceData
 from shiftwatch.detectors.tables import ReferenceWindow
 from shiftwatch.errors import ShiftwatchError
-from shiftwatch.labeling.queries import UNIFORM_REASONS, labeled_outcomes
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.queries import labeled_outcomes
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 
 # The chance the test finds a drop of exactly the configured minimum: the usual 80 % of a power analysis.
 POWER = 0.8

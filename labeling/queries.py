@@ -13,12 +13,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
-from shiftwatch.labeling.tables import Label, LabelTask
-
-# The queue reasons whose rows were drawn uniformly at random from the traffic: only labels on
-# these estimate an accuracy without bias (the others were picked because they looked hard).
-# ``random`` is the labeling batch's slice; ``audit`` the per-route audit slice's name for it.
-UNIFORM_REASONS = ("random", "audit")
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 
 
 def is_uniform(reasons: np.ndarray) -> np.ndarray:
