@@ -2,14 +2,15 @@
 
 A user logs predictions over HTTP with the SDK, pins a stretch as the reference, and watches the
 version with an embedding detector, an output detector and ``labeled_accuracy``. The labeling
-queue's uniform slice gets labels (the oracle plays the annotator); then the label of one class
-is remapped for the current traffic. Only labels can see that: the scheduled labeled detector
+queue's uniform slice gets labels over HTTP (``POST /v1/labels``, as a team labeling outside Label
+Studio sends them); then the label of one class is remapped for the current traffic. Only labels can see that: the scheduled labeled detector
 alerts, "concept drift", with the realized accuracy and its interval; the others stay quiet.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -21,7 +22,6 @@ from shiftwatch.collector.client import Client
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.tables import Alert, DriftRun
-from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import enqueue
 from shiftwatch.settings import Settings
 from tests.support.labeling import fake_ref
@@ -37,7 +37,7 @@ def client(live_server, tmp_path):
         yield sdk
 
 
-def log_traffic(client: Client, start: datetime, n: int, seed: int, truth: dict[str, int]) -> list:
+def log_traffic(client: Client, start: datetime, n: int, seed: int, truth: dict[uuid.UUID, int]) -> list[uuid.UUID]:
     """``n`` predictions from four cameras, 5 s apart, drawn alike whatever the seed; ``truth`` gets each one's label."""
     rng = np.random.default_rng(seed)
     ids = []
@@ -45,22 +45,24 @@ def log_traffic(client: Client, start: datetime, n: int, seed: int, truth: dict[
         predicted = int(rng.integers(len(CLASSES)))
         probs = rng.dirichlet(np.ones(len(CLASSES)))
         probs[[predicted, probs.argmax()]] = probs[[probs.argmax(), predicted]]  # the top class is the predicted one
-        ref = fake_ref(f"{seed}-{i}")
         right = rng.random() < ACCURACY
-        truth[ref] = predicted if right else int((predicted + 1 + rng.integers(len(CLASSES) - 1)) % len(CLASSES))
+        label = predicted if right else int((predicted + 1 + rng.integers(len(CLASSES) - 1)) % len(CLASSES))
         ids.append(client.log("parts", "v1", predicted, float(probs.max()), embedding=rng.normal(0.0, 1.0, DIM),
-                              probabilities=probs, stream_id=f"cam-{i % 4}", input_ref=ref,
+                              probabilities=probs, stream_id=f"cam-{i % 4}", input_ref=fake_ref(f"{seed}-{i}"),
                               ts=start + timedelta(seconds=5 * i)))  # fmt: skip
+        truth[ids[-1]] = label
     assert client.flush(timeout=30)
     return ids
 
 
-def audit(db: Database, ids: list, truth: dict[str, int], reason: str = "random") -> None:
-    """Queue ``ids`` (drawn uniformly: the audit slice; or for another ``reason``) and label them."""
-    with db.session() as session:
-        enqueue(session, registry.get_version(session, "parts", "v1").id, ids, reason)
-    with db.session() as session:
-        label_with_oracle(session, "parts", lambda ref: truth[ref])
+def audit(db: Database, client: Client, ids: list[uuid.UUID], truth: dict[uuid.UUID, int], *, queued: bool = True) -> None:
+    """Label ``ids`` over HTTP (``POST /v1/labels``); ``queued``: the audit slice drew them first (uniformly), else
+    someone labeled predictions of their own choosing (stored as ``imported``)."""
+    if queued:
+        with db.session() as session:
+            enqueue(session, registry.get_version(session, "parts", "v1").id, ids, "random")
+    answer = client.send_labels("parts", [{"prediction_id": pid, "label": truth[pid]} for pid in ids])
+    assert answer["audit"] == (len(ids) if queued else 0), answer
 
 
 def shuffled(ids: list, seed: int) -> list:
@@ -81,22 +83,22 @@ def test_pure_concept_drift_pages_once_from_the_labeled_detector_while_input_and
     client.register_model("parts", CLASSES)
     client.register_version("parts", "v1", embedding_dim=DIM)
     client.bootstrap_version("parts", "v1", reason="served by the user's own stack")
-    truth: dict[str, int] = {}
+    truth: dict[uuid.UUID, int] = {}
     reference_start = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
     reference_ids = log_traffic(client, reference_start, 400, seed=1, truth=truth)
     client.set_reference("parts", "v1", start=reference_start, end=reference_start + timedelta(seconds=2001))
-    audit(db, shuffled(reference_ids, seed=2)[:200], truth)  # the reference's accuracy: uniform labels of its time range
+    audit(db, client, shuffled(reference_ids, seed=2)[:200], truth)  # the reference's accuracy: uniform labels of its time range
     for detector, params in (("mmd", {"n_permutations": 200}), ("bbsd", {}), ("labeled_accuracy", {"min_effect_size": 10.0})):
         client.add_detector("parts", "v1", detector, window_minutes=60, schedule_seconds=60, confirm_runs=1, params=params)
 
     now = utcnow().replace(microsecond=0)
-    current_truth: dict[str, int] = {}
+    current_truth: dict[uuid.UUID, int] = {}
     current_ids = log_traffic(client, now - timedelta(minutes=40), 400, seed=3, truth=current_truth)
     # The concept changed: what was a "bolt" is now labeled "nut", for the whole of the current traffic.
-    truth.update({ref: 1 if label == 0 else label for ref, label in current_truth.items()})
+    truth.update({pid: 1 if label == 0 else label for pid, label in current_truth.items()})
     current_ids = shuffled(current_ids, seed=4)
-    audit(db, current_ids[:15], truth)
-    audit(db, current_ids[15:120], truth, reason="uncertain")  # biased on purpose: never counted
+    audit(db, client, current_ids[:15], truth)
+    audit(db, client, current_ids[15:120], truth, queued=False)  # not drawn uniformly: never counted
 
     first = now + timedelta(seconds=1)
     report = run_due_detectors(db, settings, first)
@@ -107,9 +109,9 @@ def test_pure_concept_drift_pages_once_from_the_labeled_detector_while_input_and
     labeled = tick["labeled_accuracy"]
     assert labeled.status == "skipped" and labeled.decision is False
     counted, needed = map(int, re.fullmatch(r"too few labels: (\d+) of (\d+) needed", labeled.note).groups())
-    assert counted == 15 < needed <= 280  # the 105 uncertain labels did not count; 280 will
+    assert counted == 15 < needed <= 280  # the 105 labels nobody drew uniformly did not count; 280 will
 
-    audit(db, current_ids[120:], truth)  # the rest of the audit slice is labeled
+    audit(db, client, current_ids[120:], truth)  # the rest of the audit slice is labeled
     second = first + timedelta(minutes=2)
     report = run_due_detectors(db, settings, second)
     assert report.failed_versions == () and report.runs == 1 and len(report.opened) == 1  # only the labels were new
