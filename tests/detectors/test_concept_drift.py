@@ -88,8 +88,11 @@ def test_pure_concept_drift_pages_once_from_the_labeled_detector_while_input_and
     reference_ids = log_traffic(client, reference_start, 400, seed=1, truth=truth)
     client.set_reference("parts", "v1", start=reference_start, end=reference_start + timedelta(seconds=2001))
     audit(db, client, shuffled(reference_ids, seed=2)[:200], truth)  # the reference's accuracy: uniform labels of its time range
-    for detector, params in (("mmd", {"n_permutations": 200}), ("bbsd", {}), ("labeled_accuracy", {"min_effect_size": 10.0})):
+    for detector, params in (("mmd", {"n_permutations": 200}), ("bbsd", {})):
         client.add_detector("parts", "v1", detector, window_minutes=60, schedule_seconds=60, confirm_runs=1, params=params)
+    labeled = client.add_detector("parts", "v1", "labeled_accuracy", window_minutes=60, schedule_seconds=60,
+                                  confirm_runs=1, min_effect=10.0)  # a 10-point fall is worth a page
+    assert (labeled["input"], labeled["min_effect"]) == ("correctness", 10.0)
 
     now = utcnow().replace(microsecond=0)
     current_truth: dict[uuid.UUID, int] = {}
