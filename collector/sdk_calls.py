@@ -167,13 +167,18 @@ class ServerCalls:
         confirm_runs: int = 2,
         params: dict[str, Any] | None = None,
         name: str | None = None,
+        min_effect: float | None = None,
     ) -> dict[str, Any]:
         """Watch the version's production traffic with ``detector`` (mmd, lsdd, ks, bbsd, classifier, ...)
-        every ``schedule_seconds``, over its last ``window_last_n`` predictions (or ``window_minutes``)."""
+        every ``schedule_seconds``, over its last ``window_last_n`` predictions (or ``window_minutes``).
+
+        ``labeled_accuracy`` watches the uniform labels of those predictions instead (concept drift);
+        ``min_effect`` is the smallest change worth a page in the detector's unit (accuracy points there).
+        """
         body = {
             "model": model, "version": version, "detector": detector, "name": name, "params": params or {},
             "window_last_n": None if window_minutes is not None else window_last_n, "window_minutes": window_minutes,
-            "schedule_seconds": schedule_seconds, "alpha": alpha, "confirm_runs": confirm_runs,
+            "schedule_seconds": schedule_seconds, "alpha": alpha, "confirm_runs": confirm_runs, "min_effect": min_effect,
         }  # fmt: skip
         return self._call("POST", "/v1/detector-configs", body)
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.tables import Model, ModelVersion
-from shiftwatch.detectors import harm, links, multiple_testing, webhooks
+from shiftwatch.detectors import drift_kind, harm, links, multiple_testing, webhooks
 from shiftwatch.detectors.configs import ConfigSpec
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
@@ -90,10 +90,10 @@ def changes_materially(
     return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
-def _title(name: str, run: DriftRun, estimate: harm.Harm | None) -> str:
+def _title(name: str, run: DriftRun, estimate: harm.Harm | None, kind: str = "drift") -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
     impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.sentence()
-    return f"{name}: drift ({effect}; {impact})"[:500]
+    return f"{name}: {kind} ({effect}; {impact})"[:500]
 
 
 # How far back a confirming chain is looked for: flagged runs whose windows overlap are skipped over.
@@ -164,10 +164,11 @@ def apply_run(
     detectors = {**((alert.evidence or {}).get("detectors") or {}), str(config.id): {
         "name": config.name, "detector": config.detector, "run_id": run.id, "tick": run.tick.isoformat(),
         "p_value": p_value, "effect_size": float(run.effect_size or 0.0), "effect_unit": run.effect_unit or "",
-        "evidence": summary.get("detector", {}),
+        "input": config.input, "evidence": summary.get("detector", {}),
     }}
     names = [entry["name"] for entry in detectors.values()]
-    alert.title = _title(" + ".join(names), run, estimate)
+    kind = drift_kind.of_episode(session, config.model_version_id, detectors)
+    alert.title = _title(" + ".join(names), run, estimate, kind.words)
     alert.last_run_id = run.id
     alert.run_count += 1
     if config.id == alert.config_id or event == "alert.opened":  # the headline numbers stay the opener's, in its units
@@ -177,7 +178,7 @@ def apply_run(
     alert.harm_source = None if estimate is None else estimate.source
     replaced = alert.report_path if report_path and alert.report_path not in (None, report_path) else None
     alert.report_path = report_path or alert.report_path
-    combined = {"decision": "drift", "detectors": names,
+    combined = {"decision": "drift", "detectors": names, "kind": kind.words, "why": kind.why,
                 "rule": "Holm across the version's detectors at each tick; any detector significant and large enough"}
     alert.evidence = {**summary, "detectors": detectors, "combined": combined}
     if estimate is not None:
@@ -203,7 +204,9 @@ def record_harm(session: Session, outbox: Outbox | None, alert: Alert, measured:
     rising = SEVERITIES.index(new_severity) > SEVERITIES.index(alert.severity)
     alert.severity = new_severity
     if run is not None:
-        alert.title = _title(config.name if config is not None else alert.detector, run, measured)
+        combined = (alert.evidence or {}).get("combined") or {}
+        names = " + ".join(combined.get("detectors") or [config.name if config is not None else alert.detector])
+        alert.title = _title(names, run, measured, combined.get("kind", "drift"))
     alert.estimated_harm, alert.harm_source = measured.points, measured.source
     alert.evidence = {**(alert.evidence or {}), "harm": measured.to_dict()}
     alert.updated_at = now

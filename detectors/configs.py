@@ -17,9 +17,10 @@ from shiftwatch.detectors.base import Detector
 from shiftwatch.detectors.tables import DetectorConfig
 from shiftwatch.errors import Conflict, Invalid, NotFound
 
-INPUTS = ("embeddings", "probabilities", "confidence")
-# Detectors that test correctness flags: they run from the CLI or code, not from scheduled windows.
-UNSCHEDULABLE = ("labeled_accuracy",)
+# What a scheduled run feeds a detector: a column of the window's predictions, or the 0/1
+# correctness of its uniformly labeled ones (``detectors.correctness``).
+LABELED_INPUT = "correctness"
+INPUTS = ("embeddings", "probabilities", "confidence", LABELED_INPUT)
 EDITABLE = (
     "params",
     "window_last_n",
@@ -75,6 +76,8 @@ def _validate(values: dict[str, Any], registry: Mapping[str, type[Detector]]) ->
     cls = detector_class(values["detector"], registry)
     if values["input"] not in INPUTS:
         raise Invalid("input", f"must be one of {', '.join(INPUTS)}")
+    if (values["input"] == LABELED_INPUT) != (cls.input_kind == LABELED_INPUT):
+        raise Invalid("input", f"{values['detector']} reads {cls.input_kind}, not {values['input']}")
     if (values["window_last_n"] is None) == (values["window_minutes"] is None):
         raise Invalid("window", "give exactly one of window_last_n and window_minutes")
     for name in ("window_last_n", "window_minutes", "schedule_seconds", "confirm_runs"):
@@ -111,10 +114,6 @@ def create(
     if session.get(ModelVersion, model_version_id) is None:
         raise NotFound(f"model version {model_version_id} does not exist")
     cls = detector_class(detector, registry)
-    if detector in UNSCHEDULABLE:
-        raise Invalid(
-            "detector", f"{detector} needs labels joined to predictions, which scheduled runs do not read yet"
-        )
     values: dict[str, Any] = {
         "model_version_id": model_version_id,
         "name": name or detector,

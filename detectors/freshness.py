@@ -16,12 +16,16 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.tables import Prediction
-from shiftwatch.detectors.configs import ConfigSpec
+from shiftwatch.detectors.configs import LABELED_INPUT, ConfigSpec
 from shiftwatch.detectors.tables import DriftRun, ReferenceWindow
 
 
-def test_key(config: ConfigSpec, reference_fingerprint: str | None) -> str:
-    """What a run's outcome depends on besides the data: the reference and every setting of the config."""
+def test_key(config: ConfigSpec, reference_fingerprint: str | None, labels: str | None = None) -> str:
+    """What a run's outcome depends on besides the data: the reference and every setting of the config.
+
+    ``labels``: a labeled detector's mark of the version's uniform labels (``correctness.labels_mark``):
+    a label that arrives, changes or goes is new data for it, whether or not predictions arrived.
+    """
     text = json.dumps(
         [
             reference_fingerprint,
@@ -32,6 +36,7 @@ def test_key(config: ConfigSpec, reference_fingerprint: str | None) -> str:
             config.window_minutes,
             config.alpha,
             config.min_effect,
+            *([] if labels is None else [labels]),
         ],
         sort_keys=True,
         default=str,
@@ -91,9 +96,11 @@ def has_new_data(session: Session, config: ConfigSpec, last: DriftRun, now: date
 def is_quiet(session: Session, config: ConfigSpec, last: DriftRun | None, key: str, now: datetime) -> bool:
     """True when a run now would test exactly what ``last`` tested: same reference and settings, no new prediction.
 
+    A labeled detector tests labels, not predictions: it is quiet while its key (which holds the
+    labels' mark) is unchanged, however many unlabeled predictions arrived.
     A failed run is never the last word: the next tick tries again (the fault may be fixed, or passing).
     """
     return (
         last is not None and last.status != "failed" and last.test_key == key
-        and not has_new_data(session, config, last, now)
+        and (config.input == LABELED_INPUT or not has_new_data(session, config, last, now))
     )

@@ -119,8 +119,35 @@ def from_accuracy_estimate(result: DriftResult) -> Harm:
     )
 
 
+def is_labeled_accuracy(result: DriftResult) -> bool:
+    """A run of a labeled detector: its accuracy was measured on uniform labels, not estimated."""
+    return "current_interval" in (result.evidence or {}) and is_accuracy_estimate(result.effect_unit)
+
+
+def from_labeled_accuracy(result: DriftResult) -> Harm:
+    """A ``labeled_accuracy`` run as harm: the realized accuracy of the window's uniform labels, with its exact interval."""
+    evidence = result.evidence
+    labels = evidence.get("labels") or {}
+    n, reference_n = labels.get("n", result.n_current), labels.get("reference_n", result.n_reference)
+    low, high = evidence["drop_interval_points"]
+    current_low, current_high = evidence["current_interval"]
+    return Harm(
+        points=100.0 * (evidence["reference_accuracy"] - evidence["current_accuracy"]),
+        source="labeled",
+        method=f"measured: {n} uniform labels, exact interval",
+        interval=(float(low), float(high)),
+        note=f"the reference's accuracy from its {reference_n} labels",
+        accuracy=float(evidence["current_accuracy"]),
+        accuracy_interval=(float(current_low), float(current_high)),
+        reference_accuracy=float(evidence["reference_accuracy"]),
+    )
+
+
 def best(results: list[DriftResult], reference_confidence: np.ndarray | None, current_confidence: np.ndarray) -> Harm | None:
-    """The harm a tick's results support: the largest label-free accuracy drop, else the confidence drop."""
+    """The harm a tick's results support: a measured (labeled) accuracy, else the largest label-free drop, else confidence."""
+    measured = [from_labeled_accuracy(r) for r in results if is_labeled_accuracy(r)]
+    if measured:
+        return max(measured, key=lambda h: h.points)
     estimates = [from_accuracy_estimate(r) for r in results if is_accuracy_estimate(r.effect_unit)]
     if estimates:
         return max(estimates, key=lambda h: h.points)

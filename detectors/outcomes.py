@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shiftwatch.collector.queries import Window
 from shiftwatch.detectors import harm
 from shiftwatch.detectors.base import AtypicalSample, DriftResult
 from shiftwatch.detectors.configs import ConfigSpec
+
+if TYPE_CHECKING:  # correctness builds on this module's Tested
+    from shiftwatch.detectors import correctness
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Planned:
     window_end: datetime | None
     watermark: datetime | None  # the newest received_at when the window was read (detectors.freshness)
     test_key: str
+    outcomes: correctness.Outcomes | None = None  # a labeled detector's ``correctness.Outcomes`` of the window; None for the others
 
 
 @dataclass(frozen=True, slots=True)

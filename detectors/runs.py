@@ -24,9 +24,9 @@ from shiftwatch.collector import queries
 from shiftwatch.collector.queries import Window
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
-from shiftwatch.detectors import DETECTORS, alerts, evidence, freshness, harm, multiple_testing, references
+from shiftwatch.detectors import DETECTORS, alerts, correctness, evidence, freshness, harm, multiple_testing, references
 from shiftwatch.detectors.base import Detector
-from shiftwatch.detectors.configs import ConfigSpec, detector_class, fit_key
+from shiftwatch.detectors.configs import LABELED_INPUT, ConfigSpec, detector_class, fit_key
 from shiftwatch.detectors.effect import with_min_effect
 from shiftwatch.detectors.outcomes import Decided, Explained, Outcome, Planned, Tested, TickReport
 from shiftwatch.detectors.reports import remove_reports, render_window_report
@@ -97,6 +97,7 @@ class _Inputs:
     confirmable: frozenset[int]  # configs without an open alert whose flagged run would open one
     open_alerts: dict[int, alerts.OpenAlert]  # config id -> its unresolved alert
     quiet: dict[int, str]  # config id -> "no new data since run N": not tested, no run written
+    reference_outcomes: correctness.Outcomes | None = None  # the reference's labeled correctness, for labeled detectors
 
 
 def _read(
@@ -110,26 +111,28 @@ def _read(
     last = freshness.last_runs(session, [c.id for c in configs])
     quiet: dict[int, str] = {}
     mark = freshness.watermark(session, version_id, now)  # before the windows: a row landing in between is "new" next time
+    labels = {LABELED_INPUT: correctness.labels_mark(session, version_id)} if any(c.input == LABELED_INPUT for c in configs) else {}
     windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
     planned = []
     for config in configs:
-        key = freshness.test_key(config, fingerprint)
+        key = freshness.test_key(config, fingerprint, labels.get(config.input))
         previous = last.get(config.id)
         if previous is not None and freshness.is_quiet(session, config, previous, key, now):
-            quiet[config.id] = f"no new data since run {previous.id}"
+            quiet[config.id] = f"no new {'labels' if config.input in labels else 'data'} since run {previous.id}"
             continue
         spec = (config.window_last_n, config.window_minutes)
         if spec not in windows:
             windows[spec] = _current_window(session, config, now)
         window, start, end = windows[spec]
-        planned.append(
-            Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark, test_key=key)
-        )
+        outcomes = correctness.current(session, version_id, window, start, end) if config.input in labels else None
+        planned.append(Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark,
+                               test_key=key, outcomes=outcomes))  # fmt: skip
     tested = [p.config.id for p in planned]
+    reference = references.load(session, version_id) if planned else None
     states = session.scalars(select(DetectorState).where(DetectorState.config_id.in_(tested)))
     open_alerts = {p.config.id: a for p in planned if (a := alerts.open_alert(session, p.config)) is not None}
     inputs = _Inputs(
-        reference=references.load(session, version_id) if planned else None,
+        reference=reference,
         states={s.config_id: (s.fit_key, s.state) for s in states},
         class_names=list(model.class_names) if model is not None else [],
         confirmable=frozenset(
@@ -139,6 +142,7 @@ def _read(
         ),
         open_alerts=open_alerts,
         quiet=quiet,
+        reference_outcomes=correctness.reference(session, reference) if any(p.outcomes is not None for p in planned) else None,
     )
     return inputs, planned
 
@@ -164,6 +168,12 @@ def _detector(
 def _test(planned: Planned, inputs: _Inputs, registry: Mapping[str, type[Detector]]) -> Tested:
     """The compute phase for one config: fit or restore its detector and test the window; outside any transaction."""
     config, window, ref_data = planned.config, planned.window, inputs.reference
+    if planned.outcomes is not None:  # a labeled detector: the window's uniform labels, not a column of it
+        try:
+            return correctness.test(config, registry, inputs.reference_outcomes, planned.outcomes)
+        except Exception as exc:
+            log.debug("detector config %s failed", config.id, exc_info=True)
+            return Tested(note=failure_note(exc), failed=True)
     current = _array(window, config.input)
     reference = None if ref_data is None else _array(ref_data, config.input)
     if ref_data is None:

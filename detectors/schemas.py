@@ -19,7 +19,7 @@ DESCRIPTIONS = {
     "detector": "detector method, e.g. auto, mmd, ks_features, bbsd, accuracy_drop (docs/detectors.md lists them)",
     "name": "the config's name; defaults to the detector's",
     "params": "the detector's own constructor arguments, e.g. {\"n_permutations\": 200}",
-    "input": "what the detector reads: embeddings | probabilities | confidence (default: what the detector expects)",
+    "input": "what the detector reads: embeddings | probabilities | confidence | correctness (the window's uniform labels; labeled_accuracy) (default: what the detector expects)",
     "window_last_n": "test the newest N production predictions (give this or window_minutes)",
     "window_minutes": "test the production predictions of the last N minutes (give this or window_last_n)",
     "schedule_seconds": "run at most this often; a tick with no new predictions writes nothing",

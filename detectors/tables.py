@@ -46,7 +46,8 @@ class DetectorConfig(Base):
     name: Mapped[str] = mapped_column(String(100))
     detector: Mapped[str] = mapped_column(String(100))
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # Which array the detector sees: "embeddings", "probabilities" or "confidence".
+    # Which array the detector sees: "embeddings", "probabilities" or "confidence", or "correctness"
+    # (the 0/1 correctness of the window's uniformly labeled predictions: labeled detectors).
     input: Mapped[str] = mapped_column(String(20), default="embeddings")
     # The current window: the last N predictions, or the last T minutes (exactly one is set).
     window_last_n: Mapped[int | None] = mapped_column(Integer, nullable=True)

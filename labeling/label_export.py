@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.queue import tasks_of_model
-from shiftwatch.labeling.tables import LabelTask
+from shiftwatch.labeling.tables import UNIFORM_REASONS, LabelTask
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +35,7 @@ def open_task_rows(session: Session, model_name: str, links: InputLinks, *, audi
     class_names = list(registry.get_model(session, model_name).class_names)
     stmt = tasks_of_model(model_name).where(LabelTask.state.in_(("pending", "sent")), LabelTask.input_ref.is_not(None))
     if audit_only:
-        stmt = stmt.where(LabelTask.reason == "random")
+        stmt = stmt.where(LabelTask.reason.in_(UNIFORM_REASONS))
     return [
         ExportRow(
             prediction_id=str(task.prediction_id),

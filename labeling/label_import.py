@@ -24,7 +24,7 @@ from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.labeling.policy import candidate_from_row
 from shiftwatch.labeling.queue import IN_CHUNK, insert_candidates
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 
 KEYS = ("prediction_id", "request_id", "input_ref")
 FIELDS = (*KEYS, "label", "annotator")
@@ -245,7 +245,7 @@ def _store(
     counts = {"labeled": 0, "updated": 0, "unchanged": 0, "audit": 0}
     for task, value, who in work:
         counts[_put_label(session, task, labels.get(task.id), value, who, now)] += 1
-        counts["audit"] += task.reason == "random"
+        counts["audit"] += task.reason in UNIFORM_REASONS
     session.flush()
     return ImportResult(model=model_name, rows=len(rows), new_tasks=new_tasks, **counts)
 

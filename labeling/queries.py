@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +13,12 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
+
+
+def is_uniform(reasons: np.ndarray) -> np.ndarray:
+    """Per row, whether its queue reason drew it uniformly (``UNIFORM_REASONS``): the rows an unbiased rate may use."""
+    return np.isin(np.asarray(reasons, dtype=np.str_), UNIFORM_REASONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +68,7 @@ def labeled_samples(session: Session, model_name: str, since: datetime | None = 
 class LabeledOutcomes:
     """Predictions of one version joined with their labels, as arrays, by prediction time.
 
-    ``reason`` tells which rows were picked uniformly at random (``"random"``): accuracy over
+    ``reason`` tells which rows were picked uniformly at random (``is_uniform``): accuracy over
     those alone is an unbiased estimate; the other rows were chosen because they looked hard.
     """
 
@@ -79,7 +85,7 @@ class LabeledOutcomes:
     def random_slice(self, start: datetime, end: datetime) -> LabeledOutcomes:
         """The uniformly drawn rows of a tested window [start, end] (both ends in, as runs record them)."""
         bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (start, end)]
-        mask = (self.ts >= bounds[0]) & (self.ts <= bounds[1]) & (self.reason == "random")
+        mask = (self.ts >= bounds[0]) & (self.ts <= bounds[1]) & is_uniform(self.reason)
         return LabeledOutcomes(
             prediction_ids=[pid for pid, keep in zip(self.prediction_ids, mask) if keep],
             ts=self.ts[mask], predicted_class=self.predicted_class[mask], confidence=self.confidence[mask],
@@ -92,18 +98,24 @@ class LabeledOutcomes:
 
     def accuracy(self, unbiased: bool = True) -> float | None:
         """Share of correct predictions (over the random slice only, when ``unbiased``); None without labels."""
-        mask = self.reason == "random" if unbiased else np.ones(len(self), dtype=bool)
+        mask = is_uniform(self.reason) if unbiased else np.ones(len(self), dtype=bool)
         if not mask.any():
             return None
         return float(np.mean(self.predicted_class[mask] == self.label[mask]))
 
 
 def labeled_outcomes(
-    session: Session, model_version_id: int, start: datetime | None = None, end: datetime | None = None
+    session: Session,
+    model_version_id: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    reasons: Sequence[str] | None = None,
 ) -> LabeledOutcomes:
-    """Labels of one version's predictions made in [start, end) (by prediction time ``ts``)."""
+    """Labels of one version's predictions made in [start, end) (by prediction time ``ts``); only ``reasons``' rows if given."""
     stmt = select(Label, LabelTask).join(LabelTask, LabelTask.id == Label.task_id)
     stmt = stmt.where(Label.model_version_id == model_version_id)
+    if reasons is not None:
+        stmt = stmt.where(LabelTask.reason.in_(reasons))
     if start is not None:
         stmt = stmt.where(LabelTask.ts >= start)
     if end is not None:

@@ -20,6 +20,11 @@ from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 # Why a sample is in the queue; also the order of precedence when two sources pick the same one.
 # ``imported``: nobody queued it; a label arrived for it through ``labeling import`` or POST /v1/labels.
 REASONS = ("disagreement", "flagged", "uncertain", "random", "imported")
+# The reasons whose rows were drawn uniformly from the traffic (the audit slice): only labels on
+# these estimate an accuracy without bias; the others were picked because they looked hard, and
+# ``imported`` ones because someone chose to label them. ``audit`` is the name Label Studio and
+# exports show for ``random``; a task stored under it counts the same.
+UNIFORM_REASONS = ("random", "audit")
 # pending: not in Label Studio yet (or its push failed); sent: a task there; labeled: a label is stored;
 # skipped: a person skipped it or deleted its task (never pushed again).
 TASK_STATES = ("pending", "sent", "labeled", "skipped")

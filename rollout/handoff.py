@@ -14,7 +14,7 @@ from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.detectors import succession
 from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 
@@ -35,7 +35,7 @@ def known_labels(session: Session, input_refs: list[str]) -> dict[str, int]:
         rows = session.execute(
             select(LabelTask.input_ref, Label.label)
             .join(Label, Label.task_id == LabelTask.id)
-            .where(LabelTask.input_ref.in_(unique[start : start + IN_CHUNK]), LabelTask.reason == "random")
+            .where(LabelTask.input_ref.in_(unique[start : start + IN_CHUNK]), LabelTask.reason.in_(UNIFORM_REASONS))
             .order_by(Label.labeled_at)
         )
         found.update({ref: int(label) for ref, label in rows if ref is not None})  # the newest label wins
