@@ -92,7 +92,7 @@ def changes_materially(
 
 def _title(name: str, run: DriftRun, estimate: harm.Harm | None, kind: str = "drift") -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
-    impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.sentence()
+    impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.headline()
     return f"{name}: {kind} ({effect}; {impact})"[:500]
 
 

@@ -57,8 +57,7 @@ class Harm:
     def is_accuracy(self) -> bool:
         return self.source != "confidence_drop"
 
-    def sentence(self) -> str:
-        """The harm in one line, for titles, webhooks, console and CLI alike."""
+    def _measure(self) -> str:
         quantity = "accuracy" if self.source == "labeled" else "estimated accuracy" if self.is_accuracy else "mean confidence"
         text = f"{quantity} {describe(self.points)} than on the reference"
         if self.accuracy is not None and self.reference_accuracy is not None:
@@ -66,8 +65,15 @@ class Harm:
         if self.interval is not None:
             low, high = self.interval
             text += f", 95 % interval {low:.1f} to {high:.1f} points"
-        text += f"; {self.method}" if self.method else ""
-        return text + (f"; {self.note}" if self.note else "")
+        return text + (f"; {self.method}" if self.method else "")
+
+    def headline(self) -> str:
+        """The harm, its interval (or that it has none) and its method: short enough for an alert's title."""
+        return self._measure() + (", no interval" if self.interval is None else "")
+
+    def sentence(self) -> str:
+        """The harm with why it has no interval and what would settle it, for webhooks, console and CLI alike."""
+        return self._measure() + (f"; {self.note}" if self.note else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -125,6 +125,28 @@ def _take_channels_first(graph: onnx.GraphProto, image: onnx.ValueInfoProto, sha
     image.CopyFrom(helper.make_tensor_value_info(image.name, image.type.tensor_type.elem_type, dims))
 
 
+def last_linear_input(graph: onnx.GraphProto, output: str) -> str | None:
+    """The input of the last Gemm/MatMul with constant weights on the way to ``output``: the classifier head's features.
+
+    The ONNX twin of the torch default (the input of the last ``nn.Linear``), found by walking producers back from
+    the logits, so an exported classifier needs no tensor name looked up by hand.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    constants = {init.name for init in graph.initializer}
+    seen: set[str] = set()
+    frontier = [output]
+    while frontier:
+        name = frontier.pop(0)
+        node = producer.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in constants:
+            return node.input[0]
+        frontier.extend(node.input)
+    return None
+
+
 def _load(source: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(source))
@@ -145,7 +167,8 @@ def adapt_onnx(
 
     ``logits_output`` defaults to the graph's ``logits`` output, else its first output;
     ``outputs`` says what that tensor holds (``logits`` or ``probabilities``).
-    ``embedding_output`` must name a tensor of the graph unless it already has an ``embedding`` output.
+    ``embedding_output`` defaults to the graph's ``embedding`` output, else the input of the last Gemm/MatMul
+    with constant weights before the logits (:func:`last_linear_input`).
     ``input_shape`` (the declared (C, H, W)): a graph whose image input is (N, H, W, C) gets a
     Transpose in front, so it takes (N, C, H, W) like every other.
     """
@@ -156,11 +179,14 @@ def adapt_onnx(
     output_names = [out.name for out in graph.output]
     names = _tensor_names(graph)
     logits_source = logits_output or (LOGITS if LOGITS in output_names else (output_names[0] if output_names else None))
-    embedding_source = embedding_output or (EMBEDDING if EMBEDDING in output_names else None)
     if logits_source is None or logits_source not in names:
         raise Invalid("logits_output", f"{logits_source!r} is not a tensor of the graph; outputs: {', '.join(output_names)}")
+    embedding_source = embedding_output or (
+        EMBEDDING if EMBEDDING in output_names else last_linear_input(graph, logits_source)
+    )
     if embedding_source is None:
-        raise Invalid("embedding_output", "name the tensor to log as the embedding (e.g. the input of the last Gemm/MatMul)")
+        raise Invalid("embedding_output", "no Gemm/MatMul with constant weights leads to the logits: name the tensor "
+                      "to log as the embedding (--embedding-output)")
     if embedding_source not in names:
         raise Invalid("embedding_output", f"{embedding_source!r} is not a tensor of the graph")
     wanted = {LOGITS: (logits_source, outputs == "logits"), EMBEDDING: (embedding_source, False)}

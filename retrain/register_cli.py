@@ -45,7 +45,7 @@ def register_command(
     weights: Path | None = typer.Option(None, "--weights", help="the factory model's state_dict (.pt)"),
     onnx: Path | None = typer.Option(None, "--onnx", help="an ONNX file instead of a factory"),
     embedding_layer: str | None = typer.Option(None, help="torch: layer whose output is the embedding (default: input of the last Linear)"),
-    embedding_output: str | None = typer.Option(None, help="onnx: the tensor to log as the embedding"),
+    embedding_output: str | None = typer.Option(None, help="onnx: the tensor to log as the embedding (default: input of the last Gemm/MatMul)"),
     logits_output: str | None = typer.Option(None, help="onnx: the logits tensor (default: the first output)"),
     outputs: str = typer.Option("logits", "--outputs", help="onnx: what that tensor holds: logits, or probabilities (a softmax already applied)"),
     reference_set: Path | None = typer.Option(None, help="torch: .npz of uint8 images + labels that retraining keeps"),

@@ -78,7 +78,8 @@ def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db
     harm = slack_body["blocks"][2]["fields"][1]["text"]
     assert "points lower" in harm  # not "-31.8 pts"
     assert harm.startswith("*Harm*\nmean confidence") and "no interval" in harm  # not called accuracy (issue 24)
-    assert alert["harm"]["source"] == "confidence_drop" and alert["harm"]["sentence"] in alert["title"]
+    assert alert["harm"]["source"] == "confidence_drop" and alert["harm"]["method"] in alert["title"]
+    assert "no interval" in alert["title"] and alert["harm"]["note"] not in alert["title"]  # the why stays in the body
     assert SIGNATURE_HEADER not in by_path["/slack"][0]["headers"]  # no secret configured for it
 
     with db.session() as session:

@@ -20,6 +20,7 @@ from shiftwatch.collector.tables import ModelVersion, Prediction
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.int8_candidate import Int8Bar, judge_int8, quantize_version
+from shiftwatch.retrain.onnx_contract import last_linear_input
 from shiftwatch.retrain.own_model import register_onnx_model
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.retrain.tables import TrainingRun
@@ -206,3 +207,17 @@ def test_a_graph_onnx_runtime_already_fused_is_refused_saying_what_to_quantize_i
     assert result.returncode == 2 and "FusedGemm" in result.stderr and "unoptimized export" in result.stderr, result.stderr
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(TrainingRun)) == 0
+
+
+def test_without_embedding_output_the_input_of_the_last_gemm_is_logged(db, settings, tmp_path):
+    """Like the torch default (the input of the last nn.Linear): a newcomer need not look up a tensor name."""
+    graph = colours.build(tmp_path / "colours.onnx")
+    assert last_linear_input(onnx.load(str(graph)).graph, "prob") == "hidden"  # through the Softmax, past Gemm w2
+    with db.session() as session:
+        version = register_onnx_model(session, settings.data_dir, "colours", colours.CLASS_NAMES, "v1", graph,
+                                      colours.INPUT_SPEC, outputs="probabilities")  # fmt: skip
+        assert version.embedding_dim == 8  # the hidden layer's width, not the 3 class scores
+    headless = onnx.helper.make_graph([onnx.helper.make_node("Softmax", ["pixels"], ["prob"], axis=1)], "no_head",
+                                      [onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, ["n", 3])],
+                                      [onnx.helper.make_tensor_value_info("prob", onnx.TensorProto.FLOAT, ["n", 3])])  # fmt: skip
+    assert last_linear_input(headless, "prob") is None
