@@ -38,6 +38,8 @@ CLAIM_LEASE_S = 300
 PUSH_BATCH = 200
 # Backoff between push attempts: 30 s doubling up to one hour, so a long outage costs ~1 try an hour.
 BACKOFF_BASE_S = 30
+# Label Studio ids are stored in INTEGER columns: a larger one in a webhook is refused (422), not a database error.
+MAX_STUDIO_ID = 2**31 - 1
 BACKOFF_MAX_S = 3600
 
 
@@ -313,14 +315,81 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
     return counts
 
 
+def _object(value: Any, field: str, required: bool = True) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise Invalid(field, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _id(value: Any, field: str) -> int:
+    """A Label Studio id: a non-negative integer (or its digits) that fits the INTEGER columns holding it."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_STUDIO_ID:
+        return value
+    raise Invalid(field, f"must be an integer id from 0 to {MAX_STUDIO_ID}")
+
+
+def _check_task(task: Any, field: str) -> dict[str, Any]:
+    task = _object(task, field)
+    data = _object(task.get("data"), f"{field}.data", required=False)
+    if data.get("prediction_id") is not None and not isinstance(data["prediction_id"], str):
+        raise Invalid(f"{field}.data.prediction_id", "must be a string")
+    for key in ("id", "project"):
+        if task.get(key) is not None:
+            _id(task[key], f"{field}.{key}")
+    return task
+
+
+def _check_annotation(annotation: Any) -> dict[str, Any]:
+    """The fields of an annotation we read, each of the type we read it as: a bad one is a 422, not a 500."""
+    annotation = _object(annotation, "annotation")
+    if annotation.get("id") is not None:
+        _id(annotation["id"], "annotation.id")
+    result = annotation.get("result")
+    if result is not None:
+        if not isinstance(result, list):
+            raise Invalid("annotation.result", "must be a list")
+        for i, region in enumerate(result):
+            _object(region, f"annotation.result[{i}]")
+            value = _object(region.get("value"), f"annotation.result[{i}].value", required=False)
+            choices = value.get("choices")
+            if choices is not None and not (isinstance(choices, list) and all(isinstance(c, str) for c in choices)):
+                raise Invalid(f"annotation.result[{i}].value.choices", "must be a list of strings")
+    for key in ("updated_at", "created_at"):
+        if annotation.get(key) is not None:
+            try:
+                _parse_time(annotation[key])
+            except (TypeError, ValueError):
+                raise Invalid(f"annotation.{key}", "must be an ISO 8601 time") from None
+    return annotation
+
+
+def _ids(items: Any, field: str) -> list[int]:
+    """The ids of a list of objects (``annotations``/``tasks`` of a delete event); entries without one are ignored."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise Invalid(field, "must be a list")
+    objects = [_object(item, f"{field}[{i}]") for i, item in enumerate(items)]
+    return [_id(item["id"], f"{field}[{i}].id") for i, item in enumerate(objects) if item.get("id") is not None]
+
+
 def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
-    """Apply one Label Studio webhook event; events about tasks we did not push are counted, not failed."""
+    """Apply one Label Studio webhook event; events about tasks we did not push are counted, not failed.
+
+    Every field read is checked for its type first: a malformed event is refused with a 422 that
+    names the field (issue 27), never a 500 half-way through.
+    """
     action = payload.get("action")
     with db.session() as session:
         if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
             task, annotation = payload.get("task"), payload.get("annotation")
-            if not isinstance(task, dict) or not isinstance(annotation, dict):
+            if task is None or annotation is None:
                 raise Invalid("body", f"{action} needs 'task' and 'annotation' objects")
+            task, annotation = _check_task(task, "task"), _check_annotation(annotation)
             row = _find_task(session, task)
             if row is None:
                 return SyncCounts(unknown=1)
@@ -329,7 +398,7 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             alert_accuracy.refresh(session, [row.model_version_id], utcnow())  # the alert's accuracy, as labels arrive
             return counts
         if action == "ANNOTATIONS_DELETED":
-            ids = [int(a["id"]) for a in payload.get("annotations") or [] if "id" in a]
+            ids = _ids(payload.get("annotations"), "annotations")
             counts = SyncCounts()
             for label in session.scalars(select(Label).where(Label.studio_annotation_id.in_(ids))):
                 row = session.get(LabelTask, label.task_id)
@@ -338,10 +407,10 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
                 counts += SyncCounts(updated=1)
             return counts
         if action == "TASKS_DELETED":
-            ids = [int(t["id"]) for t in payload.get("tasks") or [] if "id" in t]
-            project = (payload.get("project") or {}).get("id")
+            ids = _ids(payload.get("tasks"), "tasks")
+            project = _object(payload.get("project"), "project", required=False).get("id")
             stmt = select(LabelTask).where(LabelTask.studio_task_id.in_(ids))
             if project is not None:
-                stmt = stmt.where(LabelTask.studio_project_id == int(project))
+                stmt = stmt.where(LabelTask.studio_project_id == _id(project, "project.id"))
             return SyncCounts(deleted=sum(_task_gone(session, row) for row in session.scalars(stmt)))
     return SyncCounts(unknown=1)

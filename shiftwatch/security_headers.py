@@ -17,6 +17,10 @@ DEFAULT_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 # What a route that only its own pages may frame sets (the alert page embeds its Evidently report).
 SAME_ORIGIN_FRAMING = {"X-Frame-Options": "SAMEORIGIN", "Content-Security-Policy": "frame-ancestors 'self'"}
+# Console responses (pages, redirects, reports) show what a session may see: no browser or shared cache keeps
+# them, so the back button after logout or the next person on a shared machine finds nothing (issue 27.7).
+CONSOLE_PREFIX = "/console"
+CONSOLE_HEADERS: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
 
 
 class SecurityHeaders:
@@ -30,10 +34,18 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        path: str = scope.get("path", "")
+        console = path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")
+        defaults = DEFAULT_HEADERS + CONSOLE_HEADERS if console else DEFAULT_HEADERS
+
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in DEFAULT_HEADERS if name not in present]
+                if console:  # a route's own caching header (a FileResponse's) never lets a console page be kept
+                    message = {**message, "headers": [(n, v) for n, v in message.get("headers", [])
+                                                       if n.lower() not in (b"cache-control", b"pragma")]}
+                    present -= {b"cache-control", b"pragma"}
+                extra = [(name, value) for name, value in defaults if name not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

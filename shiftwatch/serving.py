@@ -73,5 +73,10 @@ def server_config(app: Any, settings: Settings, host: str | None = None, port: i
         limit_concurrency=settings.limit_concurrency,
         timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # hinted int; uvicorn uses it as a float delay
         backlog=settings.backlog,
+        # uvicorn's own default believes X-Forwarded-For/-Proto from any loopback client (FORWARDED_ALLOW_IPS
+        # or 127.0.0.1): a local process could make the console cookie Secure or spoof the client address.
+        # Only SHIFTWATCH_TRUSTED_PROXIES are believed, none by default (issue 27.7).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
         log_level="info",
     )

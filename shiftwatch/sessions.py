@@ -43,6 +43,9 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_MAX_AGE_S = 12 * 3600
 # A form left open longer than the session cannot be submitted either.
 CSRF_MAX_AGE_S = SESSION_MAX_AGE_S
+# A flash message is shown on the page a form post redirects to, right away: a link to one older than this
+# (a bookmark, the history) shows nothing.
+FLASH_MAX_AGE_S = 300
 LOCAL_SESSION_ID = "local"
 # 32 random bytes, as for API tokens: a session id cannot be guessed.
 SESSION_ID_BYTES = 32
@@ -109,6 +112,11 @@ def _session(request: Request) -> str | None:
     return sid if isinstance(sid, str) else None
 
 
+def has_session(request: Request) -> bool:
+    """Whether there is a session to act on: auth off (the local admin), or a cookie whose signature checks out."""
+    return not request.app.state.settings.auth_required or _session(request) is not None
+
+
 def session_id(request: Request) -> str:
     """What CSRF tokens are bound to: a hash of the cookie's session id, or ``local`` with auth off."""
     if not request.app.state.settings.auth_required:
@@ -152,6 +160,38 @@ def require_console(scope: str):
 def csrf_token(request: Request) -> str:
     """The value a template puts in ``<input type="hidden" name="csrf_token">``."""
     return _serializer(request.app.state.settings, "csrf").dumps(session_id(request))
+
+
+def _bound_session(request: Request) -> str | None:
+    try:
+        return session_id(request)
+    except Unauthorized:
+        return None
+
+
+def signed_flash(request: Request, text: str) -> str:
+    """The ``?flash=`` value of a redirect after a form post: the text signed and bound to this session."""
+    return _serializer(request.app.state.settings, "flash").dumps([_bound_session(request), text])
+
+
+def read_flash(request: Request, value: str | None) -> str | None:
+    """The text of a ``?flash=`` value this server signed for this session, recently; anything else shows nothing.
+
+    A link with an arbitrary ``?flash=`` cannot put words on a console page (issue 27.7), nor can a flash
+    signed for another session be replayed into this one."""
+    if not value:
+        return None
+    try:
+        loaded = _serializer(request.app.state.settings, "flash").loads(value, max_age=FLASH_MAX_AGE_S)
+    except BadSignature:
+        return None
+    if not (isinstance(loaded, list) and len(loaded) == 2 and isinstance(loaded[1], str)):
+        return None
+    bound_to, text = loaded
+    current = _bound_session(request)
+    if current is None or not isinstance(bound_to, str) or not hmac.compare_digest(bound_to.encode(), current.encode()):
+        return None
+    return text
 
 
 def _same_origin(request: Request, public_url: str) -> bool:

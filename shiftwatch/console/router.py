@@ -33,11 +33,20 @@ from shiftwatch.rollout.evidence import accuracy_undecided, evidence_rows
 from shiftwatch.rollout.report import framed_as_comparison, write_report
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.security_headers import SAME_ORIGIN_FRAMING
-from shiftwatch.sessions import check_same_origin, login, logout, served_over_https
+from shiftwatch.sessions import (
+    check_same_origin,
+    has_session,
+    login,
+    logout,
+    read_flash,
+    served_over_https,
+    signed_flash,
+)
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["csrf_field"] = csrf_field
+templates.env.globals["has_session"] = has_session
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
 # Every page and form: without a session a browser is sent to the login page first.
@@ -45,13 +54,13 @@ pages = APIRouter(dependencies=[Depends(login_first)])
 
 
 def render(request: Request, template: str, **context: Any) -> HTMLResponse:
-    context.setdefault("flash", request.query_params.get("flash"))
+    context.setdefault("flash", read_flash(request, request.query_params.get("flash")))
     return templates.TemplateResponse(request, template, context)
 
 
 def back_to(request: Request, route: str, flash: str, **params: Any) -> RedirectResponse:
-    """303 See Other after a form post, with a one-line flash message."""
-    url = request.url_for(route, **params).include_query_params(flash=flash)
+    """303 See Other after a form post, with a one-line flash message (signed: only this server's text shows)."""
+    url = request.url_for(route, **params).include_query_params(flash=signed_flash(request, flash))
     return RedirectResponse(str(url), status_code=303)
 
 
@@ -85,7 +94,11 @@ def login_submit(
 
 
 @router.post("/logout", name="console_logout")
-def logout_submit(request: Request) -> RedirectResponse:
+async def logout_submit(request: Request) -> RedirectResponse:
+    """End the session; the form carries the CSRF token like every other console form, so another site
+    cannot log a person out (issue 27.7). Without a live cookie there is nothing to protect: the cookie is cleared."""
+    if has_session(request):
+        await csrf_protect(request)
     response = RedirectResponse(str(request.url_for("console_login")), status_code=303)
     logout(request, response)
     return response

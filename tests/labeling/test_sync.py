@@ -186,3 +186,28 @@ def test_cli_push_without_label_studio_exits_2_with_the_reason(db_url, tmp_path,
     human = subprocess.run([*cli, "labeling", "status", "--model", "digits"], env=env, capture_output=True, text=True,
                            timeout=60)  # fmt: skip
     assert human.returncode == 0 and "by_state" in human.stdout and '"pending": 0' in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "ANNOTATION_CREATED", "task": {"id": 1, "data": "x"}}, "body"),
+        ({"action": "ANNOTATION_CREATED", "task": {"id": 1, "data": "x"}, "annotation": {"id": 2}}, "task.data"),
+        ({"action": "ANNOTATION_CREATED", "task": {"id": "one"}, "annotation": {"id": 2}}, "task.id"),
+        ({"action": "ANNOTATION_CREATED", "task": {"id": 2**40}, "annotation": {"id": 2}}, "task.id"),
+        ({"action": "ANNOTATION_CREATED", "task": {"data": {"prediction_id": 5}}, "annotation": {}}, "task.data.prediction_id"),
+        ({"action": "ANNOTATION_UPDATED", "task": {"id": 1}, "annotation": {"result": "x"}}, "annotation.result"),
+        ({"action": "ANNOTATION_UPDATED", "task": {"id": 1}, "annotation": {"result": [{"value": 3}]}}, "annotation.result[0].value"),
+        ({"action": "ANNOTATION_UPDATED", "task": {"id": 1}, "annotation": {"updated_at": "yesterday"}}, "annotation.updated_at"),
+        ({"action": "ANNOTATIONS_DELETED", "annotations": ["id"]}, "annotations"),
+        ({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": "x"}]}, "annotations[0].id"),
+        ({"action": "TASKS_DELETED", "tasks": [{"id": 1}], "project": 3}, "project"),
+        ({"action": "TASKS_DELETED", "tasks": {"id": 1}}, "tasks"),
+    ],
+)
+def test_malformed_webhook_is_a_422_naming_the_field_never_a_500(db, api, recorded_queue, body, field):
+    """Issue 27.7: a malformed event (e.g. ``task.data`` a string) answered 500; it is refused naming what is wrong."""
+    response = api.post("/v1/labeling/webhook", json=body, headers=dict(HOOKS["events"][0]["headers"]))
+    assert response.status_code == 422, response.text
+    assert field in response.text
+    assert all(label is None for _, label in _rows(db).values())

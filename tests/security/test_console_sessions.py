@@ -5,6 +5,8 @@ Through the real console routes and ASGI app with auth on, on both backends.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import timedelta
 
 import pytest
@@ -46,11 +48,20 @@ def log_in(client: TestClient, token: str, **headers: str):
     return client.post("/console/login", data={"token": token, "next": "/console/models"}, headers=headers)
 
 
+def page_csrf_token(client: TestClient) -> str:
+    """The CSRF token a console page's forms carry (every page has the logout form)."""
+    page = client.get("/console/models")
+    assert page.status_code == 200
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1)
+
+
 def test_a_cookie_captured_before_logout_no_longer_works(client, db):
     assert log_in(client, create_token(db, "alice", ["read"])).status_code == 303
     captured = client.cookies.get(COOKIE_NAME)
     assert client.get("/console/models").status_code == 200
-    assert client.post("/console/logout").status_code == 303
+    assert client.post("/console/logout", data={"csrf_token": page_csrf_token(client)}).status_code == 303
     client.cookies.clear()
     client.cookies.set(COOKIE_NAME, captured)
     answer = client.get("/console/models")
@@ -126,3 +137,54 @@ def test_every_answer_carries_the_security_headers(client, db):
     assert [a.status_code for a in answers] == [200, 303, 200, 200, 401, 200, 400]
     for answer in answers:
         assert {name: answer.headers.get(name) for name in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+def test_every_console_answer_says_no_store_and_the_api_does_not(client, db):
+    """Issue 27.7: console pages were cacheable, so the back button or a shared cache could show them after logout."""
+    token = create_token(db, "alice", ["read"])
+    client.cookies.clear()
+    console = [client.get("/console/models"), client.get("/console/login"), log_in(client, token),
+               client.get("/console"), client.get("/console/models"), client.get("/console/alerts"),
+               client.get("/console/static/console.css"), client.get("/console/no-such-page")]
+    assert [a.status_code for a in console] == [303, 200, 303, 303, 200, 200, 200, 404]
+    for answer in console:
+        assert answer.headers.get("cache-control") == "no-store", answer.request.url
+    api = client.get("/v1/models", headers={"authorization": f"Bearer {token}"})
+    assert api.status_code == 200 and "no-store" not in api.headers.get("cache-control", "")
+
+
+def _flash_for(cookie: str, text: str, secret: str = SECRET) -> str:
+    """A flash value as the console signs it for the session behind ``cookie``."""
+    sid = URLSafeTimedSerializer(SECRET, salt="session").loads(cookie)
+    bound = hashlib.sha256(f"csrf:{sid}".encode()).hexdigest()
+    return URLSafeTimedSerializer(secret, salt="flash").dumps([bound, text])
+
+
+def test_a_flash_shows_only_text_this_server_signed_for_this_session(client, db):
+    """Issue 27.7: ``?flash=`` put any text an attacker chose on a console page (a phishing aid)."""
+    token = create_token(db, "alice", ["read"])
+    log_in(client, token)
+    lure = "Your token expired: paste it at evil.example to renew"
+    page = client.get("/console/models", params={"flash": lure})
+    assert page.status_code == 200 and "evil.example" not in page.text and 'class="flash"' not in page.text
+    genuine = client.get("/console/models", params={"flash": _flash_for(client.cookies.get(COOKIE_NAME), "Approved by alice.")})
+    assert 'class="flash" role="status">Approved by alice.<' in genuine.text
+    forged = client.get("/console/models", params={"flash": _flash_for(client.cookies.get(COOKIE_NAME), lure, "k" * 40)})
+    assert "evil.example" not in forged.text  # signed with another key
+    other = client.cookies.get(COOKIE_NAME)
+    log_in(client, token)  # a new session: a flash signed for the old one is not shown in it
+    assert "Approved" not in client.get("/console/models", params={"flash": _flash_for(other, "Approved by alice.")}).text
+
+
+@pytest.mark.parametrize("headers", [{}, {"origin": "https://evil.example"}])
+def test_a_logout_without_the_csrf_token_is_refused_and_the_session_stays(client, db, headers):
+    """Issue 27.7: another site could log a person out (a form posting to /console/logout)."""
+    log_in(client, create_token(db, "alice", ["read"]))
+    assert client.post("/console/logout", headers=headers).status_code == 403
+    assert client.post("/console/logout", data={"csrf_token": "forged"}, headers=headers).status_code == 403
+    assert client.get("/console/models").status_code == 200  # still logged in
+    with db.session() as session:
+        assert session.scalars(select(ConsoleSession.revoked_at)).one() is None
+    assert client.post("/console/logout", data={"csrf_token": page_csrf_token(client)}).status_code == 303
+    with db.session() as session:
+        assert session.scalars(select(ConsoleSession.revoked_at)).one() is not None

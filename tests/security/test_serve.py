@@ -18,6 +18,7 @@ import pytest
 from shiftwatch.errors import Invalid
 from shiftwatch.exposure import is_loopback
 from shiftwatch.secret_key import ensure_secret_key, key_file, secret_key
+from shiftwatch.sessions import COOKIE_NAME
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
 from tests.support.pg_processes import ServeProcess
@@ -184,3 +185,30 @@ def test_a_data_dir_that_cannot_hold_the_key_is_refused_by_name(tmp_path):
         secret_key(Settings(data_dir=not_a_folder))  # what create_app and every signer call
     assert refused.value.field == "SHIFTWATCH_SECRET_KEY" and "cannot be read or written" in refused.value.why
     assert not_a_folder.read_text() == "a file where the data folder should be"
+
+
+def _login_cookie_secure(server: ServeProcess, database_url: str) -> bool:
+    """Log in over plain http from loopback, claiming a TLS-terminating proxy; whether the cookie came back Secure."""
+    from shiftwatch.db import Database
+
+    db = Database.connect(database_url)
+    token = create_token(db, "alice", ["read"])
+    db.dispose()
+    login = httpx.post(f"{server.url}/console/login", data={"token": token, "next": "/console/models"},
+                       headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}, timeout=10)
+    assert login.status_code == 303, login.text
+    cookie = login.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    return "secure" in [part.strip().lower() for part in cookie.split(";")]
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("", False), ("10.9.8.7", False), ("127.0.0.1", True)])
+def test_forwarded_headers_are_believed_only_from_the_trusted_proxies(tmp_path, trusted, secure):
+    """Issue 27.7: uvicorn believed X-Forwarded-* from any loopback client, whatever SHIFTWATCH_TRUSTED_PROXIES
+    said, so a forged ``X-Forwarded-Proto: https`` marked the cookie Secure. Now only the listed proxies count."""
+    database_url = f"sqlite:///{tmp_path / 'serve.db'}"
+    server = ServeProcess(database_url, tmp_path / "data", auth_required="true", trusted_proxies=trusted).start()
+    try:
+        assert _login_cookie_secure(server, database_url) is secure
+    finally:
+        server.stop()
