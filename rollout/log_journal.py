@@ -111,6 +111,10 @@ class LogJournal:
         self._left = []
 
     def close(self) -> None:
+        """Idempotent: a second close must not close a descriptor number the OS has since given to another file."""
         with self._lock:
+            if self._file < 0:
+                return
             os.close(self._file)
+            self._file = -1
             self._finish_if_empty(self._segment, closing=True)

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
          "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull", "export", "import"),
-    "retrain": ("bootstrap", "runs", "split-reference", "register"),
+    "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),
