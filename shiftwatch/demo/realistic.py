@@ -9,6 +9,7 @@ with its declared preprocessing, and retraining and PTQ go through the contract 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ RENDER_CHUNK = 250  # images per progress step while rendering
 # The same flat exposure as the digits story, at severity 3: the ResNet drops from ~85 % to ~20 %
 # on it (measured on unseen images), far more than noise, blur or brightness cost it.
 DRIFT = Drift(corruption="contrast", severity=3, story="a camera's exposure goes flat")
+# The second lap's shift (--laps 2): cameras that send negatives.
+SECOND_DRIFT = Drift(corruption="invert", severity=5, story="new cameras send negatives")
 
 # In shadow every request runs both fp32 ResNets (~20x the digits CNN's compute) on the 2 shared cores
 # behind 16 concurrent clients: the first tick measured p99 576 ms from queueing alone.
@@ -70,6 +73,7 @@ def resnet_subject(scale: Scale | None = None, traffic_images: int = 1000) -> Su
     return Subject(model=MODEL, described="ResNet-18 (width 0.25) on textured digits at 3x96x96",
                    reference_data="the reference textured digits", bootstrap=register_resnet,
                    traffic=lambda: Traffic.textured(traffic_images, seed=TRAFFIC_SEED), drift=DRIFT,
+                   second_drift=SECOND_DRIFT,
                    scale=scale or full_scale(), latency_budget_ms=LATENCY_BUDGET_MS)  # fmt: skip
 
 
@@ -113,14 +117,10 @@ def train_weights(stage: Stage, train: Split, path: Path) -> Path:
 
 
 def register_resnet(stage: Stage) -> None:
-    """Act 2: reference set, the user's training, then registration through the model contract as production v1."""
+    """Act 2: reference set, the user's training, then ``shiftwatch retrain register`` as production v1."""
     from shiftwatch.retrain import resnet
-    from shiftwatch.retrain.artifact_store import ArtifactStore
-    from shiftwatch.retrain.compress import onnx_accuracy
     from shiftwatch.retrain.contract import InputSpec
     from shiftwatch.retrain.contract_family import load_reference_set
-    from shiftwatch.retrain.own_model import register_torch_model
-    from shiftwatch.retrain.torch_contract import TorchContract
 
     data_dir = stage.settings.data_dir
     scale = stage.scale
@@ -129,15 +129,13 @@ def register_resnet(stage: Stage) -> None:
               f"({scale.reference_epochs} epochs, outside shiftwatch); then registering factory "
               f"[cyan]{resnet.QUARTER_FACTORY}[/] + weights + preprocessing + reference set.")
     reference = render_reference_set(stage, data_dir / "user" / "reference.npz")
-    splits = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC))  # preprocessed once, for both uses
+    splits = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC))
     weights = train_weights(stage, splits.train, data_dir / "user" / "weights.pt")
-    contract = TorchContract(resnet.QUARTER_FACTORY, reference_set=str(reference))
-    with stage.db.session() as session:
-        version = register_torch_model(session, data_dir, stage.model, CLASS_NAMES, "v1", contract, weights,
-                                       resnet.INPUT_SPEC)  # fmt: skip
-        name, state, report, artifact = version.version, version.state, dict(version.report or {}), version.artifact_path
-    test = splits.test
-    accuracy = onnx_accuracy(ArtifactStore(data_dir).resolve(artifact or ""), test.images, test.labels)
+    ran = stage.shell.run("retrain", "register", "--model", stage.model, "--classes", ",".join(CLASS_NAMES),
+                          "--version", "v1", "--factory", resnet.QUARTER_FACTORY, "--weights", str(weights),
+                          "--input-spec", json.dumps(resnet.INPUT_SPEC), "--reference-set", str(reference),
+                          show_output=False, waiting="registering v1 (validation, ONNX export, parity check)")
+    version = json.loads(ran.stdout)
     stage.say("Registration validated the model (weights, embedding layer, output shape), exported it to ONNX "
               "and checked parity against PyTorch; it serves as registered (fp32), the candidate gets compressed.")
-    registered(stage, name, state, {**report, "accuracy_old": accuracy})
+    registered(stage, version["version"], version["state"], {})
