@@ -1,4 +1,4 @@
-"""``shiftwatch labeling status|select|push|pull``: the queue and its sync with Label Studio from a shell.
+"""``shiftwatch labeling status|select|tasks|push|pull``: the queue and its sync with Label Studio from a shell.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
 --help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
@@ -71,6 +71,34 @@ def select(
             session, model, Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
     _print([asdict(result)], as_json)
+
+
+@app.command("tasks")
+def tasks(
+    model: str = typer.Option(..., help="model name"),
+    state: str = typer.Option("pending", help="pending, sent, labeled, skipped, or all"),
+    limit: int = typer.Option(100, min=1, max=10_000, help="at most this many, highest priority first"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The queued samples to label without Label Studio: ids for `labeling import`, reason, prediction, image link."""
+    from rich.table import Table
+
+    from shiftwatch.cli_output import wide_console
+    from shiftwatch.labeling.input_links import InputLinks
+    from shiftwatch.labeling.task_list import list_tasks
+
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        found = list_tasks(session, InputLinks.of(settings), model, None if state == "all" else state, limit)
+    if as_json:
+        typer.echo(json.dumps([asdict(task) for task in found], indent=2, default=str))
+        return
+    table = Table("request_id", "prediction_id", "version", "route", "reason", "predicted", "confidence", "image")
+    for task in found:
+        table.add_row(task.request_id or "-", str(task.prediction_id), task.version, task.route or "-", task.reason,
+                      task.predicted_label, f"{task.confidence:.2f}", task.image_url or "-")
+    wide_console().print(table)
 
 
 @app.command("push")

@@ -8,7 +8,6 @@ realistic ResNet example in ``realistic.py``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -59,7 +58,7 @@ def train_digits(stage: Stage) -> None:
     ran = stage.shell.run("retrain", "bootstrap", "--model", stage.model, "--compress", ",".join(steps) or "none",
                           "--epochs", str(stage.scale.reference_epochs), show_output=False,
                           waiting=f"training {stage.model} v1")
-    summary = json.loads(ran.stdout)
+    summary = ran.json()
     registered(stage, summary.get("version") or "-", "production", summary)
 
 

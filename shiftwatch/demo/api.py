@@ -44,7 +44,9 @@ class Api:
         return self.call("GET", path, params={k: v for k, v in params.items() if v is not None})
 
     def post(self, path: str, json: Any = None, **params: Any) -> Any:
-        return self.call("POST", path, json=json, params={k: v for k, v in params.items() if v is not None})
+        """A POST sends JSON, ``{}`` when it has no body (the API wants a JSON content type on every POST)."""
+        return self.call("POST", path, json={} if json is None else json,
+                         params={k: v for k, v in params.items() if v is not None})
 
     def versions(self, model: str) -> list[dict[str, Any]]:
         return list(self.get(f"/v1/models/{quote(model, safe='')}/versions"))

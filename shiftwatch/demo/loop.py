@@ -7,7 +7,6 @@ Each act returns what the next needs (or False/None when the story cannot go on)
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,7 +100,7 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     else:
         stage.say("[yellow]Label Studio is not configured[/] (SHIFTWATCH_LABEL_STUDIO_URL): the [bold]built-in oracle[/] "
                   "answers the queue from the demo's ground truth, writes a labels file and imports it, as a labeling "
-                  "team without Label Studio would. Its labels are marked source=oracle.")
+                  "team without Label Studio would. Its labels are marked annotator=oracle.")
     answered = answer_queue(stage, service.traffic)
     status = stage.api.get("/v1/labeling/status", model=stage.model)
     stage.timeline.mark(stage.lap_label("labeled"))
@@ -120,7 +119,7 @@ def push_to_label_studio(stage: Stage) -> None:
         stage.say(f"[yellow]Label Studio push failed[/] ({exc.detail}); tasks stay queued and are retried.")
         return
     stage.say(f"Pushed {pushed['sent']} tasks to Label Studio at [cyan]{where}[/]. The demo does not wait for people: "
-              "the [bold]built-in oracle[/] labels what is still open, marked source=oracle.")
+              "the [bold]built-in oracle[/] labels what is still open, marked annotator=oracle.")
 
 
 def retrain(stage: Stage) -> str | None:
@@ -158,7 +157,7 @@ def run_retrain(stage: Stage, steps: tuple[str, ...]) -> dict[str, Any] | None:
         stage.say(f"[yellow]Compression refused[/]: {exc}. Retraining without compression (fp32).")
         stage.facts["compression_refused"] = str(exc)[-300:]
         return run_retrain(stage, ())
-    summary: dict[str, Any] = json.loads(ran.stdout)
+    summary: dict[str, Any] = ran.json()
     if ran.code != 0:
         gate = summary.get("gate") or {}
         stage.say(f"[red]The gate rejected the candidate[/]: {'; '.join(gate.get('reasons', []))}")

@@ -2,7 +2,7 @@
 
 It does what a labeling team without Label Studio does (docs/labeling.md, "No Label Studio"): read
 what is queued (``GET /v1/labeling/tasks``), write a labels file keyed by request id, and bring it in
-with ``shiftwatch labeling import``. Its labels say ``source=oracle``: nobody mistakes them for a person's.
+with ``shiftwatch labeling import``. Its labels say ``annotator=oracle``: nobody mistakes them for a person's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from shiftwatch.demo.stage import Stage
     from shiftwatch.demo.traffic import Traffic
 
-SOURCE = "oracle"
+ANNOTATOR = "oracle"
 # Queued tasks read per page; the demo's queue is a few hundred at most.
 PAGE = 1000
 
@@ -40,11 +40,11 @@ def answer_queue(stage: Stage, traffic: Traffic, *, show: bool = True) -> Answer
     names = stage.api.get(f"/v1/models/{stage.model}")["class_names"]  # labels are written as class names
     folder = stage.out_dir / "labels"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"oracle-{sum(stage.labels_by_source.values()):06d}.csv"
+    path = folder / f"oracle-{sum(stage.labels_by_annotator.values()):06d}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["request_id", "label"])
         writer.writerows((request_id, names[label]) for request_id, label in rows)
-    stage.shell.run("labeling", "import", str(path), "--model", stage.model, "--source", SOURCE, show_output=show)
-    stage.labels_by_source[SOURCE] += len(rows)
+    stage.shell.run("labeling", "import", str(path), "--model", stage.model, "--annotator", ANNOTATOR, show_output=show)
+    stage.labels_by_annotator[ANNOTATOR] += len(rows)
     return Answered(len(tasks), len(rows), path)

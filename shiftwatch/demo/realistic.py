@@ -135,7 +135,7 @@ def register_resnet(stage: Stage) -> None:
                           "--version", "v1", "--factory", resnet.QUARTER_FACTORY, "--weights", str(weights),
                           "--input-spec", json.dumps(resnet.INPUT_SPEC), "--reference-set", str(reference),
                           show_output=False, waiting="registering v1 (validation, ONNX export, parity check)")
-    version = json.loads(ran.stdout)
+    version = ran.json()
     stage.say("Registration validated the model (weights, embedding layer, output shape), exported it to ONNX "
               "and checked parity against PyTorch; it serves as registered (fp32), the candidate gets compressed.")
     registered(stage, version["version"], version["state"], {})

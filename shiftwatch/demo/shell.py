@@ -7,6 +7,7 @@ The command line is printed before it runs, so every step of the story is one a 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -15,6 +16,7 @@ import time
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -26,6 +28,11 @@ class Ran:
     code: int
     stdout: str
     stderr: str
+
+    def json(self) -> Any:
+        """The JSON document the command printed last (commands like ``retrain`` print progress before it)."""
+        text = self.stdout if self.stdout.startswith(("{", "[")) else self.stdout[self.stdout.rfind("\n{") + 1:]
+        return json.loads(text)
 
 
 class CommandFailed(RuntimeError):

@@ -162,7 +162,7 @@ class Stage:
     resources: list[Stoppable] = field(default_factory=list)
     routes: Counter[str] = field(default_factory=Counter)  # answers per route so far
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    labels_by_source: Counter[str] = field(default_factory=Counter)  # labels the demo sent in, by their source
+    labels_by_annotator: Counter[str] = field(default_factory=Counter)  # labels the demo sent in, by annotator
     server: Api | None = None  # the running API, once act 1 started it
     lap: int = 1  # the lap being told
     promoted_at: datetime | None = None  # when the last promotion happened

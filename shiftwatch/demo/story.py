@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import shutil
 import sys
@@ -100,6 +101,8 @@ def start_api(stage: Stage) -> str:
     # Links the server and the CLI print (alerts, rollouts) point at this server, not the default port.
     stage.settings = stage.settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
     stage.shell.environment.update(shell_environment(stage.settings))
+    # The server's jobs tick every second here; APScheduler's note that a slow run made it skip a tick is noise.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     server = ApiServer(create_app(stage.settings), port=port).start()
     stage.resources.append(server)
     stage.server = Api(server.url, stage.tokens.operator)

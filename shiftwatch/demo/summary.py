@@ -69,7 +69,7 @@ def print_summary(stage: Stage) -> None:
     for piece in stage.missing:
         table.add_row("[yellow]not in this build[/]", piece)
     stage.console.print(table)
-    stage.console.print(provenance(dict(stage.labels_by_source)))
+    stage.console.print(provenance(dict(stage.labels_by_annotator)))
 
 
 def accuracy_chart(stage: Stage) -> str:
@@ -89,7 +89,7 @@ def write_html(stage: Stage, extra_sections: list[tuple[str, str]]) -> Path:
     missing = "".join(f"<li>{escape(piece)}</li>" for piece in stage.missing)
     # Numbered as on the chart's markers.
     events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
-    labels = escape(provenance(dict(stage.labels_by_source)))
+    labels = escape(provenance(dict(stage.labels_by_annotator)))
     sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in extra_sections)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>

@@ -102,7 +102,7 @@ class Http:
         return self.call("GET", path, **params)
 
     def post(self, path: str, json: Any = None, **params: Any) -> Any:
-        return self.call("POST", path, json, **params)
+        return self.call("POST", path, {} if json is None else json, **params)
 
 
 def png(pixels: np.ndarray) -> bytes:
