@@ -1,4 +1,4 @@
-"""``shiftwatch labeling status|select|tasks|push|pull``: the queue and its sync with Label Studio from a shell.
+"""``shiftwatch labeling status|select|tasks|push|pull|import``: the queue, its sync with Label Studio, and labels from a file.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
 --help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -128,3 +129,26 @@ def pull(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     studio = Studio.from_settings(settings)
     pulled = [{"model": name, **asdict(pull_model(db, studio, name))} for name in _models(db, model)]
     _print(pulled, as_json)
+
+
+@app.command("import")
+def import_file(
+    file: Path = typer.Argument(..., help="labels: .csv with a header, or .jsonl; see docs/labeling.md", exists=True, dir_okay=False),
+    model: str = typer.Option(..., help="model name (class names are that model's)"),
+    annotator: str | None = typer.Option(None, help="who labeled, for rows without an annotator (default: import:FILE)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Store labels given outside Label Studio, keyed by prediction id, request id or input_ref: all rows or none.
+
+    Columns: one of prediction_id, request_id, input_ref; label (class name or index); annotator (optional).
+    A bad row refuses the file, each bad row listed (exit 2).
+    """
+    from shiftwatch.labeling.label_files import read_label_file
+    from shiftwatch.labeling.label_import import import_labels
+
+    settings = settings_or_exit()
+    rows = read_label_file(file)
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        result = import_labels(session, model, rows, annotator=annotator or f"import:{file.name}")
+    _print([asdict(result)], as_json)

@@ -26,7 +26,6 @@ from shiftwatch.labeling.flags import FlaggedItem, detector_flags
 from shiftwatch.labeling.queue import (
     IN_CHUNK,
     already_queued,
-    check_reason,
     existing_centers,
     insert_candidates,
     queued_today,
@@ -116,7 +115,8 @@ def enqueue(
     more than that many per UTC day (highest score first). Predictions without a stored
     input cannot be shown to a person and count as ``not_found``.
     """
-    check_reason(reason)
+    if reason not in selection.PRIORITY_BASE:
+        raise Invalid("reason", f"must be one of {', '.join(selection.PRIORITY_BASE)}")
     now = now or utcnow()
     version = session.get(ModelVersion, model_version_id)
     if version is None:

@@ -48,13 +48,16 @@ def check_reason(reason: str) -> None:
 
 
 def queued_today(session: Session, model_id: int, now: datetime) -> int:
-    """Tasks of the model (all versions) created since the start of ``now``'s UTC day: what the daily budget counts."""
+    """Tasks of the model (all versions) queued since the start of ``now``'s UTC day: what the daily budget counts.
+
+    Imported labels' tasks are not counted: the budget bounds what we ask of people, and nobody was asked.
+    """
     day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     stmt = (
         select(func.count())
         .select_from(LabelTask)
         .join(ModelVersion, ModelVersion.id == LabelTask.model_version_id)
-        .where(ModelVersion.model_id == model_id, LabelTask.created_at >= day_start)
+        .where(ModelVersion.model_id == model_id, LabelTask.created_at >= day_start, LabelTask.reason != "imported")
     )
     return int(session.scalar(stmt) or 0)
 

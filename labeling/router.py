@@ -17,7 +17,17 @@ from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
-from shiftwatch.labeling.schemas import PushOut, QueuedTaskOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
+from shiftwatch.labeling.label_import import LabelRow, import_labels
+from shiftwatch.labeling.schemas import (
+    ImportOut,
+    LabelsIn,
+    PushOut,
+    QueuedTaskOut,
+    QueueStatusOut,
+    SelectionOut,
+    SyncOut,
+    WebhookIn,
+)
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
 from shiftwatch.labeling.task_list import list_tasks
 
@@ -127,3 +137,11 @@ def pull(
     _: Operator,
 ) -> SyncOut:
     return SyncOut(**asdict(sync.pull(db, Studio.from_settings(settings), model)))
+
+
+@router.post("/labels", response_model=ImportOut)
+def post_labels(body: LabelsIn, db: DbDep, principal: Labeler) -> ImportOut:
+    """Labels given outside Label Studio, keyed by prediction id, request id or input_ref: all stored, or 422 listing each bad row."""
+    rows = [LabelRow.of(f"labels[{i}]", row.model_dump()) for i, row in enumerate(body.labels)]
+    with db.session() as session:
+        return ImportOut(**asdict(import_labels(session, body.model, rows, annotator=principal.name)))

@@ -77,3 +77,34 @@ class QueuedTaskOut(BaseModel):
     confidence: float
     state: str
     ts: datetime
+
+
+class LabelRowIn(BaseModel):
+    """One label: exactly one of prediction_id, request_id, input_ref; the class by name or index."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str | None = Field(None, max_length=64)
+    request_id: str | None = Field(None, max_length=200)
+    input_ref: str | None = Field(None, max_length=2000)
+    label: str | int | None = Field(None, description="class name, or class index")
+    annotator: str | None = Field(None, max_length=320, description="who labeled (default: the token's name)")
+
+
+class LabelsIn(BaseModel):
+    """Labels given outside Label Studio; all are stored or none (each bad row is listed in the 422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(max_length=200)
+    labels: list[LabelRowIn] = Field(min_length=1, max_length=10_000)
+
+
+class ImportOut(BaseModel):
+    model: str
+    rows: int
+    labeled: int
+    updated: int
+    unchanged: int
+    new_tasks: int
+    audit: int

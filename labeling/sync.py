@@ -27,7 +27,7 @@ from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
-from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.labeling.tables import OUTSIDE_STUDIO, Label, LabelTask
 from shiftwatch.settings import Settings
 
 # A claimed batch is invisible to other pushers for this long; far above one import call.
@@ -235,11 +235,15 @@ def apply_annotation(
     return SyncCounts(updated=1)
 
 
-def _unlabel(session: Session, row: LabelTask, state: str) -> None:
+def _unlabel(session: Session, row: LabelTask, state: str) -> bool:
+    """Drop the row's Label Studio label and move it to ``state``; one given elsewhere (oracle, import) stays: False."""
     label = session.scalar(select(Label).where(Label.task_id == row.id))
-    if label is not None and label.source != "oracle":
+    if label is not None and label.source in OUTSIDE_STUDIO:
+        return False
+    if label is not None:
         session.delete(label)
     row.state = state
+    return True
 
 
 def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: str) -> SyncCounts:
@@ -250,9 +254,8 @@ def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: s
         return apply_annotation(session, row, task, answered[-1], source)
     if annotations:
         return apply_annotation(session, row, task, annotations[-1], source)
-    if row.state in ("labeled", "skipped"):  # its annotations were deleted: the task waits for a person again
-        _unlabel(session, row, "sent")
-        return SyncCounts(updated=1)
+    if row.state in ("labeled", "skipped") and _unlabel(session, row, "sent"):
+        return SyncCounts(updated=1)  # its annotations were deleted: the task waits for a person again
     return SyncCounts(unchanged=1)
 
 
@@ -277,8 +280,7 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
             LabelTask.studio_project_id == project_id, LabelTask.state.in_(("sent", "labeled"))
         )
         for row in session.scalars(stmt):
-            if row.studio_task_id is not None and row.studio_task_id not in seen:
-                _unlabel(session, row, "skipped")
+            if row.studio_task_id is not None and row.studio_task_id not in seen and _unlabel(session, row, "skipped"):
                 counts += SyncCounts(deleted=1)
     return counts
 
@@ -308,8 +310,5 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             stmt = select(LabelTask).where(LabelTask.studio_task_id.in_(ids))
             if project is not None:
                 stmt = stmt.where(LabelTask.studio_project_id == int(project))
-            rows = list(session.scalars(stmt))
-            for row in rows:
-                _unlabel(session, row, "skipped")
-            return SyncCounts(deleted=len(rows))
+            return SyncCounts(deleted=sum(_unlabel(session, row, "skipped") for row in session.scalars(stmt)))
     return SyncCounts(unknown=1)

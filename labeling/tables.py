@@ -18,12 +18,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 # Why a sample is in the queue; also the order of precedence when two sources pick the same one.
-REASONS = ("disagreement", "flagged", "uncertain", "random")
+# ``imported``: nobody queued it; a label arrived for it through ``labeling import`` or POST /v1/labels.
+REASONS = ("disagreement", "flagged", "uncertain", "random", "imported")
 # pending: not in Label Studio yet (or its push failed); sent: a task there; labeled: a label is stored;
 # skipped: a person skipped it or deleted its task (never pushed again).
 TASK_STATES = ("pending", "sent", "labeled", "skipped")
-# Where a label came from: Label Studio's webhook, the periodic pull, or the built-in oracle.
-LABEL_SOURCES = ("webhook", "pull", "oracle")
+# Where a label came from: Label Studio's webhook, the periodic pull, the built-in oracle, or an import.
+LABEL_SOURCES = ("webhook", "pull", "oracle", "import")
+# Labels Label Studio did not give, so nothing Label Studio does (a deleted task or annotation) removes them.
+OUTSIDE_STUDIO = ("oracle", "import")
 
 
 class LabelTask(Base):

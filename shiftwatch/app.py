@@ -59,6 +59,8 @@ def error_body(exc: ShiftwatchError) -> dict:
     body: dict = {"detail": exc.message, "error": type(exc).__name__}
     if isinstance(exc, Invalid):
         body["field"] = exc.field
+        if exc.details is not None:
+            body["details"] = exc.details
     return body
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ShiftwatchError(Exception):
     """Base class: a message meant for the person who caused it."""
@@ -18,14 +20,15 @@ class NotFound(ShiftwatchError):
 
 
 class Invalid(ShiftwatchError):
-    """Bad input: names the field that is wrong and why."""
+    """Bad input: names the field that is wrong and why; ``details`` lists each bad item when there are many."""
 
     status_code = 422
 
-    def __init__(self, field: str, why: str) -> None:
+    def __init__(self, field: str, why: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(f"{field}: {why}")
         self.field = field
         self.why = why
+        self.details = details
 
 
 class Conflict(ShiftwatchError):
