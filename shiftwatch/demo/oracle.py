@@ -1,7 +1,7 @@
 """The demo's stand-in for annotators: it answers the labeling queue from the demo's ground truth.
 
 It does what a labeling team without Label Studio does (docs/labeling.md, "No Label Studio"): read
-what is queued (``GET /v1/labeling/tasks``), write a labels file keyed by request id, and bring it in
+what is queued (``GET /v1/labeling/tasks``), write a labels file keyed by prediction id, and bring it in
 with ``shiftwatch labeling import``. Its labels say ``annotator=oracle``: nobody mistakes them for a person's.
 """
 
@@ -33,7 +33,8 @@ class Answered:
 def answer_queue(stage: Stage, traffic: Traffic, *, show: bool = True) -> Answered:
     """Label every pending task of the demo's model from the ground truth, through the import path."""
     tasks = stage.api.get("/v1/labeling/tasks", model=stage.model, state="pending", limit=PAGE)
-    rows = [(task["request_id"], traffic.truth[task["request_id"]]) for task in tasks
+    # Keyed by prediction id: in shadow one request id has two predictions (production's and the candidate's).
+    rows = [(task["prediction_id"], traffic.truth[task["request_id"]]) for task in tasks
             if task.get("request_id") in traffic.truth]
     if not rows:
         return Answered(len(tasks), 0, None)
@@ -43,8 +44,8 @@ def answer_queue(stage: Stage, traffic: Traffic, *, show: bool = True) -> Answer
     path = folder / f"oracle-{sum(stage.labels_by_annotator.values()):06d}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["request_id", "label"])
-        writer.writerows((request_id, names[label]) for request_id, label in rows)
+        writer.writerow(["prediction_id", "label"])
+        writer.writerows((prediction_id, names[label]) for prediction_id, label in rows)
     stage.shell.run("labeling", "import", str(path), "--model", stage.model, "--annotator", ANNOTATOR, show_output=show)
     stage.labels_by_annotator[ANNOTATOR] += len(rows)
     return Answered(len(tasks), len(rows), path)

@@ -146,13 +146,13 @@ def accuracy(answers: list[dict[str, Any]], labels: np.ndarray) -> float:
 def label_queue(http: Http, cli: Cli, clients: Clients, class_names: list[str], path: Path) -> int:
     """What an annotator does without Label Studio: read the queue, write a labels file, import it."""
     tasks = http.get("/v1/labeling/tasks", model=clients.model, state="pending", limit=1000)
-    rows = [(task["request_id"], class_names[clients.truth[task["request_id"]]]) for task in tasks
+    rows = [(task["prediction_id"], class_names[clients.truth[task["request_id"]]]) for task in tasks
             if task.get("request_id") in clients.truth]
     if not rows:
         return 0
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["request_id", "label"])
+        writer.writerow(["prediction_id", "label"])
         writer.writerows(rows)
     cli.run("labeling", "import", str(path), "--model", clients.model)
     return len(rows)
