@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from shiftwatch.links import public_link
 from shiftwatch.settings import Settings
 
 
 def console_alert_url(public_url: str, alert_id: int) -> str:
     """The console's alert page: HTML, with a login form when tokens are required (the API URL answers 401)."""
-    return f"{public_url.rstrip('/')}/console/alerts/{alert_id}"
+    return public_link(public_url, f"/console/alerts/{alert_id}")
 
 
 def api_alert_url(public_url: str, alert_id: int) -> str:
-    return f"{public_url.rstrip('/')}/v1/alerts/{alert_id}"
+    return public_link(public_url, f"/v1/alerts/{alert_id}")
 
 
 def with_served_port(settings: Settings, port: int) -> tuple[Settings, str | None]:

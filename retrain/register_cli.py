@@ -74,5 +74,6 @@ def register_command(
 
             row = register_onnx_model(session, settings.data_dir, model, names, version, onnx, spec,  # type: ignore[arg-type]  # --onnx given: checked above
                                       logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip
-        typer.echo(json.dumps({"model": model, "version": row.version, "state": row.state,
-                               "embedding_dim": row.embedding_dim, "input_spec": row.input_spec}, indent=2))  # fmt: skip
+        registered = {"model": model, "version": row.version, "state": row.state,
+                      "embedding_dim": row.embedding_dim, "input_spec": row.input_spec}  # fmt: skip
+    typer.echo(json.dumps(registered, indent=2))  # after the commit: a reader that stops early cannot undo it

@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from shiftwatch.cli_context import open_db, settings_or_exit
-from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, wide_console
+from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_table, when, wide_console
 from shiftwatch.errors import Conflict, Invalid
+from shiftwatch.rollout.states import ROLLOUT_STATES
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
-    from sqlalchemy.orm import Session
-
     from shiftwatch.rollout.schemas import RolloutOut
-    from shiftwatch.rollout.tables import Rollout
 
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
+def _print_status(out: RolloutOut, public_url: str, report_path: str | None = None) -> None:
     from rich.table import Table
 
+    from shiftwatch.links import console_rollout_url
     from shiftwatch.rollout.report import comparison_rows
 
     console = wide_console()
@@ -34,6 +33,7 @@ def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
         f"- [bold]{out.state}[/bold]" + (f" step {out.step + 1}/{len(out.plan['canary_steps'])} ({out.share:.0%})"
                                          if out.state == "canary" else "")
     )
+    console.print(f"console: {console_rollout_url(public_url, out.id)}")
     decision = out.last_decision or {}
     if decision:
         console.print(f"last decision: {decision.get('decision')} - {'; '.join(decision.get('reasons', []))}")
@@ -56,22 +56,33 @@ def _print_status(out: RolloutOut, report_path: str | None = None) -> None:
 
 
 
-def _emit_rollout(out: RolloutOut, as_json: bool) -> None:
+def _emit_rollout(out: RolloutOut, as_json: bool, public_url: str) -> None:
     """A rollout as the API returns it with --json, else the status view."""
     if as_json:
         emit_json(out.model_dump(mode="json"))
     else:
-        _print_status(out)
+        _print_status(out, public_url)
 
 
-def _emit_decision(session: Session, rollout: Rollout, as_json: bool) -> None:
+def _emit_decision(out: RolloutOut, as_json: bool) -> None:
     """After approve or reject: the new state in one line, or with --json the rollout as the API returns it."""
-    from shiftwatch.rollout import status
-
     if as_json:
-        emit_json(status.describe(session, rollout).model_dump(mode="json"))
+        emit_json(out.model_dump(mode="json"))
     else:
-        typer.echo(f"rollout {rollout.id} is now {rollout.state}")
+        typer.echo(f"rollout {out.id} is now {out.state}")
+
+
+def _plan_changes(steps: str | None, require_labels: bool | None, plan_json: str) -> dict[str, Any]:
+    """--plan's JSON object with --steps and --require-labels on top (those left out are not changed)."""
+    try:
+        changes = json.loads(plan_json)
+        if not isinstance(changes, dict):
+            raise TypeError("--plan must be a JSON object")
+        if steps is not None:
+            changes["canary_steps"] = [float(s) for s in steps.split(",") if s.strip()]
+    except (ValueError, TypeError) as exc:
+        raise Invalid("--plan" if steps is None else "--steps/--plan", str(exc).splitlines()[-1]) from None
+    return changes | ({} if require_labels is None else {"require_labels": require_labels})
 
 
 app = typer.Typer(no_args_is_help=True, help="Shadow, canary, approval and rollback of candidates.")
@@ -87,25 +98,67 @@ def start(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Put a candidate in shadow behind production; the controller takes it from there."""
-    from pydantic import ValidationError
-
     from shiftwatch.rollout import controller, status
-    from shiftwatch.rollout.schemas import RolloutPlan
+    from shiftwatch.rollout.schemas import validated_plan
 
-    try:
-        overrides = json.loads(plan_json)
-        plan = RolloutPlan.model_validate(
-            {**overrides, "canary_steps": [float(s) for s in steps.split(",") if s.strip()],
-             "require_labels": require_labels}
-        )
-    except (ValueError, TypeError, ValidationError) as exc:
-        raise Invalid("--plan", str(exc).splitlines()[-1]) from None
+    plan = validated_plan(_plan_changes(steps, require_labels, plan_json), "--plan")
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
         rollout = controller.start_rollout(session, settings.data_dir, model, version, plan, actor=_actor())
-        _emit_rollout(status.describe(session, rollout), as_json)
+        out = status.describe(session, rollout)
+    _emit_rollout(out, as_json, settings.public_url)  # after the commit: a reader that stops early cannot lose it
 
+
+
+@app.command("retry")
+def retry(
+    rollout_id: int = typer.Argument(..., help="a rolled-back or rejected rollout"),
+    steps: str | None = typer.Option(None, help="canary shares, comma-separated (default: the retried rollout's)"),
+    require_labels: bool | None = typer.Option(None, help="change whether approval needs labels (default: unchanged)"),
+    plan_json: str = typer.Option("{}", "--plan", help="plan fields to change, as JSON"),
+    reason: str = typer.Option("", "--reason", help="why it is tried again (goes in the audit log)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Roll the same candidate version out again, from shadow, as a new rollout (the old one keeps its record)."""
+    from shiftwatch.rollout import status
+    from shiftwatch.rollout.retry import retry_rollout
+
+    changes = _plan_changes(steps, require_labels, plan_json)
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        out = status.describe(session, retry_rollout(session, settings.data_dir, rollout_id, actor=_actor(),
+                                                     plan_changes=changes, reason=reason))  # fmt: skip
+    _emit_rollout(out, as_json, settings.public_url)  # after the commit
+
+
+def _list_rollouts(model: str | None, state: str | None, as_json: bool) -> None:
+    from shiftwatch.rollout import status
+
+    with open_db(settings_or_exit().database_url, migrate=False).session() as session:
+        found = status.list_rollouts(session, model, state)
+    if as_json:
+        emit_json([out.model_dump(mode="json") for out in found])
+        return
+    emit_table(
+        ("id", "model", "candidate", "production", "state", "share", "standing", "started", "updated"),
+        [(o.id, o.model, o.candidate_version, o.baseline_version, o.state, f"{o.share:.0%}" if o.state == "canary" else "",
+          o.standing, when(o.created_at), when(o.updated_at)) for o in found],
+        title="rollouts",
+    )  # fmt: skip
+
+
+@app.command("list")
+def list_(
+    model: str | None = typer.Option(None, "--model", help="one model"),
+    state: str | None = typer.Option(None, "--state", help=f"one state: {', '.join(ROLLOUT_STATES)}"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Every rollout, newest first: its versions, state, canary share and what the controller holds."""
+    if state is not None and state not in ROLLOUT_STATES:
+        raise Invalid("--state", f"{state!r} is not a rollout state; one of {', '.join(ROLLOUT_STATES)}")
+    _list_rollouts(model, state, as_json)
 
 
 @app.command("status")
@@ -122,18 +175,12 @@ def show(
     from shiftwatch.rollout import controller, status
     from shiftwatch.rollout.report import write_report
 
+    if rollout_id is None:
+        _list_rollouts(None, None, as_json)
+        return
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        if rollout_id is None:
-            found = status.list_rollouts(session)
-            if as_json:
-                emit_json([out.model_dump(mode="json") for out in found])
-            else:
-                emit_table(("id", "model", "candidate", "production", "state", "step"),
-                           [(o.id, o.model, o.candidate_version, o.baseline_version, o.state, o.step)
-                            for o in found], title="rollouts")  # fmt: skip
-            return
         rollout = controller.get_rollout(session, rollout_id)
         path = None
         if report:
@@ -145,7 +192,7 @@ def show(
         if as_json:
             emit_json(out.model_dump(mode="json") | {"report_file": path})
         else:
-            _print_status(out, path)
+            _print_status(out, settings.public_url, path)
 
 
 
@@ -157,12 +204,12 @@ def approve(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Promote a canary to production (a person's decision, recorded in the audit log)."""
-    from shiftwatch.rollout import controller
+    from shiftwatch.rollout import controller, status
 
     db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
-        rollout = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason)
-        _emit_decision(session, rollout, as_json)
+        out = status.describe(session, controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason))
+    _emit_decision(out, as_json)  # after the commit
 
 
 
@@ -173,12 +220,12 @@ def reject(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Stop a rollout; the candidate never reaches production."""
-    from shiftwatch.rollout import controller
+    from shiftwatch.rollout import controller, status
 
     db = open_db(settings_or_exit().database_url, migrate=False)
     with db.session() as session:
-        rollout = controller.reject(session, rollout_id, actor=_actor(), reason=reason)
-        _emit_decision(session, rollout, as_json)
+        out = status.describe(session, controller.reject(session, rollout_id, actor=_actor(), reason=reason))
+    _emit_decision(out, as_json)  # after the commit
 
 
 

@@ -24,6 +24,7 @@ from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
 from shiftwatch.rollout.guardrails import Verdict, judge_canary, judge_shadow
 from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.retry import not_a_candidate
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import ACTIVE_STATES, AuditLog, Comparison, Rollout
 
@@ -138,7 +139,7 @@ def start_rollout(
     """Put a registered candidate into shadow behind the current production version."""
     candidate = registry.get_version(session, model, version)
     if candidate.state != "candidate":
-        raise Conflict(f"version {version!r} is {candidate.state}; only a candidate can be rolled out")
+        raise not_a_candidate(session, model, candidate)  # names the command that comes next
     production = registry.versions_in_state(session, model, "production")
     if not production:
         raise Conflict(f"model {model!r} has no production version to compare the candidate with")
@@ -192,7 +193,7 @@ def evaluate(
         metrics, disagreements = compare_shadow(session, rollout, plan, now, labels)
         return metrics, judge_shadow(metrics, plan), disagreements
     metrics = compare_canary(session, rollout, plan, now, labels)
-    return metrics, judge_canary(metrics, rollout.step, plan), []
+    return metrics, judge_canary(metrics, rollout.step, plan, rollout.id), []
 
 
 def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: LabelLookup) -> TickOutcome:

@@ -36,6 +36,7 @@ from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
+from shiftwatch.rollout.cohort import KeyCensus, KeyCohort
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
@@ -130,6 +131,7 @@ class Gateway:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
         self._in_flight: dict[str, InFlight] = {}
+        self._cohorts: dict[int, KeyCohort] = {}  # rollout id -> its canary clients (event loop only)
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
         self._refresher.start()
@@ -177,6 +179,9 @@ class Gateway:
             in_use.add(id(table.production))
             if table.candidate is not None:
                 in_use.add(id(table.candidate))
+        active = {table.rollout_id for table in self._tables.values()}
+        for rollout_id in [r for r in list(self._cohorts) if r not in active]:  # a finished rollout's clients
+            self._cohorts.pop(rollout_id, None)
         for key, served in list(self._loaded.items()):
             if id(served) not in in_use:
                 del self._loaded[key]
@@ -264,11 +269,10 @@ class Gateway:
         table = await self.table(model_name)
         request_id = request_id or uuid.uuid4().hex
         served, route = table.production, "production"
-        if (
-            table.stage == "canary"
-            and table.candidate is not None
-            and table.rollout_id is not None
-            and goes_to_canary(table.rollout_id, routing_key or request_id, table.share)
+        if table.stage == "canary" and table.candidate is not None and table.rollout_id is not None and (
+            self._cohort(table.rollout_id).in_canary(routing_key, table.share)
+            if routing_key
+            else goes_to_canary(table.rollout_id, request_id, table.share)  # no client key: split per request
         ):
             served, route = table.candidate, "canary"
         decoded = await self._decode(served, body, content_type)
@@ -301,6 +305,18 @@ class Gateway:
             probabilities=[float(p) for p in probabilities],
             batch_size=result.batch_size,
         )
+
+    def _cohort(self, rollout_id: int) -> KeyCohort:
+        cohort = self._cohorts.get(rollout_id)
+        if cohort is None:
+            cohort = self._cohorts[rollout_id] = KeyCohort(rollout_id)
+        return cohort
+
+    def key_census(self, model_name: str) -> KeyCensus | None:
+        """The canary's client keys as this process has seen them, while the model's rollout is in canary."""
+        table = self._tables.get(model_name)
+        cohort = self._cohorts.get(table.rollout_id) if table is not None and table.rollout_id is not None else None
+        return cohort.census() if cohort is not None else None
 
     async def _decode(self, served: ServedVersion, body: bytes, content_type: str) -> DecodedInput:
         return await asyncio.get_running_loop().run_in_executor(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import binomtest, norm
+from scipy.stats import binom, binomtest, norm
 
 from shiftwatch.detectors.univariate import ks_columns
 from shiftwatch.rollout.schemas import RolloutPlan
@@ -24,6 +24,8 @@ from shiftwatch.rollout.schemas import RolloutPlan
 MIN_LABELED_PER_ARM = 30
 # Significance for the error-rate and agreement guardrails (one-sided binomial tests).
 GUARDRAIL_ALPHA = 0.01
+# A canary step whose share of the requests is this improbably low under a per-request split is starved.
+STARVED_P = 0.001
 # Fewer latency samples than this give a p99 that is one or two requests: not judged yet.
 MIN_LATENCY_SAMPLES = 50
 
@@ -150,13 +152,36 @@ def judge_shadow(metrics: dict[str, Any], plan: RolloutPlan) -> Verdict:
     return Verdict("advance", [f"{pairs} shadow pairs, no guardrail breached"])
 
 
-def judge_canary(metrics: dict[str, Any], step: int, plan: RolloutPlan) -> Verdict:
+def starved(metrics: dict[str, Any], rollout_id: int | None = None) -> str | None:
+    """Why a canary step gets far fewer predictions than its share of the traffic, and what to do; None if it does not.
+
+    Routing is sticky per client key, so the share is of clients: a few keys can all fall outside it.
+    """
+    candidate, production, share = metrics["candidate"]["n"], metrics["production"]["n"], float(metrics["share"])
+    total = candidate + production
+    if not 0 < share < 1 or total == 0 or binom.cdf(candidate, total, share) >= STARVED_P:
+        return None
+    rollout = "" if rollout_id is None else f" {rollout_id}"
+    return (
+        f"the canary got {candidate} of {total} requests at this step where a {share:.0%} share would send about "
+        f"{share * total:.0f}: routing is sticky per X-Client-Key (one client sees one model), so the share is of "
+        f"clients, and too few distinct keys are sending traffic to fill it (fewer than {math.ceil(1 / share)} cannot "
+        "fill this step; GET /v1/gateway/stats?model=... shows the keys seen and how many are in the canary). "
+        "Send requests from more keys, or without X-Client-Key (then split per request), or stop this rollout and "
+        f"retry it with a larger first step: `shiftwatch rollout reject{rollout} --reason ...` then "
+        f"`shiftwatch rollout retry{rollout} --steps 0.25,0.5`"
+    )
+
+
+def judge_canary(metrics: dict[str, Any], step: int, plan: RolloutPlan, rollout_id: int | None = None) -> Verdict:
     found = breaches(metrics, plan)
     if found:
         return Verdict("rollback", found)
     step_n = metrics["candidate"]["n"]
     if step_n < plan.min_step_predictions:
-        return Verdict("hold", [f"{step_n} of {plan.min_step_predictions} candidate predictions at this step"])
+        why = starved(metrics, rollout_id)
+        return Verdict("hold", [f"{step_n} of {plan.min_step_predictions} candidate predictions at this step"
+                                + (f"; {why}" if why else "")])
     if step + 1 < len(plan.canary_steps):
         return Verdict("advance", [f"step {step + 1} of {len(plan.canary_steps)} passed with {step_n} predictions"])
     sufficient = accuracy_evidence_sufficient(metrics, plan)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -13,8 +15,9 @@ from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway
 from shiftwatch.rollout.report import framed_as_comparison, write_report
+from shiftwatch.rollout.retry import retry_rollout
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
-from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RolloutOut, StartRollout
+from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RetryRollout, RolloutOut, StartRollout
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
 
@@ -66,8 +69,10 @@ def gateway_stats(
     _: Reader,
     gateway: Gateway = Depends(get_gateway),
 ) -> dict[str, object]:
-    """ORT call sizes per loaded version: how much dynamic batching is happening."""
+    """ORT call sizes per loaded version (how much dynamic batching is happening), and the canary's client keys."""
+    census = gateway.key_census(model)
     return {
+        "canary_keys": None if census is None else asdict(census),
         "batch_sizes": gateway.batch_sizes(model),
         "shadow_dropped": gateway.shadow_dropped,
         "log_written": gateway.writer.written,
@@ -133,6 +138,17 @@ def reject(
 ) -> RolloutOut:
     with db.session() as session:
         rollout = controller.reject(session, rollout_id, actor=who.name, reason=body.reason)
+        return status.describe(session, rollout)
+
+
+@router.post("/rollouts/{rollout_id}/retry", response_model=RolloutOut, status_code=201)
+def retry(
+    rollout_id: int, body: RetryRollout, db: DbDep, settings: SettingsDep, who: Operator
+) -> RolloutOut:
+    """A new rollout of a rolled-back or rejected rollout's candidate, from shadow (operate, like starting one)."""
+    with db.session() as session:
+        rollout = retry_rollout(session, settings.data_dir, rollout_id, actor=who.name, plan_changes=body.plan,
+                                reason=body.reason)
         return status.describe(session, rollout)
 
 

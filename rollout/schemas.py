@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shiftwatch.errors import Invalid
 
 
 class RolloutPlan(BaseModel):
@@ -50,9 +52,17 @@ class RolloutPlan(BaseModel):
     @classmethod
     def _increasing_shares(cls, steps: list[float]) -> list[float]:
         if not steps or any(not 0 < s <= 1 for s in steps) or steps != sorted(steps):
-            raise ValueError("canary_steps must be increasing shares in (0, 1]")
+            raise ValueError("must be increasing shares in (0, 1]")
         return steps
 
+def validated_plan(fields: dict[str, Any], field: str = "plan") -> RolloutPlan:
+    """A plan from its fields; the first problem as one Invalid naming the plan field (no pydantic dump)."""
+    try:
+        return RolloutPlan.model_validate(fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise Invalid(field, f"{where}: {error['msg'].removeprefix('Value error, ')}" if where else error["msg"]) from None
 
 class StartRollout(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -61,6 +71,15 @@ class StartRollout(BaseModel):
     version: str = Field(description="the registered candidate version to roll out")
     plan: RolloutPlan = Field(default_factory=RolloutPlan, description="how the candidate is judged; defaults as listed")
 
+class RetryRollout(BaseModel):
+    """Roll a rolled-back or rejected rollout's candidate out again; ``plan`` holds only the fields to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any] = Field(
+        default_factory=dict, description='plan fields to change from the retried rollout\'s, e.g. {"canary_steps": [0.25, 0.5]}'
+    )
+    reason: str = Field("", max_length=2000, description="why it is tried again (audit log)")
 
 class Bootstrap(BaseModel):
     """Name a model's first production version; the reason goes in the audit log."""
@@ -68,7 +87,6 @@ class Bootstrap(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field("", max_length=2000, description="why this version is the first in production (audit log)")
-
 
 class Decision(BaseModel):
     """Approve or reject. ``force`` overrides insufficient evidence and needs a reason."""
@@ -80,7 +98,6 @@ class Decision(BaseModel):
         "", max_length=2000,
         description="why (audit log); required with force and when approving while the accuracy test is undecided",
     )
-
 
 class AuditOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -95,7 +112,6 @@ class AuditOut(BaseModel):
     forced: bool
     evidence: dict[str, Any]
 
-
 class ComparisonOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -105,7 +121,6 @@ class ComparisonOut(BaseModel):
     computed_at: datetime
     decision: str
     metrics: dict[str, Any]
-
 
 class RolloutOut(BaseModel):
     id: int
@@ -125,7 +140,6 @@ class RolloutOut(BaseModel):
     compression_report: dict[str, Any] = Field(default_factory=dict)
     latest_comparison: ComparisonOut | None = None
     audit: list[AuditOut] = Field(default_factory=list)
-
 
 class PredictOut(BaseModel):
     model: str

@@ -9,9 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shiftwatch.db import Base, UtcDateTime, utcnow
-
-ROLLOUT_STATES = ("candidate", "shadow", "canary", "production", "rejected", "rolled_back")
-ACTIVE_STATES = ("candidate", "shadow", "canary")
+from shiftwatch.rollout.states import ACTIVE_STATES, ROLLOUT_STATES  # noqa: F401 - where the rest of rollout finds them
 
 
 class Rollout(Base):

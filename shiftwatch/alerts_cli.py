@@ -70,7 +70,7 @@ def _show(alert: Any) -> None:
         "opened": when(alert.opened_at), "updated": when(alert.updated_at),
         "acknowledged": f"{when(alert.acknowledged_at)} by {alert.acknowledged_by}" if alert.acknowledged_at else None,
         "resolved": f"{when(alert.resolved_at)} by {alert.resolved_by}" if alert.resolved_at else None,
-        "url": alert.url, "report": alert.report_url, "evidence": alert.evidence,
+        "console": alert.console_url, "url": alert.url, "report": alert.report_url, "evidence": alert.evidence,
     })  # fmt: skip
 
 

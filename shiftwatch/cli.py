@@ -16,6 +16,7 @@ import typer
 from shiftwatch import alerts_cli, detectors_cli, models_cli, tokens_cli
 from shiftwatch import demo as demo_cli
 from shiftwatch.cli_context import settings_or_exit
+from shiftwatch.cli_output import tolerate_closed_pipes
 from shiftwatch.collector import cli as collector_cli
 from shiftwatch.dashboards import cli as dashboards_cli
 from shiftwatch.detectors import check_cli
@@ -77,6 +78,7 @@ app.add_typer(detectors_cli.app, name="detectors")
 
 
 def main() -> None:
+    tolerate_closed_pipes()  # `shiftwatch ... | head -1`: the command still finishes (and commits), quietly
     try:
         app()
     except ShiftwatchError as exc:

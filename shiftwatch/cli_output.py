@@ -7,8 +7,10 @@ and reasons stay whole and greppable); JSON is the API's own shape, one document
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -50,3 +52,48 @@ def emit_fields(fields: dict[str, Any]) -> None:
 def when(value: Any) -> str:
     """A datetime as minutes, for tables; JSON keeps the full timestamp."""
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+class ClosedPipeTolerant:
+    """A stdout/stderr whose reader may go away (``shiftwatch rollout start ... | head -1``): writes then go nowhere.
+
+    A command's output is a report of what it did; a reader that stopped reading must not abort the
+    command half-way (a BrokenPipeError inside a transaction rolled the new rollout back). After the
+    first broken write the file descriptor points at /dev/null, so later writes and the flush at exit
+    are silent too.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def _to_devnull(self) -> None:
+        self.broken = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+            self._stream.flush()  # what was buffered now goes to /dev/null, not to a traceback at exit
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def tolerate_closed_pipes() -> None:
+    """Wrap the real stdout and stderr (the entry point does this once; CliRunner's streams are left alone)."""
+    if not isinstance(sys.stdout, ClosedPipeTolerant):
+        sys.stdout = ClosedPipeTolerant(sys.stdout)
+    if not isinstance(sys.stderr, ClosedPipeTolerant):
+        sys.stderr = ClosedPipeTolerant(sys.stderr)

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     labeling_sync_interval_s: int = Field(300, ge=10)
     # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
     labeling_link_ttl_s: int = Field(14 * 86400, ge=60)
-    # Public base URL of this server, used in links sent to people and to Label Studio.
+    # Public base URL of this server, used in links sent to people and to Label Studio. Unset: loopback
+    # on ``port`` (http://127.0.0.1:8000 by default), so links follow SHIFTWATCH_PORT.
     public_url: str = "http://127.0.0.1:8000"
     # Comma-separated webhook URLs that receive alerts.
     alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -179,6 +180,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _public_url_follows_the_port(self) -> Settings:
+        # Written into __dict__, not assigned: the field stays "unset", which `serve` reads (with_served_port).
+        if "public_url" not in self.model_fields_set:
+            self.__dict__["public_url"] = f"http://127.0.0.1:{self.port}"
+        return self
 
     @classmethod
     def settings_customise_sources(

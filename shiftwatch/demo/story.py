@@ -99,11 +99,11 @@ def start_api(stage: Stage) -> str:
                   "(mode 0600), as `shiftwatch serve` does on its first start.")
     port = free_port()
     # Links the server and the CLI print (alerts, rollouts) point at this server, not the default port.
-    stage.settings = stage.settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
-    stage.shell.environment.update(shell_environment(stage.settings))
+    live = stage.settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}", "port": port})
+    stage.shell.environment.update(shell_environment(live))
     # The server's jobs tick every second here; APScheduler's note that a slow run made it skip a tick is noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    server = ApiServer(create_app(stage.settings), port=port).start()
+    server = ApiServer(create_app(live), port=port).start()
     stage.resources.append(server)
     stage.server = Api(server.url, stage.tokens.operator)
     stage.resources.append(stage.server)
@@ -193,7 +193,8 @@ def tell_lap(stage: Stage, service: Service) -> tuple[int | None, bool]:
 
 
 def served_url(settings: Settings) -> str:
-    return f"http://{settings.host}:{settings.port}"
+    """Where `serve_command`'s server is reached: SHIFTWATCH_PUBLIC_URL, else loopback on its port (Settings)."""
+    return settings.public_url
 
 
 def serve_command(settings: Settings) -> str:

@@ -48,5 +48,5 @@ def issue_tokens(shell: Shell, settings: Settings) -> DemoTokens:
 
 def login_hint(console_url: str, tokens: DemoTokens) -> str:
     """How a person gets into the console: the login page and the operator token to paste."""
-    return (f"open {console_url}/console/login and paste the token {tokens.operator} "
+    return (f"open {console_url.rstrip('/')}/console/login and paste the token {tokens.operator} "
             f"(token {OPERATOR!r}: {', '.join(OPERATOR_SCOPES)})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -30,13 +31,19 @@ def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "produ
     return records
 
 
-def open_drift_alert(db, settings, version_id: int) -> None:
-    """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert."""
+def open_drift_alert(db, settings, version_id: int, input_refs: list[str] | None = None) -> None:
+    """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert.
+
+    ``input_refs``: stored input images the predictions refer to, in turn (default: references to nothing).
+    """
     from shiftwatch.detectors import configs, references, runs
 
-    store_predictions(db, settings, predictions("v1", 300, minutes_ago=50))
+    def with_inputs(records: list[PredictionRecord]) -> list[PredictionRecord]:
+        return [replace(r, input_ref=input_refs[i % len(input_refs)]) for i, r in enumerate(records)] if input_refs else records
+
+    store_predictions(db, settings, with_inputs(predictions("v1", 300, minutes_ago=50)))
     reference_end = utcnow() - timedelta(minutes=35)
-    store_predictions(db, settings, predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30))
+    store_predictions(db, settings, with_inputs(predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30)))
     with db.session() as session:
         references.pin_time_range(session, version_id, reference_end - timedelta(hours=1), reference_end)
         configs.create(session, version_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
