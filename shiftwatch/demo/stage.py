@@ -74,8 +74,9 @@ class Subject:
     # brings the first back, and so on.
     second_drift: Drift | None = None
     # Act 8's p99 guardrail. Loose because the demo's 16 concurrent clients share 2 cores with everything
-    # else: queueing, not the model, sets p99 here (both arms see the same load); heavier models need more.
-    latency_budget_ms: float = 500.0
+    # else: queueing, not the model, sets p99 here (both arms see the same load; a measured run on a busy
+    # machine hit 503 ms in shadow, where every request runs both models); heavier models need more.
+    latency_budget_ms: float = 1000.0
 
     def drift_of(self, lap: int) -> Drift:
         """The shift that starts lap ``lap``: the first drift in odd laps, the second in even ones."""

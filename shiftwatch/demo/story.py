@@ -126,10 +126,10 @@ def run_demo(
     subject = subject or (resnet_subject() if realistic else acts.digits_subject(fast))
     stage = prepare(out_dir, console, subject, auto_approve, laps)
     try:
-        rollout_id = tell(stage)
+        sections = rollout_sections(stage, tell(stage))  # the report comes from the server, while it runs
     finally:
         stage.stop_all()
-    return finish(stage, console, rollout_id)
+    return finish(stage, console, sections)
 
 
 def tell(stage: Stage) -> int | None:
@@ -207,10 +207,10 @@ def serve_command(settings: Settings) -> str:
             f"{program} serve --host {settings.host} --port {settings.port}")
 
 
-def finish(stage: Stage, console: Console, rollout_id: int | None) -> DemoResult:
+def finish(stage: Stage, console: Console, sections: list[tuple[str, str]]) -> DemoResult:
     """The summary table, the HTML page, how to look around afterwards, and what the story produced."""
     print_summary(stage)
-    path = write_html(stage, rollout_sections(stage, rollout_id))
+    path = write_html(stage, sections)
     settings = stage.settings
     console.print(f"HTML summary: [cyan]{path}[/]")
     console.print("To browse the console over this run's data (in any shell, no virtualenv needed):\n"

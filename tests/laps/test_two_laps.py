@@ -49,14 +49,14 @@ PLAN = {"min_shadow_pairs": 40, "min_step_predictions": 40, "min_agreement": 0.0
 
 
 def build():
-    """The user's network: two conv blocks, global pooling, a 32-d hidden layer and a linear head."""
+    """The user's network: three conv blocks, global pooling, a 32-d hidden layer and a linear head."""
     from torch import nn
 
     return nn.Sequential(
         nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
         nn.Conv2d(12, 24, 3, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
         nn.Conv2d(24, 24, 3, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(96, 32), nn.ReLU(), nn.Linear(32, 10),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 32), nn.ReLU(), nn.Linear(32, 10),
     )  # fmt: skip
 
 
