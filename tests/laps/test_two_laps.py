@@ -49,18 +49,18 @@ PLAN = {"min_shadow_pairs": 40, "min_step_predictions": 40, "min_agreement": 0.0
 
 
 def build():
-    """The user's network: three conv blocks, global pooling, a 32-d hidden layer and a linear head."""
+    """The user's network: three stride-2 conv blocks (56 -> 7), a 32-d hidden layer and a linear head."""
     from torch import nn
 
     return nn.Sequential(
-        nn.Conv2d(3, 12, 3, stride=2, padding=1), nn.BatchNorm2d(12), nn.ReLU(),
-        nn.Conv2d(12, 24, 3, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
-        nn.Conv2d(24, 24, 3, stride=2, padding=1), nn.BatchNorm2d(24), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 32), nn.ReLU(), nn.Linear(32, 10),
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, 10),
     )  # fmt: skip
 
 
-def train_outside_shiftwatch(images: np.ndarray, labels: np.ndarray, path: Path, epochs: int = 8) -> Path:
+def train_outside_shiftwatch(images: np.ndarray, labels: np.ndarray, path: Path, epochs: int = 6) -> Path:
     """The user's own training loop, with the preprocessing INPUT_SPEC declares; a plain state_dict."""
     torch.manual_seed(0)
     module = build()
