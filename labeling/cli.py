@@ -57,11 +57,11 @@ def status(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
 @app.command("select")
 def select(
     model: str = typer.Option(..., help="model name"),
-    hours: float = typer.Option(24.0, help="look at production predictions of the last HOURS"),
+    hours: float = typer.Option(24.0, help="look at predictions of the last HOURS (every route, for the audit slice)"),
     batch_size: int | None = typer.Option(None, help="at most this many (default: settings.labeling_batch_size)"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Run the selection policy and queue one batch (within the model's daily budget)."""
+    """Run the selection policy and queue one batch: the audit slice of every route, then informative picks (within the daily budget)."""
     from shiftwatch.db import utcnow
     from shiftwatch.labeling.policy import Budget, select_for_labeling
 

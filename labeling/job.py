@@ -20,7 +20,9 @@ JOB_NAME = "labeling.sync"
 
 
 def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None:
-    """One cycle for every model; each model and each step fails alone (a Label Studio outage never
+    """One cycle for every model: the audit slice of every route with traffic and the informative picks, then push and pull.
+
+    Each model and each step fails alone (a Label Studio outage never
     stops selection). Runs once per tick across replicas (``shiftwatch.scheduler.claim_tick``); it
     selects from the last two intervals, so a tick a replica missed is covered (queueing is idempotent)."""
     now = utcnow()

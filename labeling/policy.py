@@ -6,11 +6,12 @@ predictions and hands what it picks to ``queue.py``, which stores it.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -22,9 +23,11 @@ from shiftwatch.collector.tables import ModelVersion, Prediction
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
 from shiftwatch.labeling import selection
+from shiftwatch.labeling.audit import WindowCandidates, audit_sample, shares, traffic_routes
 from shiftwatch.labeling.flags import FlaggedItem, detector_flags
 from shiftwatch.labeling.queue import (
     IN_CHUNK,
+    INFORMATIVE,
     already_queued,
     existing_centers,
     insert_candidates,
@@ -36,16 +39,34 @@ from shiftwatch.settings import Settings
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """How many tasks a model's queue may take: per UTC day (all sources), and per selection run."""
+    """How many tasks a model's queue may take: per UTC day (all sources), and per selection run.
+
+    ``audit`` is the audit slice per route carrying traffic, per run. ``audit_share`` of each batch
+    goes to the audit slice first; while shadow or canary traffic is in the window (a candidate is
+    being judged), the informative picks (uncertain, flagged) also take no more than the rest of
+    the daily budget, so the canary's arms keep getting labels all day. Whatever either leaves
+    unused in a run, the other may take.
+    """
 
     daily: int
     batch: int
+    audit: int = 0
+    audit_share: float = 0.0
 
     @classmethod
     def of(cls, settings: Settings, model_name: str, batch_size: int | None = None) -> Budget:
-        """The model's budget from settings (``labeling_daily_budgets`` overrides the default); ``batch_size`` overrides the batch."""
+        """The model's budget: the one place the server, the CLI, the console and the scheduled job read it.
+
+        ``labeling_daily_budgets`` overrides the default per model; ``batch_size`` overrides the batch.
+        """
         daily = settings.labeling_daily_budgets.get(model_name, settings.labeling_daily_budget)
-        return cls(daily=daily, batch=batch_size or settings.labeling_batch_size)
+        return cls(daily=daily, batch=batch_size or settings.labeling_batch_size,
+                   audit=settings.labeling_audit_per_route, audit_share=settings.labeling_audit_share)
+
+    @property
+    def informative_daily(self) -> int:
+        """Tasks per day uncertain and flagged picks may take: the daily budget less the audit's share."""
+        return self.daily - math.ceil(self.audit_share * self.daily)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,47 +167,6 @@ def enqueue(
     )
 
 
-class WindowCandidates(Sequence[Candidate]):
-    """A window's rows as candidates, built on access: the random slice touches only the rows it draws."""
-
-    def __init__(self, win: Window, rows: np.ndarray, model_version_id: int) -> None:
-        self.win, self.rows, self.model_version_id = win, rows, model_version_id
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @overload
-    def __getitem__(self, index: int) -> Candidate: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Candidate]: ...
-    def __getitem__(self, index: int | slice) -> Candidate | Sequence[Candidate]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return self.at(int(self.rows[index]))
-
-    def at(
-        self, i: int, reason: str = "random", priority: float = 0.0, evidence: dict[str, Any] | None = None
-    ) -> Candidate:
-        w = self.win
-        return Candidate(
-            prediction_id=w.ids[i],
-            ts=_as_utc(w.ts[i]),
-            model_version_id=self.model_version_id,
-            predicted_class=int(w.predicted_class[i]),
-            confidence=float(w.confidence[i]),
-            input_ref=w.input_ref[i],
-            embedding=None if w.embeddings is None else w.embeddings[i],
-            probabilities=None if w.probabilities is None else w.probabilities[i],
-            reason=reason,
-            priority=priority,
-            evidence=evidence or {},
-        )
-
-
-def _as_utc(value: np.datetime64) -> datetime:
-    return value.astype("datetime64[us]").item().replace(tzinfo=UTC)
-
-
 def select_for_labeling(
     session: Session,
     model_name: str,
@@ -198,32 +178,50 @@ def select_for_labeling(
     now: datetime | None = None,
     seed: int | None = None,
 ) -> SelectionResult:
-    """Run the policy over the production version's predictions in [start, end) and queue one batch.
+    """Queue one batch from the model's predictions in [start, end): the audit slice, then informative picks.
 
-    ``flagged`` defaults to what the drift detectors flagged since ``start``. The batch is at
-    most ``budget.batch`` and what is left of the model's daily budget.
+    The audit slice samples every route that carries traffic (production, shadow, canary) uniformly
+    (``audit.py``); uncertain and flagged picks come from the production version(s). ``flagged``
+    defaults to what the drift detectors flagged since ``start``. The batch is at most ``budget.batch``
+    and what is left of the model's daily budget; see :class:`Budget` for the audit's share.
     """
     now = now or utcnow()
-    start = start or now - timedelta(days=1)
+    start, end = start or now - timedelta(days=1), end or now
     model = registry.get_model(session, model_name)
-    versions = registry.versions_in_state(session, model_name, "production")
     room = max(budget.daily - queued_today(session, model.id, now), 0)
     left = min(budget.batch, room)
-    considered, by_reason = 0, dict[str, int]()
     rng = np.random.default_rng(seed)
-    for version in versions:
-        if left <= 0:
+    routes = traffic_routes(session, model.id, start, end)
+    windows = {(r.version_id, r.route): window(session, r.version_id, start=start, end=end, route=r.route) for r in routes}
+    picked: list[Candidate] = []
+
+    def take(candidates: list[Candidate]) -> int:
+        stored = insert_candidates(session, candidates, now)
+        picked.extend(candidates)
+        return stored
+
+    first = shares(math.ceil(budget.audit_share * left), len(routes), budget.audit)
+    taken = [take(audit_sample(session, r, windows[(r.version_id, r.route)], n, rng)) for r, n in zip(routes, first, strict=True)]
+    left -= sum(taken)
+    informative_left = left
+    if any(r.route != "production" for r in routes):  # a candidate is being judged: its audit labels come first
+        informative_left = min(left, max(budget.informative_daily - queued_today(session, model.id, now, INFORMATIVE), 0))
+    for version in registry.versions_in_state(session, model_name, "production"):
+        if informative_left <= 0:
             break
-        win = window(session, version.id, start=start, end=end or now, route="production")
-        considered += len(win)
+        win = windows.get((version.id, "production")) or window(session, version.id, start=start, end=end, route="production")
         flags = list(flagged) if flagged is not None else detector_flags(session, version.id, since=start)
-        picked = _plan(session, version.id, win, flags, left, rng)
-        left -= insert_candidates(session, picked, now)
-        for c in picked:
-            by_reason[c.reason] = by_reason.get(c.reason, 0) + 1
+        stored = take(_plan(session, version.id, win, flags, informative_left, rng))
+        informative_left, left = informative_left - stored, left - stored
+    for i, route in enumerate(routes):  # room the informative picks left: the audit slice tops up to its size
+        more = min(budget.audit - taken[i], left)
+        left -= take(audit_sample(session, route, windows[(route.version_id, route.route)], more, rng))
+    by_reason: dict[str, int] = {}
+    for c in picked:
+        by_reason[c.reason] = by_reason.get(c.reason, 0) + 1
     return SelectionResult(
-        model=model_name, considered=considered, queued=sum(by_reason.values()), by_reason=by_reason,
-        budget_left=max(room - sum(by_reason.values()), 0),
+        model=model_name, considered=sum(len(w) for w in windows.values()), queued=len(picked), by_reason=by_reason,
+        budget_left=max(room - len(picked), 0),
     )
 
 
@@ -243,7 +241,10 @@ def _plan(
         if not np.isnan(uncertain_priority[i])
     ]
     informative += _flagged_candidates(session, version_id, flags)
-    return selection.plan_batch(informative, everyone, budget, rng=rng, existing=existing_centers(session, version_id))
+    # random_fraction=0: the audit slice, drawn before, is this run's uniform sample of every route.
+    return selection.plan_batch(
+        informative, everyone, budget, rng=rng, random_fraction=0.0, existing=existing_centers(session, version_id)
+    )
 
 
 def _flagged_candidates(session: Session, version_id: int, flags: list[FlaggedItem]) -> list[Candidate]:

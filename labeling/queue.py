@@ -7,6 +7,7 @@ module only stores and counts.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,8 @@ from shiftwatch.labeling.tables import REASONS, TASK_STATES, Label, LabelTask
 
 # Embeddings of already-queued tasks that a new batch keeps its distance from (bounded: k-center is O(n * k)).
 EXISTING_CENTERS = 2000
+# What the selection policy picks because it looks informative (biased on purpose, unlike the audit slice).
+INFORMATIVE = ("flagged", "uncertain")
 # Ids per IN query: well under every backend's bound-parameter limit.
 IN_CHUNK = 500
 
@@ -47,17 +50,19 @@ def check_reason(reason: str) -> None:
         raise Invalid("reason", f"must be one of {', '.join(REASONS)}")
 
 
-def queued_today(session: Session, model_id: int, now: datetime) -> int:
+def queued_today(session: Session, model_id: int, now: datetime, reasons: Sequence[str] | None = None) -> int:
     """Tasks of the model (all versions) queued since the start of ``now``'s UTC day: what the daily budget counts.
 
     Imported labels' tasks are not counted: the budget bounds what we ask of people, and nobody was asked.
+    ``reasons`` counts only tasks queued for those reasons.
     """
     day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     stmt = (
         select(func.count())
         .select_from(LabelTask)
         .join(ModelVersion, ModelVersion.id == LabelTask.model_version_id)
-        .where(ModelVersion.model_id == model_id, LabelTask.created_at >= day_start, LabelTask.reason != "imported")
+        .where(ModelVersion.model_id == model_id, LabelTask.created_at >= day_start)
+        .where(LabelTask.reason != "imported" if reasons is None else LabelTask.reason.in_(reasons))
     )
     return int(session.scalar(stmt) or 0)
 

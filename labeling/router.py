@@ -112,7 +112,7 @@ def select(
     hours: float = Query(24.0, gt=0, le=24 * 366),
     batch_size: int | None = Query(None, ge=1),
 ) -> SelectionOut:
-    """Run the selection policy over the last ``hours`` of production predictions and queue one batch."""
+    """Run the selection policy over the last ``hours`` of predictions (audit slice of every route, informative picks) and queue one batch."""
     with db.session() as session:
         result = policy.select_for_labeling(
             session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)

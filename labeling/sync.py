@@ -75,7 +75,10 @@ def _task_payload(links: InputLinks, task: LabelTask, version: str, class_names:
             "image": links.link(task.input_ref),
             "prediction_id": str(task.prediction_id),
             "priority": round(task.priority, 4),
-            "reason": task.reason,
+            # The uniformly random slice shows as "audit" (annotators and reviewers should label it as
+            # carefully as the hard ones: accuracy is measured on it), with the route it audits.
+            "reason": "audit" if task.reason == "random" else task.reason,
+            **({"route": task.evidence["route"]} if "route" in (task.evidence or {}) else {}),
             "model_version": version,
         },
         "predictions": [

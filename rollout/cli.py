@@ -236,8 +236,9 @@ def tick(as_json: bool = JSON_OPTION) -> None:
 
     from shiftwatch.rollout import controller
 
-    db = open_db(settings_or_exit().database_url, migrate=False)
-    outcomes = controller.tick(db)
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    outcomes = controller.tick(db, settings=settings)
     if as_json:
         emit_json([asdict(outcome) for outcome in outcomes])
         return

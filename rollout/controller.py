@@ -27,6 +27,7 @@ from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.retry import not_a_candidate
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import ACTIVE_STATES, AuditLog, Comparison, Rollout
+from shiftwatch.settings import Settings
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "candidate": frozenset({"shadow", "rejected"}),
@@ -176,12 +177,12 @@ def start_rollout(
     return rollout
 
 
-def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list) -> int:
+def _send_new_disagreements(session: Session, rollout: Rollout, disagreements: list, settings: Settings | None) -> int:
     cursor = rollout.last_decision.get("disagreements_until")
     fresh = [d for d in disagreements if cursor is None or d.ts.isoformat() > cursor]
     if not fresh:
         return 0
-    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh])
+    return handoff.send_disagreements(session, rollout.candidate_version_id, [d.to_item() for d in fresh], settings)
 
 
 def evaluate(
@@ -196,10 +197,13 @@ def evaluate(
     return metrics, judge_canary(metrics, rollout.step, plan, rollout.id), []
 
 
-def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: LabelLookup) -> TickOutcome:
+def tick_rollout(
+    session: Session, rollout: Rollout, now: datetime, labels: LabelLookup, settings: Settings | None = None
+) -> TickOutcome:
+    """One judgement of one rollout; with ``settings``, its disagreements are queued within the labeling budget."""
     before = rollout.state
     metrics, verdict, disagreements = evaluate(session, rollout, now, labels)
-    queued = _send_new_disagreements(session, rollout, disagreements)
+    queued = _send_new_disagreements(session, rollout, disagreements, settings)
     session.add(Comparison(rollout_id=rollout.id, stage=before, step=rollout.step, computed_at=now,
                            decision=verdict.decision, metrics=metrics))
     previous = rollout.last_decision or {}
@@ -232,8 +236,14 @@ def tick_rollout(session: Session, rollout: Rollout, now: datetime, labels: Labe
     return TickOutcome(rollout.id, before, rollout.state, verdict.decision, verdict.reasons)
 
 
-def tick(db: Database, now: datetime | None = None, labels: LabelLookup | None = None) -> list[TickOutcome]:
-    """Judge every rollout in shadow or canary once. Run by the scheduler; callable directly."""
+def tick(
+    db: Database, now: datetime | None = None, labels: LabelLookup | None = None, settings: Settings | None = None
+) -> list[TickOutcome]:
+    """Judge every rollout in shadow or canary once. Run by the scheduler; callable directly.
+
+    ``settings`` (the scheduler and the CLI pass them) bound the disagreements queued for labeling by the
+    model's daily labeling budget, the one ``labeling.policy.Budget.of`` reads for every other source.
+    """
     now = now or utcnow()
     labels = labels or handoff.known_labels
     with db.session() as session:
@@ -245,7 +255,7 @@ def tick(db: Database, now: datetime | None = None, labels: LabelLookup | None =
             with db.session() as session:
                 rollout = get_rollout(session, rollout_id, lock=True)
                 if rollout.state in ("shadow", "canary"):
-                    outcomes.append(tick_rollout(session, rollout, now, labels))
+                    outcomes.append(tick_rollout(session, rollout, now, labels, settings))
         except Exception:  # one rollout's failure must not stall the others; it is retried next tick
             log.exception("controller tick failed for rollout %d", rollout_id)
     return outcomes

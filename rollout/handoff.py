@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.labeling.policy import QueueItem, enqueue
+from shiftwatch.collector.tables import Model, ModelVersion
+from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
 from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.settings import Settings
 
 # Bound parameters per IN query (SQLite allows 32,766; PostgreSQL far more).
 IN_CHUNK = 5000
@@ -35,12 +37,23 @@ def known_labels(session: Session, input_refs: list[str]) -> dict[str, int]:
     return found
 
 
-def send_disagreements(session: Session, model_version_id: int, items: list[dict[str, Any]]) -> int:
-    """Queue the candidate's side of disagreeing shadow pairs for labeling; returns how many were queued."""
+def send_disagreements(
+    session: Session, model_version_id: int, items: list[dict[str, Any]], settings: Settings | None = None
+) -> int:
+    """Queue the candidate's side of disagreeing shadow pairs for labeling; returns how many were queued.
+
+    With ``settings`` they count against the model's daily labeling budget like every other source.
+    """
+    daily = None
+    if settings is not None:
+        model = session.scalar(select(Model.name).join(ModelVersion, ModelVersion.model_id == Model.id)
+                               .where(ModelVersion.id == model_version_id))
+        daily = None if model is None else Budget.of(settings, model).daily
     result = enqueue(
         session,
         model_version_id,
         [QueueItem(uuid.UUID(item["prediction_id"]), score=1.0, evidence=item) for item in items],
         "disagreement",
+        daily_budget=daily,
     )
     return result.queued

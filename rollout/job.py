@@ -14,7 +14,7 @@ JOB_NAME = "rollout.controller"
 
 def controller_tick(db: Database, settings: Settings, tick: datetime) -> None:
     """The scheduled job (shiftwatch.scheduler claims the tick, so one replica runs it)."""
-    controller.tick(db, utcnow())
+    controller.tick(db, utcnow(), settings=settings)
 
 
 def jobs(settings: Settings) -> list[ScheduledJob]:

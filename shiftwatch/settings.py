@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     labeling_daily_budget: int = Field(200, ge=0)
     labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
     labeling_batch_size: int = Field(50, ge=1)
+    # The audit slice: uniformly random samples per route carrying traffic (production, shadow, canary),
+    # per selection run. 10: three runs give each arm of a canary the 30 labels its accuracy test
+    # starts from (rollout.guardrails.MIN_LABELED_PER_ARM). The share of each batch drawn for it first, and,
+    # while a candidate's shadow or canary carries traffic, of the day: uncertain and flagged picks then stop
+    # when the rest of the daily budget is used, so the canary's arms keep getting labels all day.
+    labeling_audit_per_route: int = Field(10, ge=0)
+    labeling_audit_share: float = Field(0.5, ge=0, le=1)
     # The labeling job (select, push, pull) runs this often inside `shiftwatch serve`.
     labeling_sync_interval_s: int = Field(300, ge=10)
     # Image links sent to Label Studio stay valid this long (an annotator may open a task days later).
