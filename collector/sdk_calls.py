@@ -1,4 +1,4 @@
-"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add a detector, read alerts.
+"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add, switch and run detectors, read alerts.
 
 Mixed into ``Client`` so a script needs one object and one token for the whole "monitor my own
 model" loop (docs/own-model-monitoring.md), and no second HTTP library. Each call is one request
@@ -152,6 +152,27 @@ class ServerCalls:
             "schedule_seconds": schedule_seconds, "alpha": alpha, "confirm_runs": confirm_runs,
         }  # fmt: skip
         return self._call("POST", "/v1/detector-configs", body)
+
+    def list_detectors(self, model: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Detector configs (all, or those of ``model:version``), each with its ``id``, method, window and ``enabled``."""
+        query = urlencode({k: v for k, v in {"model": model, "version": version}.items() if v})
+        return self._call("GET", "/v1/detector-configs" + (f"?{query}" if query else ""))
+
+    def update_detector(self, config_id: int, **changes: Any) -> dict[str, Any]:
+        """Change a detector config (``enabled``, ``alpha``, ``window_last_n``, ``schedule_seconds``, ``params``, ...)."""
+        return self._call("PATCH", f"/v1/detector-configs/{int(config_id)}", changes)
+
+    def disable_detector(self, config_id: int) -> dict[str, Any]:
+        """Stop scheduling a detector (its runs and alerts stay); ``enable_detector`` turns it back on."""
+        return self.update_detector(config_id, enabled=False)
+
+    def enable_detector(self, config_id: int) -> dict[str, Any]:
+        """Schedule a disabled detector again; its next run refits only if its reference or params changed."""
+        return self.update_detector(config_id, enabled=True)
+
+    def check(self, model: str, version: str) -> dict[str, Any]:
+        """Run the version's enabled detectors now (``shiftwatch check``): the runs, and the alerts opened or updated."""
+        return self._call("POST", _version_path(model, version) + "/check", {})
 
     def list_alerts(
         self, *, model: str | None = None, version: str | None = None, state: str | None = None, limit: int = 100

@@ -201,8 +201,13 @@ def acknowledge(session: Session, alert_id: int, by: str, now: datetime) -> Aler
     return alert
 
 
-def resolve(session: Session, outbox: Outbox, alert_id: int, by: str, now: datetime) -> Alert:
-    """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing."""
+def resolve(
+    session: Session, outbox: Outbox, alert_id: int, by: str, now: datetime, resolution: str | None = None
+) -> Alert:
+    """Done: the next confirmed drift on this config opens a new alert. Resolving twice changes nothing.
+
+    ``resolution``: why, when something other than a person resolves it (a promotion, with its link).
+    """
     alert = get(session, alert_id)
     if alert.state != "resolved":
         alert.state, alert.open_key, alert.resolved_at, alert.resolved_by, alert.updated_at = (
@@ -212,6 +217,7 @@ def resolve(session: Session, outbox: Outbox, alert_id: int, by: str, now: datet
             by,
             now,
         )
+        alert.resolution = None if resolution is None else resolution[:500]
         session.flush()
         _announce(session, outbox, alert, "alert.resolved", now)
     return alert
@@ -275,6 +281,7 @@ def to_out(session: Session, public_url: str, alert: Alert) -> AlertOut:
         acknowledged_by=alert.acknowledged_by,
         resolved_at=alert.resolved_at,
         resolved_by=alert.resolved_by,
+        resolution=alert.resolution,
         url=api,
         report_url=f"{api}/report" if alert.report_path else None,
         console_url=console,

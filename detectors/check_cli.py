@@ -44,9 +44,13 @@ def check(
     version: str = typer.Option(..., "--version", help="its version"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Run a model version's enabled detectors now (a config with no new data since its last run only says so)."""
+    """Run a model version's enabled detectors now (a config with no new data since its last run only says so).
+
+    Exit 1 when a detector failed: its run is recorded with the error, and stderr says which, one line each.
+    """
     from shiftwatch.detectors.check import check as run_check
     from shiftwatch.detectors.links import console_alert_url
+    from shiftwatch.detectors.runs import failure_line
 
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=True)
@@ -56,9 +60,14 @@ def check(
         db.dispose()
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2))
-        return
-    _table(result)
-    for alert_id in result.opened:
-        typer.echo(f"alert opened: {console_alert_url(settings.public_url, alert_id)}")
-    for alert_id in result.updated:
-        typer.echo(f"alert updated: {console_alert_url(settings.public_url, alert_id)}")
+    else:
+        _table(result)
+        for alert_id in result.opened:
+            typer.echo(f"alert opened: {console_alert_url(settings.public_url, alert_id)}")
+        for alert_id in result.updated:
+            typer.echo(f"alert updated: {console_alert_url(settings.public_url, alert_id)}")
+    failed = [run for run in result.runs if run.status == "failed"]
+    for run in failed:
+        typer.echo(failure_line(run.config_id, run.detector, run.note), err=True)
+    if failed:
+        raise typer.Exit(1)

@@ -168,6 +168,18 @@ def get(session: Session, config_id: int) -> DetectorConfig:
     return row
 
 
+def find(session: Session, model_version_id: int, name: str, label: str | None = None) -> DetectorConfig:
+    """A version's config by name; ``NotFound`` names the version (``label``, e.g. "parts:v1") and its configs."""
+    row = session.scalar(
+        select(DetectorConfig).where(DetectorConfig.model_version_id == model_version_id, DetectorConfig.name == name)
+    )
+    if row is None:
+        names = [c.name for c in list_configs(session, model_version_id)]
+        raise NotFound(f"{label or f'model version {model_version_id}'} has no detector config named {name!r} "
+                       f"(it has: {', '.join(names) or 'none'})")  # fmt: skip
+    return row
+
+
 def list_configs(session: Session, model_version_id: int | None = None) -> list[DetectorConfig]:
     stmt = select(DetectorConfig).order_by(DetectorConfig.id)
     if model_version_id is not None:

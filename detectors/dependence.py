@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from shiftwatch.errors import Invalid
+
 # Block length per unit of autocorrelation time: at 3 tau adjacent blocks of an AR(1)
 # stream with phi = 0.9 correlate at about 0.1, which keeps the FPR within a point of alpha
 # (tests/detectors/test_streams.py).
@@ -32,6 +34,17 @@ BLOCK_FACTOR = 3.0
 # Autocorrelations below 2 / sqrt(n) are indistinguishable from noise; summing stops there.
 NOISE_LEVEL = 2.0
 MAX_LAG = 1000
+
+
+def as_time_values(timestamps: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Timestamps as sortable floats: numbers as given; datetimes, ISO 8601 text and datetime objects as microseconds."""
+    times = np.asarray(timestamps)
+    if times.dtype.kind in "iufb":
+        return times.astype(np.float64)
+    try:  # a stored state may hold them as text ("2026-12-06T22:58:43.339674"), a window as datetime64
+        return times.astype("datetime64[us]").astype(np.int64).astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise Invalid("timestamps", f"must be numbers or ISO 8601 datetimes: {exc}") from None
 
 
 def time_order(
@@ -49,10 +62,7 @@ def time_order(
     if timestamps is not None:
         if len(timestamps) != n:
             raise ValueError(f"timestamps has {len(timestamps)} entries for {n} samples")
-        times = np.asarray(timestamps)
-        if np.issubdtype(times.dtype, np.datetime64):
-            times = times.astype("datetime64[us]").astype(np.int64)
-        order = np.lexsort((np.arange(n), times.astype(np.float64), streams))
+        order = np.lexsort((np.arange(n), as_time_values(timestamps), streams))
     else:
         order = np.lexsort((np.arange(n), streams))
     return order, streams[order]

@@ -89,5 +89,11 @@ def has_new_data(session: Session, config: ConfigSpec, last: DriftRun, now: date
 
 
 def is_quiet(session: Session, config: ConfigSpec, last: DriftRun | None, key: str, now: datetime) -> bool:
-    """True when a run now would test exactly what ``last`` tested: same reference and settings, no new prediction."""
-    return last is not None and last.test_key == key and not has_new_data(session, config, last, now)
+    """True when a run now would test exactly what ``last`` tested: same reference and settings, no new prediction.
+
+    A failed run is never the last word: the next tick tries again (the fault may be fixed, or passing).
+    """
+    return (
+        last is not None and last.status != "failed" and last.test_key == key
+        and not has_new_data(session, config, last, now)
+    )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from shiftwatch.detectors.dependence import block_ids
+from shiftwatch.detectors.dependence import as_time_values, block_ids
 from shiftwatch.detectors.effect import EFFECT_WINDOW
 from shiftwatch.detectors.ks_pca import KSDetector
 from shiftwatch.detectors.mmd import MMDDetector
@@ -64,8 +64,11 @@ class AutoDetector(CombinedDetector):
 
     def fit(self, reference: np.ndarray, **context: Any) -> AutoDetector:
         self.reference_ = as_matrix(reference, "reference", min_rows=4)
-        self.stream_ids_ = np.asarray([] if context.get("stream_ids") is None else context["stream_ids"], dtype=str)
-        self.timestamps_ = np.asarray([] if context.get("timestamps") is None else context["timestamps"], dtype=str)
+        # Kept as plain arrays for the stored state (no pickle): stream ids as text, None as "";
+        # timestamps as microseconds (datetime64 would also be stored, but text would not sort).
+        streams, stamps = context.get("stream_ids"), context.get("timestamps")
+        self.stream_ids_ = np.asarray([] if streams is None else ["" if s is None else str(s) for s in streams], dtype=str)
+        self.timestamps_ = np.asarray([] if stamps is None else as_time_values(stamps), dtype=np.float64)
         self._fit_parts()
         return self
 

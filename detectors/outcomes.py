@@ -23,6 +23,7 @@ class TickReport:
     updated: tuple[int, ...] = ()
     failed_versions: tuple[int, ...] = ()
     quiet: tuple[int, ...] = ()  # configs with no new data since their last run: nothing written but the check
+    failures: tuple[str, ...] = ()  # one line per detector that raised (its run is recorded as failed)
 
     def __add__(self, other: TickReport) -> TickReport:
         return TickReport(
@@ -33,6 +34,7 @@ class TickReport:
             updated=self.updated + other.updated,
             failed_versions=self.failed_versions + other.failed_versions,
             quiet=self.quiet + other.quiet,
+            failures=self.failures + other.failures,
         )
 
 
@@ -55,6 +57,7 @@ class Tested:
     result: DriftResult | None = None
     note: str | None = None
     new_state: bytes | None = None  # a freshly fitted state to store; None: the stored one was reused
+    failed: bool = False  # the detector raised: ``note`` says what, in one line
     duration_ms: float = 0.0
 
 

@@ -142,6 +142,35 @@ def pin_time_range(session: Session, model_version_id: int, start: datetime, end
     )
 
 
+# A promoted version's reference holds at most this many of its rollout predictions (the newest):
+# more than any detector tests at once (MMD caps a window at 2,000), 10 MB of 512-d embeddings.
+MAX_ROLLOUT_REFERENCE = 5000
+
+
+def pin_rollout_window(session: Session, model_version_id: int, start: datetime, end: datetime) -> ReferenceWindow:
+    """Pin what a version served during its rollout (shadow and canary, [start, end]) as its reference.
+
+    That traffic is what people approved it on: after a drift-driven retrain it is the new
+    normal, so a later shift of it (not the one it was trained for) is what its detectors see.
+    """
+    window = queries.window(
+        session, model_version_id, start=start, end=end, last_n=MAX_ROLLOUT_REFERENCE, route=None
+    )
+    return pin(
+        session,
+        model_version_id,
+        confidence=window.confidence,
+        predicted_class=window.predicted_class,
+        embeddings=window.embeddings,
+        probabilities=window.probabilities,
+        stream_ids=window.stream_id,
+        timestamps=window.ts,
+        source="rollout",
+        start=start,
+        end=end,
+    )
+
+
 def pin_upload(
     session: Session,
     model_version_id: int,

@@ -44,7 +44,7 @@ def write_outcomes(
             model_version_id=config.model_version_id,
             detector=config.detector,
             tick=tick,
-            status="ok" if result is not None else "skipped",
+            status="ok" if result is not None else ("failed" if outcome.tested.failed else "skipped"),
             note=outcome.tested.note,
             adjusted_p_value=decided.adjusted_p,
             decision=decided.decision,

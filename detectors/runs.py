@@ -178,7 +178,21 @@ def _test(planned: Planned, inputs: _Inputs, registry: Mapping[str, type[Detecto
         result = detector.test(current, stream_ids=window.stream_id, timestamps=window.ts)
     except ShiftwatchError as exc:  # the data or config cannot be tested (e.g. no reference labels): say so
         return Tested(note=f"cannot test: {exc.message}"[:500])
+    except Exception as exc:
+        log.debug("detector config %s failed", config.id, exc_info=True)  # the traceback, for whoever debugs it
+        return Tested(note=failure_note(exc), failed=True, duration_ms=(time.perf_counter() - started) * 1000)
     return Tested(result=result, new_state=new_state, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def failure_note(exc: Exception) -> str:
+    """The error in one line: a failed run's note."""
+    detail = " ".join(str(exc).split()) or "no message"
+    return f"failed: {type(exc).__name__}: {detail}"[:500]
+
+
+def failure_line(config_id: int, detector: str, note: str | None) -> str:
+    """A failed run as the scheduler's log and ``shiftwatch check`` say it, one line."""
+    return f"detector config {config_id} ({detector}) {note}"
 
 
 def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) -> list[Outcome]:
@@ -247,11 +261,15 @@ def _explained(outcome: Outcome, inputs: _Inputs, data_dir: Path, tick: datetime
     ref_data = inputs.reference
     if not outcome.decided.decision or ref_data is None:
         return outcome
-    explained = _explain(outcome, ref_data)
-    if _needs_report(outcome, inputs):
-        name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
-        path = render_window_report(data_dir, name, ref_data, outcome.planned.window, inputs.class_names)
-        explained = replace(explained, report_path=path)
+    try:
+        explained = _explain(outcome, ref_data)
+        if _needs_report(outcome, inputs):
+            name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
+            path = render_window_report(data_dir, name, ref_data, outcome.planned.window, inputs.class_names)
+            explained = replace(explained, report_path=path)
+    except Exception as exc:
+        log.debug("evidence of detector config %s failed", outcome.config.id, exc_info=True)
+        return replace(outcome, tested=replace(outcome.tested, note=f"evidence or report {failure_note(exc)}"[:500]))
     return replace(outcome, explained=explained)
 
 
@@ -274,7 +292,8 @@ def run_version(
         record_quiet(session, inputs.quiet, tick)
         report = write_outcomes(session, alerts.Outbox.of(settings), outcomes, inputs.reference, tick, now, replaced)
     remove_reports(data_dir, replaced)  # superseded by the alert's new report, now committed
-    return report + TickReport(tick=tick, quiet=tuple(inputs.quiet))
+    failures = tuple(failure_line(o.config.id, o.config.detector, o.tested.note) for o in tested if o.tested.failed)
+    return report + TickReport(tick=tick, quiet=tuple(inputs.quiet), failures=failures)
 
 
 def run_due_detectors(
@@ -298,12 +317,16 @@ def run_due_detectors(
     total = TickReport(tick=tick)
     for version_id, configs in by_version.items():
         try:
-            total = total + run_version(db, settings, configs, tick, now, registry)
+            report = run_version(db, settings, configs, tick, now, registry)
         except Exception:
             log.exception(
                 "drift runs of model version %s failed at %s; retried next tick", version_id, tick.isoformat()
             )
             total = total + TickReport(tick=tick, failed_versions=(version_id,))
+            continue
+        for line in report.failures:  # recorded on the run; the log says it in the same one line
+            log.warning("%s", line)
+        total = total + report
     return total
 
 

@@ -51,14 +51,15 @@ DESCRIPTIONS = {
     "report_url": "the Evidently HTML report in the API, when one was written",
     "evidence": "the detector's evidence: atypical_samples, shifted_dimensions, per-test p-values, ...",
     "tick": "the scheduler tick (UTC) this run belongs to",
-    "status": "ok, or skipped (why in note)",
+    "status": "ok; skipped (why in note); or failed (the detector raised; the error in note, in one line)",
     "note": "why a run was skipped or what limited it",
     "window_start": "time of the oldest prediction tested",
     "window_end": "time of the newest prediction tested (or the window's end)",
     "n_reference": "reference samples the detector compared against",
     "n_current": "production samples tested",
     "duration_ms": "how long the test took",
-    "source": "time_range (pinned production traffic) | upload (arrays sent by the user)",
+    "source": "time_range (pinned production traffic) | upload (arrays sent by the user) | "
+    "rollout (the version's own shadow and canary predictions, pinned when its rollout promoted it)",
     "start": "start of the pinned time range (timezone-aware)",
     "end": "end of the pinned time range (timezone-aware)",
     "n": "samples in the reference",
@@ -102,6 +103,9 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None = described("acknowledged_by")
     resolved_at: datetime | None = described("resolved_at")
     resolved_by: str | None = described("resolved_by")
+    resolution: str | None = Field(
+        None, description="why it was resolved when no person did it: the promotion that retired its version, with a link"
+    )
     url: str = Field(description="this alert in the API (JSON; needs a token when auth is on)")
     report_url: str | None = described("report_url")
     console_url: str = Field(description="the console's alert page: what a person opens in a browser")

@@ -30,7 +30,7 @@ from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 ALERT_STATES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("low", "medium", "high")
-RUN_STATUSES = ("ok", "skipped")
+RUN_STATUSES = ("ok", "skipped", "failed")
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
 
 
@@ -73,7 +73,7 @@ class ReferenceWindow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), unique=True)
-    source: Mapped[str] = mapped_column(String(20))  # "time_range" or "upload"
+    source: Mapped[str] = mapped_column(String(20))  # "time_range", "upload" or "rollout" (a promotion's window)
     start: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     end: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     n: Mapped[int] = mapped_column(Integer)
@@ -121,7 +121,7 @@ class DriftRun(Base):
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     detector: Mapped[str] = mapped_column(String(100))
     tick: Mapped[datetime] = mapped_column(UtcDateTime)
-    status: Mapped[str] = mapped_column(String(20))  # "ok" or "skipped" (reason in ``note``)
+    status: Mapped[str] = mapped_column(String(20))  # "ok", "skipped" or "failed" (why in ``note``)
     note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     statistic: Mapped[float | None] = mapped_column(Float, nullable=True)
     p_value: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -189,6 +189,8 @@ class Alert(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     resolved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Why it was resolved, when something other than a person's click did it (a promotion, with its link).
+    resolution: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class WebhookDelivery(Base):

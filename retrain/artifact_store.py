@@ -1,4 +1,4 @@
-"""Content-addressed files under ``data_dir/artifacts``: ONNX models and torch weights named by their sha256."""
+"""Content-addressed files under ``data_dir/artifacts``: ONNX models, torch weights and reference sets named by their sha256."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from shiftwatch.artifacts import sha256_file
 from shiftwatch.errors import Invalid, NotFound
 from shiftwatch.retrain.tables import Artifact
 
-KINDS = {"onnx": "onnx", "weights": "pt"}
+# kind -> file suffix; "reference": a contract model's reference set (.npz), kept so moving the user's file breaks nothing
+KINDS = {"onnx": "onnx", "weights": "pt", "reference": "npz"}
 
 
 @dataclass(frozen=True, slots=True)

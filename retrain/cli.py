@@ -189,4 +189,24 @@ def runs_command(
         )  # fmt: skip
 
 
+@app.command("split-reference")
+def split_reference_command(
+    reference_set: Path = typer.Argument(..., help=".npz of uint8 'images' and int 'labels' (what --reference-set takes)"),
+    out: Path = typer.Option(..., "--out", help="folder to write train.npz, val.npz and test.npz to"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Split a reference set 65/15/20 (train/val/test, stratified, seed 0) exactly as retraining will.
+
+    Train your production model on train.npz only: retraining's gate scores on test.npz.
+    """
+    from shiftwatch.retrain.reference_set import write_reference_splits
+
+    written = write_reference_splits(reference_set, out)
+    if as_json:
+        emit_json({name: {"path": str(path), "n": n} for name, (path, n) in written.items()})
+        return
+    emit_table(("split", "images", "file"), [(name, n, str(path)) for name, (path, n) in written.items()],
+               title=f"{reference_set.name}: 65/15/20, stratified, seed 0")  # fmt: skip
+
+
 app.add_typer(register_cli.app)  # register: bring your own model

@@ -22,6 +22,7 @@ from shiftwatch.retrain.digits import DigitsSplits, stratified_split
 from shiftwatch.retrain.family import with_epochs
 from shiftwatch.retrain.qat import quantization_aware_finetune
 from shiftwatch.retrain.reference_model import deterministic, fit, predict
+from shiftwatch.retrain.reference_set import REFERENCE_SPLIT_SEED, TEST_FRACTION, VAL_FRACTION, read_reference_set
 from shiftwatch.retrain.torch_contract import (
     ContractModel,
     TorchContract,
@@ -31,8 +32,6 @@ from shiftwatch.retrain.torch_contract import (
     load_callable,
     save_module_weights,
 )
-
-REFERENCE_SPLIT_SEED = 0
 
 
 class ContractFamily:
@@ -134,17 +133,9 @@ class ContractFamily:
 
 
 def load_reference_set(path: Path, spec: InputSpec, seed: int = REFERENCE_SPLIT_SEED) -> DigitsSplits:
-    """Stratified train/val/test of an .npz reference set, every image through the declared preprocessing."""
-    if not path.is_file():
-        raise Invalid("reference_set", f"{path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            raw, labels = data["images"], np.asarray(data["labels"], np.int64)
-    except (OSError, ValueError, KeyError) as exc:
-        raise Invalid("reference_set", f"{path.name} is not an .npz with 'images' and 'labels': {exc}") from None
-    if len(raw) != len(labels) or len(labels) < 10:
-        raise Invalid("reference_set", f"needs as many labels as images and at least 10 of each; has {len(raw)} and {len(labels)}")
-    return stratified_split(spec.from_uint8(raw), labels, seed)
+    """Stratified train/val/test of an .npz reference set (``reference_set``), every image through the declared preprocessing."""
+    raw, labels = read_reference_set(path)
+    return stratified_split(spec.from_uint8(raw), labels, seed, VAL_FRACTION, TEST_FRACTION)
 
 
 def _parameters(model: torch.nn.Module) -> int:

@@ -10,6 +10,7 @@ retraining can rebuild the model and every candidate inherits both.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.export import export_artifact
 from shiftwatch.retrain.onnx_contract import adapt_onnx, validate_onnx
+from shiftwatch.retrain.reference_set import read_reference_set
 
 PROBE_IMAGES = 16  # parity of the fp32 export is checked on this many seeded probe inputs
 
@@ -51,6 +53,8 @@ def register_torch_model(
     spec = InputSpec.from_dict(input_spec)
     if not Path(weights).is_file():
         raise Invalid("weights", f"{weights} does not exist")
+    if contract.reference_set:
+        read_reference_set(Path(contract.reference_set))  # a broken set is refused now, not at the first retrain
     model = build(contract, Path(weights))
     probe = validate(model, spec, len(class_names))
     store = ArtifactStore(data_dir)
@@ -61,8 +65,13 @@ def register_torch_model(
         save_module_weights(model, Path(tmp) / "weights.pt")
         onnx_artifact = store.put(exported.path, "onnx")
         weights_artifact = store.put(Path(tmp) / "weights.pt", "weights")
+    kept = [onnx_artifact, weights_artifact]
+    if contract.reference_set:  # copied in, content-addressed: the contract names the copy, not the user's file
+        reference = store.put(Path(contract.reference_set), "reference")
+        contract = replace(contract, reference_set=store.relative(reference))
+        kept.append(reference)
     registry.register_model(session, model_name, class_names)
-    for stored in (onnx_artifact, weights_artifact):
+    for stored in kept:
         store.record(session, stored)
     report = {
         "contract": {"kind": "torch", **contract.as_dict()},

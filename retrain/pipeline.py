@@ -82,11 +82,18 @@ def production_base(session: Session, data_dir: Path, model_name: str) -> tuple[
     return base, ArtifactStore(data_dir).resolve(weights)
 
 
-def family_for(base: ModelVersion, reference_set: Path | None = None) -> ModelFamily:
-    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference)."""
+def family_for(base: ModelVersion, data_dir: Path, reference_set: Path | None = None) -> ModelFamily:
+    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference).
+
+    The registered reference set is the artifact store's copy (a path relative to ``data_dir``;
+    versions registered before it was copied name the user's file, absolute).
+    """
     contract = (base.report or {}).get("contract") or {}
     if contract.get("kind") != "torch":
         return DigitsFamily()
+    registered = contract.get("reference_set")
+    if reference_set is None and registered:
+        reference_set = ArtifactStore(data_dir).resolve(registered)
     return ContractFamily(TorchContract.from_dict(contract), InputSpec.from_dict(base.input_spec), reference_set)
 
 
@@ -136,7 +143,7 @@ def retrain(
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
         base, weights_path = production_base(session, data_dir, model_name)
-        family = family_for(base, reference_set)
+        family = family_for(base, data_dir, reference_set)
         check_steps(family, config.compress)
         splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id

@@ -53,7 +53,7 @@ class Artifact(Base):
     __tablename__ = "artifacts"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # onnx | weights
+    kind: Mapped[str] = mapped_column(String(20))  # onnx | weights | reference
     path: Mapped[str] = mapped_column(String(1000))  # relative to data_dir
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -203,12 +203,16 @@ def approve(
     reason: str = typer.Option("", "--reason", help="why (required with --force; goes in the audit log)"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Promote a canary to production (a person's decision, recorded in the audit log)."""
+    """Promote a canary to production (a person's decision, recorded in the audit log); its predecessor's
+    detectors pass to it with a reference from its rollout, and the predecessor's alerts are resolved."""
+    from shiftwatch.detectors.alerts import Outbox
     from shiftwatch.rollout import controller, status
 
-    db = open_db(settings_or_exit().database_url, migrate=False)
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        out = status.describe(session, controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason))
+        out = status.describe(session, controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason,
+                                                          outbox=Outbox.of(settings)))
     _emit_decision(out, as_json)  # after the commit
 
 

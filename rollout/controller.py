@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database, utcnow
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.rollout import handoff
 from shiftwatch.rollout.comparisons import LabelLookup, compare_canary, compare_shadow
@@ -270,8 +271,14 @@ def approve(
     reason: str = "",
     now: datetime | None = None,
     labels: LabelLookup | None = None,
+    outbox: Outbox | None = None,
 ) -> Rollout:
-    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason."""
+    """Promote a canary to production; refused while evidence is insufficient unless forced with a reason.
+
+    In the same transaction monitoring passes to the promoted version (``handoff.hand_over_monitoring``):
+    its predecessor's detectors, a reference, and the predecessor's alerts resolved with a link here.
+    ``outbox``: where those resolutions are announced (``Outbox.of(settings)``); None sends no webhooks.
+    """
     now = now or utcnow()
     if force and not reason.strip():
         raise Invalid("reason", "a forced approval needs a reason (it goes in the audit log)")
@@ -286,9 +293,11 @@ def approve(
         # require_labels=false or force lets a canary through an undecided test: a person must say why.
         raise Invalid("reason", f"the accuracy test is {accuracy_decision} (SPRT on labels from the random slice); "
                                 "approving anyway needs a reason, which goes in the audit log")
+    # Monitoring first, so the approval's audit row carries what it did (one transaction: both or neither).
+    handover = handoff.hand_over_monitoring(session, rollout, outbox or Outbox(public_url=""), now)
     transition(session, rollout, "production", actor=actor, action="approve", reason=reason or "approved",
                evidence={"metrics": metrics, "verdict": verdict.decision, "reasons": verdict.reasons,
-                         "accuracy_decision": accuracy_decision},
+                         "accuracy_decision": accuracy_decision, "monitoring": handover.evidence()},
                forced=force and verdict.decision != "await_approval", now=now)
     return rollout
 

@@ -1,16 +1,22 @@
-"""Thin adapters to the packages below rollout: labels for the accuracy test, the labeling queue for disagreements."""
+"""Thin adapters to the packages below rollout: labels for the accuracy test, the labeling queue for disagreements,
+and monitoring handed to a promoted version."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.tables import Model, ModelVersion
+from shiftwatch.detectors import succession
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
 from shiftwatch.labeling.tables import Label, LabelTask
+from shiftwatch.links import console_rollout_url
+from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 
 # Bound parameters per IN query (SQLite allows 32,766; PostgreSQL far more).
@@ -57,3 +63,19 @@ def send_disagreements(
         daily_budget=daily,
     )
     return result.queued
+
+
+def hand_over_monitoring(session: Session, rollout: Rollout, outbox: Outbox, now: datetime) -> succession.Handover:
+    """The promoted candidate takes over its predecessor's detectors; the predecessor's alerts close, linked to this rollout."""
+    retired = session.get(ModelVersion, rollout.baseline_version_id)
+    promoted = session.get(ModelVersion, rollout.candidate_version_id)
+    model = session.get(Model, rollout.model_id)
+    assert retired is not None and promoted is not None and model is not None  # foreign keys
+    resolution = (
+        f"{model.name}:{retired.version} was retired when rollout {rollout.id} promoted {model.name}:{promoted.version}; "
+        f"its detectors watch {promoted.version} now: {console_rollout_url(outbox.public_url, rollout.id)}"
+    )
+    return succession.hand_over(
+        session, outbox, retired_id=retired.id, promoted_id=promoted.id, window_start=rollout.created_at,
+        window_end=now, resolved_by=f"rollout {rollout.id}", resolution=resolution, now=now,
+    )  # fmt: skip

@@ -11,6 +11,7 @@ from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit,
 from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.db import utcnow
 from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
+from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
 from shiftwatch.rollout.gateway import Gateway
@@ -125,10 +126,12 @@ def rollout_report(
 
 @router.post("/rollouts/{rollout_id}/approve", response_model=RolloutOut)
 def approve(
-    rollout_id: int, body: Decision, db: DbDep, who: Approver
+    rollout_id: int, body: Decision, db: DbDep, settings: SettingsDep, who: Approver
 ) -> RolloutOut:
+    """Promote the canary; its predecessor's detectors and a reference pass to it, the predecessor's alerts resolve."""
     with db.session() as session:
-        rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason)
+        rollout = controller.approve(session, rollout_id, actor=who.name, force=body.force, reason=body.reason,
+                                     outbox=Outbox.of(settings))
         return status.describe(session, rollout)
 
 

@@ -1,7 +1,9 @@
-"""``shiftwatch detectors list|runs``: which detectors watch which versions, and what their runs found.
+"""``shiftwatch detectors list|runs|disable|enable``: which detectors watch which versions, what their runs found,
+and switching one off or on.
 
-Read-only views over the detector configs and runs (``detectors/cli.py`` holds the one-off tests
-on ``.npy`` files, ``detect`` and ``estimate-accuracy``).
+Views over the detector configs and runs, and the one change a person makes from a shell:
+``enabled`` (``detectors/cli.py`` holds the one-off tests on ``.npy`` files, ``detect`` and
+``estimate-accuracy``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,56 @@ def list_(
           c.alpha, c.min_effect, c.confirm_runs, "yes" if c.enabled else "no") for c in found],
         title="detectors",
     )  # fmt: skip
+
+
+def _switch(config_id: int | None, model: str | None, version: str | None, name: str | None, enabled: bool) -> None:
+    """Set ``enabled`` on one config, named by id or by model, version and name; prints what it did."""
+    from shiftwatch.collector import registry
+    from shiftwatch.detectors import configs
+    from shiftwatch.errors import Invalid
+
+    by_name = (model, version, name)
+    if (config_id is not None) == any(v is not None for v in by_name):
+        raise Invalid("config", "give a detector config id, or --model, --version and --name (not both)")
+    if config_id is None and None in by_name:
+        missing = [flag for flag, v in zip(("--model", "--version", "--name"), by_name) if v is None]
+        raise Invalid(missing[0], "give --model, --version and --name together")
+    db = open_db(settings_or_exit().database_url, migrate=False)
+    with db.session() as session:
+        if config_id is None:
+            version_id = registry.get_version(session, model, version).id  # type: ignore[arg-type]  # all given, checked above
+            config_id = configs.find(session, version_id, name, f"{model}:{version}").id  # type: ignore[arg-type]
+        row = configs.update(session, config_id, {"enabled": enabled})
+        label = f"{row.name} ({row.detector}) on {_version_name(session, row.model_version_id)}"
+    typer.echo(f"detector config {config_id} {'enabled' if enabled else 'disabled'}: {label}")
+
+
+CONFIG_ARG = typer.Argument(None, help="detector config id (from `shiftwatch detectors list`)")
+MODEL_OPT = typer.Option(None, "--model", help="or by name: the model (with --version and --name)")
+VERSION_OPT = typer.Option(None, "--version", help="its version")
+NAME_OPT = typer.Option(None, "--name", help="the config's name (the detector's, unless named otherwise)")
+
+
+@app.command("disable")
+def disable(
+    config_id: int | None = CONFIG_ARG,
+    model: str | None = MODEL_OPT,
+    version: str | None = VERSION_OPT,
+    name: str | None = NAME_OPT,
+) -> None:
+    """Stop scheduling a detector (and `check` skips it); its runs and alerts stay. `enable` turns it back on."""
+    _switch(config_id, model, version, name, enabled=False)
+
+
+@app.command("enable")
+def enable(
+    config_id: int | None = CONFIG_ARG,
+    model: str | None = MODEL_OPT,
+    version: str | None = VERSION_OPT,
+    name: str | None = NAME_OPT,
+) -> None:
+    """Schedule a disabled detector again."""
+    _switch(config_id, model, version, name, enabled=True)
 
 
 def _version_name(session, model_version_id: int) -> str:

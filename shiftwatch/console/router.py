@@ -263,10 +263,14 @@ def rollout_comparison(
 def _decide(request: Request, db: Database, rollout_id: int, principal: Principal, reason: str, approve: bool):
     """Approve or reject through the same controller functions as the API (evidence gate included)."""
 
-    decide, verb = (controller.approve, "approved") if approve else (controller.reject, "rejected")
+    verb = "approved" if approve else "rejected"
     try:
         with db.session() as session:
-            decide(session, rollout_id, actor=principal.name, reason=reason)
+            if approve:
+                outbox = alerts.Outbox.of(request.app.state.settings)  # the retired version's alerts resolve: webhooks say so
+                controller.approve(session, rollout_id, actor=principal.name, reason=reason, outbox=outbox)
+            else:
+                controller.reject(session, rollout_id, actor=principal.name, reason=reason)
     except ShiftwatchError as exc:
         return back_to(request, "console_rollout", f"Not {verb}: {exc.message}", rollout_id=rollout_id)
     outcome = ": promoted to production." if approve else "."
