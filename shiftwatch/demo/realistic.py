@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from shiftwatch.demo.acts import registered
 from shiftwatch.demo.stage import Scale, Stage, Subject
 from shiftwatch.demo.traffic import Drift, Traffic
 from shiftwatch.retrain import textured_digits
-from shiftwatch.retrain.digits import CLASS_NAMES, Split
+from shiftwatch.retrain.digits import CLASS_NAMES
 
 MODEL = "textured-digits"
 # The reference set is rendered in chunks seeded REFERENCE_SEED + chunk; production traffic with its own
@@ -91,17 +92,27 @@ def render_reference_set(stage: Stage, path: Path) -> Path:
     return path
 
 
-def train_weights(stage: Stage, train: Split, path: Path) -> Path:
+def preprocess(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """What INPUT_SPEC declares, done by the user's own code: 0..1, then (x - mean) / std, channels first."""
+    mean = np.asarray(spec["mean"], dtype=np.float32)
+    std = np.asarray(spec["std"], dtype=np.float32)
+    return np.ascontiguousarray(((images.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2))
+
+
+def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
     """The user's own training run, before shiftwatch: fit the reference set's train split, save a plain state_dict.
 
-    The train split is the one retraining uses, so the evaluation gate's test images stay unseen.
+    The train split is the one retraining uses (``split_reference_set``, docs/own-model.md), so the
+    evaluation gate's test images stay unseen. The loop is shiftwatch's own ``fit`` (any loop would do).
     """
     import torch
 
     from shiftwatch.retrain import resnet
     from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
+    from shiftwatch.retrain.reference_set import split_reference_set
     from shiftwatch.retrain.torch_contract import ContractModel
 
+    train = split_reference_set(reference).train
     with deterministic(0):
         module = resnet.build_quarter()
     model = ContractModel(module)
@@ -110,7 +121,8 @@ def train_weights(stage: Stage, train: Split, path: Path) -> Path:
     module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     with stage.progress() as progress:
         bars = stage.step_bars(progress)
-        fit(model, train.images, train.labels, config, progress=lambda done, total, loss: bars("train v1", done, total))
+        fit(model, preprocess(train.images, resnet.INPUT_SPEC), train.labels, config,
+            progress=lambda done, total, loss: bars("train v1", done, total))
     module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     torch.save(module.state_dict(), path)
     return path
@@ -119,8 +131,6 @@ def train_weights(stage: Stage, train: Split, path: Path) -> Path:
 def register_resnet(stage: Stage) -> None:
     """Act 2: reference set, the user's training, then ``shiftwatch retrain register`` as production v1."""
     from shiftwatch.retrain import resnet
-    from shiftwatch.retrain.contract import InputSpec
-    from shiftwatch.retrain.contract_family import load_reference_set
 
     data_dir = stage.settings.data_dir
     scale = stage.scale
@@ -129,8 +139,7 @@ def register_resnet(stage: Stage) -> None:
               f"({scale.reference_epochs} epochs, outside shiftwatch); then registering factory "
               f"[cyan]{resnet.QUARTER_FACTORY}[/] + weights + preprocessing + reference set.")
     reference = render_reference_set(stage, data_dir / "user" / "reference.npz")
-    splits = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC))
-    weights = train_weights(stage, splits.train, data_dir / "user" / "weights.pt")
+    weights = train_weights(stage, reference, data_dir / "user" / "weights.pt")
     ran = stage.shell.run("retrain", "register", "--model", stage.model, "--classes", ",".join(CLASS_NAMES),
                           "--version", "v1", "--factory", resnet.QUARTER_FACTORY, "--weights", str(weights),
                           "--input-spec", json.dumps(resnet.INPUT_SPEC), "--reference-set", str(reference),
