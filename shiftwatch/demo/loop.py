@@ -15,7 +15,7 @@ from typing import Any
 from shiftwatch.demo import acts
 from shiftwatch.demo.acts import describe_artifact, stream, wait_until_stored
 from shiftwatch.demo.api import DemoApiError
-from shiftwatch.demo.oracle import answer_queue
+from shiftwatch.demo.oracle import answer_queue, label_sample
 from shiftwatch.demo.shell import CommandFailed
 from shiftwatch.demo.stage import Service, Stage
 
@@ -102,11 +102,17 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
                   "answers the queue from the demo's ground truth, writes a labels file and imports it, as a labeling "
                   "team without Label Studio would. Its labels are marked annotator=oracle.")
     answered = answer_queue(stage, service.traffic)
+    short = stage.scale.labels - answered.imported
+    if short > stage.scale.labels // 4:
+        production = stage.api.version_in(stage.model, "production") or "-"
+        stage.say(f"The queue held {answered.imported} samples, fewer than the {stage.scale.labels} a fix needs: "
+                  f"{production} is confidently wrong on the new traffic, so few samples look uncertain. The team also "
+                  f"labels {short} of the drifted predictions drawn uniformly (GET /v1/predictions), through the same import.")
+        label_sample(stage, service.traffic, production, drift_started_at, short)
     status = stage.api.get("/v1/labeling/status", model=stage.model)
     stage.timeline.mark(stage.lap_label("labeled"))
     stage.facts["labels_stored"] = status["labels"]
-    stage.say(f"{answered.imported} samples labeled; {status['labels']} labels stored for {stage.model} "
-              "(GET /v1/labeling/status).")
+    stage.say(f"{status['labels']} labels stored for {stage.model} (GET /v1/labeling/status).")
     return status["labels"] > 0
 
 
@@ -186,7 +192,7 @@ def roll_out(stage: Stage, service: Service, candidate: str) -> RolloutResult:
     def after_batch() -> bool:
         wait_until_stored(stage, service.traffic)
         if last["state"] == "canary":  # the audit slice now covers the candidate's answers: label what is queued
-            stage.api.post("/v1/labeling/select", model=stage.model, batch_size=stage.scale.labels,
+            stage.api.post("/v1/labeling/select", model=stage.model, batch_size=stage.scale.batch,
                            hours=f"{(datetime.now(UTC) - started_at).total_seconds() / 3600 + 1 / 60:.4f}")
             answer_queue(stage, service.traffic, show=False)
         time.sleep(stage.settings.rollout_tick_seconds + 0.2)  # a controller tick on what was just logged

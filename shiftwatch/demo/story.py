@@ -53,8 +53,8 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: 
         # during the canary: the periodic job would spend the budget on clean traffic before the story needs it.
         "labeling_sync_interval_s": 24 * 3600,
         "gateway_refresh_seconds": 0.5,
-        # Each lap's post-alert batch and the canary's audit slice, in one day.
-        "labeling_daily_budget": 2 * scale.labels * laps,
+        # Each lap's post-alert batch and the canary's audit rounds, in one day, with room to spare.
+        "labeling_daily_budget": 4 * scale.labels * laps,
         "labeling_batch_size": scale.labels,
     }
     return load_settings(**wanted)
