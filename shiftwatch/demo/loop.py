@@ -177,15 +177,16 @@ def roll_out(stage: Stage, service: Service, candidate: str) -> RolloutResult:
     # agreement guardrail is off: production is the model the open alert says is wrong, so a
     # better candidate must disagree with it; the accuracy SPRT on labeled samples judges instead.
     # The latency budget is the subject's (see Subject.latency_budget_ms).
-    plan = {"canary_steps": [0.25, 0.5], "min_shadow_pairs": 200, "min_step_predictions": 100, "min_agreement": 0.0,
-            "latency_budget_ms": stage.subject.latency_budget_ms}
+    steps = [0.25, 0.5]
+    plan: dict[str, Any] = {"canary_steps": steps, "min_shadow_pairs": 200, "min_step_predictions": 100,
+                            "min_agreement": 0.0, "latency_budget_ms": stage.subject.latency_budget_ms}
     rollout = stage.api.post("/v1/rollouts", {"model": stage.model, "version": candidate, "plan": plan})
     rollout_id = int(rollout["id"])
     started_at = datetime.now(UTC)
     stage.timeline.mark(stage.lap_label("shadow"))
     stage.say(f"[bold]POST /v1/rollouts[/]: rollout #{rollout_id}: {candidate} mirrors production traffic in "
               f"[bold]shadow[/] (needs {plan['min_shadow_pairs']} paired requests), then takes canary shares "
-              f"{', '.join(f'{s:.0%}' for s in plan['canary_steps'])}; the server's controller judges every second. "
+              f"{', '.join(f'{s:.0%}' for s in steps)}; the server's controller judges every second. "
               "Approval needs the accuracy test to decide on labels from the uniform audit slice of both routes.")
     last = {"state": "shadow", "decision": None}
 
