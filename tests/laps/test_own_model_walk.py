@@ -82,4 +82,4 @@ def test_the_two_lap_walk_in_docs_own_model_runs_as_written(tmp_path: Path, data
     # The send lines: clean traffic right, each shift wrong, each fix right again.
     right = [(world, int(share)) for world, share in re.findall(r"(\w+): \d+ requests, (\d+)% answered right", done.stdout)]
     assert right[0][0] == "clean" and right[0][1] >= 90, right
-    assert right[-1][0] == "faded" and right[-1][1] >= 80, right
+    assert right[-1][0] == "noisy" and right[-1][1] >= 70, right

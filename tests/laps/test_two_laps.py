@@ -43,8 +43,9 @@ INPUT_SPEC = {"shape": [3, 56, 56], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25,
 World = Callable[[int, int], tuple[np.ndarray, np.ndarray]]
 # Small steps and a wide accuracy margin so a few hundred requests decide: the fixed candidates here are
 # 40+ points better on the drifted traffic, so the SPRT says "not worse" after a few dozen audit labels.
-PLAN = {"min_shadow_pairs": 40, "min_step_predictions": 40, "min_agreement": 0.0, "latency_budget_ms": 5000,
-        "accuracy_margin": 0.1}
+# Agreement and confidence guardrails off: a fix disagrees with, and may be less sure than, a confidently wrong model.
+PLAN = {"min_shadow_pairs": 40, "min_step_predictions": 40, "min_agreement": 0.0, "max_confidence_drop": 1.0,
+        "latency_budget_ms": 5000, "accuracy_margin": 0.1}
 
 
 def build():
