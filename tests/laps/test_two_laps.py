@@ -26,6 +26,7 @@ from tests.support.walk import (
     Http,
     accuracy,
     label_queue,
+    last_json,
     new_port,
     served,
     store_environment,
@@ -143,7 +144,7 @@ def run_lap(http: Http, cli: Cli, clients: Clients, world: World, lap: int, fold
     cli.run("labeling", "select", "--model", MODEL, "--hours", "1", "--batch-size", "300")
     assert label_queue(http, cli, clients, CLASS_NAMES, folder / f"labels-{lap}.csv") >= 60
     ran = cli.run("retrain", "--model", MODEL, "--compress", "none", "--epochs", "4", "--lr", "5e-4")
-    candidate = json.loads(ran.stdout)["version"]
+    candidate = last_json(ran.stdout)["version"]
     assert candidate == f"v{lap + 1}"
 
     rollout = json.loads(cli.run("rollout", "start", "--model", MODEL, "--version", candidate, "--steps", "0.5",

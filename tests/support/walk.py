@@ -139,6 +139,13 @@ class Clients:
             return list(pool.map(one, zip(ids, images)))
 
 
+def last_json(text: str) -> Any:
+    """The JSON document a command printed last (``retrain`` prints its progress before it)."""
+    import json
+
+    return json.loads(text if text.startswith(("{", "[")) else text[text.rfind("\n{") + 1:])
+
+
 def accuracy(answers: list[dict[str, Any]], labels: np.ndarray) -> float:
     return float(np.mean([answer["class"] == int(y) for answer, y in zip(answers, labels)]))
 
