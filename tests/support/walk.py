@@ -165,6 +165,28 @@ def label_queue(http: Http, cli: Cli, clients: Clients, class_names: list[str], 
     return len(rows)
 
 
+def label_sample(http: Http, cli: Cli, clients: Clients, class_names: list[str], version: str, since: str, n: int,
+                 path: Path) -> int:
+    """A uniform sample of ``version``'s production predictions since ``since`` (GET /v1/predictions), labeled by file:
+    what a team adds when the queue is short because the model is confidently wrong."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = http.get("/v1/predictions", model=clients.model, version=version, route="production", start=since,
+                        limit=1000, **({"cursor": cursor} if cursor else {}))
+        found += [p for p in page["items"] if p.get("request_id") in clients.truth]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    picks = np.random.default_rng(0).permutation(len(found))[:n]
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prediction_id", "label"])
+        writer.writerows((found[i]["id"], class_names[clients.truth[found[i]["request_id"]]]) for i in picks)
+    cli.run("labeling", "import", str(path), "--model", clients.model)
+    return len(picks)
+
+
 def wait_for(check: Any, timeout_s: float, what: str, poll_s: float = 0.5) -> Any:
     """Poll ``check()`` until it returns something truthy; fail the test saying ``what`` did not happen."""
     deadline = time.monotonic() + timeout_s
