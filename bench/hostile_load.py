@@ -1,9 +1,10 @@
-"""Peak server memory and /health latency under concurrent hostile requests (issue 13).
+"""Peak server memory and /health latency under concurrent hostile requests (issues 13 and 27).
 
 ``shiftwatch serve`` runs as a subprocess on a fresh SQLite file with the tiny digits ONNX model;
 this process sends, all at once: gzip JSON batches that inflate to 60 MiB (over the JSON cap)
 and to 15 MiB (under it, so they are parsed), and PNGs whose headers claim 12000x12000 and
-20000x20000 pixels. It polls /health throughout and reads the server's peak RSS (VmHWM) from
+20000x20000 pixels; issue 27 adds four 16 MiB JSON bodies of 8.4 M values, two ONNX constant bombs
+uploaded and a version registered with a 6000x6000 input_spec (tests/support/hostile.py). It polls /health throughout and reads the server's peak RSS (VmHWM) from
 /proc; the peer is the same server's RSS when idle, before the load. Writes
 bench/results/hostile_load.json (pass --label before|after to keep both runs in the file).
 """
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
+
+from machine import machine_facts
 
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
@@ -62,6 +65,7 @@ def run(label: str) -> dict:
         "health_worst_s": round(health.worst_s, 3),
         "health_failures": health.failures,
         "health_polls": len(health.latencies),
+        "machine": machine_facts(),
     }
     return result
 

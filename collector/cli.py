@@ -23,7 +23,8 @@ def replay_rejected(
 ) -> None:
     """Send each rejected-* batch again; what the server takes is deleted, the rest keeps its new reason.
 
-    Exit code 1 while any batch is still refused or the server cannot be reached.
+    The server stores each batch's valid rows; a file is cut down to the rows it still refuses,
+    each with its reason. Exit code 1 while any row is still refused or the server cannot be reached.
     """
     from dataclasses import asdict
 
@@ -43,8 +44,8 @@ def replay_rejected(
     if as_json:
         emit_json([asdict(o) for o in outcomes])
     else:
-        emit_table(("file", "outcome", "stored", "duplicates", "reason"),
-                   [(o.file, o.outcome, o.stored, o.duplicates, o.reason) for o in outcomes],
+        emit_table(("file", "outcome", "stored", "duplicates", "refused", "reason"),
+                   [(o.file, o.outcome, o.stored, o.duplicates, o.refused, o.reason) for o in outcomes],
                    title=f"rejected batches in {folder}")  # fmt: skip
-    if any(o.outcome in ("refused", "unsent") for o in outcomes):
+    if any(o.outcome in ("refused", "partly", "unsent") for o in outcomes):
         raise typer.Exit(1)

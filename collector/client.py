@@ -4,7 +4,7 @@
 bad record fails in the caller's hands, never in a sender thread. Delivery is at-least-once
 (``transport.send`` retries); a batch the server stays away from is spilled to a file and
 replayed later, each file on its own, also across restarts and once more at ``close()``. A
-batch refused (4xx), failed on (``max_server_errors`` 5xx answers) or that the client itself
+row the server refuses (it stores the batch's other rows) and a batch refused (4xx), failed on (``max_server_errors`` 5xx answers) or that the client itself
 fails on is kept in a ``rejected-*`` file with the reason. Nothing is dropped silently;
 ``flush()`` and ``stats`` say what happened. Imports only numpy and the standard library.
 """
@@ -32,13 +32,15 @@ from shiftwatch.collector.records import (
     as_float,
     as_index,
     as_vector,
+    check_known,
     check_record,
     group_key,
     to_columns,
 )
+from shiftwatch.collector.refusals import npz_rows, reason_lines, refused_indices
 from shiftwatch.collector.sdk_calls import ServerCalls
 from shiftwatch.collector.spill import SpillDir, default_spill_dir
-from shiftwatch.collector.transport import ApiError, Refused, Transport, Unsent, send
+from shiftwatch.collector.transport import Ack, ApiError, Refused, Transport, Unsent, send
 
 __all__ = ["ApiError", "Client", "ClientStats"]
 
@@ -119,6 +121,8 @@ class Client(ServerCalls):
     ) -> None:
         if max_server_errors < 1:
             raise ValueError(f"max_server_errors must be >= 1, got {max_server_errors}")
+        self._num_classes: dict[str, int] = {}
+        self._embedding_dims: dict[tuple[str, str], int] = {}
         self._transport = Transport.for_url(url, token=token, timeout_s=timeout_s, compress=compress)
         self.url = url.rstrip("/")
         self.batch_size = batch_size
@@ -178,7 +182,10 @@ class Client(ServerCalls):
         """Queue one prediction and return its id at once; the id is its idempotency key.
 
         Raises ``TypeError``/``ValueError`` naming the argument the server would refuse: a naive
-        ``ts``, a NUL character or text past its column's width, NaN/infinity, an empty vector.
+        ``ts`` or one over a day ahead, a NUL character or text past its column's width, NaN/infinity,
+        an empty vector, a class past int4; and, for a model or version this client has registered or
+        listed, a class past its class count or a vector of the wrong length. A row the server still
+        refuses (a ts past retention) is kept with its reason while the rest of its batch is stored.
         A re-send of a prediction must pass the same ``id`` *and* ``ts``.
         """
         if self._closing:
@@ -201,6 +208,7 @@ class Client(ServerCalls):
         if ts is not None:
             record.ts = ts
         check_record(record)
+        check_known(record, self._num_classes.get(model), self._embedding_dims.get((model, version)))
         with self._log_lock:
             seq = next(self._seq)
             self._queue.append((seq, record))
@@ -285,11 +293,12 @@ class Client(ServerCalls):
                 batches.append(batch)
             return batches
 
-    def _finish(self, batch: _Batch, delivered: bool) -> None:
+    def _finish(self, batch: _Batch, failed: np.ndarray) -> None:
+        """Mark the batch handled; ``failed`` are the sequence numbers of its rows that did not reach the server."""
         with self._done:
             self._in_flight.pop(id(batch), None)
-            if not delivered:
-                self._failed.append(_Failure.of(batch.seqs))
+            if failed.size:
+                self._failed.append(_Failure.of(failed))
             self._done.notify_all()
 
     def _count(self, **deltas: int) -> None:
@@ -308,11 +317,14 @@ class Client(ServerCalls):
 
     def _deliver(self, batch: _Batch) -> None:
         """Encode and send one batch; spill it if the server stays away, keep it as rejected otherwise."""
-        body, delivered = None, False
+        body, failed = None, batch.seqs
         try:
             body = wire.encode(to_columns(batch.records))
-            self._send(body, len(batch.records), give_up_after=self.max_retry_s)
-            delivered = True
+            ack = self._send(body, len(batch.records), give_up_after=self.max_retry_s)
+            refused = refused_indices(ack.refusals)
+            failed = batch.seqs[refused]
+            if refused.size:
+                self._keep_refused(body, ack, [batch.records[i] for i in refused.tolist()])
         except Refused as exc:
             self._keep_rejected(body, batch.records, str(exc))
         except Unsent as exc:
@@ -327,16 +339,28 @@ class Client(ServerCalls):
             log.exception("shiftwatch client failed on a batch")
             self._keep_rejected(body, batch.records, f"client error: {exc!r}")
         finally:
-            self._finish(batch, delivered)
+            self._finish(batch, failed)
 
-    def _send(self, body: bytes, rows: int, give_up_after: float, server_errors: int = 0) -> None:
+    def _send(self, body: bytes, rows: int, give_up_after: float, server_errors: int = 0) -> Ack:
         """Send one batch under the retry policy and count what the server says (see ``transport.send``)."""
         ack = send(
             self._transport, body, give_up_after=give_up_after, server_errors=server_errors,
             max_server_errors=self.max_server_errors, stop_when_unreachable=lambda: self._closing,
             on_retry=self._retried,
         )  # fmt: skip
-        self._count(sent_batches=1, sent=rows, stored=ack.stored, duplicates=ack.duplicates)
+        self._count(sent_batches=1, sent=rows - len(ack.refusals), stored=ack.stored, duplicates=ack.duplicates)
+        return ack
+
+    def _keep_refused(self, body: bytes, ack: Ack, records: list[PredictionRecord]) -> bool:
+        """Keep the rows the server refused one by one (the others are stored) with each row's reason."""
+        refused = refused_indices(ack.refusals)
+        message = f"the server refused {refused.size} of the batch's rows:\n{reason_lines(ack.refusals)}"
+        try:
+            kept = npz_rows(body, refused)
+        except Exception as exc:  # noqa: BLE001 - cannot cut the rows out: keep them as JSON lines
+            log.warning("shiftwatch could not re-encode refused rows (%r); keeping them as JSON lines", exc)
+            return self._keep_rejected(None, records, message, rows=int(refused.size))
+        return self._keep_rejected(kept, records, message, rows=int(refused.size))
 
     def _retried(self, error: str) -> None:
         self._count(retries=1)
@@ -358,7 +382,7 @@ class Client(ServerCalls):
                 except Exception as exc:  # noqa: BLE001 - keep the rows and say why
                     self._keep_rejected(None, batch.records, f"client error: {exc!r}")
                 finally:
-                    self._finish(batch, delivered=False)
+                    self._finish(batch, batch.seqs)
 
     def _keep_rejected(
         self, body: bytes | None, records: list[PredictionRecord], message: str, rows: int | None = None
@@ -380,16 +404,24 @@ class Client(ServerCalls):
         return path is not None
 
     def _replay_spilled(self) -> None:
-        """Send each spilled batch once, oldest first. A batch the server fails on is counted and
-        skipped, so it never blocks those behind it; an unreachable server ends the pass."""
+        """Send each spilled batch once, oldest first, unless another client holds the directory's replay
+        lock. A batch the server fails on is counted and skipped, so it never blocks those behind it; an
+        unreachable server ends the pass."""
         self._next_replay = time.monotonic() + self.replay_interval_s
+        with self._files.replay_lock() as mine:
+            if mine:  # else another client or process on this directory is replaying it: not twice
+                self._replay_pending()
+
+    def _replay_pending(self) -> None:
         for pending in self._files.pending():
             try:
                 body = pending.path.read_bytes()
             except FileNotFoundError:
                 continue  # another Client on the same directory replayed it
             try:
-                self._send(body, pending.rows, give_up_after=0, server_errors=pending.server_errors)
+                ack = self._send(body, pending.rows, give_up_after=0, server_errors=pending.server_errors)
+                if ack.refusals and not self._keep_refused(body, ack, []):
+                    continue  # the pending file stays, the only copy of the refused rows; a re-send is idempotent
             except Refused as exc:
                 if not self._keep_rejected(body, [], str(exc), rows=pending.rows):
                     continue  # the pending file stays: it is the only copy

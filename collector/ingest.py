@@ -1,8 +1,8 @@
-"""Validate a batch of predictions as a whole, then store it in one transaction, ignoring duplicate ids.
+"""Validate a batch of predictions, then store it in one transaction, ignoring duplicate ids.
 
-Nothing of a batch is written unless every row is valid, and the error names the row
-and field; both backends refuse the same input (SQLite would store a NUL that PostgreSQL
-refuses). An id is stored once whatever its ts (``prediction_ids``): a re-send with the
+Nothing of a batch is written unless every row is valid, and the error names the row and
+field; or, asked for ``partial``, the valid rows are stored and each bad row is refused with
+its reason (collector/row_checks.py holds the rules, the same on both backends). An id is stored once whatever its ts (``prediction_ids``): a re-send with the
 same ts is a duplicate, another ts for a stored id is a 409. PostgreSQL takes the rows
 through binary COPY; only a batch with a known id falls back to ``ON CONFLICT DO NOTHING``.
 """
@@ -22,132 +22,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shiftwatch.collector.partitions import ensure_partitions
-from shiftwatch.collector.records import MAX_LENGTHS, ROUTES, text_problem
+from shiftwatch.collector.records import MAX_LENGTHS as _MAX_LENGTHS
 from shiftwatch.collector.registry import VersionInfo, version_infos
+from shiftwatch.collector.row_checks import RowProblem, text_problems, value_problems
 from shiftwatch.collector.tables import Prediction, PredictionId
-from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
+from shiftwatch.collector.wire import ColumnBatch
 from shiftwatch.db import Database, float32_rows, utcnow
-from shiftwatch.errors import Conflict, Invalid, NotFound, TooLarge
+from shiftwatch.errors import Conflict, Invalid, TooLarge
 
-FUTURE_SLACK = timedelta(days=1)
+MAX_LENGTHS = _MAX_LENGTHS  # re-exported: rollout/prediction_log.py reads the widths here
 
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """What became of a batch: rows received, newly stored, and (row by row) refused."""
+
     received: int
     stored: int
+    refused: tuple[RowProblem, ...] = ()
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.stored
-
-
-def _row_field(positions: np.ndarray | None, index: int, field: str) -> str:
-    row = int(positions[index]) if positions is not None else index
-    return f"predictions[{row}].{field}"
-
-
-def check_text(batch: ColumnBatch, positions: np.ndarray | None = None) -> None:
-    """Refuse text neither backend can hold alike (NUL, non-UTF-8) and text past its column's width.
-
-    Runs before anything touches the database: a NUL in a model name must be a 422, not a
-    driver error. One join per column keeps the common, clean case fast.
-    """
-    for name in STRING_COLUMNS:
-        column = getattr(batch, name)
-        if not column.size:
-            continue
-        limit = MAX_LENGTHS[name]
-        if column.dtype.itemsize // 4 > limit:
-            lengths = np.char.str_len(column)
-            if (lengths > limit).any():
-                bad = int(np.flatnonzero(lengths > limit)[0])
-                raise Invalid(_row_field(positions, bad, name), f"longer than {limit} characters")
-        if text_problem("".join(column.tolist())) is None:
-            continue
-        for index, value in enumerate(column.tolist()):
-            problem = text_problem(value)
-            if problem is not None:
-                raise Invalid(_row_field(positions, index, name), problem)
-
-
-def validate(
-    batch: ColumnBatch,
-    versions: dict[tuple[str, str], VersionInfo],
-    *,
-    retention_days: int,
-    now: datetime,
-    positions: np.ndarray | None = None,
-) -> np.ndarray:
-    """Check every row; return the model_version id of each row. Raises ``Invalid`` naming the first bad field."""
-    n = len(batch)
-
-    def first_bad(mask: np.ndarray) -> int | None:
-        bad = np.flatnonzero(mask)
-        return int(bad[0]) if bad.size else None
-
-    version_ids = np.empty(n, dtype=np.int64)
-    num_classes = np.empty(n, dtype=np.int64)
-    dims = np.empty(n, dtype=np.int64)
-    for key in {(str(m), str(v)) for m, v in zip(batch.model, batch.version)}:
-        info = versions.get(key)
-        mask = (batch.model == key[0]) & (batch.version == key[1])
-        if info is None:
-            index = int(np.flatnonzero(mask)[0])
-            raise NotFound(
-                f"{_row_field(positions, index, 'version')}: version {key[1]!r} of model {key[0]!r} is not registered"
-            )
-        version_ids[mask] = info.id
-        num_classes[mask] = info.num_classes
-        dims[mask] = info.embedding_dim
-
-    bad = first_bad(~np.isin(batch.route, ROUTES))
-    if bad is not None:
-        raise Invalid(_row_field(positions, bad, "route"), f"{batch.route[bad]!r} is not one of {', '.join(ROUTES)}")
-
-    oldest = int((now - timedelta(days=retention_days)).timestamp() * 1e6)
-    newest = int((now + FUTURE_SLACK).timestamp() * 1e6)
-    bad = first_bad((batch.ts_us < oldest) | (batch.ts_us > newest))
-    if bad is not None:
-        raise Invalid(
-            _row_field(positions, bad, "ts"),
-            f"must lie between now-{retention_days}d (the retention window) and now+1d; check the client clock",
-        )
-    bad = first_bad(~np.isfinite(batch.confidence) | (batch.confidence < 0) | (batch.confidence > 1))
-    if bad is not None:
-        raise Invalid(_row_field(positions, bad, "confidence"), "must be a finite number in [0, 1]")
-    bad = first_bad((batch.predicted_class < 0) | (batch.predicted_class >= num_classes))
-    if bad is not None:
-        raise Invalid(
-            _row_field(positions, bad, "predicted_class"),
-            f"{int(batch.predicted_class[bad])} is outside [0, {int(num_classes[bad])})",
-        )
-    bad = first_bad(np.isinf(batch.latency_ms) | (batch.latency_ms < 0))
-    if bad is not None:
-        raise Invalid(_row_field(positions, bad, "latency_ms"), "must be a finite, non-negative number")
-    if batch.embeddings is not None:
-        d = batch.embeddings.shape[1]
-        bad = first_bad(dims != d)
-        if bad is not None:
-            raise Invalid(
-                _row_field(positions, bad, "embedding"),
-                f"has {d} values; model version {batch.model[bad]}:{batch.version[bad]} expects {int(dims[bad])}",
-            )
-        bad = first_bad(~np.isfinite(batch.embeddings).all(axis=1))
-        if bad is not None:
-            raise Invalid(_row_field(positions, bad, "embedding"), "contains NaN or infinity")
-    if batch.probabilities is not None:
-        k = batch.probabilities.shape[1]
-        bad = first_bad(num_classes != k)
-        if bad is not None:
-            raise Invalid(
-                _row_field(positions, bad, "probabilities"),
-                f"has {k} values; the model has {int(num_classes[bad])} classes",
-            )
-        bad = first_bad(~np.isfinite(batch.probabilities).all(axis=1))
-        if bad is not None:
-            raise Invalid(_row_field(positions, bad, "probabilities"), "contains NaN or infinity")
-    return version_ids
+        return self.received - self.stored - len(self.refused)
 
 
 def ingest(
@@ -156,40 +52,67 @@ def ingest(
     *,
     max_rows: int,
     retention_days: int,
+    partial: bool = False,
+    refused: Sequence[RowProblem] = (),
 ) -> IngestResult:
-    """Validate all chunks (each with its rows' positions in the request), then store them in one transaction."""
-    received = sum(len(chunk) for chunk, _ in chunks)
+    """Validate all chunks (each with its rows' positions in the request), then store them in one transaction.
+
+    By default a batch is stored whole or not at all, refused for its first bad row. With ``partial``
+    the good rows are stored and each bad row comes back in ``refused`` with its reason, so one bad
+    row never costs its batch (what the SDK and ``replay-rejected`` ask for); ``refused`` are rows
+    the parser already set aside.
+    """
+    received = sum(len(chunk) for chunk, _ in chunks) + len(refused)
     if received > max_rows:
         raise TooLarge(f"predictions: {received} rows in one batch, over the limit of {max_rows}")
     if received == 0:
         raise Invalid("predictions", "the batch is empty")
     now = utcnow()
+    refused = list(refused)
     for chunk, positions in chunks:
-        check_text(chunk, positions)
+        refused.extend(text_problems(chunk, positions, first_only=not partial))
+        if refused and not partial:
+            raise refused[0].error()
     keys = {(str(m), str(v)) for chunk, _ in chunks for m, v in zip(chunk.model, chunk.version)}
     versions = _cached_versions(db, keys)
     rows: list[dict] = []
     places: list[int] = []  # each row's position in the request, for error messages
     for chunk, positions in chunks:
-        version_ids = validate(chunk, versions, retention_days=retention_days, now=now, positions=positions)
-        rows.extend(_rows(chunk, version_ids, now))
-        places.extend(range(len(chunk)) if positions is None else positions.tolist())
-    rows, places = _first_of_each_id(rows, places)
-    with db.engine.begin() as connection:
-        ensure_partitions(connection, {row["ts"].date() for row in rows})
-        stored = _store(connection, rows, places)
-    return IngestResult(received=received, stored=stored)
+        version_ids, problems = value_problems(
+            chunk, versions, positions, retention_days=retention_days, now=now, first_only=not partial
+        )
+        if problems and not partial:
+            raise problems[0].error()
+        already = {p.index for p in refused}
+        refused.extend(p for p in problems if p.index not in already)
+        where = np.arange(len(chunk)) if positions is None else positions
+        keep = ~np.isin(where, [p.index for p in refused])
+        rows.extend(_rows(chunk.take(keep), version_ids[keep], now))
+        places.extend(where[keep].tolist())
+    rows, places = _first_of_each_id(rows, places, refused if partial else None)
+    if rows:
+        with db.engine.begin() as connection:
+            ensure_partitions(connection, {row["ts"].date() for row in rows})
+            stored = _store(connection, rows, places, refused if partial else None)
+    else:
+        stored = 0
+    return IngestResult(received=received, stored=stored, refused=tuple(sorted(refused, key=lambda p: p.index)))
 
 
-def _moved_id(place: int, row: dict, stored_ts: datetime) -> Conflict:
-    return Conflict(
-        f"predictions[{place}].id: {row['id']} is already stored with ts {stored_ts.isoformat()}, "
-        f"not {row['ts'].isoformat()}; a re-send must keep the ts it was first sent with"
-    )
+def _moved_id(place: int, row: dict, stored_ts: datetime) -> RowProblem:
+    return RowProblem(
+        place, "id",
+        f"{row['id']} is already stored with ts {stored_ts.isoformat()}, not {row['ts'].isoformat()}; "
+        "a re-send must keep the ts it was first sent with",
+        Conflict,
+    )  # fmt: skip
 
 
-def _first_of_each_id(rows: list[dict], places: list[int]) -> tuple[list[dict], list[int]]:
-    """Drop rows that repeat an earlier row of the batch (same id, same ts); refuse an id given two ts."""
+def _first_of_each_id(
+    rows: list[dict], places: list[int], refused: list[RowProblem] | None = None
+) -> tuple[list[dict], list[int]]:
+    """Drop rows that repeat an earlier row of the batch (same id, same ts); an id given two ts is
+    refused: the whole batch, or (``refused`` given) that row."""
     first: dict[uuid.UUID, dict] = {}
     kept_rows, kept_places = [], []
     for row, place in zip(rows, places):
@@ -198,14 +121,21 @@ def _first_of_each_id(rows: list[dict], places: list[int]) -> tuple[list[dict], 
             kept_rows.append(row)
             kept_places.append(place)
         elif earlier["ts"] != row["ts"]:
-            raise _moved_id(place, row, earlier["ts"])
+            _refuse(_moved_id(place, row, earlier["ts"]), refused)
     return kept_rows, kept_places
 
 
-def _store(connection: Connection, rows: list[dict], places: list[int]) -> int:
-    """Write the rows and their ids; returns how many were new. Raises ``Conflict`` for a moved id."""
+def _refuse(problem: RowProblem, refused: list[RowProblem] | None) -> None:
+    if refused is None:
+        raise problem.error()
+    refused.append(problem)
+
+
+def _store(connection: Connection, rows: list[dict], places: list[int], refused: list[RowProblem] | None = None) -> int:
+    """Write the rows and their ids; returns how many were new. A moved id raises ``Conflict``, or
+    with ``refused`` given, is refused alone."""
     if connection.dialect.name != "postgresql":
-        return _store_idempotent(connection, rows, places)
+        return _store_idempotent(connection, rows, places, refused)
     import psycopg
     from sqlalchemy.exc import DataError
 
@@ -215,12 +145,14 @@ def _store(connection: Connection, rows: list[dict], places: list[int]) -> int:
                 _copy_postgres(connection, rows)
             return len(rows)
         except psycopg.errors.UniqueViolation:  # a re-send: take the idempotent path
-            return _store_idempotent(connection, rows, places)
+            return _store_idempotent(connection, rows, places, refused)
     except (psycopg.DataError, DataError) as exc:
         raise _unstorable(getattr(exc, "orig", None) or exc, places) from None
 
 
-def _store_idempotent(connection: Connection, rows: list[dict], places: list[int]) -> int:
+def _store_idempotent(
+    connection: Connection, rows: list[dict], places: list[int], refused: list[RowProblem] | None
+) -> int:
     """Claim each id once (ON CONFLICT DO NOTHING), refuse ids stored with another ts, insert the new rows."""
     postgres = connection.dialect.name == "postgresql"
     dialect_insert = postgresql.insert if postgres else sqlite.insert
@@ -234,9 +166,13 @@ def _store_idempotent(connection: Connection, rows: list[dict], places: list[int
     for first in range(0, len(ids), 900):  # under SQLite's bound-parameter limit
         query = select(PredictionId.id, PredictionId.ts).where(PredictionId.id.in_(ids[first : first + 900]))
         stored_ts.update((id_, ts) for id_, ts in connection.execute(query))
-    for row, place in zip(rows, places):
-        if stored_ts[row["id"]] != row["ts"]:
-            raise _moved_id(place, row, stored_ts[row["id"]])
+    moved = [(row, place) for row, place in zip(rows, places) if stored_ts[row["id"]] != row["ts"]]
+    for row, place in moved:
+        _refuse(_moved_id(place, row, stored_ts[row["id"]]), refused)
+    if moved:
+        rows = [row for row in rows if stored_ts[row["id"]] == row["ts"]]
+        if not rows:
+            return 0
     if postgres:
         return _insert_postgres_idempotent(connection, rows)
     return connection.execute(insert(Prediction).prefix_with("OR IGNORE"), rows).rowcount or 0

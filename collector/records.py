@@ -10,7 +10,7 @@ import math
 import operator
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -20,6 +20,13 @@ ROUTES = ("production", "canary", "shadow")
 # The column widths of ``predictions`` and ``model_versions`` (collector/tables.py).
 MAX_LENGTHS = {"model": 200, "version": 100, "route": 20, "request_id": 200, "stream_id": 200, "input_ref": 2000}
 OPTIONAL_TEXT = ("request_id", "stream_id", "input_ref")
+# The most values an embedding (embedding_dim) or a probabilities vector (classes) may have: the same
+# bound at registration and per row, so no row can make the server parse more than a model can use.
+MAX_VECTOR = 65536
+# predicted_class is stored as int4.
+MAX_CLASS_INDEX = 2**31 - 1
+# How far ahead of the server's clock a ts may be.
+FUTURE_SLACK = timedelta(days=1)
 
 
 @dataclass(slots=True)
@@ -72,6 +79,8 @@ def _check_vector(name: str, value: np.ndarray | None) -> None:
         return
     if value.size == 0:
         raise ValueError(f"{name} is empty")
+    if value.size > MAX_VECTOR:
+        raise ValueError(f"{name} has {value.size} values, over the server's limit of {MAX_VECTOR}")
     # One float64 sum instead of an isfinite pass: NaN and infinity propagate, and float64 cannot
     # overflow on float32 values, so it is exact and ~5x cheaper on 512 values (measured).
     if not math.isfinite(float(value.sum(dtype=np.float64))):
@@ -95,16 +104,39 @@ def check_record(record: PredictionRecord) -> None:
         raise TypeError(f"id must be a uuid.UUID, got {type(record.id).__name__}")
     if not isinstance(record.ts, datetime):
         raise TypeError(f"ts must be a datetime, got {type(record.ts).__name__}")
-    if record.ts.utcoffset() is None:
+    offset = record.ts.utcoffset()  # asked once: a tzinfo may answer differently on a second call
+    if offset is None:
         raise ValueError("ts must be timezone-aware (e.g. datetime.now(timezone.utc)); a naive time is ambiguous")
-    if record.predicted_class < 0:
-        raise ValueError(f"predicted_class must be >= 0, got {record.predicted_class}")
+    if not 0 <= record.predicted_class <= MAX_CLASS_INDEX:
+        raise ValueError(f"predicted_class must be in [0, {MAX_CLASS_INDEX}], got {record.predicted_class}")
+    if record.ts.replace(tzinfo=None) - offset - datetime.now(UTC).replace(tzinfo=None) > FUTURE_SLACK:
+        raise ValueError(f"ts {record.ts.isoformat()} is over a day in the future; the server refuses it (check the clock)")
     if not 0.0 <= record.confidence <= 1.0:  # also false for NaN
         raise ValueError(f"confidence must be a finite number in [0, 1], got {record.confidence}")
     if record.latency_ms is not None and not (math.isfinite(record.latency_ms) and record.latency_ms >= 0):
         raise ValueError(f"latency_ms must be a finite, non-negative number, got {record.latency_ms}")
     _check_vector("embedding", record.embedding)
     _check_vector("probabilities", record.probabilities)
+
+
+def check_known(record: PredictionRecord, num_classes: int | None, embedding_dim: int | None) -> None:
+    """Raise ``ValueError`` where the record does not fit its model (classes) or version (embedding
+    size) as the client has seen them; ``None`` where it has not seen them (the server checks)."""
+    if num_classes is not None:
+        if record.predicted_class >= num_classes:
+            raise ValueError(
+                f"predicted_class {record.predicted_class} is outside [0, {num_classes}): "
+                f"model {record.model!r} has {num_classes} classes"
+            )
+        if record.probabilities is not None and record.probabilities.size != num_classes:
+            raise ValueError(
+                f"probabilities has {record.probabilities.size} values; model {record.model!r} has {num_classes} classes"
+            )
+    if embedding_dim is not None and record.embedding is not None and record.embedding.size != embedding_dim:
+        raise ValueError(
+            f"embedding has {record.embedding.size} values; version {record.model}:{record.version} "
+            f"expects {embedding_dim}"
+        )
 
 
 def as_index(name: str, value: object) -> int:

@@ -44,10 +44,15 @@ def register_model(session: Session, name: str, class_names: list[str], descript
     return model
 
 
+def shown(text: str, limit: int = 100) -> str:
+    """``text`` quoted for an error message, cut at ``limit`` characters: a 60 KB name in a URL is not echoed."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def get_model(session: Session, name: str) -> Model:
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
-        raise NotFound(f"model {name!r} is not registered")
+        raise NotFound(f"model {shown(name)} is not registered")
     return model
 
 
@@ -108,7 +113,7 @@ def get_version(session: Session, model_name: str, version: str) -> ModelVersion
         select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == version)
     )
     if row is None:
-        raise NotFound(f"version {version!r} of model {model_name!r} is not registered")
+        raise NotFound(f"version {shown(version)} of model {shown(model_name)} is not registered")
     return row
 
 
@@ -170,3 +175,12 @@ def _is_hex(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def next_version_name(session: Session, model_name: str) -> str:
+    """``v<N>`` with N one past the number of versions, skipping names already taken."""
+    taken = {row.version for row in list_versions(session, model_name)}
+    number = len(taken) + 1
+    while f"v{number}" in taken:
+        number += 1
+    return f"v{number}"

@@ -1,8 +1,10 @@
 """Resend the SDK's refused batches once their cause is fixed (the model registered, a bad row edited).
 
-A batch the server now takes is deleted with its reason; one it refuses again stays, with the new
-reason in its ``.txt``; an unreachable server ends the pass with nothing changed. Re-sending is
-safe: rows are keyed on their id, so a batch that was partly stored counts the rest as duplicates.
+Each batch is sent asking the server to store its valid rows and refuse the rest row by row: a batch
+the server takes whole is deleted with its reason; one with rows still refused is cut down to just
+those rows, each with its new reason in the ``.txt``; a batch refused whole stays as it was, with the
+new reason; an unreachable server ends the pass with nothing changed. Re-sending is safe: rows are
+keyed on their id, so rows stored before count as duplicates.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ import json
 from dataclasses import dataclass
 
 from shiftwatch.collector import wire
+from shiftwatch.collector.refusals import jsonl_rows, npz_rows, reason_lines, refused_indices
 from shiftwatch.collector.spill import RejectedBatch, SpillDir
-from shiftwatch.collector.transport import ApiError, Transport
+from shiftwatch.collector.transport import INGEST_PATH, Ack, ApiError, Transport
+from shiftwatch.errors import Conflict
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayOutcome:
-    """What happened to one rejected batch: ``stored``, ``refused`` again, or ``unsent`` (server away)."""
+    """What happened to one rejected batch: ``stored`` whole, ``partly`` stored (``refused`` rows kept),
+    ``refused`` again whole, or ``unsent`` (server away)."""
 
     file: str
     outcome: str
     stored: int = 0
     duplicates: int = 0
     reason: str = ""
+    refused: int = 0
 
 
 def _request(batch: RejectedBatch) -> tuple[bytes, str]:
@@ -36,7 +42,16 @@ def _request(batch: RejectedBatch) -> tuple[bytes, str]:
 
 
 def replay_rejected(transport: Transport, spill: SpillDir, *, dry_run: bool = False) -> list[ReplayOutcome]:
-    """Send every rejected batch in ``spill`` once, oldest first; ``dry_run`` only lists them."""
+    """Send every rejected batch in ``spill`` once, oldest first; ``dry_run`` only lists them.
+
+    Raises ``Conflict`` while another ``replay-rejected`` holds the directory."""
+    with spill.replay_lock("replay-rejected") as mine:
+        if not mine:
+            raise Conflict(f"another replay-rejected is sending the batches in {spill.root}; try again when it ends")
+        return _replay_all(transport, spill, dry_run=dry_run)
+
+
+def _replay_all(transport: Transport, spill: SpillDir, *, dry_run: bool) -> list[ReplayOutcome]:
     outcomes = []
     for batch in spill.rejected():
         if dry_run:
@@ -44,7 +59,7 @@ def replay_rejected(transport: Transport, spill: SpillDir, *, dry_run: bool = Fa
             continue
         try:
             body, content_type = _request(batch)
-            answer = transport.call("POST", "/v1/predictions", body, content_type)
+            answer = transport.call("POST", INGEST_PATH, body, content_type)
         except ApiError as exc:
             spill.refused_again(batch, str(exc))
             outcomes.append(ReplayOutcome(batch.path.name, "refused", reason=str(exc)))
@@ -56,7 +71,21 @@ def replay_rejected(transport: Transport, spill: SpillDir, *, dry_run: bool = Fa
         except OSError as exc:
             outcomes.append(ReplayOutcome(batch.path.name, "unsent", reason=f"server unreachable: {exc}"))
             break
-        spill.forget(batch)
-        counts = answer if isinstance(answer, dict) else {}
-        outcomes.append(ReplayOutcome(batch.path.name, "stored", counts.get("stored", 0), counts.get("duplicates", 0)))
+        ack = Ack.of(answer)
+        if not ack.refusals:
+            spill.forget(batch)
+            outcomes.append(ReplayOutcome(batch.path.name, "stored", ack.stored, ack.duplicates))
+            continue
+        reason = reason_lines(ack.refusals)
+        _keep_only_refused(spill, batch, ack)
+        outcome = "partly" if ack.stored + ack.duplicates else "refused"
+        outcomes.append(ReplayOutcome(batch.path.name, outcome, ack.stored, ack.duplicates, reason, len(ack.refusals)))
     return outcomes
+
+
+def _keep_only_refused(spill: SpillDir, batch: RejectedBatch, ack: Ack) -> None:
+    """Rewrite the batch's file to hold only the rows the server refused, and their reasons."""
+    indices = refused_indices(ack.refusals)
+    data = batch.path.read_bytes()
+    kept = npz_rows(data, indices) if batch.path.suffix == ".npz" else jsonl_rows(data.decode(), indices).encode()
+    spill.rewrite(batch, kept, f"the server refused {indices.size} rows:\n{reason_lines(ack.refusals)}")

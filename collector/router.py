@@ -9,22 +9,25 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import AwareDatetime, ValidationError
+from pydantic import AwareDatetime
 
 from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
 from shiftwatch.collector import metrics, queries, registry, wire
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.input_spec_check import check_input_spec, onnx_input_dims
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.collector.json_rows import charge_parse, parse_rows
+from shiftwatch.collector.row_checks import RowProblem
 from shiftwatch.collector.schemas import (
     ArtifactOut,
     IngestOut,
     ModelIn,
     ModelOut,
-    PredictionBatchIn,
     PredictionOut,
     PredictionPage,
+    RowRefusal,
     VersionIn,
     VersionOut,
     ingest_request_body,
@@ -68,6 +71,10 @@ def create_version(
         fields["artifact_path"] = artifact_in_store(settings.data_dir, body.artifact_path)
         check = verify_onnx_artifact(settings.data_dir / fields["artifact_path"], body.artifact_sha256)
         fields["artifact_sha256"] = check.sha256  # what the gateway verifies before serving it
+        dims = onnx_input_dims(settings.data_dir / fields["artifact_path"])
+        check_input_spec(body.input_spec, max_pixels=settings.gateway_max_image_pixels, onnx_dims=dims)
+    elif body.input_spec:
+        check_input_spec(body.input_spec, max_pixels=settings.gateway_max_image_pixels, onnx_dims=None)
     with db.session() as session:
         row = registry.register_version(session, name, body.version, **fields)
         return VersionOut.model_validate(row)
@@ -108,33 +115,18 @@ class IngestGate:
         self._slots.release()
 
 
-def _json_chunks(body: bytes) -> list:
-    try:
-        batch = PredictionBatchIn.model_validate_json(body)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        if error["type"] == "json_invalid":
-            raise Invalid("body", f"malformed JSON: {error['msg']}") from None
-        location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
-        raise Invalid(location or "body", error["msg"]) from None
-    return batch.to_chunks()
-
-
-# Parsed JSON holds Python objects worth 3-8x its bytes (pydantic rows, float lists); the budget is
-# charged this much per body byte before parsing. .npz decodes into arrays about its own size.
-JSON_PARSE_FACTOR = 4
-
-
-async def _parsed_chunks(request: Request, content_type: str, limits: BodyLimits, reservation: Reservation) -> list:
+async def _parsed_chunks(
+    request: Request, content_type: str, limits: BodyLimits, reservation: Reservation, *, partial: bool
+) -> tuple[list, list[RowProblem]]:
     """Read (bounded in size, time and shared budget) and parse the body off the event loop."""
     if content_type not in (wire.CONTENT_TYPE, "application/json"):
         raise Invalid("content-type", f"{content_type!r}: send application/json or {wire.CONTENT_TYPE}")
     limit, name = inflated_limit(content_type, limits)
     body = await read_body(request, limits, limit=limit, limit_name=name, reservation=reservation)
     if content_type == wire.CONTENT_TYPE:
-        return [(await run_in_threadpool(_npz_batch, body, limits.max_request_bytes), None)]
-    reservation.charge(len(body) * JSON_PARSE_FACTOR)
-    return await run_in_threadpool(_json_chunks, body)
+        return [(await run_in_threadpool(_npz_batch, body, limits.max_request_bytes), None)], []
+    charge_parse(body, reservation)
+    return await run_in_threadpool(lambda: parse_rows(body, partial=partial))
 
 
 def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
@@ -144,12 +136,16 @@ def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
         raise Invalid(exc.field, exc.why) from None
 
 
-@router.post("/predictions", response_model=IngestOut, openapi_extra={"requestBody": ingest_request_body()})
+@router.post("/predictions", response_model=IngestOut, response_model_exclude_unset=True, openapi_extra={"requestBody": ingest_request_body()})
 async def post_predictions(
     request: Request,
     db: DbDep,
     settings: SettingsDep,
     _: Ingester,
+    partial: bool = Query(
+        False, description="store the valid rows and refuse each bad one with its reason (200 with refusals), "
+        "instead of refusing the whole batch for its first bad row (422)",
+    ),
 ) -> IngestOut:
     """Store a batch of predictions (JSON, or the ``.npz`` columns of ``collector.wire``). Idempotent by id.
 
@@ -161,11 +157,14 @@ async def post_predictions(
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     try:
         with Reservation(request.app.state.parse_budget) as reservation:
-            chunks = await _parsed_chunks(request, content_type, BodyLimits.of(settings), reservation)
+            chunks, refused = await _parsed_chunks(
+                request, content_type, BodyLimits.of(settings), reservation, partial=partial
+            )
             with gate:
                 result = await run_in_threadpool(
-                    ingest, db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days
-                )
+                    lambda: ingest(db, chunks, max_rows=settings.max_batch_rows,
+                                   retention_days=settings.retention_days, partial=partial, refused=refused)
+                )  # fmt: skip
     except ShiftwatchError as exc:
         metrics.REJECTED.labels(reason=type(exc).__name__).inc()
         raise
@@ -174,7 +173,14 @@ async def post_predictions(
     for model in models:
         metrics.INGESTED.labels(model=model).inc(result.stored / max(len(models), 1))
     metrics.DUPLICATES.inc(result.duplicates)
-    return IngestOut(received=result.received, stored=result.stored, duplicates=result.duplicates)
+    if result.refused:
+        metrics.REJECTED.labels(reason="RowRefused").inc(len(result.refused))
+    fields: dict = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+    if partial:  # a whole-batch client gets the answer it always had
+        fields["refused"] = len(result.refused)
+        fields["refusals"] = [RowRefusal(index=p.index, field=p.field, reason=p.reason, status=p.kind.status_code)
+                              for p in result.refused]  # fmt: skip
+    return IngestOut(**fields)
 
 
 @router.get("/predictions", response_model=PredictionPage)

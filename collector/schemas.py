@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shiftwatch.collector.records import MAX_LENGTHS, PredictionRecord, grouped_columns, text_problem
+from shiftwatch.collector.records import (
+    MAX_CLASS_INDEX,
+    MAX_LENGTHS,
+    MAX_VECTOR,
+    PredictionRecord,
+    grouped_columns,
+    text_problem,
+)
 from shiftwatch.collector.wire import ColumnBatch
 
 
@@ -18,7 +25,7 @@ class ModelIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, description="letters, digits, '-', '_' and '.'; e.g. digits")
     class_names: list[str] = Field(
-        min_length=2, description="the classes in output order: predicted_class i means class_names[i]"
+        min_length=2, max_length=MAX_VECTOR, description="the classes in output order: predicted_class i means class_names[i]"
     )
     description: str = Field("", description="free text for people")
 
@@ -37,7 +44,7 @@ class VersionIn(BaseModel):
     """A version of a registered model; the same version with the same artifact again is a no-op."""
 
     version: str = Field(min_length=1, max_length=100, description="any label, e.g. v3 or 2026-11-30")
-    embedding_dim: int = Field(gt=0, le=65536, description="length of the embedding vector every prediction carries")
+    embedding_dim: int = Field(gt=0, le=MAX_VECTOR, description="length of the embedding vector every prediction carries")
     artifact_path: str | None = Field(
         None, description="an ONNX file under DATA_DIR/artifacts (upload one with POST /v1/artifacts); only the gateway needs it"
     )
@@ -122,13 +129,13 @@ class PredictionIn(BaseModel):
         None, max_length=MAX_LENGTHS["stream_id"], description="camera or source id; correlated frames share one"
     )
     # the column is int4; larger would overflow, not validate
-    predicted_class: int = Field(ge=0, le=2**31 - 1, description="index into the model's class_names")
+    predicted_class: int = Field(ge=0, le=MAX_CLASS_INDEX, description="index into the model's class_names")
     confidence: float = Field(ge=0, le=1, description="the model's score for predicted_class, 0..1")
     probabilities: list[float] | None = Field(
-        None, description="class probabilities, one per class name (BBSD and the accuracy estimators use them)"
+        None, max_length=MAX_VECTOR, description="class probabilities, one per class name (BBSD and the accuracy estimators use them)"
     )
     embedding: list[float] | None = Field(
-        None, description="the model's embedding, embedding_dim values (MMD, LSDD and KS-PCA use it)"
+        None, max_length=MAX_VECTOR, description="the model's embedding, embedding_dim values (MMD, LSDD and KS-PCA use it)"
     )
     input_ref: StoredText | None = Field(
         None, max_length=MAX_LENGTHS["input_ref"], description="where the input image is kept, for labeling"
@@ -143,21 +150,36 @@ class PredictionBatchIn(BaseModel):
 
     def to_chunks(self) -> list[tuple[ColumnBatch, np.ndarray]]:
         """Group rows into rectangular column batches (same version, same optional fields), keeping positions."""
+        return chunks_of(self.predictions, np.arange(len(self.predictions)))
+
+
+def chunks_of(rows: list[PredictionIn], positions: np.ndarray) -> list[tuple[ColumnBatch, np.ndarray]]:
+    """Rows as rectangular column batches, each with its rows' ``positions`` in the request."""
+    with np.errstate(over="ignore"):  # 1e300 becomes inf here, and the row checks refuse it by name
         records = [
             PredictionRecord(
                 **p.model_dump(exclude={"embedding", "probabilities"}),
                 embedding=None if p.embedding is None else np.asarray(p.embedding, dtype=np.float32),
                 probabilities=None if p.probabilities is None else np.asarray(p.probabilities, dtype=np.float32),
             )
-            for p in self.predictions
+            for p in rows
         ]
-        return grouped_columns(records)
+    return [(chunk, positions[index]) for chunk, index in grouped_columns(records)]
+
+
+class RowRefusal(BaseModel):
+    index: int = Field(description="the row's position in the batch (0-based)")
+    field: str = Field(description="the field at fault, e.g. predictions[3].ts")
+    reason: str
+    status: int = Field(description="the status the row alone would have had: 422 invalid, 404 unregistered, 409 moved id")
 
 
 class IngestOut(BaseModel):
     received: int = Field(description="rows in the batch")
     stored: int = Field(description="rows written now")
     duplicates: int = Field(description="rows whose id was already stored (a re-send): kept once, not an error")
+    refused: int = Field(0, description="rows refused one by one (only with ?partial=true); see refusals")
+    refusals: list[RowRefusal] = Field(default_factory=list, description="each refused row and why")
 
 
 class PredictionOut(BaseModel):

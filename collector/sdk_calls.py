@@ -1,4 +1,5 @@
-"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add, switch and run detectors, read alerts.
+"""The SDK's calls besides ``log()``: register a model and a version, pin a reference, add, switch and run detectors,
+read alerts, send labels.
 
 Mixed into ``Client`` so a script needs one object and one token for the whole "monitor my own
 model" loop (docs/own-model-monitoring.md), and no second HTTP library. Each call is one request
@@ -45,9 +46,22 @@ def _npy_part(boundary: str, field: str, array: np.ndarray | Sequence[Any]) -> b
 
 
 class ServerCalls:
-    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts."""
+    """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts, labels."""
 
     _transport: Transport
+    # What the client has seen of the server's models: class counts by model, embedding sizes by
+    # (model, version). ``log()`` checks rows against them, so a row the server would refuse for
+    # its class or its vector length fails in the caller's hands.
+    _num_classes: dict[str, int]
+    _embedding_dims: dict[tuple[str, str], int]
+
+    def _seen_model(self, answer: Any) -> None:
+        if isinstance(answer, dict) and isinstance(answer.get("class_names"), list):
+            self._num_classes[str(answer.get("name"))] = len(answer["class_names"])
+
+    def _seen_version(self, model: str, answer: Any) -> None:
+        if isinstance(answer, dict) and isinstance(answer.get("embedding_dim"), int):
+            self._embedding_dims[(model, str(answer.get("version")))] = answer["embedding_dim"]
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
@@ -56,7 +70,9 @@ class ServerCalls:
     def register_model(self, name: str, class_names: Sequence[str], description: str = "") -> dict[str, Any]:
         """Register a model by its class names (index i = predicted_class i); again with the same names is a no-op."""
         body = {"name": name, "class_names": [str(c) for c in class_names], "description": description}
-        return self._call("POST", "/v1/models", body)
+        answer = self._call("POST", "/v1/models", body)
+        self._seen_model(answer)
+        return answer
 
     def register_version(
         self,
@@ -78,7 +94,9 @@ class ServerCalls:
             "version": version, "embedding_dim": embedding_dim, "artifact_path": artifact_path,
             "artifact_sha256": artifact_sha256, "input_spec": input_spec or {},
         }  # fmt: skip
-        return self._call("POST", f"/v1/models/{quote(model, safe='')}/versions", body)
+        answer = self._call("POST", f"/v1/models/{quote(model, safe='')}/versions", body)
+        self._seen_version(model, answer)
+        return answer
 
     def bootstrap_version(self, model: str, version: str, *, reason: str = "") -> dict[str, Any]:
         """Make ``version`` the first production version of a model that never had one (token scope
@@ -125,10 +143,16 @@ class ServerCalls:
         return self._call("GET", _version_path(model, version) + "/reference")
 
     def list_models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/v1/models")
+        answer = self._call("GET", "/v1/models")
+        for item in answer if isinstance(answer, list) else []:
+            self._seen_model(item)
+        return answer
 
     def list_versions(self, model: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/models/{quote(model, safe='')}/versions")
+        answer = self._call("GET", f"/v1/models/{quote(model, safe='')}/versions")
+        for item in answer if isinstance(answer, list) else []:
+            self._seen_version(model, item)
+        return answer
 
     def add_detector(
         self,
@@ -180,3 +204,12 @@ class ServerCalls:
         """Alerts ranked by estimated harm, as `GET /v1/alerts` lists them; state: open, acknowledged, resolved."""
         query = {k: v for k, v in {"model": model, "version": version, "state": state, "limit": limit}.items() if v}
         return self._call("GET", "/v1/alerts?" + urlencode(query))
+
+    def send_labels(self, model: str, labels: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Labels given outside Label Studio (``POST /v1/labels``, scope ``label``): all stored, or none.
+
+        Each dict: one of ``prediction_id``, ``request_id``, ``input_ref``; ``label`` (class name or
+        index); optionally ``annotator``. A bad row refuses them all: ``ApiError`` lists every bad row.
+        """
+        rows = [{k: (str(v) if k == "prediction_id" else v) for k, v in row.items()} for row in labels]
+        return self._call("POST", "/v1/labels", {"model": model, "labels": rows})

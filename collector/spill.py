@@ -3,7 +3,8 @@
 A pending file's name carries its row count and how many 5xx answers it has had, so the
 client can count what waits on disk without reading it, and move a batch that keeps
 failing on the server to the rejected store instead of replaying it for ever.
-Names start with the spill time, so replay goes oldest first. Numpy and stdlib only.
+Names start with the spill time, so replay goes oldest first. One replayer at a time per
+directory (``replay_lock``). Numpy and stdlib only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +65,28 @@ class SpillDir:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    @contextmanager
+    def replay_lock(self, name: str = "replay") -> Iterator[bool]:
+        """Yield whether this caller may replay the directory now: an exclusive, non-blocking ``flock`` on
+        ``.<name>.lock``, so processes (and clients) sharing a directory never send the same file twice.
+        The kernel drops the lock when its holder dies. Where ``fcntl`` is missing (Windows), always True."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            yield True
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{name}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def _write(self, name: str, data: bytes) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +157,11 @@ class SpillDir:
 
     def refused_again(self, batch: RejectedBatch, reason: str) -> None:
         """Record why a replayed batch was refused this time; the batch stays for another fix."""
+        self._write(batch.reason_path.name, (reason + "\n").encode())
+
+    def rewrite(self, batch: RejectedBatch, data: bytes, reason: str) -> None:
+        """Replace a refused batch with the part of it still refused (the rest was stored), and its reason."""
+        self._write(batch.path.name, data)
         self._write(batch.reason_path.name, (reason + "\n").encode())
 
     def forget(self, batch: RejectedBatch) -> None:

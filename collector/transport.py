@@ -49,8 +49,20 @@ class ApiError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Ack:
+    """The server's answer to a batch: rows stored, duplicates, and each row it refused (index, field, reason)."""
+
     stored: int
     duplicates: int
+    refusals: tuple[dict, ...] = ()
+
+    @classmethod
+    def of(cls, answer: object) -> Ack:
+        counts = answer if isinstance(answer, dict) else {}
+        return cls(int(counts.get("stored", 0)), int(counts.get("duplicates", 0)), tuple(counts.get("refusals", ())))
+
+
+# The SDK asks the server to store a batch's valid rows and refuse the rest one by one.
+INGEST_PATH = "/v1/predictions?partial=true"
 
 
 class Transport:
@@ -89,7 +101,7 @@ class Transport:
         body, compressed = self._maybe_compress(body)
         if compressed:
             headers["Content-Encoding"] = "gzip"
-        return self._exchange(self._connect(), "POST", "/v1/predictions", body, headers)
+        return self._exchange(self._connect(), "POST", INGEST_PATH, body, headers)
 
     def _exchange(
         self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
@@ -174,8 +186,7 @@ def send(
         except (OSError, http.client.HTTPException) as exc:
             status, retry_after, text = None, None, str(exc)
         if status is not None and 200 <= status < 300:
-            result = json.loads(text)
-            return Ack(stored=int(result.get("stored", 0)), duplicates=int(result.get("duplicates", 0)))
+            return Ack.of(json.loads(text))
         if status is not None and status not in RETRYABLE_STATUS and status < 500:
             raise Refused(f"HTTP {status}: {text[:500]}")
         error = f"HTTP {status}: {text[:200]}" if status else text

@@ -42,6 +42,18 @@ class ColumnBatch:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    def take(self, rows: np.ndarray) -> ColumnBatch:
+        """The batch of just ``rows`` (a boolean mask or indices), in their order."""
+        if rows.dtype == bool and rows.all():
+            return self
+        pick = {name: getattr(self, name)[rows] for name in ("ids", "ts_us", *STRING_COLUMNS, "predicted_class",
+                                                              "confidence", "latency_ms")}  # fmt: skip
+        return ColumnBatch(
+            **pick,
+            embeddings=None if self.embeddings is None else self.embeddings[rows],
+            probabilities=None if self.probabilities is None else self.probabilities[rows],
+        )
+
     def uuids(self) -> list[uuid.UUID]:
         return [uuid.UUID(bytes=bytes(row)) for row in self.ids]
 

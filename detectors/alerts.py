@@ -1,8 +1,10 @@
 """Alert lifecycle: open (after confirmed runs), update instead of duplicating, acknowledge, resolve; ranked by harm.
 
-One unresolved alert per detector config (``alerts.open_key`` is unique). A flagged run on a
-config with an open or acknowledged alert updates it; webhooks fire when an alert opens, when
-its severity rises and when it is resolved, not on every update, so a long incident pages once.
+One unresolved alert per drift episode of a model version (issue 24): the first confirmed
+detector opens it (``alerts.open_key`` = its config id, unique); a flagged run of any detector of
+the same version while it is unresolved updates that alert and adds its evidence under
+``evidence["detectors"]``, not a second page. Webhooks fire when an alert opens, when its
+severity rises and when it is resolved, not on every update, so a long incident pages once.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.detectors import harm, links, multiple_testing, webhooks
 from shiftwatch.detectors.configs import ConfigSpec
 from shiftwatch.detectors.schemas import AlertOut
-from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DriftRun
+from shiftwatch.detectors.tables import ALERT_STATES, SEVERITIES, Alert, DetectorConfig, DriftRun
 from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.settings import Settings
 
@@ -52,34 +54,46 @@ class OpenAlert:
     """What decides whether a flagged run changes an open alert materially."""
 
     severity: str
-    effect_size: float
+    effect_size: float  # of the alert's own detector (the one that opened it)
     has_report: bool
+    config_id: int = 0  # the detector config that opened it
+    detectors: frozenset[int] = frozenset()  # config ids whose evidence it holds
+
+
+def episode(session: Session, model_version_id: int) -> Alert | None:
+    """The version's unresolved alert (its open drift episode), if any."""
+    stmt = select(Alert).where(Alert.model_version_id == model_version_id, Alert.open_key.is_not(None))
+    return session.scalar(stmt.order_by(Alert.opened_at, Alert.id).limit(1))
 
 
 def open_alert(session: Session, config: ConfigSpec) -> OpenAlert | None:
-    alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
+    """The unresolved alert a flagged run of ``config`` would update: its version's open episode."""
+    alert = episode(session, config.model_version_id)
     if alert is None:
         return None
-    return OpenAlert(severity=alert.severity, effect_size=alert.effect_size, has_report=alert.report_path is not None)
+    grouped = frozenset(int(key) for key in ((alert.evidence or {}).get("detectors") or {}))
+    return OpenAlert(severity=alert.severity, effect_size=alert.effect_size, has_report=alert.report_path is not None,
+                     config_id=alert.config_id, detectors=grouped | {alert.config_id})
 
 
-def changes_materially(alert: OpenAlert, estimate: harm.Harm | None, effect_size: float) -> bool:
-    """A report is worth rewriting: severity rises, the effect moved by MATERIAL_EFFECT_RATIO, or there is none yet."""
+def changes_materially(
+    alert: OpenAlert, estimate: harm.Harm | None, effect_size: float, config_id: int | None = None
+) -> bool:
+    """A report is worth rewriting: severity rises, a detector joins, its effect moved by MATERIAL_EFFECT_RATIO, or none yet."""
     if not alert.has_report:
         return True
     if SEVERITIES.index(harm.severity(estimate)) > SEVERITIES.index(alert.severity):
         return True
+    if config_id is not None and config_id != alert.config_id:
+        return config_id not in alert.detectors  # another detector's effect is in other units: joining is the news
     low, high = sorted((abs(alert.effect_size), abs(effect_size)))
     return high > low * MATERIAL_EFFECT_RATIO if low > 0 else high > 0
 
 
-def _title(config: ConfigSpec, run: DriftRun, estimate: harm.Harm | None) -> str:
+def _title(name: str, run: DriftRun, estimate: harm.Harm | None) -> str:
     effect = f"{run.effect_size:.3g} {run.effect_unit}"
-    if estimate is None:
-        impact = "accuracy impact unknown"
-    else:
-        impact = f"estimated accuracy {harm.describe(estimate.points)} than on the reference"
-    return f"{config.name}: drift ({effect}; {impact})"[:500]
+    impact = "accuracy impact unknown: no reference confidence, accuracy estimator or labels" if estimate is None else estimate.sentence()
+    return f"{name}: drift ({effect}; {impact})"[:500]
 
 
 # How far back a confirming chain is looked for: flagged runs whose windows overlap are skipped over.
@@ -103,7 +117,7 @@ def _previous_decisions(session: Session, config: ConfigSpec, tick: datetime, wi
 
 def would_alert(session: Session, config: ConfigSpec, tick: datetime, window_start: datetime | None) -> bool:
     """Whether a flagged run of ``config`` at ``tick`` would open or update an alert."""
-    if session.scalar(select(Alert.id).where(Alert.open_key == config.id)) is not None:
+    if episode(session, config.model_version_id) is not None:
         return True
     previous = _previous_decisions(session, config, tick, window_start)
     return multiple_testing.confirmed(previous, True, config.confirm_runs)
@@ -120,8 +134,8 @@ def apply_run(
     report_path: str | None,
     now: datetime,
 ) -> AlertChange | None:
-    """Open or update the config's alert for a flagged run; None when the run is not (yet) confirmed."""
-    alert = session.scalar(select(Alert).where(Alert.open_key == config.id))
+    """Open the version's alert for a confirmed flagged run, or add the run to its open episode; None when not (yet) confirmed."""
+    alert = episode(session, config.model_version_id)
     new_severity = harm.severity(estimate)
     if alert is None:
         if not multiple_testing.confirmed(
@@ -146,21 +160,57 @@ def apply_run(
         event = "alert.escalated" if rising else "alert.updated"
         if rising:
             alert.severity = new_severity
-    alert.title = _title(config, run, estimate)
+    p_value = run.adjusted_p_value if run.adjusted_p_value is not None else run.p_value
+    detectors = {**((alert.evidence or {}).get("detectors") or {}), str(config.id): {
+        "name": config.name, "detector": config.detector, "run_id": run.id, "tick": run.tick.isoformat(),
+        "p_value": p_value, "effect_size": float(run.effect_size or 0.0), "effect_unit": run.effect_unit or "",
+        "evidence": summary.get("detector", {}),
+    }}
+    names = [entry["name"] for entry in detectors.values()]
+    alert.title = _title(" + ".join(names), run, estimate)
     alert.last_run_id = run.id
     alert.run_count += 1
-    alert.p_value = run.adjusted_p_value if run.adjusted_p_value is not None else run.p_value
-    alert.effect_size, alert.effect_unit = float(run.effect_size or 0.0), run.effect_unit or ""
+    if config.id == alert.config_id or event == "alert.opened":  # the headline numbers stay the opener's, in its units
+        alert.p_value = p_value
+        alert.effect_size, alert.effect_unit = float(run.effect_size or 0.0), run.effect_unit or ""
     alert.estimated_harm = None if estimate is None else estimate.points
     alert.harm_source = None if estimate is None else estimate.source
     replaced = alert.report_path if report_path and alert.report_path not in (None, report_path) else None
     alert.report_path = report_path or alert.report_path
-    alert.evidence = summary
+    combined = {"decision": "drift", "detectors": names,
+                "rule": "Holm across the version's detectors at each tick; any detector significant and large enough"}
+    alert.evidence = {**summary, "detectors": detectors, "combined": combined}
+    if estimate is not None:
+        alert.evidence["harm"] = estimate.to_dict()
     alert.updated_at = now
     session.flush()
     if event != "alert.updated":
         _announce(session, outbox, alert, event, now)
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
+
+
+def record_harm(session: Session, outbox: Outbox | None, alert: Alert, measured: harm.Harm, now: datetime) -> bool:
+    """Put a better-founded harm (labels that arrived) on an unresolved alert; False when nothing changed.
+
+    Severity follows the measured harm both ways (labels may show a loud shift costs nothing); a
+    rise is announced like any escalation.
+    """
+    stored = (alert.evidence or {}).get("harm")
+    if stored is not None and stored == measured.to_dict():
+        return False
+    run, config = session.get(DriftRun, alert.last_run_id), session.get(DetectorConfig, alert.config_id)
+    new_severity = harm.severity(measured)
+    rising = SEVERITIES.index(new_severity) > SEVERITIES.index(alert.severity)
+    alert.severity = new_severity
+    if run is not None:
+        alert.title = _title(config.name if config is not None else alert.detector, run, measured)
+    alert.estimated_harm, alert.harm_source = measured.points, measured.source
+    alert.evidence = {**(alert.evidence or {}), "harm": measured.to_dict()}
+    alert.updated_at = now
+    session.flush()
+    if rising and outbox is not None:
+        _announce(session, outbox, alert, "alert.escalated", now)
+    return True
 
 
 def _announce(session: Session, outbox: Outbox, alert: Alert, event: str, now: datetime) -> None:
@@ -286,5 +336,6 @@ def to_out(session: Session, public_url: str, alert: Alert) -> AlertOut:
         report_url=f"{api}/report" if alert.report_path else None,
         console_url=console,
         console_report_url=f"{console}/report" if alert.report_path else None,
+        harm=(alert.evidence or {}).get("harm"),
         evidence=alert.evidence,
     )

@@ -1,46 +1,146 @@
-"""Estimated harm of a shift: accuracy points lost, label-free, and the severity it earns.
+"""Harm of a shift: how many points worse the model likely is, by which method, with its 95 % interval or why none.
 
-Preferred source: an accuracy-estimating detector (ATC, CBPE) configured on the same model
-version, whose result's effect is an accuracy drop in points. Without one, the difference of
-mean confidences between reference and current (DoC, Guillory et al. 2021): under a model that
-is calibrated on the reference, mean confidence tracks accuracy, so its drop estimates the
-accuracy drop. It is a floor-level estimator, good enough to rank alerts and to tell "the
-inputs moved" (low) from "the model got worse" (high).
+Three sources, best first (issue 24: nothing is called accuracy that is not an accuracy estimate):
+
+- ``labeled``: the prediction-powered (PPI++) accuracy of the alert's window from the labeling
+  queue's random slice, against the labeled reference's accuracy: valid under any shift, with
+  the one interval of a labeled rate (``detectors.intervals``). Set as the labels arrive
+  (``labeling.alert_accuracy``).
+- ``accuracy_estimate``: an accuracy-estimating detector (``accuracy_drop``: CBPE, ATC) on the
+  same version; label-free, with its bootstrap interval, which assumes P(correct | confidence)
+  did not move.
+- ``confidence_drop``: without either, the drop in mean confidence (DoC). It is *not* an accuracy
+  estimate: over- or under-confident models move it more or less than their accuracy (the
+  demo: confidence fell 49 points while accuracy fell 22). It ranks alerts; it is shown as what
+  it is, with no interval, and says what would give a real number.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-# Points of accuracy lost: below 2 a shift is worth a look, not a page; 5 or more is an incident.
+from shiftwatch.detectors.base import DriftResult
+from shiftwatch.detectors.intervals import labels_to_settle
+
+# Points lost: below 2 a shift is worth a look, not a page; 5 or more is an incident.
 MEDIUM_HARM_POINTS = 2.0
 HIGH_HARM_POINTS = 5.0
+NO_INTERVAL_FOR_CONFIDENCE = (
+    "no interval: mean confidence is not accuracy and moves more or less than it; labels of the random "
+    "slice, or an accuracy_drop detector on a labeled reference, give an accuracy with an interval"
+)
+SETTLE_POINTS = 5.0  # the half-width the ask for labels aims at
+
+
+def _ask_for_labels(accuracy: float) -> str:
+    n = labels_to_settle(min(max(accuracy, 0.0), 1.0), SETTLE_POINTS / 100)
+    return f"about {n} random-slice labels of this window would measure the accuracy to ±{SETTLE_POINTS:.0f} points"
 
 
 @dataclass(frozen=True, slots=True)
 class Harm:
-    """An accuracy drop in points (positive = worse) and where the number came from."""
+    """A drop in points (positive = worse), what was measured, by which method, and its 95 % interval or why none."""
 
     points: float
-    source: str
+    source: str  # labeled | accuracy_estimate | confidence_drop
+    method: str = ""  # e.g. "CBPE, label-free", "prediction-powered, 100 random-slice labels"
+    interval: tuple[float, float] | None = None  # of ``points``
+    note: str = ""  # why there is no interval, or what the interval assumes
+    accuracy: float | None = None  # the accuracy estimate itself (fraction) where there is one
+    accuracy_interval: tuple[float, float] | None = None
+    reference_accuracy: float | None = None
+
+    @property
+    def is_accuracy(self) -> bool:
+        return self.source != "confidence_drop"
+
+    def sentence(self) -> str:
+        """The harm in one line, for titles, webhooks, console and CLI alike."""
+        quantity = "accuracy" if self.source == "labeled" else "estimated accuracy" if self.is_accuracy else "mean confidence"
+        text = f"{quantity} {describe(self.points)} than on the reference"
+        if self.accuracy is not None and self.reference_accuracy is not None:
+            text += f" ({100 * self.accuracy:.1f} % vs {100 * self.reference_accuracy:.1f} %)"
+        if self.interval is not None:
+            low, high = self.interval
+            text += f", 95 % interval {low:.1f} to {high:.1f} points"
+        text += f"; {self.method}" if self.method else ""
+        return text + (f"; {self.note}" if self.note else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "points": self.points,
+            "source": self.source,
+            "method": self.method,
+            "interval": None if self.interval is None else list(self.interval),
+            "note": self.note,
+            "accuracy": self.accuracy,
+            "accuracy_interval": None if self.accuracy_interval is None else list(self.accuracy_interval),
+            "reference_accuracy": self.reference_accuracy,
+            "sentence": self.sentence(),
+        }
 
 
 def confidence_drop(reference_confidence: np.ndarray, current_confidence: np.ndarray) -> Harm | None:
-    """DoC: 100 x (mean reference confidence - mean current confidence)."""
+    """100 x (mean reference confidence - mean current confidence): a ranking signal, not an accuracy."""
     if len(reference_confidence) == 0 or len(current_confidence) == 0:
         return None
     drop = 100.0 * (float(np.mean(reference_confidence)) - float(np.mean(current_confidence)))
-    return Harm(points=round(drop, 3), source="confidence_drop")
+    return Harm(points=round(drop, 3), source="confidence_drop", method="confidence drop (DoC)",
+                note=f"{NO_INTERVAL_FOR_CONFIDENCE}; {_ask_for_labels(float(np.mean(current_confidence)))}")
 
 
 def is_accuracy_estimate(effect_unit: str | None) -> bool:
     return bool(effect_unit) and "accuracy" in str(effect_unit).lower()
 
 
+def from_accuracy_estimate(result: DriftResult) -> Harm:
+    """An ``accuracy_drop`` run's estimate as harm: the drop with its bootstrap interval and the method's name."""
+    evidence = result.evidence or {}
+    reference = evidence.get("reference_accuracy")
+    estimate, interval = evidence.get("estimated_accuracy"), evidence.get("interval")
+    points_interval = None
+    if reference is not None and interval:
+        points_interval = (100 * (reference - interval[1]), 100 * (reference - interval[0]))
+    method = str(evidence.get("method") or result.method.removeprefix("accuracy_drop_")).upper()
+    return Harm(
+        points=float(result.effect_size or 0.0) if estimate is None or reference is None else 100 * (reference - estimate),
+        source="accuracy_estimate",
+        method=f"{method}, label-free",
+        interval=points_interval,
+        note=("it assumes P(correct | confidence) did not move, which no label-free method can check; "
+              + _ask_for_labels(float(estimate if estimate is not None else 0.5))
+              + ("" if points_interval is not None else "; no interval in the estimator's evidence")),
+        accuracy=None if estimate is None else float(estimate),
+        accuracy_interval=None if not interval else (float(interval[0]), float(interval[1])),
+        reference_accuracy=None if reference is None else float(reference),
+    )
+
+
+def best(results: list[DriftResult], reference_confidence: np.ndarray | None, current_confidence: np.ndarray) -> Harm | None:
+    """The harm a tick's results support: the largest label-free accuracy drop, else the confidence drop."""
+    estimates = [from_accuracy_estimate(r) for r in results if is_accuracy_estimate(r.effect_unit)]
+    if estimates:
+        return max(estimates, key=lambda h: h.points)
+    if reference_confidence is None:
+        return None
+    return confidence_drop(reference_confidence, current_confidence)
+
+
+def from_dict(data: dict[str, Any] | None) -> Harm | None:
+    """The harm stored in an alert's evidence, back as a ``Harm``."""
+    if not data:
+        return None
+    pair = lambda key: None if data.get(key) is None else (float(data[key][0]), float(data[key][1]))
+    return Harm(points=float(data["points"]), source=str(data["source"]), method=str(data.get("method", "")),
+                interval=pair("interval"), note=str(data.get("note", "")), accuracy=data.get("accuracy"),
+                accuracy_interval=pair("accuracy_interval"), reference_accuracy=data.get("reference_accuracy"))
+
+
 def severity(harm: Harm | None) -> str:
-    """low / medium / high by accuracy points lost; unknown harm is medium (someone should look)."""
+    """low / medium / high by points lost; unknown harm is medium (someone should look)."""
     if harm is None:
         return "medium"
     if harm.points >= HIGH_HARM_POINTS:
@@ -51,5 +151,5 @@ def severity(harm: Harm | None) -> str:
 
 
 def describe(points: float) -> str:
-    """Accuracy change in words ("12.4 points lower"): a bare "-12.4 pts" read as an accuracy of -12 (issue 17)."""
+    """A change in words ("12.4 points lower"): a bare "-12.4 pts" read as an accuracy of -12 (issue 17)."""
     return f"{abs(points):.1f} points {'lower' if points >= 0 else 'higher'}"

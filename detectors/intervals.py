@@ -1,15 +1,21 @@
-"""Accuracy intervals that hold whatever the shift: prediction-powered inference on the labeled random slice.
+"""Accuracy intervals that hold whatever the shift, and at 0 and 100 %: one construction for every labeled rate.
+
+A labeled accuracy or error rate is a binomial proportion. Its interval here is always
+Clopper-Pearson (the exact binomial interval): it keeps its coverage where the normal
+approximation collapses, at a slice that is all right or all wrong (issue 29: at 99 % accuracy
+100 random labels are all right a third of the time, and estimate ± z·sd gave ``[1.0, 1.0]``).
 
 A label-free estimate (CBPE, ATC) is only as good as its assumption that P(correct | score)
-did not move; where it did (labels got noisier at unchanged confidence, a region where the
-model is confidently wrong) no label-free method can know, and its interval covers nothing.
-The product has labels anyway: the labeling queue's *random* slice of the window. PPI
-(Angelopoulos et al. 2023; the power-tuned PPI++, 2024) combines both: the per-sample predicted
-correctness ``f`` on the whole unlabeled window, corrected by the mean error ``y - f`` on the
-labeled slice. The correction is unbiased whatever the shift (the slice is a uniform sample of
-the same window), so the interval is valid; ``f`` only buys width: with lambda tuned to
-``cov(y, f) / ((1 + n/N) var(f))`` the interval is never (asymptotically) wider than labels
-alone and much narrower when ``f`` tracks correctness.
+did not move; where it did no label-free method can know, and its interval covers nothing.
+The product has labels anyway: the labeling queue's *random* slice of the window. PPI++
+(Angelopoulos et al. 2023, 2024) combines both: the per-sample predicted correctness ``f``
+on the whole unlabeled window, corrected by the mean error ``y - f`` on the labeled slice,
+with ``lambda = cov(y, f) / ((1 + n/N) var(f))``. The correction is unbiased whatever the
+shift, so the estimate is valid; ``f`` only buys width. Its interval is Clopper-Pearson at the
+*effective* sample size (Korn & Graubard 1998, the survey statisticians' interval for a
+proportion under a design effect): ``n_eff = n · var(labels alone) / var(PPI++)``. At a slice
+that is all right or all wrong ``cov(y, f) = 0`` makes lambda 0, and the interval is the labels'
+own exact interval, never a point. bench/intervals_boundary.py measures the coverage.
 """
 
 from __future__ import annotations
@@ -22,8 +28,52 @@ from scipy import stats
 
 from shiftwatch.errors import Invalid
 
-# Fewer labels than this: the normal approximation of the slice's mean error is not trusted.
+# Fewer labels than this: the variance of the slice's mean error, which sets n_eff, is not trusted.
 MIN_LABELS = 20
+PROPORTION_METHOD = "clopper_pearson"
+POWERED_METHOD = "ppi++, clopper_pearson at the effective sample size"
+
+
+def proportion_interval(successes: float, trials: float, confidence_level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a proportion; ``trials`` may be an effective (non-integer) sample size.
+
+    The one interval of a labeled accuracy or error rate (CLI, alerts, console, rollout). Beta
+    quantiles: at integer counts it is scipy's ``binomtest(k, n).proportion_ci(method="exact")``.
+    """
+    if trials <= 0:
+        raise Invalid("trials", f"must be positive, got {trials}")
+    k = min(max(float(successes), 0.0), float(trials))
+    tail = (1.0 - confidence_level) / 2.0
+    low = 0.0 if k <= 0 else float(stats.beta.ppf(tail, k, trials - k + 1))
+    high = 1.0 if k >= trials else float(stats.beta.ppf(1.0 - tail, k + 1, trials - k))
+    return low, high
+
+
+def difference_interval(
+    a: tuple[float, float, float], b: tuple[float, float, float]
+) -> tuple[float, float, float]:
+    """``a - b`` from two (estimate, low, high) intervals by Newcombe's square-and-add (MOVER): the rollout's
+    candidate - production accuracy, an alert's reference - current accuracy. Independent arms assumed."""
+    (pa, la, ha), (pb, lb, hb) = a, b
+    diff = pa - pb
+    low = diff - float(np.hypot(pa - la, hb - pb))
+    high = diff + float(np.hypot(ha - pa, pb - lb))
+    return diff, max(-1.0, low), min(1.0, high)
+
+
+def labels_to_settle(accuracy: float, half_width: float = 0.05, confidence_level: float = 0.95) -> int:
+    """Random-slice labels whose exact interval at ``accuracy`` is at most ``half_width`` either side (the ask an alert makes)."""
+    def wide(n: int) -> bool:
+        low, high = proportion_interval(accuracy * n, n, confidence_level)
+        return max(accuracy - low, high - accuracy) > half_width
+
+    low_n, high_n = 1, 1
+    while wide(high_n) and high_n < 1_000_000:
+        low_n, high_n = high_n, high_n * 2
+    while low_n < high_n:  # the smallest n that is not too wide (width shrinks with n)
+        middle = (low_n + high_n) // 2
+        low_n, high_n = (middle + 1, high_n) if wide(middle) else (low_n, middle)
+    return high_n
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,25 +88,24 @@ class PoweredInterval:
     n_labeled: int
     n_unlabeled: int
     tuning: float  # lambda: 0 = labels alone, 1 = plain PPI
+    n_effective: float  # the labels the estimate is worth: n / (its variance over the labels' alone)
     source: str = "prediction_powered"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "method": POWERED_METHOD if self.tuning > 0 else PROPORTION_METHOD,
             "estimated_accuracy": self.estimate,
             "interval": list(self.interval),
             "labels_only_accuracy": self.labels_only_estimate,
             "labels_only_interval": list(self.labels_only_interval),
+            "labels_only_method": PROPORTION_METHOD,
             "confidence_level": self.confidence_level,
             "n_labeled": self.n_labeled,
             "n_unlabeled": self.n_unlabeled,
+            "n_effective": self.n_effective,
             "tuning": self.tuning,
         }
-
-
-def _normal_interval(centre: float, variance: float, z: float) -> tuple[float, float]:
-    half = z * float(np.sqrt(max(variance, 0.0)))
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def prediction_powered_accuracy(
@@ -76,21 +125,29 @@ def prediction_powered_accuracy(
     if len(f_unlabeled) < 2:
         raise Invalid("current", "needs at least 2 unlabeled predictions")
     n, big_n = len(y), len(f_unlabeled)
-    z = float(stats.norm.ppf(0.5 + confidence_level / 2.0))
-    pooled = np.concatenate([f_unlabeled, f_labeled])
-    spread = float(pooled.var(ddof=1))
-    covariance = float(np.cov(y, f_labeled, ddof=1)[0, 1]) if n > 1 else 0.0
-    tuning = 0.0 if spread <= 1e-12 else float(np.clip(covariance / ((1.0 + n / big_n) * spread), 0.0, 1.0))
-    estimate = float(y.mean() + tuning * (f_unlabeled.mean() - f_labeled.mean()))
-    variance = tuning**2 * float(f_unlabeled.var(ddof=1)) / big_n + float((y - tuning * f_labeled).var(ddof=1)) / n
     labels_only = float(y.mean())
+    labels_interval = proportion_interval(y.sum(), n, confidence_level)
+    spread = float(np.concatenate([f_unlabeled, f_labeled]).var(ddof=1))
+    covariance = float(np.cov(y, f_labeled, ddof=1)[0, 1])
+    tuning = 0.0 if spread <= 1e-12 else float(np.clip(covariance / ((1.0 + n / big_n) * spread), 0.0, 1.0))
+    variance = tuning**2 * float(f_unlabeled.var(ddof=1)) / big_n + float((y - tuning * f_labeled).var(ddof=1)) / n
+    labels_variance = float(y.var(ddof=1)) / n
+    if tuning == 0.0 or variance >= labels_variance:
+        # f buys nothing here (or the slice is all right / all wrong): the labels' own exact interval.
+        tuning, estimate, interval, n_effective = 0.0, labels_only, labels_interval, float(n)
+    else:
+        estimate = float(np.clip(y.mean() + tuning * (f_unlabeled.mean() - f_labeled.mean()), 0.0, 1.0))
+        # Never worth more than the whole window labeled (and no division by a variance of 0).
+        n_effective = min(n * labels_variance / max(variance, 1e-300), float(n + big_n))
+        interval = proportion_interval(estimate * n_effective, n_effective, confidence_level)
     return PoweredInterval(
         estimate=estimate,
-        interval=_normal_interval(estimate, variance, z),
+        interval=interval,
         labels_only_estimate=labels_only,
-        labels_only_interval=_normal_interval(labels_only, float(y.var(ddof=1)) / n, z),
+        labels_only_interval=labels_interval,
         confidence_level=confidence_level,
         n_labeled=n,
         n_unlabeled=big_n,
         tuning=tuning,
+        n_effective=n_effective,
     )

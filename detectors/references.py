@@ -127,6 +127,13 @@ def pin_time_range(session: Session, model_version_id: int, start: datetime, end
     if end <= start:
         raise Invalid("end", "must be after start")
     window = queries.window(session, model_version_id, start=start, end=end)
+    return _pin_window(session, model_version_id, window, "time_range", start, end)
+
+
+def _pin_window(
+    session: Session, model_version_id: int, window: queries.Window, source: str, start: datetime, end: datetime
+) -> ReferenceWindow:
+    """Pin logged predictions, with their streams and timestamps (the detectors' serial-dependence context)."""
     return pin(
         session,
         model_version_id,
@@ -136,7 +143,7 @@ def pin_time_range(session: Session, model_version_id: int, start: datetime, end
         probabilities=window.probabilities,
         stream_ids=window.stream_id,
         timestamps=window.ts,
-        source="time_range",
+        source=source,
         start=start,
         end=end,
     )
@@ -156,19 +163,7 @@ def pin_rollout_window(session: Session, model_version_id: int, start: datetime,
     window = queries.window(
         session, model_version_id, start=start, end=end, last_n=MAX_ROLLOUT_REFERENCE, route=None
     )
-    return pin(
-        session,
-        model_version_id,
-        confidence=window.confidence,
-        predicted_class=window.predicted_class,
-        embeddings=window.embeddings,
-        probabilities=window.probabilities,
-        stream_ids=window.stream_id,
-        timestamps=window.ts,
-        source="rollout",
-        start=start,
-        end=end,
-    )
+    return _pin_window(session, model_version_id, window, "rollout", start, end)
 
 
 def pin_upload(

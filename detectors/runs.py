@@ -199,7 +199,6 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
     """Holm across the version's detectors at this tick, the detector's drift verdict, and harm."""
     results = [o.tested.result for o in outcomes if o.tested.result is not None]
     adjusted = iter(multiple_testing.holm_adjust([r.p_value for r in results]))  # in the order of ``results``
-    estimates = [r.effect_size for r in results if harm.is_accuracy_estimate(r.effect_unit)]
     decided = []
     for outcome in outcomes:
         result = outcome.tested.result
@@ -212,12 +211,8 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
         # effect rule, detectors.effect, under the config's explicit min_effect if any) decides
         # whether a significant shift is worth a page.
         verdict = with_min_effect(result, outcome.config.min_effect)
-        if estimates:
-            estimate: harm.Harm | None = harm.Harm(points=float(max(estimates)), source="accuracy_estimate")
-        elif ref_data is not None:
-            estimate = harm.confidence_drop(ref_data.confidence, outcome.planned.window.confidence)
-        else:
-            estimate = None
+        reference_confidence = None if ref_data is None else ref_data.confidence
+        estimate = harm.best(results, reference_confidence, outcome.planned.window.confidence)
         decision = is_significant and bool(verdict.drift)
         choice = Decided(adjusted_p=adjusted_p, decision=decision, verdict=verdict, harm=estimate)
         decided.append(replace(outcome, decided=choice))
@@ -253,7 +248,7 @@ def _needs_report(outcome: Outcome, inputs: _Inputs) -> bool:
     alert = inputs.open_alerts.get(config_id)
     result = outcome.tested.result
     effect = 0.0 if result is None else float(result.effect_size or 0.0)
-    return alert is not None and alerts.changes_materially(alert, outcome.decided.harm, effect)
+    return alert is not None and alerts.changes_materially(alert, outcome.decided.harm, effect, config_id)
 
 
 def _explained(outcome: Outcome, inputs: _Inputs, data_dir: Path, tick: datetime) -> Outcome:

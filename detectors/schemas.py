@@ -37,8 +37,12 @@ DESCRIPTIONS = {
     "detector_drift": "the detector's own verdict, before Holm and the effect threshold",
     "effect_size": "how far the window moved, in effect_unit",
     "effect_unit": "unit of effect_size, e.g. '% of reference kernel spread'",
-    "estimated_harm": "estimated accuracy drop in points (positive = worse)",
-    "harm_source": "what estimated the harm: accuracy_estimate (an accuracy_drop detector) | confidence_drop (DoC)",
+    "estimated_harm": "points lost (positive = worse): an accuracy drop, or the mean-confidence drop where "
+    "harm_source is confidence_drop; the alert list's rank",
+    "harm_source": "what measured the harm: labeled (prediction-powered, random-slice labels) | accuracy_estimate "
+    "(an accuracy_drop detector, label-free) | confidence_drop (mean confidence, not an accuracy)",
+    "harm": "the harm in full: points, source, method, 95 % interval (or the note saying why none), the accuracy "
+    "and the reference's, and one sentence saying it",
     "run_count": "runs that flagged this alert so far",
     "first_run_id": "the run that opened it",
     "last_run_id": "the latest run that flagged it",
@@ -94,6 +98,7 @@ class AlertOut(BaseModel):
     effect_unit: str = described("effect_unit")
     estimated_harm: float | None = described("estimated_harm")
     harm_source: str | None = described("harm_source")
+    harm: dict[str, Any] | None = described("harm", None)
     run_count: int = described("run_count")
     first_run_id: int = described("first_run_id")
     last_run_id: int = described("last_run_id")

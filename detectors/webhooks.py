@@ -20,7 +20,6 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from shiftwatch.db import Database
-from shiftwatch.detectors.harm import describe
 from shiftwatch.detectors.tables import WebhookDelivery
 from shiftwatch.signing import sign
 
@@ -68,12 +67,12 @@ def slack_payload(alert: dict[str, Any], event: str) -> dict[str, Any]:
     verb = {"alert.opened": "opened", "alert.escalated": "escalated", "alert.resolved": "resolved"}.get(
         event, "updated"
     )
-    harm = alert["estimated_harm"]
-    harm_text = "unknown" if harm is None else f"{describe(harm)} ({alert['harm_source']})"
+    harm = alert.get("harm") or {}
+    harm_text = str(harm.get("sentence") or "unknown: no reference confidence, accuracy estimator or labels")
     text = f"[{alert['severity']}] {alert['model']}:{alert['version']} {alert['title']} ({verb})"
     fields = [
         f"*Severity*\n{SEVERITY_EMOJI.get(alert['severity'], '')} {alert['severity']}",
-        f"*Estimated accuracy*\n{harm_text}",
+        f"*{'Accuracy' if harm.get('source', 'confidence_drop') != 'confidence_drop' else 'Harm'}*\n{harm_text}",
         f"*Effect size*\n{alert['effect_size']:.3g} {alert['effect_unit']}",
         f"*p-value (Holm)*\n{'n/a' if alert['p_value'] is None else format(alert['p_value'], '.2g')}",
     ]

@@ -1,4 +1,4 @@
-"""``shiftwatch labeling status|select|tasks|push|pull|import``: the queue, its sync with Label Studio, and labels from a file.
+"""``shiftwatch labeling status|select|push|pull|export|import``: the queue, its sync with Label Studio, and labels as files.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
 --help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
@@ -16,7 +16,7 @@ import typer
 
 from shiftwatch.cli_context import open_db, settings_or_exit
 from shiftwatch.cli_output import JSON_OPTION, emit_fields
-from shiftwatch.errors import Unavailable
+from shiftwatch.errors import Invalid, Unavailable
 
 if TYPE_CHECKING:  # the CLI imports lazily: `shiftwatch --help` stays fast
     from shiftwatch.db import Database
@@ -74,34 +74,6 @@ def select(
     _print([asdict(result)], as_json)
 
 
-@app.command("tasks")
-def tasks(
-    model: str = typer.Option(..., help="model name"),
-    state: str = typer.Option("pending", help="pending, sent, labeled, skipped, or all"),
-    limit: int = typer.Option(100, min=1, max=10_000, help="at most this many, highest priority first"),
-    as_json: bool = JSON_OPTION,
-) -> None:
-    """The queued samples to label without Label Studio: ids for `labeling import`, reason, prediction, image link."""
-    from rich.table import Table
-
-    from shiftwatch.cli_output import wide_console
-    from shiftwatch.labeling.input_links import InputLinks
-    from shiftwatch.labeling.task_list import list_tasks
-
-    settings = settings_or_exit()
-    db = open_db(settings.database_url, migrate=False)
-    with db.session() as session:
-        found = list_tasks(session, InputLinks.of(settings), model, None if state == "all" else state, limit)
-    if as_json:
-        typer.echo(json.dumps([asdict(task) for task in found], indent=2, default=str))
-        return
-    table = Table("request_id", "prediction_id", "version", "route", "reason", "predicted", "confidence", "image")
-    for task in found:
-        table.add_row(task.request_id or "-", str(task.prediction_id), task.version, task.route or "-", task.reason,
-                      task.predicted_label, f"{task.confidence:.2f}", task.image_url or "-")
-    wide_console().print(table)
-
-
 @app.command("push")
 def push(model: str | None = ONE_MODEL, as_json: bool = JSON_OPTION) -> None:
     """Send pending tasks to Label Studio now (ignoring the retry backoff)."""
@@ -147,8 +119,36 @@ def import_file(
     from shiftwatch.labeling.label_import import import_labels
 
     settings = settings_or_exit()
-    rows = read_label_file(file)
+    read = read_label_file(file)
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        result = import_labels(session, model, rows, annotator=annotator or f"import:{file.name}")
-    _print([asdict(result)], as_json)
+        result = import_labels(session, model, read.rows, annotator=annotator or f"import:{file.name}")
+    _print([{**asdict(result), "unlabeled_rows": read.unlabeled}], as_json)
+
+
+@app.command("export")
+def export(
+    model: str = typer.Option(..., help="model name"),
+    audit_only: bool = typer.Option(False, "--audit", help="only the audit slice (what accuracy and canaries count)"),
+    out: Path | None = typer.Option(None, "--out", help="write here (.csv or .jsonl) instead of CSV on stdout"),
+) -> None:
+    """The open queue as a file to label anywhere: fill in the label column, then `labeling import` it.
+
+    One row per open task, highest priority first: prediction_id, label (empty), image_url (a signed
+    link), reason (audit for the random slice), route, predicted (the model's class, for reference).
+    """
+    from shiftwatch.labeling.input_links import InputLinks
+    from shiftwatch.labeling.label_export import as_csv, as_jsonl, open_task_rows
+
+    if out is not None and out.suffix.lower() not in (".csv", ".jsonl"):
+        raise Invalid("--out", f"{out.name}: the name must end in .csv or .jsonl")
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        rows = open_task_rows(session, model, InputLinks.of(settings), audit_only=audit_only)
+    text = as_jsonl(rows) if out is not None and out.suffix.lower() == ".jsonl" else as_csv(rows)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"{len(rows)} open tasks of {model} written to {out}", err=True)

@@ -29,7 +29,12 @@ def run_labeling_cycle(db: Database, settings: Settings, tick: datetime) -> None
     since = min(tick, now) - timedelta(seconds=2 * settings.labeling_sync_interval_s)
     with db.session() as session:
         models = [m.name for m in registry.list_models(session)]
-    studio = Studio.from_settings(settings) if settings.label_studio_url else None
+    studio = None
+    if settings.label_studio_url and not settings.label_studio_token:
+        # The URL alone still serves Label Studio's pages the images (CORS); syncing needs the token too.
+        log.warning("SHIFTWATCH_LABEL_STUDIO_TOKEN is not set: selecting only, no push or pull")
+    elif settings.label_studio_url:
+        studio = Studio.from_settings(settings)
     for model in models:
         try:
             with db.session() as session:

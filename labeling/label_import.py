@@ -192,19 +192,21 @@ def _resolve(session: Session, version_ids: list[int], keyed: list[tuple[LabelRo
     by_request = _predictions(session, version_ids, "request_id", list(set(by_rid.values())))
     tasks_by_prediction = {t.prediction_id: t for chunk in _chunks([p.id for p in by_request])
                            for t in session.scalars(select(LabelTask).where(LabelTask.prediction_id.in_(chunk)))}
+    by_id = {p.id: p for p in predictions}
+    of_ref, of_request = _grouped(predictions, "input_ref"), _grouped(by_request, "request_id")
     targets: dict[str, _Target] = {}
     for where, pid in by_pid.items():
         if pid in tasks_by_pid:
             targets[where] = _Target(tasks=(tasks_by_pid[pid],))
-        elif found := [p for p in predictions if p.id == pid]:
-            targets[where] = _Target(prediction=found[0])
+        elif pid in by_id:
+            targets[where] = _Target(prediction=by_id[pid])
     for where, ref in by_ref.items():
         if ref in tasks_by_ref:
             targets[where] = _Target(tasks=tuple(tasks_by_ref[ref]))
-        elif found := [p for p in predictions if p.input_ref == ref]:
-            targets[where] = _Target(prediction=_preferred(found))
+        elif ref in of_ref:
+            targets[where] = _Target(prediction=_preferred(of_ref[ref]))
     for where, rid in by_rid.items():
-        found = [p for p in by_request if p.request_id == rid]
+        found = of_request.get(rid or "", [])
         queued = tuple(tasks_by_prediction[p.id] for p in found if p.id in tasks_by_prediction)
         if queued or found:
             targets[where] = _Target(tasks=queued) if queued else _Target(prediction=_preferred(found))
@@ -215,6 +217,13 @@ def _predictions(session: Session, version_ids: list[int], column: str, values: 
     where = getattr(Prediction, column)
     return [p for chunk in _chunks(values)
             for p in session.scalars(select(Prediction).where(Prediction.model_version_id.in_(version_ids), where.in_(chunk)))]
+
+
+def _grouped(predictions: list[Prediction], column: str) -> dict[str, list[Prediction]]:
+    groups: dict[str, list[Prediction]] = {}
+    for prediction in predictions:
+        groups.setdefault(getattr(prediction, column) or "", []).append(prediction)
+    return groups
 
 
 def _preferred(found: list[Prediction]) -> Prediction:
@@ -229,20 +238,21 @@ def _store(
     new_tasks = insert_candidates(session, [candidate_from_row(p, "imported", 0.0, {}) for p in fresh], now)
     made = {t.prediction_id: t for chunk in _chunks([p.id for p in fresh])
             for t in session.scalars(select(LabelTask).where(LabelTask.prediction_id.in_(chunk)))}
+    work = [(task, value, row.annotator or annotator) for row, target, value in rows
+            for task in (target.tasks if target.prediction is None else (made[target.prediction.id],))]
+    labels = {label.task_id: label for chunk in _chunks([task.id for task, _, _ in work])
+              for label in session.scalars(select(Label).where(Label.task_id.in_(chunk)))}
     counts = {"labeled": 0, "updated": 0, "unchanged": 0, "audit": 0}
-    for row, target, value in rows:
-        tasks = target.tasks if target.prediction is None else (made[target.prediction.id],)
-        for task in tasks:
-            counts[_put_label(session, task, value, row.annotator or annotator, now)] += 1
-            counts["audit"] += task.reason == "random"
+    for task, value, who in work:
+        counts[_put_label(session, task, labels.get(task.id), value, who, now)] += 1
+        counts["audit"] += task.reason == "random"
     session.flush()
     return ImportResult(model=model_name, rows=len(rows), new_tasks=new_tasks, **counts)
 
 
-def _put_label(session: Session, task: LabelTask, value: int, annotator: str, now: datetime) -> str:
+def _put_label(session: Session, task: LabelTask, label: Label | None, value: int, annotator: str, now: datetime) -> str:
     """Give ``task`` this label (a newer label overwrites, as an updated annotation does); which count it adds to."""
     task.state = "labeled"
-    label = session.scalar(select(Label).where(Label.task_id == task.id))
     if label is None:
         session.add(Label(task_id=task.id, prediction_id=task.prediction_id, model_version_id=task.model_version_id,
                           label=value, annotator=annotator, labeled_at=now, source="import"))

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from shiftwatch.collector import registry
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
+from shiftwatch.labeling import alert_accuracy
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.tables import Label, LabelTask
 
@@ -32,7 +33,7 @@ def label_with_oracle(
     num_classes = len(registry.get_model(session, model_name).class_names)
     stmt = tasks_of_model(model_name).where(LabelTask.state.in_(("pending", "sent")), LabelTask.input_ref.is_not(None))
     stmt = stmt.order_by(LabelTask.priority.desc(), LabelTask.id)
-    count = 0
+    count, versions = 0, set()
     for task in session.scalars(stmt if limit is None else stmt.limit(limit)):
         value = int(oracle(task.input_ref))  # type: ignore[arg-type]  # the query keeps tasks with an input_ref
         if not 0 <= value < num_classes:
@@ -49,6 +50,8 @@ def label_with_oracle(
             )
         )
         task.state = "labeled"
+        versions.add(task.model_version_id)
         count += 1
     session.flush()
+    alert_accuracy.refresh(session, versions, now)  # open alerts on these versions now show measured accuracy
     return count

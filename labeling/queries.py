@@ -76,6 +76,20 @@ class LabeledOutcomes:
     def __len__(self) -> int:
         return len(self.prediction_ids)
 
+    def random_slice(self, start: datetime, end: datetime) -> LabeledOutcomes:
+        """The uniformly drawn rows of a tested window [start, end] (both ends in, as runs record them)."""
+        bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (start, end)]
+        mask = (self.ts >= bounds[0]) & (self.ts <= bounds[1]) & (self.reason == "random")
+        return LabeledOutcomes(
+            prediction_ids=[pid for pid, keep in zip(self.prediction_ids, mask) if keep],
+            ts=self.ts[mask], predicted_class=self.predicted_class[mask], confidence=self.confidence[mask],
+            label=self.label[mask], reason=self.reason[mask],
+        )
+
+    def hits(self) -> int:
+        """How many of these predictions their labels call right."""
+        return int(np.sum(self.predicted_class == self.label))
+
     def accuracy(self, unbiased: bool = True) -> float | None:
         """Share of correct predictions (over the random slice only, when ``unbiased``); None without labels."""
         mask = self.reason == "random" if unbiased else np.ones(len(self), dtype=bool)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from dataclasses import asdict
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from shiftwatch.auth import current_principal
 from shiftwatch.collector.inputs import InputStore
@@ -28,6 +29,7 @@ from shiftwatch.labeling.schemas import (
     SyncOut,
     WebhookIn,
 )
+from shiftwatch.labeling.stretch import contrast_stretched_png
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
 from shiftwatch.labeling.task_list import list_tasks
 
@@ -72,11 +74,19 @@ signed_link_or_read.required_scope = "read"  # type: ignore[attr-defined]  # rea
 
 @router.get(INPUTS_ROUTE.removeprefix("/v1") + "/{name}", response_class=FileResponse)
 def signed_input(
-    name: str, settings: SettingsDep, _: str = Depends(signed_link_or_read)
-) -> FileResponse:
+    name: str,
+    settings: SettingsDep,
+    _: str = Depends(signed_link_or_read),
+    view: Literal["original", "stretched"] = Query(
+        "original", description="'stretched': a PNG with the grey levels stretched to the full range, for people"
+    ),
+) -> Response:
     """A stored input by signed link (what Label Studio shows annotators), or with a ``read`` token."""
     store = InputStore(settings.data_dir)
     ref = f"inputs/{name}"
+    if view == "stretched":
+        png = contrast_stretched_png(store.get(ref), settings.gateway_max_image_pixels)
+        return Response(png, media_type="image/png")
     return FileResponse(store.path(ref), media_type=store.media_type(ref))
 
 

@@ -58,6 +58,7 @@ class PushOut(BaseModel):
     pending: int
     project_id: int | None
     error: str | None
+    closed: int
 
 
 class QueuedTaskOut(BaseModel):

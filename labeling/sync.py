@@ -24,10 +24,12 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
-from shiftwatch.labeling.input_links import InputLinks
+from shiftwatch.labeling import alert_accuracy
+from shiftwatch.labeling.outside_labels import send_outside_labels
 from shiftwatch.labeling.queue import tasks_of_model
-from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, choice_result, chosen_class, webhook_headers
+from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, chosen_class, webhook_headers, written_by_shiftwatch
 from shiftwatch.labeling.tables import OUTSIDE_STUDIO, Label, LabelTask
+from shiftwatch.labeling.task_view import TaskContext, first_image_size, task_context, task_payload
 from shiftwatch.settings import Settings
 
 # A claimed batch is invisible to other pushers for this long; far above one import call.
@@ -47,6 +49,7 @@ class PushResult:
     pending: int
     project_id: int | None
     error: str | None
+    closed: int = 0  # labels made outside Label Studio sent there as annotations (their tasks show as done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,29 +71,6 @@ def _astuple(counts: SyncCounts) -> tuple[int, ...]:
     return (counts.labeled, counts.updated, counts.unchanged, counts.skipped, counts.deleted, counts.unknown)
 
 
-def _task_payload(links: InputLinks, task: LabelTask, version: str, class_names: list[str]) -> dict[str, Any]:
-    assert task.input_ref is not None  # selection and enqueue never queue a task without an input
-    return {
-        "data": {
-            "image": links.link(task.input_ref),
-            "prediction_id": str(task.prediction_id),
-            "priority": round(task.priority, 4),
-            # The uniformly random slice shows as "audit" (annotators and reviewers should label it as
-            # carefully as the hard ones: accuracy is measured on it), with the route it audits.
-            "reason": "audit" if task.reason == "random" else task.reason,
-            **({"route": task.evidence["route"]} if "route" in (task.evidence or {}) else {}),
-            "model_version": version,
-        },
-        "predictions": [
-            {
-                "model_version": version,
-                "score": round(task.confidence, 4),
-                "result": choice_result(class_names[task.predicted_class]),
-            }
-        ],
-    }
-
-
 def push(
     db: Database,
     settings: Settings,
@@ -101,7 +81,8 @@ def push(
     force: bool = False,
     limit: int = 1000,
 ) -> PushResult:
-    """Send the model's due pending tasks to Label Studio, highest priority first.
+    """Send the model's due pending tasks to Label Studio, highest priority first, then the labels made
+    outside it (the oracle, imports) for tasks already there, as annotations (``outside_labels``).
 
     A failure leaves them ``pending`` with ``attempts`` + 1, ``last_error`` and a backoff;
     ``force`` ignores the backoff (the CLI's ``push --now``).
@@ -109,34 +90,48 @@ def push(
     studio = studio or Studio.from_settings(settings)
     now = now or utcnow()
     with db.session() as session:
-        model = registry.get_model(session, model_name)
-        class_names = list(model.class_names)
+        context = task_context(session, settings, model_name)
         stmt = tasks_of_model(model_name).where(LabelTask.state == "pending")
         if not force:
             stmt = stmt.where((LabelTask.next_attempt_at.is_(None)) | (LabelTask.next_attempt_at <= now))
         due = list(session.scalars(stmt.order_by(LabelTask.priority.desc(), LabelTask.id).limit(limit)))
-        versions = {v.id: v.version for v in registry.list_versions(session, model_name)}
-        links = InputLinks.of(settings)
-        payloads = [_task_payload(links, t, versions[t.model_version_id], class_names) for t in due]
+        payloads = [task_payload(context, t) for t in due]
+        size = first_image_size(settings, due)
         ids = [t.id for t in due]
         for task in due:  # the claim: another pusher skips these until the lease ends
             task.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)
-    sent, project_id, error = 0, None, None
+    sent, closed, project_id, error = 0, 0, None, None
     try:
         if ids:
-            project_id = studio.ensure_project(model_name, class_names)
+            project_id, view_replaced = studio.ensure_project(model_name, context.class_names, size)
+            if view_replaced:
+                refresh_open_tasks(db, studio, context, model_name, project_id)
+                studio.use_prediction_version(project_id)
             studio.ensure_webhook(project_id, settings.public_url.rstrip("/") + WEBHOOK_PATH, webhook_headers(settings))
         for start in range(0, len(ids), PUSH_BATCH):
             studio_ids = studio.import_tasks(project_id, payloads[start : start + PUSH_BATCH])  # type: ignore[arg-type]  # set above when ids is not empty
             _mark_sent(db, ids[start : start + PUSH_BATCH], project_id, studio_ids, utcnow())  # type: ignore[arg-type]  # as above
             sent += len(studio_ids)
+        closed = send_outside_labels(db, studio, model_name, limit)
     except Exception as exc:  # noqa: BLE001 - any failure (refused, timeout, 5xx, bad token) keeps the rest pending
         error = _one_line(exc)
         _mark_failed(db, ids[sent:], error, now)
     with db.session() as session:
         waiting = tasks_of_model(model_name).where(LabelTask.state == "pending").subquery()
         pending = int(session.scalar(select(func.count()).select_from(waiting)) or 0)
-    return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error)
+    return PushResult(model_name, sent, len(ids) - sent, pending, project_id, error, closed)
+
+
+def refresh_open_tasks(db: Database, studio: Studio, context: TaskContext, model_name: str, project_id: int) -> int:
+    """Send current data and pre-annotations to the project's open tasks (pushed, not labeled) after its view was
+    replaced: the view reads fields an older shiftwatch did not send (the stretched copy, the explanation), and
+    the sampling reads the labeling order from the pre-annotation."""
+    with db.session() as session:
+        stmt = tasks_of_model(model_name).where(LabelTask.state == "sent", LabelTask.studio_project_id == project_id)
+        updates = [(t.studio_task_id, task_payload(context, t)) for t in session.scalars(stmt) if t.studio_task_id]
+    for task_id, payload in updates:
+        studio.refresh_task(task_id, payload)
+    return len(updates)
 
 
 def _one_line(exc: Exception) -> str:
@@ -211,6 +206,9 @@ def apply_annotation(
         row.studio_task_id, row.studio_project_id = int(task["id"]), task.get("project")
         row.state = "sent" if row.state == "pending" else row.state
     label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and _is_echo(label, annotation, _class_names(session, row)):
+        label.studio_annotation_id = label.studio_annotation_id or annotation.get("id")
+        return SyncCounts(unchanged=1)  # our own label, sent as an annotation, coming back
     when = _parse_time(annotation.get("updated_at") or annotation.get("created_at") or utcnow())
     if label is not None and label.labeled_at > when:
         return SyncCounts(unchanged=1)  # an older event arriving late must not undo a newer label
@@ -238,6 +236,15 @@ def apply_annotation(
     return SyncCounts(updated=1)
 
 
+def _is_echo(label: Label, annotation: dict[str, Any], class_names: list[str]) -> bool:
+    """Whether ``annotation`` is this label of ours (made outside Label Studio) as Label Studio shows it."""
+    if label.source not in OUTSIDE_STUDIO or not written_by_shiftwatch(annotation) or annotation.get("was_cancelled"):
+        return False
+    if label.studio_annotation_id not in (None, annotation.get("id")):
+        return False
+    return chosen_class(annotation.get("result") or [], class_names) == label.label
+
+
 def _unlabel(session: Session, row: LabelTask, state: str) -> bool:
     """Drop the row's Label Studio label and move it to ``state``; one given elsewhere (oracle, import) stays: False."""
     label = session.scalar(select(Label).where(Label.task_id == row.id))
@@ -249,12 +256,27 @@ def _unlabel(session: Session, row: LabelTask, state: str) -> bool:
     return True
 
 
+def _task_gone(session: Session, row: LabelTask) -> bool:
+    """The row's Label Studio task was deleted: a person's label goes with it (``skipped``, never pushed
+    again: True); a label made outside Label Studio stays, the row no longer pointing at the deleted task."""
+    label = session.scalar(select(Label).where(Label.task_id == row.id))
+    if label is not None and label.source in OUTSIDE_STUDIO:
+        row.studio_task_id = label.studio_task_id = label.studio_annotation_id = None
+        return False
+    return _unlabel(session, row, "skipped")
+
+
 def apply_task(session: Session, row: LabelTask, task: dict[str, Any], source: str) -> SyncCounts:
-    """Bring one row in line with a task as the pull sees it: its newest answered annotation wins."""
+    """Bring one row in line with a task as the pull sees it: a person's newest answer wins over ours.
+
+    A task without annotations whose label was made outside Label Studio (not sent there yet)
+    keeps it: only a deleted Label Studio annotation returns a labeled row to ``sent``.
+    """
     annotations = sorted(task.get("annotations") or [], key=lambda a: _parse_time(a.get("updated_at") or a.get("created_at")))
     answered = [a for a in annotations if not a.get("was_cancelled")]
+    people = [a for a in answered if not written_by_shiftwatch(a)]
     if answered:
-        return apply_annotation(session, row, task, answered[-1], source)
+        return apply_annotation(session, row, task, (people or answered)[-1], source)
     if annotations:
         return apply_annotation(session, row, task, annotations[-1], source)
     if row.state in ("labeled", "skipped") and _unlabel(session, row, "sent"):
@@ -283,8 +305,11 @@ def pull(db: Database, studio: Studio, model_name: str) -> SyncCounts:
             LabelTask.studio_project_id == project_id, LabelTask.state.in_(("sent", "labeled"))
         )
         for row in session.scalars(stmt):
-            if row.studio_task_id is not None and row.studio_task_id not in seen and _unlabel(session, row, "skipped"):
+            if row.studio_task_id is not None and row.studio_task_id not in seen and _task_gone(session, row):
                 counts += SyncCounts(deleted=1)
+        session.flush()
+        versions = [v.id for v in registry.list_versions(session, model_name)]
+        alert_accuracy.refresh(session, versions, utcnow())  # the alerts' accuracy, from the labels pulled
     return counts
 
 
@@ -297,7 +322,12 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             if not isinstance(task, dict) or not isinstance(annotation, dict):
                 raise Invalid("body", f"{action} needs 'task' and 'annotation' objects")
             row = _find_task(session, task)
-            return apply_annotation(session, row, task, annotation, "webhook") if row else SyncCounts(unknown=1)
+            if row is None:
+                return SyncCounts(unknown=1)
+            counts = apply_annotation(session, row, task, annotation, "webhook")
+            session.flush()
+            alert_accuracy.refresh(session, [row.model_version_id], utcnow())  # the alert's accuracy, as labels arrive
+            return counts
         if action == "ANNOTATIONS_DELETED":
             ids = [int(a["id"]) for a in payload.get("annotations") or [] if "id" in a]
             counts = SyncCounts()
@@ -313,5 +343,5 @@ def apply_webhook(db: Database, payload: dict[str, Any]) -> SyncCounts:
             stmt = select(LabelTask).where(LabelTask.studio_task_id.in_(ids))
             if project is not None:
                 stmt = stmt.where(LabelTask.studio_project_id == int(project))
-            return SyncCounts(deleted=sum(_unlabel(session, row, "skipped") for row in session.scalars(stmt)))
+            return SyncCounts(deleted=sum(_task_gone(session, row) for row in session.scalars(stmt)))
     return SyncCounts(unknown=1)

@@ -88,15 +88,6 @@ def package(
     return PackagedModel(onnx_artifact, weights, result, report, family.embedding_dim(result.model), family.input_spec())
 
 
-def next_version_name(session: Session, model_name: str) -> str:
-    """``v<N>`` with N one past the number of versions, skipping names already taken."""
-    taken = {row.version for row in registry.list_versions(session, model_name)}
-    number = len(taken) + 1
-    while f"v{number}" in taken:
-        number += 1
-    return f"v{number}"
-
-
 def register(
     session: Session,
     data_dir: Path,
@@ -114,7 +105,7 @@ def register(
     return registry.register_version(
         session,
         model_name,
-        version or next_version_name(session, model_name),
+        version or registry.next_version_name(session, model_name),
         embedding_dim=packaged.embedding_dim,
         artifact_path=store.relative(packaged.onnx),
         artifact_sha256=packaged.onnx.sha256,

@@ -79,6 +79,8 @@ def _summary(outcome: Any) -> dict[str, Any]:
         "size_bytes": report.get("size_bytes"),
         "latency_ms": report.get("latency_ms"),
         "compression_steps": report.get("compression_steps"),
+        # "int8 from ptq", or "fp32: int8 declined after ptq (...) and qat+ptq (...)"
+        "quantization": ((report.get("compression") or {}).get("quantization") or {}).get("outcome"),
     }
 
 
@@ -135,6 +137,39 @@ def retrain_command(
         )  # fmt: skip
     typer.echo(json.dumps(_summary(outcome), indent=2))
     if outcome.status != "succeeded":
+        from shiftwatch.retrain.pipeline import fallback_note
+
+        reasons = [*(outcome.gate.reasons if outcome.gate else ()), *fallback_note(outcome.report)]
+        typer.echo(f"rejected: {'; '.join(reasons)}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("quantize")
+def quantize_command(
+    model: str = typer.Option(..., "--model", help="model name"),
+    version: str | None = typer.Option(None, "--version", help="the fp32 version to quantize (default: production)"),
+    min_agreement: float = typer.Option(0.97, min=0.0, max=1.0, help="share of stored inputs int8 must give fp32's top-1 on"),
+    max_drop: float = typer.Option(1.0, min=0.0, help="top-1 points int8 may lose on labeled samples"),
+    allow_slower: bool = typer.Option(False, "--allow-slower", help="register int8 even when it is slower than fp32 on this CPU"),
+    seed: int = typer.Option(0, help="seed of the calibration sample"),
+) -> None:
+    """int8 PTQ of a version's own graph (any ONNX model), calibrated on the inputs it served: a candidate, or why not."""
+    from shiftwatch.retrain.int8_candidate import Int8Bar, quantize_version
+    from shiftwatch.retrain.quantize import QuantizeConfig
+
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True)
+    outcome = quantize_version(db, settings.data_dir, model, version=version,
+                               bar=Int8Bar(min_agreement, max_drop / 100, allow_slower), config=QuantizeConfig(seed=seed))  # fmt: skip
+    report = outcome.report
+    typer.echo(json.dumps({
+        "status": outcome.status, "training_run_id": outcome.run_id, "version": outcome.version,
+        "base_version": outcome.base_version, "quantization": report["quantization"],
+        "latency_cpu_ms": report["latency_cpu_ms"], "size_bytes": report["size_bytes"],
+        "size_bytes_fp32_onnx": report["size_bytes_fp32_onnx"],
+    }, indent=2))  # fmt: skip
+    if outcome.status != "succeeded":
+        typer.echo(f"rejected: {'; '.join(outcome.reasons)}; {outcome.base_version} keeps serving fp32", err=True)
         raise typer.Exit(1)
 
 

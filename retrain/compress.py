@@ -24,12 +24,11 @@ from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.int8_policy import choose_int8
 from shiftwatch.retrain.prune import PruneConfig
 from shiftwatch.retrain.qat import QATConfig
-from shiftwatch.retrain.quantize import QuantizeConfig
+from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig
 from shiftwatch.retrain.runtime import OnnxClassifier
 
 STEPS = ("distill", "prune", "qat", "ptq")  # run order
 DEFAULT_STEPS = ("distill", "prune", "ptq")
-QUANTIZED_MIN_AGREEMENT = 0.97
 
 StepProgress = Callable[[str, int, int], None]  # (step, done, total)
 

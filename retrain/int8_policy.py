@@ -49,11 +49,12 @@ class Int8Choice:
     def outcome(self) -> str:
         if self.int8_path is not None:
             return f"int8 from {self.attempts[-1].recipe}"
-        last = self.attempts[-1]
-        return (
-            f"fp32: int8 declined, top-1 agreement {last.parity.top1_agreement:.3f} after {last.recipe} "
-            f"(needed {last.parity.min_agreement:g})"
+        tried = " and ".join(
+            f"{a.recipe} (top-1 agreement {a.parity.top1_agreement:.3f}, needed {a.parity.min_agreement:g}; "
+            f"{100 * a.accuracy_drop:.1f} points lost)"
+            for a in self.attempts
         )
+        return f"fp32: int8 declined after {tried}"
 
     def details(self) -> dict[str, Any]:
         return {"attempts": [attempt.as_dict() for attempt in self.attempts], "outcome": self.outcome}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,36 @@ def latency_report(
             "p99_ms": round(float(np.percentile(times, 99)), 4),
         }
     return out
+
+
+def compare_latency(
+    baseline: str | Path, candidate: str | Path, images: np.ndarray, repeats: int = 30, threads: int = 1
+) -> dict[str, dict[str, float]]:
+    """Median CPU time per call (ms) of two artifacts at batch 1 and 32 on the CPU provider, one thread.
+
+    Calls alternate between the two, and CPU time (not wall) is what counts: on a shared
+    machine a burst of load from other processes then falls on both alike.
+    """
+    sessions = [OnnxClassifier(path, "cpu", threads=threads) for path in (baseline, candidate)]
+    out: dict[str, dict[str, float]] = {}
+    for batch in BATCH_SIZES:
+        x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), dtype=np.float32)
+        calls = [lambda s=s: s.session.run(None, {s.input_name: x}) for s in sessions]  # noqa: B023 - called in this iteration
+        for call in calls:
+            time_calls(call, 1, warmup=3)
+        times = np.array([[time_calls(call, 1, warmup=0, clock=time.thread_time)[0] for call in calls] for _ in range(repeats)])
+        base_ms, cand_ms = np.median(times, axis=0)
+        out[f"batch{batch}"] = {"baseline_ms": round(float(base_ms), 4), "candidate_ms": round(float(cand_ms), 4),
+                                "ratio": round(float(cand_ms / base_ms), 3)}  # fmt: skip
+    return out
+
+
+def cpu_name() -> str:
+    """This CPU's model name (/proc/cpuinfo), which int8 speed depends on (VNNI, AVX-512); the architecture elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

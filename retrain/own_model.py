@@ -100,10 +100,12 @@ def register_onnx_model(
     *,
     logits_output: str | None = None,
     embedding_output: str | None = None,
+    outputs: str = "logits",
     state: str | None = None,
 ) -> ModelVersion:
     """Adapt ``onnx_path`` to the two outputs, validate it on a probe, register it (no torch involved).
 
+    ``outputs="probabilities"``: the named output is already a softmax (refused as logits).
     An ONNX-only model can be served, quantized, shadowed and canaried; it cannot be retrained
     (there are no weights to fine-tune), which its report says.
     """
@@ -111,14 +113,16 @@ def register_onnx_model(
     store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
         adapted = adapt_onnx(Path(onnx_path), Path(tmp) / "model.onnx",
-                             logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip
-        embedding_dim = validate_onnx(adapted, spec, len(class_names))
+                             logits_output=logits_output, embedding_output=embedding_output, outputs=outputs,
+                             input_shape=spec.shape)  # fmt: skip
+        embedding_dim = validate_onnx(adapted, spec, len(class_names), outputs=outputs, logits_name=logits_output or "the graph's first output")
         verify_onnx_artifact(adapted, None)
         stored = store.put(adapted, "onnx")
     registry.register_model(session, model_name, class_names)
     store.record(session, stored)
     report = {
-        "contract": {"kind": "onnx", "logits_output": logits_output, "embedding_output": embedding_output},
+        # outputs "probabilities": the artifact's logits are log(probabilities), so softmax gives them back unchanged
+        "contract": {"kind": "onnx", "logits_output": logits_output, "embedding_output": embedding_output, "outputs": outputs},
         "size_bytes": stored.size_bytes,
         "compression_steps": [],
         "runtime": "onnxruntime",

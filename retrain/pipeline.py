@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
-from shiftwatch.db import Database, utcnow
+from shiftwatch.db import Database
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
@@ -30,6 +30,7 @@ from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_d
 from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.reference_model import TrainConfig, train_reference
 from shiftwatch.retrain.reference_model import accuracy as torch_accuracy
+from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.torch_contract import TorchContract
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
@@ -76,10 +77,17 @@ def production_base(session: Session, data_dir: Path, model_name: str) -> tuple[
         raise Invalid(
             "model",
             f"production version {base.version!r} of {model_name!r} has no torch weights to fine-tune "
-            "(an ONNX-only model is served, quantized and rolled out but not retrained: register a PyTorch "
-            "factory + weights for that, see docs/own-model.md)",
+            "(an ONNX-only model is served, quantized and rolled out but not retrained: "
+            f"`shiftwatch retrain quantize --model {model_name}` makes its int8 candidate; register a PyTorch "
+            "factory + weights to retrain, see docs/own-model.md)",
         )
     return base, ArtifactStore(data_dir).resolve(weights)
+
+
+def fallback_note(report: dict[str, Any]) -> list[str]:
+    """The int8 outcome when int8 was declined (the fp32 artifact is what the gate judged), else nothing."""
+    outcome = ((report.get("compression") or {}).get("quantization") or {}).get("outcome") or ""
+    return [f"the gate judged the fp32 artifact ({outcome})"] if outcome.startswith("fp32") else []
 
 
 def family_for(base: ModelVersion, data_dir: Path, reference_set: Path | None = None) -> ModelFamily:
@@ -105,16 +113,6 @@ def _base_accuracy(
     if artifact is not None and artifact.is_file():
         return onnx_accuracy(artifact, images, labels)
     return torch_accuracy(base_model, images, labels)
-
-
-def _finish(db: Database, run_id: int, started: float, **values: Any) -> None:
-    with db.session() as session:
-        run = session.get(TrainingRun, run_id)
-        assert run is not None
-        for key, value in values.items():
-            setattr(run, key, value)
-        run.finished_at = utcnow()
-        run.duration_s = round(time.monotonic() - started, 3)
 
 
 def retrain(
@@ -212,13 +210,13 @@ def retrain(
             version_name = version_row.version if version_row else None
             version_id = version_row.id if version_row else None
     except BaseException as exc:
-        _finish(db, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+        finish_run(db, run_id, started, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
     status = "succeeded" if result.passed else "rejected"
-    _finish(
+    finish_run(
         db, run_id, started, status=status, metrics=report, candidate_version_id=version_id,
         artifact_sha256=packaged.onnx.sha256, weights_sha256=packaged.weights.sha256,
-        error=None if result.passed else "; ".join(result.reasons),
+        error=None if result.passed else "; ".join([*result.reasons, *fallback_note(report)]),
     )  # fmt: skip
     return RetrainOutcome(run_id, status, version_name, version_id, result, report)
 

@@ -1,8 +1,9 @@
 """Static int8 post-training quantization with ONNX Runtime's tools (QDQ), calibrated on real inputs.
 
-No torch here: PTQ works on any ONNX classifier, including ones users bring. Calibration
-images should be a sample of recent production inputs, so the activation ranges are the
-ones the model will see after rollout.
+No torch here: PTQ works on any ONNX classifier, including ones users bring, whatever its
+input is called and whatever its opset (below 13 it is upgraded with onnx's version
+converter first: per-channel QDQ needs 13). Calibration images should be a sample of recent
+production inputs, so the activation ranges are the ones the model will see after rollout.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import version_converter
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -24,6 +27,15 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.export import optimize_onnx
 from shiftwatch.retrain.runtime import INPUT_NAME
+
+# An int8 artifact must give its fp32 model's top-1 on this share of the evaluation inputs,
+# or it is declined (a graph with wrong weights or scales falls far below).
+QUANTIZED_MIN_AGREEMENT = 0.97
+# Nodes whose name starts so stay float in int8 graphs: the model contract's output adapters
+# (retrain/onnx_contract.py), so served probabilities and embeddings are not rounded to 8 bits.
+FLOAT_NODE_PREFIX = "shiftwatch_float/"
+# Per-channel weights need DequantizeLinear's axis attribute, which arrived in opset 13.
+MIN_OPSET = 13
 
 # ORT's calibration keeps every batch's activations in memory; 512 images of 32x32 cover
 # every class several times and calibrate in about a second here.
@@ -74,12 +86,47 @@ def sample_calibration(images: np.ndarray, seed: int, limit: int = MAX_CALIBRATI
     return images[np.sort(rng.choice(len(images), size=limit, replace=False))]
 
 
+def graph_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (ai.onnx) operator set the graph imports."""
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 1)
+
+
+def fused_operators(path: Path) -> list[str]:
+    """ONNX Runtime's own fused operators in the graph (FusedConv, FusedGemm, ...): ORT's quantizer cannot read them."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({node.op_type for node in model.graph.node if node.domain == "com.microsoft"})
+
+
+def prepare_graph(source: Path, target: Path) -> tuple[Path, str]:
+    """``source`` at opset >= 13 (written to ``target`` when it had to be upgraded) and its one image input's name."""
+    try:
+        model = onnx.load(str(source))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a bad file
+        raise Invalid("onnx", f"{source.name} is not a readable ONNX model: {str(exc).splitlines()[0]}") from None
+    weights = {init.name for init in model.graph.initializer}
+    inputs = [value.name for value in model.graph.input if value.name not in weights]
+    if len(inputs) != 1:
+        raise Invalid("onnx", f"int8 calibration feeds one image input; the graph has {len(inputs)}: {', '.join(inputs)}")
+    opset = graph_opset(model)
+    if opset >= MIN_OPSET:
+        return source, inputs[0]
+    try:
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:  # noqa: BLE001 - the converter raises RuntimeError, ValidationError, ...
+        raise Invalid("onnx", f"opset {opset} could not be upgraded to {MIN_OPSET} for int8 "
+                              f"({str(exc).splitlines()[0]}); export the model at opset {MIN_OPSET} or later") from None  # fmt: skip
+    onnx.save(upgraded, str(target))
+    return target, inputs[0]
+
+
 def quantize_int8(
     fp32_model: Path, target: Path, calibration_images: np.ndarray, config: QuantizeConfig | None = None
 ) -> Path:
     """Write a static int8 QDQ model of ``fp32_model`` (unoptimized export) with ORT optimizations saved in.
 
     Activations are uint8 and weights int8 (the U8S8 pair ORT's x86 kernels are fastest on).
+    The image input may have any name; a graph below opset 13 is upgraded first.
     """
     config = config or QuantizeConfig()
     if len(calibration_images) == 0:
@@ -88,19 +135,21 @@ def quantize_int8(
         raise Invalid("method", f"must be one of {', '.join(_METHODS)}")
     sample = sample_calibration(calibration_images, config.seed)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-ptq-") as tmp:
+        source, input_name = prepare_graph(fp32_model, Path(tmp) / "upgraded.onnx")
         prepared = Path(tmp) / "prepared.onnx"
         quantized = Path(tmp) / "qdq.onnx"
         # Shape inference + fusion first, as ORT's quantization guide asks.
-        quant_pre_process(str(fp32_model), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
             str(prepared),
             str(quantized),
-            ImageCalibrationReader(sample),
+            ImageCalibrationReader(sample, input_name=input_name),
             quant_format=QuantFormat.QDQ,
             per_channel=config.per_channel,
             reduce_range=config.reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=_METHODS[config.method],
+            nodes_to_exclude=[node.name for node in onnx.load(str(prepared)).graph.node if node.name.startswith(FLOAT_NODE_PREFIX)],
         )
         return optimize_onnx(quantized, target)

@@ -47,6 +47,7 @@ def register_command(
     embedding_layer: str | None = typer.Option(None, help="torch: layer whose output is the embedding (default: input of the last Linear)"),
     embedding_output: str | None = typer.Option(None, help="onnx: the tensor to log as the embedding"),
     logits_output: str | None = typer.Option(None, help="onnx: the logits tensor (default: the first output)"),
+    outputs: str = typer.Option("logits", "--outputs", help="onnx: what that tensor holds: logits, or probabilities (a softmax already applied)"),
     reference_set: Path | None = typer.Option(None, help="torch: .npz of uint8 images + labels that retraining keeps"),
     trainer: str | None = typer.Option(None, help="torch: package.module:train(module, images, labels, config)"),
     student_factory: str | None = typer.Option(None, help="torch: distillation's student (default: factory(width=...))"),
@@ -56,6 +57,8 @@ def register_command(
         raise Invalid("--factory/--onnx", "give exactly one: a PyTorch factory with --weights, or an ONNX file")
     if factory is not None and weights is None:
         raise Invalid("--weights", "is required with --factory")
+    if factory is not None and outputs != "logits":
+        raise Invalid("--outputs", "is for --onnx graphs; a PyTorch factory's forward must return logits (drop a final softmax)")
     spec = read_input_spec(input_spec)
     names = [name.strip() for name in classes.split(",") if name.strip()]
     settings = settings_or_exit()
@@ -73,7 +76,7 @@ def register_command(
             from shiftwatch.retrain.own_model import register_onnx_model
 
             row = register_onnx_model(session, settings.data_dir, model, names, version, onnx, spec,  # type: ignore[arg-type]  # --onnx given: checked above
-                                      logits_output=logits_output, embedding_output=embedding_output)  # fmt: skip
+                                      logits_output=logits_output, embedding_output=embedding_output, outputs=outputs)  # fmt: skip
         registered = {"model": model, "version": row.version, "state": row.state,
                       "embedding_dim": row.embedding_dim, "input_spec": row.input_spec}  # fmt: skip
     typer.echo(json.dumps(registered, indent=2))  # after the commit: a reader that stops early cannot undo it

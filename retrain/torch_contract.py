@@ -22,6 +22,7 @@ from torch import nn
 
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.onnx_contract import PROBE_ROWS, holds_probabilities
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +140,8 @@ class ProbeResult:
 
 @torch.no_grad()
 def validate(model: ContractModel, spec: InputSpec, num_classes: int, seed: int = 0) -> ProbeResult:
-    """Run a probe batch at the declared shape: logits (N, classes), a 2-d embedding, all finite."""
-    probe = torch.from_numpy(np.random.default_rng(seed).random((2, *spec.shape), dtype=np.float32))
+    """Run a probe batch at the declared shape: logits (N, classes) that are not probabilities, a 2-d embedding, all finite."""
+    probe = torch.from_numpy(np.random.default_rng(seed).random((PROBE_ROWS, *spec.shape), dtype=np.float32))
     model.eval()
     try:
         logits, embedding = model(spec_probe(spec, probe))
@@ -152,6 +153,9 @@ def validate(model: ContractModel, spec: InputSpec, num_classes: int, seed: int 
         raise Invalid("model", f"returns logits of shape {list(logits.shape)}; expected [N, {num_classes}] for {num_classes} classes")
     if not (torch.isfinite(logits).all() and torch.isfinite(embedding).all()):
         raise Invalid("model", "returns non-finite logits or embedding on a probe input")
+    if holds_probabilities(logits.numpy()):  # retraining's loss and distillation's soft targets need logits
+        raise Invalid("model", "returns probabilities (every probe row is in [0, 1] and sums to 1); "
+                               "the contract needs logits: drop the final softmax")  # fmt: skip
     return ProbeResult(num_classes, int(embedding.shape[1]))
 
 

@@ -47,6 +47,9 @@ def _print_status(out: RolloutOut, public_url: str, report_path: str | None = No
         emit_fields(out.compression_report)
     if report_path:
         console.print(f"Evidently report of candidate vs production outputs: {report_path}")
+    if out.state in ("rolled_back", "rejected"):
+        console.print(f"next: `shiftwatch rollout retry {out.id}` rolls {out.candidate_version} out again as a new "
+                      "rollout, or register a fixed model as a new version and start that")
     if out.audit:
         audit = Table("when", "who", "action", "from", "to", "forced", "reason", title="audit log")
         for entry in out.audit:
@@ -156,8 +159,6 @@ def list_(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Every rollout, newest first: its versions, state, canary share and what the controller holds."""
-    if state is not None and state not in ROLLOUT_STATES:
-        raise Invalid("--state", f"{state!r} is not a rollout state; one of {', '.join(ROLLOUT_STATES)}")
     _list_rollouts(model, state, as_json)
 
 
@@ -211,10 +212,10 @@ def approve(
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        out = status.describe(session, controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason,
-                                                          outbox=Outbox.of(settings)))
+        approved = controller.approve(session, rollout_id, actor=_actor(), force=force, reason=reason,
+                                      outbox=Outbox.of(settings))
+        out = status.describe(session, approved)
     _emit_decision(out, as_json)  # after the commit
-
 
 
 @app.command("reject")
@@ -230,7 +231,6 @@ def reject(
     with db.session() as session:
         out = status.describe(session, controller.reject(session, rollout_id, actor=_actor(), reason=reason))
     _emit_decision(out, as_json)  # after the commit
-
 
 
 @app.command("tick")

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.rollout.guardrails import confidence_shift, sprt_accuracy
-from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, wilson
+from shiftwatch.rollout.intervals import Interval, mean_difference, newcombe_difference, quantile_difference, rate
 from shiftwatch.rollout.schemas import RolloutPlan
-from shiftwatch.rollout.tables import Rollout, ServingError
+from shiftwatch.rollout.tables import CanaryKeyCount, Rollout, ServingError
 
 # input_ref -> true class, for whatever inputs have been labeled.
 LabelLookup = Callable[[Session, list[str]], dict[str, int]]
@@ -144,7 +144,7 @@ def compare_shadow(
         _errors(session, rollout.baseline_version_id, "production", since, now),
         _errors(session, rollout.candidate_version_id, "shadow", since, now),
     )
-    agreement_interval = wilson(int(agree.sum()), len(pairs))
+    agreement_interval = rate(int(agree.sum()), len(pairs))
     metrics = {
         "stage": "shadow",
         "since": since.isoformat(),
@@ -161,6 +161,16 @@ def compare_shadow(
         "differences": differences(production, shadow, errors, correct),
     }
     return metrics, disagreements
+
+
+def client_keys(session: Session, rollout: Rollout) -> dict[str, int] | None:
+    """The client keys the gateways have seen during this canary (the most any one replica saw), or None."""
+    rows = list(session.scalars(select(CanaryKeyCount).where(
+        CanaryKeyCount.rollout_id == rollout.id, CanaryKeyCount.updated_at >= rollout.stage_started_at)))  # fmt: skip
+    if not rows:
+        return None
+    return {"keys_seen": max(r.keys_seen for r in rows), "keys_in_canary": max(r.keys_in_canary for r in rows),
+            "replicas": len(rows)}  # fmt: skip
 
 
 def compare_canary(
@@ -191,6 +201,7 @@ def compare_canary(
         "candidate": arm_summary(candidate_step, errors[1]),
         "production": arm_summary(production_step, errors[0]),
         "agreement": None,
+        "client_keys": client_keys(session, rollout),
         "confidence": confidence_shift(production_step.confidence, candidate_step.confidence),
         "accuracy": sprt_accuracy(correct[1], correct[0], plan).to_dict(),
         "differences": step_differences,

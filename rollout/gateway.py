@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
+from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
@@ -36,7 +38,7 @@ from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
-from shiftwatch.rollout.cohort import KeyCensus, KeyCohort
+from shiftwatch.rollout.cohort import KeyCensus, KeyCohorts
 from shiftwatch.rollout.images import DecodedInput, decode
 from shiftwatch.rollout.loading import artifact_file, load_verified
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
@@ -131,7 +133,7 @@ class Gateway:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._first_loads: dict[str, asyncio.Future[RouteTable]] = {}
         self._in_flight: dict[str, InFlight] = {}
-        self._cohorts: dict[int, KeyCohort] = {}  # rollout id -> its canary clients (event loop only)
+        self.cohorts = KeyCohorts(db, f"{socket.gethostname()}:{os.getpid()}")  # each canary's clients
         self._stop = threading.Event()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
         self._refresher.start()
@@ -179,9 +181,7 @@ class Gateway:
             in_use.add(id(table.production))
             if table.candidate is not None:
                 in_use.add(id(table.candidate))
-        active = {table.rollout_id for table in self._tables.values()}
-        for rollout_id in [r for r in list(self._cohorts) if r not in active]:  # a finished rollout's clients
-            self._cohorts.pop(rollout_id, None)
+        self.cohorts.keep_only({t.rollout_id for t in self._tables.values() if t.rollout_id is not None})
         for key, served in list(self._loaded.items()):
             if id(served) not in in_use:
                 del self._loaded[key]
@@ -197,7 +197,8 @@ class Gateway:
             self._refused[row.id] = f"version {row.version!r} has no artifact"
             return None
         try:
-            spec = InputSpec.from_dict(row.input_spec)
+            # Parsed and held to the pixel bound; a spec the model's dims refuse fails per call, counted as errors.
+            spec = check_input_spec(row.input_spec, max_pixels=self.settings.gateway_max_image_pixels, onnx_dims=None)
             classifier = load_verified(
                 artifact_file(self.settings.data_dir, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
             )
@@ -231,6 +232,10 @@ class Gateway:
                     self.refresh(name)
                 except Exception:  # keep serving the last good table
                     log.exception("gateway refresh of %s failed; serving the previous table", name)
+            try:
+                self.cohorts.record()
+            except Exception:  # the counts only explain a stalled canary; serving goes on without them
+                log.exception("writing the canary key counts failed; retried at the next refresh")
 
     async def table(self, model_name: str) -> RouteTable:
         table = self._tables.get(model_name)
@@ -270,7 +275,7 @@ class Gateway:
         request_id = request_id or uuid.uuid4().hex
         served, route = table.production, "production"
         if table.stage == "canary" and table.candidate is not None and table.rollout_id is not None and (
-            self._cohort(table.rollout_id).in_canary(routing_key, table.share)
+            self.cohorts.in_canary(table.rollout_id, routing_key, table.share)
             if routing_key
             else goes_to_canary(table.rollout_id, request_id, table.share)  # no client key: split per request
         ):
@@ -306,17 +311,10 @@ class Gateway:
             batch_size=result.batch_size,
         )
 
-    def _cohort(self, rollout_id: int) -> KeyCohort:
-        cohort = self._cohorts.get(rollout_id)
-        if cohort is None:
-            cohort = self._cohorts[rollout_id] = KeyCohort(rollout_id)
-        return cohort
-
     def key_census(self, model_name: str) -> KeyCensus | None:
         """The canary's client keys as this process has seen them, while the model's rollout is in canary."""
         table = self._tables.get(model_name)
-        cohort = self._cohorts.get(table.rollout_id) if table is not None and table.rollout_id is not None else None
-        return cohort.census() if cohort is not None else None
+        return None if table is None or table.rollout_id is None else self.cohorts.census(table.rollout_id)
 
     async def _decode(self, served: ServedVersion, body: bytes, content_type: str) -> DecodedInput:
         return await asyncio.get_running_loop().run_in_executor(

@@ -157,16 +157,20 @@ def starved(metrics: dict[str, Any], rollout_id: int | None = None) -> str | Non
 
     Routing is sticky per client key, so the share is of clients: a few keys can all fall outside it.
     """
-    candidate, production, share = metrics["candidate"]["n"], metrics["production"]["n"], float(metrics["share"])
+    candidate, production, share = metrics["candidate"]["n"], metrics["production"]["n"], metrics.get("share")
     total = candidate + production
-    if not 0 < share < 1 or total == 0 or binom.cdf(candidate, total, share) >= STARVED_P:
+    if share is None or not 0 < share < 1 or total == 0 or binom.cdf(candidate, total, share) >= STARVED_P:
         return None
     rollout = "" if rollout_id is None else f" {rollout_id}"
+    keys = metrics.get("client_keys")
+    seen = ("GET /v1/gateway/stats?model=... shows the keys seen" if not keys else
+            f"the gateway has seen {keys['keys_seen']} distinct client keys, {keys['keys_in_canary']} of them in "
+            f"the canary")  # fmt: skip
     return (
         f"the canary got {candidate} of {total} requests at this step where a {share:.0%} share would send about "
         f"{share * total:.0f}: routing is sticky per X-Client-Key (one client sees one model), so the share is of "
         f"clients, and too few distinct keys are sending traffic to fill it (fewer than {math.ceil(1 / share)} cannot "
-        "fill this step; GET /v1/gateway/stats?model=... shows the keys seen and how many are in the canary). "
+        f"fill this step; {seen}). "
         "Send requests from more keys, or without X-Client-Key (then split per request), or stop this rollout and "
         f"retry it with a larger first step: `shiftwatch rollout reject{rollout} --reason ...` then "
         f"`shiftwatch rollout retry{rollout} --steps 0.25,0.5`"

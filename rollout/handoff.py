@@ -15,7 +15,6 @@ from shiftwatch.detectors import succession
 from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.labeling.policy import Budget, QueueItem, enqueue
 from shiftwatch.labeling.tables import Label, LabelTask
-from shiftwatch.links import console_rollout_url
 from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 
@@ -65,6 +64,11 @@ def send_disagreements(
     return result.queued
 
 
+def rollout_url(public_url: str, rollout_id: int) -> str:
+    """The console's rollout page: the promotion's evidence and audit log."""
+    return f"{public_url.rstrip('/')}/console/rollouts/{rollout_id}"
+
+
 def hand_over_monitoring(session: Session, rollout: Rollout, outbox: Outbox, now: datetime) -> succession.Handover:
     """The promoted candidate takes over its predecessor's detectors; the predecessor's alerts close, linked to this rollout."""
     retired = session.get(ModelVersion, rollout.baseline_version_id)
@@ -73,7 +77,7 @@ def hand_over_monitoring(session: Session, rollout: Rollout, outbox: Outbox, now
     assert retired is not None and promoted is not None and model is not None  # foreign keys
     resolution = (
         f"{model.name}:{retired.version} was retired when rollout {rollout.id} promoted {model.name}:{promoted.version}; "
-        f"its detectors watch {promoted.version} now: {console_rollout_url(outbox.public_url, rollout.id)}"
+        f"its detectors watch {promoted.version} now: {rollout_url(outbox.public_url, rollout.id)}"
     )
     return succession.hand_over(
         session, outbox, retired_id=retired.id, promoted_id=promoted.id, window_start=rollout.created_at,

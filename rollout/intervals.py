@@ -1,7 +1,8 @@
-"""95% confidence intervals for the approver: a rate (Wilson), a difference of rates (Newcombe), means and quantiles.
+"""95% confidence intervals for the approver: a rate (Clopper-Pearson), a difference of rates (Newcombe), means and quantiles.
 
 The approval page shows candidate - production with an interval, so "1.000 vs 1.000 on 14
-labels" reads as "+0.000 [-0.22, +0.22]": the data cannot tell the two apart yet.
+labels" reads as "+0.000 [-0.23, +0.23]": the data cannot tell the two apart yet. A rate's interval
+is the one every labeled accuracy in the product gets (``detectors.intervals.proportion_interval``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
+
+from shiftwatch.detectors.intervals import PROPORTION_METHOD, difference_interval, proportion_interval
 
 Z95 = float(norm.ppf(0.975))
 # 400 resamples per interval: a few tenths of a second of CPU per tick at most (two latency quantiles);
@@ -35,30 +38,26 @@ class Interval:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "method": self.method}
 
 
-def wilson(hits: int, n: int) -> Interval | None:
-    """Wilson score interval of a proportion: sane at 0/n and n/n, where the normal one collapses to a point."""
+def rate(hits: int, n: int) -> Interval | None:
+    """A proportion with its exact (Clopper-Pearson) interval: sane at 0/n and n/n, where the normal one is a point."""
     if n <= 0:
         return None
     p = hits / n
-    centre = (p + Z95 * Z95 / (2 * n)) / (1 + Z95 * Z95 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95 * Z95 / (4 * n * n)) / (1 + Z95 * Z95 / n)
-    # min/max: at 0/n and n/n rounding would otherwise leave the estimate a hair outside its own interval.
-    return Interval(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)), "wilson")
+    low, high = proportion_interval(hits, n)
+    return Interval(p, min(p, low), max(p, high), PROPORTION_METHOD)
 
 
 def newcombe_difference(hits_a: int, n_a: int, hits_b: int, n_b: int) -> Interval | None:
-    """Newcombe's hybrid score interval (method 10) of p_a - p_b, from each arm's Wilson interval.
+    """Newcombe's hybrid interval (square-and-add, method 10's construction) of p_a - p_b from each arm's ``rate``.
 
     For paired samples (shadow) it treats the arms as independent; positively correlated
     correctness makes the true interval narrower, so this errs on the wide side.
     """
-    a, b = wilson(hits_a, n_a), wilson(hits_b, n_b)
+    a, b = rate(hits_a, n_a), rate(hits_b, n_b)
     if a is None or b is None:
         return None
-    diff = a.estimate - b.estimate
-    low = diff - math.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
-    high = diff + math.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
-    return Interval(diff, max(-1.0, low), min(1.0, high), "newcombe")
+    diff, low, high = difference_interval((a.estimate, a.low, a.high), (b.estimate, b.low, b.high))
+    return Interval(diff, low, high, "newcombe")
 
 
 def mean_difference(a: np.ndarray, b: np.ndarray) -> Interval | None:

@@ -6,6 +6,7 @@ import hmac
 from pathlib import Path
 
 from shiftwatch.artifacts import sha256_file
+from shiftwatch.collector.onnx_limits import bound_session
 from shiftwatch.errors import Conflict, NotFound
 from shiftwatch.retrain.runtime import OnnxClassifier
 
@@ -25,4 +26,5 @@ def load_verified(path: Path, expected_sha256: str | None, threads: int = 1) -> 
     actual = sha256_file(path)
     if not hmac.compare_digest(actual, expected_sha256.lower()):
         raise Conflict(f"artifact {path} has sha256 {actual[:12]}..., the registry says {expected_sha256[:12]}...")
+    bound_session(path, actual)  # registered before the bounds, or written by hand: probed once, in a child
     return OnnxClassifier(path, "cpu", threads=threads)

@@ -3,8 +3,9 @@
 The response never waits for the database. A thread drains a queue every ``flush_interval_s`` (or
 at ``max_rows``), stores each input image once in the content-addressed InputStore, and writes the
 rows through the collector's in-process ``log_predictions`` in one transaction; if that transaction
-fails, row by row, so one unstorable row never takes the others with it. ``close()`` drains
-everything still queued, so a clean shutdown loses nothing.
+fails, row by row, so one unstorable row never takes the others with it. While the database is
+unreachable, answered rows are spilled to disk and replayed when it is back (rollout/log_spill.py).
+``close()`` drains everything still queued, so a clean shutdown loses nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy import insert
@@ -27,6 +28,8 @@ from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
 from shiftwatch.rollout.images import DecodedInput, stored_bytes
+from shiftwatch.rollout.log_journal import LogJournal
+from shiftwatch.rollout.log_spill import LogSpill
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.tables import ServingError
 
@@ -37,6 +40,7 @@ log = logging.getLogger(__name__)
 class PendingPrediction:
     record: PredictionRecord
     image: DecodedInput
+    segment: int = -1  # the journal segment holding it (rollout/log_journal.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class PredictionLogWriter:
         retention_days: int,
         flush_interval_s: float = 0.2,
         max_rows: int = 512,
+        replay_interval_s: float = 2.0,
     ) -> None:
         """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS."""
         self.db = db
@@ -89,11 +94,24 @@ class PredictionLogWriter:
         self.written = 0
         self.failed = 0
         self.inputs_refused = 0  # predictions logged without their image: over SHIFTWATCH_INPUT_MAX_BYTES
+        self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days)
+        self.journal = LogJournal(data_dir)
+        recovered = self.journal.recover()  # answered by a process killed before it stored them
+        if recovered:
+            self.spill.keep(recovered)
+            log.warning("%d gateway predictions journaled by an earlier process are replayed", len(recovered))
+        self.journal.forget_recovered()
+        self.spilled = self.spill.pending_rows()  # rows on disk, waiting for the database (a previous run's too)
+        self.replay_interval_s = replay_interval_s
+        self._next_replay = 0.0
         self._queue: queue.Queue[PendingPrediction | PendingError | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
 
     def put(self, item: PendingPrediction | PendingError) -> None:
+        """Queue a row; a prediction is journaled first, so a killed process does not lose it once answered."""
+        if isinstance(item, PendingPrediction):
+            item = replace(item, segment=self.journal.append(item.record))
         self._queue.put(item)
 
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -108,6 +126,7 @@ class PredictionLogWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=60)
+        self.journal.close()
 
     def _run(self) -> None:
         stopping = False
@@ -126,8 +145,23 @@ class PredictionLogWriter:
                 items.append(item)
             if items:
                 self._write(items)
-                for _ in items:
+                for item in items:
+                    if isinstance(item, PendingPrediction):
+                        self.journal.done(item.segment)
                     self._queue.task_done()
+            if self.spilled and (stopping or time.monotonic() >= self._next_replay):
+                self._replay()
+
+    def _replay(self) -> None:
+        self._next_replay = time.monotonic() + self.replay_interval_s
+        try:
+            result = self.spill.replay()
+        except Exception:  # the writer must live; the files stay for the next pass
+            log.exception("replaying the gateway's spilled predictions failed")
+            return
+        self.written += result.stored
+        self.failed += result.refused
+        self.spilled = result.left
 
     def _write(self, items: list[PendingPrediction | PendingError]) -> None:
         records: list[PredictionRecord] = []
@@ -164,6 +198,8 @@ class PredictionLogWriter:
             self.written += len(rows)
             return
         except OperationalError:  # the database is down: one by one would fail the same way
+            if what == "prediction" and self._spill(rows):  # type: ignore[arg-type]  # predictions only
+                return
             self.failed += len(rows)
             log.exception("could not log %d gateway %s rows: database unavailable", len(rows), what)
             return
@@ -180,6 +216,18 @@ class PredictionLogWriter:
             except Exception:  # this row alone is lost, and said so
                 self.failed += 1
                 log.exception("could not log a gateway %s row (request id %r)", what, row.request_id)
+
+    def _spill(self, records: list[PredictionRecord]) -> bool:
+        """Keep answered predictions on disk until the database is back; False if the disk refuses too."""
+        try:
+            self.spill.keep(records)
+        except OSError:
+            log.exception("could not spill %d gateway predictions", len(records))
+            return False
+        self.spilled += len(records)
+        self._next_replay = time.monotonic() + self.replay_interval_s
+        log.warning("database unavailable: %d gateway predictions spilled to disk, replayed when it is back", len(records))
+        return True
 
     def _insert_errors(self, errors: list[PendingError]) -> None:
         with self.db.session() as session:

@@ -78,6 +78,7 @@ def gateway_stats(
         "shadow_dropped": gateway.shadow_dropped,
         "log_written": gateway.writer.written,
         "log_failed": gateway.writer.failed,
+        "log_spilled": gateway.writer.spilled,
         "inputs_refused": gateway.writer.inputs_refused,
     }
 

@@ -6,9 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.tables import Model, ModelVersion
+from shiftwatch.errors import Invalid
 from shiftwatch.rollout.controller import candidate_report, get_rollout
 from shiftwatch.rollout.schemas import AuditOut, ComparisonOut, RolloutOut
-from shiftwatch.rollout.tables import AuditLog, Comparison, Rollout
+from shiftwatch.rollout.tables import ROLLOUT_STATES, AuditLog, Comparison, Rollout
 
 # What a finished rollout's last transition was, in words.
 FINAL_ACTIONS = {"approve": "approved", "reject": "rejected", "auto_rollback": "rolled back on a guardrail"}
@@ -68,6 +69,9 @@ def describe_id(session: Session, rollout_id: int) -> RolloutOut:
 
 
 def list_rollouts(session: Session, model: str | None = None, state: str | None = None) -> list[RolloutOut]:
+    """Newest first, of one model and in one state when given; an unknown state is bad input, not an empty list."""
+    if state is not None and state not in ROLLOUT_STATES:
+        raise Invalid("state", f"{state!r} is not a rollout state; one of {', '.join(ROLLOUT_STATES)}")
     stmt = select(Rollout).order_by(Rollout.id.desc())
     if model is not None:
         stmt = stmt.join(Model, Model.id == Rollout.model_id).where(Model.name == model)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shiftwatch.db import Base, UtcDateTime, utcnow
@@ -82,3 +82,21 @@ class AuditLog(Base):
     reason: Mapped[str] = mapped_column(String(2000), default="")
     forced: Mapped[bool] = mapped_column(default=False)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CanaryKeyCount(Base):
+    """What one gateway process has seen of a canary's client keys: how many, and how many it serves the candidate.
+
+    Written by each gateway (``replica``: host and process) as keys arrive; the controller reads it to
+    say why a step gets no traffic (too few keys for a sticky share), which it cannot see in predictions.
+    """
+
+    __tablename__ = "canary_key_counts"
+
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True)
+    replica: Mapped[str] = mapped_column(String(200), primary_key=True)
+    share: Mapped[float] = mapped_column(Float)
+    keys_seen: Mapped[int] = mapped_column(Integer)
+    keys_in_canary: Mapped[int] = mapped_column(Integer)
+    keys_hashed_in: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -13,11 +13,12 @@ from shiftwatch.cli_output import JSON_OPTION, emit_fields, emit_json, emit_tabl
 app = typer.Typer(no_args_is_help=True, help="Drift alerts: list, show, acknowledge, resolve.")
 
 
-def _harm(value: float | None) -> str:
-    """Estimated harm in words: never a bare signed number that reads as an accuracy of -50."""
+def _harm(value: float | None, source: str | None) -> str:
+    """Harm in words, named for what it measured: never a bare signed number that reads as an accuracy of -50."""
     if value is None:
         return "unknown"
-    return f"{value:.1f} accuracy points lost" if value >= 0 else f"none ({-value:.1f} accuracy points gained)"
+    what = "confidence points" if source == "confidence_drop" else "accuracy points"
+    return f"{value:.1f} {what} lost" if value >= 0 else f"none ({-value:.1f} {what} gained)"
 
 
 @app.command("list")
@@ -53,7 +54,7 @@ def list_(
         return
     emit_table(
         ("id", "state", "severity", "harm", "model:version", "detector", "runs", "updated", "title"),
-        [(a.id, a.state, a.severity, _harm(a.estimated_harm), f"{a.model}:{a.version}", a.detector, a.run_count,
+        [(a.id, a.state, a.severity, _harm(a.estimated_harm, a.harm_source), f"{a.model}:{a.version}", a.detector, a.run_count,
           when(a.updated_at), a.title) for a in found],
         title="alerts",
     )  # fmt: skip
@@ -65,11 +66,12 @@ def _show(alert: Any) -> None:
         "model": f"{alert.model}:{alert.version}", "detector": f"{alert.detector} (config {alert.config_id})",
         "p-value": None if alert.p_value is None else f"{alert.p_value:.4g}",
         "effect": f"{alert.effect_size:.4g} {alert.effect_unit}",
-        "estimated harm": _harm(alert.estimated_harm) + (f", by {alert.harm_source}" if alert.harm_source else ""),
+        "harm": (alert.harm or {}).get("sentence") or _harm(alert.estimated_harm, alert.harm_source),
         "runs": f"{alert.run_count} (runs {alert.first_run_id}..{alert.last_run_id})",
         "opened": when(alert.opened_at), "updated": when(alert.updated_at),
         "acknowledged": f"{when(alert.acknowledged_at)} by {alert.acknowledged_by}" if alert.acknowledged_at else None,
         "resolved": f"{when(alert.resolved_at)} by {alert.resolved_by}" if alert.resolved_at else None,
+        "resolution": alert.resolution,
         "console": alert.console_url, "url": alert.url, "report": alert.report_url, "evidence": alert.evidence,
     })  # fmt: skip
 

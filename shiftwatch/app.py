@@ -23,6 +23,7 @@ from shiftwatch.detectors import schedule as detector_jobs
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.labeling import job as labeling_jobs
 from shiftwatch.labeling import router as labeling_routes
+from shiftwatch.labeling.media_cors import InputLinkCors
 from shiftwatch.retrain import router as retrain_routes
 from shiftwatch.rollout import job as rollout_jobs
 from shiftwatch.rollout import router as rollout_routes
@@ -136,7 +137,9 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     # Outermost first: a foreign Host or a cross-site simple POST is refused before any route reads
-    # a body, and every answer, refusals included, carries the security headers.
+    # a body, and every answer, refusals included, carries the security headers; innermost, Label
+    # Studio's pages (only) may read the signed image links.
+    app.add_middleware(InputLinkCors, settings=settings)
     app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)
     return app

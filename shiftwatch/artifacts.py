@@ -51,6 +51,8 @@ def verify_onnx_artifact(
     import onnx
     from onnx.external_data_helper import uses_external_data
 
+    from shiftwatch.collector.onnx_limits import bound_session
+
     path = Path(path)
     try:
         info = path.lstat()
@@ -80,6 +82,7 @@ def verify_onnx_artifact(
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # noqa: BLE001 - ValidationError and shape-inference errors alike
         raise Invalid("artifact", f"fails the ONNX checker: {str(exc).splitlines()[0][:300]}") from None
+    bound_session(path, digest, model)  # no constant bombs: sizes inferred, the session built in a capped child
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return ArtifactCheck(
         sha256=digest,

@@ -8,6 +8,7 @@ import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
@@ -63,7 +64,8 @@ class Settings(BaseSettings):
     # Batches stored at once per process; past this the server answers 503 + Retry-After.
     max_inflight_batches: int = Field(8, gt=0)
     # Bounded work per request (docs/security.md, "Limits on hostile input"). A JSON ingest body may
-    # inflate to at most max_json_bytes (parsed JSON costs ~3-8x its size in memory; bulk goes as .npz).
+    # inflate to at most max_json_bytes, and its parse is charged at its measured cost against
+    # max_parse_bytes (collector/json_rows.py: up to ~35x its size for bare numbers; bulk goes as .npz).
     max_json_bytes: int = Field(16 * 1024 * 1024, gt=0)
     # Bytes of request bodies held and being parsed at once in this process (ingest and gateway);
     # past it a request gets 503 + Retry-After instead of adding to memory. 256 MiB: bench/hostile_load.py.
@@ -88,6 +90,10 @@ class Settings(BaseSettings):
     label_studio_token: str | None = None
     # A shiftwatch API token (scope "label") Label Studio sends with its webhooks when auth_required is on.
     label_studio_callback_token: str | None = None
+    # Origins (scheme://host[:port], comma-separated) Label Studio's pages are served from besides
+    # SHIFTWATCH_LABEL_STUDIO_URL's, e.g. its public https name when that URL is internal. Only these
+    # origins' pages may load the signed image links (CORS; shiftwatch.labeling.media_cors).
+    label_studio_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Labeling budget: samples queued per model per UTC day (per-model overrides by name), and per batch.
     labeling_daily_budget: int = Field(200, ge=0)
     labeling_daily_budgets: dict[str, int] = Field(default_factory=dict)
@@ -179,7 +185,7 @@ class Settings(BaseSettings):
                              "or leave it unset: a key is then generated under data_dir")
         return value
 
-    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator("alert_webhooks", "allowed_hosts", "trusted_proxies", "label_studio_origins", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str) and value.lstrip().startswith("["):
@@ -187,6 +193,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("label_studio_origins")
+    @classmethod
+    def _origins_only(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+                raise ValueError(f"{origin!r} is not an origin: write scheme://host[:port], e.g. https://label.example.com")
+        return [origin.rstrip("/").lower() for origin in value]
 
     @model_validator(mode="after")
     def _public_url_follows_the_port(self) -> Settings:

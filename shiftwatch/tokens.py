@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from shiftwatch.auth import SCOPES, Principal
 from shiftwatch.auth_tables import ApiToken, ConsoleSession
@@ -30,6 +31,11 @@ TOKEN_BYTES = 32
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 # Resolved tokens are cached this long per process; a revocation reaches every replica within it.
 CACHE_SECONDS = 5.0
+# While the database cannot be reached, a token this process verified within this many seconds is
+# still honoured (issue 27.5: 62 requests got 503 in a 10 s outage). So a revocation takes effect
+# within CACHE_SECONDS while the database answers, and within OUTAGE_GRACE_SECONDS on a replica
+# that cannot reach it. Unknown and revoked tokens are never honoured from the cache past CACHE_SECONDS.
+OUTAGE_GRACE_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +112,13 @@ def resolve_token(db: Database, token: str) -> Principal | None:
 class TokenResolver:
     """``app.state.resolve_token``: ``resolve_token`` behind a short per-process cache (ingest calls it per batch)."""
 
-    def __init__(self, db: Database, ttl_s: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, db: Database, ttl_s: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic,
+        grace_s: float = OUTAGE_GRACE_SECONDS,
+    ) -> None:  # fmt: skip
         self.db = db
         self.ttl_s = ttl_s
+        self.grace_s = grace_s
         self.clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
@@ -120,7 +130,12 @@ class TokenResolver:
             hit = self._cache.get(key)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        principal = resolve_token(self.db, token)
+        try:
+            principal = resolve_token(self.db, token)
+        except OperationalError:  # the database is away: a recently verified token still works
+            if hit is not None and hit[1] is not None and now - hit[0] < self.grace_s:
+                return hit[1]
+            raise
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: random bad tokens must not grow memory
                 self._cache.clear()

@@ -107,6 +107,15 @@ def live_server(app) -> Iterator[LiveServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def fault_cluster() -> Iterator:
+    """A private PostgreSQL cluster the module's tests may stop and start (tests/support/pg_processes.py)."""
+    from tests.support.pg_processes import migrated_fault_cluster
+
+    with migrated_fault_cluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def digits_model(db: Database):
     """A registered model ``digits`` with version ``v1`` (64-d embeddings, 10 classes)."""

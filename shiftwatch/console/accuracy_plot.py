@@ -1,10 +1,11 @@
 """The alert page's accuracy over time: the estimate in its interval beside the accuracy realized on labels.
 
 NannyML's picture of estimated vs realized performance. The estimate comes from the version's
-``accuracy_drop`` runs (CBPE/ATC, with their interval) or, without one, from the drop in mean
-confidence (DoC, no interval). Realized accuracy is measured per tested window where labels have
+``accuracy_drop`` runs (CBPE/ATC, with their interval); without one the line is the window's
+mean confidence, named as such: it is not an accuracy (issue 24). Realized accuracy is measured per tested window where labels have
 come in, over the labeling queue's random slice only: the other queued samples were picked for
-looking hard, so their accuracy is biased low.
+looking hard, so their accuracy is biased low. It carries the exact interval every labeled
+accuracy gets (``detectors.intervals.proportion_interval``): 5 of 5 right is not 100 %.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from shiftwatch.console import svg
 from shiftwatch.detectors import references
+from shiftwatch.detectors.intervals import proportion_interval
 from shiftwatch.detectors.tables import DriftRun
 from shiftwatch.labeling.queries import labeled_outcomes
 
@@ -34,6 +36,8 @@ class AccuracyPoint:
     high: float | None
     realized: float | None
     n_labels: int  # random-slice labels among the window's predictions
+    realized_low: float | None = None  # the realized accuracy's 95 % interval (exact binomial), %
+    realized_high: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +56,19 @@ class _Estimate:
 class AccuracyHistory:
     method: str  # how the estimate was made, for the caption
     points: list[AccuracyPoint]
+    is_accuracy: bool = True  # False: the line is mean confidence (no accuracy estimator on the version)
 
 
-def _reference_level(session: Session, version_id: int) -> float | None:
-    """The reference's accuracy (its labels) or, unlabeled, its mean confidence: what DoC's drop is taken from."""
+def _reference_confidence(session: Session, version_id: int) -> float | None:
+    """The reference's mean confidence: what the runs' confidence drop is taken from."""
     data = references.load(session, version_id)
     if data is None or len(data) == 0:
         return None
-    if data.labels is not None:
-        return float(np.mean(np.asarray(data.predicted_class) == np.asarray(data.labels)))
     return float(np.mean(data.confidence))
 
 
 def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[_Estimate]]:
-    """The method's name and one estimate per run."""
+    """The method's name and one estimate per run ("" and mean confidence per run without an accuracy estimator)."""
     estimated = list(
         session.scalars(
             select(DriftRun)
@@ -82,12 +85,12 @@ def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: 
             rows.append(_Estimate(run.tick, run.window_start, run.window_end, 100 * float(run.statistic or 0.0), low, high))
         method = str((estimated[-1].evidence or {}).get("method", "label-free")).upper()
         return method, rows
-    level = _reference_level(session, version_id)
+    level = _reference_confidence(session, version_id)
     if level is None:
         return "", []
     rows = [_Estimate(r.tick, r.window_start, r.window_end, 100 * level - r.estimated_harm)
             for r in runs if r.estimated_harm is not None]
-    return "DoC, from the drop in mean confidence", rows
+    return "", rows
 
 
 def history(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> AccuracyHistory | None:
@@ -100,31 +103,38 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
     points = []
     for row in rows:
         realized, n = None, 0
+        interval: tuple[float | None, float | None] = (None, None)
         if labeled is not None and row.start is not None and row.end is not None:
-            bounds = [np.datetime64(t.replace(tzinfo=None), "us") for t in (row.start, row.end)]
-            mask = (labeled.ts >= bounds[0]) & (labeled.ts <= bounds[1]) & (labeled.reason == "random")
-            n = int(mask.sum())
+            audit = labeled.random_slice(row.start, row.end)
+            n = len(audit)
             if n >= MIN_REALIZED_LABELS:
-                realized = 100 * float(np.mean(labeled.predicted_class[mask] == labeled.label[mask]))
-        points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n))
-    return AccuracyHistory(method, points)
+                hits = audit.hits()
+                realized = 100 * hits / n
+                low, high = proportion_interval(hits, n)
+                interval = (100 * low, 100 * high)
+        points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n, *interval))
+    return AccuracyHistory(method or "nothing: no accuracy_drop detector", points, is_accuracy=bool(method))
 
 
 def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: list[svg.Marker]) -> str:
-    """Estimated accuracy as a line in its interval band, realized accuracy as dots where windows have labels."""
+    """Estimated accuracy as a line in its interval band, realized accuracy as dots with their interval where labeled."""
     hours = [(p.tick - origin).total_seconds() / 3600 for p in accuracy.points]
     nan = float("nan")
     banded = any(p.low is not None for p in accuracy.points)
     series = [
         svg.Series(
-            "estimated, %", hours, [p.estimated for p in accuracy.points],
+            "estimated, %" if accuracy.is_accuracy else "mean confidence (not accuracy), %", hours, [p.estimated for p in accuracy.points],
             low=[nan if p.low is None else p.low for p in accuracy.points] if banded else None,
             high=[nan if p.high is None else p.high for p in accuracy.points] if banded else None,
         )
     ]
-    realized = [(h, p.realized) for h, p in zip(hours, accuracy.points) if p.realized is not None]
+    realized = [(h, p) for h, p in zip(hours, accuracy.points) if p.realized is not None]
     if realized:
-        series.append(svg.Series("realized, %", [h for h, _ in realized], [r for _, r in realized], dots=True))
+        series.append(svg.Series(
+            "realized, %", [h for h, _ in realized], [float(p.realized or 0.0) for _, p in realized], dots=True,
+            low=[nan if p.realized_low is None else p.realized_low for _, p in realized],
+            high=[nan if p.realized_high is None else p.realized_high for _, p in realized],
+        ))
     return svg.line_chart(series, title="Accuracy over time: estimated vs realized", x_label=x_label,
                           y_label="accuracy, %", markers=markers)
 
@@ -133,9 +143,12 @@ def caption(estimated: AccuracyHistory) -> str:
     """The plot in words: which method estimated, and how many labeled windows the realized dots stand on."""
     labeled = [p for p in estimated.points if p.realized is not None]
     realized = (
-        f"realized accuracy (dots) on {len(labeled)} window(s) with at least {MIN_REALIZED_LABELS} "
+        f"realized accuracy (dots, with their exact 95 % interval) on {len(labeled)} window(s) with at least {MIN_REALIZED_LABELS} "
         f"labels of the random labeling slice ({sum(p.n_labels for p in labeled)} labels)"
         if labeled else
         f"no realized accuracy yet: no tested window has {MIN_REALIZED_LABELS} labels of the random labeling slice"
     )
+    if not estimated.is_accuracy:
+        return ("No accuracy estimate without labels: the line is the window's mean confidence, which is not accuracy "
+                "(an accuracy_drop detector on a labeled reference estimates one, with an interval); " + realized + ".")
     return f"Estimated accuracy by {estimated.method} (line, with its interval where the method gives one); {realized}."

@@ -12,24 +12,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.tables import Model, ModelVersion, Prediction
 from shiftwatch.console import accuracy_plot, svg
-from shiftwatch.detectors.harm import describe
+from shiftwatch.detectors import harm
 from shiftwatch.detectors.schemas import AlertOut
 from shiftwatch.detectors.tables import DriftRun, ReferenceWindow
 
 HISTORY_RUNS = 500  # the newest runs of the config plotted
 EXAMPLES = 6  # reference inputs shown beside the atypical ones
-HARM_SOURCES = {
-    "accuracy_estimate": "a label-free accuracy estimator (accuracy_drop detector) on this version",
-    "confidence_drop": "the drop in mean confidence (DoC): no interval; an accuracy_drop detector with "
-    "reference labels gives one",
-}
 SEVERITY_MEANING = {
     "low": "the inputs moved, but the model's outputs barely did: worth a look, not an emergency",
     "medium": "the model is likely a few points less accurate on these inputs",
@@ -66,6 +60,11 @@ def _summary(alert: AlertOut) -> list[str]:
         f"reference: effect {alert.effect_size:.3g} {alert.effect_unit}"
         + ("." if alert.p_value is None else f", p = {alert.p_value:.2g} after Holm across this version's detectors.")
     ]
+    others = [d for key, d in (alert.evidence.get("detectors") or {}).items() if key != str(alert.config_id)]
+    if others:  # one alert per drift episode: the other detectors that fired on it, each with its own numbers
+        lines.append("Also fired on this drift episode: " + "; ".join(
+            f"{d['name']} (effect {float(d['effect_size']):.3g} {d['effect_unit']}"
+            + ("" if d.get("p_value") is None else f", p = {float(d['p_value']):.2g}") + ")" for d in others) + ".")
     shifted = alert.evidence.get("shifted_dimensions") or []
     if shifted:
         sizes = sorted(abs(float(d["shift_in_std"])) for d in shifted)
@@ -78,33 +77,16 @@ def _summary(alert: AlertOut) -> list[str]:
     return lines
 
 
-def _accuracy(session: Session, alert: AlertOut) -> str:
+def _accuracy(alert: AlertOut) -> str:
+    """The harm in words, named for what it measured, with its interval or why it has none (issue 24)."""
+    stored = harm.from_dict(alert.harm)
+    if stored is not None:
+        sentence = stored.sentence()
+        return sentence[0].upper() + sentence[1:] + "."
     if alert.estimated_harm is None:
-        return "No accuracy estimate: the version has no reference confidence or accuracy estimator."
-    source = HARM_SOURCES.get(alert.harm_source or "", alert.harm_source or "unknown method")
-    text = f"Estimated accuracy {describe(alert.estimated_harm)} than on the reference, from {source}."
-    last = session.get(DriftRun, alert.last_run_id)
-    estimate = None
-    if last is not None:  # the accuracy estimator that ran at the alert's last tick, if any
-        estimate = session.scalar(
-            select(DriftRun).where(
-                DriftRun.model_version_id == alert.model_version_id,
-                DriftRun.tick == last.tick,
-                DriftRun.detector == "accuracy_drop",
-                DriftRun.status == "ok",
-            )
-        )
-    evidence: dict[str, Any] = (estimate.evidence or {}) if estimate is not None else {}
-    if "estimated_accuracy" in evidence and evidence.get("interval"):
-        low, high = evidence["interval"]
-        level = float(evidence.get("confidence_level", 0.95)) * 100
-        text = (
-            f"Estimated accuracy {100 * evidence['estimated_accuracy']:.1f} % ({level:.0f} % interval "
-            f"{100 * low:.1f} to {100 * high:.1f} %), against {100 * evidence['reference_accuracy']:.1f} % on the "
-            f"reference: {describe(alert.estimated_harm)}, by {str(evidence.get('method', '')).upper()} "
-            "(label-free; no labels of these inputs yet)."
-        )
-    return text
+        return "No accuracy estimate: the version has no reference confidence, accuracy estimator or labels."
+    return (f"Harm score {alert.estimated_harm:.1f} points by {alert.harm_source or 'an unknown method'} "
+            "(stored before alerts kept the method and interval).")
 
 
 def _examples(session: Session, alert: AlertOut, names: list[str]) -> tuple[list[Example], list[Example]]:
@@ -184,7 +166,7 @@ def build(session: Session, alert: AlertOut) -> AlertView:
     history, accuracy_svg, accuracy_caption = _history(session, alert)
     return AlertView(
         summary=_summary(alert),
-        accuracy=_accuracy(session, alert),
+        accuracy=_accuracy(alert),
         atypical=atypical,
         reference=reference,
         history_svg=history,

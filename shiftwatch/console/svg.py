@@ -28,7 +28,7 @@ class Series:
     name: str
     x: Sequence[float]
     y: Sequence[float]
-    low: Sequence[float] | None = None  # with ``high``: a translucent band in the line's colour
+    low: Sequence[float] | None = None  # with ``high``: a translucent band in the line's colour (whiskers for dots)
     high: Sequence[float] | None = None
     dots: bool = False  # a dot per point and no joining line (sparse values, e.g. windows that have labels)
 
@@ -157,7 +157,7 @@ def line_chart(
         colour = PALETTE[index % len(PALETTE)]
         name = escape(line.name)
         if line.low is not None and line.high is not None:
-            parts.append(_band(frame, line, colour))
+            parts += _whiskers(frame, line, colour) if line.dots else [_band(frame, line, colour)]
         finite = [(frame.x(float(x)), frame.y(float(y))) for x, y in zip(line.x, line.y) if np.isfinite(y)]
         if line.dots:
             parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}" data-series="{name}"/>' for x, y in finite]
@@ -166,6 +166,15 @@ def line_chart(
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" data-series="{name}"/>')
     parts += _legend([s.name for s in series])
     return _svg(parts, title, HEIGHT + key_height)
+
+
+def _whiskers(frame: _Frame, line: Series, colour: str) -> list[str]:
+    """The interval of each dot as a vertical bar (dots are sparse: a band between them would invent values)."""
+    return [
+        f'<line x1="{frame.x(float(x)):.1f}" x2="{frame.x(float(x)):.1f}" y1="{frame.y(float(hi)):.1f}" '
+        f'y2="{frame.y(float(lo)):.1f}" stroke="{colour}" stroke-width="1.5" data-whisker="{escape(line.name)}"/>'
+        for x, lo, hi in zip(line.x, line.low or (), line.high or ()) if np.isfinite(lo) and np.isfinite(hi)
+    ]
 
 
 def _band(frame: _Frame, line: Series, colour: str) -> str:

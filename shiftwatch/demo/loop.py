@@ -18,6 +18,7 @@ from shiftwatch.demo.api import DemoApiError
 from shiftwatch.demo.oracle import answer_queue, label_sample
 from shiftwatch.demo.shell import CommandFailed
 from shiftwatch.demo.stage import Service, Stage
+from shiftwatch.labeling.studio_links import links_note
 
 # Drifted windows the demo streams while it waits for the detector job to confirm the drift.
 MAX_DETECTOR_WINDOWS = 6
@@ -96,7 +97,7 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
               f"{selected['budget_left']} left in today's labeling budget. The 'random' ones are the audit slice: "
               "drawn uniformly, they are the only labels that may judge accuracy (unbiased).")
     if stage.settings.label_studio_url:
-        push_to_label_studio(stage)
+        push_to_label_studio(stage, service.api_url)
     else:
         stage.say("[yellow]Label Studio is not configured[/] (SHIFTWATCH_LABEL_STUDIO_URL): the [bold]built-in oracle[/] "
                   "answers the queue from the demo's ground truth, writes a labels file and imports it, as a labeling "
@@ -109,6 +110,8 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
                   f"{production} is confidently wrong on the new traffic, so few samples look uncertain. The team also "
                   f"labels {short} of the drifted predictions drawn uniformly (GET /v1/predictions), through the same import.")
         label_sample(stage, service.traffic, production, drift_started_at, short)
+    if stage.settings.label_studio_url:
+        close_in_label_studio(stage)
     status = stage.api.get("/v1/labeling/status", model=stage.model)
     stage.timeline.mark(stage.lap_label("labeled"))
     stage.facts["labels_stored"] = status["labels"]
@@ -116,16 +119,31 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     return status["labels"] > 0
 
 
-def push_to_label_studio(stage: Stage) -> None:
+def push_to_label_studio(stage: Stage, api_url: str) -> None:
     """With Label Studio configured, tasks really go there (people label them; the oracle fills in for the demo)."""
     where = stage.settings.label_studio_url
     try:
         pushed = stage.api.post("/v1/labeling/push", model=stage.model)
     except DemoApiError as exc:
         stage.say(f"[yellow]Label Studio push failed[/] ({exc.detail}); tasks stay queued and are retried.")
+    else:
+        stage.say(f"Pushed {pushed['sent']} tasks to Label Studio at [cyan]{where}[/] (project {pushed['project_id']}, "
+                  "'By priority' tab). The demo does not wait for people: the [bold]built-in oracle[/] labels "
+                  "them, marked annotator=oracle.")
+    stage.say(links_note(stage.settings, api_url))
+
+
+def close_in_label_studio(stage: Stage) -> None:
+    """The oracle's labels go to Label Studio as annotations (POST /v1/labeling/push), so no task it answered is
+    left open there."""
+    try:
+        pushed = stage.api.post("/v1/labeling/push", model=stage.model)
+    except DemoApiError as exc:
+        stage.say(f"[yellow]Sending the oracle's labels to Label Studio failed[/] ({exc.detail}); "
+                  "the next push sends them.")
         return
-    stage.say(f"Pushed {pushed['sent']} tasks to Label Studio at [cyan]{where}[/]. The demo does not wait for people: "
-              "the [bold]built-in oracle[/] labels what is still open, marked annotator=oracle.")
+    stage.say(f"Sent the oracle's {pushed['closed']} labels to Label Studio as annotations: those tasks show as "
+              "completed there (a person's correction replaces the oracle's label).")
 
 
 def retrain(stage: Stage) -> str | None:

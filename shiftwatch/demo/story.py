@@ -21,6 +21,7 @@ from shiftwatch.demo.shell import Shell
 from shiftwatch.demo.stage import Fact, Scale, Service, Stage, Subject
 from shiftwatch.demo.summary import phases, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
+from shiftwatch.labeling.studio_links import serve_env, serve_port, serving_port
 from shiftwatch.secret_key import ensure_secret_key
 from shiftwatch.settings import Settings, load_settings
 
@@ -97,9 +98,12 @@ def start_api(stage: Stage) -> str:
     if key.created:
         stage.say(f"Secret key (signs console sessions and links): generated and saved to [cyan]{key.path}[/] "
                   "(mode 0600), as `shiftwatch serve` does on its first start.")
-    port = free_port()
-    # Links the server and the CLI print (alerts, rollouts) point at this server, not the default port.
-    live = stage.settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}", "port": port})
+    # With Label Studio, serve where its image links and webhook point (SHIFTWATCH_PUBLIC_URL) when that port is
+    # free; otherwise any port, and links the server and the CLI print (alerts, rollouts) point at this server.
+    port = serving_port(stage.settings) or free_port()
+    keeps_public_url = bool(stage.settings.label_studio_url)
+    live = stage.settings.model_copy(update={"port": port} if keeps_public_url else
+                                     {"public_url": f"http://127.0.0.1:{port}", "port": port})
     stage.shell.environment.update(shell_environment(live))
     # The server's jobs tick every second here; APScheduler's note that a slow run made it skip a tick is noise.
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -202,9 +206,9 @@ def serve_command(settings: Settings) -> str:
     path (a new shell has no activated virtualenv) and the port said explicitly."""
     script = Path(sys.executable).parent / "shiftwatch"
     program = shlex.quote(str(script)) if script.exists() else f"{shlex.quote(sys.executable)} -m shiftwatch"
-    return (f"SHIFTWATCH_DATABASE_URL={shlex.quote(settings.database_url)} "
+    return (f"{serve_env(settings)}SHIFTWATCH_DATABASE_URL={shlex.quote(settings.database_url)} "
             f"SHIFTWATCH_DATA_DIR={shlex.quote(str(settings.data_dir))} "
-            f"{program} serve --host {settings.host} --port {settings.port}")
+            f"{program} serve --host {settings.host} --port {serve_port(settings)}")
 
 
 def finish(stage: Stage, console: Console, sections: list[tuple[str, str]]) -> DemoResult:

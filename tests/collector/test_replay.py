@@ -73,15 +73,16 @@ def test_an_edited_json_lines_batch_is_refused_with_the_new_reason_then_stored(l
     refused = replay(live_server.url, spill.root, "--json")
     assert refused.returncode == 1
     (outcome,) = json.loads(refused.stdout)
-    assert outcome["outcome"] == "refused" and "confidence" in outcome["reason"]
-    assert "confidence" in path.with_suffix(".txt").read_text() and stored(db) == 0
+    assert (outcome["outcome"], outcome["stored"]) == ("partly", 1) and "confidence" in outcome["reason"]
+    assert "confidence" in path.with_suffix(".txt").read_text() and stored(db) == 1  # the good row went in
 
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    rows[1]["confidence"] = 0.95  # the person's fix
+    assert len(rows) == 1, "the file keeps only the refused row"
+    rows[0]["confidence"] = 0.95  # the person's fix
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     fixed = replay(live_server.url, spill.root, "--json")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
-    assert [(o["outcome"], o["stored"]) for o in json.loads(fixed.stdout)] == [("stored", 2)]
+    assert [(o["outcome"], o["stored"]) for o in json.loads(fixed.stdout)] == [("stored", 1)]
     assert stored(db) == 2 and not path.exists() and not path.with_suffix(".txt").exists()
 
     again = replay(live_server.url, spill.root)

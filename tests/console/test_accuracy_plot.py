@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
+from scipy.stats import binomtest
 from sqlalchemy import select
 
 from shiftwatch.db import utcnow
@@ -72,6 +73,11 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
     assert [p.realized for p in history.points] == [None, REALIZED[51], REALIZED[52]]
     assert all(p.n_labels >= accuracy_plot.MIN_REALIZED_LABELS for p in history.points[1:])
     assert all(p.low <= p.estimated <= p.high for p in history.points)
+    # All right / all wrong on a handful of labels is an interval, not a point: the exact binomial one.
+    right, wrong = history.points[1:]
+    exact = binomtest(right.n_labels, right.n_labels).proportion_ci(method="exact")
+    assert (right.realized_low, right.realized_high) == (pytest.approx(100 * exact.low), 100.0)
+    assert right.realized_low < 75.0 and wrong.realized_low == 0.0 and wrong.realized_high > 25.0
 
     svg = accuracy_svg(api, labeled_windows)
     (estimated,) = svg.iterfind("svg:polyline[@data-series='estimated, %']", NS)
@@ -79,15 +85,18 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
     assert len(list(svg.iterfind("svg:polygon[@data-band='estimated, %']", NS))) == 1  # the interval
     dots = [float(c.get("cy")) for c in svg.iterfind("svg:circle[@data-series='realized, %']", NS)]
     assert len(dots) == 2 and dots[0] < dots[1]  # 100 % is drawn above 0 %
+    assert len(list(svg.iterfind("svg:line[@data-whisker='realized, %']", NS))) == 2  # each dot's interval
     legend = [t.text for t in svg.iterfind("svg:text", NS)]
     assert "estimated, %" in legend and "realized, %" in legend
 
 
-def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db, settings, digits_model) -> None:
+@pytest.mark.parametrize("estimator", [True, False], ids=["cbpe", "no-estimator"])
+def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db, settings, digits_model, estimator) -> None:
     t0 = utcnow() - timedelta(hours=3)
     pin_labeled_reference(db, digits_model.id, t0)
     add_config(db, digits_model.id, detector="meanshift")
-    add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"})
+    if estimator:
+        add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"})
     for step in range(2):
         start = t0 + timedelta(hours=1, minutes=10 * step)
         log(db, settings, records(start, 200, shift=0.6, confidence=0.6, seed=60 + step))
@@ -98,3 +107,11 @@ def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db,
     assert "no realized accuracy yet" in page
     svg = ET.fromstring(re.search(r'<figure id="accuracy-plot">(<svg.*?</svg>)', page, re.S).group(1))
     assert list(svg.iterfind("svg:circle", NS)) == []
+    said = re.search(r'<p id="accuracy-estimate"><strong>(.*?)</strong>', page, re.S).group(1)
+    (line,) = svg.iterfind("svg:polyline", NS)
+    if estimator:  # the alert's harm is CBPE's drop, with its method and interval (issue 24)
+        assert said.startswith("Estimated accuracy") and "95 % interval" in said and "CBPE, label-free" in said
+        assert line.get("data-series") == "estimated, %"
+    else:  # no accuracy estimator: the confidence drop is called that, in words and on the plot
+        assert said.startswith("Mean confidence") and "no interval" in said and "Estimated accuracy" not in said
+        assert line.get("data-series") == "mean confidence (not accuracy), %" and "which is not accuracy" in page

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -16,11 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+from tests.support.browser import assert_not_blank, chromium_context
 
 # The console is the same code on both backends (the domains' tests cover PostgreSQL); one
 # browser pass on SQLite keeps this module's time down.
@@ -29,26 +22,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.parametrize("ba
 
 @pytest.fixture(scope="module")
 def browser_context() -> Iterator:
-    """One Chromium per module, with a fresh profile folder; skipped where Chromium or Playwright is absent."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI needs Debian's chromium for the browser tests (apt-get install -y chromium)")
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    if os.environ.get("CI") == "true":
-        import playwright.sync_api as sync_api  # in CI a missing Playwright is a failure, not a skip
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tempfile.mkdtemp(prefix="sw-chromium-")
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": 1200, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    """One Chromium per module; skipped where Chromium or Playwright is absent (failed in CI)."""
+    with chromium_context() as context:
+        yield context
 
 
 @pytest.fixture
@@ -56,12 +32,6 @@ def page(browser_context) -> Iterator:
     page = browser_context.new_page()
     yield page
     page.close()
-
-
-def assert_not_blank(png: bytes) -> None:
-    """A rendered page has text and colour: its grey levels vary (a blank or failed page does not)."""
-    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
-    assert pixels.std() > 10, f"screenshot looks blank (grey-level std {pixels.std():.1f})"
 
 
 def screenshot(page, tmp_path: Path, name: str) -> bytes:

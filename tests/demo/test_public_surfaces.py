@@ -16,6 +16,7 @@ ALLOWED = {
     "shiftwatch.secret_key",  # the key `shiftwatch serve` generates on its first start
     "shiftwatch.signing",  # verify(): how a webhook receiver checks a signature (docs/alerts.md)
     "shiftwatch.console.svg",  # drawing the summary's chart
+    "shiftwatch.labeling.studio_links",  # where Label Studio's links point, in words and ports (no state read)
     # The examples: image sets and a network the demo's "user" brings (docs/own-model.md, "The realistic example").
     "shiftwatch.retrain.digits", "shiftwatch.retrain.textured_digits", "shiftwatch.retrain.resnet",
     # The realistic user's own training run on the reference set's train split, with shiftwatch's loop

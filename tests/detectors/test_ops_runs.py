@@ -60,8 +60,11 @@ def test_flagged_run_opens_one_alert_and_a_second_updates_it_with_a_real_report(
     with db.session() as session:
         (alert,) = session.scalars(select(Alert)).all()
         assert (alert.state, alert.run_count, alert.config_id) == ("open", 2, config_id)
-        assert alert.severity == "high"  # confidence fell 0.92 -> 0.6: ~32 points of estimated accuracy
+        assert alert.severity == "high"  # confidence fell 0.92 -> 0.6: ~32 points (no accuracy estimator, no labels)
         assert alert.estimated_harm == pytest.approx(32, abs=2) and alert.harm_source == "confidence_drop"
+        # Called what it is (issue 24): a confidence drop, not an accuracy, and why it has no interval.
+        assert "mean confidence 3" in alert.title and "accuracy 3" not in alert.title and "no interval" in alert.title
+        assert alert.evidence["harm"]["interval"] is None and "not accuracy" in alert.evidence["harm"]["note"]
         assert alert.effect_unit == "% of reference kernel spread" and alert.effect_size > 0.5
         samples = alert.evidence["atypical_samples"]  # the MMD witness's top 10 (its n_evidence)
         assert len(samples) == 10 and all(s["input_ref"].startswith("inputs/3-") for s in samples)

@@ -75,7 +75,10 @@ def test_alert_webhooks_are_signed_sent_in_background_and_retried_after_a_500(db
     assert alert["console_url"] == console and alert["url"] == f"https://shiftwatch.example.com/v1/alerts/{alert_id}"
     context = slack_body["blocks"][-1]["elements"][0]["text"]
     assert f"<{console}|" in context and f"<{console}/report|" in context and "/v1/" not in context
-    assert "points lower" in slack_body["blocks"][2]["fields"][1]["text"]  # not "-31.8 pts"
+    harm = slack_body["blocks"][2]["fields"][1]["text"]
+    assert "points lower" in harm  # not "-31.8 pts"
+    assert harm.startswith("*Harm*\nmean confidence") and "no interval" in harm  # not called accuracy (issue 24)
+    assert alert["harm"]["source"] == "confidence_drop" and alert["harm"]["sentence"] in alert["title"]
     assert SIGNATURE_HEADER not in by_path["/slack"][0]["headers"]  # no secret configured for it
 
     with db.session() as session:

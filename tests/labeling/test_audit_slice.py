@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -13,11 +14,14 @@ from shiftwatch.collector.queries import window
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.labeling.audit import TrafficRoute, audit_sample, shares
 from shiftwatch.labeling.job import run_labeling_cycle
-from shiftwatch.labeling.policy import Budget
+from shiftwatch.labeling.policy import Budget, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
+from shiftwatch.labeling.sync import push
 from shiftwatch.labeling.tables import LabelTask
 from tests.support.collector import store_predictions
-from tests.support.labeling import fake_ref, probs_with_margin
+from tests.support.labeling import DATA, ReplayServer, fake_ref, probs_with_margin
+
+API = json.loads((DATA / "labelstudio_api.json").read_text())["exchanges"]
 
 NOW = datetime.now(UTC)
 
@@ -83,6 +87,28 @@ def test_the_audit_slice_is_a_uniform_sample_of_its_route(db, settings, digits_m
                         for c in audit_sample(session, route, win, 5, np.random.default_rng(seed)))
     assert len(drawn) == 40 and sum(drawn.values()) == 400 * 5
     assert min(drawn.values()) >= 25 and max(drawn.values()) <= 80  # expected 50 each
+
+
+def test_audit_tasks_reach_label_studio_marked_as_audit_samples_of_their_route(db, settings):
+    """Pushed against the recorded Label Studio 1.23.2 traffic (tests/data/labelstudio_api.json): three tasks."""
+    with db.session() as session:
+        registry.register_model(session, "recorded", [str(i) for i in range(10)])
+        registry.register_version(session, "recorded", "v1", embedding_dim=64, state="production")
+        registry.register_version(session, "recorded", "v2", embedding_dim=64, state="canary")
+    rng = np.random.default_rng(3)
+    store_predictions(db, settings, [
+        PredictionRecord(model="recorded", version="v2", route="canary", predicted_class=1, confidence=0.9,
+                         embedding=rng.normal(size=64).astype(np.float32), input_ref=fake_ref(i), ts=NOW - timedelta(minutes=1))
+        for i in range(3)
+    ])
+    with db.session() as session:
+        result = select_for_labeling(session, "recorded", Budget.of(settings, "recorded"), start=NOW - timedelta(hours=1), seed=0)
+    assert result.by_reason == {"random": 3}
+    with ReplayServer(API[:6]) as studio:
+        pushed = push(db, settings.model_copy(update={"label_studio_url": studio.url, "label_studio_token": "t"}), "recorded")
+    assert (pushed.sent, pushed.error) == (3, None)
+    imported = next(body for _, path, body in studio.calls if path.endswith("/import"))
+    assert [(t["data"]["reason"], t["data"]["route"]) for t in imported] == [("audit", "canary")] * 3
 
 
 def test_a_short_budget_is_shared_evenly_among_the_routes():

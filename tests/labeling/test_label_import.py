@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
 from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.labeling.policy import enqueue
+from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
 from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.tables import Label, LabelTask
@@ -92,7 +93,7 @@ def test_cli_import_lands_labels_where_label_studio_labels_land(db, db_url, sett
                          env=_env(db_url, settings))
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout) == {"model": "signs", "rows": 5, "labeled": 5, "updated": 0, "unchanged": 0,
-                                       "new_tasks": 4, "audit": 1}
+                                       "new_tasks": 4, "audit": 1, "unlabeled_rows": 0}
     labels = _labels(db)
     assert labels == {
         signs["audit"].id: (1, "import:labels.csv", "import", "random"),  # the audit-slice task keeps its reason
@@ -117,7 +118,7 @@ def test_cli_import_lands_labels_where_label_studio_labels_land(db, db_url, sett
                                          "--annotator", "ann"], env=_env(db_url, settings))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout) == {"model": "signs", "rows": 2, "labeled": 0, "updated": 1, "unchanged": 1,
-                                             "new_tasks": 0, "audit": 0}
+                                             "new_tasks": 0, "audit": 0, "unlabeled_rows": 0}
     assert _labels(db)[signs["paired"].id] == (0, "ann", "import", "imported")
 
 
@@ -188,6 +189,37 @@ def test_post_labels_stores_all_rows_or_answers_422_naming_each_bad_one(api, db,
     assert unknown_model.status_code == 404
 
 
+def test_export_then_import_labels_the_open_audit_tasks_a_person_filled_in(db, db_url, settings, signs, tmp_path: Path):
+    with db.session() as session:  # the audit slice of every route (the scheduled job's selection)
+        select_for_labeling(session, "signs", Budget.of(settings, "signs"), start=datetime.now(UTC) - timedelta(hours=1),
+                            seed=0)
+    out = tmp_path / "queue.csv"
+    runner = CliRunner()
+    exported = runner.invoke(root_cli.app, ["labeling", "export", "--model", "signs", "--audit", "--out", str(out)],
+                             env=_env(db_url, settings))
+    assert exported.exit_code == 0, exported.output
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    # ("" is the fixture's own audit task, queued by hand without a route)
+    assert {r["route"] for r in rows} == {"production", "shadow", "canary", ""} and {r["reason"] for r in rows} == {"audit"}
+    assert all(r["label"] == "" and "/v1/labeling/inputs/" in r["image_url"] for r in rows)
+    for row in rows[::2]:  # a person labels every other image, and sends the file back as it is
+        row["label"] = "yield"
+    with out.open("w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    done = runner.invoke(root_cli.app, ["labeling", "import", str(out), "--model", "signs", "--json"],
+                         env=_env(db_url, settings))
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    labeled = len(rows[::2])
+    assert (result["labeled"], result["audit"], result["new_tasks"], result["unlabeled_rows"]) == (
+        labeled, labeled, 0, len(rows) - labeled)
+    with db.session() as session:  # every one of them counts for unbiased accuracy
+        assert len(known_labels(session, [r.input_ref for r in signs.values() if r.input_ref])) == labeled
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])  # no SQL of its own: sync's rules over rows the other tests store
 def test_an_imported_label_outlives_label_studio_forgetting_the_task(api, db, signs):
     from shiftwatch.labeling.sync import apply_task
@@ -201,3 +233,19 @@ def test_an_imported_label_outlives_label_studio_forgetting_the_task(api, db, si
         task = session.scalar(select(LabelTask).where(LabelTask.prediction_id == signs["audit"].id))
         assert apply_task(session, task, {"id": 41, "project": 1, "annotations": []}, "pull").unchanged == 1
     assert _labels(db)[signs["audit"].id] == (2, "local-admin", "import", "random")
+
+
+def test_the_sdk_sends_labels_by_request_id_and_gets_every_bad_row_back(live_server, db, signs):
+    from shiftwatch.collector.client import ApiError, Client
+
+    with Client(live_server.url) as client:
+        with pytest.raises(ApiError) as refused:
+            client.send_labels("signs", [{"request_id": "req-7", "label": "stop"}, {"request_id": "nope", "label": "stop"},
+                                         {"prediction_id": signs["canary"].id, "label": "cat"}])
+        assert refused.value.status == 422 and "2 of 3 rows refused" in refused.value.detail
+        assert "labels[1], request_id" in refused.value.detail and "labels[2], label" in refused.value.detail
+        assert _labels(db) == {}
+        done = client.send_labels("signs", [{"request_id": "req-7", "label": "stop"},
+                                            {"prediction_id": signs["canary"].id, "label": "speed"}])
+    assert (done["labeled"], done["new_tasks"]) == (2, 2)
+    assert _labels(db)[signs["canary"].id] == (2, "local-admin", "import", "imported")

@@ -68,6 +68,7 @@ def test_a_named_layer_overrides_the_embedding(db, settings, weights):
     ("overrides", "field", "message"),
     [
         ({"class_names": ["a", "b", "c"]}, "model", r"expected \[N, 3\]"),
+        ({"contract": TorchContract("tests.support.own_model:build_with_softmax")}, "model", "returns probabilities"),
         ({"contract": TorchContract(support.FACTORY, embedding_layer="nope")}, "embedding_layer", "not a layer"),
         ({"contract": TorchContract("tests.support.own_model:missing")}, "factory", "no callable"),
         ({"contract": TorchContract("no_such_package.models:build")}, "factory", "cannot import"),

@@ -183,6 +183,23 @@ def test_a_candidate_failing_the_gate_is_recorded_as_rejected_and_not_registered
         assert session.get(Artifact, run.artifact_sha256) is not None  # its files are on record
 
 
+@pytest.mark.slow
+def test_a_rejected_run_says_that_int8_fell_back_to_fp32(db: Database, settings: Settings, production: ModelVersion) -> None:
+    """The gate said no to an fp32 artifact because PTQ and QAT both missed the bar: the run and the CLI say both."""
+    from shiftwatch.retrain.cli import _summary
+
+    config = replace(FAST, finetune=TrainConfig(epochs=1, lr=1e-3), gate=GateConfig(min_new_gain=0.9),
+                     compress=replace(FAST.compress, quantized_min_agreement=1.01))  # fmt: skip
+    outcome = retrain(db, settings.data_dir, "digits", rotated_samples(60), config)
+    assert outcome.status == "rejected"
+    with db.session() as session:
+        run = session.get(TrainingRun, outcome.run_id)
+        assert run is not None and "gains" in (run.error or "")
+        assert "the gate judged the fp32 artifact (fp32: int8 declined after ptq (" in (run.error or "")
+        assert ") and qat+ptq (top-1 agreement" in (run.error or "")
+    assert _summary(outcome)["quantization"].startswith("fp32: int8 declined after ptq")
+
+
 def test_no_labeled_data_is_a_clear_error_and_writes_nothing(
     db: Database, settings: Settings, production: ModelVersion
 ) -> None:

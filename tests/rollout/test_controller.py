@@ -215,8 +215,8 @@ def test_shadow_pairs_by_request_id_and_hands_each_disagreement_over_once(db, se
     shown = api.get(f"/v1/rollouts/{rollout_id}").json()
     agreement = shown["latest_comparison"]["metrics"]["agreement"]
     assert agreement["n_pairs"] == 30 and 0 < agreement["agree"] < 30
-    interval = agreement["interval"]  # Wilson: inside (0, 1), around the observed rate
-    assert 0 < interval["low"] < agreement["rate"] < interval["high"] < 1 and interval["method"] == "wilson"
+    interval = agreement["interval"]  # exact: inside (0, 1), around the observed rate
+    assert 0 < interval["low"] < agreement["rate"] < interval["high"] < 1 and interval["method"] == "clopper_pearson"
     differences = shown["latest_comparison"]["metrics"]["differences"]
     assert differences["accuracy"] is None  # no labels yet: no interval, rather than a made-up one
     latency = differences["latency_p99_ms"]

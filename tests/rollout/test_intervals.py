@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import binomtest
 
-from shiftwatch.rollout.intervals import mean_difference, newcombe_difference, quantile_difference, wilson
+from shiftwatch.rollout.intervals import mean_difference, newcombe_difference, quantile_difference, rate
 
 
-def test_wilson_matches_published_values_and_stays_inside_zero_one() -> None:
-    # Newcombe (1998), Table I: 0/10 -> 0 to 0.2775; 81/263 -> 0.2553 to 0.3662.
-    assert wilson(0, 10).low == 0.0 and wilson(0, 10).high == pytest.approx(0.2775, abs=1e-4)
-    interval = wilson(81, 263)
-    assert (interval.low, interval.high) == (pytest.approx(0.2553, abs=1e-4), pytest.approx(0.3662, abs=1e-4))
-    assert wilson(0, 0) is None
-    for n in range(1, 200):  # the estimate is inside its own interval, even at 0/n and n/n
+def test_rate_is_the_exact_binomial_interval_and_stays_inside_zero_one() -> None:
+    # Newcombe (1998), Table I, method 5 (exact): 0/10 -> 0 to 0.3085; 81/263 -> 0.2527 to 0.3676.
+    assert rate(0, 10).low == 0.0 and rate(0, 10).high == pytest.approx(0.3085, abs=1e-4)
+    interval = rate(81, 263)
+    assert (interval.low, interval.high) == (pytest.approx(0.2527, abs=1e-4), pytest.approx(0.3676, abs=1e-4))
+    assert interval.method == "clopper_pearson"
+    assert rate(0, 0) is None
+    for n in range(1, 200):  # scipy's exact interval, and the estimate inside it, even at 0/n and n/n
         for hits in (0, n // 3, n):
-            interval = wilson(hits, n)
+            interval = rate(hits, n)
+            exact = binomtest(hits, n).proportion_ci(method="exact")
+            assert (interval.low, interval.high) == (pytest.approx(exact.low, abs=1e-9), pytest.approx(exact.high, abs=1e-9))
             assert interval.low <= interval.estimate <= interval.high
 
 
-def test_newcombe_matches_the_published_example() -> None:
-    # Newcombe (1998b), method 10: 56/70 - 48/80 = 0.2000, 95% CI 0.0524 to 0.3339.
+def test_newcombe_squares_and_adds_each_arms_exact_interval() -> None:
+    # Newcombe (1998b)'s example 56/70 - 48/80 = 0.2000 (0.0524 to 0.3339 from Wilson arms): exact arms are wider.
     interval = newcombe_difference(56, 70, 48, 80)
+    a, b = rate(56, 70), rate(48, 80)
     assert interval.estimate == pytest.approx(0.2)
-    assert (interval.low, interval.high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+    assert interval.low == pytest.approx(0.2 - ((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2) ** 0.5)
+    assert interval.high == pytest.approx(0.2 + ((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2) ** 0.5)
+    assert interval.low < 0.0524 and interval.high > 0.3339
 
 
 def test_equal_perfect_accuracy_on_14_labels_is_not_evidence_of_equality() -> None:

@@ -66,7 +66,9 @@ def test_a_promoted_version_inherits_detectors_and_a_reference_and_alerts_on_a_l
         assert api.post("/v1/detector-configs", json=body).status_code == 201
     send(api, 120, BRIGHT, offset=1000)
     v1_alerts = sorted(check(api, "v1")["opened"])
-    assert len(v1_alerts) == 2  # both detectors see the brighter images
+    assert len(v1_alerts) == 1  # one alert per drift episode of a version ...
+    episode = api.get(f"/v1/alerts/{v1_alerts[0]}").json()
+    assert sorted(episode["evidence"]["combined"]["detectors"]) == ["auto", "bbsd"]  # ... both detectors in it
 
     # v2 rolls out on the bright traffic and is approved.
     with db.session() as session:
@@ -97,6 +99,8 @@ def test_a_promoted_version_inherits_detectors_and_a_reference_and_alerts_on_a_l
         assert (alert["state"], alert["resolved_by"]) == ("resolved", f"rollout {rollout_id}")
         assert alert["resolution"].startswith(f"digits:v1 was retired when rollout {rollout_id} promoted digits:v2")
         assert alert["resolution"].endswith(f"/console/rollouts/{rollout_id}")
+    page = api.get(f"/console/alerts/{v1_alerts[0]}")
+    assert page.status_code == 200 and f'<span id="resolution">digits:v1 was retired when rollout {rollout_id}' in page.text
 
     # Lap 2: the traffic v2 was approved on is its normal; a second shift alerts from the carried detectors.
     gateway.refresh("digits")

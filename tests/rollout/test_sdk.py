@@ -35,5 +35,5 @@ def test_rollout_of_versions_served_elsewhere_runs_on_sdk_logged_rows(db, settin
         (comparison,) = session.scalars(select(Comparison).where(Comparison.rollout_id == rollout_id))
     agreement = comparison.metrics["agreement"]
     assert {k: agreement[k] for k in ("n_pairs", "agree", "rate")} == {"n_pairs": 60, "agree": 60, "rate": 1.0}
-    assert 0.9 < agreement["interval"]["low"] < 1.0 == agreement["interval"]["high"]  # Wilson at 60/60
+    assert 0.9 < agreement["interval"]["low"] < 1.0 == agreement["interval"]["high"]  # exact interval at 60/60: 0.940 to 1
     assert comparison.metrics["candidate"]["latency_p99_ms"] == 3.0

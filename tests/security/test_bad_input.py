@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from shiftwatch.collector.bodies import ByteBudget
 from shiftwatch.collector.tables import Prediction
 from shiftwatch.collector.wire import CONTENT_TYPE
 from tests.support.collector import as_json, as_npz, records
@@ -100,13 +99,6 @@ def test_truncated_or_unknown_encodings_are_422(api, db, digits_model):
     refused(api.post("/v1/predictions", content=body, headers={"content-type": "application/json",
                                                                 "content-encoding": "br"}), 422, "content-encoding")
     assert stored(db) == 0
-
-
-def test_a_body_larger_than_the_whole_parse_budget_still_runs_alone(app, api, db, digits_model):
-    app.state.parse_budget = ByteBudget(10_000)
-    assert api.post("/v1/predictions", json=as_json(records(20))).status_code == 200
-    assert stored(db) == 20
-    assert app.state.parse_budget.held == 0  # every byte given back
 
 
 # -- gateway --------------------------------------------------------------------------------------

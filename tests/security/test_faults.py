@@ -14,14 +14,13 @@ import pytest
 from shiftwatch.collector import registry
 from shiftwatch.collector.client import Client
 from shiftwatch.db import Database
-from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
 from tests.support.databases import empty_all_tables
 from tests.support.pg_processes import (
     FaultCluster,
     ServeProcess,
-    fault_cluster_or_skip,
     log_n,
+    migrated_fault_cluster,
     predictions_locked,
     stored_count,
     wait_for_lock_waiters,
@@ -34,12 +33,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[FaultCluster]:
-    cluster = fault_cluster_or_skip()
-    try:
-        upgrade(cluster.url)
+    with migrated_fault_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.drop()
 
 
 @pytest.fixture

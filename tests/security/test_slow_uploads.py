@@ -70,9 +70,9 @@ def test_eight_stalled_uploads_do_not_block_ingest_and_get_408(app, db, digits_m
 
 def test_bytes_held_by_uploads_count_against_the_parse_budget(app, db, digits_model, live_server):
     app.state.settings.body_read_timeout_s = READ_TIMEOUT_S
-    app.state.parse_budget = ByteBudget(200_000)
+    app.state.parse_budget = ByteBudget(400_000)  # a 37 kB JSON body of 20 rows is charged ~350 kB in all
     body = json.dumps(as_json(records(20))).encode()
-    holder = stall(live_server.port, 300_000, b" " * 190_000)  # holds 190 kB of the 200 kB while it stalls
+    holder = stall(live_server.port, 500_000, b" " * 390_000)  # holds 390 kB of the 400 kB while it stalls
     try:
         time.sleep(0.3)
         busy = httpx.post(f"{live_server.url}/v1/predictions", content=body,

@@ -30,14 +30,14 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
          "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
-    "labeling": ("status", "select", "push", "pull"),
-    "retrain": ("bootstrap", "runs", "register"),
-    "rollout": ("start", "status", "approve", "reject", "tick"),
+    "labeling": ("status", "select", "push", "pull", "export", "import"),
+    "retrain": ("bootstrap", "runs", "split-reference", "register"),
+    "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),
     "models": ("list", "show"),
     "alerts": ("list", "show", "ack", "resolve"),
-    "detectors": ("list", "runs"),
+    "detectors": ("list", "runs", "disable", "enable"),
 }
 LEAVES = [f"{group} {name}".strip() for group, names in COMMANDS.items() for name in names if name not in COMMANDS]
 

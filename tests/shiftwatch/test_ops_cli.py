@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -84,11 +85,13 @@ def test_alerts_list_show_ack_resolve(db, env, opened_alert: int) -> None:
     assert [(a["id"], a["state"], a["detector"]) for a in listed] == [(opened_alert, "open", "mmd")]
     table = invoke(env, "alerts", "list", "--state", "open")
     assert listed[0]["title"] in table
-    harm = listed[0]["estimated_harm"]
-    assert ("unknown" if harm is None else "points lost" if harm >= 0 else "points gained") in table
+    harm, source = listed[0]["estimated_harm"], listed[0]["harm_source"]
+    unit = "confidence points" if source == "confidence_drop" else "accuracy points"  # never confidence called accuracy
+    assert ("unknown" if harm is None else f"{unit} lost" if harm >= 0 else f"{unit} gained") in table
     assert invoke(env, "alerts", "list", "--state", "resolved") == "no alerts\n"
     shown = invoke(env, "alerts", "show", str(opened_alert))
-    assert f"alert           {opened_alert}" in shown and "mmd (config" in shown and "evidence" in shown
+    assert re.search(rf"^alert +{opened_alert}$", shown, re.M) and "mmd (config" in shown and "evidence" in shown
+    assert re.search(r"^harm +mean confidence", shown, re.M)  # named for what it measured (issue 24)
 
     acked = json.loads(invoke(env, "alerts", "ack", str(opened_alert), "--json"))
     assert acked["state"] == "acknowledged" and acked["acknowledged_by"].startswith("cli:")

@@ -15,7 +15,7 @@ from tests.support.collector import store_predictions
 
 
 def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "production", seed: int = 0,
-                minutes_ago: float = 30.0) -> list[PredictionRecord]:
+                minutes_ago: float = 30.0, model: str = "digits") -> list[PredictionRecord]:
     rng = np.random.default_rng(seed)
     start = utcnow() - timedelta(minutes=minutes_ago)
     records = []
@@ -23,7 +23,7 @@ def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "produ
         probabilities = rng.dirichlet(np.ones(10) * 0.3).astype(np.float32)
         predicted = int(probabilities.argmax())
         records.append(PredictionRecord(
-            model="digits", version=version, predicted_class=predicted, confidence=float(probabilities[predicted]),
+            model=model, version=version, predicted_class=predicted, confidence=float(probabilities[predicted]),
             embedding=(rng.normal(shift, 1.0, 64)).astype(np.float32), probabilities=probabilities, route=route,
             request_id=f"{route}-{seed}-{i}", input_ref=f"inputs/{uuid.uuid4().hex}{uuid.uuid4().hex}.png",
             latency_ms=float(rng.gamma(2.0, 2.0)), ts=start + timedelta(seconds=i * 2),
@@ -31,8 +31,8 @@ def predictions(version: str, n: int, *, shift: float = 0.0, route: str = "produ
     return records
 
 
-def open_drift_alert(db, settings, version_id: int, input_refs: list[str] | None = None) -> None:
-    """Traffic for ``digits:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert.
+def open_drift_alert(db, settings, version_id: int, input_refs: list[str] | None = None, model: str = "digits") -> None:
+    """Traffic for ``<model>:v1`` (``version_id``), a reference before a shift, and one MMD run that opens an alert.
 
     ``input_refs``: stored input images the predictions refer to, in turn (default: references to nothing).
     """
@@ -41,9 +41,9 @@ def open_drift_alert(db, settings, version_id: int, input_refs: list[str] | None
     def with_inputs(records: list[PredictionRecord]) -> list[PredictionRecord]:
         return [replace(r, input_ref=input_refs[i % len(input_refs)]) for i, r in enumerate(records)] if input_refs else records
 
-    store_predictions(db, settings, with_inputs(predictions("v1", 300, minutes_ago=50)))
+    store_predictions(db, settings, with_inputs(predictions("v1", 300, minutes_ago=50, model=model)))
     reference_end = utcnow() - timedelta(minutes=35)
-    store_predictions(db, settings, with_inputs(predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30)))
+    store_predictions(db, settings, with_inputs(predictions("v1", 300, shift=0.8, seed=1, minutes_ago=30, model=model)))
     with db.session() as session:
         references.pin_time_range(session, version_id, reference_end - timedelta(hours=1), reference_end)
         configs.create(session, version_id, "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)

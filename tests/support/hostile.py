@@ -65,20 +65,48 @@ class Streamed:
 Body = bytes | Streamed
 
 
+def values_bomb() -> bytes:
+    """Issue 27.1: a gzip body inflating to just under 16 MiB of JSON holding one 8.4 M-value embedding."""
+    from tests.support.json_cost import body
+
+    return gzip.compress(body("one_vector", 16 * 2**20 - 4096), compresslevel=6)
+
+
+def onnx_bomb_bytes(n: int, *, hide_shape: bool) -> bytes:
+    """A ``ConstantOfShape([n, n])`` ONNX file of a few hundred bytes (tests/support/onnx_bombs.py)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.support.onnx_bombs import constant_bomb
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "bomb.onnx"
+        constant_bomb(path, n, hide_shape=hide_shape)
+        return path.read_bytes()
+
+
 def hostile_bodies() -> list[tuple[str, Body, dict[str, str]]]:
-    """The load of issues 13 and 16.12 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB),
-    4 PNGs claiming huge sizes, and 2 bodies of 300 MiB streamed to the gateway without a length."""
+    """The load of issues 13, 16.12 and 27 as (path, body, headers): 6 + 6 gzip JSON bombs (60 and 15 MiB),
+    4 PNGs claiming huge sizes, 2 bodies of 300 MiB streamed to the gateway without a length, 4 JSON
+    bodies of 8.4 M values each (27.1), 2 ONNX constant bombs uploaded (8192^2 seen by shape inference,
+    65536^2 hidden from it; 27.3) and a version registered with a 6000x6000 input_spec (27.4), in that order."""
     mib = 2**20
     ingest = {"content-type": "application/json", "content-encoding": "gzip"}
     png = {"content-type": "image/png"}
     big_json, capped_json = json_bomb(60 * mib, dim=128), json_bomb(15 * mib, dim=128)
     big_png, huge_png = png_claiming(12000, 12000), png_claiming(20000, 20000, rgb=False)
+    octets = {"content-type": "application/octet-stream"}
+    huge_spec = json.dumps({"version": "huge", "embedding_dim": 16, "input_spec": {"shape": [1, 6000, 6000]}}).encode()
     return (
         [("/v1/predictions", big_json, ingest)] * 6
         + [("/v1/predictions", capped_json, ingest)] * 6
         + [("/v1/models/digits/predict", big_png, png)] * 3
         + [("/v1/models/digits/predict", huge_png, png)]
         + [("/v1/models/digits/predict", Streamed(300 * mib), png)] * 2
+        + [("/v1/predictions", values_bomb(), ingest)] * 4
+        + [("/v1/artifacts", onnx_bomb_bytes(8192, hide_shape=False), octets)]
+        + [("/v1/artifacts", onnx_bomb_bytes(65536, hide_shape=True), octets)]
+        + [("/v1/models/digits/versions", huge_spec, {"content-type": "application/json"})]
     )
 
 

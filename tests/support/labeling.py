@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
@@ -30,6 +34,25 @@ def free_port_closed() -> int:
 
 def fake_ref(i: int | str) -> str:
     return f"inputs/{hashlib.sha256(str(i).encode()).hexdigest()}.png"
+
+
+def eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    """Whether ``check()`` comes true within ``timeout_s`` (polled every 0.2 s): for webhooks, which arrive later."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def low_contrast_png(size: int = 32) -> bytes:
+    """A drifted-looking input: a bright bar on a dark field, all within grey levels 41..65 (hard to read as is)."""
+    pixels = np.full((size, size), 41, dtype=np.uint8)
+    pixels[4:28, 14:18] = 65
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def probs_with_margin(predicted: int, margin: float, num_classes: int = 10) -> np.ndarray:

@@ -33,6 +33,15 @@ def build(width: float = 1.0):
     )  # fmt: skip
 
 
+def build_with_softmax():
+    """``build()`` with a softmax after the head (the same state_dict keys): probabilities, which the contract refuses."""
+    from torch import nn
+
+    model = build()
+    model.append(nn.Softmax(dim=1))
+    return model
+
+
 def render(seed: int, n: int | None = None, rotation_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (N, 56, 56, 3), labels): digits in a random colour on a contrasting random background."""
     from skimage.transform import resize, rotate

@@ -98,6 +98,19 @@ def fault_cluster_or_skip() -> FaultCluster:
     return FaultCluster().create()
 
 
+@contextmanager
+def migrated_fault_cluster() -> Iterator[FaultCluster]:
+    """A private cluster at the schema's head for one test module, dropped after it (skipped where impossible)."""
+    from shiftwatch.migrate import upgrade
+
+    cluster = fault_cluster_or_skip()
+    try:
+        upgrade(cluster.url)
+        yield cluster
+    finally:
+        cluster.drop()
+
+
 class ServeProcess:
     """``shiftwatch serve`` as a real child process on a loopback port."""
 

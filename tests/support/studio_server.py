@@ -7,6 +7,9 @@ so it lives in its own virtual environment (``tests/support/studio_venv.sh`` bui
 ``--enable-legacy-api-token`` (1.23) turns them on for the organization created at first start,
 so the ``--user-token`` we pass works at once. ``SSRF_PROTECTION_ENABLED=false`` lets its
 webhooks reach shiftwatch on loopback.
+
+It listens on 127.0.0.1 only (``--host`` only names the URL it prints; ``--internal-host`` is the
+address it binds, 0.0.0.0 by default) and makes no calls out (``QUIET_ENV``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ from tests.support.servers import free_port
 PINNED_VERSION = "1.23.2"
 # First start migrates a fresh SQLite database: 45-160 s measured on a shared, overloaded 2-core machine.
 START_TIMEOUT_S = 300.0
+# Label Studio 1.23's calls home, all off: error reports to Sentry (server and page; the DSNs default to
+# HumanSignal's, an empty one disables them), usage analytics (server events and the page's
+# tracking script), the PyPI version check, and the feature-flag service (offline: flags from the package).
+QUIET_ENV = {
+    "SENTRY_DSN": "",
+    "FRONTEND_SENTRY_DSN": "",
+    "COLLECT_ANALYTICS": "false",
+    "LATEST_VERSION_CHECK": "false",
+    "FEATURE_FLAGS_OFFLINE": "true",
+}
 
 
 def label_studio_bin(venv: Path) -> Path | None:
@@ -59,10 +72,11 @@ class LabelStudioServer:
             **os.environ,
             "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
             "SSRF_PROTECTION_ENABLED": "false",
-            "COLLECT_ANALYTICS": "false",  # no calls home from a test machine
+            **QUIET_ENV,
         }
         command = [
-            str(launcher), "start", "--no-browser", "--host", "127.0.0.1", "--port", str(self.port),
+            str(launcher), "start", "--no-browser", "--host", "127.0.0.1", "--internal-host", "127.0.0.1",
+            "--port", str(self.port),
             "--username", self.username, "--password", self.password, "--user-token", self.token,
             "--enable-legacy-api-token",
         ]
@@ -92,6 +106,11 @@ class LabelStudioServer:
                 pass
             time.sleep(1.0)
         raise RuntimeError(f"Label Studio did not answer within {timeout_s:.0f} s: {self.log_tail()}")
+
+    def user_id(self) -> int:
+        """The id of the test user (who logs in, and whose token the tests use)."""
+        headers = {"Authorization": f"Token {self.token}"}
+        return int(httpx.get(f"{self.url}/api/current-user/whoami", headers=headers, timeout=10).json()["id"])
 
     def log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.exists():

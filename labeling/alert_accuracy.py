@@ -1,0 +1,87 @@
+"""The alert's accuracy from labels as they arrive (issue 24): prediction-powered on its window's random slice.
+
+A label-free estimate (or a confidence drop) is what an alert has when it opens. As soon as the
+labeling queue's uniformly drawn (``random``) rows of the alert's window carry labels, the alert's
+harm becomes the measured one: PPI++ (CBPE's per-sample P(correct) on the whole window, corrected
+by the labeled slice; ``detectors.intervals``) with 20 or more labels and a labeled reference with
+probabilities, the labels' own exact interval otherwise, against the labeled reference's accuracy
+(its interval too: the drop's interval squares and adds both). Each new label refreshes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shiftwatch.collector.queries import window
+from shiftwatch.detectors import alerts, references
+from shiftwatch.detectors.accuracy import AccuracyEstimator
+from shiftwatch.detectors.harm import Harm
+from shiftwatch.detectors.intervals import MIN_LABELS, difference_interval, proportion_interval
+from shiftwatch.detectors.tables import Alert, DriftRun
+from shiftwatch.labeling.queries import LabeledOutcomes, labeled_outcomes
+
+
+def _accuracy(
+    session: Session, run: DriftRun, audit: LabeledOutcomes, reference: references.ReferenceData
+) -> tuple[float, tuple[float, float], str]:
+    """The window's accuracy, its 95 % interval and the method: PPI++ where it can run, else the labels alone."""
+    n = len(audit)
+    if n >= MIN_LABELS and reference.probabilities is not None and reference.labels is not None:
+        assert run.window_start is not None and run.window_end is not None
+        current = window(session, run.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
+        position = {pid: i for i, pid in enumerate(current.ids)}
+        found = [(position[pid], label) for pid, label in zip(audit.prediction_ids, audit.label) if pid in position]
+        if current.probabilities is not None and len(found) >= MIN_LABELS and len(current) >= 2:
+            rows, labels = np.asarray([i for i, _ in found]), np.asarray([label for _, label in found])
+            estimator = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels)
+            powered = estimator.estimate_with_labels(current.probabilities, current.probabilities[rows], labels)
+            how = "PPI++ (CBPE)" if powered.tuning > 0 else "the labels alone, exact interval"
+            return powered.estimate, powered.interval, f"measured: {len(found)} random-slice labels, {how}"
+    hits = audit.hits()
+    return hits / n, proportion_interval(hits, n), f"measured: {n} random-slice labels alone, exact interval"
+
+
+def labeled_harm(session: Session, alert: Alert) -> Harm | None:
+    """The alert's window's accuracy from its random-slice labels against the labeled reference's; None without both."""
+    run = session.get(DriftRun, alert.last_run_id)
+    if run is None or run.window_start is None or run.window_end is None:
+        return None
+    audit = labeled_outcomes(session, alert.model_version_id, start=run.window_start).random_slice(run.window_start, run.window_end)
+    reference = references.load(session, alert.model_version_id)
+    if len(audit) == 0 or reference is None or reference.labels is None:
+        return None
+    reference_hits = int(np.sum(reference.predicted_class == reference.labels))
+    reference_accuracy = reference_hits / len(reference.labels)
+    accuracy, (low, high), method = _accuracy(session, run, audit, reference)
+    drop, drop_low, drop_high = difference_interval(
+        (reference_accuracy, *proportion_interval(reference_hits, len(reference.labels))), (accuracy, low, high)
+    )
+    return Harm(
+        points=100 * drop,
+        source="labeled",
+        method=method,
+        interval=(100 * drop_low, 100 * drop_high),
+        note=f"the reference's accuracy from its {len(reference.labels)} labels",
+        accuracy=accuracy,
+        accuracy_interval=(low, high),
+        reference_accuracy=reference_accuracy,
+    )
+
+
+def refresh(session: Session, model_version_ids: Iterable[int], now: datetime, outbox: alerts.Outbox | None = None) -> list[int]:
+    """Give every unresolved alert of these versions its labeled accuracy; the ids of the alerts it changed."""
+    versions = sorted(set(model_version_ids))
+    if not versions:
+        return []
+    stmt = select(Alert).where(Alert.model_version_id.in_(versions), Alert.open_key.is_not(None)).order_by(Alert.id)
+    changed = []
+    for alert in list(session.scalars(stmt)):
+        measured = labeled_harm(session, alert)
+        if measured is not None and alerts.record_harm(session, outbox, alert, measured, now):
+            changed.append(alert.id)
+    return changed
