@@ -1,9 +1,10 @@
-"""The labeling queue as a list (``GET /v1/labeling/tasks``, ``shiftwatch labeling tasks``): what a person labels
-without Label Studio, with the ids ``labeling import`` takes; on both backends."""
+"""The labeling queue as a list for scripts (``GET /v1/labeling/tasks``): what a person labels without Label
+Studio, with the ids ``labeling import`` takes (request ids too); on both backends."""
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -57,12 +58,12 @@ def test_a_bad_state_or_an_unknown_model_is_refused_with_its_reason(db, settings
     assert api.get("/v1/labeling/tasks", params={"model": "nope"}).status_code == 404
 
 
-def test_the_cli_lists_the_same_tasks_as_json(db, settings, api, digits_model) -> None:
+def test_the_list_names_the_same_open_tasks_as_labeling_export(db, settings, api, digits_model) -> None:
     log_uncertain(db, settings, [0.02, 0.05, 0.1])
     api.post("/v1/labeling/select", params={"model": "digits", "hours": 1}, json={})
     env = {"SHIFTWATCH_DATABASE_URL": settings.database_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir)}
-    result = CliRunner().invoke(root_cli.app, ["labeling", "tasks", "--model", "digits", "--json"], env=env)
+    result = CliRunner().invoke(root_cli.app, ["labeling", "export", "--model", "digits"], env=env)
     assert result.exit_code == 0, result.output
-    from_cli = {(t["request_id"], t["reason"]) for t in json.loads(result.output)}
-    from_api = {(t["request_id"], t["reason"]) for t in api.get("/v1/labeling/tasks", params={"model": "digits"}).json()}
-    assert from_cli == from_api and len(from_cli) == 3
+    exported = {row["prediction_id"] for row in csv.DictReader(io.StringIO(result.output))}
+    listed = {t["prediction_id"] for t in api.get("/v1/labeling/tasks", params={"model": "digits"}).json()}
+    assert exported == listed and len(listed) == 3
