@@ -50,7 +50,9 @@ def test_v1_is_the_resnet_registered_through_the_model_contract(realistic_run) -
         contract, spec = dict(v1.report["contract"]), dict(v1.input_spec)
     assert contract["kind"] == "torch" and contract["factory"] == resnet.QUARTER_FACTORY
     assert spec["shape"] == [3, 96, 96] and spec["mean"] == resnet.INPUT_SPEC["mean"]
-    with np.load(contract["reference_set"]) as reference:
+    # Registration keeps the reference set in the artifact store, named relative to the data directory.
+    data_dir = Path(result.database_url.removeprefix("sqlite:///")).parent / "data"
+    with np.load(data_dir / contract["reference_set"]) as reference:
         assert reference["images"].dtype == np.uint8 and reference["images"].shape == (SCALE.reference_images, 96, 96, 3)
         assert len(reference["labels"]) == SCALE.reference_images
     assert result.facts["reference_version"] == "v1"
