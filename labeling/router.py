@@ -19,9 +19,19 @@ from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.label_import import LabelRow, import_labels
-from shiftwatch.labeling.schemas import ImportOut, LabelsIn, PushOut, QueueStatusOut, SelectionOut, SyncOut, WebhookIn
+from shiftwatch.labeling.schemas import (
+    ImportOut,
+    LabelsIn,
+    PushOut,
+    QueuedTaskOut,
+    QueueStatusOut,
+    SelectionOut,
+    SyncOut,
+    WebhookIn,
+)
 from shiftwatch.labeling.stretch import contrast_stretched_png
 from shiftwatch.labeling.studio import WEBHOOK_SECRET_HEADER, Studio, webhook_secret
+from shiftwatch.labeling.task_list import list_tasks
 
 router = APIRouter(prefix="/v1", tags=["labeling"])
 
@@ -87,6 +97,20 @@ def status(
 ) -> QueueStatusOut:
     with db.session() as session:
         return QueueStatusOut(**asdict(queue.queue_status(session, model, policy.Budget.of(settings, model).daily)))
+
+
+@router.get("/labeling/tasks", response_model=list[QueuedTaskOut])
+def tasks(
+    model: str, db: DbDep, settings: SettingsDep,
+    _: Reader,
+    state: str | None = Query("pending", description="pending, sent, labeled or skipped; 'all' for every state"),
+    limit: int = Query(100, ge=1, le=10_000),
+) -> list[QueuedTaskOut]:
+    """The model's queued samples, highest priority first: what a person labels without Label Studio, then
+    sends back with ``POST /v1/labels`` or ``shiftwatch labeling import``."""
+    with db.session() as session:
+        found = list_tasks(session, InputLinks.of(settings), model, None if state == "all" else state, limit)
+    return [QueuedTaskOut(**asdict(task)) for task in found]
 
 
 @router.post("/labeling/select", response_model=SelectionOut)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,25 @@ class PushOut(BaseModel):
     project_id: int | None
     error: str | None
     closed: int
+
+
+class QueuedTaskOut(BaseModel):
+    """A queued sample: what identifies it for an import, why it was picked, what the model said, its image."""
+
+    task_id: int
+    prediction_id: uuid.UUID
+    request_id: str | None = Field(description="the client's request id; null once retention dropped the prediction")
+    input_ref: str | None
+    image_url: str | None = Field(description="a signed link to the image (no token needed), valid for the link lifetime")
+    version: str
+    route: str | None = Field(description="production, shadow or canary; null once retention dropped the prediction")
+    reason: str
+    priority: float
+    predicted_class: int
+    predicted_label: str
+    confidence: float
+    state: str
+    ts: datetime
 
 
 class LabelRowIn(BaseModel):

@@ -94,6 +94,10 @@ def retrain_command(
     max_old_drop: float = typer.Option(1.0, min=0.0, help="gate: top-1 points the candidate may lose on reference data"),
     min_new_gain: float = typer.Option(0.0, min=0.0, help="gate: top-1 points it must gain on held-out production data"),
     reference_set: Path | None = typer.Option(None, help="a contract model's reference .npz (default: the registered one)"),
+    epochs: int = typer.Option(5, min=1, help="fine-tuning epochs from the production weights"),
+    lr: float = typer.Option(1e-3, min=1e-7, max=1.0, help="fine-tuning learning rate (Adam)"),
+    production_share: float = typer.Option(
+        0.5, min=0.01, max=1.0, help="share of each fine-tuning epoch that is labeled production samples"),
 ) -> None:
     """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
     if ctx.invoked_subcommand is not None:
@@ -108,7 +112,8 @@ def retrain_command(
     from shiftwatch.collector import registry
     from shiftwatch.retrain.labeled import labeled_data, recent_inputs
     from shiftwatch.retrain.pipeline import RetrainConfig, production_base, retrain
-    from shiftwatch.retrain.training import GateConfig
+    from shiftwatch.retrain.reference_model import TrainConfig
+    from shiftwatch.retrain.training import GateConfig, MixPolicy
 
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=True)
@@ -119,6 +124,8 @@ def retrain_command(
         calibration = recent_inputs(session, settings.data_dir, base.id)
     config = RetrainConfig(
         seed=seed,
+        finetune=TrainConfig(epochs=epochs, lr=lr),
+        mix=MixPolicy(production_share=production_share),
         compress=replace(CompressConfig(), steps=steps),
         gate=GateConfig(max_old_drop=max_old_drop / 100, min_new_gain=min_new_gain / 100),
     )

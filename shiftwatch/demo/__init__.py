@@ -24,10 +24,13 @@ def demo(
     realistic: bool = typer.Option(
         False, "--realistic",
         help="the ResNet-18 example on 3x96x96 textured digits, registered as your own model would be (~6 min)"),
+    laps: int = typer.Option(
+        1, "--laps", min=1, max=4,
+        help="times round the loop: 2 brings a second shift that the promoted version's detectors catch, and a v3"),
 ) -> None:
     """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
     from shiftwatch.demo.story import run_demo
 
     if fast and realistic:
         raise typer.BadParameter("--fast is the digits story's; --realistic has its own size", param_hint="--fast")
-    run_demo(out, auto_approve=yes, fast=fast, realistic=realistic)
+    run_demo(out, auto_approve=yes, fast=fast, realistic=realistic, laps=laps)

@@ -10,30 +10,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 from rich.table import Table
-from sqlalchemy import func, select
 
-from shiftwatch.collector import registry
-from shiftwatch.collector.tables import Model, ModelVersion, Prediction
-from shiftwatch.db import utcnow
 from shiftwatch.demo.stage import Scale, Service, Stage, Subject, has_module
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
-from shiftwatch.detectors import configs, references
 
 # A camera whose exposure went flat: the reference CNN drops from ~96% to ~60% on it (measured
 # on the held-out split), and a few hundred labeled examples are enough to learn it back.
 DIGITS_DRIFT = Drift(corruption="contrast", severity=4, story="a camera's exposure goes flat")
+# The second lap's shift: the cameras are swapped for ones that send negatives (light digits on dark).
+DIGITS_SECOND_DRIFT = Drift(corruption="invert", severity=5, story="new cameras send negatives")
 
 
 def digits_subject(fast: bool = False) -> Subject:
     """The default story: the built-in 32x32 digits CNN, trained from scratch in act 2."""
     return Subject(model="digits", described="the reference CNN on scikit-learn's digits",
                    reference_data="the reference digits", bootstrap=train_digits,
-                   traffic=lambda: Traffic.held_out(seed=0), drift=DIGITS_DRIFT,
+                   traffic=lambda: Traffic.held_out(seed=0), drift=DIGITS_DRIFT, second_drift=DIGITS_SECOND_DRIFT,
                    scale=Scale.fast() if fast else Scale.full())  # fmt: skip
 
 
@@ -55,26 +52,20 @@ def bootstrap_model(stage: Stage) -> bool:
 
 def train_digits(stage: Stage) -> None:
     """The digits' act 2: train the reference CNN, compress it, export it to ONNX and register it as production v1."""
-    # retrain's pipeline imports torch, which only the `train` extra installs: imported once it is known to be there.
-    from shiftwatch.retrain.compress import CompressConfig
-    from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
-    from shiftwatch.retrain.reference_model import TrainConfig
-
     steps = stage.scale.compress_steps
     stage.say(f"Training {stage.subject.described}, then compressing it ({', '.join(steps) or 'none'}) "
               "and exporting to ONNX Runtime (parity-checked against PyTorch).")
-    config = RetrainConfig(compress=CompressConfig(steps=steps))
-    with stage.progress() as progress:
-        outcome = bootstrap(stage.db, stage.settings.data_dir, stage.model, config, reference=TrainConfig(epochs=stage.scale.reference_epochs),
-                            progress=stage.step_bars(progress))
-    report = outcome.report
-    registered(stage, outcome.version or "-", outcome.status, report)
+    ran = stage.shell.run("retrain", "bootstrap", "--model", stage.model, "--compress", ",".join(steps) or "none",
+                          "--epochs", str(stage.scale.reference_epochs), show_output=False,
+                          waiting=f"training {stage.model} v1")
+    summary = ran.json()
+    registered(stage, summary.get("version") or "-", "production", summary)
 
 
 def registered(stage: Stage, version: str, state: str, report: dict[str, Any]) -> None:
     """End of act 2, for every subject: say what was registered and keep it for the summary."""
-    stage.say(f"Registered [bold]{stage.model} {version}[/] as {state}: held-out accuracy "
-              f"{report.get('accuracy_old', float('nan')):.1%}, {describe_artifact(report)}")
+    accuracy = f"held-out accuracy {report['accuracy_old']:.1%}, " if report.get("accuracy_old") is not None else ""
+    stage.say(f"Registered [bold]{stage.model} {version}[/] as {state}: {accuracy}{describe_artifact(report)}")
     stage.facts["reference_version"] = version
     stage.facts["reference_artifact"] = describe_artifact(report)
 
@@ -132,60 +123,58 @@ def stream(
 
 
 def wait_until_stored(stage: Stage, traffic: Traffic, timeout_s: float = 30.0) -> int:
-    """Wait until every request sent so far has its prediction in the store (the gateway logs off the hot path)."""
+    """Wait until the gateway has logged every answer sent so far (it logs off the hot path); how many it logged.
+
+    The gateway's own counter (``GET /v1/gateway/stats``) counts production, shadow and canary rows;
+    it is settled once it covers every request and stops moving.
+    """
     deadline = time.monotonic() + timeout_s
+    last = -1
     while True:
-        with stage.db.session() as session:
-            stored = int(session.scalar(
-                select(func.count()).select_from(Prediction).where(Prediction.route == "production")) or 0)
-        if stored >= traffic.sent - stage.routes["canary"] or time.monotonic() > deadline:
-            return stored
-        time.sleep(0.1)
+        logged = int(stage.api.get("/v1/gateway/stats", model=stage.model)["log_written"])
+        if (logged >= traffic.sent and logged == last) or time.monotonic() > deadline:
+            return logged
+        last = logged
+        time.sleep(0.2)
 
 
-def watch_reference(stage: Stage, traffic: Traffic) -> None:
-    """End of act 3: pin the clean traffic as v1's reference and start a drift detector on it."""
+def watch_reference(stage: Stage, traffic: Traffic, version: str, since: datetime) -> None:
+    """Pin the clean traffic as ``version``'s reference and start a drift detector on it (act 3, and the
+    fallback of a later lap when promotion did not carry them over)."""
     wait_until_stored(stage, traffic)
-    with stage.db.session() as session:
-        v1 = registry.versions_in_state(session, stage.model, "production")[-1]
-        reference = references.pin_time_range(session, v1.id, stage.started_at - timedelta(hours=1), utcnow())
-        config = configs.create(
-            session, v1.id, "mmd", window_last_n=stage.scale.detector_window, schedule_seconds=1,
-            confirm_runs=2, alpha=0.01,
-        )
-        stage.say(f"Pinned the last {reference.n} production predictions as v1's reference. Watching v1 with "
-                  f"[bold]{config.detector}[/] on embeddings over the last {config.window_last_n} predictions "
-                  f"(alpha {config.alpha}, {config.confirm_runs} confirming runs before an alert).")
+    path = f"/v1/models/{stage.model}/versions/{version}/reference"
+    window = {"start": since.isoformat(), "end": datetime.now(UTC).isoformat()}
+    reference = stage.api.call("PUT", path, json=window)
+    config = stage.api.post("/v1/detector-configs", {
+        "model": stage.model, "version": version, "detector": "mmd", "window_last_n": stage.scale.detector_window,
+        "schedule_seconds": 1, "confirm_runs": 2, "alpha": 0.01})
+    stage.say(f"Pinned the last {reference['n']} production predictions as {version}'s reference "
+              f"([bold]PUT {path}[/]). Watching {version} with [bold]{config['detector']}[/] on embeddings over the "
+              f"last {config['window_last_n']} predictions (alpha {config['alpha']}, {config['confirm_runs']} confirming "
+              "runs before an alert; [bold]POST /v1/detector-configs[/]); the server's detector job runs it every second.")
 
 
 def inject_drift(stage: Stage, traffic: Traffic) -> datetime:
-    """Act 4: the world changes (the subject's drift). Nobody tells the model. Returns when the drift began."""
-    drift = stage.subject.drift
+    """Act 4: the world changes (the lap's drift). Nobody tells the model. Returns when the drift began."""
+    drift = stage.subject.drift_of(stage.lap)
     traffic.drift = drift
-    started_at = utcnow()
-    stage.timeline.mark(f"drift: {drift.corruption}")
+    started_at = datetime.now(UTC)
+    stage.timeline.mark(stage.lap_label(f"drift: {drift.corruption}"))
     stage.say(f"{drift.story[:1].upper()}{drift.story[1:]}: injecting [bold red]{drift.corruption}[/] corruption "
               f"at severity {drift.severity} into all traffic.")
     return started_at
 
 
 def show_stored(stage: Stage, traffic: Traffic) -> None:
-    """What the collector holds now, read back from the store."""
-    wait_until_stored(stage, traffic)
-    with stage.db.session() as session:
-        rows = session.execute(
-            select(Model.name, ModelVersion.version, ModelVersion.state, Prediction.route, func.count(),
-                   func.avg(Prediction.confidence), func.avg(Prediction.latency_ms))
-            .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-            .join(Model, Model.id == ModelVersion.model_id)
-            .group_by(Model.name, ModelVersion.version, ModelVersion.state, Prediction.route)
-            .order_by(ModelVersion.version, Prediction.route)
-        ).all()
-    table = Table(title="Predictions stored")
-    for column in ("model", "version", "state", "route", "predictions", "mean confidence", "mean latency ms"):
+    """What the server holds now: its versions and states, and how many predictions the gateway logged."""
+    logged = wait_until_stored(stage, traffic)
+    table = Table(title=f"{stage.model}: versions (GET /v1/models/{stage.model}/versions)")
+    for column in ("version", "state", "embedding dim", "artifact"):
         table.add_column(column)
-    for name, version, state, route, count, confidence, latency in rows:
-        table.add_row(name, version, state, route, str(count), f"{confidence:.3f}",
-                      "-" if latency is None else f"{latency:.2f}")
+    for version in stage.api.versions(stage.model):
+        table.add_row(version["version"], version["state"], str(version["embedding_dim"]),
+                      (version["artifact_path"] or "-")[-40:])
     stage.console.print(table)
-    stage.facts["stored_predictions"] = int(sum(row[4] for row in rows))
+    answered = ", ".join(f"{n} {route}" for route, n in sorted(stage.routes.items()))
+    stage.say(f"The gateway logged {logged} predictions (GET /v1/gateway/stats); its answers so far: {answered}.")
+    stage.facts["stored_predictions"] = logged

@@ -9,7 +9,9 @@ with its declared preprocessing, and retraining and PTQ go through the contract 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from shiftwatch.demo.acts import registered
 from shiftwatch.demo.stage import Scale, Stage, Subject
 from shiftwatch.demo.traffic import Drift, Traffic
 from shiftwatch.retrain import textured_digits
-from shiftwatch.retrain.digits import CLASS_NAMES, Split
+from shiftwatch.retrain.digits import CLASS_NAMES
 
 MODEL = "textured-digits"
 # The reference set is rendered in chunks seeded REFERENCE_SEED + chunk; production traffic with its own
@@ -28,6 +30,8 @@ RENDER_CHUNK = 250  # images per progress step while rendering
 # The same flat exposure as the digits story, at severity 3: the ResNet drops from ~85 % to ~20 %
 # on it (measured on unseen images), far more than noise, blur or brightness cost it.
 DRIFT = Drift(corruption="contrast", severity=3, story="a camera's exposure goes flat")
+# The second lap's shift (--laps 2): cameras that send negatives.
+SECOND_DRIFT = Drift(corruption="invert", severity=5, story="new cameras send negatives")
 
 # In shadow every request runs both fp32 ResNets (~20x the digits CNN's compute) on the 2 shared cores
 # behind 16 concurrent clients: the first tick measured p99 576 ms from queueing alone.
@@ -70,6 +74,7 @@ def resnet_subject(scale: Scale | None = None, traffic_images: int = 1000) -> Su
     return Subject(model=MODEL, described="ResNet-18 (width 0.25) on textured digits at 3x96x96",
                    reference_data="the reference textured digits", bootstrap=register_resnet,
                    traffic=lambda: Traffic.textured(traffic_images, seed=TRAFFIC_SEED), drift=DRIFT,
+                   second_drift=SECOND_DRIFT,
                    scale=scale or full_scale(), latency_budget_ms=LATENCY_BUDGET_MS)  # fmt: skip
 
 
@@ -87,17 +92,27 @@ def render_reference_set(stage: Stage, path: Path) -> Path:
     return path
 
 
-def train_weights(stage: Stage, train: Split, path: Path) -> Path:
+def preprocess(images: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """What INPUT_SPEC declares, done by the user's own code: 0..1, then (x - mean) / std, channels first."""
+    mean = np.asarray(spec["mean"], dtype=np.float32)
+    std = np.asarray(spec["std"], dtype=np.float32)
+    return np.ascontiguousarray(((images.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2))
+
+
+def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
     """The user's own training run, before shiftwatch: fit the reference set's train split, save a plain state_dict.
 
-    The train split is the one retraining uses, so the evaluation gate's test images stay unseen.
+    The train split is the one retraining uses (``split_reference_set``, docs/own-model.md), so the
+    evaluation gate's test images stay unseen. The loop is shiftwatch's own ``fit`` (any loop would do).
     """
     import torch
 
     from shiftwatch.retrain import resnet
     from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
+    from shiftwatch.retrain.reference_set import split_reference_set
     from shiftwatch.retrain.torch_contract import ContractModel
 
+    train = split_reference_set(reference).train
     with deterministic(0):
         module = resnet.build_quarter()
     model = ContractModel(module)
@@ -106,21 +121,16 @@ def train_weights(stage: Stage, train: Split, path: Path) -> Path:
     module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     with stage.progress() as progress:
         bars = stage.step_bars(progress)
-        fit(model, train.images, train.labels, config, progress=lambda done, total, loss: bars("train v1", done, total))
+        fit(model, preprocess(train.images, resnet.INPUT_SPEC), train.labels, config,
+            progress=lambda done, total, loss: bars("train v1", done, total))
     module.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     torch.save(module.state_dict(), path)
     return path
 
 
 def register_resnet(stage: Stage) -> None:
-    """Act 2: reference set, the user's training, then registration through the model contract as production v1."""
+    """Act 2: reference set, the user's training, then ``shiftwatch retrain register`` as production v1."""
     from shiftwatch.retrain import resnet
-    from shiftwatch.retrain.artifact_store import ArtifactStore
-    from shiftwatch.retrain.compress import onnx_accuracy
-    from shiftwatch.retrain.contract import InputSpec
-    from shiftwatch.retrain.contract_family import load_reference_set
-    from shiftwatch.retrain.own_model import register_torch_model
-    from shiftwatch.retrain.torch_contract import TorchContract
 
     data_dir = stage.settings.data_dir
     scale = stage.scale
@@ -129,15 +139,12 @@ def register_resnet(stage: Stage) -> None:
               f"({scale.reference_epochs} epochs, outside shiftwatch); then registering factory "
               f"[cyan]{resnet.QUARTER_FACTORY}[/] + weights + preprocessing + reference set.")
     reference = render_reference_set(stage, data_dir / "user" / "reference.npz")
-    splits = load_reference_set(reference, InputSpec.from_dict(resnet.INPUT_SPEC))  # preprocessed once, for both uses
-    weights = train_weights(stage, splits.train, data_dir / "user" / "weights.pt")
-    contract = TorchContract(resnet.QUARTER_FACTORY, reference_set=str(reference))
-    with stage.db.session() as session:
-        version = register_torch_model(session, data_dir, stage.model, CLASS_NAMES, "v1", contract, weights,
-                                       resnet.INPUT_SPEC)  # fmt: skip
-        name, state, report, artifact = version.version, version.state, dict(version.report or {}), version.artifact_path
-    test = splits.test
-    accuracy = onnx_accuracy(ArtifactStore(data_dir).resolve(artifact or ""), test.images, test.labels)
+    weights = train_weights(stage, reference, data_dir / "user" / "weights.pt")
+    ran = stage.shell.run("retrain", "register", "--model", stage.model, "--classes", ",".join(CLASS_NAMES),
+                          "--version", "v1", "--factory", resnet.QUARTER_FACTORY, "--weights", str(weights),
+                          "--input-spec", json.dumps(resnet.INPUT_SPEC), "--reference-set", str(reference),
+                          show_output=False, waiting="registering v1 (validation, ONNX export, parity check)")
+    version = ran.json()
     stage.say("Registration validated the model (weights, embedding layer, output shape), exported it to ONNX "
               "and checked parity against PyTorch; it serves as registered (fp32), the candidate gets compressed.")
-    registered(stage, name, state, {**report, "accuracy_old": accuracy})
+    registered(stage, version["version"], version["state"], {})

@@ -7,15 +7,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from shiftwatch.db import Database, utcnow
+from shiftwatch.demo.api import Api
 from shiftwatch.demo.servers import WebhookReceiver
+from shiftwatch.demo.shell import Shell
 from shiftwatch.demo.tokens import DemoTokens
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
 from shiftwatch.settings import Settings
@@ -69,9 +70,17 @@ class Subject:
     traffic: Callable[[], Traffic]  # act 3: production traffic the model never saw, true labels kept
     drift: Drift  # act 4: the corruption injected into all traffic
     scale: Scale
+    # The next shift, for a second lap (``shiftwatch demo --laps 2``): it replaces the first; a third lap
+    # brings the first back, and so on.
+    second_drift: Drift | None = None
     # Act 8's p99 guardrail. Loose because the demo's 16 concurrent clients share 2 cores with everything
-    # else: queueing, not the model, sets p99 here (both arms see the same load); heavier models need more.
-    latency_budget_ms: float = 500.0
+    # else: queueing, not the model, sets p99 here (both arms see the same load; a measured run on a busy
+    # machine hit 503 ms in shadow, where every request runs both models); heavier models need more.
+    latency_budget_ms: float = 1000.0
+
+    def drift_of(self, lap: int) -> Drift:
+        """The shift that starts lap ``lap``: the first drift in odd laps, the second in even ones."""
+        return self.second_drift if lap % 2 == 0 and self.second_drift is not None else self.drift
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +149,12 @@ class Stage:
     """
 
     settings: Settings
-    db: Database
+    shell: Shell  # the CLI, as a user runs it against the demo's store
     out_dir: Path
     console: Console
     subject: Subject
     auto_approve: bool
+    laps: int  # how many times the loop runs: a drift, then a promoted fix, ``laps`` times
     receiver: WebhookReceiver  # the loopback stand-in for Slack or PagerDuty
     tokens: DemoTokens
     timeline: Timeline = field(default_factory=Timeline)
@@ -152,7 +162,30 @@ class Stage:
     missing: list[str] = field(default_factory=list)
     resources: list[Stoppable] = field(default_factory=list)
     routes: Counter[str] = field(default_factory=Counter)  # answers per route so far
-    started_at: datetime = field(default_factory=utcnow)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    labels_by_annotator: Counter[str] = field(default_factory=Counter)  # labels the demo sent in, by annotator
+    server: Api | None = None  # the running API, once act 1 started it
+    lap: int = 1  # the lap being told
+    promoted_at: datetime | None = None  # when the last promotion happened
+
+    def lap_phase(self, phase: str) -> str:
+        """The timeline's phase name in this lap: ``drift`` in the first, ``drift_2`` in the second."""
+        return phase if self.lap == 1 else f"{phase}_{self.lap}"
+
+    def lap_key(self, key: str) -> str:
+        """A fact's key in this lap (the summary lists each lap's alert, candidate and promotion)."""
+        return self.lap_phase(key)
+
+    def lap_label(self, label: str) -> str:
+        """An event's label on the timeline in this lap."""
+        return label if self.lap == 1 else f"lap {self.lap}: {label}"
+
+    @property
+    def api(self) -> Api:
+        """The demo's HTTP client to its running server (with the operator's token)."""
+        if self.server is None:
+            raise RuntimeError("the API is not started yet (act 1 starts it)")
+        return self.server
 
     @property
     def scale(self) -> Scale:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import shutil
 import sys
@@ -12,12 +13,13 @@ from typing import Any
 from rich.console import Console
 
 from shiftwatch.app import create_app
-from shiftwatch.cli_context import open_db
 from shiftwatch.demo import acts, loop
+from shiftwatch.demo.api import Api
 from shiftwatch.demo.realistic import resnet_subject
-from shiftwatch.demo.servers import ApiServer, WebhookReceiver
-from shiftwatch.demo.stage import Fact, Scale, Stage, Subject
-from shiftwatch.demo.summary import PHASES, print_summary, rollout_sections, write_html
+from shiftwatch.demo.servers import ApiServer, WebhookReceiver, free_port
+from shiftwatch.demo.shell import Shell
+from shiftwatch.demo.stage import Fact, Scale, Service, Stage, Subject
+from shiftwatch.demo.summary import phases, print_summary, rollout_sections, write_html
 from shiftwatch.demo.tokens import issue_tokens, login_hint
 from shiftwatch.labeling.studio_links import serve_env, serve_port, serving_port
 from shiftwatch.secret_key import ensure_secret_key
@@ -37,49 +39,78 @@ class DemoResult:
     missing: list[str]
 
 
-def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale) -> Settings:
-    """Settings for the demo's own store, webhook receiver and pace (one-second detector ticks)."""
+def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: int) -> Settings:
+    """Settings for the demo's own store, webhook receiver and pace (the server's jobs tick every second)."""
     wanted: dict[str, Any] = {
         "database_url": f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
         "data_dir": out_dir.resolve() / "data",
         "alert_webhooks": [receiver.url],
         "auth_required": True,  # the real path: every client and person below holds a scoped token
-        "scheduler_enabled": False,  # the demo runs each step itself, so the story is deterministic
+        "scheduler_enabled": True,  # as `shiftwatch serve`: the server's detector, webhook and rollout jobs run
         "alert_webhook_secrets": {receiver.url: WEBHOOK_SECRET},
         "detector_tick_seconds": 1,
+        "rollout_tick_seconds": 1,
+        # The demo asks for each labeling batch itself (POST /v1/labeling/select), right after the alert and
+        # during the canary: the periodic job would spend the budget on clean traffic before the story needs it.
+        "labeling_sync_interval_s": 24 * 3600,
         "gateway_refresh_seconds": 0.5,
-        "labeling_daily_budget": scale.labels,  # the whole post-alert batch, in one day
-        "labeling_batch_size": scale.labels // 2,
+        # Each lap's post-alert batch and the canary's audit rounds, in one day, with room to spare.
+        "labeling_daily_budget": 4 * scale.labels * laps,
+        "labeling_batch_size": scale.labels,
     }
     return load_settings(**wanted)
 
 
-def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: bool) -> Stage:
+def shell_environment(settings: Settings) -> dict[str, str]:
+    """The SHIFTWATCH_* variables that point a `shiftwatch` command at the demo's store, as `serve` has it."""
+    return {
+        "SHIFTWATCH_DATABASE_URL": settings.database_url,
+        "SHIFTWATCH_DATA_DIR": str(settings.data_dir),
+        "SHIFTWATCH_PUBLIC_URL": settings.public_url,
+        "SHIFTWATCH_LABELING_DAILY_BUDGET": str(settings.labeling_daily_budget),
+        "SHIFTWATCH_LABELING_BATCH_SIZE": str(settings.labeling_batch_size),
+    }
+
+
+def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: bool, laps: int) -> Stage:
     """A fresh output folder, a webhook receiver, settings pointing at both, a migrated store and its tokens."""
     for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm", "summary.html"):
         (out_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / "data", ignore_errors=True)
+    for folder in ("data", "labels"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
-    settings = demo_settings(out_dir, receiver, subject.scale)
-    db = open_db(settings.database_url, migrate=True)
-    tokens = issue_tokens(db, settings)
+    settings = demo_settings(out_dir, receiver, subject.scale, laps)
+    shell = Shell(shell_environment(settings), console)
+    tokens = issue_tokens(shell, settings)
     if tokens.label_studio:
         settings = settings.model_copy(update={"label_studio_callback_token": tokens.label_studio})
-    stage = Stage(settings=settings, db=db, out_dir=out_dir, console=console, subject=subject,
-                  auto_approve=auto_approve, receiver=receiver, tokens=tokens)
+    stage = Stage(settings=settings, shell=shell, out_dir=out_dir, console=console, subject=subject,
+                  auto_approve=auto_approve, laps=laps, receiver=receiver, tokens=tokens)
     stage.resources.append(receiver)
     return stage
 
 
 def start_api(stage: Stage) -> str:
-    """The real app (API, gateway, console) on a loopback port, with auth on as `shiftwatch serve` has it; its URL."""
+    """The real app (API, gateway, console, scheduled jobs) on a loopback port, with auth on as `shiftwatch serve`
+    has it; its URL."""
     key = ensure_secret_key(stage.settings)
     if key.created:
         stage.say(f"Secret key (signs console sessions and links): generated and saved to [cyan]{key.path}[/] "
                   "(mode 0600), as `shiftwatch serve` does on its first start.")
-    server = ApiServer(create_app(stage.settings, stage.db), port=serving_port(stage.settings)).start()
+    # With Label Studio, serve where its image links and webhook point (SHIFTWATCH_PUBLIC_URL) when that port is
+    # free; otherwise any port, and links the server and the CLI print (alerts, rollouts) point at this server.
+    port = serving_port(stage.settings) or free_port()
+    keeps_public_url = bool(stage.settings.label_studio_url)
+    live = stage.settings.model_copy(update={"port": port} if keeps_public_url else
+                                     {"public_url": f"http://127.0.0.1:{port}", "port": port})
+    stage.shell.environment.update(shell_environment(live))
+    # The server's jobs tick every second here; APScheduler's note that a slow run made it skip a tick is noise.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    server = ApiServer(create_app(live), port=port).start()
     stage.resources.append(server)
+    stage.server = Api(server.url, stage.tokens.operator)
+    stage.resources.append(stage.server)
     stage.say(f"API, gateway and console on [cyan]{server.url}[/] (real uvicorn on loopback); "
               f"alert webhooks go to a receiver at [cyan]{stage.receiver.url}[/].")
     stage.say("Auth is on: without a token the API and console answer 401 (only /health and the API description "
@@ -90,24 +121,25 @@ def start_api(stage: Stage) -> str:
 
 
 def run_demo(
-    out_dir: Path, *, auto_approve: bool, fast: bool = False, realistic: bool = False,
+    out_dir: Path, *, auto_approve: bool, fast: bool = False, realistic: bool = False, laps: int = 1,
     console: Console | None = None, subject: Subject | None = None,
 ) -> DemoResult:
-    """The story on the digits CNN (``fast``: less of it), on the realistic ResNet example, or on ``subject``."""
+    """The story on the digits CNN (``fast``: less of it), on the realistic ResNet example, or on ``subject``;
+    ``laps`` times round the loop (a second lap: a second shift, answered by the promoted version's successor)."""
     console = console or Console()
     subject = subject or (resnet_subject() if realistic else acts.digits_subject(fast))
-    stage = prepare(out_dir, console, subject, auto_approve)
+    stage = prepare(out_dir, console, subject, auto_approve, laps)
     try:
-        rollout_id = tell(stage)
+        sections = rollout_sections(stage, tell(stage))  # the report comes from the server, while it runs
     finally:
         stage.stop_all()
-    return finish(stage, console, rollout_id)
+    return finish(stage, console, sections)
 
 
 def tell(stage: Stage) -> int | None:
     """The acts in order. Each later act needs the one before it: a missing piece ends the story there.
 
-    Returns the rollout's id once act 8 started one (the summary plots it).
+    Returns the last rollout's id (the summary links its report).
     """
     scale = stage.scale
     with stage.act(1, "the store and the API"):
@@ -119,32 +151,49 @@ def tell(stage: Stage) -> int | None:
     with stage.act(3, "deploy and serve production traffic"):
         service = acts.deploy(stage, api_url)
         acts.stream(stage, service, scale.clean_requests, "clean", "clean traffic")
-        acts.watch_reference(stage, service.traffic)
+        acts.watch_reference(stage, service.traffic, "v1", stage.started_at)
+    rollout_id = None
+    for lap in range(1, stage.laps + 1):
+        stage.lap = lap
+        if lap > 1:
+            stage.console.rule(f"[bold]Lap {lap}: the world changes again")
+        rollout_id, promoted = tell_lap(stage, service)
+        if not promoted:
+            return rollout_id
+    return rollout_id
+
+
+def tell_lap(stage: Stage, service: Service) -> tuple[int | None, bool]:
+    """Acts 4-10 once: a drift, the alert on production, labels, a candidate, its rollout and promotion."""
+    scale = stage.scale
+    production = stage.api.version_in(stage.model, "production") or "v1"
     with stage.act(4, "the world changes"):
         drift_started_at = acts.inject_drift(stage, service.traffic)
-        acts.stream(stage, service, scale.drift_requests, "drift", "drifted traffic")
+        acts.stream(stage, service, scale.drift_requests, stage.lap_phase("drift"), "drifted traffic")
         acts.show_stored(stage, service.traffic)
     with stage.act(5, "the detector notices"):
-        if not loop.detect(stage, service):
-            return None
+        if not loop.detect(stage, service, production):
+            return None, False
     with stage.act(6, "labels for what changed"):
         if not loop.label(stage, service, drift_started_at):
-            return None
+            return None, False
     with stage.act(7, "a candidate model"):
         candidate = loop.retrain(stage)
         if candidate is None:
-            return None
+            return None, False
     with stage.act(8, "shadow, then canary"):
         rollout = loop.roll_out(stage, service, candidate)
         if not rollout.awaiting_approval:
-            return rollout.rollout_id
+            return rollout.rollout_id, False
     with stage.act(9, "approval and promotion"):
-        if not loop.approve(stage, service, rollout.rollout_id):
-            return rollout.rollout_id
+        if not loop.approve(stage, rollout.rollout_id):
+            return rollout.rollout_id, False
     with stage.act(10, "accuracy recovered"):
-        acts.stream(stage, service, scale.recovered_requests, "recovered", "traffic after promotion")
+        acts.stream(stage, service, scale.recovered_requests, stage.lap_phase("recovered"), "traffic after promotion")
         acts.show_stored(stage, service.traffic)
-    return rollout.rollout_id
+        if stage.lap < stage.laps:
+            loop.carried_over(stage, service)
+    return rollout.rollout_id, True
 
 
 def served_url(settings: Settings) -> str:
@@ -162,10 +211,10 @@ def serve_command(settings: Settings) -> str:
             f"{program} serve --host {settings.host} --port {serve_port(settings)}")
 
 
-def finish(stage: Stage, console: Console, rollout_id: int | None) -> DemoResult:
+def finish(stage: Stage, console: Console, sections: list[tuple[str, str]]) -> DemoResult:
     """The summary table, the HTML page, how to look around afterwards, and what the story produced."""
     print_summary(stage)
-    path = write_html(stage, rollout_sections(stage, rollout_id))
+    path = write_html(stage, sections)
     settings = stage.settings
     console.print(f"HTML summary: [cyan]{path}[/]")
     console.print("To browse the console over this run's data (in any shell, no virtualenv needed):\n"
@@ -174,7 +223,7 @@ def finish(stage: Stage, console: Console, rollout_id: int | None) -> DemoResult
     return DemoResult(
         summary_path=path,
         database_url=settings.database_url,
-        accuracy={phase: stage.timeline.accuracy(phase) for phase, _ in PHASES},
+        accuracy={phase: stage.timeline.accuracy(phase) for phase, _ in phases(stage.laps)},
         facts=dict(stage.facts),
         missing=list(stage.missing),
     )

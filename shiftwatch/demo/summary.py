@@ -6,21 +6,26 @@ from html import escape
 from pathlib import Path
 
 from rich.table import Table
-from sqlalchemy import func, select
 
-from shiftwatch.console.rollout_view import distribution_plots
 from shiftwatch.console.svg import Marker, Series, line_chart
+from shiftwatch.demo.api import DemoApiError
 from shiftwatch.demo.stage import Stage
-from shiftwatch.labeling.tables import Label
-from shiftwatch.rollout.status import describe_id
 
-PHASES = (("clean", "before drift"), ("drift", "during drift"), ("rollout", "shadow + canary"),
-          ("recovered", "after promotion"))
+LAP_PHASES = (("drift", "during drift"), ("rollout", "shadow + canary"), ("recovered", "after promotion"))
+
+
+def phases(laps: int) -> list[tuple[str, str]]:
+    """(phase, label) of every phase the story may record: clean traffic, then each lap's three."""
+    found = [("clean", "before drift")]
+    for lap in range(1, laps + 1):
+        found += [(phase if lap == 1 else f"{phase}_{lap}", label if lap == 1 else f"{label} (lap {lap})")
+                  for phase, label in LAP_PHASES]
+    return found
 
 
 def phase_rows(stage: Stage) -> list[tuple[str, str]]:
     rows = []
-    for phase, label in PHASES:
+    for phase, label in phases(stage.laps):
         accuracy = stage.timeline.accuracy(phase)
         if accuracy is not None:
             rows.append((label, f"{accuracy:.1%}"))
@@ -28,19 +33,17 @@ def phase_rows(stage: Stage) -> list[tuple[str, str]]:
 
 
 def rollout_sections(stage: Stage, rollout_id: int | None) -> list[tuple[str, str]]:
-    """The rollout's confidence and latency histograms (the console's own plots), when there was a rollout."""
-    if rollout_id is None:
+    """The rollout's comparison report (GET /v1/rollouts/{id}/report), saved beside the summary and linked."""
+    if rollout_id is None or stage.server is None:
         return []
-    with stage.db.session() as session:
-        plots = distribution_plots(session, describe_id(session, rollout_id))
-    return [("Rollout: production vs candidate", "".join(plots))] if plots else []
-
-
-def label_sources(stage: Stage) -> dict[str, int]:
-    """Stored labels per source (``oracle``, ``label_studio``, ...): the summary says where labels came from."""
-    with stage.db.session() as session:
-        rows = session.execute(select(Label.source, func.count()).group_by(Label.source).order_by(Label.source))
-        return {source: int(count) for source, count in rows}
+    try:
+        report = stage.api.get(f"/v1/rollouts/{rollout_id}/report")
+    except DemoApiError:
+        return []
+    path = stage.out_dir / f"rollout-{rollout_id}.html"
+    path.write_text(str(report), encoding="utf-8")
+    link = f'<p><a href="{escape(path.name)}">Rollout #{rollout_id}: production vs candidate</a> (confidence and class distributions, Evidently)</p>'
+    return [(f"Rollout #{rollout_id}", link)]
 
 
 def provenance(sources: dict[str, int]) -> str:
@@ -50,7 +53,8 @@ def provenance(sources: dict[str, int]) -> str:
     oracle = sources.get("oracle", 0)
     others = ", ".join(f"{n} from {source}" for source, n in sources.items() if source != "oracle")
     text = (f"{oracle} of the {sum(sources.values())} labels came from the built-in oracle, which answers from the "
-            "demo's own ground truth (no person labeled them); in production people label in Label Studio.")
+            "demo's own ground truth (no person labeled them) and sends them in as a labels file "
+            "(shiftwatch labeling import); in production people label in Label Studio.")
     return text + (f" Also: {others}." if others else "")
 
 
@@ -65,7 +69,7 @@ def print_summary(stage: Stage) -> None:
     for piece in stage.missing:
         table.add_row("[yellow]not in this build[/]", piece)
     stage.console.print(table)
-    stage.console.print(provenance(label_sources(stage)))
+    stage.console.print(provenance(dict(stage.labels_by_annotator)))
 
 
 def accuracy_chart(stage: Stage) -> str:
@@ -85,7 +89,7 @@ def write_html(stage: Stage, extra_sections: list[tuple[str, str]]) -> Path:
     missing = "".join(f"<li>{escape(piece)}</li>" for piece in stage.missing)
     # Numbered as on the chart's markers.
     events = "".join(f"<li>request {e.step}: {escape(e.label)}</li>" for e in stage.timeline.events)
-    labels = escape(provenance(label_sources(stage)))
+    labels = escape(provenance(dict(stage.labels_by_annotator)))
     sections = "".join(f"<h2>{escape(title)}</h2>{body}" for title, body in extra_sections)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>shiftwatch demo summary</title>

@@ -1,17 +1,15 @@
 """The demo runs with auth on, as production does: it issues the tokens its clients and its reader need.
 
-Each is a real scoped token (``shiftwatch.tokens``), the same kind ``shiftwatch token
-create`` prints; the person's one is printed so they can log in to the console.
+Each is a real scoped token made by ``shiftwatch token create``, as a user makes theirs; the
+person's one is printed so they can log in to the console.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shiftwatch.db import Database
-from shiftwatch.links import public_link
+from shiftwatch.demo.shell import Shell
 from shiftwatch.settings import Settings
-from shiftwatch.tokens import create_token
 
 OPERATOR = "demo-operator"
 OPERATOR_SCOPES = ("read", "operate", "approve")
@@ -30,17 +28,25 @@ class DemoTokens:
         return {"Authorization": f"Bearer {self.gateway}"}
 
 
-def issue_tokens(db: Database, settings: Settings) -> DemoTokens:
+def create_token(shell: Shell, name: str, scopes: tuple[str, ...]) -> str:
+    """``shiftwatch token create``: it prints only the token (the first command also migrates the store)."""
+    args = ["token", "create", "--name", name]
+    for scope in scopes:
+        args += ["--scope", scope]
+    return shell.run(*args, show_output=False).stdout.strip()
+
+
+def issue_tokens(shell: Shell, settings: Settings) -> DemoTokens:
     """Create the demo's tokens in its fresh store."""
     wants_callback = bool(settings.label_studio_url) and not settings.label_studio_callback_token
     return DemoTokens(
-        gateway=create_token(db, "demo-gateway", ["ingest"]),
-        operator=create_token(db, OPERATOR, OPERATOR_SCOPES),
-        label_studio=create_token(db, "demo-label-studio", ["label"]) if wants_callback else None,
+        gateway=create_token(shell, "demo-gateway", ("ingest",)),
+        operator=create_token(shell, OPERATOR, OPERATOR_SCOPES),
+        label_studio=create_token(shell, "demo-label-studio", ("label",)) if wants_callback else None,
     )
 
 
 def login_hint(console_url: str, tokens: DemoTokens) -> str:
     """How a person gets into the console: the login page and the operator token to paste."""
-    return (f"open {public_link(console_url, '/console/login')} and paste the token {tokens.operator} "
+    return (f"open {console_url.rstrip('/')}/console/login and paste the token {tokens.operator} "
             f"(token {OPERATOR!r}: {', '.join(OPERATOR_SCOPES)})")
