@@ -1,6 +1,6 @@
 """detectors: an alert's resolution note (who or what resolved it, and why: e.g. the promotion that replaced its version)
 
-Revision ID: detectors_0003_monitor
+Revision ID: detectors_0003
 Revises: detectors_0002
 Create Date: 2026-12-07
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "detectors_0003_monitor"
+revision: str = "detectors_0003"
 down_revision: str | Sequence[str] | None = "detectors_0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -1,6 +1,6 @@
 """rollout: canary_key_counts (the client keys each gateway has seen of a canary)
 
-Revision ID: rollout_0002_rolloutcli
+Revision ID: rollout_0002
 Revises: rollout_0001
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 import shiftwatch.db
 
-revision: str = "rollout_0002_rolloutcli"
+revision: str = "rollout_0002"
 down_revision: str | Sequence[str] | None = "rollout_0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
