@@ -60,10 +60,12 @@ class _Bars:
 
 
 def _progress() -> Progress:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(
-        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    return Progress(  # on stderr: stdout carries the JSON a script reads
+        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False,
+        console=Console(stderr=True),
     )
 
 

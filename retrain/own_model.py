@@ -60,7 +60,13 @@ def register_torch_model(
     store = ArtifactStore(data_dir)
     pixels = np.random.default_rng(0).random((PROBE_IMAGES, *spec.shape), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-register-") as tmp:
-        exported = export_artifact(model, Path(tmp), spec.normalise(pixels), name="fp32")
+        try:
+            exported = export_artifact(model, Path(tmp), spec.normalise(pixels), name="fp32")
+        except Exception as exc:  # noqa: BLE001 - torch.onnx raises many types; any of them means "cannot be exported"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise Invalid("factory", f"the model cannot be exported to ONNX, which serving needs: {first[:300]} "
+                          "(replace the operator it names, e.g. AdaptiveAvgPool2d to a size that does not divide "
+                          "the input with a global pool)") from None
         verify_onnx_artifact(exported.path, None)
         save_module_weights(model, Path(tmp) / "weights.pt")
         onnx_artifact = store.put(exported.path, "onnx")

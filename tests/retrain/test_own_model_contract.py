@@ -167,3 +167,12 @@ def test_the_gateway_applies_the_declared_preprocessing_to_png_and_json_bodies(d
     assert np.abs(stored.transpose(2, 0, 1) - pixels).max() <= 1 / 255 + 1e-6
     wrong = api.post("/v1/models/shapes/predict", json=np.zeros((1, 48, 48)).tolist())
     assert wrong.status_code == 422 and "[3, 48, 48]" in wrong.text
+
+
+def test_a_model_onnx_cannot_export_is_refused_in_one_line_naming_the_factory(db, settings, weights):
+    """AdaptiveAvgPool2d(3) over a 5x5 map (a 40x40 input) runs in PyTorch but has no ONNX export: no traceback."""
+    spec = {**support.INPUT_SPEC, "shape": [3, 40, 40]}
+    with pytest.raises(Invalid, match="cannot be exported to ONNX") as caught:
+        register(db, settings, weights, input_spec=spec)
+    assert caught.value.field == "factory" and "\n" not in str(caught.value)
+    assert versions(db) == 0
