@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
+from shiftwatch.retrain.onnx_contract import last_linear_input  # noqa: E402
 from shiftwatch.retrain.own_model import register_onnx_model, register_torch_model  # noqa: E402
 from shiftwatch.retrain.runtime import OnnxClassifier  # noqa: E402
 from shiftwatch.retrain.torch_contract import TorchContract, build, last_linear  # noqa: E402
@@ -99,7 +100,7 @@ def test_weights_of_another_architecture_and_non_finite_outputs_are_refused(db, 
 
 
 def test_an_onnx_file_is_adapted_to_logits_and_embedding_outputs(db, settings, weights, tmp_path):
-    """A user's ONNX export with one output; the embedding tensor is named by the user."""
+    """A user's ONNX export with one output; the embedding is the head's input unless the user names another tensor."""
     import onnx
 
     path = tmp_path / "user.onnx"
@@ -108,12 +109,13 @@ def test_an_onnx_file_is_adapted_to_logits_and_embedding_outputs(db, settings, w
     torch.onnx.export(module.eval(), (torch.zeros(1, 3, 48, 48),), str(path), dynamo=False, input_names=["x"],
                       output_names=["scores"], dynamic_axes={"x": {0: "n"}, "scores": {0: "n"}})  # fmt: skip
     hidden = [n.output[0] for n in onnx.load(str(path)).graph.node if n.op_type == "Relu"][-1]
-    with pytest.raises(Invalid, match="name the tensor") as caught, db.session() as session:
-        register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
+    assert last_linear_input(onnx.load(str(path)).graph, "scores") == hidden  # what registration logs by default
+    with pytest.raises(Invalid, match="not a tensor of the graph") as caught, db.session() as session:
+        register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC,
+                            embedding_output="no_such_tensor")  # fmt: skip
     assert caught.value.field == "embedding_output" and versions(db) == 0
     with db.session() as session:
-        row = register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC,
-                                  embedding_output=hidden)  # fmt: skip
+        row = register_onnx_model(session, settings.data_dir, "shapes", support.CLASS_NAMES, "v1", path, support.INPUT_SPEC)
         assert row.embedding_dim == 32 and row.report["retrainable"] is False
         artifact = settings.data_dir / row.artifact_path
     inputs = InputSpec.from_dict(support.INPUT_SPEC).from_uint8(support.render(5, 4)[0])
