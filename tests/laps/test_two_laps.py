@@ -155,7 +155,7 @@ def run_lap(http: Http, cli: Cli, clients: Clients, world: World, lap: int, fold
     rollout = json.loads(cli.run("rollout", "start", "--model", MODEL, "--version", candidate, "--steps", "0.5",
                                  "--plan", json.dumps(PLAN), "--json").stdout)
     state = _drive_rollout(http, cli, clients, world, rollout["id"], lap, folder)
-    assert state["last_decision"]["decision"] == "await_approval", state
+    assert state["last_decision"]["decision"] == "await_approval", (state["state"], state["last_decision"])
     cli.run("rollout", "approve", str(rollout["id"]))  # no --force, no --reason
     after = http.get(f"/v1/rollouts/{rollout['id']}")
     assert after["state"] == "production" and not any(entry["forced"] for entry in after["audit"])

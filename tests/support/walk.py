@@ -39,7 +39,9 @@ def store_environment(database_url: str, folder: Path, port: int) -> dict[str, s
         "SHIFTWATCH_ROLLOUT_TICK_SECONDS": "1",
         "SHIFTWATCH_GATEWAY_REFRESH_SECONDS": "0.5",
         "SHIFTWATCH_LABELING_SYNC_INTERVAL_S": "86400",  # the walk asks for each labeling batch itself
-        "SHIFTWATCH_LABELING_DAILY_BUDGET": "2000",
+        # Two laps of days squeezed into minutes: lap 1's canary batches alone can spend 2,000 (seen in CI: lap 2's
+        # production arm then got 14 audit labels and its SPRT stayed undecided).
+        "SHIFTWATCH_LABELING_DAILY_BUDGET": "10000",
     }
 
 
