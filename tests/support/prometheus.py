@@ -41,10 +41,14 @@ class Prometheus:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
 
-    def query(self, promql: str) -> list[dict]:
-        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
-        assert answer["status"] == "success", answer
-        return answer["data"]["result"]
+    def query(self, promql: str) -> list[dict] | None:
+        """The query's result; None while Prometheus is not ready (it answers 503 while it starts)."""
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5)
+        if answer.status_code == 503:
+            return None
+        body = answer.json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
 
     def wait_for(self, promql: str, timeout_s: float = 45.0) -> list[dict]:
         """The query's result once it is non-empty (scrapes are every second; the first may take a few)."""
