@@ -2,7 +2,8 @@
 
 ``shiftwatch-client`` sends ``Shiftwatch-Client-Version`` on every request; a client of another API
 generation (``shiftwatch_client.version.mismatch``) gets a 400 naming both versions and the pip pin
-that fixes it. Requests without the header (curl, browsers, other HTTP clients) pass untouched.
+that fixes it. Requests without the header (curl, browsers, other HTTP clients) pass untouched, and so
+does ``/health``: it is where a client reads the server's version (``Client.check_server()``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from shiftwatch.cross_site import ASGIApp, Scope, refuse
 from shiftwatch_client.version import VERSION_HEADER, mismatch
 
 _HEADER = VERSION_HEADER.lower().encode("latin-1")
+UNCHECKED_PATHS = ("/health",)
 
 
 class ClientVersionGuard:
@@ -22,7 +24,7 @@ class ClientVersionGuard:
         self.server_version = server_version
 
     async def __call__(self, scope: Scope, receive, send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"] not in UNCHECKED_PATHS:
             sent = next((value for name, value in scope["headers"] if name.lower() == _HEADER), None)
             why = mismatch(sent.decode("latin-1"), self.server_version) if sent is not None else None
             if why is not None:

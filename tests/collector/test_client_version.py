@@ -30,8 +30,9 @@ def test_the_server_refuses_a_client_of_another_major_naming_both_versions(api) 
     assert refused.status_code == 400
     detail = refused.json()["detail"]
     assert "9.0.0" in detail and server_version in detail and "pip install 'shiftwatch-client" in detail
-    assert api.get("/health", headers={VERSION_HEADER: server_version}).status_code == 200
-    assert api.get("/health").status_code == 200  # curl and browsers send no version: not checked
+    assert api.get("/v1/models", headers={VERSION_HEADER: server_version}).status_code == 200
+    assert api.get("/v1/models").status_code == 200  # curl and browsers send no version: not checked
+    assert api.get("/health", headers={VERSION_HEADER: "9.0.0"}).status_code == 200  # where clients read ours
 
 
 def test_a_client_of_another_version_fails_fast_and_keeps_its_rows(live_server, db, digits_model, tmp_path,
