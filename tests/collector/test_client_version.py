@@ -48,3 +48,9 @@ def test_a_client_of_another_version_fails_fast_and_keeps_its_rows(live_server, 
         assert client.stats.rejected == 10
     (kept,) = SpillDir(tmp_path / "spill").rejected()  # replay-rejected sends them once the client is upgraded
     assert "0.2.0" in kept.reason and server_version in kept.reason
+
+
+def test_the_server_pins_the_client_of_its_own_version() -> None:
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    assert project["version"] == server_version == client_version  # the two ship together, one version
+    assert f"shiftwatch-client=={client_version}" in project["dependencies"]
