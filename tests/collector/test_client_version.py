@@ -3,11 +3,15 @@ request and ``Client.check_server()`` name both versions and the pip pin that fi
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from shiftwatch import __version__ as server_version
 from shiftwatch_client import IncompatibleServer
+from shiftwatch_client import __version__ as client_version
 from shiftwatch_client.client import Client
 from shiftwatch_client.spill import SpillDir
 from shiftwatch_client.version import VERSION_HEADER, mismatch
