@@ -33,6 +33,7 @@ bench-own-model: $(STAMP)
 # venv, its pins clash with ours) and Debian's Chromium for the console's browser tests.
 test-services:
 	bash tests/support/studio_venv.sh
+	bash tests/support/prometheus_fetch.sh
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "note: install Debian's chromium for the browser tests (apt-get install chromium)"; fi; \
