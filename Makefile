@@ -49,7 +49,7 @@ test: $(STAMP) test-services
 # Both distributions as wheels in dist/: shiftwatch-client (the SDK, numpy only) for serving images,
 # shiftwatch (the service) which depends on it.
 wheels: $(STAMP)
-	rm -rf dist build client/build; mkdir -p dist
+	rm -rf dist build client/build *.egg-info client/*.egg-info; mkdir -p dist  # a stale build/ would go into a wheel
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist ./client .
 
 clean:

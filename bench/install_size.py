@@ -12,6 +12,7 @@ the client's own files are reported apart from numpy's. Peers in the same run: t
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,8 +79,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         wheels = work / "dist"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                        str(wheels), str(ROOT / "client"), str(ROOT)], check=True)  # fmt: skip
+        subprocess.run(["make", "-C", str(ROOT), "wheels"], check=True)
+        shutil.copytree(ROOT / "dist", wheels)
         client_wheel_kb = round(next(wheels.glob("shiftwatch_client-*.whl")).stat().st_size / 1024, 1)
         installs = {
             "numpy_only": install(wheels, ["numpy>=2,<3"], work, "numpy"),

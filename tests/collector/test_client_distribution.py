@@ -9,6 +9,7 @@ importing and using the SDK loaded none of the server's weight.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,10 @@ print(json.dumps({"delivered": delivered, "heavy": heavy, "installed": installed
 def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Python of a fresh venv holding only the shiftwatch-client wheel and numpy."""
     root = tmp_path_factory.mktemp("client-venv")
+    # Built from a copy: setuptools leaves build/ beside the sources, and a stale one would go into the wheel.
+    source = shutil.copytree(REPO / "client", root / "source", ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                    str(root / "dist"), str(REPO / "client")], check=True, capture_output=True, timeout=300)  # fmt: skip
+                    str(root / "dist"), str(source)], check=True, capture_output=True, timeout=300)  # fmt: skip
     (wheel,) = (root / "dist").glob("shiftwatch_client-*.whl")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True, timeout=120)
     python = root / "venv" / "bin" / "python"
