@@ -214,7 +214,7 @@ def ingest_request_body() -> dict[str, Any]:
             "application/json": {"schema": schema},
             "application/x-shiftwatch-npz": {
                 "schema": {"type": "string", "format": "binary",
-                           "description": "the same rows as numpy columns (collector/wire.py); what the SDK sends"}
+                           "description": "the same rows as numpy columns (client/shiftwatch_client/wire.py); what the SDK sends"}
             },
         },
     }  # fmt: skip
