@@ -13,6 +13,7 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from shiftwatch import __version__, maintenance
 from shiftwatch.auth import require
+from shiftwatch.client_version import ClientVersionGuard
 from shiftwatch.collector import router as collector_routes
 from shiftwatch.collector.bodies import ByteBudget
 from shiftwatch.console import router as console_routes
@@ -142,6 +143,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # a body, and every answer, refusals included, carries the security headers; innermost, Label
     # Studio's pages (only) may read the signed image links.
     app.add_middleware(InputLinkCors, settings=settings)
+    app.add_middleware(ClientVersionGuard)
     app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)
     return app

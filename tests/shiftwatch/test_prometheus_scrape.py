@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from shiftwatch.collector.records import PredictionRecord
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import as_json, records
 from tests.support.console import load_demo_like_data
 from tests.support.prometheus import Prometheus, binaries
