@@ -135,6 +135,22 @@ def test_diversity_beats_near_duplicates():
     assert chosen[0].prediction_id == by_priority[0].prediction_id  # the most informative still comes first
 
 
+def test_where_a_sample_kept_embeddings_flags_come_first_and_the_rest_are_spread_kept_rows():
+    """collector.embedding_keep: most rows carry no embedding; the spread still works over the kept ones."""
+    rng = np.random.default_rng(8)
+    frame = rng.normal(size=64)
+    duplicates = [_candidate(frame + rng.normal(scale=1e-3, size=64), 1.9 - i * 1e-3) for i in range(10)]
+    kept = duplicates + [_candidate(rng.normal(size=64) * 3, 1.5 - i * 1e-2) for i in range(20)]
+    bare = [replace(_candidate(frame, 1.99 - i * 1e-3), embedding=None) for i in range(40)]  # unsampled, uncertain
+    flagged = [replace(_candidate(frame, 2.5), embedding=None, reason="flagged")]  # an output detector's flag
+    chosen = selection.diverse_top(bare + kept + flagged, 6)
+    assert chosen[0].prediction_id == flagged[0].prediction_id
+    assert all(c.embedding is not None for c in chosen[1:])  # each pick keeps its embedding for the next spread
+    assert sum(c.prediction_id in {d.prediction_id for d in duplicates} for c in chosen) == 1
+    # Fewer kept rows than places: priority alone, as before the sample.
+    assert selection.diverse_top(bare + kept[:2], 6) == sorted(bare + kept[:2], key=lambda c: -c.priority)[:6]
+
+
 def test_new_batches_keep_their_distance_from_tasks_already_queued(db, settings, digits_model):
     rng = np.random.default_rng(7)
     frame = rng.normal(size=64)
