@@ -37,8 +37,8 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 from detectors_quality import build_scenarios  # bench/, this script's folder
-
 from machine import write_result  # bench/, this script's folder
+
 from shiftwatch.collector import registry
 from shiftwatch.collector.embedding_keep import sampled
 from shiftwatch.collector.ingest import forget_cached_versions
@@ -96,7 +96,7 @@ def bytes_per_row(rows: int) -> dict[str, dict[str, float]]:
                         confidence=float(probs[i % 2_000].max()), embedding=pool[i % 2_000],
                         probabilities=probs[i % 2_000], request_id=f"req-{i}", stream_id=f"cam-{i % 8}",
                         input_ref=f"inputs/{i:08d}.png", latency_ms=1.5, ts=start + timedelta(milliseconds=i),
-                    )  # fmt: skip
+                    )
                     for i in range(first, min(first + BATCH, rows))
                 ]
                 log_predictions(db, batch, max_rows=BATCH, retention_days=30, embedding_keep_rate=rate)

@@ -49,6 +49,9 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+_KEPT = text("embedding IS NOT NULL")  # rows that kept their embedding (collector.embedding_keep)
+
+
 class Prediction(Base):
     """One logged prediction. On PostgreSQL the table is range-partitioned by ``ts`` (daily).
 
@@ -63,10 +66,7 @@ class Prediction(Base):
         Index("ix_predictions_version_received_at", "model_version_id", "received_at"),
         Index("ix_predictions_request_id", "request_id"),
         # The embedding detectors' windows: the newest rows that kept their embedding (collector.embedding_keep).
-        Index(
-            "ix_predictions_version_ts_embedded", "model_version_id", "ts",
-            postgresql_where=text("embedding IS NOT NULL"), sqlite_where=text("embedding IS NOT NULL"),
-        ),  # fmt: skip
+        Index("ix_predictions_version_ts_embedded", "model_version_id", "ts", postgresql_where=_KEPT, sqlite_where=_KEPT),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
