@@ -51,7 +51,7 @@ from tests.support.databases import create_pg_database, drop_pg_database
 
 DIM, CLASSES, BATCH = 512, 10, 1000
 RATES = (1.0, 0.2, 0.1, 0.05, 0.0)
-DEFAULT_RATE = 0.1
+DEFAULT_RATE = 0.05  # SHIFTWATCH_EMBEDDING_KEEP_RATE's default
 ALPHA, REFERENCE_SIZE, WINDOW = 0.05, 1000, 500
 SEVERITIES = (2, 4)
 # Embedding detectors only (the ones the sample changes); 99 permutations: p-value resolution 0.01.
