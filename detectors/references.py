@@ -70,7 +70,7 @@ def pin(
         raise NotFound(f"model version {model_version_id} does not exist")
     n = len(confidence)
     if n < MIN_REFERENCE:
-        logged = source != "upload" and embeddings is not None  # rows that kept their embedding, a sample
+        logged = source == "time_range" and embeddings is not None  # rows that kept their embedding, a sample
         hint = "; the rows that kept their embedding (SHIFTWATCH_EMBEDDING_KEEP_RATE): pin a longer range" if logged else ""
         raise Invalid("reference", f"needs at least {MIN_REFERENCE} samples, got {n}{hint}")
     for name, array, ndim in (

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from sqlalchemy import select
 
 from shiftwatch.collector.service import log_predictions
@@ -14,6 +15,7 @@ from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors import references
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.tables import DriftRun, FlaggedSample
+from shiftwatch.errors import Invalid
 from shiftwatch.settings import Settings
 from tests.support.drift_scenario import REGISTRY, add_config, records
 
@@ -55,3 +57,11 @@ def test_detectors_run_on_kept_rows_and_flag_rows_that_kept_their_embedding(
         assert flagged
         embeddings = session.scalars(select(Prediction.embedding).where(Prediction.id.in_(flagged))).all()
         assert len(embeddings) == len(flagged) and all(e is not None and np.isfinite(e).all() for e in embeddings)
+
+
+def test_a_range_with_too_few_kept_embeddings_is_refused_naming_the_keep_rate(db: Database, digits_model) -> None:
+    start = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
+    _log(db, records(start, 120, seed=3))  # ~30 kept: under the 50 a reference needs
+    with db.session() as session, pytest.raises(Invalid) as refused:
+        references.pin_time_range(session, digits_model.id, start, start + timedelta(seconds=121))
+    assert "SHIFTWATCH_EMBEDDING_KEEP_RATE" in str(refused.value) and "pin a longer range" in str(refused.value)
