@@ -52,6 +52,19 @@ def test_uncertain_predictions_are_queued_with_their_margin_and_a_priority_that_
     assert not any(tasks[i].reason == "uncertain" for i in ids[4:] if i in tasks)  # confident ones only by chance
 
 
+def test_on_a_store_that_kept_a_sample_of_embeddings_informative_picks_keep_theirs(db, settings, digits_model):
+    """collector.embedding_keep: a quarter of the rows kept their embedding; the queued uncertain picks are kept rows."""
+    settings = settings.model_copy(update={"labeling_audit_per_route": 0, "embedding_keep_rate": 0.25})
+    rng = np.random.default_rng(9)
+    log(db, settings, np.stack([probs_with_margin(i % 10, 0.02 + 0.001 * i) for i in range(400)]), rng.normal(size=(400, 64)))
+    with db.session() as session:
+        result = select_for_labeling(session, "digits", Budget.of(settings, "digits", 20), flagged=[], seed=2)
+    tasks = list(_tasks(db).values())
+    uncertain = [t for t in tasks if t.reason == "uncertain"]
+    assert result.queued == len(tasks) and len(uncertain) >= 15
+    assert all(t.embedding is not None and t.embedding.shape == (64,) for t in uncertain)
+
+
 def test_flagged_samples_outrank_uncertain_ones_and_keep_both_reasons(db, settings, digits_model):
     settings = settings.model_copy(update={"labeling_audit_per_route": 0})  # the informative picks alone
     rng = np.random.default_rng(1)
