@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from shiftwatch.collector.embedding_keep import ROLLOUT_MODELS, keeps_embedding
 from shiftwatch.collector.partitions import ensure_partitions
 from shiftwatch.collector.registry import VersionInfo, version_infos
 from shiftwatch.collector.row_checks import RowProblem, text_problems, value_problems
@@ -54,13 +55,15 @@ def ingest(
     retention_days: int,
     partial: bool = False,
     refused: Sequence[RowProblem] = (),
+    embedding_keep_rate: float = 1.0,
 ) -> IngestResult:
     """Validate all chunks (each with its rows' positions in the request), then store them in one transaction.
 
     By default a batch is stored whole or not at all, refused for its first bad row. With ``partial``
     the good rows are stored and each bad row comes back in ``refused`` with its reason, so one bad
     row never costs its batch (what the SDK and ``replay-rejected`` ask for); ``refused`` are rows
-    the parser already set aside.
+    the parser already set aside. ``embedding_keep_rate`` (SHIFTWATCH_EMBEDDING_KEEP_RATE) is the
+    share of rows that keep their embedding besides rollout rows (``collector.embedding_keep``).
     """
     received = sum(len(chunk) for chunk, _ in chunks) + len(refused)
     if received > max_rows:
@@ -77,6 +80,8 @@ def ingest(
     versions = _cached_versions(db, keys)
     rows: list[dict] = []
     places: list[int] = []  # each row's position in the request, for error messages
+    sampling = embedding_keep_rate < 1.0 and any(chunk.embeddings is not None for chunk, _ in chunks)
+    in_rollout = ROLLOUT_MODELS.names(db) if sampling else frozenset()
     for chunk, positions in chunks:
         version_ids, problems = value_problems(
             chunk, versions, positions, retention_days=retention_days, now=now, first_only=not partial
@@ -87,7 +92,9 @@ def ingest(
         refused.extend(p for p in problems if p.index not in already)
         where = np.arange(len(chunk)) if positions is None else positions
         keep = ~np.isin(where, [p.index for p in refused])
-        rows.extend(_rows(chunk.take(keep), version_ids[keep], now))
+        good = chunk.take(keep)
+        embedded = keeps_embedding(good.ids, good.route, good.model, embedding_keep_rate, in_rollout) if sampling else None
+        rows.extend(_rows(good, version_ids[keep], now, embedded))
         places.extend(where[keep].tolist())
     rows, places = _first_of_each_id(rows, places, refused if partial else None)
     if rows:
@@ -212,11 +219,13 @@ def _cached_versions(db: Database, keys: set[tuple[str, str]]) -> dict[tuple[str
 
 
 def forget_cached_versions() -> None:
-    """Clear the cache (tests that empty and refill the database need this)."""
+    """Clear the caches, versions and models in rollout (tests that empty and refill the database need this)."""
     _VERSION_CACHE.clear()
+    ROLLOUT_MODELS.forget()
 
 
-def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[dict]:
+def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime, embedded: np.ndarray | None = None) -> list[dict]:
+    """The batch as row dicts; a row whose ``embedded`` is False is stored without its embedding."""
     n = len(batch)
     # Encoded here, not by the column type: PostgreSQL's COPY bypasses column types.
     embeddings = float32_rows(batch.embeddings) if batch.embeddings is not None else None
@@ -236,7 +245,7 @@ def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[di
                 "predicted_class": int(batch.predicted_class[i]),
                 "confidence": float(batch.confidence[i]),
                 "probabilities": probabilities[i] if probabilities is not None else None,
-                "embedding": embeddings[i] if embeddings is not None else None,
+                "embedding": embeddings[i] if embeddings is not None and (embedded is None or embedded[i]) else None,
                 "input_ref": str(batch.input_ref[i]) or None,
                 "latency_ms": None if latency != latency else latency,
                 "received_at": now,

@@ -164,7 +164,8 @@ async def post_predictions(
             with gate:
                 result = await run_in_threadpool(
                     lambda: ingest(db, chunks, max_rows=settings.max_batch_rows,
-                                   retention_days=settings.retention_days, partial=partial, refused=refused)
+                                   retention_days=settings.retention_days, partial=partial, refused=refused,
+                                   embedding_keep_rate=settings.embedding_keep_rate)
                 )  # fmt: skip
     except ShiftwatchError as exc:
         metrics.REJECTED.labels(reason=type(exc).__name__).inc()

@@ -78,10 +78,13 @@ def _array(source: references.ReferenceData | Window, kind: str) -> np.ndarray |
 def _current_window(
     session: Session, config: ConfigSpec, now: datetime
 ) -> tuple[Window, datetime | None, datetime | None]:
+    # Embedding detectors read the rows that kept their embedding (a random sample, collector.embedding_keep):
+    # their window_last_n counts embeddings, so a lower keep rate stretches the window in time, not in power.
+    embedded = config.input == "embeddings"
     if config.window_minutes is not None:
         start = now - timedelta(minutes=config.window_minutes)
-        return queries.window(session, config.model_version_id, start=start, end=now), start, now
-    window = queries.window(session, config.model_version_id, end=now, last_n=config.window_last_n)
+        return queries.window(session, config.model_version_id, start=start, end=now, embedded=embedded), start, now
+    window = queries.window(session, config.model_version_id, end=now, last_n=config.window_last_n, embedded=embedded)
     if len(window) == 0:
         return window, None, None
     bounds = [datetime.fromisoformat(str(t)).replace(tzinfo=UTC) for t in (window.ts[0], window.ts[-1])]
@@ -113,7 +116,7 @@ def _read(
     quiet: dict[int, str] = {}
     mark = freshness.watermark(session, version_id, now)  # before the windows: a row landing in between is "new" next time
     labels = {LABELED_INPUT: correctness.labels_mark(session, version_id)} if any(c.input == LABELED_INPUT for c in configs) else {}
-    windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
+    windows: dict[tuple[int | None, int | None, bool], tuple[Window, datetime | None, datetime | None]] = {}
     planned = []
     for config in configs:
         key = freshness.test_key(config, fingerprint, labels.get(config.input))
@@ -121,7 +124,7 @@ def _read(
         if previous is not None and freshness.is_quiet(session, config, previous, key, now):
             quiet[config.id] = f"no new {'labels' if config.input in labels else 'data'} since run {previous.id}"
             continue
-        spec = (config.window_last_n, config.window_minutes)
+        spec = (config.window_last_n, config.window_minutes, config.input == "embeddings")
         if spec not in windows:
             windows[spec] = _current_window(session, config, now)
         window, start, end = windows[spec]

@@ -124,6 +124,7 @@ class Gateway:
         self.writer = PredictionLogWriter(
             db, settings.data_dir, input_max_bytes=settings.input_max_bytes,
             ingest_max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+            embedding_keep_rate=settings.embedding_keep_rate,
         )  # fmt: skip
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}

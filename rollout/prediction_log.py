@@ -79,22 +79,25 @@ class PredictionLogWriter:
         input_max_bytes: int,
         ingest_max_rows: int,
         retention_days: int,
+        embedding_keep_rate: float = 1.0,
         flush_interval_s: float = 0.2,
         max_rows: int = 512,
         replay_interval_s: float = 2.0,
     ) -> None:
-        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS."""
+        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS, SHIFTWATCH_RETENTION_DAYS and SHIFTWATCH_EMBEDDING_KEEP_RATE."""
         self.db = db
         self.store = InputStore(data_dir)
         self.input_max_bytes = input_max_bytes
         self.ingest_max_rows = ingest_max_rows
         self.retention_days = retention_days
+        self.embedding_keep_rate = embedding_keep_rate
         self.flush_interval_s = flush_interval_s
         self.max_rows = max_rows
         self.written = 0
         self.failed = 0
         self.inputs_refused = 0  # predictions logged without their image: over SHIFTWATCH_INPUT_MAX_BYTES
-        self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days)
+        self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days,
+                              embedding_keep_rate=embedding_keep_rate)
         self.journal = LogJournal(data_dir)
         recovered = self.journal.recover()  # answered by a process killed before it stored them
         if recovered:
@@ -188,7 +191,8 @@ class PredictionLogWriter:
             self._store(errors, self._insert_errors, "serving error")
 
     def _log(self, records: list[PredictionRecord]) -> None:
-        log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days)
+        log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days,
+                        embedding_keep_rate=self.embedding_keep_rate)
 
     def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
                ) -> None:

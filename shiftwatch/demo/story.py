@@ -54,6 +54,9 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: 
         # during the canary: the periodic job would spend the budget on clean traffic before the story needs it.
         "labeling_sync_interval_s": 24 * 3600,
         "gateway_refresh_seconds": 0.5,
+        # A few thousand rows a lap: every embedding is kept, as a small deployment would (the sample pays
+        # at fleet volume: docs/scaling.md, "Embeddings kept where they pay").
+        "embedding_keep_rate": 1.0,
         # Each lap's post-alert batch and the canary's audit rounds, in one day, with room to spare.
         "labeling_daily_budget": 4 * scale.labels * laps,
         "labeling_batch_size": scale.labels,
