@@ -45,6 +45,7 @@ from shiftwatch.detectors.dependence import block_ids
 from shiftwatch.detectors.permutation import permutation_critical, permutation_p_value, reference_indicators
 from shiftwatch.detectors.two_sample import TwoSampleDetector, as_context, as_matrix, subsample, take, top_indices
 
+
 @dataclass(frozen=True, slots=True)
 class FoldTest:
     """One held-out fold: its AUC, its exact permutation p-value and the permuted AUCs."""
