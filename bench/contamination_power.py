@@ -35,7 +35,7 @@ from machine import machine_facts  # noqa: E402
 OUT = HERE / "results" / "contamination_power.json"
 BEFORE_COMMIT = "86d19f8"
 ALPHA = 0.05
-DIMS, SIZE, SEEDS, PERMUTATIONS = 512, 200, 40, 100
+DIMS, SIZE, SEEDS, PERMUTATIONS = 512, 200, 30, 100
 CASES = {"contamination_5pct_far": _contamination, "null": _null}
 
 

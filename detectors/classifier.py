@@ -19,7 +19,7 @@ to a held-out stretch are left out of that fold's training (blocked cross-valida
 buffer): a near-duplicate frame in the training folds would otherwise let the classifier
 "recognise" its neighbour (folds of single blocks: FPR 0.12 at alpha 0.05 on an AR(1)
 stream; stretches without buffer: 0.075). The label permutation moves whole blocks
-(see ``dependence``). Limitation, measured: with three AR(1) cameras (phi = 0.9) and
+(see ``dependence``). Limitation, measured before issue 24: with three AR(1) cameras (phi = 0.9) and
 300-frame windows the false-positive rate is still 0.075-0.10 at alpha 0.05 (few blocks
 per fold, and adjacent blocks of one camera stay correlated); on camera streams prefer
 ``mmd`` or ``lsdd`` (0.055 / 0.02 on the same streams, tests/detectors/test_streams.py).
