@@ -25,11 +25,13 @@ def runs_by_config(db: Database) -> dict[int, list]:
     return found
 
 
-def wait_until(done, what: str, timeout: float) -> None:
+def wait_until(done, what: str, timeout: float, workers: list[WorkerProcess] = ()) -> None:
+    """Poll ``done()``; after ``timeout`` fail naming ``what``, with the end of each worker's log."""
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting: {what}")
+            logs = "\n".join(f"--- {w.worker_id}\n{w.text()[-1500:]}" for w in workers)
+            raise AssertionError(f"gave up waiting: {what}\n{logs}")
         time.sleep(0.05)
 
 
@@ -47,7 +49,7 @@ def test_two_workers_split_a_tick_and_each_config_runs_once(db, db_url, settings
     workers = started_idle(db_url, tmp_path)
     try:
         config_ids = add_configs(db, versions)
-        wait_until(lambda: len(runs_by_config(db)) == 20, "a run of each of the 20 configs", timeout=40)
+        wait_until(lambda: len(runs_by_config(db)) == 20, "a run of each of the 20 configs", 40, workers)
         time.sleep(TICK_S + 0.5)  # one more tick: nothing new to test, so nothing may run again
     finally:
         for worker in workers:
@@ -63,18 +65,18 @@ def test_two_workers_split_a_tick_and_each_config_runs_once(db, db_url, settings
 
 
 def test_a_worker_killed_mid_run_leaves_its_version_to_the_other_by_the_next_tick(db, db_url, settings, tmp_path):
-    versions = fleet(db, settings, 8, (utcnow() - timedelta(hours=2)).replace(microsecond=0))
+    versions = fleet(db, settings, 6, (utcnow() - timedelta(hours=2)).replace(microsecond=0))
     # lease 1 s < the 3 s tick: a dead worker's claim is takeable by the next tick
     victim, survivor = workers = started_idle(db_url, tmp_path, detector_lease_seconds="1")
     try:
-        config_ids = add_configs(db, versions, permutations=1000)  # ~0.3 s a version: a run to cut short
+        config_ids = add_configs(db, versions, permutations=500)  # ~0.2 s a version on a quiet machine: a run to cut short
 
         def held_by_victim() -> DetectorClaim | None:
             with db.session() as session:
                 return session.scalars(select(DetectorClaim).where(
                     DetectorClaim.claimed_by == victim.worker_id, DetectorClaim.finished_at.is_(None))).first()
 
-        wait_until(lambda: held_by_victim() is not None, "the victim holding a claim", timeout=20)
+        wait_until(lambda: held_by_victim() is not None, "the victim holding a claim", 30, workers)
         claim = held_by_victim()
         victim.kill()
         assert claim is not None
@@ -82,8 +84,8 @@ def test_a_worker_killed_mid_run_leaves_its_version_to_the_other_by_the_next_tic
             row = session.get(DetectorClaim, claim.model_version_id)
             assert row is not None and row.claimed_by == victim.worker_id and row.finished_at is None
         (lost_config,) = [c for c, v in zip(config_ids, versions) if v == claim.model_version_id]
-        wait_until(lambda: lost_config in runs_by_config(db), "the killed worker's config to run", timeout=20)
-        wait_until(lambda: len(runs_by_config(db)) == len(versions), "a run of every config", timeout=20)
+        wait_until(lambda: lost_config in runs_by_config(db), "the killed worker's config to run", 30, workers)
+        wait_until(lambda: len(runs_by_config(db)) == len(versions), "a run of every config", 30, workers)
     finally:
         for worker in workers:
             worker.stop()

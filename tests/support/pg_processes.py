@@ -103,7 +103,8 @@ class StandbyCluster(FaultCluster):
             data_dir = connection.execute(text("SHOW data_directory")).scalar_one()
         engine.dispose()
         self.stop()
-        shutil.rmtree(data_dir)
+        for entry in Path(data_dir).iterdir():  # emptied, not removed: the directory is the owner's, mode 0700
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # the cluster's owner copies
         _run(*as_owner, "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
              "-D", data_dir, "-R", "-X", "stream", "-c", "fast", timeout=120)  # fmt: skip
