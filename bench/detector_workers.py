@@ -5,7 +5,7 @@ each with a 1,000-sample pinned reference, a 500-sample window and one MMD (200 
 alpha 1e-6, so no run opens an alert and writes a report: the tick is detector work only).
 A round: N worker processes idle through one empty tick, then every version gets a fresh config
 and the workers wake together at the next tick; its wall time runs from that tick to the last
-version's claim finished. Peer in the same run: the same round with one worker; rounds
+version's claim finished (a worker woken late joins at the next tick). Peer in the same run: the same round with one worker; rounds
 alternate 1, 2, 1, 2 and the medians are compared (the machine is shared: load averages kept).
 
     .venv/bin/python bench/detector_workers.py
@@ -46,7 +46,8 @@ def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_
     try:
         for worker in workers:
             worker.wait_for_ticks(1, timeout=120)  # started and idle: they wake at the same tick boundaries
-        config_ids = add_configs(db, version_ids, window=WINDOW, permutations=PERMUTATIONS, alpha=1e-6)
+        config_ids = add_configs(db, version_ids, window=WINDOW, permutations=PERMUTATIONS, alpha=1e-6,
+                                 name=f"mmd-round{number}")  # fmt: skip
         load_before = load_average()
         deadline = time.monotonic() + 900
         while True:
@@ -64,15 +65,15 @@ def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_
     with db.session() as session:
         claims = session.scalars(select(DetectorClaim).where(DetectorClaim.model_version_id.in_(version_ids))).all()
         session.execute(update(DetectorConfig).where(DetectorConfig.id.in_(config_ids)).values(enabled=False))
-    ticks = {c.tick for c in claims}
-    assert len(ticks) == 1, f"round {number} spread over ticks {ticks}"
-    (tick,) = ticks
+    # A worker starved past the tick boundary wakes at the next tick and helps with what is left there.
+    tick = min(c.tick for c in claims)
     finished = [c.finished_at for c in claims if c.finished_at is not None]
     assert len(finished) == len(version_ids)
     per_worker = {w.worker_id: sum(1 for c in claims if c.claimed_by == w.worker_id) for w in workers}
     return {
         "workers": n_workers,
         "wall_s": round((max(finished) - tick).total_seconds(), 2),
+        "ticks_spanned": len({c.tick for c in claims}),
         "versions_per_worker": sorted(per_worker.values(), reverse=True),
         "load_average_before": load_before,
         "load_average_after": load_after,

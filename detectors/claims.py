@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -88,7 +88,8 @@ def claim_next(db: Database, version_ids: list[int], tick: datetime, worker: str
     return Claim(model_version_id=row.model_version_id, tick=tick, worker=worker)
 
 
-def _held(claim: Claim):  # type: ignore[no-untyped-def]  # a SQL condition
+def _held(claim: Claim) -> ColumnElement[bool]:
+    """The SQL condition: this claim's row, still held by its worker at its tick and not finished."""
     return and_(
         DetectorClaim.model_version_id == claim.model_version_id,
         DetectorClaim.tick == claim.tick,

@@ -41,11 +41,13 @@ def fleet(db: Database, settings: Settings, n_versions: int, start: datetime, re
     return version_ids
 
 
-def add_configs(db: Database, version_ids: list[int], window: int = 200, permutations: int = 200, alpha: float = 0.05) -> list[int]:
-    """One MMD per version on its last ``window`` rows, due every 60 s."""
+def add_configs(
+    db: Database, version_ids: list[int], window: int = 200, permutations: int = 200, alpha: float = 0.05, name: str = "mmd"
+) -> list[int]:
+    """One MMD (config ``name``) per version on its last ``window`` rows, due every 60 s."""
     with db.session() as session:
         return [
-            configs.create(session, v, "mmd", params={"n_permutations": permutations}, window_last_n=window,
+            configs.create(session, v, "mmd", name=name, params={"n_permutations": permutations}, window_last_n=window,
                            schedule_seconds=60, confirm_runs=1, alpha=alpha).id
             for v in version_ids
         ]  # fmt: skip
