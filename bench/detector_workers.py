@@ -1,7 +1,7 @@
 """Detector work split over worker processes: one tick of 40 model versions with 1 and with 2 `shiftwatch detectors work`.
 
 PostgreSQL on 127.0.0.1:5432 (a database of its own, dropped after); 40 versions of one model,
-each with a 1,000-sample pinned reference, a 500-sample window and one MMD (200 permutations;
+each with a 2,000-sample pinned reference, a 1,000-sample window and one MMD (200 permutations;
 alpha 1e-6, so no run opens an alert and writes a report: the tick is detector work only).
 A round: N worker processes idle through one empty tick, then every version gets a fresh config
 and the workers wake together at the next tick; its wall time runs from that tick to the last
@@ -35,7 +35,7 @@ from shiftwatch.settings import Settings  # noqa: E402
 from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
 from tests.support.detector_fleet import WorkerProcess, add_configs, fleet  # noqa: E402
 
-VERSIONS, REFERENCE, WINDOW, PERMUTATIONS, TICK_S = 40, 1000, 500, 200, 5
+VERSIONS, REFERENCE, WINDOW, PERMUTATIONS, TICK_S = 40, 2000, 1000, 200, 5
 ROUNDS = (1, 2, 1, 2)
 
 

@@ -45,10 +45,10 @@ def started_idle(db_url: str, tmp_path, **settings: str) -> list[WorkerProcess]:
 
 
 def test_two_workers_split_a_tick_and_each_config_runs_once(db, db_url, settings, tmp_path):
-    versions = fleet(db, settings, 20, (utcnow() - timedelta(hours=2)).replace(microsecond=0))
+    versions = fleet(db, settings, 20, (utcnow() - timedelta(hours=2)).replace(microsecond=0), reference=200, window=100)
     workers = started_idle(db_url, tmp_path)
     try:
-        config_ids = add_configs(db, versions)
+        config_ids = add_configs(db, versions, window=100, permutations=100)
         wait_until(lambda: len(runs_by_config(db)) == 20, "a run of each of the 20 configs", 40, workers)
         time.sleep(TICK_S + 0.5)  # one more tick: nothing new to test, so nothing may run again
     finally:
