@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 
 from shiftwatch.db import Database, utcnow
+from shiftwatch.detectors import DETECTORS
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.scheduler import tick_of
 from shiftwatch.settings import Settings
@@ -20,9 +21,18 @@ from shiftwatch.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def warm_up() -> None:
+    """Import every registered detector now: cold, they cost seconds, which a worker's first busy tick must not pay."""
+    for name in DETECTORS:
+        DETECTORS[name]
+
+
 def work(db: Database, settings: Settings, ticks: int | None = None, stop: threading.Event | None = None) -> int:
     """Run the drift job at each tick until ``ticks`` ticks were worked (None: until ``stop`` is set); ticks worked."""
     stop = stop or threading.Event()
+    started = time.perf_counter()
+    warm_up()
+    log.info("detector worker ready in %.1f s", time.perf_counter() - started)
     every = timedelta(seconds=settings.detector_tick_seconds)
     worked, last = 0, None
     while not stop.is_set() and (ticks is None or worked < ticks):
