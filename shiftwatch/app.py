@@ -86,7 +86,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app = FastAPI(title="shiftwatch", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     secret_key(settings)  # read (or generate) it now: a bad key file fails the build, not a request
-    app.state.db = db or Database.connect(settings.database_url)
+    app.state.db = db or Database.connect(settings.database_url, settings.read_database_url)
     app.state.ingest_gate = collector_routes.IngestGate(settings.max_inflight_batches)
     app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.

@@ -50,12 +50,22 @@ def secret_key_problem(value: str) -> str | None:
     return None
 
 
+def _psycopg_url(value: str) -> str:
+    """A PostgreSQL URL with the driver we ship (psycopg 3), so the plain postgresql:// form works."""
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
 class Settings(BaseSettings):
     """Everything a shiftwatch process can be told. Passed down explicitly; nothing else reads the environment."""
 
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="forbid")
 
     database_url: str = "sqlite:///./shiftwatch.db"
+    # A PostgreSQL streaming replica of database_url: detector windows, the console's pages and the
+    # dashboards' reads go there; what must read its own writes stays on the primary (docs/scaling.md).
+    read_database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # Ingest limits: a request body over this is refused with 413 before it is parsed.
@@ -125,6 +135,10 @@ class Settings(BaseSettings):
     alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
     # How often the detector job wakes up; each config runs when its own schedule_seconds have passed.
     detector_tick_seconds: int = Field(60, ge=1)
+    # A detector worker renews its claim on the model version it runs every third of this; a claim
+    # unrenewed this long is a dead worker's, and another takes it (detectors/claims.py). Keep it
+    # under detector_tick_seconds so a killed worker's version runs again by the next tick.
+    detector_lease_seconds: float = Field(30.0, gt=0)
     # Serving gateway (rollout): concurrent requests gathered into one ONNX Runtime call, up to this
     # many images or this long a wait (1 = no batching). 32 / 5 ms: see bench/gateway.py.
     gateway_max_batch_size: int = Field(32, ge=1, le=1024)
@@ -174,12 +188,20 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("database_url must be a sqlite:/// or postgresql+psycopg:// URL")
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
-            # psycopg 3 is the driver we ship; make the plain URL work.
-            value = "postgresql+psycopg://" + value.split("://", 1)[1]
-        return value
+        return _psycopg_url(value)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _postgres_replica(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("postgresql", "postgres://")):
+            raise ValueError("read_database_url must be a postgresql+psycopg:// URL (a streaming replica)")
+        if not str(info.data.get("database_url", "")).startswith("postgresql"):
+            raise ValueError("read_database_url needs a PostgreSQL database_url (SQLite has no replicas)")
+        return _psycopg_url(value)
 
     @field_validator("secret_key")
     @classmethod

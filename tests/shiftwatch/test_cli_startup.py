@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "token": ("create", "list", "revoke"),
     "models": ("list", "show"),
     "alerts": ("list", "show", "ack", "resolve"),
-    "detectors": ("list", "runs", "disable", "enable"),
+    "detectors": ("list", "runs", "disable", "enable", "work"),
 }
 LEAVES = [f"{group} {name}".strip() for group, names in COMMANDS.items() for name in names if name not in COMMANDS]
 
