@@ -30,6 +30,7 @@ from prometheus_client import Histogram
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
+from shiftwatch.collector.broker import broker_publisher
 from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.tables import Model, ModelVersion
@@ -124,6 +125,7 @@ class Gateway:
         self.writer = PredictionLogWriter(
             db, settings.data_dir, input_max_bytes=settings.input_max_bytes,
             ingest_max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+            broker=broker_publisher(settings),
         )  # fmt: skip
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}

@@ -21,9 +21,10 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
-from shiftwatch.collector.ingest import MAX_LENGTHS
+from shiftwatch.collector.broker import BrokerPublisher, BrokerUnavailable
+from shiftwatch.collector.ingest import MAX_LENGTHS, check
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.records import PredictionRecord
+from shiftwatch.collector.records import PredictionRecord, grouped_columns
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
@@ -82,9 +83,12 @@ class PredictionLogWriter:
         flush_interval_s: float = 0.2,
         max_rows: int = 512,
         replay_interval_s: float = 2.0,
+        broker: BrokerPublisher | None = None,
     ) -> None:
-        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS."""
+        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS;
+        with ``broker`` (SHIFTWATCH_INGEST_BROKER_URL) rows are validated here and published, not stored."""
         self.db = db
+        self.broker = broker
         self.store = InputStore(data_dir)
         self.input_max_bytes = input_max_bytes
         self.ingest_max_rows = ingest_max_rows
@@ -127,6 +131,8 @@ class PredictionLogWriter:
         self._queue.put(None)
         self._thread.join(timeout=60)
         self.journal.close()
+        if self.broker is not None:
+            self.broker.close()
 
     def _run(self) -> None:
         stopping = False
@@ -188,7 +194,12 @@ class PredictionLogWriter:
             self._store(errors, self._insert_errors, "serving error")
 
     def _log(self, records: list[PredictionRecord]) -> None:
-        log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days)
+        if self.broker is None:
+            log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days)
+            return
+        checked = check(self.db, grouped_columns(records), max_rows=self.ingest_max_rows,
+                        retention_days=self.retention_days)  # fmt: skip
+        self.broker.publish_wait([chunk for chunk, _, _ in checked.kept])
 
     def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
                ) -> None:
@@ -197,7 +208,7 @@ class PredictionLogWriter:
             write(rows)
             self.written += len(rows)
             return
-        except OperationalError:  # the database is down: one by one would fail the same way
+        except (OperationalError, BrokerUnavailable):  # the database or broker is down: one by one fails the same way
             if what == "prediction" and self._spill(rows):  # type: ignore[arg-type]  # predictions only
                 return
             self.failed += len(rows)
