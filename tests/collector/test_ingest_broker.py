@@ -113,6 +113,33 @@ def test_api_publishes_a_worker_stores_and_the_store_refusals_are_dead_letters(s
     assert all(d["status"] == 409 and "already stored with ts" in d["reason"] for d in letters["letters"])
 
 
+def test_gateway_answers_are_published_then_stored_by_a_worker(settings, db) -> None:
+    """The gateway's log writer publishes what it answered instead of writing it; a worker stores every row once."""
+    from sqlalchemy import select
+
+    from shiftwatch.app import create_app
+    from tests.support.rollout import add_version, predict_burst
+    from tests.support.servers import LiveServer
+
+    settings = broker_settings(settings, shared_url_or_skip())
+    add_version(db, settings, "v1", state="production")
+    app = create_app(settings, db)
+    server = LiveServer(app).start()
+    try:
+        answers = predict_burst(server.url, [{"x-request-id": f"g-{i}"} for i in range(30)])
+        assert [a.status_code for a in answers] == [200] * 30
+        assert app.state.gateway.writer.flush()
+        assert stored(db) == (0, 0), "published, not written: no worker runs yet"
+        with worker_thread(db, settings):
+            wait_until(lambda: stored(db)[0] >= 30, 30, "the worker to store the gateway's rows")
+            time.sleep(0.5)
+        assert app.state.gateway.writer.failed == 0
+    finally:
+        server.stop()
+    with db.session() as session:
+        assert sorted(session.scalars(select(Prediction.request_id))) == sorted(f"g-{i}" for i in range(30))
+
+
 def test_dead_letters_without_a_broker_is_exit_2(settings) -> None:
     result = cli_process(settings, "ingest", "dead-letters")
     assert result.returncode == 2 and "SHIFTWATCH_INGEST_BROKER_URL is not set" in result.stderr
