@@ -91,12 +91,13 @@ def post_all(port: int, batches: list[bytes]) -> float:
 
 
 def count(db: Database) -> int:
+    """Rows stored: counted on the narrow id table (one per stored row), so polling costs the store little."""
     from sqlalchemy import func, select
 
-    from shiftwatch.collector.tables import Prediction
+    from shiftwatch.collector.tables import PredictionId
 
     with db.session() as session:
-        return int(session.scalar(select(func.count()).select_from(Prediction)))
+        return int(session.scalar(select(func.count()).select_from(PredictionId)))
 
 
 def wait_for(db: Database, target: int, timeout_s: float = 600) -> float:
@@ -104,7 +105,7 @@ def wait_for(db: Database, target: int, timeout_s: float = 600) -> float:
     while count(db) < target:
         if time.perf_counter() - started > timeout_s:
             raise RuntimeError(f"only {count(db)} of {target} rows stored")
-        time.sleep(0.05)
+        time.sleep(0.2)
     return time.perf_counter() - started
 
 
@@ -137,6 +138,29 @@ def stop(processes: list[subprocess.Popen]) -> None:
         process.terminate()
     for process in processes:
         process.wait(timeout=30)
+
+
+def store_profile(db: Database, batches: list[bytes]) -> dict[str, float]:
+    """Share of the store stage's time in each step (cProfile, cumulative; it inflates Python-heavy steps)."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    store_alone(db, batches)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    steps = {"decode": ("collector/wire.py", "decode"), "check": ("collector/ingest.py", "check"),
+             "rows_to_dicts": ("collector/ingest.py", "_rows"), "copy": ("collector/ingest.py", "_copy_postgres"),
+             "partitions": ("collector/partitions.py", "ensure_partitions"),
+             "commit": ("sqlalchemy/engine/base.py", "_commit_impl")}  # fmt: skip
+
+    def seconds(where: tuple[str, str]) -> float:
+        return sum(v[3] for (path, _, fn), v in stats.items() if fn == where[1] and path.endswith(where[0]))
+
+    cumulative = {name: seconds(where) for name, where in steps.items()}
+    total = seconds(("ingest_broker.py", "store_alone"))
+    return {name: round(value / total, 3) for name, value in cumulative.items()}
 
 
 def store_alone(db: Database, batches: list[bytes]) -> dict:
@@ -183,9 +207,10 @@ def main() -> None:
             wait_healthy(direct_port)
             wait_healthy(broker_port)
             post_all(direct_port, bodies(4, seed=998))  # warm-up of both servers
+            base = count(db)
             post_all(broker_port, bodies(4, seed=997))
             warm = start(["ingest-worker"], env(url, tmp, broker))
-            wait_for(db, 16 * BATCH)
+            wait_for(db, base + 4 * BATCH, timeout_s=120)
             stop([warm])
             for workers in (1, 2):
                 results[f"direct_{workers}"] = {"seconds": post_all(direct_port, bodies(args.batches, next(seed)))}
@@ -210,6 +235,7 @@ def main() -> None:
         finally:
             stop(servers)
         results["store_alone"] = store_alone(db, bodies(args.batches, next(seed)))
+        profile = store_profile(db, bodies(args.batches // 2, next(seed)))
         db.dispose()
     finally:
         drop_pg_database(url)
@@ -231,6 +257,7 @@ def main() -> None:
             "store_alone_in_process": results["store_alone"]["per_second"],
         },
     }  # fmt: skip
+    summary["store_stage_time_shares"] = profile
     stages = summary["stages_rows_per_s"]
     summary["bottleneck"] = min(("api_validate_and_publish", "drain_1_worker"), key=lambda k: stages[k])
     write_result("ingest_broker", {"benchmark": "ingest_broker", "embedding_dim": DIM, "batch_size": BATCH,

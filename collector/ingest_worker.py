@@ -29,8 +29,9 @@ from shiftwatch.errors import ShiftwatchError
 
 log = logging.getLogger(__name__)
 
-# Messages asked for per pull; a worker holds at most this many unacked.
-FETCH_BATCH = 4
+# Messages asked for per pull. One: nats-py's fetch of n waits (up to its timeout) until n arrive, which
+# under a live trickle idles a worker for up to a second per pull (bench/ingest_broker.py measured it).
+FETCH_BATCH = 1
 # A message nak'ed while the database is down comes back after this long.
 DATABASE_DOWN_DELAY_S = 2.0
 
