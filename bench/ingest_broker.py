@@ -133,6 +133,31 @@ def wait_healthy(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
+def wait_pulling(broker: dict[str, str], workers: int, timeout_s: float = 120) -> None:
+    """Until ``workers`` pull requests wait on the consumer: each worker has started and asks for work."""
+    import asyncio
+
+    import nats
+    from nats.js.errors import NotFoundError
+
+    async def waiting() -> int:
+        nc = await nats.connect(NATS_URL)
+        try:
+            info = await nc.jetstream().consumer_info(broker["SHIFTWATCH_INGEST_BROKER_STREAM"],
+                                                      broker["SHIFTWATCH_INGEST_BROKER_CONSUMER"])  # fmt: skip
+            return info.num_waiting or 0
+        except NotFoundError:
+            return 0
+        finally:
+            await nc.close()
+
+    deadline = time.monotonic() + timeout_s
+    while asyncio.run(waiting()) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{workers} workers did not start pulling")
+        time.sleep(0.2)
+
+
 def stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         process.terminate()
@@ -217,7 +242,7 @@ def main() -> None:
                 # end to end: workers running while the API publishes
                 base = count(db)
                 procs = [start(["ingest-worker"], env(url, tmp, broker)) for _ in range(workers)]
-                time.sleep(3)  # the workers connect and pull
+                wait_pulling(broker, workers)  # their start-up (imports, connections) is not their rate
                 started = time.perf_counter()
                 post_all(broker_port, bodies(args.batches, next(seed)))
                 wait_for(db, base + rows)
