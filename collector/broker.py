@@ -69,7 +69,7 @@ class BrokerUnavailable(Unavailable):
     """JetStream did not take a batch (server down, no JetStream, no ack in time): the caller retries later."""
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"the ingest broker did not take the batch ({why}); retry later", retry_after_s=1.0)
+        super().__init__(f"the ingest broker is unavailable ({why}); retry later", retry_after_s=1.0)
 
 
 def nats_module() -> Any:
@@ -86,10 +86,18 @@ def nats_module() -> Any:
 async def connect(config: BrokerConfig) -> Any:
     """A connection that keeps reconnecting while the server restarts (publishes and fetches fail meanwhile)."""
     nats = nats_module()
-    return await nats.connect(
-        servers=[part.strip() for part in config.url.split(",")], connect_timeout=config.timeout_s,
-        max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True,
-    )  # fmt: skip
+
+    async def quiet(_: Exception) -> None:  # the client logs each failed try; the caller's error says it once
+        return None
+
+    try:
+        # Once connected it retries for ever; the first connection is bounded (nats-py would retry it too).
+        return await asyncio.wait_for(nats.connect(
+            servers=[part.strip() for part in config.url.split(",")], connect_timeout=config.timeout_s,
+            max_reconnect_attempts=-1, reconnect_time_wait=0.25, allow_reconnect=True, error_cb=quiet,
+        ), timeout=config.timeout_s * 2)  # fmt: skip
+    except (TimeoutError, nats.errors.Error, OSError) as exc:
+        raise BrokerUnavailable(f"cannot connect to {config.url}: {type(exc).__name__}") from None
 
 
 async def ensure_streams(js: Any, config: BrokerConfig) -> None:

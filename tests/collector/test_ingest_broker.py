@@ -140,6 +140,53 @@ def test_gateway_answers_are_published_then_stored_by_a_worker(settings, db) -> 
         assert sorted(session.scalars(select(Prediction.request_id))) == sorted(f"g-{i}" for i in range(30))
 
 
+def test_the_sdk_is_unchanged_its_rows_are_queued_then_stored(settings, db, digits_model, tmp_path) -> None:
+    """The SDK POSTs as before; a broker server's 202 counts as queued, and logged = queued once flushed."""
+    from shiftwatch.app import create_app
+    from shiftwatch.collector.client import Client
+    from tests.support.servers import LiveServer
+
+    settings = broker_settings(settings, shared_url_or_skip())
+    server = LiveServer(create_app(settings, db)).start()
+    try:
+        client = Client(server.url, batch_size=50, spill_dir=tmp_path / "spill")
+        for r in records(120, seed=7):
+            client.log(r.model, r.version, r.predicted_class, r.confidence, embedding=r.embedding,
+                       probabilities=r.probabilities, request_id=r.request_id)  # fmt: skip
+        assert client.flush(timeout=30)
+        client.close()
+        stats = client.stats
+        assert (stats.logged, stats.queued, stats.stored, stats.rejected, stats.spilled) == (120, 120, 0, 0, 0)
+        with worker_thread(db, settings):
+            wait_until(lambda: stored(db)[0] >= 120, 30, "the worker")
+    finally:
+        server.stop()
+    assert stored(db) == (120, 120)
+
+
+def test_a_broker_down_is_503_with_retry_after_and_nothing_is_claimed(settings, db, digits_model, tmp_path) -> None:
+    """No JetStream ack, no 2xx: the client keeps the batch and retries (what the SDK does with a 503)."""
+    from fastapi.testclient import TestClient
+
+    from shiftwatch.app import create_app
+
+    nats = PrivateNats(tmp_path / "jetstream").start()
+    settings = broker_settings(settings, nats.url)
+    try:
+        with TestClient(create_app(settings, db)) as api:
+            post = lambda: api.post("/v1/predictions", content=as_npz(records(20, seed=9)),
+                                    headers={"content-type": wire.CONTENT_TYPE})  # fmt: skip
+            assert post().status_code == 202
+            nats.stop()
+            down = post()
+            assert down.status_code == 503 and down.headers["retry-after"] == "1", down.text
+            assert "ingest broker is unavailable" in down.json()["detail"]
+            nats.start()
+            wait_until(lambda: post().status_code == 202, 20, "the publisher to reconnect")
+    finally:
+        nats.stop()
+
+
 def test_dead_letters_without_a_broker_is_exit_2(settings) -> None:
     result = cli_process(settings, "ingest", "dead-letters")
     assert result.returncode == 2 and "SHIFTWATCH_INGEST_BROKER_URL is not set" in result.stderr
