@@ -269,3 +269,4 @@ def dead_letter_ids(config: BrokerConfig) -> set[str]:
         return set()
     assert total == len(found), "a dead letter stored twice"
     return {d.id for d in found}
+
