@@ -139,7 +139,10 @@ def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
         raise Invalid(exc.field, exc.why) from None
 
 
-@router.post("/predictions", response_model=IngestOut, response_model_exclude_unset=True, openapi_extra={"requestBody": ingest_request_body()})
+@router.post("/predictions", response_model=IngestOut, response_model_exclude_unset=True,
+             openapi_extra={"requestBody": ingest_request_body()},
+             responses={202: {"model": IngestOut, "description": "validated and handed to the ingest broker "
+                              "(SHIFTWATCH_INGEST_BROKER_URL); `queued` rows are stored by an ingest worker"}})
 async def post_predictions(
     request: Request,
     response: Response,
