@@ -32,9 +32,9 @@ from machine import write_result  # bench/machine.py: this script's folder is on
 from shiftwatch.collector import registry, wire
 from shiftwatch.collector.ingest import ingest
 from shiftwatch.collector.partitions import ensure_upcoming_partitions
-from shiftwatch.collector.records import PredictionRecord, to_columns
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
+from shiftwatch_client.records import PredictionRecord, to_columns
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.servers import free_port
 
@@ -133,29 +133,11 @@ def wait_healthy(port: int) -> None:
     raise RuntimeError("server did not start")
 
 
-def wait_pulling(broker: dict[str, str], workers: int, timeout_s: float = 120) -> None:
+def wait_pulling(broker: dict[str, str], workers: int) -> None:
     """Until ``workers`` pull requests wait on the consumer: each worker has started and asks for work."""
-    import asyncio
+    from tests.support.nats_servers import wait_pulling as pulling
 
-    import nats
-    from nats.js.errors import NotFoundError
-
-    async def waiting() -> int:
-        nc = await nats.connect(NATS_URL)
-        try:
-            info = await nc.jetstream().consumer_info(broker["SHIFTWATCH_INGEST_BROKER_STREAM"],
-                                                      broker["SHIFTWATCH_INGEST_BROKER_CONSUMER"])  # fmt: skip
-            return info.num_waiting or 0
-        except NotFoundError:
-            return 0
-        finally:
-            await nc.close()
-
-    deadline = time.monotonic() + timeout_s
-    while asyncio.run(waiting()) < workers:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{workers} workers did not start pulling")
-        time.sleep(0.2)
+    pulling(NATS_URL, broker["SHIFTWATCH_INGEST_BROKER_STREAM"], broker["SHIFTWATCH_INGEST_BROKER_CONSUMER"], workers)
 
 
 def stop(processes: list[subprocess.Popen]) -> None:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from shiftwatch.collector import wire
-from shiftwatch.collector.wire import ColumnBatch
 from shiftwatch.errors import ShiftwatchError, TooLarge, Unavailable
+from shiftwatch_client import wire
+from shiftwatch_client.wire import ColumnBatch
 
 if TYPE_CHECKING:
     from shiftwatch.settings import Settings

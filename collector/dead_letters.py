@@ -15,7 +15,7 @@ from typing import Any
 
 from shiftwatch.collector.broker import BrokerConfig, connect
 from shiftwatch.collector.row_checks import RowProblem
-from shiftwatch.collector.wire import ColumnBatch
+from shiftwatch_client.wire import ColumnBatch
 
 
 @dataclass(frozen=True, slots=True)

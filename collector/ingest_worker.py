@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import OperationalError
 
-from shiftwatch.collector import wire
 from shiftwatch.collector.broker import BrokerConfig, connect, ensure_streams
 from shiftwatch.collector.dead_letters import letters, publish_letters, unreadable
 from shiftwatch.collector.ingest import IngestResult, ingest
 from shiftwatch.collector.row_checks import RowProblem
 from shiftwatch.db import Database
 from shiftwatch.errors import ShiftwatchError
+from shiftwatch_client import wire
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from sqlalchemy.exc import OperationalError
 from shiftwatch.collector.broker import BrokerPublisher, BrokerUnavailable
 from shiftwatch.collector.ingest import MAX_LENGTHS, check
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.records import PredictionRecord, grouped_columns
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
@@ -33,6 +32,7 @@ from shiftwatch.rollout.log_journal import LogJournal
 from shiftwatch.rollout.log_spill import LogSpill
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.tables import ServingError
+from shiftwatch_client.records import PredictionRecord, grouped_columns
 
 log = logging.getLogger(__name__)
 

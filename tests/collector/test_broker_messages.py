@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shiftwatch.collector import wire
-from shiftwatch.collector.records import to_columns
+from shiftwatch_client import wire
+from shiftwatch_client.records import to_columns
 from tests.support.collector import records
 
 

@@ -23,16 +23,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shiftwatch.collector import wire
 from shiftwatch.collector.broker import BrokerConfig, BrokerPublisher, BrokerUnavailable
 from shiftwatch.collector.ingest_worker import IngestWorker, StoreLimits
-from shiftwatch.collector.records import to_columns
 from shiftwatch.collector.tables import Prediction
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from shiftwatch_client import wire
+from shiftwatch_client.records import to_columns
 from tests.support.collector import as_npz, records, store_predictions
 from tests.support.command_line import cli, cli_process, environment
-from tests.support.nats_servers import PrivateNats, broker_settings, shared_url_or_skip
+from tests.support.nats_servers import PrivateNats, broker_settings, shared_url_or_skip, wait_pulling
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("backend", ["postgres"])]
 
@@ -231,7 +231,8 @@ def test_two_workers_one_killed_mid_batch_and_the_server_restarted_lose_nothing_
         batches.append(to_columns(rows))
     publisher = BrokerPublisher(config)
     workers = [start_worker(settings, nats.url), start_worker(settings, nats.url)]
-    try:
+    try:  # both must be pulling before the first batch: the one killed then holds work, not an empty start-up
+        wait_pulling(nats.url, config.stream, config.consumer, 2, timeout_s=45)
         for b, batch in enumerate(batches):
             sent += publish_until_taken(publisher, batch)
             if b == 10:

@@ -8,9 +8,9 @@ import pytest
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.broker import BrokerConfig, BrokerPublisher
-from shiftwatch.collector.records import to_columns
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import to_columns
 from tests.collector.test_ingest_broker import stored, wait_until, worker_thread
 from tests.support.collector import records
 from tests.support.databases import empty_all_tables

@@ -86,3 +86,31 @@ class PrivateNats:
         self.stop()
         time.sleep(down_s)
         self.start()
+
+
+def consumers_pulling(url: str, stream: str, consumer: str) -> int:
+    """Pull requests waiting on a consumer: how many workers have started and ask for work."""
+    import asyncio
+
+    import nats
+    from nats.js.errors import NotFoundError
+
+    async def waiting() -> int:
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().consumer_info(stream, consumer)).num_waiting or 0
+        except NotFoundError:
+            return 0
+        finally:
+            await nc.close()
+
+    return asyncio.run(waiting())
+
+
+def wait_pulling(url: str, stream: str, consumer: str, workers: int, timeout_s: float = 120) -> None:
+    """Until ``workers`` workers pull from the consumer (their start-up is over)."""
+    deadline = time.monotonic() + timeout_s
+    while consumers_pulling(url, stream, consumer) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{workers} workers did not start pulling from {stream}/{consumer}")
+        time.sleep(0.2)
