@@ -10,3 +10,6 @@ INGEST_SECONDS = Histogram(
     "Time to validate and store one batch",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+QUEUED = Counter(
+    "shiftwatch_predictions_queued", "Predictions published to the ingest broker (stored later by an ingest worker)"
+)

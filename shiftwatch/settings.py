@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(64 * 1024, ge=1024)
     keep_alive_timeout_s: float = Field(5.0, gt=0)
     backlog: int = Field(2048, ge=1)
+    # Ingest through NATS JetStream (docs/scaling.md, "Ingest through a broker"): set, the API and the
+    # gateway validate a batch and publish it to the stream, answering once JetStream has it; any number of
+    # `shiftwatch ingest-worker` processes store it. Unset: they store it themselves. Needs the [broker] extra.
+    ingest_broker_url: str | None = None
+    # The JetStream stream and its subject; rows the store refuses go to "<stream>_DEAD" on "<subject>.dead".
+    ingest_broker_stream: str = Field("SHIFTWATCH_INGEST", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    ingest_broker_subject: str = Field("shiftwatch.ingest", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # The durable pull consumer all ingest workers share (each message goes to one of them).
+    ingest_broker_consumer: str = Field("ingest-workers", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    # A message a worker has not acked within this long (killed, stuck) goes to another worker.
+    ingest_broker_ack_wait_s: float = Field(30.0, gt=0)
+    # How long a publish waits for JetStream's ack before the API answers 503 (the gateway spills).
+    ingest_broker_publish_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -202,6 +215,13 @@ class Settings(BaseSettings):
         if not str(info.data.get("database_url", "")).startswith("postgresql"):
             raise ValueError("read_database_url needs a PostgreSQL database_url (SQLite has no replicas)")
         return _psycopg_url(value)
+
+    @field_validator("ingest_broker_url")
+    @classmethod
+    def _nats_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value.split(",")[0].strip()).scheme not in ("nats", "tls"):
+            raise ValueError("ingest_broker_url must be a nats:// (or tls://) URL, e.g. nats://127.0.0.1:4222")
+        return value or None
 
     @field_validator("secret_key")
     @classmethod

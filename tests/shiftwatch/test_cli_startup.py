@@ -28,8 +28,9 @@ HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "riv
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
-         "token", "models", "alerts", "detectors", "replay-rejected"),
+         "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
     "db": ("upgrade",),
+    "ingest": ("dead-letters",),
     "labeling": ("status", "select", "push", "pull", "export", "import"),
     "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
