@@ -135,6 +135,15 @@ def messages(batch: ColumnBatch, max_payload: int) -> list[tuple[bytes, str]]:
                                                                         max_payload)  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Messages waiting for an ingest worker, delivered but not yet acked (stored), and dead letters kept."""
+
+    pending: int
+    unacked: int
+    dead_letters: int
+
+
 class BrokerPublisher:
     """One NATS connection on its own event-loop thread, shared by the API's requests and the gateway's writer.
 
@@ -191,6 +200,25 @@ class BrokerPublisher:
             return self.submit(batches).result(timeout=self.config.timeout_s * 3)
         except concurrent.futures.TimeoutError:
             raise BrokerUnavailable("no publish ack in time") from None
+
+    async def _backlog(self) -> Backlog:
+        from nats.js.errors import NotFoundError
+
+        js = await self._jetstream()
+        dead = await js.stream_info(self.config.dead_stream)
+        try:
+            consumer = await js.consumer_info(self.config.stream, self.config.consumer)
+        except NotFoundError:  # no worker has started yet: everything on the stream waits
+            waiting = await js.stream_info(self.config.stream)
+            return Backlog(int(waiting.state.messages), 0, int(dead.state.messages))
+        return Backlog(int(consumer.num_pending), int(consumer.num_ack_pending), int(dead.state.messages))
+
+    def backlog(self) -> Backlog:
+        """What the ingest workers have not stored yet, from JetStream's own consumer state (for /metrics)."""
+        try:
+            return asyncio.run_coroutine_threadsafe(self._backlog(), self._loop).result(timeout=self.config.timeout_s)
+        except Exception as exc:  # a scrape must not fail on the broker: the caller reports what it could not read
+            raise BrokerUnavailable(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from None
 
     def close(self) -> None:
         async def _close() -> None:

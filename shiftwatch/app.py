@@ -95,7 +95,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.broker = broker_publisher(settings)  # None: ingest stores batches itself
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
     app.state.resolve_token = TokenResolver(app.state.db)
-    exposition = Exposition(app.state.db)
+    exposition = Exposition(app.state.db, app.state.broker)
 
     @app.exception_handler(ShiftwatchError)
     async def _domain_error(_: Request, exc: ShiftwatchError) -> JSONResponse:

@@ -70,6 +70,13 @@ def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> No
         time.sleep(0.1)
 
 
+def broker_gauges(api) -> dict[str, float]:
+    """The broker backlog as /metrics serves it (read from JetStream at the scrape)."""
+    text = api.get("/metrics").text
+    found = re.findall(r"^shiftwatch_ingest_(broker_readable|broker_pending|dead_letters) (\S+)$", text, re.MULTILINE)
+    return {name.removeprefix("broker_"): float(value) for name, value in found}
+
+
 def dead_letters(settings: Settings) -> dict:
     extra = {f"SHIFTWATCH_INGEST_BROKER_{k.upper()}": str(v) for k, v in (
         ("url", settings.ingest_broker_url), ("stream", settings.ingest_broker_stream),
@@ -100,8 +107,11 @@ def test_api_publishes_a_worker_stores_and_the_store_refusals_are_dead_letters(s
         body = answer.json()
         assert (body["queued"], body["stored"], body["refused"]) == (197, 0, 3)
         assert stored(db) == (5, 5), "the API stores nothing itself on the broker path"
+        assert broker_gauges(api) == {"readable": 1.0, "pending": 1.0, "dead_letters": 0.0}  # no worker yet
         with worker_thread(db, settings) as worker:
             wait_until(lambda: worker.stats.stored + worker.stats.refused >= 197, 30, "the worker")
+            wait_until(lambda: broker_gauges(api)["pending"] == 0, 10, "/metrics to show no backlog")
+            assert broker_gauges(api)["dead_letters"] == 5
             again = api.post("/v1/predictions?partial=true", content=as_npz(batch),
                              headers={"content-type": wire.CONTENT_TYPE})  # fmt: skip
             assert again.status_code == 202
