@@ -58,6 +58,10 @@ def retire_labels(
     now = now or datetime.now(UTC)
     if before.tzinfo is None:
         raise Invalid("before", "must carry a time zone (naive times are ambiguous)")
+    try:
+        before = before.astimezone(UTC)
+    except OverflowError:
+        raise Invalid("before", f"{before.isoformat()} is outside the years a UTC time can hold") from None
     if before > now:
         raise Invalid("before", f"{before.isoformat()} is in the future: only labels already given can be retired")
     if len(reason) > REASON_MAX:

@@ -126,6 +126,7 @@ def test_http_retire_answers_422_naming_the_field_and_retires_everything_before_
         ({"model": "parts", "before": now.isoformat(), "class": "screw"}, "class"),
         ({"model": "parts", "before": now.isoformat(), "colour": "red"}, "colour"),
         ({"model": "parts", "before": "soon"}, "before"),
+        ({"model": "parts", "before": "0001-01-01T00:00:00+05:00"}, "outside the years"),
     ]:
         answer = api.post("/v1/labels/retire", json=body)
         assert answer.status_code == 422, (body, answer.text)
