@@ -10,6 +10,7 @@ get the right answer under the new definition more often than before the promoti
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ from shiftwatch.db import Database
 from shiftwatch.demo.acts import digits_subject
 from shiftwatch.demo.concept_lap import OLD_CLASS
 from shiftwatch.demo.story import run_demo
-from shiftwatch.detectors.tables import Alert, DetectorConfig, DriftRun
-from shiftwatch.labeling.tables import Label
+from shiftwatch.detectors.tables import Alert, DetectorConfig, DriftRun, ReferenceWindow
+from shiftwatch.labeling.queries import labeled_outcomes
+from shiftwatch.labeling.tables import UNIFORM_REASONS, Label
 from shiftwatch.rollout.tables import AuditLog, Rollout
 
 torch = pytest.importorskip("torch")
@@ -47,6 +49,14 @@ def test_a_redefined_class_is_caught_on_labels_retired_retrained_and_approved(tm
             approvals = list(session.scalars(select(AuditLog).where(AuditLog.action == "approve")))
             rollouts = list(session.scalars(select(Rollout)))
             retired = list(session.scalars(select(Label).where(Label.retired_at.is_not(None))))
+            # After promotion v2's carried labeled_accuracy scores against the audit labels of its rollout window.
+            v2 = registry.get_version(session, "digits", "v2")
+            carried = session.scalar(select(DetectorConfig).where(DetectorConfig.model_version_id == v2.id,
+                                                                  DetectorConfig.detector == "labeled_accuracy"))
+            window = session.scalar(select(ReferenceWindow).where(ReferenceWindow.model_version_id == v2.id))
+            assert carried is not None and window is not None and window.start is not None and window.end is not None
+            v2_reference = labeled_outcomes(session, v2.id, start=window.start, end=window.end + timedelta(seconds=1),
+                                            reasons=UNIFORM_REASONS)
     finally:
         db.dispose()
     # No input alert: every alert on v1 is the labeled detector's, and its episode is concept drift.
@@ -67,3 +77,5 @@ def test_a_redefined_class_is_caught_on_labels_retired_retrained_and_approved(tm
     during, after = result.accuracy["drift"], result.accuracy["recovered"]
     assert during is not None and after is not None
     assert after > during + 0.04, (during, after)
+    # v2's labeled reference is the new definition's: its audit labels agree with v2 about as often as users did.
+    assert len(v2_reference) >= 20 and (v2_reference.accuracy() or 0.0) > during, (len(v2_reference), v2_reference.accuracy())
