@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.demo import acts, loop
-from shiftwatch.demo.oracle import answer_queue
+from shiftwatch.demo.oracle import answer_queue, label_sample
 from shiftwatch.demo.shell import CommandFailed
 from shiftwatch.demo.stage import Service, Stage
 
@@ -36,6 +36,8 @@ OLD_CLASS, NEW_CLASS = 1, 7
 AUDIT_LABELS = 200
 # Rounds of new traffic and labels the demo gives the labeled detector before it gives up.
 MAX_LABEL_ROUNDS = 4
+# At most this many of production's predictions of the redefined class are relabeled for training (act 6).
+RELABEL_MOST = 300
 # The smallest accuracy drop worth a page, in points: the demo's redefinition costs about ten.
 MIN_EFFECT_POINTS = 5.0
 # The reference set still answers the old question for the redefined class: the gate may lose this much on it.
@@ -73,6 +75,11 @@ def tell(stage: Stage, service: Service) -> tuple[int | None, bool]:
             return None, False
     with stage.act(6, "the old definition's labels retired"):
         retire(stage, redefined.changed_at)
+        relabeled = label_sample(stage, service.traffic, production, redefined.changed_at, RELABEL_MOST, predicted=OLD_CLASS)
+        stage.facts[stage.lap_key("relabeled_under_new_definition")] = relabeled
+        stage.say(f"The team also labels what {production} filed as '{OLD_CLASS}' since the redefinition ({relabeled} "
+                  "predictions, GET /v1/predictions, through the same import): chosen by class, these train the "
+                  "candidate and never count for accuracy (only the audit slice does).")
     with stage.act(7, "a candidate on the new definition"):
         candidate = retrain(stage)
         if candidate is None:
