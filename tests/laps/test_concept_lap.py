@@ -76,6 +76,6 @@ def test_a_redefined_class_is_caught_on_labels_retired_retrained_and_approved(tm
     # Users got the right answer under the new definition more often after the promotion.
     during, after = result.accuracy["drift"], result.accuracy["recovered"]
     assert during is not None and after is not None
-    assert after > during + 0.04, (during, after)
+    assert after > during + 0.06, (during, after)  # measured: 87.8 % -> 98.5 %
     # v2's labeled reference is the new definition's: its audit labels agree with v2 about as often as users did.
     assert len(v2_reference) >= 20 and (v2_reference.accuracy() or 0.0) > during, (len(v2_reference), v2_reference.accuracy())
