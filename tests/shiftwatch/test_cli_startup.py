@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
          "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
-    "labeling": ("status", "select", "push", "pull", "export", "import"),
+    "labeling": ("status", "select", "push", "pull", "export", "import", "retire"),
     "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
