@@ -2,14 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml client/pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: demo demo-realistic bench-own-model test lint install test-services bench clean
+.PHONY: demo demo-realistic bench-own-model test lint install test-services bench clean wheels
 
-$(STAMP): pyproject.toml
+# The SDK (client/, distribution shiftwatch-client) installs editable beside the server that depends on it.
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[train,test]'
+	$(PY) -m pip install -q -e ./client -e '.[all,train,test]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP)
@@ -32,6 +33,7 @@ bench-own-model: $(STAMP)
 # venv, its pins clash with ours) and Debian's Chromium for the console's browser tests.
 test-services:
 	bash tests/support/studio_venv.sh
+	bash tests/support/prometheus_fetch.sh
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 		else echo "note: install Debian's chromium for the browser tests (apt-get install chromium)"; fi; \
@@ -44,5 +46,11 @@ lint: $(STAMP)
 test: $(STAMP) test-services
 	$(PY) -m pytest -q
 
+# Both distributions as wheels in dist/: shiftwatch-client (the SDK, numpy only) for serving images,
+# shiftwatch (the service) which depends on it.
+wheels: $(STAMP)
+	rm -rf dist build client/build *.egg-info client/*.egg-info; mkdir -p dist  # a stale build/ would go into a wheel
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w dist ./client .
+
 clean:
-	rm -rf $(VENV) shiftwatch.db* shiftwatch-data
+	rm -rf $(VENV) shiftwatch.db* shiftwatch-data dist build client/build

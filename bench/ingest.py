@@ -27,11 +27,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 from shiftwatch.collector import registry
-from shiftwatch.collector.client import Client
 from shiftwatch.collector.ingest import COLUMNS, COPY_TYPES
 from shiftwatch.collector.partitions import ensure_upcoming_partitions
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
+from shiftwatch_client.client import Client
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.servers import free_port
 

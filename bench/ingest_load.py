@@ -31,10 +31,11 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
-from shiftwatch.collector import registry, wire
-from shiftwatch.collector.records import PredictionRecord, to_columns
+from shiftwatch.collector import registry
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
+from shiftwatch_client import wire
+from shiftwatch_client.records import PredictionRecord, to_columns
 from tests.support.databases import create_pg_database, drop_pg_database
 from tests.support.pg_processes import ServeProcess
 

@@ -32,7 +32,6 @@ from rich.table import Table
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors.mmd import MMDDetector
@@ -45,6 +44,7 @@ from shiftwatch.migrate import upgrade
 from shiftwatch.retrain.digits import CLASS_NAMES, corrupt, encode_png, split_digits
 from shiftwatch.retrain.reference_model import TrainConfig, accuracy, fit, predict, train_reference
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import PredictionRecord
 
 BUDGET = 200
 # Fine-tuning, not training from scratch: 4 epochs over clean + labeled recover most of the shift at a third of the cost.

@@ -28,12 +28,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.support imports
 from shiftwatch.collector import queries, registry
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
 from shiftwatch.detectors.mmd import MMDDetector
 from shiftwatch.migrate import upgrade
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import PredictionRecord
 from tests.support.databases import create_pg_database, drop_pg_database
 
 DIM, CLASSES = 64, 10

@@ -23,9 +23,9 @@ from machine import write_result
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.ingest import ingest
-from shiftwatch.collector.records import PredictionRecord, grouped_columns
 from shiftwatch.db import Database
 from shiftwatch.migrate import upgrade
+from shiftwatch_client.records import PredictionRecord, grouped_columns
 
 BATCH, DIM, CLASSES = 256, 64, 10
 

@@ -28,24 +28,23 @@ def replay_rejected(
     """
     from dataclasses import asdict
 
-    from shiftwatch.collector.replay import replay_rejected as replay
-    from shiftwatch.collector.spill import SpillDir, default_spill_dir
-    from shiftwatch.collector.transport import Transport
-    from shiftwatch.errors import Invalid
+    from shiftwatch.errors import Conflict, Invalid
+    from shiftwatch_client.cli import COLUMNS, BadArgument, open_spill, still_refused
+    from shiftwatch_client.replay import ReplayBusy
+    from shiftwatch_client.replay import replay_rejected as replay
 
     try:
-        transport = Transport.for_url(url, token=token, timeout_s=30.0, compress=False)
-    except ValueError as exc:
-        raise Invalid("--url", str(exc)) from None
-    folder = spill_dir if spill_dir is not None else default_spill_dir(url)
-    if not folder.is_dir():
-        raise Invalid("--spill-dir", f"{folder} is not a folder")
-    outcomes = replay(transport, SpillDir(folder), dry_run=dry_run)
+        transport, spill = open_spill(url, token, spill_dir)
+        outcomes = replay(transport, spill, dry_run=dry_run)
+    except BadArgument as exc:
+        raise Invalid(exc.option, exc.why) from None
+    except ReplayBusy as exc:
+        raise Conflict(str(exc)) from None
     if as_json:
         emit_json([asdict(o) for o in outcomes])
     else:
-        emit_table(("file", "outcome", "stored", "duplicates", "refused", "reason"),
+        emit_table(COLUMNS,
                    [(o.file, o.outcome, o.stored, o.duplicates, o.refused, o.reason) for o in outcomes],
-                   title=f"rejected batches in {folder}")  # fmt: skip
-    if any(o.outcome in ("refused", "partly", "unsent") for o in outcomes):
+                   title=f"rejected batches in {spill.root}")  # fmt: skip
+    if still_refused(outcomes):
         raise typer.Exit(1)

@@ -22,13 +22,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from shiftwatch.collector.partitions import ensure_partitions
-from shiftwatch.collector.records import MAX_LENGTHS as _MAX_LENGTHS
 from shiftwatch.collector.registry import VersionInfo, version_infos
 from shiftwatch.collector.row_checks import RowProblem, text_problems, value_problems
 from shiftwatch.collector.tables import Prediction, PredictionId
-from shiftwatch.collector.wire import ColumnBatch
 from shiftwatch.db import Database, float32_rows, utcnow
 from shiftwatch.errors import Conflict, Invalid, TooLarge
+from shiftwatch_client.records import MAX_LENGTHS as _MAX_LENGTHS
+from shiftwatch_client.wire import ColumnBatch
 
 MAX_LENGTHS = _MAX_LENGTHS  # re-exported: rollout/prediction_log.py reads the widths here
 

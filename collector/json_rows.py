@@ -20,8 +20,8 @@ from pydantic_core import ErrorDetails
 from shiftwatch.collector.bodies import Reservation
 from shiftwatch.collector.row_checks import RowProblem
 from shiftwatch.collector.schemas import PredictionBatchIn, PredictionIn, chunks_of
-from shiftwatch.collector.wire import ColumnBatch
 from shiftwatch.errors import Invalid, TooLarge
+from shiftwatch_client.wire import ColumnBatch
 
 # Peak bytes held while parsing a batch into rows and columns (pydantic-core's parse tree, Python
 # floats in lists, models, records), measured on CPython 3.11 / pydantic 2 with bench/json_parse_cost.py

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from pydantic import AwareDatetime
 
 from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
-from shiftwatch.collector import metrics, queries, registry, wire
+from shiftwatch.collector import metrics, queries, registry
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
 from shiftwatch.collector.ingest import ingest
@@ -35,6 +35,7 @@ from shiftwatch.collector.schemas import (
 from shiftwatch.collector.tables import Prediction
 from shiftwatch.dependencies import DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
+from shiftwatch_client import wire
 
 router = APIRouter(prefix="/v1", tags=["collector"])
 

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from shiftwatch.collector.records import FUTURE_SLACK, MAX_LENGTHS, ROUTES, text_problem
 from shiftwatch.collector.registry import VersionInfo
-from shiftwatch.collector.wire import STRING_COLUMNS, ColumnBatch
 from shiftwatch.errors import Invalid, NotFound, ShiftwatchError
+from shiftwatch_client.records import FUTURE_SLACK, MAX_LENGTHS, ROUTES, text_problem
+from shiftwatch_client.wire import STRING_COLUMNS, ColumnBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shiftwatch.collector.records import (
+from shiftwatch_client.records import (
     MAX_CLASS_INDEX,
     MAX_LENGTHS,
     MAX_VECTOR,
@@ -17,7 +17,7 @@ from shiftwatch.collector.records import (
     grouped_columns,
     text_problem,
 )
-from shiftwatch.collector.wire import ColumnBatch
+from shiftwatch_client.wire import ColumnBatch
 
 
 class ModelIn(BaseModel):
@@ -214,7 +214,7 @@ def ingest_request_body() -> dict[str, Any]:
             "application/json": {"schema": schema},
             "application/x-shiftwatch-npz": {
                 "schema": {"type": "string", "format": "binary",
-                           "description": "the same rows as numpy columns (collector/wire.py); what the SDK sends"}
+                           "description": "the same rows as numpy columns (client/shiftwatch_client/wire.py); what the SDK sends"}
             },
         },
     }  # fmt: skip

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shiftwatch.collector.ingest import IngestResult, ingest
-from shiftwatch.collector.records import PredictionRecord, grouped_columns
 from shiftwatch.db import Database
+from shiftwatch_client.records import PredictionRecord, grouped_columns
 
 
 def log_predictions(

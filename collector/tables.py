@@ -10,8 +10,8 @@ import numpy as np
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shiftwatch.collector.records import ROUTES
 from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
+from shiftwatch_client.records import ROUTES
 
 __all__ = ["ROUTES", "VERSION_STATES", "Model", "ModelVersion", "Prediction", "PredictionId"]
 VERSION_STATES = ("candidate", "shadow", "canary", "production", "rejected", "rolled_back", "retired")

@@ -8,11 +8,15 @@ sees which outputs moved, not only that something did.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sklearn.decomposition import PCA
+
+from shiftwatch.extras import require_extra
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Evidently renders every row into the page; 5,000 per side keeps the report a few MB and ~1 s.
 MAX_ROWS = 5000
@@ -42,7 +46,7 @@ def _frame(
     if components is not None:
         for j in range(components.shape[1]):
             columns[f"embedding_pc{j + 1}"] = components[:, j].astype(float)
-    return pd.DataFrame(columns)
+    return require_extra("pandas").DataFrame(columns)
 
 
 def _subsample(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -62,7 +66,8 @@ def write_drift_report(
     ``reference`` / ``current``: ``confidence`` (n,), ``predicted_class`` (n,), optional
     ``probabilities`` (n, k) and ``embeddings`` (n, d).
     """
-    from evidently import DataDefinition, Dataset, Report  # heavy import (~10 s cold): only when a report is due
+    require_extra("evidently")  # the [reports] extra; heavy import (~10 s cold): only when a report is due
+    from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     rng = np.random.default_rng(seed)

@@ -34,6 +34,7 @@ from shiftwatch.detectors.run_write import record_quiet, write_outcomes
 from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import ShiftwatchError
+from shiftwatch.extras import MissingExtra
 from shiftwatch.scheduler import tick_of
 from shiftwatch.settings import Settings
 
@@ -270,7 +271,10 @@ def _explained(outcome: Outcome, inputs: _Inputs, data_dir: Path, tick: datetime
         explained = _explain(outcome, ref_data)
         if _needs_report(outcome, inputs):
             name = f"drift-{outcome.config.id}-{tick.strftime('%Y%m%dT%H%M%S%fZ')}.html"
-            path = render_window_report(data_dir, name, ref_data, outcome.planned.window, inputs.class_names)
+            try:
+                path = render_window_report(data_dir, name, ref_data, outcome.planned.window, inputs.class_names)
+            except MissingExtra as exc:  # the alert keeps its evidence; the note says how to get reports
+                return replace(outcome, explained=explained, tested=replace(outcome.tested, note=exc.message[:500]))
             explained = replace(explained, report_path=path)
     except Exception as exc:
         log.debug("evidence of detector config %s failed", outcome.config.id, exc_info=True)

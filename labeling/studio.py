@@ -11,15 +11,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterator
-from typing import Any
-
-from label_studio_sdk import LabelStudio
+from typing import TYPE_CHECKING, Any
 
 from shiftwatch.errors import Invalid
+from shiftwatch.extras import require_extra
 from shiftwatch.labeling.stretch import ImageSize
 from shiftwatch.labeling.studio_config import FROM_NAME, TO_NAME, labeling_config
 from shiftwatch.secret_key import secret_key
 from shiftwatch.settings import Settings
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 # The region id of annotations shiftwatch writes itself (labels from the oracle or an import), so their echo
 # (webhook, pull) is recognised and never passes for a person's answer.
@@ -110,7 +112,8 @@ class Studio:
 
     def __init__(self, url: str, token: str, timeout_s: float = TIMEOUT_S) -> None:
         self.url = url.rstrip("/")
-        self.client = LabelStudio(base_url=self.url, api_key=token, timeout=timeout_s)
+        sdk = require_extra("label_studio_sdk")  # the [labelstudio] extra
+        self.client: LabelStudio = sdk.LabelStudio(base_url=self.url, api_key=token, timeout=timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Studio:

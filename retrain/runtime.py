@@ -3,19 +3,25 @@
 This is the one way shiftwatch runs a model (the rollout gateway imports ``OnnxClassifier``).
 No torch here. Execution providers are picked by short name among those this onnxruntime
 build offers; CPU is always the last fallback, so a graph node a GPU provider cannot run
-still runs.
+still runs. A provider named explicitly must then take the graph (``placement.require``):
+a CUDA build without CUDA, or OpenVINO leaving int8 convolutions to the CPU, is an error
+that names what ran where, not a quiet CPU run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from shiftwatch.errors import Invalid, NotFound
+from shiftwatch.retrain import placement
+from shiftwatch.retrain.ort import onnxruntime as ort
+
+log = logging.getLogger(__name__)
 
 INPUT_NAME = "image"
 LOGITS = "logits"
@@ -113,10 +119,21 @@ class OnnxClassifier:
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=resolve_providers(providers))
-        except _ORT_LOAD_ERRORS as exc:
-            raise Invalid("artifact", f"{self.path.name} is not a loadable ONNX model: {str(exc).splitlines()[0]}") from None
+        requested = resolve_providers(providers)
+        self.placement: placement.Placement | None = None
+        with placement.scratch_folder() as folder:
+            accelerated = requested != [placement.CPU]  # CPU alone: nothing to check, no profiling run
+            if accelerated:
+                options = placement.profiled_options(options, Path(folder))
+            try:
+                self.session = ort.InferenceSession(str(self.path), options, providers=requested)
+            except _ORT_LOAD_ERRORS as exc:
+                raise Invalid("artifact", f"{self.path.name} is not a loadable ONNX model: {str(exc).splitlines()[0]}") from None
+            self._read_signature()
+            if accelerated:
+                self._check_placement(requested, auto=_is_auto(providers))
+
+    def _read_signature(self) -> None:
         inputs = self.session.get_inputs()
         outputs = [out.name for out in self.session.get_outputs()]
         if len(inputs) != 1 or LOGITS not in outputs or EMBEDDING not in outputs:
@@ -127,6 +144,19 @@ class OnnxClassifier:
         shapes = {out.name: out.shape for out in self.session.get_outputs()}
         self.num_classes = _fixed(shapes[LOGITS][-1])
         self.embedding_dim = _fixed(shapes[EMBEDDING][-1])
+
+    def _check_placement(self, requested: list[str], *, auto: bool) -> None:
+        """Run one zero batch under ORT's profiler; refuse an accelerator that was named but did not take the graph.
+
+        With ``auto`` the placement is only logged: auto promises the best provider that runs here, not a GPU.
+        """
+        sample = np.zeros([dim or 1 for dim in self.input_shape], dtype=np.float32)
+        self.placement = placement.measure(self.session, sample)
+        if auto:
+            fell_back = self.placement.heavy_on(placement.CPU) and requested[0] != placement.CPU
+            (log.warning if fell_back else log.info)("%s runs as %s", self.path.name, self.placement.describe())
+        else:
+            placement.require(self.placement, requested, self.session.get_providers(), self.path.name)
 
     @property
     def providers(self) -> list[str]:
@@ -154,6 +184,10 @@ class OnnxClassifier:
             np.concatenate([p.embeddings for p in parts]),
             np.concatenate([p.probabilities for p in parts]),
         )
+
+
+def _is_auto(providers: str | Sequence[str] | None) -> bool:
+    return isinstance(providers, str) and providers.strip().lower() == "auto"
 
 
 def _fixed(dim: object) -> int | None:

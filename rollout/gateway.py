@@ -31,7 +31,6 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.input_spec_check import check_input_spec
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
 from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
@@ -45,6 +44,7 @@ from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, P
 from shiftwatch.rollout.routing import goes_to_canary
 from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import PredictionRecord
 
 log = logging.getLogger(__name__)
 

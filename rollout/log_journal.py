@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shiftwatch.collector.records import PredictionRecord
+from shiftwatch_client.records import PredictionRecord
 
 JOURNAL_DIR = "gateway-journal"
 SEGMENT_ROWS = 2000  # rows per segment before the next one is opened

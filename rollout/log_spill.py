@@ -15,12 +15,12 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from shiftwatch.collector import wire
 from shiftwatch.collector.ingest import ingest
-from shiftwatch.collector.records import PredictionRecord, grouped_columns
-from shiftwatch.collector.spill import SpillDir
 from shiftwatch.db import Database
 from shiftwatch.errors import ShiftwatchError
+from shiftwatch_client import wire
+from shiftwatch_client.records import PredictionRecord, grouped_columns
+from shiftwatch_client.spill import SpillDir
 
 log = logging.getLogger(__name__)
 

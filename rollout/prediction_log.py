@@ -23,7 +23,6 @@ from sqlalchemy.exc import OperationalError
 
 from shiftwatch.collector.ingest import MAX_LENGTHS
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, TooLarge
@@ -32,6 +31,7 @@ from shiftwatch.rollout.log_journal import LogJournal
 from shiftwatch.rollout.log_spill import LogSpill
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.tables import ServingError
+from shiftwatch_client.records import PredictionRecord
 
 log = logging.getLogger(__name__)
 

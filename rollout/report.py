@@ -5,19 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector.queries import Window, window
 from shiftwatch.errors import Conflict
+from shiftwatch.extras import require_extra
 from shiftwatch.rollout.evidence import fmt
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import Rollout
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def outputs_frame(rows: Window) -> pd.DataFrame:
-    frame = pd.DataFrame({"confidence": rows.confidence, "predicted_class": rows.predicted_class.astype(str)})
+    frame = require_extra("pandas").DataFrame({"confidence": rows.confidence, "predicted_class": rows.predicted_class.astype(str)})
     if rows.probabilities is not None:
         for k in range(rows.probabilities.shape[1]):
             frame[f"p_{k}"] = rows.probabilities[:, k]
@@ -26,6 +30,7 @@ def outputs_frame(rows: Window) -> pd.DataFrame:
 
 def write_report(session: Session, data_dir: Path, rollout: Rollout, now: datetime) -> Path:
     """Evidently's data-drift preset on the outputs (confidence, class, per-class probabilities); returns the HTML path."""
+    require_extra("evidently")  # the [reports] extra
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 

@@ -27,6 +27,12 @@ def standing(rollout: Rollout, final: AuditLog | None) -> str:
     return f"{rollout.state}: {verb}{how} by {final.actor} at {final.ts:%Y-%m-%d %H:%M:%S}: {final.reason}"
 
 
+def current_share(rollout: Rollout) -> float:
+    """The share of traffic the candidate answers now: its canary step's share, 0 outside the canary."""
+    steps = rollout.plan.get("canary_steps", [0.0])
+    return float(steps[min(rollout.step, len(steps) - 1)]) if rollout.state == "canary" else 0.0
+
+
 def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> RolloutOut:
     model = session.get(Model, rollout.model_id)
     candidate = session.get(ModelVersion, rollout.candidate_version_id)
@@ -39,7 +45,6 @@ def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> 
         if with_audit
         else []
     )
-    steps = rollout.plan.get("canary_steps", [0.0])
     final = session.scalar(
         select(AuditLog).where(AuditLog.rollout_id == rollout.id, AuditLog.to_state == rollout.state)
         .order_by(AuditLog.id.desc()).limit(1)
@@ -51,7 +56,7 @@ def describe(session: Session, rollout: Rollout, *, with_audit: bool = True) -> 
         baseline_version=baseline.version if baseline else "?",
         state=rollout.state,
         step=rollout.step,
-        share=float(steps[min(rollout.step, len(steps) - 1)]) if rollout.state == "canary" else 0.0,
+        share=current_share(rollout),
         plan=rollout.plan,
         last_decision=rollout.last_decision,
         standing=standing(rollout, final),

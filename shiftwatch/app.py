@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.exc import DataError, OperationalError
 
 from shiftwatch import __version__, maintenance
 from shiftwatch.auth import require
+from shiftwatch.client_version import ClientVersionGuard
 from shiftwatch.collector import router as collector_routes
 from shiftwatch.collector.bodies import ByteBudget
 from shiftwatch.console import router as console_routes
@@ -24,6 +25,7 @@ from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
 from shiftwatch.labeling import job as labeling_jobs
 from shiftwatch.labeling import router as labeling_routes
 from shiftwatch.labeling.media_cors import InputLinkCors
+from shiftwatch.metrics import Exposition
 from shiftwatch.retrain import router as retrain_routes
 from shiftwatch.rollout import job as rollout_jobs
 from shiftwatch.rollout import router as rollout_routes
@@ -89,6 +91,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
     app.state.resolve_token = TokenResolver(app.state.db)
+    exposition = Exposition(app.state.db)
 
     @app.exception_handler(ShiftwatchError)
     async def _domain_error(_: Request, exc: ShiftwatchError) -> JSONResponse:
@@ -132,7 +135,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # Prometheus scrapes with a read token (``authorization: {credentials_file: ...}`` in its config).
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, dependencies=[Depends(require("read"))])
     def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return PlainTextResponse(exposition.render(), media_type=CONTENT_TYPE_LATEST)
 
     for router in ROUTERS:
         app.include_router(router)
@@ -140,6 +143,7 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
     # a body, and every answer, refusals included, carries the security headers; innermost, Label
     # Studio's pages (only) may read the signed image links.
     app.add_middleware(InputLinkCors, settings=settings)
+    app.add_middleware(ClientVersionGuard)
     app.add_middleware(CrossSiteGuard, settings=settings)
     app.add_middleware(SecurityHeaders)
     return app

@@ -86,10 +86,11 @@ class CrossSiteGuard:
         if problem is None:
             await self.app(scope, receive, send)
             return
-        await _refuse(send, status, field, problem)
+        await refuse(send, status, field, problem)
 
 
-async def _refuse(send, status: int, field: str, why: str) -> None:
+async def refuse(send, status: int, field: str, why: str) -> None:
+    """Answer a request with one JSON refusal (the API's error shape) before any route runs."""
     body = json.dumps({"detail": f"{field}: {why}", "error": "Invalid", "field": field}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -10,8 +10,8 @@ from datetime import UTC
 import numpy as np
 from sqlalchemy import func, select
 
-from shiftwatch.collector.client import Client
 from shiftwatch.collector.tables import Prediction
+from shiftwatch_client.client import Client
 from tests.support.servers import LiveServer, free_port
 
 
@@ -123,7 +123,7 @@ def test_invalid_batch_is_kept_in_a_rejected_file_with_the_reason(live_server, d
 
 def test_sdk_import_is_light() -> None:
     code = (
-        "import sys, shiftwatch.collector.client; "
+        "import sys, shiftwatch_client.client; "
         "heavy = [m for m in ('sqlalchemy', 'fastapi', 'torch', 'pandas', 'evidently') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
@@ -135,13 +135,13 @@ def test_a_process_that_exits_without_close_spills_what_was_not_sent(tmp_path) -
     # The server is down and the program never calls close(): at exit the client flushes what
     # it can and writes the rest to the spill directory, to be replayed by the next Client.
     code = (
-        "import sys, numpy as np; from shiftwatch.collector.client import Client; "
+        "import sys, numpy as np; from shiftwatch_client.client import Client; "
         f"c = Client('http://127.0.0.1:{free_port()}', spill_dir=sys.argv[1], max_retry_s=300); "
         "[c.log('digits', 'v1', 1, 0.9, embedding=np.zeros(8)) for _ in range(300)]"
     )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    from shiftwatch.collector import wire
+    from shiftwatch_client import wire
 
     rows = sum(len(wire.decode(p.read_bytes(), max_unpacked_bytes=10**8)) for p in tmp_path.glob("pending-*.npz"))
     assert rows == 300

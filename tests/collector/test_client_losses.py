@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from shiftwatch.collector.client import Client
 from shiftwatch.collector.tables import Prediction
+from shiftwatch_client.client import Client
 from tests.support.servers import LiveServer, free_port
 
 
@@ -244,7 +244,7 @@ def test_flush_and_stats_tell_the_truth_about_a_rejected_batch(live_server, db, 
 def test_a_mixed_run_accounts_for_every_row(app, db, digits_model, tmp_path) -> None:
     """Good rows, rows log() refuses, rows the server refuses, an outage, a duplicate and a moved id:
     rows given = stored + duplicates + reported rejected (to the caller or in files), nothing lost."""
-    from shiftwatch.collector import wire
+    from shiftwatch_client import wire
 
     port, spill = free_port(), tmp_path / "spill"
     server = LiveServer(app, port=port).start()

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from shiftwatch.collector import queries
 from shiftwatch.collector.tables import Prediction
-from shiftwatch.collector.wire import CONTENT_TYPE
+from shiftwatch_client.wire import CONTENT_TYPE
 from tests.support.collector import as_json, as_npz, records
 
 

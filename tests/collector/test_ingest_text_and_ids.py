@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 from shiftwatch.collector.ingest import _rows, _store
 from shiftwatch.collector.partitions import ensure_partitions
-from shiftwatch.collector.records import to_columns
 from shiftwatch.collector.tables import Prediction, PredictionId
-from shiftwatch.collector.wire import CONTENT_TYPE
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
+from shiftwatch_client.records import to_columns
+from shiftwatch_client.wire import CONTENT_TYPE
 from tests.support.collector import as_json, as_npz, records
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from shiftwatch.collector import wire
-from shiftwatch.collector.client import Client
-from shiftwatch.collector.spill import SpillDir
 from shiftwatch.collector.tables import Prediction
-from shiftwatch.collector.wire import CONTENT_TYPE
+from shiftwatch_client import wire
+from shiftwatch_client.client import Client
+from shiftwatch_client.spill import SpillDir
+from shiftwatch_client.wire import CONTENT_TYPE
 from tests.collector.test_replay import replay
 from tests.support.collector import as_json, as_npz, records
 

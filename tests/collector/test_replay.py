@@ -13,10 +13,10 @@ import numpy as np
 from sqlalchemy import func, select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.client import Client
-from shiftwatch.collector.records import PredictionRecord
-from shiftwatch.collector.spill import SpillDir
 from shiftwatch.collector.tables import Prediction
+from shiftwatch_client.client import Client
+from shiftwatch_client.records import PredictionRecord
+from shiftwatch_client.spill import SpillDir
 from tests.support.servers import free_port
 
 

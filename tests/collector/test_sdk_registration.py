@@ -8,11 +8,11 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from shiftwatch.collector.client import ApiError, Client
 from shiftwatch.collector.schemas import PredictionIn
 from shiftwatch.db import utcnow
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from shiftwatch_client.client import ApiError, Client
 
 
 @pytest.fixture

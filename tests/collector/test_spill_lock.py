@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from shiftwatch.collector.client import Client
-from shiftwatch.collector.spill import SpillDir
 from shiftwatch.collector.tables import Prediction
+from shiftwatch_client.client import Client
+from shiftwatch_client.spill import SpillDir
 from tests.collector.test_client_losses import wait_for
 from tests.collector.test_replay import replay
 from tests.support.collector import as_npz, records

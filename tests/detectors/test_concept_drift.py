@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.client import Client
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.tables import Alert, DriftRun
 from shiftwatch.labeling.policy import enqueue
 from shiftwatch.settings import Settings
+from shiftwatch_client.client import Client
 from tests.support.labeling import fake_ref
 
 DIM = 16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +76,21 @@ def test_flagged_run_opens_one_alert_and_a_second_updates_it_with_a_real_report(
     # Evidently's data-drift preset, over model outputs and embedding components
     assert "Share of Drifted Columns" in html and "plotly" in html
     assert all(column in html for column in ("confidence", "predicted_class", "embedding_pc1"))
+
+
+def test_without_the_reports_extra_an_alert_keeps_its_evidence_and_the_run_names_the_install(
+    db, settings, stream, monkeypatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "evidently", None)  # as in `pip install shiftwatch` without [reports]
+    version_id, t = stream
+    add_config(db, version_id)
+    log(db, settings, records(t, 200, shift=0.6, confidence=0.6, seed=2))
+    assert len(run(db, settings, t + timedelta(minutes=5)).opened) == 1
+    with db.session() as session:
+        (alert,) = session.scalars(select(Alert)).all()
+        (drift_run,) = session.scalars(select(DriftRun)).all()
+        assert alert.report_path is None and len(alert.evidence["atypical_samples"]) == 10
+    assert "pip install 'shiftwatch[reports]'" in (drift_run.note or "")
 
 
 def test_quiet_stream_records_runs_reuses_fitted_state_and_opens_nothing(db, settings, stream):

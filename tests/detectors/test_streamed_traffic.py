@@ -14,11 +14,11 @@ import httpx
 import numpy as np
 import pytest
 
-from shiftwatch.collector.client import Client
 from shiftwatch.db import utcnow
 from shiftwatch.detectors import runs
 from shiftwatch.detectors.configs import ConfigSpec, fit_key
 from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun
+from shiftwatch_client.client import Client
 from tests.detectors.test_check import run_cli
 
 DIM = 16

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from shiftwatch.collector.client import ApiError, Client
 from shiftwatch.db import utcnow
 from shiftwatch.detectors import runs
+from shiftwatch_client.client import ApiError, Client
 from tests.detectors.test_check import run_cli
 from tests.support.drift_scenario import add_config, log, pin_reference, records
 

@@ -11,13 +11,13 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.queries import window
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.labeling.audit import TrafficRoute, audit_sample, shares
 from shiftwatch.labeling.job import run_labeling_cycle
 from shiftwatch.labeling.policy import Budget, select_for_labeling
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.sync import push
 from shiftwatch.labeling.tables import LabelTask
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 from tests.support.labeling import DATA, ReplayServer, fake_ref, probs_with_margin
 

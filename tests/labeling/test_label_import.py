@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.labeling.policy import Budget, enqueue, select_for_labeling
 from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.tables import Label, LabelTask
 from shiftwatch.rollout.handoff import known_labels
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 from tests.support.labeling import fake_ref
 
@@ -236,7 +236,7 @@ def test_an_imported_label_outlives_label_studio_forgetting_the_task(api, db, si
 
 
 def test_the_sdk_sends_labels_by_request_id_and_gets_every_bad_row_back(live_server, db, signs):
-    from shiftwatch.collector.client import ApiError, Client
+    from shiftwatch_client.client import ApiError, Client
 
     with Client(live_server.url) as client:
         with pytest.raises(ApiError) as refused:

@@ -13,7 +13,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
-from shiftwatch.collector.records import PredictionRecord
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 from tests.support.labeling import fake_ref, probs_with_margin
 

@@ -71,10 +71,10 @@ def count(db: Database, table) -> int:
 def log_and_label(db: Database, settings: Settings, labeled: LabeledData) -> None:
     """Production serves the drifted images through ONNX Runtime, logs them, and the labeling queue gets them labeled."""
     from shiftwatch.collector.inputs import InputStore
-    from shiftwatch.collector.records import PredictionRecord
     from shiftwatch.labeling.oracle import label_with_oracle
     from shiftwatch.labeling.policy import enqueue
     from shiftwatch.retrain.runtime import OnnxClassifier
+    from shiftwatch_client.records import PredictionRecord
     from tests.support.collector import store_predictions
 
     store = InputStore(settings.data_dir)
@@ -240,8 +240,8 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
     db: Database, settings: Settings, digits_model: ModelVersion
 ) -> None:
     from shiftwatch.collector.inputs import InputStore
-    from shiftwatch.collector.records import PredictionRecord
     from shiftwatch.retrain.labeled import recent_inputs
+    from shiftwatch_client.records import PredictionRecord
     from tests.support.collector import store_predictions
 
     images = digits.split_digits(0).test.images[:5]

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import utcnow
 from shiftwatch.rollout import controller
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 from tests.support.rollout import add_version
 

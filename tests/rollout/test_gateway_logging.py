@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.collector.tables import Prediction
 from shiftwatch.rollout.images import DecodedInput
 from shiftwatch.rollout.prediction_log import PendingPrediction, PredictionLogWriter
+from shiftwatch_client.records import PredictionRecord
 from tests.support.rollout import add_version, predict_burst
 
 

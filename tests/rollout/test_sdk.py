@@ -6,10 +6,10 @@ import numpy as np
 from sqlalchemy import select
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.client import Client
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.rollout.tables import Comparison
+from shiftwatch_client.client import Client
 
 
 def test_rollout_of_versions_served_elsewhere_runs_on_sdk_logged_rows(db, settings, live_server, tmp_path):

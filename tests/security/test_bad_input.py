@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shiftwatch.collector.tables import Prediction
-from shiftwatch.collector.wire import CONTENT_TYPE
+from shiftwatch_client.wire import CONTENT_TYPE
 from tests.support.collector import as_json, as_npz, records
 from tests.support.hostile import json_bomb, png_claiming
 from tests.support.rollout import add_version, png_image

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.client import Client
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from shiftwatch_client.client import Client
 from tests.support.databases import empty_all_tables
 from tests.support.pg_processes import (
     FaultCluster,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from shiftwatch.collector import metrics, registry
-from shiftwatch.collector.client import Client
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
 from shiftwatch.tokens import create_token
+from shiftwatch_client.client import Client
 from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
 from tests.support.pg_processes import ServeProcess, log_n, predictions_locked, stored_count, wait_for_lock_waiters
 from tests.support.servers import LiveServer

@@ -2,7 +2,7 @@
 
 Each check runs in a fresh interpreter, since this test process has long imported everything.
 Wall time is measured in ``bench/cli_startup.py``, not here. The SDK's own rule (no SQLAlchemy,
-FastAPI or torch behind ``shiftwatch.collector.client``) is ``test_collector_client.test_sdk_import_is_light``.
+FastAPI or torch behind ``shiftwatch_client.client``) is ``test_collector_client.test_sdk_import_is_light``.
 """
 
 from __future__ import annotations

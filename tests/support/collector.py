@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shiftwatch.collector import wire
 from shiftwatch.collector.ingest import IngestResult
-from shiftwatch.collector.records import PredictionRecord, to_columns
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from shiftwatch_client import wire
+from shiftwatch_client.records import PredictionRecord, to_columns
 
 
 def store_predictions(db: Database, settings: Settings, batch: list[PredictionRecord]) -> IngestResult:

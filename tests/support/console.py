@@ -9,8 +9,8 @@ from datetime import timedelta
 import numpy as np
 
 from shiftwatch.collector import registry
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import utcnow
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 
 

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats
 
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.detectors import DETECTORS, configs, references
 from shiftwatch.detectors.base import Detector, DriftResult
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 
 NUM_CLASSES = 10

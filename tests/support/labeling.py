@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.db import Database
 from shiftwatch.settings import Settings
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 
 DATA = Path(__file__).parents[1] / "data"

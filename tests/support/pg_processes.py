@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from shiftwatch.collector.client import Client
 from shiftwatch.collector.tables import Prediction
 from shiftwatch.db import Database
+from shiftwatch_client.client import Client
 from tests.support.servers import free_port
 
 

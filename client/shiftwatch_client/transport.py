@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from shiftwatch.collector import wire
+from shiftwatch_client import wire
+from shiftwatch_client.version import USER_AGENT, VERSION_HEADER, __version__
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 # A 502/503/504 says the server (or its database) is away, so it is waited out however long; other
@@ -107,6 +108,8 @@ class Transport:
         self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
         headers: dict[str, str],
     ) -> tuple[int, float | None, str]:  # fmt: skip
+        # Every request names the client's version: the server refuses another API generation by name.
+        headers |= {VERSION_HEADER: __version__, "User-Agent": USER_AGENT}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         connection.request(method, f"{self._base_path}{path}", body=body, headers=headers)

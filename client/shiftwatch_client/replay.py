@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from shiftwatch.collector import wire
-from shiftwatch.collector.refusals import jsonl_rows, npz_rows, reason_lines, refused_indices
-from shiftwatch.collector.spill import RejectedBatch, SpillDir
-from shiftwatch.collector.transport import INGEST_PATH, Ack, ApiError, Transport
-from shiftwatch.errors import Conflict
+from shiftwatch_client import wire
+from shiftwatch_client.refusals import jsonl_rows, npz_rows, reason_lines, refused_indices
+from shiftwatch_client.spill import RejectedBatch, SpillDir
+from shiftwatch_client.transport import INGEST_PATH, Ack, ApiError, Transport
+
+
+class ReplayBusy(Exception):
+    """Another ``replay-rejected`` holds the spill directory; try again when it ends."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +47,10 @@ def _request(batch: RejectedBatch) -> tuple[bytes, str]:
 def replay_rejected(transport: Transport, spill: SpillDir, *, dry_run: bool = False) -> list[ReplayOutcome]:
     """Send every rejected batch in ``spill`` once, oldest first; ``dry_run`` only lists them.
 
-    Raises ``Conflict`` while another ``replay-rejected`` holds the directory."""
+    Raises ``ReplayBusy`` while another ``replay-rejected`` holds the directory."""
     with spill.replay_lock("replay-rejected") as mine:
         if not mine:
-            raise Conflict(f"another replay-rejected is sending the batches in {spill.root}; try again when it ends")
+            raise ReplayBusy(f"another replay-rejected is sending the batches in {spill.root}; try again when it ends")
         return _replay_all(transport, spill, dry_run=dry_run)
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from shiftwatch.collector.wire import ColumnBatch, to_ts_us
+from shiftwatch_client.wire import ColumnBatch, to_ts_us
 
 ROUTES = ("production", "canary", "shadow")
 # The column widths of ``predictions`` and ``model_versions`` (collector/tables.py).

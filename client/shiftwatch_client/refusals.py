@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shiftwatch.collector import wire
+from shiftwatch_client import wire
 
 _ROW = re.compile(r"^predictions\[\d+\]")
 

@@ -19,7 +19,8 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
-from shiftwatch.collector.transport import Transport
+from shiftwatch_client.transport import Transport
+from shiftwatch_client.version import __version__, mismatch
 
 
 def _version_path(model: str, version: str) -> str:
@@ -45,6 +46,10 @@ def _npy_part(boundary: str, field: str, array: np.ndarray | Sequence[Any]) -> b
     return head.encode() + buffer.getvalue() + b"\r\n"
 
 
+class IncompatibleServer(Exception):
+    """The server speaks another API version than this client; the message names both and the fix."""
+
+
 class ServerCalls:
     """What ``Client`` can ask of the server besides ingest: registry, reference, detectors, alerts, labels."""
 
@@ -66,6 +71,19 @@ class ServerCalls:
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
         body = None if payload is None else json.dumps(payload).encode()
         return self._transport.call(method, path, body, None if body is None else "application/json")
+
+    def check_server(self) -> str:
+        """The server's version, after checking this client can talk to it (``IncompatibleServer`` if not).
+
+        Ingest checks the same rule on every batch (the server refuses another API version by name);
+        calling this at start-up makes a serving image fail fast instead of filling ``rejected-*`` files.
+        """
+        answer = self._call("GET", "/health")
+        server_version = str(answer.get("version", "")) if isinstance(answer, dict) else ""
+        why = mismatch(__version__, server_version) if server_version else "the server did not say its version"
+        if why:
+            raise IncompatibleServer(why)
+        return server_version
 
     def register_model(self, name: str, class_names: Sequence[str], description: str = "") -> dict[str, Any]:
         """Register a model by its class names (index i = predicted_class i); again with the same names is a no-op."""

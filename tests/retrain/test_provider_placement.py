@@ -1,0 +1,81 @@
+"""Execution providers checked by where the nodes ran (ORT's profile), not by the names a session lists.
+
+Each flavour runs in its own venv (tests/support/flavours.py): the GPU build on this CPU-only host
+must refuse "cuda" and "tensorrt" instead of quietly running on the CPU; OpenVINO must run fp32 and
+unfused QDQ int8 graphs entirely in OpenVINO with the CPU provider's answers, and refuse the
+CPU-fused int8 graph whose QLinearConv/QGemm it leaves to the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from shiftwatch.errors import Invalid
+from shiftwatch.retrain import placement
+from shiftwatch.retrain.runtime import OnnxClassifier
+from tests.support.conv_graph import build_all, images
+from tests.support.flavours import probe
+
+OPENVINO = "OpenVINOExecutionProvider"
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], Path, np.ndarray]:
+    folder = tmp_path_factory.mktemp("graphs")
+    batch = images(16, seed=9)
+    np.save(folder / "images.npy", batch)
+    return build_all(folder), folder / "images.npy", batch
+
+
+def cpu_logits(model: Path, batch: np.ndarray) -> np.ndarray:
+    return OnnxClassifier(model).run(batch).logits
+
+
+def test_a_profile_counts_nodes_per_provider_and_the_check_names_what_ran_where(graphs) -> None:
+    models, _, batch = graphs
+    options = placement.profiled_options(ort.SessionOptions(), models["fp32"].parent)
+    session = ort.InferenceSession(str(models["int8_fused"]), options, providers=[placement.CPU])
+    measured = placement.measure(session, batch[:1])
+    assert measured.nodes[placement.CPU] >= 4 and {"QLinearConv", "QGemm"} <= set(measured.ops[placement.CPU])
+    placement.require(measured, [placement.CPU], [placement.CPU], "m.onnx")  # CPU asked, CPU ran: fine
+    with pytest.raises(Invalid, match=r"could not start it here.*CPUExecutionProvider: \d+ nodes"):
+        placement.require(measured, ["CUDAExecutionProvider", placement.CPU], [placement.CPU], "m.onnx")
+    with pytest.raises(Invalid, match=r"took none of m\.onnx's nodes"):
+        placement.require(measured, [OPENVINO, placement.CPU], [OPENVINO, placement.CPU], "m.onnx")
+    partial = placement.Placement({OPENVINO: 2, placement.CPU: 3}, {OPENVINO: ("OpenVINO-EP-subgraph_1",),
+                                                                     placement.CPU: ("QLinearConv", "Transpose")})
+    with pytest.raises(Invalid, match=r"left QLinearConv of m\.onnx to the CPU"):
+        placement.require(partial, [OPENVINO, placement.CPU], [OPENVINO, placement.CPU], "m.onnx")
+
+
+def test_cpu_sessions_are_not_profiled(graphs) -> None:
+    models, _, _ = graphs
+    assert OnnxClassifier(models["fp32"]).placement is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_a_gpu_build_on_a_cpu_host_refuses_the_gpu_by_name_and_auto_runs_on_the_cpu(graphs, provider: str) -> None:
+    models, batch_file, batch = graphs
+    named = probe("gpu", models["fp32"], provider, batch_file)
+    assert "CUDAExecutionProvider" in named["available"]  # the build offers it ...
+    assert "could not start it here" in named["refused"] and "CPUExecutionProvider: 5 nodes" in named["refused"]
+    auto = probe("gpu", models["fp32"], "auto", batch_file)  # ... auto takes what runs, and says so
+    assert auto["registered"] == [placement.CPU] and set(auto["placement"]) == {placement.CPU}
+    assert np.abs(np.array(auto["logits"]) - cpu_logits(models["fp32"], batch)).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_openvino_runs_fp32_and_qdq_int8_entirely_and_refuses_the_cpu_fused_int8_graph(graphs) -> None:
+    models, batch_file, batch = graphs
+    for name, tolerance in (("fp32", 1e-4), ("int8_qdq", 0.05)):
+        ran = probe("openvino", models[name], "openvino", batch_file)
+        assert set(ran["placement"]) == {OPENVINO}, (name, ran["placement"])
+        logits = np.array(ran["logits"])
+        assert np.abs(logits - cpu_logits(models[name], batch)).max() < tolerance, name
+    fused = probe("openvino", models["int8_fused"], "openvino", batch_file)
+    assert "left QGemm, QLinearConv of int8_fused.onnx to the CPU" in fused["refused"]
