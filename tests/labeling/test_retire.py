@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
-from shiftwatch.collector.records import PredictionRecord
 from shiftwatch.detectors.correctness import labels_mark
 from shiftwatch.labeling.label_import import LabelRow, import_labels
 from shiftwatch.labeling.policy import enqueue
@@ -25,6 +24,7 @@ from shiftwatch.labeling.queries import labeled_outcomes, labeled_samples
 from shiftwatch.labeling.queue import queue_status
 from shiftwatch.labeling.tables import Label
 from shiftwatch.rollout.handoff import known_labels
+from shiftwatch_client.records import PredictionRecord
 from tests.support.collector import store_predictions
 from tests.support.labeling import fake_ref
 
@@ -143,7 +143,7 @@ def test_http_retire_answers_422_naming_the_field_and_retires_everything_before_
 
 
 def test_the_sdk_retires_by_class_index(live_server, db, settings, parts) -> None:
-    from shiftwatch.collector.client import ApiError, Client
+    from shiftwatch_client.client import ApiError, Client
 
     with Client(live_server.url) as client:
         with pytest.raises(ValueError, match="before"):
