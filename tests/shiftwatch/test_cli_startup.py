@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
          "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
     "db": ("upgrade",),
     "ingest": ("dead-letters",),
-    "labeling": ("status", "select", "push", "pull", "export", "import"),
+    "labeling": ("status", "select", "push", "pull", "export", "import", "retire"),
     "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
