@@ -2,8 +2,8 @@
 
 Model: the project's digits CNN (shiftwatch.retrain.reference_model, trained from its seed in
 seconds on scikit-learn's bundled digits; no download). The reference is the CNN's output on
-the val split plus half the test split with their labels; windows of 500 are drawn from the
-other half of the test split (so no window image was in the reference), corrupted per family
+the held-out val + test images with their labels; windows of 500 are drawn from the same
+images (the no-shift case is a fresh draw of the reference's population), corrupted per family
 and severity 1..5: gaussian and impulse noise, blur, brightness, contrast, rotation, JPEG,
 rescaling; label shift (class 0 at 25..65 %); new content (a CNN trained without class 9,
 class 9 at 5..50 % of the window).
@@ -52,9 +52,11 @@ Window = tuple[np.ndarray, np.ndarray]  # probabilities, labels
 def scenarios(rng: np.random.Generator) -> tuple[dict[str, Callable[[np.random.Generator], Window]], dict[str, Window], dict[str, Window]]:
     """Per case: a window sampler; the two references (full CNN, CNN without class 9); each case's whole bank."""
     splits = digits.split_digits(0)
-    ref_images = np.concatenate([splits.val.images, splits.test.images[::2]])
-    ref_labels = np.concatenate([splits.val.labels, splits.test.labels[::2]])
-    pool_images, pool_labels = splits.test.images[1::2], splits.test.labels[1::2]
+    # The reference is every held-out image (val + test); windows draw from the same images, corrupted
+    # per case. Disjoint halves (~300 images each) differed by 3 points of accuracy by chance alone.
+    ref_images = np.concatenate([splits.val.images, splits.test.images])
+    ref_labels = np.concatenate([splits.val.labels, splits.test.labels])
+    pool_images, pool_labels = ref_images, ref_labels
     model, blind = train_reference(seed=0), model_without(UNSEEN_CLASS)
     reference = Outputs(model, ref_images, ref_labels)
     seen_ref = ref_labels != UNSEEN_CLASS
