@@ -158,7 +158,7 @@ def main() -> None:
         bank_probs, bank_labels = banks[case]
         bank_cbpe = AccuracyEstimator("cbpe").fit(*reference).predicted_correct(bank_probs).mean()
         bank_accuracy = float((bank_probs.argmax(axis=1) == bank_labels).mean())
-        calibrated = abs(100 * (bank_cbpe - bank_accuracy)) <= CALIBRATED_POINTS
+        calibrated = bool(abs(100 * (bank_cbpe - bank_accuracy)) <= CALIBRATED_POINTS)
         records = [one_window(reference, sampler(np.random.default_rng([number, t])), np.random.default_rng([number, t, 1]))
                    for t in range(args.trials)]
         cases[case] = summarize(case, records, calibrated)
