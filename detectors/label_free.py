@@ -37,7 +37,7 @@ COMPARED = ("cbpe", "atc", "doc")  # the estimators whose spread widens the inte
 # Thresholds set on bench/accuracy_estimators.py (digits CNN, 10 shift families, windows of 500).
 MAX_SPREAD_POINTS = 6.0
 MAX_LOW_CONFIDENCE_SHARE = 0.10  # of the window below the reference's MIN_SUPPORT-th lowest confidence
-MAX_PREDICTED_CLASS_SHIFT = 0.2  # total variation between the reference's and the window's predicted classes
+MAX_PREDICTED_CLASS_SHIFT = 0.15  # total variation between the reference's and the window's predicted classes
 MIN_SUPPORT = 10  # reference samples below a confidence for its calibration there to count as measured
 MIN_WINDOW = 20  # predictions a window needs before its label-free estimate is shown
 SETTLE_HALF_WIDTH = 0.05  # the interval half-width the ask for labels aims at
