@@ -31,7 +31,7 @@ from shiftwatch.detectors.intervals import PoweredInterval, prediction_powered_a
 from shiftwatch.detectors.two_sample import TwoSampleDetector
 from shiftwatch.errors import Invalid
 
-Method = Literal["atc", "cbpe"]
+Method = Literal["atc", "cbpe", "doc", "confidence"]
 # 200 resamples: the 2.5/97.5 % bounds move by well under a point between seeds.
 N_BOOTSTRAP = 200
 
@@ -99,6 +99,16 @@ def cbpe_correct(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np
     return calibration.predict(cur_scores)
 
 
+def doc_correct(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> np.ndarray:
+    """DoC per sample (Guillory et al. 2021): the confidence shifted by the reference's accuracy minus its mean confidence."""
+    return np.clip(cur_scores + (ref_correct.mean() - ref_scores.mean()), 0.0, 1.0)
+
+
+def confidence_correct(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> np.ndarray:
+    """Average confidence per sample: the top-class probability taken at its word (no reference needed)."""
+    return np.asarray(cur_scores, dtype=np.float64)
+
+
 def atc_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
     return float(atc_correct(ref_scores, ref_correct, cur_scores).mean())
 
@@ -107,8 +117,16 @@ def cbpe_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: n
     return float(cbpe_correct(ref_scores, ref_correct, cur_scores).mean())
 
 
-ESTIMATORS = {"atc": atc_estimate, "cbpe": cbpe_estimate}
-PER_SAMPLE = {"atc": atc_correct, "cbpe": cbpe_correct}
+def doc_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
+    return float(doc_correct(ref_scores, ref_correct, cur_scores).mean())
+
+
+def confidence_estimate(ref_scores: np.ndarray, ref_correct: np.ndarray, cur_scores: np.ndarray) -> float:
+    return float(np.mean(cur_scores))
+
+
+ESTIMATORS = {"atc": atc_estimate, "cbpe": cbpe_estimate, "doc": doc_estimate, "confidence": confidence_estimate}
+PER_SAMPLE = {"atc": atc_correct, "cbpe": cbpe_correct, "doc": doc_correct, "confidence": confidence_correct}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +147,7 @@ class AccuracyEstimator:
         if method not in ESTIMATORS:
             raise Invalid("method", f"unknown accuracy estimator {method!r}; known: {', '.join(ESTIMATORS)}")
         self.method = method
-        # ATC works best on negative entropy; CBPE calibrates the top-class confidence.
+        # ATC works best on negative entropy; CBPE, DoC and average confidence use the top-class confidence.
         self.score_kind = score_kind or ("negative_entropy" if method == "atc" else "max_confidence")
         self.confidence_level = confidence_level
         self.seed = seed
@@ -205,7 +223,9 @@ class AccuracyDropDetector(TwoSampleDetector):
     # The effect is harm (accuracy points), not a distance: its margin gates at every window size.
     effect_window = 0
 
-    def __init__(self, alpha: float = 0.05, method: Method = "atc", min_effect_size: float = 3.0, seed: int = 0) -> None:
+    # CBPE by measurement (bench/accuracy_estimators.py): worst coverage 0.8 vs ATC's 0.6 on the calibrated cases,
+    # error 0.7 vs 1.3 points there.
+    def __init__(self, alpha: float = 0.05, method: Method = "cbpe", min_effect_size: float = 3.0, seed: int = 0) -> None:
         self.alpha = alpha
         self.method = method
         self.min_effect_size = min_effect_size  # the configured margin, accuracy points

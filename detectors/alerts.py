@@ -190,6 +190,15 @@ def apply_run(
     return AlertChange(alert_id=alert.id, event=event, replaced_report=replaced)
 
 
+HARM_HISTORY = 500  # entries an alert keeps of its harm over time (the console plots them)
+
+
+def harm_entry(measured: harm.Harm, now: datetime) -> dict[str, Any]:
+    """One point of an alert's harm over time: when, which source, the accuracy and its interval."""
+    return {"at": now.isoformat(), "source": measured.source, "method": measured.method, "accuracy": measured.accuracy,
+            "accuracy_interval": None if measured.accuracy_interval is None else list(measured.accuracy_interval)}
+
+
 def record_harm(session: Session, outbox: Outbox | None, alert: Alert, measured: harm.Harm, now: datetime) -> bool:
     """Put a better-founded harm (labels that arrived) on an unresolved alert; False when nothing changed.
 
@@ -208,7 +217,8 @@ def record_harm(session: Session, outbox: Outbox | None, alert: Alert, measured:
         names = " + ".join(combined.get("detectors") or [config.name if config is not None else alert.detector])
         alert.title = _title(names, run, measured, combined.get("kind", "drift"))
     alert.estimated_harm, alert.harm_source = measured.points, measured.source
-    alert.evidence = {**(alert.evidence or {}), "harm": measured.to_dict()}
+    history = [*((alert.evidence or {}).get("harm_history") or []), harm_entry(measured, now)][-HARM_HISTORY:]
+    alert.evidence = {**(alert.evidence or {}), "harm": measured.to_dict(), "harm_history": history}
     alert.updated_at = now
     session.flush()
     if rising and outbox is not None:

@@ -6,9 +6,11 @@ Three sources, best first (issue 24: nothing is called accuracy that is not an a
   queue's random slice, against the labeled reference's accuracy: valid under any shift, with
   the one interval of a labeled rate (``detectors.intervals``). Set as the labels arrive
   (``labeling.alert_accuracy``).
-- ``accuracy_estimate``: an accuracy-estimating detector (``accuracy_drop``: CBPE, ATC) on the
-  same version; label-free, with its bootstrap interval, which assumes P(correct | confidence)
-  did not move.
+- ``accuracy_estimate``: the label-free default (``detectors.label_free``: CBPE, its interval
+  widened to hold ATC's and DoC's points, chosen on bench/accuracy_estimators.py) where the
+  reference has labels and probabilities, else an ``accuracy_drop`` detector's estimate. It
+  assumes P(correct | confidence) did not move; where the reliability check says it moved the
+  harm is marked unreliable and asks for the random-slice labels that would settle it.
 - ``confidence_drop``: without either, the drop in mean confidence (DoC). It is *not* an accuracy
   estimate: over- or under-confident models move it more or less than their accuracy (the
   demo: confidence fell 49 points while accuracy fell 22). It ranks alerts; it is shown as what
@@ -24,6 +26,7 @@ import numpy as np
 
 from shiftwatch.detectors.base import DriftResult
 from shiftwatch.detectors.intervals import labels_to_settle
+from shiftwatch.detectors.label_free import LabelFree
 
 # Points lost: below 2 a shift is worth a look, not a page; 5 or more is an incident.
 MEDIUM_HARM_POINTS = 2.0
@@ -52,6 +55,7 @@ class Harm:
     accuracy: float | None = None  # the accuracy estimate itself (fraction) where there is one
     accuracy_interval: tuple[float, float] | None = None
     reference_accuracy: float | None = None
+    reliable: bool | None = None  # a label-free estimate's reliability check; None where there was none
 
     @property
     def is_accuracy(self) -> bool:
@@ -65,7 +69,8 @@ class Harm:
         if self.interval is not None:
             low, high = self.interval
             text += f", 95 % interval {low:.1f} to {high:.1f} points"
-        return text + (f"; {self.method}" if self.method else "")
+        text += f"; {self.method}" if self.method else ""
+        return text + ("; UNRELIABLE" if self.reliable is False else "")
 
     def headline(self) -> str:
         """The harm, its interval (or that it has none) and its method: short enough for an alert's title."""
@@ -85,6 +90,7 @@ class Harm:
             "accuracy": self.accuracy,
             "accuracy_interval": None if self.accuracy_interval is None else list(self.accuracy_interval),
             "reference_accuracy": self.reference_accuracy,
+            "reliable": self.reliable,
             "sentence": self.sentence(),
         }
 
@@ -94,7 +100,7 @@ def confidence_drop(reference_confidence: np.ndarray, current_confidence: np.nda
     if len(reference_confidence) == 0 or len(current_confidence) == 0:
         return None
     drop = 100.0 * (float(np.mean(reference_confidence)) - float(np.mean(current_confidence)))
-    return Harm(points=round(drop, 3), source="confidence_drop", method="confidence drop (DoC)",
+    return Harm(points=round(drop, 3), source="confidence_drop", method="confidence drop, not an accuracy estimate",
                 note=f"{NO_INTERVAL_FOR_CONFIDENCE}; {_ask_for_labels(float(np.mean(current_confidence)))}")
 
 
@@ -125,6 +131,32 @@ def from_accuracy_estimate(result: DriftResult) -> Harm:
     )
 
 
+def from_label_free(estimate: LabelFree) -> Harm:
+    """The label-free default as harm: its widened interval, every estimator's point, and the reliability verdict."""
+    reference = estimate.reference_accuracy
+    low, high = estimate.interval
+    verdict = estimate.reliability
+    others = ", ".join(f"{name.upper() if name != 'confidence' else 'average confidence'} {100 * value:.1f} %"
+                       for name, value in estimate.estimates.items() if name != estimate.method)
+    ask = (f"about {estimate.labels_to_settle} random-slice labels of this window would measure the accuracy "
+           f"to ±{SETTLE_POINTS:.0f} points")
+    if verdict.reliable:
+        note = f"it assumes P(correct | confidence) did not move; the reliability checks passed ({others}); {ask}"
+    else:
+        note = f"unreliable: {'; '.join(verdict.reasons)} ({others}); {ask}"
+    return Harm(
+        points=100 * (reference - estimate.estimated_accuracy),
+        source="accuracy_estimate",
+        method=f"{estimate.method.upper()}, label-free, interval widened to ATC and DoC",
+        interval=(100 * (reference - high), 100 * (reference - low)),
+        note=note,
+        accuracy=estimate.estimated_accuracy,
+        accuracy_interval=(low, high),
+        reference_accuracy=reference,
+        reliable=verdict.reliable,
+    )
+
+
 def is_labeled_accuracy(result: DriftResult) -> bool:
     """A run of a labeled detector: its accuracy was measured on uniform labels, not estimated."""
     return "current_interval" in (result.evidence or {}) and is_accuracy_estimate(result.effect_unit)
@@ -149,11 +181,15 @@ def from_labeled_accuracy(result: DriftResult) -> Harm:
     )
 
 
-def best(results: list[DriftResult], reference_confidence: np.ndarray | None, current_confidence: np.ndarray) -> Harm | None:
-    """The harm a tick's results support: a measured (labeled) accuracy, else the largest label-free drop, else confidence."""
+def best(results: list[DriftResult], reference_confidence: np.ndarray | None, current_confidence: np.ndarray,
+         label_free: LabelFree | None = None) -> Harm | None:
+    """The harm a tick supports: a measured (labeled) accuracy, else the label-free default, else the largest
+    ``accuracy_drop`` estimate, else the confidence drop."""
     measured = [from_labeled_accuracy(r) for r in results if is_labeled_accuracy(r)]
     if measured:
         return max(measured, key=lambda h: h.points)
+    if label_free is not None:
+        return from_label_free(label_free)
     estimates = [from_accuracy_estimate(r) for r in results if is_accuracy_estimate(r.effect_unit)]
     if estimates:
         return max(estimates, key=lambda h: h.points)
@@ -169,7 +205,8 @@ def from_dict(data: dict[str, Any] | None) -> Harm | None:
     pair = lambda key: None if data.get(key) is None else (float(data[key][0]), float(data[key][1]))
     return Harm(points=float(data["points"]), source=str(data["source"]), method=str(data.get("method", "")),
                 interval=pair("interval"), note=str(data.get("note", "")), accuracy=data.get("accuracy"),
-                accuracy_interval=pair("accuracy_interval"), reference_accuracy=data.get("reference_accuracy"))
+                accuracy_interval=pair("accuracy_interval"), reference_accuracy=data.get("reference_accuracy"),
+                reliable=data.get("reliable"))
 
 
 def severity(harm: Harm | None) -> str:

@@ -69,6 +69,8 @@ def write_outcomes(
             run.evidence = evidence.to_jsonable(
                 {**result.evidence, "verdict": verdict_of(decided.verdict or result, run.decision)}
             )
+            if decided.harm is not None:  # the console plots each run's estimate in its interval
+                run.evidence = {**run.evidence, "harm": decided.harm.to_dict()}
         session.add(run)
         if outcome.tested.new_state is not None and ref_data is not None:
             _save_state(session, config, outcome.tested.new_state, fit_key(config, ref_data.fingerprint), now)

@@ -32,6 +32,7 @@ from shiftwatch.detectors import (
     evidence,
     freshness,
     harm,
+    label_free,
     multiple_testing,
     references,
 )
@@ -43,7 +44,7 @@ from shiftwatch.detectors.reports import remove_reports, render_window_report
 from shiftwatch.detectors.run_write import record_quiet, write_outcomes
 from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
-from shiftwatch.errors import ShiftwatchError
+from shiftwatch.errors import Invalid, ShiftwatchError
 from shiftwatch.extras import MissingExtra
 from shiftwatch.scheduler import REPLICA_ID, tick_of
 from shiftwatch.settings import Settings
@@ -235,6 +236,8 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
     results = [o.tested.result for o in outcomes if o.tested.result is not None]
     adjusted = iter(multiple_testing.holm_adjust([r.p_value for r in results]))  # in the order of ``results``
     decided = []
+    measured = any(harm.is_labeled_accuracy(r) for r in results)
+    estimated: dict[int, label_free.LabelFree | None] = {}  # per window: configs with one window size share it
     for outcome in outcomes:
         result = outcome.tested.result
         if result is None:
@@ -247,11 +250,26 @@ def _decide(outcomes: list[Outcome], ref_data: references.ReferenceData | None) 
         # whether a significant shift is worth a page.
         verdict = with_min_effect(result, outcome.config.min_effect)
         reference_confidence = None if ref_data is None else ref_data.confidence
-        estimate = harm.best(results, reference_confidence, outcome.planned.window.confidence)
+        window = outcome.planned.window
+        if not measured and id(window) not in estimated:
+            estimated[id(window)] = _label_free(ref_data, window)
+        estimate = harm.best(results, reference_confidence, window.confidence, estimated.get(id(window)))
         decision = is_significant and bool(verdict.drift)
         choice = Decided(adjusted_p=adjusted_p, decision=decision, verdict=verdict, harm=estimate)
         decided.append(replace(outcome, decided=choice))
     return decided
+
+
+def _label_free(ref_data: references.ReferenceData | None, window: Window) -> label_free.LabelFree | None:
+    """The label-free default estimate of the tick's window where the reference has labels and probabilities."""
+    if ref_data is None or ref_data.labels is None or ref_data.probabilities is None or window.probabilities is None:
+        return None
+    if len(window) < label_free.MIN_WINDOW or window.probabilities.shape[1] != ref_data.probabilities.shape[1]:
+        return None
+    try:
+        return label_free.estimate(ref_data.probabilities, ref_data.labels, window.probabilities)
+    except Invalid:  # a reference whose labels do not fit its probabilities: no estimate, the confidence drop stands
+        return None
 
 
 def _explain(outcome: Outcome, ref_data: references.ReferenceData) -> Explained:

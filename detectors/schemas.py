@@ -40,7 +40,8 @@ DESCRIPTIONS = {
     "estimated_harm": "points lost (positive = worse): an accuracy drop, or the mean-confidence drop where "
     "harm_source is confidence_drop; the alert list's rank",
     "harm_source": "what measured the harm: labeled (prediction-powered, random-slice labels) | accuracy_estimate "
-    "(an accuracy_drop detector, label-free) | confidence_drop (mean confidence, not an accuracy)",
+    "(label-free: CBPE with its reliability check, or an accuracy_drop detector; harm.reliable says whether the "
+    "check passed) | confidence_drop (mean confidence, not an accuracy)",
     "harm": "the harm in full: points, source, method, 95 % interval (or the note saying why none), the accuracy "
     "and the reference's, and one sentence saying it",
     "run_count": "runs that flagged this alert so far",

@@ -22,6 +22,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion, Prediction
 from shiftwatch.db import utcnow
 from shiftwatch.errors import Invalid
+from shiftwatch.labeling import alert_accuracy
 from shiftwatch.labeling.policy import candidate_from_row
 from shiftwatch.labeling.queue import IN_CHUNK, insert_candidates
 from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
@@ -156,7 +157,9 @@ def import_labels(
     if problems:
         position = {row.where: i for i, row in enumerate(rows)}
         raise InvalidRows(sorted(problems, key=lambda p: position[p.where]), len(rows))
-    return _store(session, model_name, [(row, targets[row.where], values[row.where]) for row, _ in keyed], annotator, now)
+    result = _store(session, model_name, [(row, targets[row.where], values[row.where]) for row, _ in keyed], annotator, now)
+    alert_accuracy.refresh(session, version_ids, now)  # open alerts show the accuracy these labels measure, as sync does
+    return result
 
 
 def _uuid(text: str | None) -> uuid.UUID | None:

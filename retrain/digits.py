@@ -172,6 +172,27 @@ def _invert(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarra
     return (1.0 - blend) * x + blend * (1.0 - x)
 
 
+def _jpeg(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    # A camera or upload path that recompresses: 8x8 block artefacts, ringing around strokes.
+    quality = (40, 25, 15, 10, 5)[severity - 1]
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(np.clip(x[i, 0], 0, 1) * 255).astype(np.uint8), mode="L").save(buffer, "JPEG", quality=quality)
+        out[i, 0] = np.asarray(Image.open(buffer), dtype=np.float32) / 255.0
+    return out
+
+
+def _rescale(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+    # A lower-resolution camera: down to size x size pixels and back up (bilinear).
+    size = (24, 18, 14, 11, 8)[severity - 1]
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        small = Image.fromarray(x[i, 0].astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
+        out[i, 0] = np.asarray(small.resize(x.shape[2:][::-1], Image.Resampling.BILINEAR), dtype=np.float32)
+    return out
+
+
 CORRUPTIONS: dict[str, Corruption] = {
     "gaussian_noise": _gaussian_noise,
     "shot_noise": _shot_noise,
@@ -183,6 +204,8 @@ CORRUPTIONS: dict[str, Corruption] = {
     "translation": _translation,
     "shear": _shear,
     "invert": _invert,
+    "jpeg": _jpeg,
+    "rescale": _rescale,
 }
 
 

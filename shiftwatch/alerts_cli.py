@@ -17,7 +17,7 @@ def _harm(value: float | None, source: str | None) -> str:
     """Harm in words, named for what it measured: never a bare signed number that reads as an accuracy of -50."""
     if value is None:
         return "unknown"
-    what = "confidence points" if source == "confidence_drop" else "accuracy points"
+    what = "mean-confidence points (a confidence drop, not accuracy)" if source == "confidence_drop" else "accuracy points"
     return f"{value:.1f} {what} lost" if value >= 0 else f"none ({-value:.1f} {what} gained)"
 
 

@@ -53,10 +53,32 @@ class _Estimate:
 
 
 @dataclass(frozen=True, slots=True)
+class LabeledPoint:
+    """The alert's labeled (prediction-powered) accuracy, %, with its interval, as it stood at ``at``."""
+
+    at: datetime
+    accuracy: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True, slots=True)
 class AccuracyHistory:
     method: str  # how the estimate was made, for the caption
     points: list[AccuracyPoint]
     is_accuracy: bool = True  # False: the line is mean confidence (no accuracy estimator on the version)
+    labeled: tuple[LabeledPoint, ...] = ()  # the alert's labeled accuracy each time new labels refreshed it
+
+
+def labeled_points(harm_history: list[dict] | None) -> tuple[LabeledPoint, ...]:
+    """The labeled entries of an alert's harm history (``alerts.harm_entry``) as plot points."""
+    points = []
+    for entry in harm_history or []:
+        interval = entry.get("accuracy_interval")
+        if entry.get("source") == "labeled" and entry.get("accuracy") is not None and interval:
+            points.append(LabeledPoint(datetime.fromisoformat(entry["at"]), 100 * float(entry["accuracy"]),
+                                       100 * float(interval[0]), 100 * float(interval[1])))
+    return tuple(points)
 
 
 def _reference_confidence(session: Session, version_id: int) -> float | None:
@@ -67,8 +89,25 @@ def _reference_confidence(session: Session, version_id: int) -> float | None:
     return float(np.mean(data.confidence))
 
 
+def _run_estimates(runs: list[DriftRun]) -> tuple[str, list[_Estimate]]:
+    """Each run's own label-free accuracy estimate (the harm it stored) in its interval; empty where runs stored none."""
+    rows, method = [], ""
+    for run in runs:
+        stored = (run.evidence or {}).get("harm") or {}
+        if stored.get("source") != "accuracy_estimate" or stored.get("accuracy") is None:
+            continue
+        low, high = stored.get("accuracy_interval") or (None, None)
+        rows.append(_Estimate(run.tick, run.window_start, run.window_end, 100 * float(stored["accuracy"]),
+                              None if low is None else 100 * float(low), None if high is None else 100 * float(high)))
+        method = str(stored.get("method") or "label-free")
+    return method, rows
+
+
 def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> tuple[str, list[_Estimate]]:
     """The method's name and one estimate per run ("" and mean confidence per run without an accuracy estimator)."""
+    method, rows = _run_estimates(runs)
+    if rows:
+        return method, rows
     estimated = list(
         session.scalars(
             select(DriftRun)
@@ -93,8 +132,9 @@ def _estimates(session: Session, version_id: int, runs: list[DriftRun], origin: 
     return "", rows
 
 
-def history(session: Session, version_id: int, runs: list[DriftRun], origin: datetime) -> AccuracyHistory | None:
-    """Estimated and realized accuracy per tested window since ``origin``; None without any estimate."""
+def history(session: Session, version_id: int, runs: list[DriftRun], origin: datetime,
+            harm_history: list[dict] | None = None) -> AccuracyHistory | None:
+    """Estimated and realized accuracy per tested window since ``origin``, and the alert's labeled accuracy over time."""
     method, rows = _estimates(session, version_id, runs, origin)
     if not rows:
         return None
@@ -113,7 +153,8 @@ def history(session: Session, version_id: int, runs: list[DriftRun], origin: dat
                 low, high = proportion_interval(hits, n)
                 interval = (100 * low, 100 * high)
         points.append(AccuracyPoint(row.tick, row.value, row.low, row.high, realized, n, *interval))
-    return AccuracyHistory(method or "nothing: no accuracy_drop detector", points, is_accuracy=bool(method))
+    return AccuracyHistory(method or "nothing: no accuracy_drop detector", points, is_accuracy=bool(method),
+                           labeled=labeled_points(harm_history))
 
 
 def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: list[svg.Marker]) -> str:
@@ -135,6 +176,11 @@ def chart(accuracy: AccuracyHistory, origin: datetime, x_label: str, markers: li
             low=[nan if p.realized_low is None else p.realized_low for _, p in realized],
             high=[nan if p.realized_high is None else p.realized_high for _, p in realized],
         ))
+    if accuracy.labeled:
+        series.append(svg.Series(
+            "labeled estimate (prediction-powered), %", [(p.at - origin).total_seconds() / 3600 for p in accuracy.labeled],
+            [p.accuracy for p in accuracy.labeled], low=[p.low for p in accuracy.labeled], high=[p.high for p in accuracy.labeled],
+        ))
     return svg.line_chart(series, title="Accuracy over time: estimated vs realized", x_label=x_label,
                           y_label="accuracy, %", markers=markers)
 
@@ -148,6 +194,11 @@ def caption(estimated: AccuracyHistory) -> str:
         if labeled else
         f"no realized accuracy yet: no tested window has {MIN_REALIZED_LABELS} labels of the random labeling slice"
     )
+    if estimated.labeled:
+        last = estimated.labeled[-1]
+        realized += (f"; the alert's labeled accuracy (prediction-powered on the random slice, band: its 95 % interval) "
+                     f"updated {len(estimated.labeled)} time(s) as labels arrived, now {last.accuracy:.1f} % "
+                     f"({last.low:.1f} to {last.high:.1f})")
     if not estimated.is_accuracy:
         return ("No accuracy estimate without labels: the line is the window's mean confidence, which is not accuracy "
                 "(an accuracy_drop detector on a labeled reference estimates one, with an interval); " + realized + ".")

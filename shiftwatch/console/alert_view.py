@@ -152,7 +152,7 @@ def _history(session: Session, alert: AlertOut) -> tuple[str | None, str | None,
         title=f"{alert.detector}: effect size per run", x_label=x_label, y_label=alert.effect_unit or "effect",
         markers=[opened],
     )
-    estimated = accuracy_plot.history(session, alert.model_version_id, runs, origin)
+    estimated = accuracy_plot.history(session, alert.model_version_id, runs, origin, (alert.evidence or {}).get("harm_history"))
     accuracy = None if estimated is None else accuracy_plot.chart(estimated, origin, x_label, [opened])
     caption = None if estimated is None else accuracy_plot.caption(estimated)
     return effect, accuracy, caption

@@ -68,8 +68,10 @@ def detect(stage: Stage, service: Service, version: str) -> bool:
         return False
     stage.timeline.mark(stage.lap_label("alert opened"))
     stage.facts[stage.lap_key("alert")] = f"#{alert['id']} {alert['severity']}: {alert['title']}"
+    stage.facts[stage.lap_key("alert_id")] = int(alert["id"])
     stage.say(f"[bold red]ALERT #{alert['id']}[/] ({alert['severity']}) on {version}: {alert['title']}")
     stage.say(f"Evidence and the Evidently drift report: [cyan]{alert['console_url']}[/]")
+    harm_against_truth(stage, alert, "as it opened")
     deliveries = stage.receiver.wait_for(delivered_before + 1, timeout_s=WEBHOOK_WAIT_S)[delivered_before:]
     for delivery in deliveries:
         signed = {True: "signature valid", False: "SIGNATURE INVALID", None: "unsigned"}[delivery.signature_valid]
@@ -116,7 +118,35 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     stage.timeline.mark(stage.lap_label("labeled"))
     stage.facts["labels_stored"] = status["labels"]
     stage.say(f"{status['labels']} labels stored for {stage.model} (GET /v1/labeling/status).")
+    alert_id = stage.facts.get(stage.lap_key("alert_id"))
+    if alert_id is not None:
+        harm_against_truth(stage, stage.api.get(f"/v1/alerts/{alert_id}"), "now that random-slice labels came in")
     return status["labels"] > 0
+
+
+def true_drop(stage: Stage) -> float | None:
+    """The accuracy users lost, in points, from the demo's ground truth: the phase before this lap's drift minus the drift."""
+    before = stage.timeline.accuracy("clean" if stage.lap == 1 else f"recovered{'' if stage.lap == 2 else f'_{stage.lap - 1}'}")
+    during = stage.timeline.accuracy(stage.lap_phase("drift"))
+    return None if before is None or during is None else 100 * (before - during)
+
+
+def harm_against_truth(stage: Stage, alert: dict[str, Any], when: str) -> None:
+    """The alert's harm, its interval, and the true drop beside it: what the demo can check and a user cannot."""
+    harm = alert.get("harm") or {}
+    truth = true_drop(stage)
+    stage.say(f"Alert #{alert['id']}'s harm {when}: {harm.get('sentence') or 'unknown'}.")
+    if truth is None:
+        return
+    interval = harm.get("interval")
+    held = interval is not None and interval[0] <= truth <= interval[1]
+    where = ("no interval" if interval is None else
+             f"{'inside' if held else 'OUTSIDE'} its 95 % interval {interval[0]:.1f} to {interval[1]:.1f} points")
+    stage.say(f"True drop (the demo's ground truth, users' accuracy before vs during the drift): {truth:.1f} points, {where}.")
+    key = stage.lap_key("measured" if harm.get("source") == "labeled" else "opened")
+    stage.facts[f"{key}_harm_interval"] = "none" if interval is None else f"{interval[0]:.1f} to {interval[1]:.1f} points"
+    stage.facts[f"{key}_true_drop_points"] = f"{truth:.1f}"
+    stage.facts[f"{key}_interval_holds_true_drop"] = held
 
 
 def push_to_label_studio(stage: Stage, api_url: str) -> None:

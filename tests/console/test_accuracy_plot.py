@@ -68,7 +68,7 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
         alert = session.get(Alert, labeled_windows)
         runs = list(session.scalars(select(DriftRun).where(DriftRun.config_id == alert.config_id).order_by(DriftRun.tick)))
         history = accuracy_plot.history(session, alert.model_version_id, runs, runs[0].tick)
-    assert history is not None and history.method == "CBPE"
+    assert history is not None and history.method.startswith("CBPE, label-free")
     # Window 50 has labels too (the alert queued its flagged samples), but none from the random slice.
     assert [p.realized for p in history.points] == [None, REALIZED[51], REALIZED[52]]
     assert all(p.n_labels >= accuracy_plot.MIN_REALIZED_LABELS for p in history.points[1:])
@@ -93,7 +93,7 @@ def test_realized_accuracy_is_drawn_from_the_labels_beside_the_estimate_and_its_
 @pytest.mark.parametrize("estimator", [True, False], ids=["cbpe", "no-estimator"])
 def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db, settings, digits_model, estimator) -> None:
     t0 = utcnow() - timedelta(hours=3)
-    pin_labeled_reference(db, digits_model.id, t0)
+    pin_labeled_reference(db, digits_model.id, t0, with_labels=estimator)  # no labels: no accuracy estimate at all
     add_config(db, digits_model.id, detector="meanshift")
     if estimator:
         add_config(db, digits_model.id, detector="accuracy_drop", params={"method": "cbpe"})
@@ -115,3 +115,27 @@ def test_without_labels_the_plot_says_so_and_draws_no_realized_accuracy(api, db,
     else:  # no accuracy estimator: the confidence drop is called that, in words and on the plot
         assert said.startswith("Mean confidence") and "no interval" in said and "Estimated accuracy" not in said
         assert line.get("data-series") == "mean confidence (not accuracy), %" and "which is not accuracy" in page
+
+
+def test_the_alerts_labeled_accuracy_is_drawn_over_time_in_its_band_beside_the_estimate() -> None:
+    from datetime import datetime
+
+    from shiftwatch.console import accuracy_plot
+    from shiftwatch.detectors import alerts
+    from shiftwatch.detectors.harm import Harm
+
+    t0 = datetime(2026, 1, 1, 12, 0)
+    history = [alerts.harm_entry(Harm(points=10.0, source="accuracy_estimate", accuracy=0.8, accuracy_interval=(0.7, 0.9)), t0)]
+    for minutes, (acc, low, high) in ((30, (0.72, 0.6, 0.82)), (90, (0.75, 0.69, 0.8))):  # labels arrive, the band narrows
+        measured = Harm(points=20.0, source="labeled", accuracy=acc, accuracy_interval=(low, high))
+        history.append(alerts.harm_entry(measured, t0 + timedelta(minutes=minutes)))
+    labeled = accuracy_plot.labeled_points(history)
+    assert [p.accuracy for p in labeled] == [pytest.approx(72.0), pytest.approx(75.0)]  # the label-free entry is not one
+    points = [accuracy_plot.AccuracyPoint(t0 + timedelta(minutes=m), 80.0, 70.0, 90.0, None, 0) for m in (0, 60, 120)]
+    estimated = accuracy_plot.AccuracyHistory("CBPE, label-free", points, labeled=labeled)
+    svg = ET.fromstring(accuracy_plot.chart(estimated, t0, "hours", []))
+    name = "labeled estimate (prediction-powered), %"
+    (line,) = svg.iterfind(f"svg:polyline[@data-series='{name}']", NS)
+    assert len(line.get("points").split()) == 2
+    assert len(list(svg.iterfind(f"svg:polygon[@data-band='{name}']", NS))) == 1
+    assert "updated 2 time(s)" in accuracy_plot.caption(estimated) and "now 75.0 %" in accuracy_plot.caption(estimated)

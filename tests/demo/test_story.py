@@ -84,6 +84,14 @@ def test_accuracy_falls_with_the_drift_and_recovers_after_promotion(demo_run) ->
     assert accuracy["recovered_2"] > accuracy["drift_2"] + 0.15
 
 
+def test_each_alert_prints_its_interval_beside_the_true_drop(demo_run) -> None:
+    # Not yet asserted: that the interval holds the true drop. In the fast demo the alert's harm after the
+    # labels is still the label-free one (its window's random slice gets no labels), so there is no
+    # labeled interval to hold it yet (issue 24, open).
+    _, text, _ = demo_run
+    assert text.count("True drop (the demo's ground truth") >= 2, text[-4000:]
+
+
 def test_the_html_summary_plots_accuracy_with_the_story_events(demo_run) -> None:
     result, _, _ = demo_run
     page = Path(result.summary_path).read_text()

@@ -37,7 +37,8 @@ def test_an_open_alert_shows_the_labeled_accuracy_and_its_interval_once_random_s
     assert run_due_detectors(db, settings, start + timedelta(minutes=5), registry=REGISTRY).opened
     with db.session() as session:
         alert = session.scalars(select(Alert)).one()
-        assert alert.harm_source == "confidence_drop" and "mean confidence" in alert.title
+        # Before labels: the label-free default on the labeled reference, its method named (issue 24).
+        assert alert.harm_source == "accuracy_estimate" and "estimated accuracy" in alert.title and "CBPE" in alert.title
         budget = replace(Budget.of(settings, "digits", 200), audit=audit_size)
         select_for_labeling(session, "digits", budget, start=start,
                             end=start + timedelta(minutes=5), seed=70)

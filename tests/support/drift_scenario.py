@@ -110,8 +110,9 @@ def pin_reference(db: Database, settings: Settings, version_id: int, start: date
         references.pin_time_range(session, version_id, start, start + timedelta(seconds=n + 1))
 
 
-def pin_labeled_reference(db: Database, version_id: int, start: datetime, seed: int = 40) -> None:
-    """An uploaded reference with labels, calibrated: each prediction is right with probability equal to its confidence."""
+def pin_labeled_reference(db: Database, version_id: int, start: datetime, seed: int = 40, with_labels: bool = True) -> None:
+    """An uploaded reference with labels (unless ``with_labels`` is False), calibrated: each prediction is right with
+    probability equal to its confidence."""
     rng = np.random.default_rng(seed)
     reference = records(start, 400, seed=seed + 1)
     probabilities = np.stack([r.probabilities for r in reference])
@@ -121,7 +122,7 @@ def pin_labeled_reference(db: Database, version_id: int, start: datetime, seed: 
     with db.session() as session:
         references.pin_upload(
             session, version_id, embeddings=np.stack([r.embedding for r in reference]), probabilities=probabilities,
-            labels=labels,
+            labels=labels if with_labels else None,
         )
 
 
