@@ -215,9 +215,11 @@ class BrokerPublisher:
 
     def backlog(self) -> Backlog:
         """What the ingest workers have not stored yet, from JetStream's own consumer state (for /metrics)."""
+        import nats.errors
+
         try:
             return asyncio.run_coroutine_threadsafe(self._backlog(), self._loop).result(timeout=self.config.timeout_s)
-        except Exception as exc:  # a scrape must not fail on the broker: the caller reports what it could not read
+        except (concurrent.futures.TimeoutError, TimeoutError, OSError, nats.errors.Error) as exc:
             raise BrokerUnavailable(type(exc).__name__ + (f": {exc}" if str(exc) else "")) from None
 
     def close(self) -> None:
