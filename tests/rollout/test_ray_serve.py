@@ -94,15 +94,15 @@ def test_canary_share_and_every_answer_stored_once(ray_port, db, settings):
     rollout_id = start_rollout(db, settings, canary=True)
     handle = deploy(settings)
     try:
-        n = 400
+        n = 240
         responses = post_all(ray_port, [{"x-request-id": f"r{i}"} for i in range(n)])
         assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses), responses[0]
         routes = Counter(r.json()["route"] for r in responses)
         # Each request's route is the gateway's own per-request split, so it must match it exactly ...
         expected = {f"r{i}": "canary" if goes_to_canary(rollout_id, f"r{i}", 0.3) else "production" for i in range(n)}
         assert {r.json()["request_id"]: r.json()["route"] for r in responses} == expected
-        # ... and the share is within binomial bounds (n=400, p=0.3: sd 0.023; 4 sd of headroom).
-        assert abs(routes["canary"] / n - 0.3) < 0.092, routes
+        # ... and the share is within binomial bounds (n=240, p=0.3: sd 0.030; 4 sd of headroom).
+        assert abs(routes["canary"] / n - 0.3) < 0.12, routes
         assert {r.json()["version"] for r in responses if r.json()["route"] == "canary"} == {"v2"}
         assert handle.drain.remote().result(timeout_s=60)
         assert rows_by_route(db) == routes  # sent = answered = stored, per route
@@ -116,7 +116,7 @@ def test_shadow_pairs_are_stored_and_sticky_keys_hold(ray_port, db, settings):
     start_rollout(db, settings, canary=False)
     handle = deploy(settings)
     try:
-        n = 120
+        n = 80
         responses = post_all(ray_port, [{"x-request-id": f"s{i}", "x-client-key": f"c{i % 7}"} for i in range(n)])
         assert all(isinstance(r, httpx.Response) and r.status_code == 200 for r in responses)
         assert {r.json()["route"] for r in responses} == {"production"}
@@ -140,7 +140,7 @@ def test_a_replica_killed_mid_load_leaves_answers_or_clean_failures_and_no_doubl
         assert len(replicas) == 2, replicas
 
         async def load_and_kill() -> list[httpx.Response | Exception]:
-            task = asyncio.create_task(asyncio.to_thread(post_all, ray_port, [{"x-request-id": f"k{i}"} for i in range(300)]))
+            task = asyncio.create_task(asyncio.to_thread(post_all, ray_port, [{"x-request-id": f"k{i}"} for i in range(240)]))
             await asyncio.sleep(1.0)
             victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
             ray.kill(victim, no_restart=True)
@@ -149,7 +149,7 @@ def test_a_replica_killed_mid_load_leaves_answers_or_clean_failures_and_no_doubl
         responses = asyncio.run(load_and_kill())
         statuses = Counter(r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in responses)
         assert set(statuses) <= {200, 503}, statuses  # answered, or a clean "model failed to predict"
-        assert statuses[200] >= 150, statuses  # the surviving replica kept answering
+        assert statuses[200] >= 120, statuses  # the surviving replica kept answering
         assert handle.drain.remote().result(timeout_s=60)
         answered = {r.json()["request_id"] for r in responses if isinstance(r, httpx.Response) and r.status_code == 200}
         with db.session() as session:
