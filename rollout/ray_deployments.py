@@ -41,8 +41,9 @@ class VersionReplica:
 
     def __init__(self, artifact: str, sha256: str | None, ort_threads: int, max_batch_size: int, max_wait_s: float) -> None:
         self.classifier = load_verified(Path(artifact), sha256, ort_threads)  # a swapped file fails the deployment
-        self.predict.set_max_batch_size(max_batch_size)
-        self.predict.set_batch_wait_timeout_s(max_wait_s)
+        batched: Any = self.predict  # ray's stubs type the batched method as the per-item call, without its setters
+        batched.set_max_batch_size(max_batch_size)
+        batched.set_batch_wait_timeout_s(max_wait_s)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
     async def predict(self, images: list[np.ndarray]) -> list[ReplicaAnswer]:

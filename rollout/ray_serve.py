@@ -58,8 +58,11 @@ def build_app(settings: Settings, model: str, scaling: Scaling | None = None) ->
     try:
         with db.session() as session:
             _, production, _, candidate = wanted_versions(session, model)
-            rows = [row for row in (production, candidate) if row is not None and row.artifact_path]
-            versions = [(row.id, row.version, row.artifact_path, row.artifact_sha256) for row in rows]
+            versions = [
+                (row.id, row.version, row.artifact_path, row.artifact_sha256)
+                for row in (production, candidate)
+                if row is not None and row.artifact_path is not None  # without one it is served elsewhere
+            ]
     finally:
         db.dispose()
     replica = serve.deployment(VersionReplica)
