@@ -140,8 +140,9 @@ def test_a_replica_killed_mid_load_leaves_answers_or_clean_failures_and_no_doubl
         assert len(replicas) == 2, replicas
 
         async def load_and_kill() -> list[httpx.Response | Exception]:
-            task = asyncio.create_task(asyncio.to_thread(post_all, ray_port, [{"x-request-id": f"k{i}"} for i in range(240)]))
-            await asyncio.sleep(1.0)
+            task = asyncio.create_task(asyncio.to_thread(post_all, ray_port, [{"x-request-id": f"k{i}"} for i in range(400)]))
+            await asyncio.sleep(0.5)
+            assert not task.done(), "the load ended before the kill: send more requests"
             victim = ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"])
             ray.kill(victim, no_restart=True)
             return await task
@@ -149,7 +150,7 @@ def test_a_replica_killed_mid_load_leaves_answers_or_clean_failures_and_no_doubl
         responses = asyncio.run(load_and_kill())
         statuses = Counter(r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in responses)
         assert set(statuses) <= {200, 503}, statuses  # answered, or a clean "model failed to predict"
-        assert statuses[200] >= 120, statuses  # the surviving replica kept answering
+        assert statuses[200] >= 200, statuses  # the surviving replica kept answering
         assert handle.drain.remote().result(timeout_s=60)
         answered = {r.json()["request_id"] for r in responses if isinstance(r, httpx.Response) and r.status_code == 200}
         with db.session() as session:
