@@ -27,7 +27,7 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "river", "fastapi", "uvicorn", "sqlalchemy")
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
+    "": ("serve", "serve-ray", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
          "token", "models", "alerts", "detectors", "replay-rejected"),
     "db": ("upgrade",),
     "labeling": ("status", "select", "push", "pull", "export", "import"),
