@@ -1,4 +1,4 @@
-"""Without the [ray] extra, `shiftwatch serve-ray` says in one line what to install and exits 2."""
+"""Without the [ray] extra, `shiftwatch serve-ray` says what to install and exits 2; its scaling options need no ray."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def test_serve_ray_without_the_extra_names_the_install(tmp_path: Path):
     assert result.stderr.strip().splitlines()[-1] == (
         "error: Ray Serve deployments need ray, not installed: pip install 'shiftwatch[ray]'"
     )
+
+
+def test_scaling_options_lift_rays_batch_cap_and_choose_replicas_or_autoscaling():
+    from shiftwatch.rollout.ray_serve import Scaling
+
+    fixed = Scaling(replicas=3).options(max_batch_size=32)
+    assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed
+    assert fixed["max_ongoing_requests"] >= 32  # Ray's default (5) would cap every @serve.batch batch at 5
+    scaled = Scaling(min_replicas=1, max_replicas=8).options(max_batch_size=4)
+    assert "num_replicas" not in scaled
+    assert scaled["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 8, "target_ongoing_requests": 16.0}
