@@ -27,14 +27,11 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from shiftwatch.collector import registry
 from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
-from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
+from shiftwatch.errors import ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.rollout.batching import (
@@ -48,10 +45,9 @@ from shiftwatch.rollout.batching import (
 )
 from shiftwatch.rollout.cohort import KeyCensus, KeyCohorts
 from shiftwatch.rollout.images import DecodedInput, decode
-from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.loading import artifact_file, load_verified, wanted_versions
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
 from shiftwatch.rollout.routing import goes_to_canary
-from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 from shiftwatch_client.records import PredictionRecord
 
@@ -113,23 +109,6 @@ class Answer:
             "confidence": self.confidence,
             "probabilities": self.probabilities,
         }
-
-
-def wanted_versions(
-    session: Session, model_name: str
-) -> tuple[Model, ModelVersion, Rollout | None, ModelVersion | None]:
-    """The model, its production version, its active (shadow or canary) rollout and that rollout's candidate."""
-    model = registry.get_model(session, model_name)
-    production = session.scalar(
-        select(ModelVersion)
-        .where(ModelVersion.model_id == model.id, ModelVersion.state == "production")
-        .order_by(ModelVersion.id.desc())
-    )
-    if production is None:
-        raise NotFound(f"model {model_name!r} has no production version to serve")
-    rollout = session.scalar(select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary"))))
-    candidate = session.get(ModelVersion, rollout.candidate_version_id) if rollout else None
-    return model, production, rollout, candidate
 
 
 def _lower_thread_priority() -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 from shiftwatch.db import Database
 from shiftwatch.extras import require_extra
-from shiftwatch.rollout.gateway import wanted_versions
-from shiftwatch.rollout.loading import artifact_file
+from shiftwatch.rollout.loading import artifact_file, wanted_versions
 from shiftwatch.settings import Settings
 
 APP_NAME = "shiftwatch"
