@@ -50,7 +50,7 @@ CONFIG = {
     "mmd": {"n_permutations": 99},
     "lsdd": {"n_permutations": 99},
     "ks": {},
-    "classifier": {"n_permutations": 99, "n_trees": 30, "n_folds": 3},
+    "classifier": {"n_permutations": 99, "n_trees": 30, "n_folds": 2},
     "bbsd": {},
 }
 CLASSIFIER_WINDOWS = (500,)

@@ -87,7 +87,7 @@ def main() -> None:
             "client": install(wheels, ["shiftwatch-client"], work, "client"),
         }
         if not args.skip_server:
-            installs["server"] = install(wheels, ["shiftwatch"], work, "server")
+            installs["server"] = install(wheels, ["shiftwatch[cpu]"], work, "server")  # a service needs one ONNX Runtime flavour
             installs["server_all_extras"] = install(wheels, ["shiftwatch[all]"], work, "server-all")
     client = installs["client"]
     result: dict[str, object] = {

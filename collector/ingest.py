@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from shiftwatch.collector.embedding_keep import ROLLOUT_MODELS, keeps_embedding
 from shiftwatch.collector.partitions import ensure_partitions
 from shiftwatch.collector.registry import VersionInfo, version_infos
 from shiftwatch.collector.row_checks import RowProblem, text_problems, value_problems
@@ -46,7 +47,16 @@ class IngestResult:
         return self.received - self.stored - len(self.refused)
 
 
-def ingest(
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A batch past validation: the rows to store (per chunk: columns, version ids, request positions) and the refused."""
+
+    received: int
+    kept: tuple[tuple[ColumnBatch, np.ndarray, np.ndarray], ...]
+    refused: tuple[RowProblem, ...]
+
+
+def check(
     db: Database,
     chunks: Sequence[tuple[ColumnBatch, np.ndarray | None]],
     *,
@@ -54,13 +64,11 @@ def ingest(
     retention_days: int,
     partial: bool = False,
     refused: Sequence[RowProblem] = (),
-) -> IngestResult:
-    """Validate all chunks (each with its rows' positions in the request), then store them in one transaction.
+) -> Checked:
+    """Validate all chunks (each with its rows' positions in the request) without writing anything.
 
-    By default a batch is stored whole or not at all, refused for its first bad row. With ``partial``
-    the good rows are stored and each bad row comes back in ``refused`` with its reason, so one bad
-    row never costs its batch (what the SDK and ``replay-rejected`` ask for); ``refused`` are rows
-    the parser already set aside.
+    Without ``partial`` the first bad row raises (its 4xx); with it, each bad row is set aside with its
+    reason. The broker path (collector/broker.py) publishes what this keeps; ``ingest`` stores it.
     """
     received = sum(len(chunk) for chunk, _ in chunks) + len(refused)
     if received > max_rows:
@@ -75,8 +83,7 @@ def ingest(
             raise refused[0].error()
     keys = {(str(m), str(v)) for chunk, _ in chunks for m, v in zip(chunk.model, chunk.version)}
     versions = _cached_versions(db, keys)
-    rows: list[dict] = []
-    places: list[int] = []  # each row's position in the request, for error messages
+    kept = []
     for chunk, positions in chunks:
         version_ids, problems = value_problems(
             chunk, versions, positions, retention_days=retention_days, now=now, first_only=not partial
@@ -87,16 +94,49 @@ def ingest(
         refused.extend(p for p in problems if p.index not in already)
         where = np.arange(len(chunk)) if positions is None else positions
         keep = ~np.isin(where, [p.index for p in refused])
-        rows.extend(_rows(chunk.take(keep), version_ids[keep], now))
-        places.extend(where[keep].tolist())
-    rows, places = _first_of_each_id(rows, places, refused if partial else None)
+        if keep.any():
+            kept.append((chunk.take(keep), version_ids[keep], where[keep]))
+    return Checked(received, tuple(kept), tuple(refused))
+
+
+def ingest(
+    db: Database,
+    chunks: Sequence[tuple[ColumnBatch, np.ndarray | None]],
+    *,
+    max_rows: int,
+    retention_days: int,
+    partial: bool = False,
+    refused: Sequence[RowProblem] = (),
+    embedding_keep_rate: float = 1.0,
+) -> IngestResult:
+    """Validate all chunks (``check``), then store them in one transaction.
+
+    By default a batch is stored whole or not at all, refused for its first bad row. With ``partial``
+    the good rows are stored and each bad row comes back in ``refused`` with its reason, so one bad
+    row never costs its batch (what the SDK and ``replay-rejected`` ask for); ``refused`` are rows
+    the parser already set aside. ``embedding_keep_rate`` (SHIFTWATCH_EMBEDDING_KEEP_RATE) is the
+    share of rows that keep their embedding besides rollout rows (``collector.embedding_keep``).
+    """
+    checked = check(db, chunks, max_rows=max_rows, retention_days=retention_days, partial=partial, refused=refused)
+    now = utcnow()
+    problems = list(checked.refused)
+    rows: list[dict] = []
+    places: list[int] = []  # each row's position in the request, for error messages
+    sampling = embedding_keep_rate < 1.0 and any(chunk.embeddings is not None for chunk, _, _ in checked.kept)
+    in_rollout = ROLLOUT_MODELS.names(db) if sampling else frozenset()
+    for chunk, version_ids, where in checked.kept:
+        embedded = keeps_embedding(chunk.ids, chunk.route, chunk.model, embedding_keep_rate, in_rollout) if sampling else None
+        rows.extend(_rows(chunk, version_ids, now, embedded))
+        places.extend(where.tolist())
+    rows, places = _first_of_each_id(rows, places, problems if partial else None)
     if rows:
         with db.engine.begin() as connection:
             ensure_partitions(connection, {row["ts"].date() for row in rows})
-            stored = _store(connection, rows, places, refused if partial else None)
+            stored = _store(connection, rows, places, problems if partial else None)
     else:
         stored = 0
-    return IngestResult(received=received, stored=stored, refused=tuple(sorted(refused, key=lambda p: p.index)))
+    return IngestResult(received=checked.received, stored=stored,
+                        refused=tuple(sorted(problems, key=lambda p: p.index)))  # fmt: skip
 
 
 def _moved_id(place: int, row: dict, stored_ts: datetime) -> RowProblem:
@@ -212,11 +252,13 @@ def _cached_versions(db: Database, keys: set[tuple[str, str]]) -> dict[tuple[str
 
 
 def forget_cached_versions() -> None:
-    """Clear the cache (tests that empty and refill the database need this)."""
+    """Clear the caches, versions and models in rollout (tests that empty and refill the database need this)."""
     _VERSION_CACHE.clear()
+    ROLLOUT_MODELS.forget()
 
 
-def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[dict]:
+def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime, embedded: np.ndarray | None = None) -> list[dict]:
+    """The batch as row dicts; a row whose ``embedded`` is False is stored without its embedding."""
     n = len(batch)
     # Encoded here, not by the column type: PostgreSQL's COPY bypasses column types.
     embeddings = float32_rows(batch.embeddings) if batch.embeddings is not None else None
@@ -236,7 +278,7 @@ def _rows(batch: ColumnBatch, version_ids: np.ndarray, now: datetime) -> list[di
                 "predicted_class": int(batch.predicted_class[i]),
                 "confidence": float(batch.confidence[i]),
                 "probabilities": probabilities[i] if probabilities is not None else None,
-                "embedding": embeddings[i] if embeddings is not None else None,
+                "embedding": embeddings[i] if embeddings is not None and (embedded is None or embedded[i]) else None,
                 "input_ref": str(batch.input_ref[i]) or None,
                 "latency_ms": None if latency != latency else latency,
                 "received_at": now,

@@ -29,9 +29,17 @@ class Window:
     request_id: list[str | None]
     input_ref: list[str | None]
     latency_ms: np.ndarray
+    # Each row's embedding or None: where only a sample kept one (collector.embedding_keep), ``embeddings`` is None.
+    embedding_rows: tuple[np.ndarray | None, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def embedding(self, i: int) -> np.ndarray | None:
+        """Row ``i``'s embedding, None if it did not keep one."""
+        if self.embeddings is not None:
+            return self.embeddings[i]
+        return self.embedding_rows[i] if self.embedding_rows else None
 
 
 def window(
@@ -42,9 +50,17 @@ def window(
     end: datetime | None = None,
     last_n: int | None = None,
     route: str | None = "production",
+    embedded: bool = False,
 ) -> Window:
-    """Predictions of one version in [start, end), or the last ``last_n`` of them; rows without embeddings are kept."""
+    """Predictions of one version in [start, end), or the last ``last_n`` of them.
+
+    With ``embedded`` only rows that kept their embedding (``collector.embedding_keep``): what the
+    embedding detectors read, so their ``last_n`` counts embeddings, not rows. Without it every
+    row, and ``embeddings`` is None unless all of them kept one.
+    """
     stmt = select(Prediction).where(Prediction.model_version_id == model_version_id)
+    if embedded:  # served by the partial index ix_predictions_version_ts_embedded (collector_0004)
+        stmt = stmt.where(Prediction.embedding.is_not(None))
     if route is not None:
         stmt = stmt.where(Prediction.route == route)
     if start is not None:
@@ -77,6 +93,7 @@ def rows_to_window(rows: list[Prediction]) -> Window:
         request_id=[r.request_id for r in rows],
         input_ref=[r.input_ref for r in rows],
         latency_ms=np.asarray([np.nan if r.latency_ms is None else r.latency_ms for r in rows], dtype=np.float64),
+        embedding_rows=tuple(r.embedding for r in rows),
     )
 
 

@@ -6,7 +6,7 @@ import threading
 import time
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import AwareDatetime
@@ -15,7 +15,8 @@ from shiftwatch.artifacts import artifact_in_store, verify_onnx_artifact
 from shiftwatch.collector import metrics, queries, registry
 from shiftwatch.collector.artifact_upload import receive_artifact
 from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
-from shiftwatch.collector.ingest import ingest
+from shiftwatch.collector.broker import BrokerPublisher
+from shiftwatch.collector.ingest import check, ingest
 from shiftwatch.collector.input_spec_check import check_input_spec, onnx_input_dims
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.json_rows import charge_parse, parse_rows
@@ -33,8 +34,10 @@ from shiftwatch.collector.schemas import (
     ingest_request_body,
 )
 from shiftwatch.collector.tables import Prediction
+from shiftwatch.db import Database
 from shiftwatch.dependencies import DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.errors import Invalid, ShiftwatchError, Unavailable
+from shiftwatch.settings import Settings
 from shiftwatch_client import wire
 
 router = APIRouter(prefix="/v1", tags=["collector"])
@@ -137,9 +140,13 @@ def _npz_batch(body: bytes, max_unpacked_bytes: int) -> wire.ColumnBatch:
         raise Invalid(exc.field, exc.why) from None
 
 
-@router.post("/predictions", response_model=IngestOut, response_model_exclude_unset=True, openapi_extra={"requestBody": ingest_request_body()})
+@router.post("/predictions", response_model=IngestOut, response_model_exclude_unset=True,
+             openapi_extra={"requestBody": ingest_request_body()},
+             responses={202: {"model": IngestOut, "description": "validated and handed to the ingest broker "
+                              "(SHIFTWATCH_INGEST_BROKER_URL); `queued` rows are stored by an ingest worker"}})
 async def post_predictions(
     request: Request,
+    response: Response,
     db: DbDep,
     settings: SettingsDep,
     _: Ingester,
@@ -155,6 +162,7 @@ async def post_predictions(
     """
     started = time.perf_counter()
     gate: IngestGate = request.app.state.ingest_gate
+    broker: BrokerPublisher | None = request.app.state.broker
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     try:
         with Reservation(request.app.state.parse_budget) as reservation:
@@ -162,9 +170,12 @@ async def post_predictions(
                 request, content_type, BodyLimits.of(settings), reservation, partial=partial
             )
             with gate:
+                if broker is not None:
+                    return await _publish(broker, db, settings, chunks, refused, partial, response)
                 result = await run_in_threadpool(
                     lambda: ingest(db, chunks, max_rows=settings.max_batch_rows,
-                                   retention_days=settings.retention_days, partial=partial, refused=refused)
+                                   retention_days=settings.retention_days, partial=partial, refused=refused,
+                                   embedding_keep_rate=settings.embedding_keep_rate)
                 )  # fmt: skip
     except ShiftwatchError as exc:
         metrics.REJECTED.labels(reason=type(exc).__name__).inc()
@@ -174,14 +185,33 @@ async def post_predictions(
     for model in models:
         metrics.INGESTED.labels(model=model).inc(result.stored / max(len(models), 1))
     metrics.DUPLICATES.inc(result.duplicates)
-    if result.refused:
-        metrics.REJECTED.labels(reason="RowRefused").inc(len(result.refused))
-    fields: dict = {"received": result.received, "stored": result.stored, "duplicates": result.duplicates}
+    return _answer(result.received, result.refused, partial, stored=result.stored, duplicates=result.duplicates)
+
+
+def _answer(received: int, refused: tuple[RowProblem, ...], partial: bool, **counts: int) -> IngestOut:
+    if refused:
+        metrics.REJECTED.labels(reason="RowRefused").inc(len(refused))
+    fields: dict = {"received": received, **counts}
     if partial:  # a whole-batch client gets the answer it always had
-        fields["refused"] = len(result.refused)
+        fields["refused"] = len(refused)
         fields["refusals"] = [RowRefusal(index=p.index, field=p.field, reason=p.reason, status=p.kind.status_code)
-                              for p in result.refused]  # fmt: skip
+                              for p in refused]  # fmt: skip
     return IngestOut(**fields)
+
+
+async def _publish(
+    broker: BrokerPublisher, db: Database, settings: Settings, chunks: list, refused: list[RowProblem],
+    partial: bool, response: Response,
+) -> IngestOut:
+    """The broker path: validate, publish what passed, answer 202 once JetStream acked it (an ingest worker stores it)."""
+    checked = await run_in_threadpool(
+        lambda: check(db, chunks, max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+                      partial=partial, refused=refused)
+    )  # fmt: skip
+    queued = await broker.publish([chunk for chunk, _, _ in checked.kept]) if checked.kept else 0
+    metrics.QUEUED.inc(queued)
+    response.status_code = 202
+    return _answer(checked.received, checked.refused, partial, stored=0, duplicates=0, queued=queued)
 
 
 @router.get("/predictions", response_model=PredictionPage)

@@ -179,6 +179,8 @@ class IngestOut(BaseModel):
     stored: int = Field(description="rows written now")
     duplicates: int = Field(description="rows whose id was already stored (a re-send): kept once, not an error")
     refused: int = Field(0, description="rows refused one by one (only with ?partial=true); see refusals")
+    queued: int = Field(0, description="rows handed to the ingest broker (HTTP 202, SHIFTWATCH_INGEST_BROKER_URL): "
+                        "an ingest worker stores them; rows it refuses go to `shiftwatch ingest dead-letters`")
     refusals: list[RowRefusal] = Field(default_factory=list, description="each refused row and why")
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
@@ -49,6 +49,9 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+_KEPT = text("embedding IS NOT NULL")  # rows that kept their embedding (collector.embedding_keep)
+
+
 class Prediction(Base):
     """One logged prediction. On PostgreSQL the table is range-partitioned by ``ts`` (daily).
 
@@ -62,6 +65,8 @@ class Prediction(Base):
         # detectors.freshness: the newest received_at of a version, and "received since", on every tick.
         Index("ix_predictions_version_received_at", "model_version_id", "received_at"),
         Index("ix_predictions_request_id", "request_id"),
+        # The embedding detectors' windows: the newest rows that kept their embedding (collector.embedding_keep).
+        Index("ix_predictions_version_ts_embedded", "model_version_id", "ts", postgresql_where=_KEPT, sqlite_where=_KEPT),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 

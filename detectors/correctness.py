@@ -117,7 +117,8 @@ def labels_mark(session: Session, model_version_id: int) -> str:
     stmt = (
         select(func.count(Label.id), func.max(Label.updated_at))
         .join(LabelTask, LabelTask.id == Label.task_id)
-        .where(Label.model_version_id == model_version_id, LabelTask.reason.in_(UNIFORM_REASONS))
+        .where(Label.model_version_id == model_version_id, LabelTask.reason.in_(UNIFORM_REASONS),
+               Label.retired_at.is_(None))
     )
     count, newest = session.execute(stmt).one()
     return f"{count}@{newest}"

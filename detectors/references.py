@@ -70,7 +70,9 @@ def pin(
         raise NotFound(f"model version {model_version_id} does not exist")
     n = len(confidence)
     if n < MIN_REFERENCE:
-        raise Invalid("reference", f"needs at least {MIN_REFERENCE} samples, got {n}")
+        logged = source == "time_range" and embeddings is not None  # rows that kept their embedding, a sample
+        hint = "; the rows that kept their embedding (SHIFTWATCH_EMBEDDING_KEEP_RATE): pin a longer range" if logged else ""
+        raise Invalid("reference", f"needs at least {MIN_REFERENCE} samples, got {n}{hint}")
     for name, array, ndim in (
         ("embeddings", embeddings, 2),
         ("probabilities", probabilities, 2),
@@ -126,8 +128,19 @@ def pin_time_range(session: Session, model_version_id: int, start: datetime, end
     """Pin the production predictions of [start, end) as the reference."""
     if end <= start:
         raise Invalid("end", "must be after start")
-    window = queries.window(session, model_version_id, start=start, end=end)
-    return _pin_window(session, model_version_id, window, "time_range", start, end)
+    return _pin_window(session, model_version_id, _logged(session, model_version_id, start, end), "time_range", start, end)
+
+
+def _logged(
+    session: Session, model_version_id: int, start: datetime, end: datetime, *, last_n: int | None = None,
+    route: str | None = "production",
+) -> queries.Window:
+    """The rows of [start, end) that kept their embedding (a random sample of them), or every row when
+    the version logs no embeddings: a reference must have one per sample, like the windows it is compared with."""
+    embedded = queries.window(session, model_version_id, start=start, end=end, last_n=last_n, route=route, embedded=True)
+    if len(embedded):
+        return embedded
+    return queries.window(session, model_version_id, start=start, end=end, last_n=last_n, route=route)
 
 
 def _pin_window(
@@ -160,9 +173,7 @@ def pin_rollout_window(session: Session, model_version_id: int, start: datetime,
     That traffic is what people approved it on: after a drift-driven retrain it is the new
     normal, so a later shift of it (not the one it was trained for) is what its detectors see.
     """
-    window = queries.window(
-        session, model_version_id, start=start, end=end, last_n=MAX_ROLLOUT_REFERENCE, route=None
-    )
+    window = _logged(session, model_version_id, start, end, last_n=MAX_ROLLOUT_REFERENCE, route=None)
     return _pin_window(session, model_version_id, window, "rollout", start, end)
 
 

@@ -24,7 +24,17 @@ from shiftwatch.collector import queries
 from shiftwatch.collector.queries import Window
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
-from shiftwatch.detectors import DETECTORS, alerts, correctness, evidence, freshness, harm, multiple_testing, references
+from shiftwatch.detectors import (
+    DETECTORS,
+    alerts,
+    claims,
+    correctness,
+    evidence,
+    freshness,
+    harm,
+    multiple_testing,
+    references,
+)
 from shiftwatch.detectors.base import Detector
 from shiftwatch.detectors.configs import LABELED_INPUT, ConfigSpec, detector_class, fit_key
 from shiftwatch.detectors.effect import with_min_effect
@@ -35,7 +45,7 @@ from shiftwatch.detectors.tables import DetectorConfig, DetectorState, DriftRun
 from shiftwatch.detectors.two_sample import state_from_npz, state_to_npz
 from shiftwatch.errors import ShiftwatchError
 from shiftwatch.extras import MissingExtra
-from shiftwatch.scheduler import tick_of
+from shiftwatch.scheduler import REPLICA_ID, tick_of
 from shiftwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,15 +58,20 @@ MIN_CURRENT = 30
 UNWATCHED_STATES = ("retired",)
 
 
-def _due(session: Session, tick: datetime) -> list[ConfigSpec]:
+def _due(session: Session, tick: datetime, model_version_id: int | None = None) -> list[ConfigSpec]:
+    """The enabled configs (of every watched version, or of one) whose schedule has come round by ``tick``."""
     newest = select(DriftRun.config_id, func.max(DriftRun.tick)).group_by(DriftRun.config_id)
-    last: dict[int, datetime] = dict(session.execute(newest).tuples().all())
-    configs = session.scalars(
+    query = (
         select(DetectorConfig)
         .join(ModelVersion, ModelVersion.id == DetectorConfig.model_version_id)
         .where(DetectorConfig.enabled.is_(True), ModelVersion.state.not_in(UNWATCHED_STATES))
         .order_by(DetectorConfig.id)
     )
+    if model_version_id is not None:
+        newest = newest.join(DetectorConfig).where(DetectorConfig.model_version_id == model_version_id)
+        query = query.where(DetectorConfig.model_version_id == model_version_id)
+    last: dict[int, datetime] = dict(session.execute(newest).tuples().all())
+    configs = session.scalars(query)
     due = []
     for config in configs:
         previous = last.get(config.id)
@@ -78,10 +93,13 @@ def _array(source: references.ReferenceData | Window, kind: str) -> np.ndarray |
 def _current_window(
     session: Session, config: ConfigSpec, now: datetime
 ) -> tuple[Window, datetime | None, datetime | None]:
+    # Embedding detectors read the rows that kept their embedding (a random sample, collector.embedding_keep):
+    # their window_last_n counts embeddings, so a lower keep rate stretches the window in time, not in power.
+    embedded = config.input == "embeddings"
     if config.window_minutes is not None:
         start = now - timedelta(minutes=config.window_minutes)
-        return queries.window(session, config.model_version_id, start=start, end=now), start, now
-    window = queries.window(session, config.model_version_id, end=now, last_n=config.window_last_n)
+        return queries.window(session, config.model_version_id, start=start, end=now, embedded=embedded), start, now
+    window = queries.window(session, config.model_version_id, end=now, last_n=config.window_last_n, embedded=embedded)
     if len(window) == 0:
         return window, None, None
     bounds = [datetime.fromisoformat(str(t)).replace(tzinfo=UTC) for t in (window.ts[0], window.ts[-1])]
@@ -102,28 +120,34 @@ class _Inputs:
 
 
 def _read(
-    session: Session, configs: list[ConfigSpec], now: datetime, tick: datetime
+    session: Session, windows_from: Session, configs: list[ConfigSpec], now: datetime, tick: datetime
 ) -> tuple[_Inputs, list[Planned]]:
-    """The read phase: reference, fitted states, current windows (shared by configs with the same spec)."""
+    """The read phase: reference, fitted states, current windows (shared by configs with the same spec).
+
+    ``windows_from``: where the predictions are read (the watermark, "new data?", the windows), the
+    read replica when there is one. A lagging replica only delays rows to the next tick: the
+    watermark is read there too. Runs, states, alerts and the reference (this job's own writes,
+    and the fit keys) come from ``session``, on the primary.
+    """
     version = session.get(ModelVersion, configs[0].model_version_id)
     model = session.get(Model, version.model_id) if version is not None else None
     version_id = configs[0].model_version_id
     fingerprint = freshness.reference_fingerprint(session, version_id)
     last = freshness.last_runs(session, [c.id for c in configs])
     quiet: dict[int, str] = {}
-    mark = freshness.watermark(session, version_id, now)  # before the windows: a row landing in between is "new" next time
+    mark = freshness.watermark(windows_from, version_id, now)  # before the windows: a row landing in between is "new" next time
     labels = {LABELED_INPUT: correctness.labels_mark(session, version_id)} if any(c.input == LABELED_INPUT for c in configs) else {}
-    windows: dict[tuple[int | None, int | None], tuple[Window, datetime | None, datetime | None]] = {}
+    windows: dict[tuple[int | None, int | None, bool], tuple[Window, datetime | None, datetime | None]] = {}
     planned = []
     for config in configs:
         key = freshness.test_key(config, fingerprint, labels.get(config.input))
         previous = last.get(config.id)
-        if previous is not None and freshness.is_quiet(session, config, previous, key, now):
+        if previous is not None and freshness.is_quiet(windows_from, config, previous, key, now):
             quiet[config.id] = f"no new {'labels' if config.input in labels else 'data'} since run {previous.id}"
             continue
-        spec = (config.window_last_n, config.window_minutes)
+        spec = (config.window_last_n, config.window_minutes, config.input == "embeddings")
         if spec not in windows:
-            windows[spec] = _current_window(session, config, now)
+            windows[spec] = _current_window(windows_from, config, now)
         window, start, end = windows[spec]
         outcomes = correctness.current(session, version_id, window, start, end) if config.input in labels else None
         planned.append(Planned(config=config, window=window, window_start=start, window_end=end, watermark=mark,
@@ -289,15 +313,22 @@ def run_version(
     tick: datetime,
     now: datetime,
     registry: Mapping[str, type[Detector]],
+    claim: claims.Claim | None = None,
 ) -> TickReport:
-    """Run the due configs of one model version; all of it is written in one transaction, or nothing."""
-    with db.session() as session:
-        inputs, planned = _read(session, configs, now, tick)
+    """Run the due configs of one model version; all of it is written in one transaction, or nothing.
+
+    ``claim``: this worker's hold on the version at ``tick``, finished in that same transaction
+    (``claims.LostClaim``, and nothing written, when another worker took it over meanwhile).
+    """
+    with db.session() as session, db.lagging(session) as windows_from:
+        inputs, planned = _read(session, windows_from, configs, now, tick)
     tested = [Outcome(planned=p, tested=_test(p, inputs, registry)) for p in planned]
     data_dir = Path(settings.data_dir)
     outcomes = [_explained(o, inputs, data_dir, tick) for o in _decide(tested, inputs.reference)]
     replaced: list[str] = []
     with db.session() as session:
+        if claim is not None:
+            claims.finish(session, claim)
         record_quiet(session, inputs.quiet, tick)
         report = write_outcomes(session, alerts.Outbox.of(settings), outcomes, inputs.reference, tick, now, replaced)
     remove_reports(data_dir, replaced)  # superseded by the alert's new report, now committed
@@ -312,31 +343,47 @@ def run_due_detectors(
     *,
     tick: datetime | None = None,
     registry: Mapping[str, type[Detector]] = DETECTORS,
+    worker: str = REPLICA_ID,
 ) -> TickReport:
-    """Run every enabled config whose schedule has come round by ``tick``; one failing version never stops the others.
+    """Run the due configs of every version this worker claims at ``tick``; one failing version never stops the others.
 
-    ``tick``: the scheduler's tick (``drift_tick`` passes the one it claimed); None, the tick ``now`` falls in.
+    Any number of workers may call this for the same tick (``detectors.claims``): each due version
+    runs on exactly one of them. ``tick``: the scheduler's tick; None, the tick ``now`` falls in.
     """
     tick = tick_of(now, settings.detector_tick_seconds) if tick is None else tick
     with db.session() as session:
-        due = _due(session, tick)
-    by_version: dict[int, list[ConfigSpec]] = {}
-    for config in due:
-        by_version.setdefault(config.model_version_id, []).append(config)
+        version_ids = sorted({config.model_version_id for config in _due(session, tick)})
+    claims.offer(db, version_ids)
     total = TickReport(tick=tick)
-    for version_id, configs in by_version.items():
-        try:
-            report = run_version(db, settings, configs, tick, now, registry)
-        except Exception:
-            log.exception(
-                "drift runs of model version %s failed at %s; retried next tick", version_id, tick.isoformat()
-            )
-            total = total + TickReport(tick=tick, failed_versions=(version_id,))
-            continue
-        for line in report.failures:  # recorded on the run; the log says it in the same one line
-            log.warning("%s", line)
-        total = total + report
+    while (claim := claims.claim_next(db, version_ids, tick, worker, settings.detector_lease_seconds)) is not None:
+        total = total + _run_claimed(db, settings, claim, now, registry)
     return total
+
+
+def _run_claimed(
+    db: Database, settings: Settings, claim: claims.Claim, now: datetime, registry: Mapping[str, type[Detector]]
+) -> TickReport:
+    """Run one claimed version under a heartbeat; its configs still due are read again now that it is ours."""
+    tick, version_id = claim.tick, claim.model_version_id
+    with claims.heartbeat(db, claim, settings.detector_lease_seconds):
+        try:
+            with db.session() as session:
+                configs = _due(session, tick, version_id)
+            if not configs:  # run meanwhile (by a worker at an earlier tick): nothing left to do
+                claims.release(db, claim)
+                return TickReport(tick=tick)
+            report = run_version(db, settings, configs, tick, now, registry, claim)
+        except claims.LostClaim:
+            log.warning("drift runs of model version %s at %s were taken over by another worker; not written",
+                        version_id, tick.isoformat())  # fmt: skip
+            return TickReport(tick=tick)
+        except Exception:
+            log.exception("drift runs of model version %s failed at %s; retried next tick", version_id, tick.isoformat())
+            claims.release(db, claim)
+            return TickReport(tick=tick, failed_versions=(version_id,))
+    for line in report.failures:  # recorded on the run; the log says it in the same one line
+        log.warning("%s", line)
+    return report
 
 
 def check_version(

@@ -15,7 +15,7 @@ WEBHOOK_EVERY_S = 10
 
 
 def drift_tick(db: Database, settings: Settings, tick: datetime) -> None:
-    """The drift job: the configs due at the tick this replica claimed, tested on the data there is now."""
+    """The drift job: the due versions this replica claims at the tick, tested on the data there is now."""
     # Lazy: runs brings scikit-learn, SciPy and pandas (seconds cold), which listing the jobs must not pay for.
     from shiftwatch.detectors.runs import run_due_detectors
 
@@ -32,6 +32,7 @@ def webhook_tick(db: Database, settings: Settings, tick: datetime) -> None:
 def jobs(settings: Settings) -> list[ScheduledJob]:
     """What the app's lifespan schedules for the detectors when ``scheduler_enabled``."""
     return [
-        ScheduledJob(DETECTOR_JOB, settings.detector_tick_seconds, drift_tick),
+        # Every replica works every tick: the versions due are claimed one at a time (detectors/claims.py).
+        ScheduledJob(DETECTOR_JOB, settings.detector_tick_seconds, drift_tick, every_replica=True),
         ScheduledJob(WEBHOOK_JOB, WEBHOOK_EVERY_S, webhook_tick),
     ]

@@ -10,7 +10,9 @@ rollout (shadow and canary), the traffic a person approved it on. Not its predec
 describes the traffic before the shift that triggered the retrain (comparing against it would
 reopen at once the alert the promotion resolves), and a retrained network's embeddings are
 another space than its predecessor's, so an embedding test against them measures the model
-change, not the data.
+change, not the data. A carried ``labeled_accuracy`` scores against the uniform labels of that
+window, never retired ones (``labeling retire``): after a concept-drift retrain the labels given
+there use the new definition, and so does the promoted version's reference accuracy.
 """
 
 from __future__ import annotations

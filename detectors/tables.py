@@ -235,3 +235,21 @@ class FlaggedSample(Base):
     reason: Mapped[str] = mapped_column(String(500))
     drift_run_id: Mapped[int] = mapped_column(ForeignKey("drift_runs.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DetectorClaim(Base):
+    """Which worker runs a model version's due configs at which tick: the unit N detector workers split a tick by.
+
+    One row per version (not per config): Holm adjusts across a version's detectors and their runs
+    are written in one transaction, so a version's due configs are claimed together. A claim whose
+    ``heartbeat_at`` is older than the lease, unfinished, belongs to a dead worker and may be taken.
+    """
+
+    __tablename__ = "detector_claims"
+
+    model_version_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tick: Mapped[datetime] = mapped_column(UtcDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Set in the transaction that writes the version's runs (or when the version failed): this tick is done.
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

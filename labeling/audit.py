@@ -83,7 +83,7 @@ class WindowCandidates(Sequence[Candidate]):
             predicted_class=int(w.predicted_class[i]),
             confidence=float(w.confidence[i]),
             input_ref=w.input_ref[i],
-            embedding=None if w.embeddings is None else w.embeddings[i],
+            embedding=w.embedding(i),
             probabilities=None if w.probabilities is None else w.probabilities[i],
             reason=reason,
             priority=priority,

@@ -1,4 +1,5 @@
-"""``shiftwatch labeling status|select|push|pull|export|import``: the queue, its sync with Label Studio, and labels as files.
+"""``shiftwatch labeling status|select|push|pull|export|import|retire``: the queue, its sync with Label Studio, labels as
+files, and labels retired when a label definition changes.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
 --help``) must load neither SQLAlchemy nor numpy (``tests/test_cli_startup.py``).
@@ -124,6 +125,31 @@ def import_file(
     with db.session() as session:
         result = import_labels(session, model, read.rows, annotator=annotator or f"import:{file.name}")
     _print([{**asdict(result), "unlabeled_rows": read.unlabeled}], as_json)
+
+
+@app.command("retire")
+def retire(
+    model: str = typer.Option(..., help="model name"),
+    before: str = typer.Option(..., help="labels given before this ISO date/time (naive means UTC) are retired"),
+    label_class: str | None = typer.Option(None, "--class", help="only labels of this class (name or index): the one redefined"),
+    reason: str = typer.Option("", help="why (kept with each retired label, for audit)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """A label definition changed: labels given under the old one are kept for audit, out of retraining and accuracy.
+
+    A new label for a retired sample (an import, a Label Studio annotation) un-retires it: relabeling
+    old samples under the new definition brings them back.
+    """
+    from shiftwatch.labeling.retire import parse_before, retire_labels
+
+    settings = settings_or_exit()
+    when = parse_before(before, "--before")
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        done = retire_labels(session, model, when, label_class, reason)
+    row = {**asdict(done), "before": done.before.isoformat()}
+    row["class"] = row.pop("label_class")
+    _print([row], as_json)
 
 
 @app.command("export")

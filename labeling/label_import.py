@@ -257,8 +257,9 @@ def _put_label(session: Session, task: LabelTask, label: Label | None, value: in
         session.add(Label(task_id=task.id, prediction_id=task.prediction_id, model_version_id=task.model_version_id,
                           label=value, annotator=annotator, labeled_at=now, source="import"))
         return "labeled"
-    if (label.label, label.annotator) == (value, annotator):
+    if (label.label, label.annotator) == (value, annotator) and label.retired_at is None:
         return "unchanged"
     label.label, label.annotator, label.labeled_at, label.source = value, annotator, now, "import"
     label.studio_annotation_id = None
+    label.retired_at = label.retired_reason = None  # given again: under the definition in force now
     return "updated"

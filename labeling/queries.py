@@ -37,13 +37,14 @@ class LabeledSample:
 
 
 def labeled_samples(session: Session, model_name: str, since: datetime | None = None) -> list[LabeledSample]:
-    """All labeled samples of every version of ``model_name`` labeled at or after ``since``, oldest label first."""
+    """All labeled samples of every version of ``model_name`` labeled at or after ``since``, oldest label first
+    (retired labels, given under a superseded definition, are left out)."""
     model = registry.get_model(session, model_name)
     stmt = (
         select(Label, LabelTask)
         .join(LabelTask, LabelTask.id == Label.task_id)
         .join(ModelVersion, ModelVersion.id == Label.model_version_id)
-        .where(ModelVersion.model_id == model.id)
+        .where(ModelVersion.model_id == model.id, Label.retired_at.is_(None))
     )
     if since is not None:
         stmt = stmt.where(Label.labeled_at >= since)
@@ -111,9 +112,10 @@ def labeled_outcomes(
     end: datetime | None = None,
     reasons: Sequence[str] | None = None,
 ) -> LabeledOutcomes:
-    """Labels of one version's predictions made in [start, end) (by prediction time ``ts``); only ``reasons``' rows if given."""
+    """Labels of one version's predictions made in [start, end) (by prediction time ``ts``); only ``reasons``' rows if given;
+    never retired ones."""
     stmt = select(Label, LabelTask).join(LabelTask, LabelTask.id == Label.task_id)
-    stmt = stmt.where(Label.model_version_id == model_version_id)
+    stmt = stmt.where(Label.model_version_id == model_version_id, Label.retired_at.is_(None))
     if reasons is not None:
         stmt = stmt.where(LabelTask.reason.in_(reasons))
     if start is not None:

@@ -43,6 +43,7 @@ class QueueStatus:
     retrying: int
     last_error: str | None
     oldest_pending: datetime | None
+    retired_labels: int = 0  # of ``labels``: superseded by a changed definition (labeling retire), out of training
 
 
 def check_reason(reason: str) -> None:
@@ -150,6 +151,8 @@ def queue_status(session: Session, model_name: str, daily_budget: int, now: date
     last_failed = session.scalar(pending_failed.order_by(LabelTask.updated_at.desc()).limit(1))
     oldest = session.scalar(select(func.min(LabelTask.created_at)).where(in_model, LabelTask.state == "pending"))
     labels = int(session.scalar(select(func.count()).select_from(Label).where(Label.model_version_id.in_(version_ids))) or 0)
+    retired = int(session.scalar(select(func.count()).select_from(Label).where(
+        Label.model_version_id.in_(version_ids), Label.retired_at.is_not(None))) or 0)
     return QueueStatus(
         model=model_name,
         by_state=by_state,
@@ -160,4 +163,5 @@ def queue_status(session: Session, model_name: str, daily_budget: int, now: date
         retrying=retrying,
         last_error=None if last_failed is None else last_failed.last_error,
         oldest_pending=oldest,
+        retired_labels=retired,
     )

@@ -19,12 +19,15 @@ from shiftwatch.labeling import policy, queue, sync
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.label_import import LabelRow, import_labels
+from shiftwatch.labeling.retire import retire_labels
 from shiftwatch.labeling.schemas import (
     ImportOut,
     LabelsIn,
     PushOut,
     QueuedTaskOut,
     QueueStatusOut,
+    RetireIn,
+    RetireOut,
     SelectionOut,
     SyncOut,
     WebhookIn,
@@ -155,3 +158,12 @@ def post_labels(body: LabelsIn, db: DbDep, principal: Labeler) -> ImportOut:
     rows = [LabelRow.of(f"labels[{i}]", row.model_dump()) for i, row in enumerate(body.labels)]
     with db.session() as session:
         return ImportOut(**asdict(import_labels(session, body.model, rows, annotator=principal.name)))
+
+
+@router.post("/labels/retire", response_model=RetireOut)
+def retire(body: RetireIn, db: DbDep, _: Operator) -> RetireOut:
+    """A label definition changed: labels given before ``before`` (of ``class`` only, if named) are kept for audit
+    and left out of retraining and of every labeled accuracy; a new label for a sample un-retires it."""
+    with db.session() as session:
+        done = retire_labels(session, body.model, body.before, body.label_class, body.reason)
+    return RetireOut(**asdict(done))

@@ -41,6 +41,7 @@ class QueueStatusOut(BaseModel):
     retrying: int
     last_error: str | None
     oldest_pending: datetime | None
+    retired_labels: int = 0
 
 
 class SelectionOut(BaseModel):
@@ -109,3 +110,23 @@ class ImportOut(BaseModel):
     unchanged: int
     new_tasks: int
     audit: int
+
+
+class RetireIn(BaseModel):
+    """Retire labels given under a label definition that has since changed (kept for audit, out of training and accuracy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(max_length=200)
+    before: datetime = Field(description="labels given (labeled_at) before this time are retired; needs a time zone")
+    label_class: str | int | None = Field(None, alias="class", description="only labels of this class (name or index)")
+    reason: str = Field("", max_length=500, description="why, kept with each retired label")
+
+
+class RetireOut(BaseModel):
+    model: str
+    before: datetime
+    label_class: str | None = Field(serialization_alias="class")
+    retired: int
+    retired_total: int
+    active: int

@@ -121,11 +121,19 @@ def diverse_top(
 ) -> list[Candidate]:
     """The ``k`` most useful candidates: the top of the priority order, spread out by k-center greedy.
 
-    Candidates without embeddings cannot be spread out; they are taken by priority alone.
+    Where only a sample of rows kept its embedding (``collector.embedding_keep``), flagged and
+    disagreeing candidates without one are taken first by priority, and the rest is spread over the
+    top of the kept ones (a uniform random subset of the ranking): each pick keeps its embedding for
+    the next batch's spread. With fewer kept than places, candidates are taken by priority alone.
     """
     if k <= 0 or not candidates:
         return []
     ranked = sorted(candidates, key=lambda c: -c.priority)
+    embedded = [c for c in ranked if c.embedding is not None]
+    if embedded and len(embedded) < len(ranked):
+        first = [c for c in ranked if c.embedding is None and c.priority >= PRIORITY_BASE["flagged"]][:k]
+        if len(embedded) >= k - len(first):
+            return first + diverse_top(embedded, k - len(first), existing=existing, pool_factor=pool_factor)
     pool = ranked[: max(k, pool_factor * k)]
     if len(pool) <= k or any(c.embedding is None for c in pool):
         return pool[:k]

@@ -226,6 +226,8 @@ def apply_annotation(
         "source": source,
         "studio_task_id": task.get("id"),
         "studio_annotation_id": annotation.get("id"),
+        "retired_at": None,  # a new annotation is given under the definition in force now (labeling retire)
+        "retired_reason": None,
     }
     row.state = "labeled"
     if label is None:

@@ -85,3 +85,7 @@ class Label(Base):
     studio_annotation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # Superseded (``labeling retire``): given under a label definition that has since changed. Kept for
+    # audit, left out of training and of every accuracy; a new label for the sample clears it.
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    retired_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from shiftwatch.errors import ShiftwatchError
+from shiftwatch.retrain.ort import onnxruntime as ort
 from shiftwatch.retrain.runtime import EMBEDDING, INPUT_NAME, LOGITS, OnnxClassifier
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from shiftwatch.errors import Invalid
+from shiftwatch.retrain.ort import onnxruntime as ort
 
 CPU = "CPUExecutionProvider"
 # Operators that carry a model's compute: one of these left on the CPU means the accelerator did not

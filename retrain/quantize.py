@@ -15,6 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import version_converter
+
+from shiftwatch.retrain.ort import onnxruntime  # noqa: F401  (first: without a flavour, the line naming it)
+
+# isort: split
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from shiftwatch.errors import Invalid, NotFound
 from shiftwatch.retrain import placement
+from shiftwatch.retrain.ort import onnxruntime as ort
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ import numpy as np
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
+from shiftwatch.collector.broker import broker_publisher
 from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
@@ -143,6 +144,7 @@ class Gateway:
         self.writer = PredictionLogWriter(
             db, settings.data_dir, input_max_bytes=settings.input_max_bytes,
             ingest_max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+            embedding_keep_rate=settings.embedding_keep_rate, broker=broker_publisher(settings),
         )  # fmt: skip
         self.shadow_dropped = 0
         self._tables: dict[str, RouteTable] = {}

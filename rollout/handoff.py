@@ -35,7 +35,8 @@ def known_labels(session: Session, input_refs: list[str]) -> dict[str, int]:
         rows = session.execute(
             select(LabelTask.input_ref, Label.label)
             .join(Label, Label.task_id == LabelTask.id)
-            .where(LabelTask.input_ref.in_(unique[start : start + IN_CHUNK]), LabelTask.reason.in_(UNIFORM_REASONS))
+            .where(LabelTask.input_ref.in_(unique[start : start + IN_CHUNK]), LabelTask.reason.in_(UNIFORM_REASONS),
+                   Label.retired_at.is_(None))
             .order_by(Label.labeled_at)
         )
         found.update({ref: int(label) for ref, label in rows if ref is not None})  # the newest label wins

@@ -37,11 +37,14 @@ class ReplayResult:
 class LogSpill:
     """The gateway's pending predictions on disk."""
 
-    def __init__(self, data_dir: Path, db: Database, *, max_rows: int, retention_days: int) -> None:
+    def __init__(
+        self, data_dir: Path, db: Database, *, max_rows: int, retention_days: int, embedding_keep_rate: float = 1.0
+    ) -> None:
         self.files = SpillDir(data_dir / SPILL_DIR)
         self.db = db
         self.max_rows = max_rows
         self.retention_days = retention_days
+        self.embedding_keep_rate = embedding_keep_rate
 
     def keep(self, records: list[PredictionRecord]) -> None:
         """Write the records to disk, a file per rectangular group; raises ``OSError`` if the disk refuses."""
@@ -61,7 +64,8 @@ class LogSpill:
                 try:
                     batch = wire.decode(pending.path.read_bytes(), max_unpacked_bytes=1 << 30)
                     result = ingest(self.db, [(batch, None)], max_rows=max(self.max_rows, len(batch)),
-                                    retention_days=self.retention_days, partial=True)  # fmt: skip
+                                    retention_days=self.retention_days, partial=True,
+                                    embedding_keep_rate=self.embedding_keep_rate)  # fmt: skip
                 except OperationalError:
                     break
                 except (FileNotFoundError, wire.WireError, ShiftwatchError) as exc:

@@ -21,7 +21,8 @@ from pathlib import Path
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
-from shiftwatch.collector.ingest import MAX_LENGTHS
+from shiftwatch.collector.broker import BrokerPublisher, BrokerUnavailable
+from shiftwatch.collector.ingest import MAX_LENGTHS, check
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
@@ -31,7 +32,7 @@ from shiftwatch.rollout.log_journal import LogJournal
 from shiftwatch.rollout.log_spill import LogSpill
 from shiftwatch.rollout.routing import REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.tables import ServingError
-from shiftwatch_client.records import PredictionRecord
+from shiftwatch_client.records import PredictionRecord, grouped_columns
 
 log = logging.getLogger(__name__)
 
@@ -79,22 +80,29 @@ class PredictionLogWriter:
         input_max_bytes: int,
         ingest_max_rows: int,
         retention_days: int,
+        embedding_keep_rate: float = 1.0,
         flush_interval_s: float = 0.2,
         max_rows: int = 512,
         replay_interval_s: float = 2.0,
+        broker: BrokerPublisher | None = None,
     ) -> None:
-        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS and SHIFTWATCH_RETENTION_DAYS."""
+        """The limits are SHIFTWATCH_INPUT_MAX_BYTES, SHIFTWATCH_MAX_BATCH_ROWS, SHIFTWATCH_RETENTION_DAYS and
+        SHIFTWATCH_EMBEDDING_KEEP_RATE; with ``broker`` (SHIFTWATCH_INGEST_BROKER_URL) rows are validated here and
+        published, not stored (the ingest workers apply the keep rate)."""
         self.db = db
+        self.broker = broker
         self.store = InputStore(data_dir)
         self.input_max_bytes = input_max_bytes
         self.ingest_max_rows = ingest_max_rows
         self.retention_days = retention_days
+        self.embedding_keep_rate = embedding_keep_rate
         self.flush_interval_s = flush_interval_s
         self.max_rows = max_rows
         self.written = 0
         self.failed = 0
         self.inputs_refused = 0  # predictions logged without their image: over SHIFTWATCH_INPUT_MAX_BYTES
-        self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days)
+        self.spill = LogSpill(data_dir, db, max_rows=ingest_max_rows, retention_days=retention_days,
+                              embedding_keep_rate=embedding_keep_rate)
         self.journal = LogJournal(data_dir)
         recovered = self.journal.recover()  # answered by a process killed before it stored them
         if recovered:
@@ -127,6 +135,8 @@ class PredictionLogWriter:
         self._queue.put(None)
         self._thread.join(timeout=60)
         self.journal.close()
+        if self.broker is not None:
+            self.broker.close()
 
     def _run(self) -> None:
         stopping = False
@@ -188,7 +198,13 @@ class PredictionLogWriter:
             self._store(errors, self._insert_errors, "serving error")
 
     def _log(self, records: list[PredictionRecord]) -> None:
-        log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days)
+        if self.broker is None:
+            log_predictions(self.db, records, max_rows=self.ingest_max_rows, retention_days=self.retention_days,
+                            embedding_keep_rate=self.embedding_keep_rate)
+            return
+        checked = check(self.db, grouped_columns(records), max_rows=self.ingest_max_rows,
+                        retention_days=self.retention_days)  # fmt: skip
+        self.broker.publish_wait([chunk for chunk, _, _ in checked.kept])
 
     def _store(self, rows: list[PredictionRecord] | list[PendingError], write: Callable[[list], object], what: str
                ) -> None:
@@ -197,7 +213,7 @@ class PredictionLogWriter:
             write(rows)
             self.written += len(rows)
             return
-        except OperationalError:  # the database is down: one by one would fail the same way
+        except (OperationalError, BrokerUnavailable):  # the database or broker is down: one by one fails the same way
             if what == "prediction" and self._spill(rows):  # type: ignore[arg-type]  # predictions only
                 return
             self.failed += len(rows)

@@ -16,6 +16,7 @@ from shiftwatch.auth import require
 from shiftwatch.client_version import ClientVersionGuard
 from shiftwatch.collector import router as collector_routes
 from shiftwatch.collector.bodies import ByteBudget
+from shiftwatch.collector.broker import broker_publisher
 from shiftwatch.console import router as console_routes
 from shiftwatch.cross_site import CrossSiteGuard
 from shiftwatch.db import Database
@@ -82,16 +83,19 @@ def create_app(settings: Settings, db: Database | None = None) -> FastAPI:
             for job in reversed(jobs):
                 stop_job(job.name)
             rollout_routes.close_gateway(app)
+            if app.state.broker is not None:
+                app.state.broker.close()
 
     app = FastAPI(title="shiftwatch", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     secret_key(settings)  # read (or generate) it now: a bad key file fails the build, not a request
-    app.state.db = db or Database.connect(settings.database_url)
+    app.state.db = db or Database.connect(settings.database_url, settings.read_database_url)
     app.state.ingest_gate = collector_routes.IngestGate(settings.max_inflight_batches)
     app.state.parse_budget = ByteBudget(settings.max_parse_bytes)  # shared by ingest and the gateway
+    app.state.broker = broker_publisher(settings)  # None: ingest stores batches itself
     # Consulted by shiftwatch.auth.current_principal only when settings.auth_required is on.
     app.state.resolve_token = TokenResolver(app.state.db)
-    exposition = Exposition(app.state.db)
+    exposition = Exposition(app.state.db, app.state.broker)
 
     @app.exception_handler(ShiftwatchError)
     async def _domain_error(_: Request, exc: ShiftwatchError) -> JSONResponse:

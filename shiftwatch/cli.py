@@ -17,6 +17,7 @@ from shiftwatch import alerts_cli, detectors_cli, models_cli, tokens_cli
 from shiftwatch import demo as demo_cli
 from shiftwatch.cli_context import settings_or_exit
 from shiftwatch.cli_output import tolerate_closed_pipes
+from shiftwatch.collector import broker_cli
 from shiftwatch.collector import cli as collector_cli
 from shiftwatch.dashboards import cli as dashboards_cli
 from shiftwatch.detectors import check_cli
@@ -84,8 +85,10 @@ def serve_ray(
 app.add_typer(detect_cli.app)  # detect, estimate-accuracy
 app.add_typer(check_cli.app)  # check
 app.add_typer(collector_cli.app)  # replay-rejected
+app.add_typer(broker_cli.app)  # ingest-worker
 app.add_typer(demo_cli.app)  # demo
 app.add_typer(db_app, name="db")
+app.add_typer(broker_cli.ingest_app, name="ingest")
 app.add_typer(labeling_cli.app, name="labeling")
 app.add_typer(retrain_cli.app, name="retrain")
 app.add_typer(rollout_cli.app, name="rollout")

@@ -29,8 +29,10 @@ def settings_or_exit() -> Settings:
         raise ShiftwatchError(f"configuration: SHIFTWATCH_{field.upper()}: {error['msg']}") from None
 
 
-def open_db(database_url: str, *, migrate: bool) -> Database:
+def open_db(database_url: str, *, migrate: bool, read_url: str | None = None) -> Database:
     """The database a command (or the demo) works on; ``migrate`` first brings its schema to the newest revision.
+
+    ``read_url``: its streaming replica, for commands whose reads may lag (the detector worker's windows).
 
     Commands that write what a first run may need (tokens, a registered model, a check) migrate;
     those that read or act on existing rows do not.
@@ -41,4 +43,4 @@ def open_db(database_url: str, *, migrate: bool) -> Database:
         from shiftwatch.migrate import upgrade  # only when asked: importing Alembic costs about half a second
 
         upgrade(database_url)
-    return Database.connect(database_url)
+    return Database.connect(database_url, read_url)

@@ -113,15 +113,34 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 @dataclass
 class Database:
-    """An engine plus its session factory; one per process, passed down explicitly."""
+    """An engine plus its session factory; one per process, passed down explicitly.
+
+    ``replica``: a streaming replica of it (``SHIFTWATCH_READ_DATABASE_URL``) for reads that may lag
+    a little (detector windows, console pages); ``reader()`` is where such reads go.
+    """
 
     engine: Engine
     sessions: sessionmaker[Session]
+    replica: Database | None = None
 
     @classmethod
-    def connect(cls, url: str) -> Database:
+    def connect(cls, url: str, read_url: str | None = None) -> Database:
         engine = make_engine(url)
-        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+        replica = cls.connect(read_url) if read_url else None
+        return cls(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False), replica=replica)
+
+    def reader(self) -> Database:
+        """Where reads that may lag go: the replica when there is one, else this database."""
+        return self.replica or self
+
+    @contextmanager
+    def lagging(self, primary: Session) -> Iterator[Session]:
+        """A session for reads that may lag: on the replica when there is one, else ``primary`` itself."""
+        if self.replica is None:
+            yield primary
+            return
+        with self.replica.session() as session:
+            yield session
 
     @property
     def is_postgres(self) -> bool:
@@ -135,6 +154,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
 
 
 def import_all_tables() -> None:

@@ -1,4 +1,4 @@
-"""``shiftwatch detectors list|runs|disable|enable``: which detectors watch which versions, what their runs found,
+"""``shiftwatch detectors list|runs|disable|enable|work``: which detectors watch which versions, what their runs found,
 and switching one off or on.
 
 Views over the detector configs and runs, and the one change a person makes from a shell:
@@ -140,6 +140,33 @@ def runs(
           r.n_current, r.note) for r in found],
         title=f"runs of detector {config_id}",
     )  # fmt: skip
+
+
+@app.command("work")
+def work(
+    ticks: int | None = typer.Option(None, "--ticks", min=1, help="stop after this many ticks (default: run until stopped)"),
+) -> None:
+    """Run as a detector worker: the drift runs of every tick, split with the other workers and `serve` replicas.
+
+    Start any number on PostgreSQL (docs/scaling.md); each due model version runs on one of them.
+    """
+    import logging
+    import signal
+    import threading
+
+    from shiftwatch.detectors.worker import work as work_ticks
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the tick in hand, then exit
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=True, read_url=settings.read_database_url)
+    try:
+        work_ticks(db, settings, ticks=ticks, stop=stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        db.dispose()
 
 
 def _num(value: float | None) -> str:

@@ -4,7 +4,8 @@ Each API replica starts its own ``BackgroundScheduler`` on a job store in the sh
 (APScheduler's ``SQLAlchemyJobStore``, table ``apscheduler_jobs``). APScheduler 3 does not
 coordinate several schedulers on one store, so two replicas may both fire the same job; the job
 body therefore starts with ``claim_tick``: an insert of (job_name, tick) under a primary key,
-which exactly one replica wins. A replica that crashes mid-run has consumed its tick; the work
+which exactly one replica wins (a job marked ``every_replica`` skips it and claims its own units of
+work: the detectors' drift runs, one model version at a time). A replica that crashes mid-run has consumed its tick; the work
 it left undone is still due and runs on the next tick (domain jobs decide "due" from their own
 committed rows, and write each result in one transaction).
 
@@ -45,11 +46,16 @@ REPLICA_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 @dataclass(frozen=True, slots=True)
 class ScheduledJob:
-    """A job every replica schedules: ``func(db, settings, tick)`` runs once per ``every_seconds`` tick."""
+    """A job every replica schedules: ``func(db, settings, tick)`` runs once per ``every_seconds`` tick.
+
+    ``every_replica``: the job splits a tick's work itself (the detectors' per-version claims), so
+    each replica runs it at every tick instead of one replica claiming the whole tick.
+    """
 
     name: str
     every_seconds: int
     func: Callable[[Database, Settings, datetime], Any]
+    every_replica: bool = False
 
 
 def tick_of(now: datetime, every_seconds: int) -> datetime:
@@ -97,7 +103,7 @@ def run_job(name: str, now: datetime | None = None) -> bool:
         log.warning("job %s is in the job store but not registered in this process", name)
         return False
     tick = tick_of(now or utcnow(), bound.job.every_seconds)
-    if not claim_tick(bound.db, name, tick):
+    if not bound.job.every_replica and not claim_tick(bound.db, name, tick):
         return False
     try:
         bound.job.func(bound.db, bound.settings, tick)
@@ -115,6 +121,7 @@ def bind(db: Database, settings: Settings, job: ScheduledJob) -> None:
 
 def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
     """Schedule ``job`` in this process's scheduler (started on first use, job store in ``db``)."""
+    from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -123,12 +130,16 @@ def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
     with _lock:
         if _scheduler is None:
             _scheduler = BackgroundScheduler(
-                jobstores={"default": SQLAlchemyJobStore(engine=db.engine)},
+                # "local": every_replica jobs. In the shared store one replica's firing moves the job's
+                # next run time for all, so the others would often skip the tick it must run on each.
+                jobstores={"default": SQLAlchemyJobStore(engine=db.engine), "local": MemoryJobStore()},
                 # A replica that was down does not replay missed ticks: the next tick covers them.
                 job_defaults={"coalesce": True, "max_instances": 1},
                 timezone=UTC,
             )
             _scheduler.start()
+        if job.every_replica and _scheduler.get_job(job.name, jobstore="default") is not None:
+            _scheduler.remove_job(job.name, jobstore="default")  # stored there by a release before it ran on every replica
         # Aligned to multiples of the interval since the epoch, so every replica fires on the same tick.
         _scheduler.add_job(
             run_job,
@@ -137,6 +148,7 @@ def start_job(db: Database, settings: Settings, job: ScheduledJob) -> None:
             start_date=tick_of(utcnow(), job.every_seconds),
             id=job.name,
             args=[job.name],
+            jobstore="local" if job.every_replica else "default",
             misfire_grace_time=job.every_seconds,
             replace_existing=True,
         )

@@ -50,12 +50,22 @@ def secret_key_problem(value: str) -> str | None:
     return None
 
 
+def _psycopg_url(value: str) -> str:
+    """A PostgreSQL URL with the driver we ship (psycopg 3), so the plain postgresql:// form works."""
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
 class Settings(BaseSettings):
     """Everything a shiftwatch process can be told. Passed down explicitly; nothing else reads the environment."""
 
     model_config = SettingsConfigDict(env_prefix="SHIFTWATCH_", extra="forbid")
 
     database_url: str = "sqlite:///./shiftwatch.db"
+    # A PostgreSQL streaming replica of database_url: detector windows, the console's pages and the
+    # dashboards' reads go there; what must read its own writes stays on the primary (docs/scaling.md).
+    read_database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     # Ingest limits: a request body over this is refused with 413 before it is parsed.
@@ -79,6 +89,12 @@ class Settings(BaseSettings):
     # Days of predictions kept; older daily partitions (PostgreSQL) or rows (SQLite) are dropped.
     # Labeled samples, alerts and the audit log are kept regardless.
     retention_days: int = Field(30, ge=1)
+    # Share of each version's rows that keep their full embedding (a hash of the prediction id
+    # decides, so replays agree); shadow and canary rows, and a model's production rows while it has
+    # a rollout, always keep theirs. Every row keeps class, confidence and probabilities.
+    # 0.05: 5.6x fewer bytes per 512-d row on PostgreSQL (0.1: 4.6x, as a row's ids, outputs and indexes
+    # are ~440 B), embedding detectors' power unchanged at the same window (bench/embedding_keep.py).
+    embedding_keep_rate: float = Field(0.05, ge=0, le=1)
     # Daily partitions created ahead of time on PostgreSQL.
     partitions_ahead_days: int = Field(3, ge=1)
     # Where model artifacts, reports and demo outputs are written.
@@ -119,6 +135,10 @@ class Settings(BaseSettings):
     alert_webhook_secrets: dict[str, str] = Field(default_factory=dict)
     # How often the detector job wakes up; each config runs when its own schedule_seconds have passed.
     detector_tick_seconds: int = Field(60, ge=1)
+    # A detector worker renews its claim on the model version it runs every third of this; a claim
+    # unrenewed this long is a dead worker's, and another takes it (detectors/claims.py). Keep it
+    # under detector_tick_seconds so a killed worker's version runs again by the next tick.
+    detector_lease_seconds: float = Field(30.0, gt=0)
     # Serving gateway (rollout): concurrent requests gathered into one ONNX Runtime call, up to this
     # many images or this long a wait (1 = no batching). 32 / 5 ms: see bench/gateway.py.
     gateway_max_batch_size: int = Field(32, ge=1, le=1024)
@@ -164,16 +184,44 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(64 * 1024, ge=1024)
     keep_alive_timeout_s: float = Field(5.0, gt=0)
     backlog: int = Field(2048, ge=1)
+    # Ingest through NATS JetStream (docs/scaling.md, "Ingest through a broker"): set, the API and the
+    # gateway validate a batch and publish it to the stream, answering once JetStream has it; any number of
+    # `shiftwatch ingest-worker` processes store it. Unset: they store it themselves. Needs the [broker] extra.
+    ingest_broker_url: str | None = None
+    # The JetStream stream and its subject; rows the store refuses go to "<stream>_DEAD" on "<subject>.dead".
+    ingest_broker_stream: str = Field("SHIFTWATCH_INGEST", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    ingest_broker_subject: str = Field("shiftwatch.ingest", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # The durable pull consumer all ingest workers share (each message goes to one of them).
+    ingest_broker_consumer: str = Field("ingest-workers", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    # A message a worker has not acked within this long (killed, stuck) goes to another worker.
+    ingest_broker_ack_wait_s: float = Field(30.0, gt=0)
+    # How long a publish waits for JetStream's ack before the API answers 503 (the gateway spills).
+    ingest_broker_publish_timeout_s: float = Field(10.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+        if not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("database_url must be a sqlite:/// or postgresql+psycopg:// URL")
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
-            # psycopg 3 is the driver we ship; make the plain URL work.
-            value = "postgresql+psycopg://" + value.split("://", 1)[1]
-        return value
+        return _psycopg_url(value)
+
+    @field_validator("read_database_url")
+    @classmethod
+    def _postgres_replica(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("postgresql", "postgres://")):
+            raise ValueError("read_database_url must be a postgresql+psycopg:// URL (a streaming replica)")
+        if not str(info.data.get("database_url", "")).startswith("postgresql"):
+            raise ValueError("read_database_url needs a PostgreSQL database_url (SQLite has no replicas)")
+        return _psycopg_url(value)
+
+    @field_validator("ingest_broker_url")
+    @classmethod
+    def _nats_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value.split(",")[0].strip()).scheme not in ("nats", "tls"):
+            raise ValueError("ingest_broker_url must be a nats:// (or tls://) URL, e.g. nats://127.0.0.1:4222")
+        return value or None
 
     @field_validator("secret_key")
     @classmethod

@@ -78,10 +78,12 @@ def settings(db_url: str, tmp_path: Path) -> Settings:
     """Auth off on purpose: most tests exercise a domain, not auth; the security tests turn it on.
 
     ``testserver`` is the Host header FastAPI's TestClient sends; a real server answers only to
-    its public URL's host and loopback (shiftwatch.cross_site).
+    its public URL's host and loopback (shiftwatch.cross_site). Every embedding is kept: tests of other
+    areas compare what they logged with what was stored; the sample (SHIFTWATCH_EMBEDDING_KEEP_RATE,
+    default 0.05) has its own tests (tests/collector/test_embedding_keep.py, tests/detectors/test_embedding_sample.py).
     """
     return Settings(database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=False,
-                    allowed_hosts=[TEST_CLIENT_HOST])
+                    allowed_hosts=[TEST_CLIENT_HOST], embedding_keep_rate=1.0)
 
 
 @pytest.fixture

@@ -51,14 +51,15 @@ log = logging.getLogger("shiftwatch.client")
 class ClientStats:
     """What the client has done so far (read-only for callers). Row counts unless named ``*_batches``.
 
-    Once ``flush()`` returns True: ``logged == stored + duplicates + rejected + spilled``
+    Once ``flush()`` returns True: ``logged == stored + duplicates + queued + rejected + spilled``
     (``spilled`` also counts rows waiting from an earlier process on the same spill directory).
     """
 
     logged: int = 0  # rows log() accepted
-    sent: int = 0  # rows in batches the server acknowledged: stored + duplicates
+    sent: int = 0  # rows in batches the server acknowledged: stored + duplicates + queued
     stored: int = 0
     duplicates: int = 0
+    queued: int = 0  # rows a server with an ingest broker took (202); its ingest workers store them
     rejected: int = 0  # rows kept in rejected-* files
     spilled: int = 0  # rows waiting in pending-* files
     sent_batches: int = 0
@@ -348,7 +349,8 @@ class Client(ServerCalls):
             max_server_errors=self.max_server_errors, stop_when_unreachable=lambda: self._closing,
             on_retry=self._retried,
         )  # fmt: skip
-        self._count(sent_batches=1, sent=rows - len(ack.refusals), stored=ack.stored, duplicates=ack.duplicates)
+        self._count(sent_batches=1, sent=rows - len(ack.refusals), stored=ack.stored, duplicates=ack.duplicates,
+                    queued=ack.queued)
         return ack
 
     def _keep_refused(self, body: bytes, ack: Ack, records: list[PredictionRecord]) -> bool:

@@ -236,3 +236,12 @@ class ServerCalls:
         """
         rows = [{k: (str(v) if k == "prediction_id" else v) for k, v in row.items()} for row in labels]
         return self._call("POST", "/v1/labels", {"model": model, "labels": rows})
+
+    def retire_labels(
+        self, model: str, before: datetime, *, label_class: str | int | None = None, reason: str = ""
+    ) -> dict[str, Any]:
+        """A label definition changed: retire ``model``'s labels given before ``before`` (only ``label_class``'s if
+        named) -- kept for audit, left out of retraining and of every labeled accuracy (``POST /v1/labels/retire``,
+        scope ``operate``). A new label for a retired sample un-retires it. Returns how many were retired."""
+        body = {"model": model, "before": _aware("before", before), "class": label_class, "reason": reason}
+        return self._call("POST", "/v1/labels/retire", body)

@@ -50,16 +50,19 @@ class ApiError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The server's answer to a batch: rows stored, duplicates, and each row it refused (index, field, reason)."""
+    """The server's answer to a batch: rows stored, duplicates, each row it refused (index, field, reason), and
+    rows queued (a server with an ingest broker answers 202: its ingest workers store them)."""
 
     stored: int
     duplicates: int
     refusals: tuple[dict, ...] = ()
+    queued: int = 0
 
     @classmethod
     def of(cls, answer: object) -> Ack:
         counts = answer if isinstance(answer, dict) else {}
-        return cls(int(counts.get("stored", 0)), int(counts.get("duplicates", 0)), tuple(counts.get("refusals", ())))
+        return cls(int(counts.get("stored", 0)), int(counts.get("duplicates", 0)), tuple(counts.get("refusals", ())),
+                   int(counts.get("queued", 0)))  # fmt: skip
 
 
 # The SDK asks the server to store a batch's valid rows and refuse the rest one by one.

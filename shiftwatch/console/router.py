@@ -23,7 +23,7 @@ from shiftwatch.console.access import PageApprover, PageOperator, PageReader, cs
 from shiftwatch.console.labeling_view import open_tasks
 from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
 from shiftwatch.db import Database, utcnow
-from shiftwatch.dependencies import DbDep, SettingsDep
+from shiftwatch.dependencies import DbDep, ReadDbDep, SettingsDep
 from shiftwatch.detectors import alerts
 from shiftwatch.errors import Forbidden, NotFound, ShiftwatchError, Unauthorized
 from shiftwatch.labeling import queue
@@ -115,7 +115,7 @@ def home(request: Request, _: PageReader) -> RedirectResponse:
 
 
 @pages.get("/models", name="console_models", response_class=HTMLResponse)
-def models_page(request: Request, db: DbDep, _: PageReader):
+def models_page(request: Request, db: ReadDbDep, _: PageReader):
     with db.session() as session:
         models = [
             {
@@ -132,7 +132,7 @@ def models_page(request: Request, db: DbDep, _: PageReader):
 @pages.get("/alerts", name="console_alerts", response_class=HTMLResponse)
 def alerts_page(
     request: Request,
-    db: DbDep,
+    db: ReadDbDep,
     settings: SettingsDep,
     _: PageReader,
     state: str | None = None,
@@ -147,7 +147,7 @@ def alerts_page(
 def alert_page(
     request: Request,
     alert_id: int,
-    db: DbDep,
+    db: ReadDbDep,
     settings: SettingsDep,
     _: PageReader,
 ):
@@ -172,7 +172,7 @@ def input_image(ref: str, settings: SettingsDep, _: PageReader):
 @pages.get("/alerts/{alert_id}/report", name="console_alert_report", response_class=FileResponse)
 def alert_report(
     alert_id: int,
-    db: DbDep,
+    db: ReadDbDep,
     settings: SettingsDep,
     _: PageReader,
 ):
@@ -210,7 +210,7 @@ def alert_action(
 @pages.get("/labeling", name="console_labeling", response_class=HTMLResponse)
 def labeling_page(
     request: Request,
-    db: DbDep,
+    db: ReadDbDep,
     settings: SettingsDep,
     _: PageReader,
 ):
@@ -223,7 +223,7 @@ def labeling_page(
 
 
 @pages.get("/rollouts", name="console_rollouts", response_class=HTMLResponse)
-def rollouts_page(request: Request, db: DbDep, _: PageReader):
+def rollouts_page(request: Request, db: ReadDbDep, _: PageReader):
 
     with db.session() as session:
         rollouts = status.list_rollouts(session)
@@ -234,7 +234,7 @@ def rollouts_page(request: Request, db: DbDep, _: PageReader):
 def rollout_page(
     request: Request,
     rollout_id: int,
-    db: DbDep,
+    db: ReadDbDep,
     principal: PageReader,
 ):
 
@@ -261,7 +261,7 @@ def rollout_page(
 def rollout_comparison(
     request: Request,
     rollout_id: int,
-    db: DbDep,
+    db: ReadDbDep,
     settings: SettingsDep,
     _: PageReader,
 ) -> HTMLResponse:

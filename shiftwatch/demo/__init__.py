@@ -27,10 +27,15 @@ def demo(
     laps: int = typer.Option(
         1, "--laps", min=1, max=4,
         help="times round the loop: 2 brings a second shift that the promoted version's detectors catch, and a v3"),
+    concept: bool = typer.Option(
+        False, "--concept",
+        help="the last lap is concept drift: a class redefined, the inputs unchanged; labels alert, old labels are retired"),
 ) -> None:
     """Run the whole loop: train, deploy, drift, alert, label, retrain, canary, approve, promote."""
     from shiftwatch.demo.story import run_demo
 
     if fast and realistic:
         raise typer.BadParameter("--fast is the digits story's; --realistic has its own size", param_hint="--fast")
-    run_demo(out, auto_approve=yes, fast=fast, realistic=realistic, laps=laps)
+    if concept and realistic:
+        raise typer.BadParameter("--concept is the digits story's (it redefines a digit)", param_hint="--concept")
+    run_demo(out, auto_approve=yes, fast=fast, realistic=realistic, laps=laps, concept=concept)

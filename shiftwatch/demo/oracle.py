@@ -48,8 +48,10 @@ def write_and_import(stage: Stage, rows: list[tuple[str, int]], show: bool) -> P
     return path
 
 
-def label_sample(stage: Stage, traffic: Traffic, version: str, since: datetime, size: int) -> int:
-    """Label ``size`` of ``version``'s production predictions since ``since``, drawn uniformly (GET /v1/predictions).
+def label_sample(stage: Stage, traffic: Traffic, version: str, since: datetime, size: int,
+                 predicted: int | None = None) -> int:
+    """Label ``size`` of ``version``'s production predictions since ``since`` (only those of class ``predicted``, if
+    given), drawn uniformly (GET /v1/predictions).
 
     What a team does when the queue is short: a model that is confidently wrong gives the policy few
     uncertain samples, yet a fix needs a few hundred labels of the new traffic.
@@ -59,7 +61,8 @@ def label_sample(stage: Stage, traffic: Traffic, version: str, since: datetime, 
     while True:
         page = stage.api.get("/v1/predictions", model=stage.model, version=version, route="production",
                              start=since.isoformat(), limit=PAGE, cursor=cursor)
-        found += [p for p in page["items"] if p.get("request_id") in traffic.truth]
+        found += [p for p in page["items"] if p.get("request_id") in traffic.truth
+                  and predicted in (None, p["predicted_class"])]
         cursor = page["next_cursor"]
         if cursor is None:
             break

@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 
 from shiftwatch.app import create_app
-from shiftwatch.demo import acts, loop
+from shiftwatch.demo import acts, concept_lap, loop
 from shiftwatch.demo.api import Api
 from shiftwatch.demo.realistic import resnet_subject
 from shiftwatch.demo.servers import ApiServer, WebhookReceiver, free_port
@@ -39,7 +39,7 @@ class DemoResult:
     missing: list[str]
 
 
-def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: int) -> Settings:
+def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: int, concept: bool = False) -> Settings:
     """Settings for the demo's own store, webhook receiver and pace (the server's jobs tick every second)."""
     wanted: dict[str, Any] = {
         "database_url": f"sqlite:///{out_dir.resolve() / 'shiftwatch.db'}",
@@ -54,9 +54,13 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: 
         # during the canary: the periodic job would spend the budget on clean traffic before the story needs it.
         "labeling_sync_interval_s": 24 * 3600,
         "gateway_refresh_seconds": 0.5,
+        # A few thousand rows a lap: every embedding is kept, as a small deployment would (the sample pays
+        # at fleet volume: docs/scaling.md, "Embeddings kept where they pay").
+        "embedding_keep_rate": 1.0,
         # Each lap's post-alert batch and the canary's audit rounds, in one day, with room to spare.
         "labeling_daily_budget": 4 * scale.labels * laps,
         "labeling_batch_size": scale.labels,
+        **(concept_lap.labeling_settings(wanted_budget=4 * scale.labels * laps) if concept else {}),
     }
     return load_settings(**wanted)
 
@@ -72,7 +76,7 @@ def shell_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: bool, laps: int) -> Stage:
+def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: bool, laps: int, concept: bool = False) -> Stage:
     """A fresh output folder, a webhook receiver, settings pointing at both, a migrated store and its tokens."""
     for name in ("shiftwatch.db", "shiftwatch.db-wal", "shiftwatch.db-shm", "summary.html"):
         (out_dir / name).unlink(missing_ok=True)
@@ -80,7 +84,7 @@ def prepare(out_dir: Path, console: Console, subject: Subject, auto_approve: boo
         shutil.rmtree(out_dir / folder, ignore_errors=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     receiver = WebhookReceiver(secret=WEBHOOK_SECRET).start()
-    settings = demo_settings(out_dir, receiver, subject.scale, laps)
+    settings = demo_settings(out_dir, receiver, subject.scale, laps, concept)
     shell = Shell(shell_environment(settings), console)
     tokens = issue_tokens(shell, settings)
     if tokens.label_studio:
@@ -122,21 +126,22 @@ def start_api(stage: Stage) -> str:
 
 def run_demo(
     out_dir: Path, *, auto_approve: bool, fast: bool = False, realistic: bool = False, laps: int = 1,
-    console: Console | None = None, subject: Subject | None = None,
+    console: Console | None = None, subject: Subject | None = None, concept: bool = False,
 ) -> DemoResult:
     """The story on the digits CNN (``fast``: less of it), on the realistic ResNet example, or on ``subject``;
-    ``laps`` times round the loop (a second lap: a second shift, answered by the promoted version's successor)."""
+    ``laps`` times round the loop (a second lap: a second shift, answered by the promoted version's successor);
+    ``concept``: the last lap is a concept drift (a class redefined, the inputs unchanged: concept_lap.py)."""
     console = console or Console()
     subject = subject or (resnet_subject() if realistic else acts.digits_subject(fast))
-    stage = prepare(out_dir, console, subject, auto_approve, laps)
+    stage = prepare(out_dir, console, subject, auto_approve, laps, concept)
     try:
-        sections = rollout_sections(stage, tell(stage))  # the report comes from the server, while it runs
+        sections = rollout_sections(stage, tell(stage, concept))  # the report comes from the server, while it runs
     finally:
         stage.stop_all()
     return finish(stage, console, sections)
 
 
-def tell(stage: Stage) -> int | None:
+def tell(stage: Stage, concept: bool = False) -> int | None:
     """The acts in order. Each later act needs the one before it: a missing piece ends the story there.
 
     Returns the last rollout's id (the summary links its report).
@@ -157,7 +162,8 @@ def tell(stage: Stage) -> int | None:
         stage.lap = lap
         if lap > 1:
             stage.console.rule(f"[bold]Lap {lap}: the world changes again")
-        rollout_id, promoted = tell_lap(stage, service)
+        last_is_concept = concept and lap == stage.laps
+        rollout_id, promoted = concept_lap.tell(stage, service) if last_is_concept else tell_lap(stage, service)
         if not promoted:
             return rollout_id
     return rollout_id

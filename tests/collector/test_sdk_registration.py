@@ -20,6 +20,7 @@ def settings(db_url, tmp_path) -> Settings:
     return Settings(
         database_url=db_url, data_dir=tmp_path / "data", scheduler_enabled=False, auth_required=True,
         secret_key="sdk-test-key-Qm7vX2pL9rT4wZ8nB3kH6yC1",
+        embedding_keep_rate=1.0,  # a reference from a few dozen rows: every embedding kept, as tests/conftest.py does
     )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ FPR_TOLERANCE = 0.04
 FAST = {
     "mmd": {"n_permutations": 99},
     "lsdd": {"n_permutations": 99, "n_centres": 30},
-    "classifier": {"n_permutations": 99, "n_trees": 10, "n_folds": 3},
+    "classifier": {"n_permutations": 99, "n_trees": 10, "n_folds": 2},
     "ks": {},
 }
 TRIALS = {"mmd": 200, "lsdd": 200, "ks": 200, "classifier": 80}
@@ -38,7 +38,12 @@ def null_p_values(name: str, trials: int, n: int = 60, d: int = 5) -> np.ndarray
 def test_null_p_values_are_uniform_and_false_positive_rate_holds(name: str) -> None:
     p_values = null_p_values(name, TRIALS[name])
     assert p_values.min() > 0.0
-    assert stats.kstest(p_values, "uniform").pvalue > 0.01
+    if name == "classifier":
+        # Bonferroni over its folds: valid (P(p <= t) <= t), not uniform (a mass at 1 by design).
+        for t in (0.02, 0.05, 0.1, 0.2, 0.5):
+            assert np.mean(p_values <= t) <= t + FPR_TOLERANCE
+    else:
+        assert stats.kstest(p_values, "uniform").pvalue > 0.01
     assert np.mean(p_values <= ALPHA) <= ALPHA + FPR_TOLERANCE
 
 

@@ -52,6 +52,19 @@ def test_uncertain_predictions_are_queued_with_their_margin_and_a_priority_that_
     assert not any(tasks[i].reason == "uncertain" for i in ids[4:] if i in tasks)  # confident ones only by chance
 
 
+def test_on_a_store_that_kept_a_sample_of_embeddings_informative_picks_keep_theirs(db, settings, digits_model):
+    """collector.embedding_keep: a quarter of the rows kept their embedding; the queued uncertain picks are kept rows."""
+    settings = settings.model_copy(update={"labeling_audit_per_route": 0, "embedding_keep_rate": 0.25})
+    rng = np.random.default_rng(9)
+    log(db, settings, np.stack([probs_with_margin(i % 10, 0.02 + 0.001 * i) for i in range(400)]), rng.normal(size=(400, 64)))
+    with db.session() as session:
+        result = select_for_labeling(session, "digits", Budget.of(settings, "digits", 20), flagged=[], seed=2)
+    tasks = list(_tasks(db).values())
+    uncertain = [t for t in tasks if t.reason == "uncertain"]
+    assert result.queued == len(tasks) and len(uncertain) >= 15
+    assert all(t.embedding is not None and t.embedding.shape == (64,) for t in uncertain)
+
+
 def test_flagged_samples_outrank_uncertain_ones_and_keep_both_reasons(db, settings, digits_model):
     settings = settings.model_copy(update={"labeling_audit_per_route": 0})  # the informative picks alone
     rng = np.random.default_rng(1)
@@ -133,6 +146,22 @@ def test_diversity_beats_near_duplicates():
     assert sum(c.prediction_id in dup_ids for c in by_priority) == 5  # priority alone wastes the batch
     assert sum(c.prediction_id in dup_ids for c in chosen) == 1
     assert chosen[0].prediction_id == by_priority[0].prediction_id  # the most informative still comes first
+
+
+def test_where_a_sample_kept_embeddings_flags_come_first_and_the_rest_are_spread_kept_rows():
+    """collector.embedding_keep: most rows carry no embedding; the spread still works over the kept ones."""
+    rng = np.random.default_rng(8)
+    frame = rng.normal(size=64)
+    duplicates = [_candidate(frame + rng.normal(scale=1e-3, size=64), 1.9 - i * 1e-3) for i in range(10)]
+    kept = duplicates + [_candidate(rng.normal(size=64) * 3, 1.5 - i * 1e-2) for i in range(20)]
+    bare = [replace(_candidate(frame, 1.99 - i * 1e-3), embedding=None) for i in range(40)]  # unsampled, uncertain
+    flagged = [replace(_candidate(frame, 2.5), embedding=None, reason="flagged")]  # an output detector's flag
+    chosen = selection.diverse_top(bare + kept + flagged, 6)
+    assert chosen[0].prediction_id == flagged[0].prediction_id
+    assert all(c.embedding is not None for c in chosen[1:])  # each pick keeps its embedding for the next spread
+    assert sum(c.prediction_id in {d.prediction_id for d in duplicates} for c in chosen) == 1
+    # Fewer kept rows than places: priority alone, as before the sample.
+    assert selection.diverse_top(bare + kept[:2], 6) == sorted(bare + kept[:2], key=lambda c: -c.priority)[:6]
 
 
 def test_new_batches_keep_their_distance_from_tasks_already_queued(db, settings, digits_model):

@@ -27,17 +27,18 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "river", "fastapi", "uvicorn", "sqlalchemy")
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "": ("serve", "serve-ray", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
-         "token", "models", "alerts", "detectors", "replay-rejected"),
+    "": ("serve", "serve-ray", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout",
+         "dashboards", "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
     "db": ("upgrade",),
-    "labeling": ("status", "select", "push", "pull", "export", "import"),
+    "ingest": ("dead-letters",),
+    "labeling": ("status", "select", "push", "pull", "export", "import", "retire"),
     "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
     "token": ("create", "list", "revoke"),
     "models": ("list", "show"),
     "alerts": ("list", "show", "ack", "resolve"),
-    "detectors": ("list", "runs", "disable", "enable"),
+    "detectors": ("list", "runs", "disable", "enable", "work"),
 }
 LEAVES = [f"{group} {name}".strip() for group, names in COMMANDS.items() for name in names if name not in COMMANDS]
 

@@ -16,8 +16,9 @@ from shiftwatch_client.records import PredictionRecord, to_columns
 
 
 def store_predictions(db: Database, settings: Settings, batch: list[PredictionRecord]) -> IngestResult:
-    """Log ``batch`` in process, under the batch and retention limits of ``settings`` (the gateway's path)."""
-    return log_predictions(db, batch, max_rows=settings.max_batch_rows, retention_days=settings.retention_days)
+    """Log ``batch`` in process, under the batch, retention and embedding-keep settings (the gateway's path)."""
+    return log_predictions(db, batch, max_rows=settings.max_batch_rows, retention_days=settings.retention_days,
+                           embedding_keep_rate=settings.embedding_keep_rate)
 
 
 def records(n: int, *, dim: int = 64, classes: int = 10, seed: int = 0, **overrides) -> list[PredictionRecord]:

@@ -1,16 +1,20 @@
 """ONNX Runtime install flavours, each in its own cached venv under .flavours/ (they all install the same
 ``onnxruntime`` folder, so they cannot share one): the flavour's wheel, numpy, and this checkout
-installed editable without dependencies, enough to import ``shiftwatch.retrain.runtime``."""
+installed editable without dependencies, enough to import ``shiftwatch.retrain.runtime``.
+The flavour's requirement is read from its extra in pyproject.toml (``shiftwatch[gpu]``, ``[openvino]``)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FLAVOURS = {"gpu": "onnxruntime-gpu==1.31.1", "openvino": "onnxruntime-openvino==1.24.1"}
+# The extras' own requirements (pyproject.toml), so the test installs what users get.
+EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+FLAVOURS = {name: EXTRAS[name][0] for name in ("gpu", "openvino")}
 PROBE = Path(__file__).with_name("flavour_probe.py")
 
 

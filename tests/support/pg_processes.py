@@ -89,6 +89,44 @@ class FaultCluster:
         subprocess.run(["pg_dropcluster", self.version, self.name], capture_output=True)
 
 
+class StandbyCluster(FaultCluster):
+    """A real streaming replica of ``primary``: ``pg_basebackup -R`` into a private cluster, a hot standby."""
+
+    def __init__(self, primary: FaultCluster) -> None:
+        super().__init__()
+        self.primary = primary
+
+    def create(self) -> StandbyCluster:
+        super().create()  # a cluster of its own: its port and config; its data is replaced below
+        engine = create_engine(self.url)
+        with engine.connect() as connection:
+            data_dir = connection.execute(text("SHOW data_directory")).scalar_one()
+        engine.dispose()
+        self.stop()
+        for entry in Path(data_dir).iterdir():  # emptied, not removed: the directory is the owner's, mode 0700
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # the cluster's owner copies
+        _run(*as_owner, "pg_basebackup", "-h", "127.0.0.1", "-p", str(self.primary.port), "-U", "postgres",
+             "-D", data_dir, "-R", "-X", "stream", "-c", "fast", timeout=120)  # fmt: skip
+        self.start()
+        return self
+
+    def sql(self, statement: str) -> object:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as connection:
+                return connection.execute(text(statement)).scalar()
+        finally:
+            engine.dispose()
+
+    def pause(self) -> None:
+        """Stop replaying WAL: the replica holds still while the primary moves on."""
+        self.sql("SELECT pg_wal_replay_pause()")
+
+    def resume(self) -> None:
+        self.sql("SELECT pg_wal_replay_resume()")
+
+
 def fault_cluster_or_skip() -> FaultCluster:
     problem = FaultCluster.available()
     if problem is not None:

@@ -42,6 +42,8 @@ def store_environment(database_url: str, folder: Path, port: int) -> dict[str, s
         # Two laps of days squeezed into minutes: lap 1's canary batches alone can spend 2,000 (seen in CI: lap 2's
         # production arm then got 14 audit labels and its SPRT stayed undecided).
         "SHIFTWATCH_LABELING_DAILY_BUDGET": "10000",
+        # A walk's few thousand rows keep every embedding, as the demo's do (the sample pays at fleet volume).
+        "SHIFTWATCH_EMBEDDING_KEEP_RATE": "1",
     }
 
 
