@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml client/pyproject.toml | s
 .PHONY: demo demo-realistic bench-own-model test lint install test-services bench clean wheels
 
 # The SDK (client/, distribution shiftwatch-client) installs editable beside the server that depends on it.
+# [all] includes [ray] (ray[serve]==2.60.0, ~500 MB, ~2 min): tests/rollout/test_ray_serve.py needs it.
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel

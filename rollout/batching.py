@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -123,3 +125,32 @@ class DynamicBatcher:
         """Stop the worker; safe from any thread. A request that still arrives starts a new one."""
         if self._worker is not None and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._worker.cancel)
+
+
+class Runner(Protocol):
+    """Where a served version's inference runs: a local ``DynamicBatcher``, or a Ray Serve deployment."""
+
+    batch_sizes: Counter[int]  # ORT call size -> calls (as far as this process can see)
+
+    @property
+    def backlog(self) -> int: ...
+
+    async def submit(self, image: np.ndarray) -> ImageResult: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VersionToRun:
+    """What a ``RunnerFactory`` gets: the registry row's identity and its checked artifact."""
+
+    version_id: int
+    model: str
+    version: str
+    artifact: Path
+    sha256: str | None
+    shadow: bool  # a shadow copy: must never take the production path's threads
+
+
+# Builds the runner of one version; a ShiftwatchError refuses to serve that version (logged, not retried).
+RunnerFactory = Callable[[VersionToRun], Runner]

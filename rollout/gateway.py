@@ -27,23 +27,28 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
-from sqlalchemy import select
 
-from shiftwatch.collector import registry
 from shiftwatch.collector.broker import broker_publisher
 from shiftwatch.collector.input_spec_check import check_input_spec
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database
-from shiftwatch.errors import NotFound, ShiftwatchError, Unavailable
+from shiftwatch.errors import ShiftwatchError, Unavailable
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.runtime import OnnxClassifier
-from shiftwatch.rollout.batching import BatchOutput, DynamicBatcher, ImageResult, InFlight
+from shiftwatch.rollout.batching import (
+    BatchOutput,
+    DynamicBatcher,
+    ImageResult,
+    InFlight,
+    Runner,
+    RunnerFactory,
+    VersionToRun,
+)
 from shiftwatch.rollout.cohort import KeyCensus, KeyCohorts
 from shiftwatch.rollout.images import DecodedInput, decode
-from shiftwatch.rollout.loading import artifact_file, load_verified
+from shiftwatch.rollout.loading import artifact_file, load_verified, wanted_versions
 from shiftwatch.rollout.prediction_log import PendingError, PendingPrediction, PredictionLogWriter, check_log_metadata
 from shiftwatch.rollout.routing import goes_to_canary
-from shiftwatch.rollout.tables import Rollout
 from shiftwatch.settings import Settings
 from shiftwatch_client.records import PredictionRecord
 
@@ -59,7 +64,7 @@ SHADOW_BACKLOG_LIMIT = 256
 
 @dataclass(frozen=True, slots=True)
 class ServedVersion:
-    """A loaded, verified version with its own batcher."""
+    """A loaded, verified version with its own runner (the local batcher unless a factory says otherwise)."""
 
     version_id: int
     model: str
@@ -67,7 +72,7 @@ class ServedVersion:
     class_names: list[str]
     input_spec: dict[str, Any]
     spec: InputSpec  # input_spec parsed once: what decode applies for this version
-    batcher: DynamicBatcher
+    batcher: Runner
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,19 @@ class Answer:
     probabilities: list[float]
     batch_size: int
 
+    def body(self) -> dict[str, Any]:
+        """The predict endpoint's JSON (``PredictOut``), built by hand: the hot path skips re-validation."""
+        return {
+            "model": self.model,
+            "version": self.version,
+            "route": self.route,
+            "request_id": self.request_id,
+            "class": self.predicted_class,
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+        }
+
 
 def _lower_thread_priority() -> None:
     with contextlib.suppress(AttributeError, OSError):  # other platforms: same priority, still off the response path
@@ -110,9 +128,10 @@ def _probabilities_and_embeddings(classifier: OnnxClassifier) -> Callable[[np.nd
 class Gateway:
     """One per process (``app.state.gateway``); ``close()`` drains the log writer."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, runners: RunnerFactory | None = None) -> None:
         self.db = db
         self.settings = settings
+        self.runners = runners or self._local_runner
         self.executor = ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1), thread_name_prefix="ort")
         # Shadow copies run ORT in their own low-priority thread: on a busy host the production
         # path's threads win the CPU (ORT releases the GIL, so the nice value is what counts).
@@ -145,18 +164,7 @@ class Gateway:
         """Read the wanted versions, load any new one (blocking this thread only), swap the table."""
         with self._load_lock:
             with self.db.session() as session:
-                model = registry.get_model(session, model_name)
-                production = session.scalar(
-                    select(ModelVersion)
-                    .where(ModelVersion.model_id == model.id, ModelVersion.state == "production")
-                    .order_by(ModelVersion.id.desc())
-                )
-                if production is None:
-                    raise NotFound(f"model {model_name!r} has no production version to serve")
-                rollout = session.scalar(
-                    select(Rollout).where(Rollout.model_id == model.id, Rollout.state.in_(("shadow", "canary")))
-                )
-                candidate = session.get(ModelVersion, rollout.candidate_version_id) if rollout else None
+                model, production, rollout, candidate = wanted_versions(session, model_name)
             served = self._load(model, production, shadow=False)
             if served is None:
                 raise Unavailable(f"production version of {model_name!r} cannot be served: {self._refused[production.id]}")
@@ -201,9 +209,10 @@ class Gateway:
         try:
             # Parsed and held to the pixel bound; a spec the model's dims refuse fails per call, counted as errors.
             spec = check_input_spec(row.input_spec, max_pixels=self.settings.gateway_max_image_pixels, onnx_dims=None)
-            classifier = load_verified(
-                artifact_file(self.settings.data_dir, row.artifact_path), row.artifact_sha256, self.settings.gateway_ort_threads
-            )
+            runner = self.runners(VersionToRun(
+                row.id, model.name, row.version, artifact_file(self.settings.data_dir, row.artifact_path),
+                row.artifact_sha256, shadow,
+            ))  # fmt: skip
         except ShiftwatchError as exc:
             log.error("refusing to serve %s:%s: %s", model.name, row.version, exc.message)
             self._refused[row.id] = exc.message
@@ -215,17 +224,22 @@ class Gateway:
             class_names=list(model.class_names),
             input_spec=dict(row.input_spec or {}),
             spec=spec,
-            batcher=DynamicBatcher(
-                _probabilities_and_embeddings(classifier),
-                max_batch_size=self.settings.gateway_max_batch_size,
-                max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
-                executor=self.shadow_executor if shadow else self.executor,
-                in_flight=InFlight() if shadow else self._in_flight.setdefault(model.name, InFlight()),
-                parallelism=1 if shadow else self.settings.gateway_batch_parallelism,
-            ),
+            batcher=runner,
         )
         self._loaded[(row.id, shadow)] = served
         return served
+
+    def _local_runner(self, target: VersionToRun) -> Runner:
+        """ONNX Runtime in this process behind a ``DynamicBatcher`` (the built-in gateway)."""
+        classifier = load_verified(target.artifact, target.sha256, self.settings.gateway_ort_threads)
+        return DynamicBatcher(
+            _probabilities_and_embeddings(classifier),
+            max_batch_size=self.settings.gateway_max_batch_size,
+            max_wait_s=self.settings.gateway_max_wait_ms / 1000.0,
+            executor=self.shadow_executor if target.shadow else self.executor,
+            in_flight=InFlight() if target.shadow else self._in_flight.setdefault(target.model, InFlight()),
+            parallelism=1 if target.shadow else self.settings.gateway_batch_parallelism,
+        )
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.settings.gateway_refresh_seconds):

@@ -7,20 +7,38 @@ from dataclasses import asdict
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from shiftwatch.collector.bodies import BodyLimits, Reservation, inflated_limit, read_body
+from shiftwatch.collector.bodies import BodyLimits, ByteBudget, Reservation, inflated_limit, read_body
 from shiftwatch.collector.schemas import VersionOut
 from shiftwatch.db import utcnow
 from shiftwatch.dependencies import Approver, DbDep, Ingester, Operator, Reader, SettingsDep
 from shiftwatch.detectors.alerts import Outbox
 from shiftwatch.rollout import controller, status
 from shiftwatch.rollout.bootstrap import bootstrap_production
-from shiftwatch.rollout.gateway import Gateway
+from shiftwatch.rollout.gateway import Answer, Gateway
 from shiftwatch.rollout.report import framed_as_comparison, write_report
 from shiftwatch.rollout.retry import retry_rollout
 from shiftwatch.rollout.routing import CLIENT_KEY_HEADER, REQUEST_ID_HEADER, STREAM_ID_HEADER
 from shiftwatch.rollout.schemas import Bootstrap, Decision, PredictOut, RetryRollout, RolloutOut, StartRollout
+from shiftwatch.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["rollout"])
+
+
+async def answer_request(gateway: Gateway, name: str, request: Request, settings: Settings, budget: ByteBudget) -> Answer:
+    """Read a predict request's body within the limits and answer it (this app's route and the Ray Serve router)."""
+    content_type = request.headers.get("content-type", "")
+    limits = BodyLimits.of(settings)
+    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), limits)
+    with gateway.arriving(name), Reservation(budget) as reservation:
+        body = await read_body(request, limits, limit=limit, limit_name=limit_name, reservation=reservation)
+        return await gateway.predict(
+            name,
+            body,
+            content_type,
+            request_id=request.headers.get(REQUEST_ID_HEADER),
+            routing_key=request.headers.get(CLIENT_KEY_HEADER),
+            stream_id=request.headers.get(STREAM_ID_HEADER),
+        )
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -36,32 +54,8 @@ async def predict(
     _: Ingester,
     gateway: Gateway = Depends(get_gateway),
 ) -> JSONResponse:
-    content_type = request.headers.get("content-type", "")
-    limits = BodyLimits.of(settings)
-    limit, limit_name = inflated_limit(content_type.split(";", 1)[0].strip().lower(), limits)
-    with gateway.arriving(name), Reservation(request.app.state.parse_budget) as reservation:
-        body = await read_body(request, limits, limit=limit, limit_name=limit_name, reservation=reservation)
-        answer = await gateway.predict(
-            name,
-            body,
-            content_type,
-            request_id=request.headers.get(REQUEST_ID_HEADER),
-            routing_key=request.headers.get(CLIENT_KEY_HEADER),
-            stream_id=request.headers.get(STREAM_ID_HEADER),
-        )
-    # A plain JSONResponse: the hot path skips response-model re-validation (PredictOut documents the shape).
-    return JSONResponse(
-        {
-            "model": answer.model,
-            "version": answer.version,
-            "route": answer.route,
-            "request_id": answer.request_id,
-            "class": answer.predicted_class,
-            "label": answer.label,
-            "confidence": answer.confidence,
-            "probabilities": answer.probabilities,
-        }
-    )
+    answer = await answer_request(gateway, name, request, settings, request.app.state.parse_budget)
+    return JSONResponse(answer.body())
 
 
 @router.get("/gateway/stats")

@@ -62,6 +62,25 @@ def serve(
     uvicorn.Server(server_config(create_app(settings), settings, bind, port)).run()
 
 
+@app.command("serve-ray")
+def serve_ray(
+    model: str = typer.Option(..., help="the registered model to serve"),
+    replicas: int = typer.Option(1, min=1, help="replicas of each version deployment"),
+    min_replicas: int | None = typer.Option(None, min=0, help="autoscale each version between this..."),
+    max_replicas: int | None = typer.Option(None, min=1, help="...and this many replicas"),
+    address: str | None = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS, else a local one)"),
+    host: str = typer.Option("127.0.0.1", help="Ray Serve's HTTP bind address"),
+    port: int = typer.Option(8000, help="Ray Serve's HTTP port"),
+) -> None:
+    """Serve a model on Ray Serve (many nodes): a deployment per version behind the rollout-aware router."""
+    from shiftwatch.rollout.ray_serve import Scaling, run
+
+    if (min_replicas is None) != (max_replicas is None):
+        raise typer.BadParameter("give both --min-replicas and --max-replicas (autoscaling) or neither")
+    settings = settings_or_exit()
+    run(settings, model, Scaling(replicas, min_replicas, max_replicas), address=address, host=host, port=port)
+
+
 # Commands at the root (no name: merged), then the groups, in the order `shiftwatch --help` lists them.
 app.add_typer(detect_cli.app)  # detect, estimate-accuracy
 app.add_typer(check_cli.app)  # check

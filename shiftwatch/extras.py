@@ -1,4 +1,4 @@
-"""The service's optional parts (``pip install 'shiftwatch[reports]'``, ``[labelstudio]``), imported on use.
+"""The service's optional parts (``pip install 'shiftwatch[reports]'``, ``[labelstudio]``, ``[ray]``), imported on use.
 
 A feature whose extra is missing answers with one line naming the install command (HTTP 501, CLI exit 2);
 everything else keeps running. ``pip install 'shiftwatch[all]'`` installs every extra.
@@ -16,6 +16,7 @@ EXTRAS = {
     "evidently": ("reports", "Evidently drift reports"),
     "pandas": ("reports", "Evidently drift reports"),
     "label_studio_sdk": ("labelstudio", "Label Studio"),
+    "ray": ("ray", "Ray Serve deployments"),
 }
 
 

@@ -27,8 +27,8 @@ SHIFTWATCH = str(Path(sys.executable).parent / "shiftwatch")
 HEAVY = ("sklearn", "evidently", "torch", "pandas", "scipy", "onnxruntime", "river", "fastapi", "uvicorn", "sqlalchemy")
 # Every command path and the sub-commands its --help must list; a new command belongs here too.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "": ("serve", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout", "dashboards",
-         "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
+    "": ("serve", "serve-ray", "detect", "check", "estimate-accuracy", "demo", "db", "labeling", "retrain", "rollout",
+         "dashboards", "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
     "db": ("upgrade",),
     "ingest": ("dead-letters",),
     "labeling": ("status", "select", "push", "pull", "export", "import", "retire"),
