@@ -74,7 +74,7 @@ def load_callable(reference: str, field: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise Invalid(field, f"cannot import {module_name!r}: {exc}") from None
-    target = getattr(module, attribute, None)
+    target: object = getattr(module, attribute, None)
     if not callable(target):
         raise Invalid(field, f"{module_name!r} has no callable {attribute!r}")
     return target

@@ -26,7 +26,7 @@ from shiftwatch.retrain.onnx_contract import PROBE_ROWS, holds_probabilities
 
 def last_linear(module: nn.Module) -> str:
     """Name of the last ``nn.Linear`` registered in ``module`` (the classifier head, in common architectures)."""
-    names = [name for name, layer in module.named_modules() if isinstance(layer, nn.Linear)]
+    names: list[str] = [name for name, layer in module.named_modules() if isinstance(layer, nn.Linear)]
     if not names:
         raise Invalid("embedding_layer", "the model has no nn.Linear head; name the embedding layer")
     return names[-1]

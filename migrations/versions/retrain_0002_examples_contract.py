@@ -50,4 +50,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """The filled-in contracts are harmless to older code (it reads only torch contracts that name a factory)."""
+    """Reports keep their contracts: they name modules older code does not have, so retrain with this release."""

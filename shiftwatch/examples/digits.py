@@ -66,7 +66,8 @@ Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 def _gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     sigma = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    return x + rng.normal(0.0, sigma, size=x.shape)
+    noisy: np.ndarray = x + rng.normal(0.0, sigma, size=x.shape)
+    return noisy
 
 
 def _shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -87,7 +88,8 @@ def _gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np
     from skimage.filters import gaussian
 
     sigma = (0.6, 1.0, 1.5, 2.0, 3.0)[severity - 1]
-    return gaussian(x, sigma=(0, 0, sigma, sigma), mode="constant", preserve_range=True)
+    blurred: np.ndarray = gaussian(x, sigma=(0, 0, sigma, sigma), mode="constant", preserve_range=True)
+    return blurred
 
 
 def _brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -97,7 +99,8 @@ def _brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 def _contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     factor = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    return (x - mean) * factor + mean
+    scaled: np.ndarray = (x - mean) * factor + mean
+    return scaled
 
 
 def _affine(x: np.ndarray, make: Callable[[np.random.Generator], object], rng: np.random.Generator) -> np.ndarray:

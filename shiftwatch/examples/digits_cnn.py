@@ -50,7 +50,8 @@ class DigitsCNN(nn.Module):
         x = F.relu(self.conv1(image))
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = F.max_pool2d(F.relu(self.conv3(x)), 2)
-        return self.head(F.relu(self.embed(torch.flatten(x, 1))))
+        logits: torch.Tensor = self.head(F.relu(self.embed(torch.flatten(x, 1))))
+        return logits
 
 
 def build(width: float = 1.0) -> DigitsCNN:

@@ -32,7 +32,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        result: torch.Tensor = self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return result
 
 
 class ResNet18(nn.Module):
@@ -54,7 +55,8 @@ class ResNet18(nn.Module):
         self.fc = nn.Linear(inputs, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        logits: torch.Tensor = self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        return logits
 
 
 def build(width: float = 1.0, num_classes: int = 10) -> ResNet18:
