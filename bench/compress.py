@@ -28,11 +28,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from shiftwatch.examples.digits import split_digits
+from shiftwatch.examples.digits_cnn import family, train_reference
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy
-from shiftwatch.retrain.digits import split_digits
 from shiftwatch.retrain.measure import time_calls
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy, save_weights, train_reference
 from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.retrain.trainer import TrainConfig, accuracy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from machine import machine_facts
@@ -61,16 +62,16 @@ def main() -> None:
     console.print(f"reference CNN trained in {time.monotonic() - started:.1f} s")
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="shiftwatch-bench-"))
-    save_weights(model, work / "reference.pt")
+    family().save_weights(model, work / "reference.pt")
     rows = [{"variant": "PyTorch eager fp32 (peer)", "steps": [], "accuracy": accuracy(model, test_x, test_y),
              "size_bytes": (work / "reference.pt").stat().st_size}]  # fmt: skip
-    runners = {rows[0]["variant"]: _torch_runner(model)}
+    runners = {rows[0]["variant"]: _torch_runner(model.module)}  # the bare network: no embedding tap on the peer
     for name, steps in VARIANTS:
         started = time.monotonic()
         result = compress(
             model, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
             splits.train.images, work / (name.split()[0].strip("+") or "fp32"), TrainConfig(seed=0),
-            CompressConfig(steps=steps),
+            CompressConfig(steps=steps), family=family(),
         )  # fmt: skip
         console.print(f"{name}: built in {time.monotonic() - started:.1f} s ({', '.join(result.steps_applied) or 'export only'})")
         torch.set_num_threads(1)

@@ -39,11 +39,12 @@ def one_seed(seed: int) -> dict:
     """Child process: train the reference with ``seed``, compress with the defaults, score on test."""
     import torch
 
+    from shiftwatch.examples.digits import split_digits
+    from shiftwatch.examples.digits_cnn import family, train_reference
     from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy
-    from shiftwatch.retrain.digits import split_digits
     from shiftwatch.retrain.export import export_onnx
     from shiftwatch.retrain.quantize import QuantizeConfig, quantize_int8
-    from shiftwatch.retrain.reference_model import TrainConfig, accuracy, train_reference
+    from shiftwatch.retrain.trainer import TrainConfig, accuracy
 
     torch.set_num_threads(1)
     splits = split_digits(0)
@@ -53,7 +54,7 @@ def one_seed(seed: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="shiftwatch-xcpu-"))
     result = compress(
         model, splits.train.images, splits.train.labels, splits.val.images, splits.val.labels,
-        splits.train.images, work, TrainConfig(seed=seed), CompressConfig(),
+        splits.train.images, work, TrainConfig(seed=seed), CompressConfig(), family=family(),
     )  # fmt: skip
     compressed = onnx_accuracy(result.path, splits.test.images, splits.test.labels)
     # The same fp32 model quantized with 8-bit weights: what reduce_range costs on this CPU.

@@ -1,7 +1,7 @@
 """Quality of the detectors on a digits shift suite: false-positive rate, power per shift and severity, accuracy-estimate error.
 
-Data: scikit-learn's digits upscaled to 32x32 (shiftwatch.retrain.digits), embedded (64-d)
-and classified by the project's reference CNN (shiftwatch.retrain.reference_model, trained
+Data: scikit-learn's digits upscaled to 32x32 (shiftwatch.examples.digits), embedded (64-d)
+and classified by the project's reference CNN (shiftwatch.examples.digits_cnn, trained
 here from its seed in seconds). The clean distribution is the held-out val + test images;
 reference and current windows are independent draws (with replacement) from it, so "no
 change" is exactly true. Shifts: MNIST-C style corruptions at severities 1..5 (each window
@@ -31,8 +31,10 @@ from rich.table import Table
 
 from shiftwatch.detectors import DETECTORS
 from shiftwatch.detectors.accuracy import atc_estimate, cbpe_estimate, score
-from shiftwatch.retrain import digits
-from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, deterministic, fit, predict, train_reference
+from shiftwatch.examples import digits
+from shiftwatch.examples.digits_cnn import family, train_reference
+from shiftwatch.retrain.torch_contract import ContractModel
+from shiftwatch.retrain.trainer import TrainConfig, fit, predict
 
 OUT = Path(__file__).resolve().parent / "results" / "detectors_quality.json"
 ALPHA = 0.05
@@ -64,7 +66,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Outputs:
     """Embeddings, probabilities and labels of an image set under one model."""
 
-    def __init__(self, model: DigitsCNN, images: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(self, model: ContractModel, images: np.ndarray, labels: np.ndarray) -> None:
         logits, self.embeddings = predict(model, images)
         self.probs = softmax(logits.astype(np.float64))
         self.labels = labels
@@ -73,11 +75,10 @@ class Outputs:
         return self.embeddings[index], self.probs[index], self.labels[index]
 
 
-def model_without(held_class: int, seed: int = 0) -> DigitsCNN:
+def model_without(held_class: int, seed: int = 0) -> ContractModel:
     splits = digits.split_digits(seed)
     keep, _ = digits.hold_out_class(splits.train.labels, held_class)
-    with deterministic(seed):
-        model = DigitsCNN()
+    model = family().new_model(seed)
     fit(model, splits.train.images[keep], splits.train.labels[keep], TrainConfig(seed=seed))
     return model
 

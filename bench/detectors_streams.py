@@ -27,8 +27,9 @@ from rich.table import Table
 
 from shiftwatch.detectors import DETECTORS
 from shiftwatch.detectors.harm import estimate_harm, severity
-from shiftwatch.retrain import digits
-from shiftwatch.retrain.reference_model import predict, train_reference
+from shiftwatch.examples import digits
+from shiftwatch.examples.digits_cnn import train_reference
+from shiftwatch.retrain.trainer import predict
 
 OUT = Path(__file__).resolve().parent / "results" / "detectors_streams.json"
 ALPHA = 0.05

@@ -50,16 +50,17 @@ def build_models(data_dir: Path) -> dict[str, str]:
     import torch
 
     from shiftwatch.artifacts import sha256_file
-    from shiftwatch.retrain.digits import load_digits_images
+    from shiftwatch.examples.digits import load_digits_images
+    from shiftwatch.examples.digits_cnn import DigitsCNN
     from shiftwatch.retrain.export import export_onnx
     from shiftwatch.retrain.quantize import quantize_int8
-    from shiftwatch.retrain.reference_model import DigitsCNN
+    from shiftwatch.retrain.torch_contract import ContractModel
 
     images, _ = load_digits_images()
     shas = {}
     for seed, version in ((0, "v1"), (1, "v2")):
         torch.manual_seed(seed)
-        fp32 = export_onnx(DigitsCNN(), data_dir / "models" / f"{version}-fp32.onnx")
+        fp32 = export_onnx(ContractModel(DigitsCNN()), data_dir / "models" / f"{version}-fp32.onnx")
         path = quantize_int8(fp32, data_dir / "models" / f"{version}.onnx", images[:256])
         shas[version] = sha256_file(path)
     return shas
@@ -68,8 +69,8 @@ def build_models(data_dir: Path) -> dict[str, str]:
 def prepare(url: str, data_dir: Path) -> None:
     from shiftwatch.collector import registry
     from shiftwatch.db import Database
+    from shiftwatch.examples.digits import CLASS_NAMES, INPUT_SPEC
     from shiftwatch.migrate import upgrade
-    from shiftwatch.retrain.digits import CLASS_NAMES, INPUT_SPEC
 
     upgrade(url)
     shas = build_models(data_dir)
@@ -98,7 +99,7 @@ def start_shadow(url: str, data_dir: Path) -> None:
 def png_payloads(n: int) -> list[bytes]:
     from PIL import Image
 
-    from shiftwatch.retrain.digits import load_digits_images
+    from shiftwatch.examples.digits import load_digits_images
 
     images, _ = load_digits_images()
     payloads = []

@@ -35,14 +35,15 @@ from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.service import log_predictions
 from shiftwatch.db import Database, utcnow
 from shiftwatch.detectors.mmd import MMDDetector
+from shiftwatch.examples.digits import CLASS_NAMES, corrupt, encode_png, split_digits
+from shiftwatch.examples.digits_cnn import train_reference
 from shiftwatch.labeling import selection
 from shiftwatch.labeling.flags import FlaggedItem
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import Budget, select_for_labeling
 from shiftwatch.labeling.queries import labeled_samples
 from shiftwatch.migrate import upgrade
-from shiftwatch.retrain.digits import CLASS_NAMES, corrupt, encode_png, split_digits
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy, fit, predict, train_reference
+from shiftwatch.retrain.trainer import TrainConfig, accuracy, fit, predict
 from shiftwatch.settings import Settings
 from shiftwatch_client.records import PredictionRecord
 

@@ -6,7 +6,7 @@ median) on graphs that end in a softmax, registered with ``--outputs probabiliti
 
 - ``colour``: the tests' 3x12x12 colour classifier (GlobalAveragePool + two Gemms, opset 11):
   almost no arithmetic, so int8's quantize/dequantize work is all cost;
-- ``resnet_quarter``: shiftwatch.retrain.resnet:build_quarter at 3x96x96 (ResNet-18 at width
+- ``resnet_quarter``: shiftwatch.examples.resnet:build_quarter at 3x96x96 (ResNet-18 at width
   0.25, 0.7 M parameters), exported at opset 17 with a Softmax appended.
 
 - any graph of yours: ``--onnx PATH --embedding-output TENSOR --shape C,H,W [--outputs logits]``
@@ -50,7 +50,7 @@ def resnet_quarter_with_softmax(folder: Path) -> tuple[Path, str]:
     """ResNet-18 at width 0.25, seeded weights, exported with a Softmax after the head; its embedding tensor."""
     import torch
 
-    from shiftwatch.retrain.resnet import build_quarter
+    from shiftwatch.examples.resnet import build_quarter
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(build_quarter(), torch.nn.Softmax(dim=1)).eval()

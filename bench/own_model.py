@@ -31,16 +31,16 @@ import onnxruntime as ort
 import torch
 import torch_pruning as tp
 
-from shiftwatch.retrain import resnet, textured_digits
+from shiftwatch.examples import resnet, textured_digits
+from shiftwatch.examples.digits import stratified_split
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy
 from shiftwatch.retrain.contract import InputSpec
-from shiftwatch.retrain.contract_family import ContractFamily
-from shiftwatch.retrain.digits import stratified_split
+from shiftwatch.retrain.contract_family import ContractFamily, PruneConfig
 from shiftwatch.retrain.measure import time_calls
-from shiftwatch.retrain.prune import PruneConfig
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy, deterministic, fit
+from shiftwatch.retrain.model_contract import TorchContract
 from shiftwatch.retrain.runtime import OnnxClassifier
-from shiftwatch.retrain.torch_contract import TorchContract, build, save_module_weights
+from shiftwatch.retrain.torch_contract import build, save_module_weights
+from shiftwatch.retrain.trainer import TrainConfig, accuracy, deterministic, fit
 from shiftwatch.rollout.batching import DynamicBatcher
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -94,9 +94,9 @@ def main() -> None:
         "benchmark": "own_model", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {**machine_facts(), "load_average_at_start": load_at_start, "torch": torch.__version__,
                     "onnxruntime": ort.__version__, "threads": 1},
-        "architecture": f"ResNet-18 (plain PyTorch, shiftwatch.retrain.resnet), width {args.width}",
+        "architecture": f"ResNet-18 (plain PyTorch, shiftwatch.examples.resnet), width {args.width}",
         "input_shape": list(spec.shape), "params": int(params), "macs": int(macs),
-        "dataset": f"textured digits (retrain/textured_digits.py), {len(splits.train)} train / {len(test_y)} test",
+        "dataset": f"textured digits (shiftwatch/examples/textured_digits.py), {len(splits.train)} train / {len(test_y)} test",
         "epochs": args.epochs, "prune_config": {"keep_fraction": prune.keep_fraction, "finetune_epochs": prune.finetune_epochs},
         "train_config": {"lr": args.lr, "schedule": config.schedule, "batch_size": config.batch_size},
         "train_s": round(trained_s, 1), "steps_applied": list(result.steps_applied), "compression": result.details,

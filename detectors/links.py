@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from shiftwatch.links import public_link
-from shiftwatch.settings import Settings
 
 
 def console_alert_url(public_url: str, alert_id: int) -> str:
@@ -15,15 +14,15 @@ def api_alert_url(public_url: str, alert_id: int) -> str:
     return public_link(public_url, f"/v1/alerts/{alert_id}")
 
 
-def with_served_port(settings: Settings, port: int) -> tuple[Settings, str | None]:
-    """``serve``'s links when ``SHIFTWATCH_PUBLIC_URL`` is unset: loopback on the port it really serves, and a note saying so.
+def served_public_url(given: str | None, port: int) -> tuple[str, str | None]:
+    """``serve``'s link base: the ``SHIFTWATCH_PUBLIC_URL`` given, else loopback on the port it really serves and a note saying so.
 
     Links on the default ``127.0.0.1:8000`` pointed nowhere whenever the server ran on another port.
     """
-    if "public_url" in settings.model_fields_set:
-        return settings, None
-    served = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
+    if given is not None:
+        return given, None
+    served = f"http://127.0.0.1:{port}"
     return served, (
-        f"note: SHIFTWATCH_PUBLIC_URL is unset, so links in alerts and webhooks point at {served.public_url}, "
+        f"note: SHIFTWATCH_PUBLIC_URL is unset, so links in alerts and webhooks point at {served}, "
         "which only this machine can open; set it to the address people reach this server at"
     )

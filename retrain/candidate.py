@@ -20,8 +20,10 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.retrain.artifact_store import ArtifactStore, StoredArtifact
 from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress
-from shiftwatch.retrain.family import DigitsFamily, ModelFamily
+from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.measure import latency_report
+from shiftwatch.retrain.torch_contract import ContractModel
+from shiftwatch.retrain.trainer import TrainConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +39,23 @@ class PackagedModel:
 
 
 def package(
-    model: Any,
+    model: ContractModel,
     data_dir: Path,
     *,
     train: tuple[np.ndarray, np.ndarray],
     evaluation: tuple[np.ndarray, np.ndarray],
     calibration: np.ndarray,
-    train_config: Any,
+    train_config: TrainConfig,
     compress_config: CompressConfig,
     latency_repeats: int = 100,
     progress: StepProgress | None = None,
-    family: ModelFamily | None = None,
+    family: ContractFamily,
 ) -> PackagedModel:
     """Compress ``model``, store the ONNX artifact and ``model``'s own fp32 weights, measure both.
 
     The weights stored are the uncompressed model's: the next retraining fine-tunes from them,
     so compression does not compound over generations (a student of a student of ...).
-    ``family`` is the kind of model (default: the digits CNN; a contract model's ``ContractFamily``).
     """
-    family = family or DigitsFamily()
     store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-retrain-") as tmp:
         work = Path(tmp)

@@ -114,7 +114,7 @@ def retrain_command(
     from shiftwatch.collector import registry
     from shiftwatch.retrain.labeled import labeled_data, recent_inputs
     from shiftwatch.retrain.pipeline import RetrainConfig, production_base, retrain
-    from shiftwatch.retrain.reference_model import TrainConfig
+    from shiftwatch.retrain.trainer import TrainConfig
     from shiftwatch.retrain.training import GateConfig, MixPolicy
 
     settings = settings_or_exit()
@@ -182,19 +182,23 @@ def bootstrap_command(
     seed: int = typer.Option(0),
     epochs: int = typer.Option(12, min=1, help="training epochs of the reference CNN"),
 ) -> None:
-    """Train the reference digits CNN and register it (production if the model has none yet)."""
+    """Train the example digits CNN (shiftwatch.examples.digits_cnn) and register it (production if the model has none yet)."""
     from shiftwatch.retrain.compress import CompressConfig, parse_steps
 
     steps = parse_steps(compress)
     require_torch()
+    from shiftwatch.examples import digits_cnn
+    from shiftwatch.examples.digits import CLASS_NAMES
     from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap
-    from shiftwatch.retrain.reference_model import TrainConfig
+    from shiftwatch.retrain.trainer import TrainConfig
 
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=True)
     config = RetrainConfig(seed=seed, compress=replace(CompressConfig(), steps=steps))
     with _progress() as progress:
-        outcome = bootstrap(db, settings.data_dir, model, config, reference=TrainConfig(epochs=epochs, seed=seed), progress=_Bars(progress))
+        outcome = bootstrap(db, settings.data_dir, model, CLASS_NAMES, digits_cnn.family(), config,
+                            reference=TrainConfig(epochs=epochs, seed=seed), description="digits CNN (shiftwatch example)",
+                            progress=_Bars(progress))  # fmt: skip
     typer.echo(json.dumps(_summary(outcome), indent=2))
 
 

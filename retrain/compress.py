@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from shiftwatch.errors import Invalid
-from shiftwatch.retrain.distill import DistillConfig, teacher_targets
+from shiftwatch.retrain.contract_family import ContractFamily, DistillConfig, PruneConfig, teacher_targets
 from shiftwatch.retrain.export import ExportResult, ParityReport, export_artifact
-from shiftwatch.retrain.family import DigitsFamily, ModelFamily
 from shiftwatch.retrain.int8_policy import choose_int8
-from shiftwatch.retrain.prune import PruneConfig
 from shiftwatch.retrain.qat import QATConfig
 from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig
 from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.retrain.torch_contract import ContractModel
+from shiftwatch.retrain.trainer import TrainConfig
 
 STEPS = ("distill", "prune", "qat", "ptq")  # run order
 DEFAULT_STEPS = ("distill", "prune", "ptq")
@@ -64,7 +64,7 @@ class CompressConfig:
 
 @dataclass(frozen=True, slots=True)
 class CompressionResult:
-    model: Any  # the final fp32 torch model (what the int8 artifact was quantized from)
+    model: ContractModel  # the final fp32 torch model (what the int8 artifact was quantized from)
     fp32_path: Path
     path: Path  # the artifact to deploy: int8 when PTQ ran, else fp32
     steps_applied: tuple[str, ...]
@@ -80,33 +80,22 @@ def onnx_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
     return float((predicted == labels).mean())
 
 
-def check_steps(family: ModelFamily, config: CompressConfig) -> None:
-    """Bad input before any work: a step this family cannot run (the retrain pipeline asks before its run row)."""
-    if "qat" in config.steps and not family.supports_qat:
-        raise Invalid("compress", f"qat is not available for {type(family).__name__} models; use ptq (int8 falls back to fp32)")
-
-
 def compress(
-    model: Any,
+    model: ContractModel,
     train_images: np.ndarray,
     train_labels: np.ndarray,
     eval_images: np.ndarray,
     eval_labels: np.ndarray,
     calibration_images: np.ndarray,
     workdir: Path,
-    train_config: Any,
+    train_config: TrainConfig,
     config: CompressConfig | None = None,
     *,
+    family: ContractFamily,
     progress: StepProgress | None = None,
-    family: ModelFamily | None = None,
 ) -> CompressionResult:
-    """Apply ``config.steps`` to ``model`` (left untouched) and write the artifacts under ``workdir``.
-
-    ``family`` says how to copy, distill, prune and fine-tune this kind of model (default: the digits CNN).
-    """
-    family = family or DigitsFamily()
+    """Apply ``config.steps`` to ``model`` (left untouched) and write the artifacts under ``workdir``."""
     config = config or CompressConfig()
-    check_steps(family, config)
     report = progress or (lambda step, done, total: None)
     epochs = lambda step: (lambda done, total, loss: report(step, done, total))
     current = family.copy(model)  # the caller's model stays as it was
@@ -136,7 +125,7 @@ def compress(
     result_path, quantized_parity = exported.path, None
     if "ptq" in config.steps:
 
-        def retrain_with_qat(model: Any) -> tuple[Any, ExportResult]:
+        def retrain_with_qat(model: ContractModel) -> tuple[ContractModel, ExportResult]:
             qat_model = family.qat(  # on a copy: the pre-QAT model is the fp32 fallback
                 family.copy(model), train_images, train_labels, train_config, config.qat, teacher_logits=teacher_logits,
                 progress=epochs("qat"),
@@ -147,7 +136,7 @@ def compress(
             current, exported, workdir, eval_images, calibration_images,
             lambda path: onnx_accuracy(path, eval_images, eval_labels),
             config=config.quantize, max_drop=config.max_ptq_drop, min_agreement=config.quantized_min_agreement,
-            qat_applied="qat" in applied, retrain_with_qat=retrain_with_qat if family.supports_qat else None,
+            qat_applied="qat" in applied, retrain_with_qat=retrain_with_qat,
         )  # fmt: skip
         current, exported = choice.model, choice.exported
         details["quantization"] = choice.details()

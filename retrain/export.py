@@ -109,7 +109,7 @@ def check_parity(
     ``atol=None``: saturated activations can move a winning logit by several units without
     changing any answer, so only the answers are judged (and the difference reported).
     """
-    from shiftwatch.retrain.reference_model import predict
+    from shiftwatch.retrain.trainer import predict
 
     if len(images) == 0:
         raise ParityError("parity check needs at least one real input")

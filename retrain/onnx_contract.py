@@ -142,7 +142,7 @@ def last_linear_input(graph: onnx.GraphProto, output: str) -> str | None:
             continue
         seen.add(name)
         if node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in constants:
-            return node.input[0]
+            return str(node.input[0])
         frontier.extend(node.input)
     return None
 

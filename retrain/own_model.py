@@ -24,8 +24,9 @@ from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.export import export_artifact
+from shiftwatch.retrain.model_contract import OnnxContract, TorchContract
 from shiftwatch.retrain.onnx_contract import adapt_onnx, validate_onnx
-from shiftwatch.retrain.reference_set import read_reference_set
+from shiftwatch.retrain.reference_set import is_loader, read_reference
 
 PROBE_IMAGES = 16  # parity of the fp32 export is checked on this many seeded probe inputs
 
@@ -41,7 +42,7 @@ def register_torch_model(
     model_name: str,
     class_names: list[str],
     version: str,
-    contract: Any,
+    contract: TorchContract,
     weights: Path,
     input_spec: dict[str, Any],
     *,
@@ -54,7 +55,7 @@ def register_torch_model(
     if not Path(weights).is_file():
         raise Invalid("weights", f"{weights} does not exist")
     if contract.reference_set:
-        read_reference_set(Path(contract.reference_set))  # a broken set is refused now, not at the first retrain
+        read_reference(contract.reference_set)  # a broken set is refused now, not at the first retrain
     model = build(contract, Path(weights))
     probe = validate(model, spec, len(class_names))
     store = ArtifactStore(data_dir)
@@ -72,7 +73,7 @@ def register_torch_model(
         onnx_artifact = store.put(exported.path, "onnx")
         weights_artifact = store.put(Path(tmp) / "weights.pt", "weights")
     kept = [onnx_artifact, weights_artifact]
-    if contract.reference_set:  # copied in, content-addressed: the contract names the copy, not the user's file
+    if contract.reference_set and not is_loader(contract.reference_set):  # copied in, content-addressed: the contract names the copy, not the user's file
         reference = store.put(Path(contract.reference_set), "reference")
         contract = replace(contract, reference_set=store.relative(reference))
         kept.append(reference)
@@ -80,7 +81,7 @@ def register_torch_model(
     for stored in kept:
         store.record(session, stored)
     report = {
-        "contract": {"kind": "torch", **contract.as_dict()},
+        "contract": contract.as_dict(),
         "weights_path": store.relative(weights_artifact),
         "weights_sha256": weights_artifact.sha256,
         "size_bytes": onnx_artifact.size_bytes,
@@ -128,7 +129,7 @@ def register_onnx_model(
     store.record(session, stored)
     report = {
         # outputs "probabilities": the artifact's logits are log(probabilities), so softmax gives them back unchanged
-        "contract": {"kind": "onnx", "logits_output": logits_output, "embedding_output": embedding_output, "outputs": outputs},
+        "contract": OnnxContract(logits_output, embedding_output, outputs).as_dict(),  # type: ignore[arg-type]  # checked by adapt_onnx
         "size_bytes": stored.size_bytes,
         "compression_steps": [],
         "runtime": "onnxruntime",

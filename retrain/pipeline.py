@@ -23,16 +23,16 @@ from shiftwatch.db import Database
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.candidate import package, register
-from shiftwatch.retrain.compress import CompressConfig, StepProgress, check_steps, onnx_accuracy
+from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily
-from shiftwatch.retrain.digits import CLASS_NAMES, REFERENCE_SPLIT_SEED, split_digits
-from shiftwatch.retrain.family import DigitsFamily, ModelFamily
-from shiftwatch.retrain.reference_model import TrainConfig, train_reference
-from shiftwatch.retrain.reference_model import accuracy as torch_accuracy
+from shiftwatch.retrain.model_contract import TorchContract
+from shiftwatch.retrain.reference_set import is_loader
 from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.tables import TrainingRun
-from shiftwatch.retrain.torch_contract import TorchContract
+from shiftwatch.retrain.torch_contract import ContractModel
+from shiftwatch.retrain.trainer import TrainConfig
+from shiftwatch.retrain.trainer import accuracy as torch_accuracy
 from shiftwatch.retrain.training import GateConfig, GateResult, LabeledData, MixPolicy, gate, mix, split_labeled
 
 
@@ -90,23 +90,22 @@ def fallback_note(report: dict[str, Any]) -> list[str]:
     return [f"the gate judged the fp32 artifact ({outcome})"] if outcome.startswith("fp32") else []
 
 
-def family_for(base: ModelVersion, data_dir: Path, reference_set: Path | None = None) -> ModelFamily:
-    """The digits CNN, or the contract model the version was registered as (its factory, preprocessing, reference).
+def family_for(base: ModelVersion, data_dir: Path, reference_set: Path | None = None) -> ContractFamily:
+    """The model the version was registered as: its contract (factory, trainer, reference set) and preprocessing.
 
-    The registered reference set is the artifact store's copy (a path relative to ``data_dir``;
-    versions registered before it was copied name the user's file, absolute).
+    A registered reference set is the artifact store's copy (a path relative to ``data_dir``;
+    versions registered before it was copied name the user's file, absolute), or a loader function.
     """
-    contract = (base.report or {}).get("contract") or {}
-    if contract.get("kind") != "torch":
-        return DigitsFamily()
-    registered = contract.get("reference_set")
+    contract = TorchContract.from_dict((base.report or {}).get("contract") or {})
+    registered = contract.reference_set
     if reference_set is None and registered:
-        reference_set = ArtifactStore(data_dir).resolve(registered)
-    return ContractFamily(TorchContract.from_dict(contract), InputSpec.from_dict(base.input_spec), reference_set)
+        return ContractFamily(contract, InputSpec.from_dict(base.input_spec),
+                              registered if is_loader(registered) else ArtifactStore(data_dir).resolve(registered))  # fmt: skip
+    return ContractFamily(contract, InputSpec.from_dict(base.input_spec), reference_set)
 
 
 def _base_accuracy(
-    data_dir: Path, base: ModelVersion, base_model: Any, images: np.ndarray, labels: np.ndarray
+    data_dir: Path, base: ModelVersion, base_model: ContractModel, images: np.ndarray, labels: np.ndarray
 ) -> float:
     """What production scores: its deployed artifact when there is one, else its torch weights."""
     artifact = ArtifactStore(data_dir).resolve(base.artifact_path) if base.artifact_path else None
@@ -129,7 +128,7 @@ def retrain(
 ) -> RetrainOutcome:
     """Turn labeled production samples into a registered, compressed candidate (or a recorded rejection).
 
-    ``reference_set`` overrides a contract model's registered reference .npz (digits: sklearn's digits).
+    ``reference_set`` overrides the model's registered reference set.
     """
     config = config or RetrainConfig()
     if len(labeled) == 0:
@@ -142,7 +141,6 @@ def retrain(
         model_row = registry.get_model(session, model_name)
         base, weights_path = production_base(session, data_dir, model_name)
         family = family_for(base, data_dir, reference_set)
-        check_steps(family, config.compress)
         splits = family.reference()  # before the run row: a missing reference set is bad input, not a failed run
         base_id = base.id
         run = TrainingRun(
@@ -179,9 +177,9 @@ def retrain(
         recent = labeled_train.images if calibration_images is None else calibration_images
         calibration = np.concatenate([recent, splits.val.images])
         packaged = package(
-            model, data_dir, train=(images, labels), evaluation=(eval_images, eval_labels),
+            model, data_dir, family=family, train=(images, labels), evaluation=(eval_images, eval_labels),
             calibration=calibration, train_config=train_config, compress_config=config.compress,
-            latency_repeats=config.latency_repeats, progress=progress, family=family,
+            latency_repeats=config.latency_repeats, progress=progress,
         )  # fmt: skip
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]  # production_base found it above
@@ -224,23 +222,27 @@ def retrain(
 def bootstrap(
     db: Database,
     data_dir: Path,
-    model_name: str = "digits",
+    model_name: str,
+    class_names: list[str],
+    family: ContractFamily,
     config: RetrainConfig | None = None,
     *,
     reference: TrainConfig | None = None,
+    description: str = "",
     progress: StepProgress | None = None,
 ) -> RetrainOutcome:
-    """Train the reference CNN from scratch and register it: ``production`` when the model has
-    no production version yet (there is nothing to roll out against), else ``candidate``."""
+    """Train ``family``'s factory from scratch on its reference set, compress and register it: ``production``
+    when the model has no production version yet (there is nothing to roll out against), else ``candidate``."""
     config = config or RetrainConfig()
     reference = reference or TrainConfig(seed=config.seed)
+    splits = family.reference()  # before any row: a missing reference set is bad input
     with db.session() as session:
-        registry.register_model(session, model_name, CLASS_NAMES, description="digits CNN (shiftwatch reference)")
-    splits = split_digits(REFERENCE_SPLIT_SEED)
+        registry.register_model(session, model_name, class_names, description=description)
     epochs = (lambda done, total, loss: progress("train", done, total)) if progress else None
-    model = train_reference(config.seed, reference, progress=epochs)
+    model = family.new_model(reference.seed)
+    family.train(model, splits.train.images, splits.train.labels, reference, progress=epochs)
     packaged = package(
-        model, data_dir, train=(splits.train.images, splits.train.labels),
+        model, data_dir, family=family, train=(splits.train.images, splits.train.labels),
         evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
         train_config=reference, compress_config=config.compress, latency_repeats=config.latency_repeats,
         progress=progress,

@@ -2,8 +2,8 @@
 
 The model trains with int8 rounding simulated in its forward pass (``fake_quant.py``: weights
 per-channel symmetric, activations per-tensor uint8 with moving-average ranges, straight-through
-gradients), so its weights settle where rounding hurts least. Nothing here knows the layers: the
-digits CNN and a user's contract model go through the same code. The result is still the plain
+gradients), so its weights settle where rounding hurts least. Nothing here knows the layers: every
+contract model goes through the same code. The result is still the plain
 fp32 model: ORT's static PTQ then quantizes it exactly as before, with the same QDQ graph,
 kernels and calibration.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from torch import nn
 
 from shiftwatch.retrain.fake_quant import fake_quantized
-from shiftwatch.retrain.reference_model import ProgressCallback, TrainConfig, fit
+from shiftwatch.retrain.trainer import ProgressCallback, TrainConfig, fit
 
 Model = TypeVar("Model", bound=nn.Module)
 

@@ -66,8 +66,8 @@ def register_command(
     with db.session() as session:
         if factory is not None:
             require_torch()
+            from shiftwatch.retrain.model_contract import TorchContract
             from shiftwatch.retrain.own_model import register_torch_model
-            from shiftwatch.retrain.torch_contract import TorchContract
 
             contract = TorchContract(factory, embedding_layer, student_factory, trainer,
                                      str(reference_set.resolve()) if reference_set else None)  # fmt: skip

@@ -1,4 +1,4 @@
-"""A user's PyTorch classifier under the model contract: built from ``package.module:build``, embedding tapped by name.
+"""The torch case of the model contract (``model_contract.TorchContract``): built from ``package.module:build``, embedding tapped by name.
 
 The network stays the user's own ``nn.Module``; ``ContractModel`` wraps it so it returns
 (logits, embedding) like every model shiftwatch trains and exports. The embedding is the
@@ -10,9 +10,7 @@ for one forward call, so copies (``copy.deepcopy``) and ONNX tracing see a plain
 from __future__ import annotations
 
 import copy
-import importlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,48 +20,13 @@ from torch import nn
 
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.contract import InputSpec
+from shiftwatch.retrain.model_contract import TorchContract, load_callable
 from shiftwatch.retrain.onnx_contract import PROBE_ROWS, holds_probabilities
-
-
-@dataclass(frozen=True, slots=True)
-class TorchContract:
-    """Where a contract model comes from; stored in the version's report and carried to every candidate."""
-
-    factory: str  # "package.module:build", called with no arguments (or width=... for a narrower student)
-    embedding_layer: str | None = None  # None: the input of the last nn.Linear
-    student_factory: str | None = None  # distillation's student; None: factory(width=DistillConfig.width)
-    trainer: str | None = None  # "package.module:train", called as train(module, images, labels, config)
-    reference_set: str | None = None  # an .npz of uint8 "images" and int "labels": the reference data
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TorchContract:
-        known = {k: data.get(k) for k in ("factory", "embedding_layer", "student_factory", "trainer", "reference_set")}
-        if not known["factory"]:
-            raise Invalid("contract.factory", "is required")
-        return cls(**known)  # type: ignore[arg-type]  # factory checked above; the rest may be None
-
-
-def load_callable(reference: str, field: str) -> Callable[..., Any]:
-    """``package.module:name`` -> the object; a clear error naming ``field`` when it is not there."""
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise Invalid(field, f"{reference!r} is not of the form package.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise Invalid(field, f"cannot import {module_name!r}: {exc}") from None
-    target = getattr(module, attribute, None)
-    if not callable(target):
-        raise Invalid(field, f"{module_name!r} has no callable {attribute!r}")
-    return target
 
 
 def last_linear(module: nn.Module) -> str:
     """Name of the last ``nn.Linear`` registered in ``module`` (the classifier head, in common architectures)."""
-    names = [name for name, layer in module.named_modules() if isinstance(layer, nn.Linear)]
+    names: list[str] = [name for name, layer in module.named_modules() if isinstance(layer, nn.Linear)]
     if not names:
         raise Invalid("embedding_layer", "the model has no nn.Linear head; name the embedding layer")
     return names[-1]

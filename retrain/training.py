@@ -84,7 +84,8 @@ def repeats(age_days: np.ndarray, n_reference: int, policy: MixPolicy) -> np.nda
     weights = 0.5 ** (np.maximum(age_days, 0.0) / policy.half_life_days)
     target = policy.production_share / (1.0 - policy.production_share) * n_reference
     counts = np.rint(target * weights / weights.sum())
-    return np.clip(counts, 1, policy.max_repeat).astype(np.int64)
+    clipped: np.ndarray = np.clip(counts, 1, policy.max_repeat).astype(np.int64)
+    return clipped
 
 
 def mix(

@@ -50,13 +50,15 @@ def serve(
     import uvicorn
 
     from shiftwatch.app import create_app
-    from shiftwatch.detectors.links import with_served_port
+    from shiftwatch.detectors.links import served_public_url
     from shiftwatch.exposure import prepare_to_serve
     from shiftwatch.serving import server_config
 
     settings = settings_or_exit()
     bind = host or settings.host
-    settings, notice = with_served_port(settings, port or settings.port)
+    given = settings.public_url if "public_url" in settings.model_fields_set else None
+    public_url, notice = served_public_url(given, port or settings.port)
+    settings = settings.model_copy(update={"public_url": public_url})
     for line in prepare_to_serve(settings, bind) + ([notice] if notice else []):  # migrates; exit 2 on an open address, no auth
         typer.echo(line, err=True)
     uvicorn.Server(server_config(create_app(settings), settings, bind, port)).run()

@@ -253,7 +253,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _public_url_follows_the_port(self) -> Settings:
-        # Written into __dict__, not assigned: the field stays "unset", which `serve` reads (with_served_port).
+        # Written into __dict__, not assigned: the field stays "unset", which `serve` reads (served_public_url).
         if "public_url" not in self.model_fields_set:
             self.__dict__["public_url"] = f"http://127.0.0.1:{self.port}"
         return self

@@ -18,8 +18,8 @@ import numpy as np
 from shiftwatch.demo.acts import registered
 from shiftwatch.demo.stage import Scale, Stage, Subject
 from shiftwatch.demo.traffic import Drift, Traffic
-from shiftwatch.retrain import textured_digits
-from shiftwatch.retrain.digits import CLASS_NAMES
+from shiftwatch.examples import textured_digits
+from shiftwatch.examples.digits import CLASS_NAMES
 
 MODEL = "textured-digits"
 # The reference set is rendered in chunks seeded REFERENCE_SEED + chunk; production traffic with its own
@@ -107,10 +107,10 @@ def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
     """
     import torch
 
-    from shiftwatch.retrain import resnet
-    from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
+    from shiftwatch.examples import resnet
     from shiftwatch.retrain.reference_set import split_reference_set
     from shiftwatch.retrain.torch_contract import ContractModel
+    from shiftwatch.retrain.trainer import TrainConfig, deterministic, fit
 
     train = split_reference_set(reference).train
     with deterministic(0):
@@ -130,7 +130,7 @@ def train_weights(stage: Stage, reference: Path, path: Path) -> Path:
 
 def register_resnet(stage: Stage) -> None:
     """Act 2: reference set, the user's training, then ``shiftwatch retrain register`` as production v1."""
-    from shiftwatch.retrain import resnet
+    from shiftwatch.examples import resnet
 
     data_dir = stage.settings.data_dir
     scale = stage.scale

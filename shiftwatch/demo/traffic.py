@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from shiftwatch.retrain import digits, textured_digits
+from shiftwatch.examples import digits, textured_digits
 
 # corrupt(images, corruption, severity, rng) -> images of the same shape and dtype
 Corrupt = Callable[[np.ndarray, str, int, np.random.Generator], np.ndarray]
@@ -27,7 +27,7 @@ Corrupt = Callable[[np.ndarray, str, int, np.random.Generator], np.ndarray]
 
 @dataclass(frozen=True, slots=True)
 class Drift:
-    """The corruption injected part-way through the stream (MNIST-C style families, shiftwatch.retrain.digits)."""
+    """The corruption injected part-way through the stream (MNIST-C style families, shiftwatch.examples.digits)."""
 
     corruption: str
     severity: int

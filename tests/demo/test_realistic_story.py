@@ -20,8 +20,8 @@ from shiftwatch.db import Database
 from shiftwatch.demo.realistic import DRIFT, MODEL, resnet_subject, tiny_scale
 from shiftwatch.demo.story import run_demo
 from shiftwatch.detectors.tables import Alert
+from shiftwatch.examples import resnet
 from shiftwatch.labeling.tables import Label
-from shiftwatch.retrain import resnet
 from shiftwatch.retrain.tables import TrainingRun
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,7 @@ from datetime import timedelta
 import pytest
 
 from shiftwatch.db import utcnow
-from shiftwatch.detectors.links import with_served_port
-from shiftwatch.settings import Settings
+from shiftwatch.detectors.links import served_public_url
 from tests.support.drift_scenario import add_config, log, pin_reference, records
 
 
@@ -70,7 +69,7 @@ def test_cli_check_prints_the_runs_and_exits_2_on_an_unknown_model(db, settings,
 
 
 def test_serve_links_use_the_served_port_and_say_so_when_public_url_is_unset() -> None:
-    unset, note = with_served_port(Settings(), 8123)
-    assert unset.public_url == "http://127.0.0.1:8123" and "SHIFTWATCH_PUBLIC_URL is unset" in note
-    given, none = with_served_port(Settings(public_url="https://sw.example.com"), 8123)
-    assert given.public_url == "https://sw.example.com" and none is None
+    unset, note = served_public_url(None, 8123)
+    assert unset == "http://127.0.0.1:8123" and note is not None and "SHIFTWATCH_PUBLIC_URL is unset" in note
+    given, none = served_public_url("https://sw.example.com", 8123)
+    assert given == "https://sw.example.com" and none is None

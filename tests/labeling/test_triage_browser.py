@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
+from shiftwatch.examples.digits import corrupt, encode_png, load_digits_images
 from shiftwatch.labeling.oracle import label_with_oracle
 from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.sync import push
 from shiftwatch.labeling.tables import Label, LabelTask
-from shiftwatch.retrain.digits import corrupt, encode_png, load_digits_images
 from tests.support.browser import assert_not_blank, chromium_context
 from tests.support.console import open_drift_alert
 from tests.support.labeling import eventually, log, probs_with_margin

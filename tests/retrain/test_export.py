@@ -12,16 +12,18 @@ from onnx import numpy_helper
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
-from shiftwatch.retrain.digits import split_digits  # noqa: E402
+from shiftwatch.examples.digits import split_digits  # noqa: E402
+from shiftwatch.examples.digits_cnn import DigitsCNN  # noqa: E402
 from shiftwatch.retrain.export import ParityError, check_parity, export_artifact  # noqa: E402
-from shiftwatch.retrain.reference_model import DigitsCNN, deterministic, predict  # noqa: E402
 from shiftwatch.retrain.runtime import OnnxClassifier, resolve_providers  # noqa: E402
+from shiftwatch.retrain.torch_contract import ContractModel  # noqa: E402
+from shiftwatch.retrain.trainer import deterministic, predict  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     with deterministic(0):
-        model = DigitsCNN((8, 16, 32)).eval()
+        model = ContractModel(DigitsCNN((8, 16, 32))).eval()
     images = split_digits(0).val.images[:64]
     return model, export_artifact(model, tmp_path_factory.mktemp("export"), images), images
 
@@ -59,7 +61,7 @@ def test_parity_check_fails_on_perturbed_weights_in_the_graph(exported, tmp_path
     model, result, images = exported
     proto = onnx.load(result.path)
     for i, tensor in enumerate(proto.graph.initializer):
-        if tensor.name.startswith("head") and tensor.name.endswith("weight"):
+        if tensor.name.endswith("head.weight"):  # "module.head.weight": the contract wraps the network
             weights = numpy_helper.to_array(tensor).copy()
             weights[0] += 0.05  # one class's row nudged: answers mostly agree, logits do not
             proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(weights, tensor.name))

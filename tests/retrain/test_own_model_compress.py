@@ -12,10 +12,13 @@ torch = pytest.importorskip("torch")
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig, compress, onnx_accuracy  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
-from shiftwatch.retrain.contract_family import ContractFamily, load_reference_set  # noqa: E402
-from shiftwatch.retrain.distill import DistillConfig  # noqa: E402
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy  # noqa: E402
-from shiftwatch.retrain.torch_contract import TorchContract  # noqa: E402
+from shiftwatch.retrain.contract_family import (  # noqa: E402
+    ContractFamily,
+    DistillConfig,
+    load_reference_set,
+)
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
+from shiftwatch.retrain.trainer import TrainConfig, accuracy  # noqa: E402
 from tests.support import own_model as support  # noqa: E402
 
 SPEC = InputSpec.from_dict(support.INPUT_SPEC)

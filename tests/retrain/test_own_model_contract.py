@@ -14,10 +14,11 @@ torch = pytest.importorskip("torch")
 from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
 from shiftwatch.retrain.onnx_contract import last_linear_input  # noqa: E402
 from shiftwatch.retrain.own_model import register_onnx_model, register_torch_model  # noqa: E402
 from shiftwatch.retrain.runtime import OnnxClassifier  # noqa: E402
-from shiftwatch.retrain.torch_contract import TorchContract, build, last_linear  # noqa: E402
+from shiftwatch.retrain.torch_contract import build, last_linear  # noqa: E402
 from tests.support import own_model as support  # noqa: E402
 
 

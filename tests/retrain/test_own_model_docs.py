@@ -26,8 +26,8 @@ def test_the_documented_factory_imports_neither_timm_nor_torchvision() -> None:
 @pytest.mark.slow
 def test_the_documented_factory_registers_and_serves_its_embedding(db, settings, tmp_path: Path, monkeypatch) -> None:
     torch = pytest.importorskip("torch")
+    from shiftwatch.retrain.model_contract import TorchContract
     from shiftwatch.retrain.own_model import register_torch_model
-    from shiftwatch.retrain.torch_contract import TorchContract
 
     package = tmp_path / "mypkg"
     package.mkdir()

@@ -22,11 +22,11 @@ from shiftwatch.detectors.runs import run_due_detectors  # noqa: E402
 from shiftwatch.labeling.oracle import label_with_oracle  # noqa: E402
 from shiftwatch.labeling.policy import enqueue  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
+from shiftwatch.retrain.contract_family import PruneConfig  # noqa: E402
 from shiftwatch.retrain.labeled import labeled_data  # noqa: E402
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
 from shiftwatch.retrain.own_model import register_torch_model  # noqa: E402
 from shiftwatch.retrain.pipeline import RetrainConfig, retrain  # noqa: E402
-from shiftwatch.retrain.prune import PruneConfig  # noqa: E402
-from shiftwatch.retrain.torch_contract import TorchContract  # noqa: E402
 from shiftwatch.rollout import controller  # noqa: E402
 from shiftwatch.rollout.schemas import RolloutPlan  # noqa: E402
 from tests.support import own_model as support  # noqa: E402

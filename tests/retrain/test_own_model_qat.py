@@ -17,10 +17,11 @@ from shiftwatch.retrain.compress import QUANTIZED_MIN_AGREEMENT, CompressConfig,
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
 from shiftwatch.retrain.contract_family import ContractFamily, load_reference_set  # noqa: E402
 from shiftwatch.retrain.fake_quant import WEIGHT_QMAX, fake_quantized  # noqa: E402
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
 from shiftwatch.retrain.qat import QATConfig  # noqa: E402
-from shiftwatch.retrain.reference_model import TrainConfig, accuracy, deterministic, fit, predict  # noqa: E402
 from shiftwatch.retrain.runtime import OnnxClassifier  # noqa: E402
-from shiftwatch.retrain.torch_contract import ContractModel, TorchContract  # noqa: E402
+from shiftwatch.retrain.torch_contract import ContractModel  # noqa: E402
+from shiftwatch.retrain.trainer import TrainConfig, accuracy, deterministic, fit, predict  # noqa: E402
 from tests.support import own_model as support  # noqa: E402
 
 SPEC = InputSpec.from_dict(support.INPUT_SPEC)
@@ -158,7 +159,7 @@ def test_a_contract_model_goes_through_qat_and_ptq_to_an_int8_artifact(trained, 
     assert onnx_accuracy(result.path, splits.test.images, splits.test.labels) > teacher_top1 - 0.05
 
 
-def test_qat_runs_when_ptq_misses_and_a_family_without_it_is_refused(trained, tmp_path) -> None:
+def test_qat_runs_when_ptq_misses(trained, tmp_path) -> None:
     family, model, splits = trained
 
     def run(family: ContractFamily, **config):
@@ -169,12 +170,3 @@ def test_qat_runs_when_ptq_misses_and_a_family_without_it_is_refused(trained, tm
     result = run(family, steps=("ptq",), max_ptq_drop=-1.0)  # any PTQ is "too lossy": the QAT fallback must run
     assert [a["recipe"] for a in result.details["quantization"]["attempts"]] == ["ptq", "qat+ptq"]
     assert result.steps_applied == ("qat", "ptq") and result.details["quantization"]["outcome"] == "int8 from qat+ptq"
-
-    class NoQAT(ContractFamily):
-        supports_qat = False
-
-    from shiftwatch.errors import Invalid
-
-    with pytest.raises(Invalid, match="qat is not available for NoQAT") as caught:
-        run(NoQAT(TorchContract(FACTORY), SPEC), steps=("qat", "ptq"))
-    assert caught.value.field == "compress"

@@ -15,12 +15,13 @@ from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
-from shiftwatch.retrain import digits  # noqa: E402
+from shiftwatch.examples import digits, digits_cnn  # noqa: E402
 from shiftwatch.retrain.candidate import package, register  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
 from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap, retrain  # noqa: E402
-from shiftwatch.retrain.reference_model import DigitsCNN, TrainConfig, deterministic, fit  # noqa: E402
 from shiftwatch.retrain.tables import Artifact, TrainingRun  # noqa: E402
+from shiftwatch.retrain.torch_contract import ContractModel  # noqa: E402
+from shiftwatch.retrain.trainer import TrainConfig, fit  # noqa: E402
 from shiftwatch.retrain.training import GateConfig, LabeledData  # noqa: E402
 from shiftwatch.settings import Settings  # noqa: E402
 
@@ -30,21 +31,20 @@ FAST = RetrainConfig(
 
 
 @pytest.fixture(scope="module")
-def trained() -> DigitsCNN:
-    """A production model half the reference width: retraining is architecture-agnostic, and 4x cheaper here."""
+def trained() -> ContractModel:
+    """The example CNN from its contract's factory, as the demo registers it; 4 epochs keep this file fast."""
     splits = digits.split_digits(0)
-    with deterministic(0):
-        model = DigitsCNN((16, 32, 64))
+    model = digits_cnn.family().new_model(0)
     fit(model, splits.train.images, splits.train.labels, TrainConfig(epochs=4, seed=0))
     return model
 
 
 @pytest.fixture
-def production(db: Database, settings: Settings, trained: DigitsCNN) -> ModelVersion:
+def production(db: Database, settings: Settings, trained: ContractModel) -> ModelVersion:
     """digits v1 in production, with its ONNX artifact and torch weights stored (as bootstrap leaves it)."""
     splits = digits.split_digits(0)
     packaged = package(
-        trained, settings.data_dir, train=(splits.train.images, splits.train.labels),
+        trained, settings.data_dir, family=digits_cnn.family(), train=(splits.train.images, splits.train.labels),
         evaluation=(splits.val.images, splits.val.labels), calibration=splits.train.images,
         train_config=TrainConfig(), compress_config=CompressConfig(steps=()), latency_repeats=3,
     )  # fmt: skip
@@ -226,7 +226,7 @@ def test_a_production_version_without_torch_weights_cannot_be_fine_tuned(
 @pytest.mark.slow
 def test_bootstrap_registers_the_reference_model_in_production_once(db: Database, settings: Settings) -> None:
     reference = TrainConfig(epochs=1)
-    first = bootstrap(db, settings.data_dir, "digits", FAST, reference=reference)
+    first = bootstrap(db, settings.data_dir, "digits", digits.CLASS_NAMES, digits_cnn.family(), FAST, reference=reference)
     assert first.status == "production" and first.version == "v1"
     with db.session() as session:
         row = registry.get_version(session, "digits", "v1")

@@ -15,11 +15,11 @@ from shiftwatch.collector import registry  # noqa: E402
 from shiftwatch.errors import Invalid  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
 from shiftwatch.retrain.contract_family import load_reference_set  # noqa: E402
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
 from shiftwatch.retrain.own_model import register_torch_model  # noqa: E402
 from shiftwatch.retrain.pipeline import family_for  # noqa: E402
 from shiftwatch.retrain.reference_set import split_reference_set  # noqa: E402
 from shiftwatch.retrain.tables import Artifact  # noqa: E402
-from shiftwatch.retrain.torch_contract import TorchContract  # noqa: E402
 from tests.detectors.test_check import run_cli  # noqa: E402
 from tests.support import own_model as support  # noqa: E402
 

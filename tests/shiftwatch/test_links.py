@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from shiftwatch import cli as root_cli
 from shiftwatch.collector import registry
-from shiftwatch.detectors.links import with_served_port
+from shiftwatch.detectors.links import served_public_url
 from shiftwatch.rollout import controller
 from shiftwatch.rollout.schemas import RolloutPlan
 from shiftwatch.settings import load_settings
@@ -27,8 +27,8 @@ def test_settings_links_follow_the_port_until_a_public_url_is_given(monkeypatch:
     monkeypatch.setenv("SHIFTWATCH_PORT", "9123")
     unset = load_settings()
     assert unset.public_url == "http://127.0.0.1:9123"
-    served, note = with_served_port(unset, 9200)  # `serve --port 9200` still wins, and says so
-    assert served.public_url == "http://127.0.0.1:9200" and note is not None
+    served, note = served_public_url(None, 9200)  # `serve --port 9200` still wins, and says so
+    assert served == "http://127.0.0.1:9200" and note is not None
     monkeypatch.setenv("SHIFTWATCH_PUBLIC_URL", "https://sw.example.com")
     assert load_settings().public_url == "https://sw.example.com"
 

@@ -102,3 +102,47 @@ def test_detectors_0002_makes_stored_report_paths_relative_to_the_data_dir(backe
     finally:
         if backend_name == "postgres":
             drop_pg_database(url)
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgres"])
+def test_retrain_0002_gives_pre_contract_versions_the_digits_example_contract(backend_name, tmp_path) -> None:
+    """Versions the built-in CNN registered before it went through the contract still retrain (issue 28)."""
+    from sqlalchemy import MetaData, create_engine, select
+
+    from shiftwatch.examples.digits_cnn import CONTRACT
+    from shiftwatch.migrate import upgrade
+    from tests.support.databases import BACKENDS, create_pg_database, drop_pg_database, pg_unavailable_reason
+
+    if backend_name not in BACKENDS or (backend_name == "postgres" and pg_unavailable_reason() is not None):
+        pytest.skip(f"backend {backend_name} not available")
+    url = create_pg_database("sw_mig") if backend_name == "postgres" else f"sqlite:///{tmp_path / 'old.db'}"
+    resnet = {"kind": "torch", "factory": "shiftwatch.retrain.resnet:build_quarter", "reference_set": "a.npz"}
+    onnx = {"kind": "onnx", "logits_output": None, "embedding_output": None, "outputs": "logits"}
+    reports = [{"weights_path": "artifacts/old.pt"}, {"weights_path": "artifacts/r.pt", "contract": resnet},
+               {"contract": onnx}, {"compression_steps": []}]  # fmt: skip
+    try:
+        upgrade(url, "retrain_0001")
+        engine = create_engine(url)
+        meta = MetaData()
+        meta.reflect(engine)
+        t = meta.tables
+        with engine.begin() as connection:
+            connection.execute(t["models"].insert().values(_filled(t["models"], id=1, name="m", class_names=["a"])))
+            for i, report in enumerate(reports, start=1):
+                row = _filled(t["model_versions"], id=i, model_id=1, version=f"v{i}", report=report)
+                connection.execute(t["model_versions"].insert().values(row))
+        engine.dispose()
+        upgrade(url)
+        engine = create_engine(url)
+        with engine.connect() as connection:
+            versions = MetaData()
+            versions.reflect(engine, only=["model_versions"])
+            table = versions.tables["model_versions"]
+            stored = [r for r in connection.execute(select(table.c.report).order_by("id")).scalars().all()]
+        engine.dispose()
+        assert stored[0] == {"weights_path": "artifacts/old.pt", "contract": CONTRACT.as_dict()}
+        assert stored[1]["contract"]["factory"] == "shiftwatch.examples.resnet:build_quarter"
+        assert stored[2:] == reports[2:]  # an ONNX-only version and one without weights are left alone
+    finally:
+        if backend_name == "postgres":
+            drop_pg_database(url)

@@ -85,8 +85,8 @@ def train_weights(path: Path, reference: Path, epochs: int = 6, seed: int = 0) -
 
     from shiftwatch.retrain.contract import InputSpec
     from shiftwatch.retrain.contract_family import load_reference_set
-    from shiftwatch.retrain.reference_model import TrainConfig, deterministic, fit
     from shiftwatch.retrain.torch_contract import ContractModel
+    from shiftwatch.retrain.trainer import TrainConfig, deterministic, fit
 
     train = load_reference_set(reference, InputSpec.from_dict(INPUT_SPEC)).train
     with deterministic(seed):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shiftwatch.errors import Invalid
-from shiftwatch.retrain import digits
+from shiftwatch.examples import digits
 
 
 def test_images_are_32x32_floats_in_unit_range_with_all_ten_classes() -> None:
@@ -79,7 +79,7 @@ def test_garbage_bytes_are_an_invalid_image() -> None:
 def test_digits_and_runtime_import_without_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises
-        "import shiftwatch.retrain.digits, shiftwatch.retrain.runtime, shiftwatch.retrain.quantize\n"
+        "import shiftwatch.examples.digits, shiftwatch.retrain.runtime, shiftwatch.retrain.quantize\n"
         "print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

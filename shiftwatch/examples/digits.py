@@ -11,40 +11,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
 from shiftwatch.errors import Invalid
+from shiftwatch.retrain.reference_set import TEST_FRACTION, VAL_FRACTION, Splits, stratified_split
 
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
 CLASS_NAMES = [str(i) for i in range(NUM_CLASSES)]
 INPUT_SPEC = {"shape": [1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32", "scale": "0..1", "format": "png-grayscale"}
 SEVERITIES = (1, 2, 3, 4, 5)
-# The one split every model of the demo is trained and judged on: a retraining run with
-# another seed must not evaluate on images the reference model was trained on.
+# The one split every model of the demo is trained and judged on (retraining's, ``reference_set``).
 REFERENCE_SPLIT_SEED = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    """Images and labels of one split of the reference data."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass(frozen=True, slots=True)
-class DigitsSplits:
-    train: Split
-    val: Split
-    test: Split
 
 
 @lru_cache(maxsize=2)
@@ -64,25 +45,16 @@ def load_digits_images(size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def split_digits(seed: int = REFERENCE_SPLIT_SEED, val_fraction: float = 0.15, test_fraction: float = 0.2) -> DigitsSplits:
+def split_digits(seed: int = REFERENCE_SPLIT_SEED, val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION) -> Splits:
     """Stratified train/val/test split, the same for the same seed."""
     images, labels = load_digits_images()
     return stratified_split(images, labels, seed, val_fraction, test_fraction)
 
 
-def stratified_split(
-    images: np.ndarray, labels: np.ndarray, seed: int, val_fraction: float = 0.15, test_fraction: float = 0.2
-) -> DigitsSplits:
-    """Any labeled image set as train/val/test, stratified by class; the same for the same seed."""
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(len(labels))
-    rest, test = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=labels)
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1.0 - test_fraction), random_state=seed, stratify=labels[rest]
-    )
-    take = lambda idx: Split(images[np.sort(idx)], labels[np.sort(idx)])
-    return DigitsSplits(train=take(train), val=take(val), test=take(test))
+def reference_set() -> tuple[np.ndarray, np.ndarray]:
+    """The digits CNN's reference set as the contract reads one: uint8 (N, 32, 32) pixels and int64 labels."""
+    images, labels = load_digits_images()
+    return np.rint(images[:, 0] * 255.0).astype(np.uint8), np.array(labels)
 
 
 # --- corruptions -------------------------------------------------------------------------
@@ -94,7 +66,8 @@ Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 def _gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     sigma = (0.08, 0.12, 0.18, 0.26, 0.38)[severity - 1]
-    return x + rng.normal(0.0, sigma, size=x.shape)
+    noisy: np.ndarray = x + rng.normal(0.0, sigma, size=x.shape)
+    return noisy
 
 
 def _shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -115,7 +88,8 @@ def _gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np
     from skimage.filters import gaussian
 
     sigma = (0.6, 1.0, 1.5, 2.0, 3.0)[severity - 1]
-    return gaussian(x, sigma=(0, 0, sigma, sigma), mode="constant", preserve_range=True)
+    blurred: np.ndarray = gaussian(x, sigma=(0, 0, sigma, sigma), mode="constant", preserve_range=True)
+    return blurred
 
 
 def _brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,7 +99,8 @@ def _brightness(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
 def _contrast(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     factor = (0.4, 0.3, 0.2, 0.1, 0.05)[severity - 1]
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
-    return (x - mean) * factor + mean
+    scaled: np.ndarray = (x - mean) * factor + mean
+    return scaled
 
 
 def _affine(x: np.ndarray, make: Callable[[np.random.Generator], object], rng: np.random.Generator) -> np.ndarray:

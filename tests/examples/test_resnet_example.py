@@ -9,13 +9,13 @@ import pytest
 torch = pytest.importorskip("torch")
 # The imports below load torch: after the skip, hence their E402 noqa.
 from shiftwatch.errors import Invalid  # noqa: E402
-from shiftwatch.retrain import resnet, textured_digits  # noqa: E402
+from shiftwatch.examples import resnet, textured_digits  # noqa: E402
 from shiftwatch.retrain.contract import InputSpec  # noqa: E402
-from shiftwatch.retrain.contract_family import ContractFamily  # noqa: E402
+from shiftwatch.retrain.contract_family import ContractFamily, PruneConfig  # noqa: E402
 from shiftwatch.retrain.export import export_artifact  # noqa: E402
-from shiftwatch.retrain.prune import PruneConfig  # noqa: E402
-from shiftwatch.retrain.reference_model import TrainConfig  # noqa: E402
-from shiftwatch.retrain.torch_contract import TorchContract, build, validate  # noqa: E402
+from shiftwatch.retrain.model_contract import TorchContract  # noqa: E402
+from shiftwatch.retrain.torch_contract import build, validate  # noqa: E402
+from shiftwatch.retrain.trainer import TrainConfig  # noqa: E402
 
 SPEC = InputSpec.from_dict(resnet.INPUT_SPEC)
 

@@ -1,10 +1,8 @@
-"""The reference digits CNN (logits + 64-d embedding) and its deterministic training loop.
+"""The default trainer: a deterministic Adam loop (with Hinton distillation) for any model returning (logits, embedding).
 
-Needs the ``train`` extra (torch). The network returns two outputs because the collector
-logs the penultimate-layer embedding next to every prediction. Channel widths are
-constructor arguments so that structured pruning and distillation can build narrower
-copies of the same architecture, and weights files carry their own shape (see
-``load_weights``): a plain ``state_dict`` read back with ``torch.load(weights_only=True)``.
+Needs the ``train`` extra (torch). Every fine-tune, distillation, pruning fine-tune and QAT
+runs through ``fit`` unless a model registers its own ``trainer`` (then only the fine-tune
+of retraining is the user's: compression's short fine-tunes stay on this recipe).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -20,55 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from shiftwatch.retrain.digits import IMAGE_SIZE, NUM_CLASSES, REFERENCE_SPLIT_SEED, split_digits
-
-EMBEDDING_DIM = 64
-# Wide enough that the reference carries real compute (~9.6 M multiply-adds per image) for
-# pruning and distillation to remove; still trains in ~25 s on one thread.
-REFERENCE_CHANNELS = (32, 64, 128)
 # One intra-op thread: results do not depend on how many cores the machine has, and the
 # 2-core hosts this runs on are shared with the server.
 TRAIN_THREADS = 1
-
-
-class DigitsCNN(nn.Module):
-    """A stride-2 3x3 stem, two 3x3 conv blocks with 2x2 max-pool, a 64-d ReLU embedding and a linear head.
-
-    The stem downsamples at once because the digits carry 8x8 pixels of information: a
-    full-resolution first layer costs the most time (and int8 kernels handle its single
-    input channel poorly) while adding no accuracy.
-    """
-
-    def __init__(
-        self,
-        channels: tuple[int, int, int] = REFERENCE_CHANNELS,
-        embedding_dim: int = EMBEDDING_DIM,
-        num_classes: int = NUM_CLASSES,
-    ) -> None:
-        super().__init__()
-        self.channels = tuple(int(c) for c in channels)
-        c1, c2, c3 = self.channels
-        self.conv1 = nn.Conv2d(1, c1, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
-        self.conv3 = nn.Conv2d(c2, c3, 3, padding=1)
-        spatial = IMAGE_SIZE // 8  # stride-2 stem and two 2x2 pools
-        self.embed = nn.Linear(c3 * spatial * spatial, embedding_dim)
-        self.head = nn.Linear(embedding_dim, num_classes)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.conv1(image))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv3(x)), 2)
-        embedding = F.relu(self.embed(torch.flatten(x, 1)))
-        return self.head(embedding), embedding
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.embed.out_features
-
-    @property
-    def num_classes(self) -> int:
-        return self.head.out_features
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +121,7 @@ def predict(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> tupl
         logits.append(out_logits.numpy())
         embeddings.append(out_embedding.numpy())
     if not logits:
-        return np.zeros((0, NUM_CLASSES), np.float32), np.zeros((0, EMBEDDING_DIM), np.float32)
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     return np.concatenate(logits), np.concatenate(embeddings)
 
 
@@ -180,32 +131,3 @@ def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     logits, _ = predict(model, images)
     return float((logits.argmax(axis=1) == labels).mean())
-
-
-def train_reference(seed: int = 0, config: TrainConfig | None = None, progress: ProgressCallback | None = None) -> DigitsCNN:
-    """The reference model: trained from scratch on the reference train split (``seed`` drives init and order)."""
-    config = config or TrainConfig(seed=seed)
-    splits = split_digits(REFERENCE_SPLIT_SEED)
-    with deterministic(seed):
-        model = DigitsCNN()
-    fit(model, splits.train.images, splits.train.labels, config, progress=progress)
-    return model
-
-
-def save_weights(model: DigitsCNN, path: Path) -> None:
-    """A plain state_dict of tensors: loadable with ``weights_only=True``, no pickled objects."""
-    torch.save({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}, path)
-
-
-def load_weights(path: Path) -> DigitsCNN:
-    """Rebuild a ``DigitsCNN`` from a weights file; channel widths come from the tensor shapes."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return model_from_state(state)
-
-
-def model_from_state(state: dict[str, torch.Tensor]) -> DigitsCNN:
-    channels = (state["conv1.weight"].shape[0], state["conv2.weight"].shape[0], state["conv3.weight"].shape[0])
-    model = DigitsCNN(channels, embedding_dim=state["embed.weight"].shape[0], num_classes=state["head.weight"].shape[0])
-    model.load_state_dict(state)
-    model.eval()
-    return model

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from shiftwatch.errors import Invalid
-from shiftwatch.retrain.digits import CORRUPTIONS, SEVERITIES
+from shiftwatch.examples.digits import CORRUPTIONS, SEVERITIES
 
 TEXTURES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
             "brick", "grass", "gravel", "coins", "moon", "camera")  # fmt: skip

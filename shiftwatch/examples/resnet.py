@@ -1,7 +1,7 @@
 """The realistic example model: ResNet-18 in plain PyTorch (He et al. 2016), for 3x96x96 inputs and up.
 
 Shipped as an example of the model contract, not as something shiftwatch depends on: it is
-registered like any user's network (``shiftwatch.retrain.resnet:build``) and retrained,
+registered like any user's network (``shiftwatch.examples.resnet:build``) and retrained,
 pruned (torch-pruning follows its residual connections) and quantized by the generic path.
 ``width`` scales every stage's channels (1.0: 64-128-256-512, 11.2 M parameters).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-FACTORY = "shiftwatch.retrain.resnet:build"
+FACTORY = "shiftwatch.examples.resnet:build"
 INPUT_SPEC = {"shape": [3, 96, 96], "resize": "stretch", "channel_order": "rgb", "scale": "0..1",
               "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}  # fmt: skip
 
@@ -32,7 +32,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        result: torch.Tensor = self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+        return result
 
 
 class ResNet18(nn.Module):
@@ -54,14 +55,15 @@ class ResNet18(nn.Module):
         self.fc = nn.Linear(inputs, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        logits: torch.Tensor = self.fc(torch.flatten(self.pool(self.stages(self.stem(x))), 1))
+        return logits
 
 
 def build(width: float = 1.0, num_classes: int = 10) -> ResNet18:
     return ResNet18(num_classes, width)
 
 
-QUARTER_FACTORY = "shiftwatch.retrain.resnet:build_quarter"
+QUARTER_FACTORY = "shiftwatch.examples.resnet:build_quarter"
 
 
 def build_quarter(width: float = 1.0, num_classes: int = 10) -> ResNet18:
