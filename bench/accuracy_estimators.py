@@ -1,6 +1,6 @@
 """Label-free accuracy estimators and the labeled interval on a real image model: coverage first, then error (issue 24).
 
-Model: the project's digits CNN (shiftwatch.retrain.reference_model, trained from its seed in
+Model: the project's digits CNN (shiftwatch.examples.digits_cnn, trained from its seed in
 seconds on scikit-learn's bundled digits; no download). The reference is the CNN's output on
 the held-out val + test images with their labels; windows of 500 are drawn from the same
 images (the no-shift case is a fresh draw of the reference's population), corrupted per family
@@ -34,8 +34,8 @@ from machine import write_result
 from shiftwatch.detectors import label_free
 from shiftwatch.detectors.accuracy import AccuracyEstimator
 from shiftwatch.detectors.intervals import prediction_powered_accuracy, proportion_interval
-from shiftwatch.retrain import digits
-from shiftwatch.retrain.reference_model import train_reference
+from shiftwatch.examples import digits
+from shiftwatch.examples.digits_cnn import train_reference
 
 WINDOW = 500
 LABELS = 100
