@@ -21,10 +21,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shiftwatch.collector import registry
+from shiftwatch.collector.inputs import InputStore
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.db import Database, utcnow
 from shiftwatch.errors import Invalid, Unavailable
 from shiftwatch.labeling import alert_accuracy
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.outside_labels import send_outside_labels
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.studio import WEBHOOK_PATH, Studio, chosen_class, webhook_headers, written_by_shiftwatch
@@ -92,13 +94,13 @@ def push(
     studio = studio or Studio.from_settings(settings)
     now = now or utcnow()
     with db.session() as session:
-        context = task_context(session, settings, model_name)
+        context = task_context(session, InputLinks.of(settings), settings.public_url, model_name)
         stmt = tasks_of_model(model_name).where(LabelTask.state == "pending")
         if not force:
             stmt = stmt.where((LabelTask.next_attempt_at.is_(None)) | (LabelTask.next_attempt_at <= now))
         due = list(session.scalars(stmt.order_by(LabelTask.priority.desc(), LabelTask.id).limit(limit)))
         payloads = [task_payload(context, t) for t in due]
-        size = first_image_size(settings, due)
+        size = first_image_size(InputStore(settings.data_dir), due)
         ids = [t.id for t in due]
         for task in due:  # the claim: another pusher skips these until the lease ends
             task.next_attempt_at = now + timedelta(seconds=CLAIM_LEASE_S)

@@ -29,7 +29,6 @@ from shiftwatch.labeling.selection import PRIORITY_BASE
 from shiftwatch.labeling.stretch import ImageSize, image_size
 from shiftwatch.labeling.studio import PREDICTION_MODEL_VERSION, choice_result, labeling_order
 from shiftwatch.labeling.tables import LabelTask
-from shiftwatch.settings import Settings
 
 # What each reason means, in a triager's words.
 REASON_TEXT = {
@@ -69,15 +68,15 @@ class TaskContext:
     console_url: str
 
 
-def task_context(session: Session, settings: Settings, model_name: str) -> TaskContext:
-    """What the tasks of one push of ``model_name`` share, read once."""
+def task_context(session: Session, links: InputLinks, console_url: str, model_name: str) -> TaskContext:
+    """What the tasks of one push of ``model_name`` share, read once; ``console_url`` is SHIFTWATCH_PUBLIC_URL."""
     model = registry.get_model(session, model_name)
     return TaskContext(
-        links=InputLinks.of(settings),
+        links=links,
         class_names=list(model.class_names),
         versions={v.id: v.version for v in registry.list_versions(session, model_name)},
         alerts=model_alerts(session, model.id),
-        console_url=settings.public_url.rstrip("/"),
+        console_url=console_url.rstrip("/"),
     )
 
 
@@ -208,9 +207,8 @@ def task_payload(context: TaskContext, task: LabelTask) -> dict[str, Any]:
     }
 
 
-def first_image_size(settings: Settings, tasks: Sequence[LabelTask], tries: int = 5) -> ImageSize | None:
+def first_image_size(store: InputStore, tasks: Sequence[LabelTask], tries: int = 5) -> ImageSize | None:
     """The size of the first of ``tasks``' inputs that reads as an image: what the project's view is sized for."""
-    store = InputStore(settings.data_dir)
     for task in tasks[:tries]:
         try:
             size = image_size(store.get(task.input_ref or ""))

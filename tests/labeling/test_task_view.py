@@ -12,6 +12,7 @@ import pytest
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
 from shiftwatch.db import utcnow
+from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.policy import QueueItem, enqueue
 from shiftwatch.labeling.queue import tasks_of_model
 from shiftwatch.labeling.stretch import ImageSize
@@ -79,10 +80,10 @@ def test_a_task_says_why_it_is_here_with_evidence_priority_and_its_alert(db, set
         enqueue(session, v2, [QueueItem(ids[0], score=0.4, evidence={"production_class": 3, "candidate_class": 8,
                                                                       "request_id": "r-1"})], "disagreement")
         enqueue(session, v2, [QueueItem(ids[1], score=0.9, evidence={"margin": 0.12})], "uncertain")
-        context = task_context(session, settings, "digits")
+        context = task_context(session, InputLinks.of(settings), settings.public_url, "digits")
         tasks = {t.reason: t for t in session.scalars(tasks_of_model("digits"))}
         disagreement, uncertain = (task_payload(context, tasks[r])["data"] for r in ("disagreement", "uncertain"))
-        size = first_image_size(settings, list(tasks.values()))
+        size = first_image_size(InputStore(settings.data_dir), list(tasks.values()))
     assert size == ImageSize(32, 32)
     assert disagreement["priority"] == pytest.approx(3.4) and isinstance(disagreement["priority"], float)
     assert "production says d3, the candidate says d8" in disagreement["headline"]
@@ -104,7 +105,7 @@ def test_no_alert_is_named_when_none_was_open_and_text_is_escaped(db, settings) 
               ids=[uuid.uuid4()], ts=utcnow() - timedelta(minutes=1))
     with db.session() as session:
         enqueue(session, version, ids, "random")
-        context = task_context(session, settings, "parts")
+        context = task_context(session, InputLinks.of(settings), settings.public_url, "parts")
         data = task_payload(context, session.scalars(tasks_of_model("parts")).one())["data"]
     assert data["alert_id"] is None and "no drift alert was open" in data["why"]
     assert "<b>bolt</b>" not in data["why"] and "&lt;b&gt;bolt&lt;/b&gt;" in data["why"]
