@@ -207,6 +207,9 @@ def _test(planned: Planned, inputs: _Inputs, registry: Mapping[str, type[Detecto
     if reference is None or (current is None and len(window) > 0):
         return Tested(note=f"no {config.input} in the reference or the current window")
     if current is None or len(window) < MIN_CURRENT:
+        if config.input == "embeddings":  # windows of embeddings hold only the rows that kept theirs
+            return Tested(note=f"{len(window)} predictions with a kept embedding in the window, fewer than "
+                               f"{MIN_CURRENT} (SHIFTWATCH_EMBEDDING_KEEP_RATE keeps a sample; it fills as traffic comes)")
         return Tested(note=f"{len(window)} predictions in the window, fewer than {MIN_CURRENT}")
     started = time.perf_counter()
     try:
