@@ -145,10 +145,6 @@ def import_labels(
         if target is None:
             problems.append(RowProblem(row.where, key, f"no prediction of {model_name} has {key} {getattr(row, key)!r}"))
             continue
-        if target.prediction is not None and target.prediction.input_ref is None:
-            problems.append(RowProblem(row.where, key, f"prediction {target.prediction.id} has no stored input "
-                                       "(input_ref): its label could neither train nor judge a model"))
-            continue
         earlier = next((claimed[k] for k in target.identities() if k in claimed), None)
         if earlier is not None:
             problems.append(RowProblem(row.where, key, f"duplicate: labels the same prediction as {earlier}"))

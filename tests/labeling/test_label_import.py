@@ -132,23 +132,22 @@ def test_cli_import_refuses_the_whole_file_listing_every_bad_row(db, db_url, set
         f"{signs['by_id'].id},,,stop\n"  # line 5: the same prediction as line 2
         f",,,stop\n"  # line 6: no key
         f"not-a-uuid,,,3\n"  # line 7: bad id, and 3 is out of range
-        f"{signs['no_input'].id},,,stop\n"  # line 8: no stored input
+        f"{signs['no_input'].id},,,stop\n"  # line 8: no stored input, but good: its label judges the model
         f",req-404,,stop\n"  # line 9: unknown request id
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTWATCH_")} | _env(db_url, settings)
     done = subprocess.run([sys.executable, "-c", "from shiftwatch.cli import main; main()", "labeling", "import",
                            str(csv_file), "--model", "signs"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "7 of 8 rows refused, nothing imported" in done.stderr
+    assert "6 of 8 rows refused, nothing imported" in done.stderr
     for expected in ("line 3, prediction_id: no prediction of signs has prediction_id",
                      "line 4, label: 'cat' is not one of signs's classes (stop, yield, speed)",
                      "line 5, prediction_id: duplicate: labels the same prediction as line 2",
                      "line 6, prediction_id/request_id/input_ref: give exactly one",
                      "line 7, prediction_id: 'not-a-uuid' is not a UUID", "line 7, label: '3' is not one of",
-                     "line 8, prediction_id: prediction", "has no stored input",
                      "line 9, request_id: no prediction of signs has request_id 'req-404'"):
         assert expected in done.stderr
-    assert "line 2" not in done.stderr.replace("as line 2", "")
+    assert "line 2" not in done.stderr.replace("as line 2", "") and "line 8" not in done.stderr
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Label)) == 0
         assert session.scalar(select(func.count()).select_from(LabelTask)) == 1  # only the audit task from before
@@ -187,6 +186,11 @@ def test_post_labels_stores_all_rows_or_answers_422_naming_each_bad_one(api, db,
     }
     unknown_model = api.post("/v1/labels", json={"model": "nope", "labels": [{"request_id": "r", "label": 0}]})
     assert unknown_model.status_code == 404
+    # A prediction logged without its input (an SDK-only service) is labeled too: the label judges, not trains.
+    no_input = api.post("/v1/labels", json={"model": "signs", "labels": [
+        {"prediction_id": str(signs["no_input"].id), "label": "stop"}]})
+    assert no_input.status_code == 200 and no_input.json()["labeled"] == 1, no_input.text
+    assert _labels(db)[signs["no_input"].id] == (0, "local-admin", "import", "imported")
 
 
 def test_export_then_import_labels_the_open_audit_tasks_a_person_filled_in(db, db_url, settings, signs, tmp_path: Path):
