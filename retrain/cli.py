@@ -154,6 +154,8 @@ def quantize_command(
     max_drop: float = typer.Option(1.0, min=0.0, help="top-1 points int8 may lose on labeled samples"),
     allow_slower: bool = typer.Option(False, "--allow-slower", help="register int8 even when it is slower than fp32 on this CPU"),
     seed: int = typer.Option(0, help="seed of the calibration sample"),
+    provider: str = typer.Option("cpu", "--provider", help="the provider the int8 graph is for: cpu (CPU-fused), "
+                                 "openvino, tensorrt or cuda (plain QDQ, timed on that provider)"),
 ) -> None:
     """int8 PTQ of a version's own graph (any ONNX model), calibrated on the inputs it served: a candidate, or why not."""
     from shiftwatch.retrain.int8_candidate import Int8Bar, quantize_version
@@ -162,7 +164,7 @@ def quantize_command(
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=True)
     outcome = quantize_version(db, settings.data_dir, model, version=version,
-                               bar=Int8Bar(min_agreement, max_drop / 100, allow_slower), config=QuantizeConfig(seed=seed))  # fmt: skip
+                               bar=Int8Bar(min_agreement, max_drop / 100, allow_slower), config=QuantizeConfig(seed=seed, target=provider))  # fmt: skip
     report = outcome.report
     typer.echo(json.dumps({
         "status": outcome.status, "training_run_id": outcome.run_id, "version": outcome.version,

@@ -28,9 +28,9 @@ from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.labeled import labeled_data, recent_inputs
 from shiftwatch.retrain.measure import compare_latency, cpu_name
-from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, QuantizeConfig, fused_operators, quantize_int8
+from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, TARGETS, QuantizeConfig, fused_operators, quantize_int8
 from shiftwatch.retrain.runs import finish_run
-from shiftwatch.retrain.runtime import OnnxClassifier
+from shiftwatch.retrain.runtime import OnnxClassifier, available_providers
 from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.training import LabeledData
 
@@ -42,6 +42,9 @@ SLOWER_TOLERANCE = 0.05
 # The report fields a candidate inherits from its base: how to rebuild, retrain and read it.
 INHERITED = ("contract", "retrainable", "weights_path", "weights_sha256")
 
+
+# The extra that installs each int8 target's provider (docs/serving.md, "ONNX Runtime flavours").
+FLAVOUR_OF = {"openvino": "openvino", "tensorrt": "gpu", "cuda": "gpu"}
 
 @dataclass(frozen=True, slots=True)
 class Int8Bar:
@@ -108,6 +111,12 @@ def quantize_version(
 ) -> Int8Outcome:
     """int8 PTQ of ``version`` (default: production) calibrated on its stored inputs; a candidate, or a recorded refusal."""
     bar, config = bar or Int8Bar(), config or QuantizeConfig()
+    if config.target not in TARGETS:
+        raise Invalid("provider", f"{config.target!r} is not an int8 target; one of {', '.join(TARGETS)}")
+    if config.target != "cpu" and config.target not in available_providers():
+        raise Invalid("provider", f"int8 for {config.target} is timed on {config.target}, which this onnxruntime "
+                                  f"lacks (it has {', '.join(available_providers())}): run this where "
+                                  f"'shiftwatch[{FLAVOUR_OF[config.target]}]' is installed")  # fmt: skip
     store = ArtifactStore(data_dir)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
@@ -149,7 +158,7 @@ def quantize_version(
             evaluation = np.concatenate([inputs, labeled.images]) if len(labeled) else inputs
             fp32_logits = OnnxClassifier(source, "cpu").predict(evaluation).logits
             int8_logits = OnnxClassifier(int8_path, "cpu").predict(evaluation).logits
-            latency = compare_latency(source, int8_path, inputs, repeats=latency_repeats)
+            latency = compare_latency(source, int8_path, inputs, repeats=latency_repeats, provider=config.target)
             evidence, reasons = judge_int8(fp32_logits, int8_logits, labeled, latency, bar)
             stored = store.put(int8_path, "onnx") if not reasons else None
         report = {
@@ -158,6 +167,7 @@ def quantize_version(
             "training_run_id": run_id,
             "compression_steps": ["ptq"],
             "quantization": {**evidence, "outcome": "int8" if not reasons else "fp32: " + "; ".join(reasons)},
+            "target_provider": config.target,
             "latency_cpu_ms": {
                 batch: {"fp32": v["baseline_ms"], "int8": v["candidate_ms"], "ratio": v["ratio"]} for batch, v in latency.items()
             },

@@ -51,21 +51,24 @@ def latency_report(
 
 
 def compare_latency(
-    baseline: str | Path, candidate: str | Path, images: np.ndarray, repeats: int = 30, threads: int = 1
+    baseline: str | Path, candidate: str | Path, images: np.ndarray, repeats: int = 30, threads: int = 1,
+    provider: str = "cpu",
 ) -> dict[str, dict[str, float]]:
-    """Median CPU time per call (ms) of two artifacts at batch 1 and 32 on the CPU provider, one thread.
+    """Median time per call (ms) of two artifacts at batch 1 and 32 on ``provider`` (CPU: one thread).
 
-    Calls alternate between the two, and CPU time (not wall) is what counts: on a shared
-    machine a burst of load from other processes then falls on both alike.
+    Calls alternate between the two. On the CPU provider the calling thread's CPU time (not wall) is
+    what counts: on a shared machine a burst of load from other processes then falls on both alike.
+    Other providers run in threads or devices of their own, so their wall time is what counts there.
     """
-    sessions = [OnnxClassifier(path, "cpu", threads=threads) for path in (baseline, candidate)]
+    clock = time.thread_time if provider == "cpu" else time.perf_counter
+    sessions = [OnnxClassifier(path, provider, threads=threads) for path in (baseline, candidate)]
     out: dict[str, dict[str, float]] = {}
     for batch in BATCH_SIZES:
         x = np.ascontiguousarray(np.resize(images, (batch, *images.shape[1:])), dtype=np.float32)
         calls = [lambda s=s: s.session.run(None, {s.input_name: x}) for s in sessions]  # noqa: B023 - called in this iteration
         for call in calls:
             time_calls(call, 1, warmup=3)
-        times = np.array([[time_calls(call, 1, warmup=0, clock=time.thread_time)[0] for call in calls] for _ in range(repeats)])
+        times = np.array([[time_calls(call, 1, warmup=0, clock=clock)[0] for call in calls] for _ in range(repeats)])
         base_ms, cand_ms = np.median(times, axis=0)
         out[f"batch{batch}"] = {"baseline_ms": round(float(base_ms), 4), "candidate_ms": round(float(cand_ms), 4),
                                 "ratio": round(float(cand_ms / base_ms), 3)}  # fmt: skip

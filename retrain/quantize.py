@@ -8,6 +8,7 @@ production inputs, so the activation ranges are the ones the model will see afte
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +78,13 @@ class QuantizeConfig:
     # MinMax: deterministic, and on a ReLU CNN with [0, 1] inputs the ranges have no long tails.
     method: str = "minmax"
     seed: int = 0
+    # Which provider the artifact is for: "cpu" saves ORT's CPU-fused graph (QLinearConv, QGemm: what its
+    # x86 kernels run); "openvino", "tensorrt" and "cuda" get the plain QDQ graph, which those providers
+    # compile themselves and which OpenVINO leaves to the CPU once fused (retrain/placement.py).
+    target: str = "cpu"
 
 
+TARGETS = ("cpu", "openvino", "tensorrt", "cuda")
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 
 
@@ -127,7 +133,8 @@ def prepare_graph(source: Path, target: Path) -> tuple[Path, str]:
 def quantize_int8(
     fp32_model: Path, target: Path, calibration_images: np.ndarray, config: QuantizeConfig | None = None
 ) -> Path:
-    """Write a static int8 QDQ model of ``fp32_model`` (unoptimized export) with ORT optimizations saved in.
+    """Write a static int8 QDQ model of ``fp32_model`` (unoptimized export), fused for the CPU provider unless
+    ``config.target`` names another (then the QDQ graph as it is).
 
     Activations are uint8 and weights int8 (the U8S8 pair ORT's x86 kernels are fastest on).
     The image input may have any name; a graph below opset 13 is upgraded first.
@@ -137,6 +144,8 @@ def quantize_int8(
         raise Invalid("calibration", "static quantization needs calibration images")
     if config.method not in _METHODS:
         raise Invalid("method", f"must be one of {', '.join(_METHODS)}")
+    if config.target not in TARGETS:
+        raise Invalid("provider", f"{config.target!r} is not an int8 target; one of {', '.join(TARGETS)}")
     sample = sample_calibration(calibration_images, config.seed)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-ptq-") as tmp:
         source, input_name = prepare_graph(fp32_model, Path(tmp) / "upgraded.onnx")
@@ -156,4 +165,6 @@ def quantize_int8(
             calibrate_method=_METHODS[config.method],
             nodes_to_exclude=[node.name for node in onnx.load(str(prepared)).graph.node if node.name.startswith(FLOAT_NODE_PREFIX)],
         )
+        if config.target != "cpu":
+            return Path(shutil.copyfile(quantized, target))
         return optimize_onnx(quantized, target)

@@ -197,6 +197,18 @@ def test_a_channels_last_graph_takes_channels_first_images_like_every_other(db, 
     assert np.abs(classifier.predict(inputs).probabilities - own).max() < 1e-5
 
 
+def test_int8_for_a_provider_this_install_lacks_is_refused_naming_the_flavour(db, settings, api, tmp_path):
+    register_v1(db, settings, colours.build(tmp_path / "colours.onnx"))
+    serve(api, 9, 80, "traffic")
+    for provider, flavour in (("openvino", "shiftwatch[openvino]"), ("tensorrt", "shiftwatch[gpu]")):
+        refused = cli_process(settings, "retrain", "quantize", "--model", "colours", "--provider", provider)
+        assert refused.returncode == 2 and flavour in refused.stderr and "timed on" in refused.stderr, refused.stderr
+    unknown = cli_process(settings, "retrain", "quantize", "--model", "colours", "--provider", "tpu")
+    assert unknown.returncode == 2 and "'tpu' is not an int8 target" in unknown.stderr, unknown.stderr
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(TrainingRun)) == 0  # nothing half-written
+
+
 def test_a_graph_onnx_runtime_already_fused_is_refused_saying_what_to_quantize_instead(db, settings, api, tmp_path):
     from shiftwatch.retrain.export import optimize_onnx
 

@@ -79,3 +79,21 @@ def test_openvino_runs_fp32_and_qdq_int8_entirely_and_refuses_the_cpu_fused_int8
         assert np.abs(logits - cpu_logits(models[name], batch)).max() < tolerance, name
     fused = probe("openvino", models["int8_fused"], "openvino", batch_file)
     assert "left QGemm, QLinearConv of int8_fused.onnx to the CPU" in fused["refused"]
+
+
+@pytest.mark.slow
+def test_int8_quantized_for_openvino_keeps_the_qdq_graph_openvino_takes_whole(graphs, tmp_path: Path) -> None:
+    """quantize_int8(target="openvino"): no CPU fusion, so the graph runs as one OpenVINO subgraph."""
+    import onnx
+
+    from shiftwatch.retrain.quantize import QuantizeConfig, quantize_int8
+
+    models, batch_file, batch = graphs
+    calibration = images(64, seed=3)
+    for target, fused in (("cpu", True), ("openvino", False)):
+        path = quantize_int8(models["fp32"], tmp_path / f"{target}.onnx", calibration, QuantizeConfig(target=target))
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert ("QLinearConv" in ops) is fused and ("DequantizeLinear" in ops), (target, ops)
+    ran = probe("openvino", tmp_path / "openvino.onnx", "openvino", batch_file)
+    assert set(ran["placement"]) == {OPENVINO}, ran
+    assert np.abs(np.array(ran["logits"]) - cpu_logits(tmp_path / "openvino.onnx", batch)).max() < 0.05
