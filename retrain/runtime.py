@@ -37,7 +37,7 @@ PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
     "openvino": "OpenVINOExecutionProvider",
 }
-# "auto" tries these in order: compiled engines first, then plain GPU, then Intel CPU kernels.
+# "auto" tries these in order: compiled engines first, then plain GPU, then Intel CPU kernels (on Intel CPUs).
 AUTO_ORDER = ("tensorrt", "cuda", "openvino", "cpu")
 
 
@@ -45,6 +45,14 @@ def available_providers() -> list[str]:
     """Short names of the providers this onnxruntime build can use here."""
     offered = set(ort.get_available_providers())
     return [alias for alias, full in PROVIDER_ALIASES.items() if full in offered]
+
+
+def intel_cpu() -> bool:
+    """Whether this host's CPU is Intel's: ``auto`` picks OpenVINO only there (its kernels are tuned for them)."""
+    try:
+        return "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]:
@@ -61,7 +69,7 @@ def resolve_providers(requested: str | Sequence[str] | None = None) -> list[str]
         names = [str(part).strip().lower() for part in requested]
     here = available_providers()
     if names == ["auto"]:
-        names = [name for name in AUTO_ORDER if name in here]
+        names = [name for name in AUTO_ORDER if name in here and (name != "openvino" or intel_cpu())]
     unknown = [name for name in names if name not in PROVIDER_ALIASES]
     if unknown:
         raise Invalid("providers", f"unknown {', '.join(unknown)}; known: {', '.join(PROVIDER_ALIASES)}, auto")

@@ -97,3 +97,14 @@ def test_int8_quantized_for_openvino_keeps_the_qdq_graph_openvino_takes_whole(gr
     ran = probe("openvino", tmp_path / "openvino.onnx", "openvino", batch_file)
     assert set(ran["placement"]) == {OPENVINO}, ran
     assert np.abs(np.array(ran["logits"]) - cpu_logits(tmp_path / "openvino.onnx", batch)).max() < 0.05
+
+
+@pytest.mark.parametrize("intel", [True, False])
+def test_auto_takes_openvino_on_intel_cpus_only(monkeypatch, intel: bool) -> None:
+    from shiftwatch.retrain import runtime
+
+    monkeypatch.setattr(runtime, "available_providers", lambda: ["openvino", "cpu"])
+    monkeypatch.setattr(runtime, "intel_cpu", lambda: intel)
+    expected = [OPENVINO, placement.CPU] if intel else [placement.CPU]
+    assert runtime.resolve_providers("auto") == expected
+    assert runtime.resolve_providers("openvino") == [OPENVINO, placement.CPU]  # asked by name: on any CPU
