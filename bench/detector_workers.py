@@ -8,11 +8,16 @@ and the workers wake together at the next tick; its wall time runs from that tic
 version's claim finished (a worker woken late joins at the next tick). Peer in the same run: the same round with one worker; rounds
 alternate 1, 2, 1, 2 and the medians are compared (the machine is shared: load averages kept).
 
-    .venv/bin/python bench/detector_workers.py
+    .venv/bin/python bench/detector_workers.py [--threads-per-worker 1]
+
+``--threads-per-worker 1`` caps each worker's BLAS/OpenMP threads at one, as on hosts of one core per
+worker: without it each worker's NumPy already spreads over both cores here, so a second worker on the
+same 2 cores has nothing left to use (the uncapped runs measured 0.97-1.08x).
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -39,10 +44,21 @@ VERSIONS, REFERENCE, WINDOW, PERMUTATIONS, TICK_S = 40, 2000, 1000, 200, 5
 ROUNDS = (1, 2, 1, 2)
 
 
-def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_workers: int, number: int) -> dict:
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker(url: str, data_dir: Path, threads: int | None) -> WorkerProcess:
+    """A detector worker process, its math libraries capped at ``threads`` threads when given."""
+    process = WorkerProcess(url, data_dir, detector_tick_seconds=str(TICK_S))
+    if threads is not None:
+        process.env.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+    return process.start()
+
+
+def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_workers: int, number: int,
+              threads: int | None) -> dict:
     """One tick of every version, worked by ``n_workers`` processes; its wall time and who ran what."""
-    workers = [WorkerProcess(url, data_dir / f"round{number}-worker{i}", detector_tick_seconds=str(TICK_S)).start()
-               for i in range(n_workers)]  # fmt: skip
+    workers = [worker(url, data_dir / f"round{number}-worker{i}", threads) for i in range(n_workers)]
     try:
         for worker in workers:
             worker.wait_for_ticks(1, timeout=120)  # started and idle: they wake at the same tick boundaries
@@ -81,6 +97,9 @@ def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads-per-worker", type=int, default=None, help="cap each worker's BLAS/OpenMP threads")
+    threads = parser.parse_args().threads_per_worker
     url = create_pg_database("sw_bench_workers")
     try:
         upgrade(url)
@@ -90,7 +109,7 @@ def main() -> None:
             settings = Settings(database_url=url, data_dir=data_dir, scheduler_enabled=False)
             start = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
             version_ids = fleet(db, settings, VERSIONS, start, reference=REFERENCE, window=WINDOW)
-            rounds = [one_round(db, url, data_dir, version_ids, n, i) for i, n in enumerate(ROUNDS)]
+            rounds = [one_round(db, url, data_dir, version_ids, n, i, threads) for i, n in enumerate(ROUNDS)]
         db.dispose()
     finally:
         drop_pg_database(url)
@@ -101,14 +120,15 @@ def main() -> None:
     two = statistics.median(r["wall_s"] for r in rounds if r["workers"] == 2)
     result = {
         "setup": {"versions": VERSIONS, "reference": REFERENCE, "window": WINDOW, "detector": "mmd",
-                  "n_permutations": PERMUTATIONS, "backend": "postgresql (127.0.0.1:5432)"},
+                  "n_permutations": PERMUTATIONS, "backend": "postgresql (127.0.0.1:5432)",
+                  "threads_per_worker": threads or "uncapped"},
         "rounds": rounds,
         "tick_1_worker_s": one,
         "tick_2_workers_s": two,
         "ratio_2_over_1": round(two / one, 3),
         "per_version_1_worker_s": round(one / VERSIONS, 3),
     }
-    write_result("detector_workers", result, ("tick_1_worker_s", "tick_2_workers_s", "ratio_2_over_1"))
+    write_result("detector_workers" if threads is None else f"detector_workers_{threads}thread", result, ("tick_1_worker_s", "tick_2_workers_s", "ratio_2_over_1"))
 
 
 if __name__ == "__main__":
