@@ -108,3 +108,25 @@ def test_auto_takes_openvino_on_intel_cpus_only(monkeypatch, intel: bool) -> Non
     expected = [OPENVINO, placement.CPU] if intel else [placement.CPU]
     assert runtime.resolve_providers("auto") == expected
     assert runtime.resolve_providers("openvino") == [OPENVINO, placement.CPU]  # asked by name: on any CPU
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["digits_cnn", "resnet_quarter"])
+def test_the_example_models_run_whole_in_openvino_with_the_cpu_providers_answers(example: str, tmp_path: Path) -> None:
+    """The digits CNN (1x32x32) and the ResNet-18/0.25 example (3x96x96), exported as the pipeline exports."""
+    torch = pytest.importorskip("torch")  # the [train] extra: installed for the tests
+    from shiftwatch.examples import digits_cnn, resnet
+    from shiftwatch.retrain.export import export_onnx
+    from shiftwatch.retrain.torch_contract import ContractModel
+
+    torch.manual_seed(0)
+    module, shape = (digits_cnn.build(), (1, 32, 32)) if example == "digits_cnn" else (resnet.build_quarter(), (3, 96, 96))
+    model = export_onnx(ContractModel(module), tmp_path / f"{example}.onnx", input_shape=shape)
+    batch = np.random.default_rng(5).uniform(0, 1, (8, *shape)).astype(np.float32)
+    np.save(tmp_path / "images.npy", batch)
+    ran = probe("openvino", model, "openvino", tmp_path / "images.npy")
+    assert set(ran["placement"]) == {OPENVINO}, ran.get("refused") or ran["placement"]
+    expected = cpu_logits(model, batch)
+    difference = float(np.abs(np.array(ran["logits"]) - expected).max())
+    print(f"{example}: max |logit difference| {difference:.2e} of max |logit| {np.abs(expected).max():.2f}")
+    assert difference < 1e-3 * max(1.0, float(np.abs(expected).max()))
