@@ -86,8 +86,10 @@ def test_alerts_list_show_ack_resolve(db, env, opened_alert: int) -> None:
     table = invoke(env, "alerts", "list", "--state", "open")
     assert listed[0]["title"] in table
     harm, source = listed[0]["estimated_harm"], listed[0]["harm_source"]
-    unit = "confidence points" if source == "confidence_drop" else "accuracy points"  # never confidence called accuracy
-    assert ("unknown" if harm is None else f"{unit} lost" if harm >= 0 else f"{unit} gained") in table
+    wide = invoke({**env, "COLUMNS": "400"}, "alerts", "list", "--state", "open")  # the harm cell on one line
+    unit = ("mean-confidence points (a confidence drop, not accuracy)" if source == "confidence_drop"
+            else "accuracy points")  # never confidence called accuracy
+    assert ("unknown" if harm is None else f"{unit} lost" if harm >= 0 else f"{unit} gained") in wide
     assert invoke(env, "alerts", "list", "--state", "resolved") == "no alerts\n"
     shown = invoke(env, "alerts", "show", str(opened_alert))
     assert re.search(rf"^alert +{opened_alert}$", shown, re.M) and "mmd (config" in shown and "evidence" in shown

@@ -47,7 +47,7 @@ def replicated(clusters, tmp_path) -> Iterator[tuple[Database, Settings]]:
     db = Database.connect(primary.url, standby.url)
     settings = Settings(database_url=primary.url, read_database_url=standby.url, data_dir=tmp_path / "data",
                         scheduler_enabled=False, auth_required=False, allowed_hosts=[TEST_CLIENT_HOST],
-                        public_url=f"http://{TEST_CLIENT_HOST}")  # fmt: skip
+                        public_url=f"http://{TEST_CLIENT_HOST}", embedding_keep_rate=1.0)  # fmt: skip
     yield db, settings
     standby.resume()
     empty_all_tables(db)
