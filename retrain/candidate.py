@@ -50,8 +50,10 @@ def package(
     latency_repeats: int = 100,
     progress: StepProgress | None = None,
     family: ContractFamily,
+    compressed: CompressionResult | None = None,
 ) -> PackagedModel:
-    """Compress ``model``, store the ONNX artifact and ``model``'s own fp32 weights, measure both.
+    """Compress ``model`` (unless ``compressed`` already holds its result), store the ONNX artifact and
+    ``model``'s own fp32 weights, measure both.
 
     The weights stored are the uncompressed model's: the next retraining fine-tunes from them,
     so compression does not compound over generations (a student of a student of ...).
@@ -59,7 +61,7 @@ def package(
     store = ArtifactStore(data_dir)
     with tempfile.TemporaryDirectory(prefix="shiftwatch-retrain-") as tmp:
         work = Path(tmp)
-        result = compress(
+        result = compressed or compress(
             model, *train, *evaluation, calibration, work, train_config, compress_config, progress=progress, family=family
         )
         verify_onnx_artifact(result.path, None)

@@ -83,7 +83,41 @@ def _summary(outcome: Any) -> dict[str, Any]:
         "compression_steps": report.get("compression_steps"),
         # "int8 from ptq", or "fp32: int8 declined after ptq (...) and qat+ptq (...)"
         "quantization": ((report.get("compression") or {}).get("quantization") or {}).get("outcome"),
+        "budget_search": report.get("budget_search"),
     }
+
+
+def _budget_table(found: dict[str, Any]) -> None:
+    """The recipes as measured, on stderr (stdout carries the JSON): the chosen one, the Pareto front, what missed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    budget = found["budget"]
+    table = Table(title=f"budget: latency_ms={budget['latency_ms']}, size_mb={budget['size_mb']} "
+                        f"({budget['provider']}, batch {budget['batch']})")  # fmt: skip
+    for column in ("recipe", "accuracy", "latency ms", "size MB", "Pareto", "within budget"):
+        table.add_column(column)
+    for row in found["candidates"]:
+        mark = "chosen" if row["recipe"] == found["chosen"] else ("yes" if row["fits"] else "; ".join(row["misses"]))
+        table.add_row(row["recipe"], f"{row['accuracy']:.3f}", f"{row['latency_ms']:.2f}", f"{row['size_mb']:.2f}",
+                      "*" if row["pareto"] else "", mark)  # fmt: skip
+    for recipe, why in found["skipped"].items():
+        table.add_row(recipe, "-", "-", "-", "", f"skipped: {why}")
+    Console(stderr=True).print(table)
+
+
+def _budget_page(data_dir: Path, run_id: int | None, found: dict[str, Any]) -> Path:
+    """The two Pareto plots as one self-contained HTML file under DATA_DIR/reports (the console shows them too)."""
+    from html import escape
+
+    from shiftwatch.console.pareto_plot import charts
+
+    path = data_dir / "reports" / f"training-run-{run_id}-budget.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = f"Training run {run_id}: candidates under budget, chosen {found['chosen'] or 'none'}"
+    path.write_text(f"<!doctype html><meta charset=utf-8><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+                    + "".join(charts(found)))  # fmt: skip
+    return path
 
 
 @app.callback()
@@ -100,6 +134,9 @@ def retrain_command(
     lr: float = typer.Option(1e-3, min=1e-7, max=1.0, help="fine-tuning learning rate (Adam)"),
     production_share: float = typer.Option(
         0.5, min=0.01, max=1.0, help="share of each fine-tuning epoch that is labeled production samples"),
+    budget: str | None = typer.Option(
+        None, help="latency_ms=16,size_mb=4[,provider=cpu|openvino|tensorrt|cuda,batch=1]: compress a recipe grid "
+        "instead of --compress and register the most accurate artifact within budget"),
 ) -> None:
     """Retrain MODEL's production version on reference + labeled data; register a compressed candidate."""
     if ctx.invoked_subcommand is not None:
@@ -110,6 +147,9 @@ def retrain_command(
         raise Invalid("--model", "is required, e.g. shiftwatch retrain --model digits")
     steps = parse_steps(compress)
     since_at = parse_since(since)
+    from shiftwatch.retrain.budget import Budget
+
+    limits = Budget.parse(budget) if budget is not None else None
     require_torch()
     from shiftwatch.collector import registry
     from shiftwatch.retrain.labeled import labeled_data, recent_inputs
@@ -130,6 +170,7 @@ def retrain_command(
         mix=MixPolicy(production_share=production_share),
         compress=replace(CompressConfig(), steps=steps),
         gate=GateConfig(max_old_drop=max_old_drop / 100, min_new_gain=min_new_gain / 100),
+        budget=limits,
     )
     with _progress() as progress:
         outcome = retrain(
@@ -138,10 +179,14 @@ def retrain_command(
             reference_set=reference_set,
         )  # fmt: skip
     typer.echo(json.dumps(_summary(outcome), indent=2))
+    if "budget_search" in outcome.report:
+        _budget_table(outcome.report["budget_search"])
+        typer.echo(f"Pareto front: {_budget_page(settings.data_dir, outcome.run_id, outcome.report['budget_search'])}", err=True)
     if outcome.status != "succeeded":
         from shiftwatch.retrain.pipeline import fallback_note
 
-        reasons = [*(outcome.gate.reasons if outcome.gate else ()), *fallback_note(outcome.report)]
+        refusal = outcome.report.get("budget_refusal")
+        reasons = [*(outcome.gate.reasons if outcome.gate else ()), *([refusal] if refusal else []), *fallback_note(outcome.report)]
         typer.echo(f"rejected: {'; '.join(reasons)}", err=True)
         raise typer.Exit(1)
 

@@ -28,9 +28,15 @@ from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
 from shiftwatch.retrain.labeled import labeled_data, recent_inputs
 from shiftwatch.retrain.measure import compare_latency, cpu_name
-from shiftwatch.retrain.quantize import QUANTIZED_MIN_AGREEMENT, TARGETS, QuantizeConfig, fused_operators, quantize_int8
+from shiftwatch.retrain.quantize import (
+    QUANTIZED_MIN_AGREEMENT,
+    QuantizeConfig,
+    fused_operators,
+    quantize_int8,
+    require_target,
+)
 from shiftwatch.retrain.runs import finish_run
-from shiftwatch.retrain.runtime import OnnxClassifier, available_providers
+from shiftwatch.retrain.runtime import OnnxClassifier
 from shiftwatch.retrain.tables import TrainingRun
 from shiftwatch.retrain.training import LabeledData
 
@@ -42,9 +48,6 @@ SLOWER_TOLERANCE = 0.05
 # The report fields a candidate inherits from its base: how to rebuild, retrain and read it.
 INHERITED = ("contract", "retrainable", "weights_path", "weights_sha256")
 
-
-# The extra that installs each int8 target's provider (docs/serving.md, "ONNX Runtime flavours").
-FLAVOUR_OF = {"openvino": "openvino", "tensorrt": "gpu", "cuda": "gpu"}
 
 @dataclass(frozen=True, slots=True)
 class Int8Bar:
@@ -111,12 +114,7 @@ def quantize_version(
 ) -> Int8Outcome:
     """int8 PTQ of ``version`` (default: production) calibrated on its stored inputs; a candidate, or a recorded refusal."""
     bar, config = bar or Int8Bar(), config or QuantizeConfig()
-    if config.target not in TARGETS:
-        raise Invalid("provider", f"{config.target!r} is not an int8 target; one of {', '.join(TARGETS)}")
-    if config.target != "cpu" and config.target not in available_providers():
-        raise Invalid("provider", f"int8 for {config.target} is timed on {config.target}, which this onnxruntime "
-                                  f"lacks (it has {', '.join(available_providers())}): run this where "
-                                  f"'shiftwatch[{FLAVOUR_OF[config.target]}]' is installed")  # fmt: skip
+    require_target(config.target, f"int8 for {config.target}")
     store = ArtifactStore(data_dir)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)

@@ -8,6 +8,7 @@ its candidate, ``rejected`` when the evaluation gate said no (nothing registered
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -22,11 +23,13 @@ from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.db import Database
 from shiftwatch.errors import Invalid
 from shiftwatch.retrain.artifact_store import ArtifactStore
-from shiftwatch.retrain.candidate import package, register
-from shiftwatch.retrain.compress import CompressConfig, StepProgress, onnx_accuracy
+from shiftwatch.retrain.budget import DEFAULT_GRID, Budget, Recipe, SearchResult, search
+from shiftwatch.retrain.candidate import PackagedModel, package, register
+from shiftwatch.retrain.compress import CompressConfig, CompressionResult, StepProgress, compress, onnx_accuracy
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily
 from shiftwatch.retrain.model_contract import TorchContract
+from shiftwatch.retrain.quantize import require_target
 from shiftwatch.retrain.reference_set import is_loader
 from shiftwatch.retrain.runs import finish_run
 from shiftwatch.retrain.tables import TrainingRun
@@ -45,6 +48,10 @@ class RetrainConfig:
     mix: MixPolicy = field(default_factory=MixPolicy)
     gate: GateConfig = field(default_factory=GateConfig)
     latency_repeats: int = 100
+    # With a budget, ``compress.steps`` gives way to a recipe grid (retrain/budget.py): the most accurate
+    # artifact within budget is the candidate.
+    budget: Budget | None = None
+    budget_grid: tuple[Recipe, ...] = DEFAULT_GRID
 
     def hyperparameters(self) -> dict[str, Any]:
         return {
@@ -53,6 +60,8 @@ class RetrainConfig:
             "compress": asdict(self.compress),
             "mix": asdict(self.mix),
             "gate": asdict(self.gate),
+            "budget": asdict(self.budget) if self.budget else None,
+            "budget_grid": [asdict(r) for r in self.budget_grid] if self.budget else None,
         }
 
 
@@ -136,6 +145,8 @@ def retrain(
         raise Invalid("labeled", f"no labeled samples for model {model_name!r}{window}; label some first")
     if calibration_images is not None and len(calibration_images) == 0:
         raise Invalid("calibration_images", "is empty; pass None to calibrate on the labeled and reference images")
+    if config.budget is not None:
+        require_target(config.budget.provider, "the budget's latency")
     labeled_train, labeled_holdout = split_labeled(labeled, config.mix.holdout_fraction, config.seed)
     with db.session() as session:
         model_row = registry.get_model(session, model_name)
@@ -176,11 +187,15 @@ def retrain(
         # (the labeled ones when none are given) and reference images.
         recent = labeled_train.images if calibration_images is None else calibration_images
         calibration = np.concatenate([recent, splits.val.images])
-        packaged = package(
-            model, data_dir, family=family, train=(images, labels), evaluation=(eval_images, eval_labels),
-            calibration=calibration, train_config=train_config, compress_config=config.compress,
-            latency_repeats=config.latency_repeats, progress=progress,
+        packaged, searched = _package_candidate(
+            model, data_dir, family, config, train=(images, labels), evaluation=(eval_images, eval_labels),
+            calibration=calibration, train_config=train_config, progress=progress,
         )  # fmt: skip
+        if packaged is None:  # nothing within budget: a recorded refusal that names the closest candidate
+            assert searched is not None
+            report = {"budget_search": searched.as_dict(), "budget_refusal": searched.refusal(), "training_run_id": run_id}
+            finish_run(db, run_id, started, status="rejected", metrics=report, error=searched.refusal())
+            return RetrainOutcome(run_id, "rejected", None, None, None, report)
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]  # production_base found it above
             result = gate(
@@ -192,6 +207,7 @@ def retrain(
             )
             report = {
                 **packaged.report,
+                **({"budget_search": searched.as_dict()} if searched else {}),
                 "accuracy_old": round(result.old_candidate, 4),
                 "accuracy_new": round(result.new_candidate, 4),
                 "gate": result.as_dict(),
@@ -217,6 +233,38 @@ def retrain(
         error=None if result.passed else "; ".join([*result.reasons, *fallback_note(report)]),
     )  # fmt: skip
     return RetrainOutcome(run_id, status, version_name, version_id, result, report)
+
+
+def _package_candidate(
+    model: ContractModel,
+    data_dir: Path,
+    family: ContractFamily,
+    config: RetrainConfig,
+    *,
+    train: tuple[np.ndarray, np.ndarray],
+    evaluation: tuple[np.ndarray, np.ndarray],
+    calibration: np.ndarray,
+    train_config: TrainConfig,
+    progress: StepProgress | None,
+) -> tuple[PackagedModel | None, SearchResult | None]:
+    """The fine-tuned model compressed by ``config.compress`` or, with a budget, by the best recipe that fits it
+    (None and the search when none does)."""
+    common: dict[str, Any] = {"family": family, "train": train, "evaluation": evaluation, "calibration": calibration,
+                              "train_config": train_config, "latency_repeats": config.latency_repeats, "progress": progress}  # fmt: skip
+    if config.budget is None:
+        return package(model, data_dir, compress_config=config.compress, **common), None
+
+    def compress_recipe(recipe: Recipe, recipe_config: CompressConfig, workdir: Path) -> CompressionResult:
+        return compress(model, *train, *evaluation, calibration, workdir, train_config, recipe_config, family=family,
+                        progress=progress)  # fmt: skip
+
+    with tempfile.TemporaryDirectory(prefix="shiftwatch-budget-") as tmp:
+        found, results = search(compress_recipe, config.compress, config.budget, evaluation, Path(tmp),
+                                grid=config.budget_grid, progress=progress)
+        if found.chosen is None:
+            return None, found
+        chosen = results[found.chosen]
+        return package(model, data_dir, compress_config=config.compress, compressed=chosen, **common), found
 
 
 def bootstrap(

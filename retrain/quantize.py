@@ -30,6 +30,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from shiftwatch.errors import Invalid
+from shiftwatch.retrain import runtime
 from shiftwatch.retrain.export import optimize_onnx
 from shiftwatch.retrain.runtime import INPUT_NAME
 
@@ -85,6 +86,18 @@ class QuantizeConfig:
 
 
 TARGETS = ("cpu", "openvino", "tensorrt", "cuda")
+# The extra that installs each int8 target's provider (docs/serving.md, "ONNX Runtime flavours").
+FLAVOUR_OF = {"openvino": "openvino", "tensorrt": "gpu", "cuda": "gpu"}
+
+
+def require_target(target: str, doing: str) -> None:
+    """Refuse a target that is not one of ``TARGETS``, or whose provider this onnxruntime lacks (``doing`` times it there)."""
+    if target not in TARGETS:
+        raise Invalid("provider", f"{target!r} is not an int8 target; one of {', '.join(TARGETS)}")
+    if target != "cpu" and target not in runtime.available_providers():
+        raise Invalid("provider", f"{doing} is timed on {target}, which this onnxruntime lacks (it has "
+                                  f"{', '.join(runtime.available_providers())}): run this where "
+                                  f"'shiftwatch[{FLAVOUR_OF[target]}]' is installed")  # fmt: skip
 _METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 
 

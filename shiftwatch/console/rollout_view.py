@@ -60,6 +60,12 @@ def candidate_summary(report: dict[str, Any]) -> dict[str, Any]:
         change = (f" ({(candidate - production) * 100:+.2f} points)"
                   if isinstance(production, int | float) and isinstance(candidate, int | float) else "")
         rows.append((f"accuracy on {where}", f"production {_points(production)}, candidate {_points(candidate)}{change}"))
+    if (found := report.get("budget_search")) and found.get("chosen"):
+        budget = found["budget"]
+        limits = ", ".join(f"{name} {budget[key]:g}" for key, name in (("latency_ms", "latency ms"), ("size_mb", "size MB"))
+                           if budget.get(key))  # fmt: skip
+        rows.append(("chosen under budget", f"{found['chosen']} of {len(found['candidates'])} recipes measured "
+                                            f"({limits}; {budget['provider']}, batch {budget['batch']})"))  # fmt: skip
     if "size_bytes" in report:
         rows.append(("artifact size", f"{_kb(report['size_bytes'])} (fp32 ONNX {_kb(report.get('size_bytes_fp32_onnx'))})"))
     for batch, timing in (report.get("latency_ms") or {}).items():

@@ -18,7 +18,7 @@ from fastapi.templating import Jinja2Templates
 from shiftwatch.auth import Principal
 from shiftwatch.collector import registry
 from shiftwatch.collector.inputs import InputStore
-from shiftwatch.console import alert_view
+from shiftwatch.console import alert_view, pareto_plot
 from shiftwatch.console.access import PageApprover, PageOperator, PageReader, csrf_field, csrf_protect, login_first
 from shiftwatch.console.labeling_view import open_tasks
 from shiftwatch.console.rollout_view import candidate_summary, distribution_plots
@@ -241,6 +241,8 @@ def rollout_page(
     with db.session() as session:
         rollout = status.describe_id(session, rollout_id)
         plots = distribution_plots(session, rollout)
+    # How the candidate was chosen, when `retrain --budget` chose it: its recipe among the others measured.
+    plots += pareto_plot.charts((rollout.compression_report or {}).get("budget_search") or {})
     latest = rollout.latest_comparison
     may_approve = "approve" in principal.scopes
     return render(

@@ -31,6 +31,7 @@ class Series:
     low: Sequence[float] | None = None  # with ``high``: a translucent band in the line's colour (whiskers for dots)
     high: Sequence[float] | None = None
     dots: bool = False  # a dot per point and no joining line (sparse values, e.g. windows that have labels)
+    labels: Sequence[str] | None = None  # with ``dots``: a name beside each dot (the recipes of a budget search)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,10 @@ def line_chart(
         finite = [(frame.x(float(x)), frame.y(float(y))) for x, y in zip(line.x, line.y) if np.isfinite(y)]
         if line.dots:
             parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}" data-series="{name}"/>' for x, y in finite]
+            named = [(frame.x(float(x)), frame.y(float(y)), text) for x, y, text in zip(line.x, line.y, line.labels or ())
+                     if np.isfinite(y)]  # fmt: skip
+            parts += [f'<text x="{x + 5:.1f}" y="{y - 4:.1f}" font-size="9" fill="#333">{escape(text)}</text>'
+                      for x, y, text in named]  # fmt: skip
             continue
         points = " ".join(f"{x:.1f},{y:.1f}" for x, y in finite)
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2" data-series="{name}"/>')

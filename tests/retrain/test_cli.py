@@ -41,6 +41,8 @@ def invoke(tmp_path: Path, *args: str):
         ((), "--model: is required"),
         (("--model", "digits", "--since", "last tuesday"), "--since"),
         (("--model", "nope"), "model 'nope' is not registered"),
+        (("--model", "digits", "--budget", "latency=16"), "'latency=16' is not key=value"),
+        (("--model", "digits", "--budget", "size_mb=4,provider=tpu"), "provider 'tpu' is not one of"),
     ],
 )
 def test_bad_input_raises_a_clear_error(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

@@ -16,6 +16,7 @@ from shiftwatch.collector.tables import ModelVersion  # noqa: E402
 from shiftwatch.db import Database  # noqa: E402
 from shiftwatch.errors import Invalid, NotFound  # noqa: E402
 from shiftwatch.examples import digits, digits_cnn  # noqa: E402
+from shiftwatch.retrain.budget import Budget, Recipe, pareto_flags  # noqa: E402
 from shiftwatch.retrain.candidate import package, register  # noqa: E402
 from shiftwatch.retrain.compress import CompressConfig  # noqa: E402
 from shiftwatch.retrain.pipeline import RetrainConfig, bootstrap, retrain  # noqa: E402
@@ -260,3 +261,45 @@ def test_recent_production_inputs_come_back_as_images_for_calibration(
     assert got.shape == (5, 1, 32, 32)  # the prediction without a stored input is skipped
     for image in got:  # each is one of the logged images, up to 8-bit PNG rounding
         assert min(np.abs(image - original).max() for original in images) < 1 / 255
+
+
+# fp32, int8 and a pruned int8 student: three sizes, so a size budget between them has something to choose.
+BUDGET_GRID = (Recipe("fp32", ()), Recipe("int8", ("ptq",)), Recipe("prune 0.5 + int8", ("prune", "ptq"), keep_fraction=0.5))
+
+
+@pytest.mark.slow
+def test_a_budget_registers_the_most_accurate_candidate_within_it(db: Database, settings: Settings, production: ModelVersion) -> None:
+    fp32_mb = production.report["size_bytes"] / 1e6
+    budget = Budget(latency_ms=1000.0, size_mb=round(fp32_mb * 0.6, 4))  # every int8 artifact fits, fp32 does not
+    config = replace(FAST, budget=budget, budget_grid=BUDGET_GRID,
+                     compress=replace(FAST.compress, prune=replace(FAST.compress.prune, finetune_epochs=1)))
+    outcome = retrain(db, settings.data_dir, "digits", drifted_and_labeled(db, settings), config)
+    found = outcome.report["budget_search"]
+    rows = {row["recipe"]: row for row in found["candidates"]}
+    assert set(rows) == {"fp32", "int8", "prune 0.5 + int8"} and not found["skipped"]
+    assert not rows["fp32"]["fits"] and rows["fp32"]["misses"][0].endswith(f"> {budget.size_mb:g} MB")
+    fitting = [row for row in rows.values() if row["fits"]]
+    assert fitting and found["chosen"] == max(fitting, key=lambda r: (r["accuracy"], -r["latency_ms"]))["recipe"]
+    assert rows["prune 0.5 + int8"]["size_mb"] < rows["int8"]["size_mb"] < rows["fp32"]["size_mb"]
+    flags = pareto_flags([(r["accuracy"], r["latency_ms"], r["size_mb"]) for r in found["candidates"]])
+    assert [r["pareto"] for r in found["candidates"]] == flags and any(flags)
+    assert outcome.status == "succeeded", outcome.gate
+    with db.session() as session:
+        row = registry.get_version(session, "digits", outcome.version or "")
+        assert row.report["size_bytes"] <= budget.size_mb * 1e6
+        assert row.report["compression_steps"] == list(rows[found["chosen"]]["steps_applied"])
+        assert row.report["budget_search"]["chosen"] == found["chosen"]
+
+
+def test_nothing_within_budget_is_a_recorded_refusal_naming_the_closest_candidate(
+    db: Database, settings: Settings, production: ModelVersion
+) -> None:
+    config = replace(FAST, budget=Budget(size_mb=0.001), budget_grid=BUDGET_GRID[:2])
+    outcome = retrain(db, settings.data_dir, "digits", drifted_and_labeled(db, settings), config)
+    assert outcome.status == "rejected" and outcome.version is None
+    refusal = outcome.report["budget_refusal"]
+    assert "no candidate fits the budget size_mb=0.001" in refusal and "the closest, 'int8'" in refusal, refusal
+    with db.session() as session:
+        assert [v.version for v in registry.versions_in_state(session, "digits", "candidate")] == []
+        run = session.get(TrainingRun, outcome.run_id)
+        assert run is not None and run.status == "rejected" and run.error == refusal
