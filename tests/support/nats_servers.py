@@ -53,12 +53,17 @@ def broker_settings(settings: Settings, url: str, **overrides: object) -> Settin
 class PrivateNats:
     """A nats-server with JetStream on its own port and store folder; ``restart`` keeps both."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path, max_payload: int | None = None) -> None:
         if not Path(NATS_SERVER).exists():
             pytest.skip(f"{NATS_SERVER} is not installed")
         self.store = store
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.options: list[str] = []
+        if max_payload is not None:  # no command-line flag for it: a one-line config file
+            store.mkdir(parents=True, exist_ok=True)
+            (store / "nats.conf").write_text(f"max_payload: {max_payload}\n")
+            self.options = ["-c", str(store / "nats.conf")]
 
     @property
     def url(self) -> str:
@@ -66,7 +71,7 @@ class PrivateNats:
 
     def start(self) -> PrivateNats:
         self.process = subprocess.Popen(
-            [NATS_SERVER, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)],
+            [NATS_SERVER, *self.options, "-js", "-sd", str(self.store), "-a", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 15
