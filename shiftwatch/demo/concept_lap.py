@@ -84,13 +84,9 @@ def tell(stage: Stage, service: Service) -> tuple[int | None, bool]:
         candidate = retrain(stage)
         if candidate is None:
             return None, False
-    with stage.act(8, "shadow, then canary"):
-        rollout = loop.roll_out(stage, service, candidate)
-        if not rollout.awaiting_approval:
-            return rollout.rollout_id, False
-    with stage.act(9, "approval and promotion"):
-        if not loop.approve(stage, rollout.rollout_id):
-            return rollout.rollout_id, False
+    rollout_id, promoted = loop.roll_out_and_approve(stage, service, candidate)
+    if not promoted:
+        return rollout_id, False
     with stage.act(10, "accuracy on the new definition"):
         acts.stream(stage, service, stage.scale.recovered_requests, stage.lap_phase("recovered"),
                     "traffic after promotion, judged on the new definition")
@@ -98,7 +94,7 @@ def tell(stage: Stage, service: Service) -> tuple[int | None, bool]:
         stage.facts[stage.lap_key("concept_accuracy_during_after")] = f"{during or float('nan'):.1%} -> {after or float('nan'):.1%}"
         if stage.lap < stage.laps:
             loop.carried_over(stage, service)
-    return rollout.rollout_id, True
+    return rollout_id, True
 
 
 def redefine(stage: Stage, service: Service, production: str) -> Redefinition:

@@ -268,6 +268,16 @@ def roll_out(stage: Stage, service: Service, candidate: str) -> RolloutResult:
     return RolloutResult(rollout_id, awaiting_approval=True)
 
 
+def roll_out_and_approve(stage: Stage, service: Service, candidate: str) -> tuple[int | None, bool]:
+    """Acts 8 and 9 of every lap: shadow, canary, a person's approval; (rollout id, promoted)."""
+    with stage.act(8, "shadow, then canary"):
+        rollout = roll_out(stage, service, candidate)
+        if not rollout.awaiting_approval:
+            return rollout.rollout_id, False
+    with stage.act(9, "approval and promotion"):
+        return rollout.rollout_id, approve(stage, rollout.rollout_id)
+
+
 def approve(stage: Stage, rollout_id: int) -> bool:
     """Act 9: a person approves in the console (or --yes does), and the candidate becomes production."""
     url = f"{stage.api.url}/console/rollouts/{rollout_id}"

@@ -187,19 +187,15 @@ def tell_lap(stage: Stage, service: Service) -> tuple[int | None, bool]:
         candidate = loop.retrain(stage)
         if candidate is None:
             return None, False
-    with stage.act(8, "shadow, then canary"):
-        rollout = loop.roll_out(stage, service, candidate)
-        if not rollout.awaiting_approval:
-            return rollout.rollout_id, False
-    with stage.act(9, "approval and promotion"):
-        if not loop.approve(stage, rollout.rollout_id):
-            return rollout.rollout_id, False
+    rollout_id, promoted = loop.roll_out_and_approve(stage, service, candidate)
+    if not promoted:
+        return rollout_id, False
     with stage.act(10, "accuracy recovered"):
         acts.stream(stage, service, scale.recovered_requests, stage.lap_phase("recovered"), "traffic after promotion")
         acts.show_stored(stage, service.traffic)
         if stage.lap < stage.laps:
             loop.carried_over(stage, service)
-    return rollout.rollout_id, True
+    return rollout_id, True
 
 
 def served_url(settings: Settings) -> str:
