@@ -3,10 +3,10 @@
 Models: the ResNet-18 example at a quarter width (3x96x96 textured digits, shiftwatch.examples.resnet)
 and a network a user writes (``build`` below, 3x48x48, registered by its import path as any user's
 is). Each is trained from scratch, then every recipe of ``DEFAULT_GRID`` goes through the same
-``compress`` a retraining run uses; each artifact is timed at batch 1 on the CPU provider (one
+``compress`` a retraining run uses; each artifact is timed at batch 1 on the CPU provider (CPU time of one
 intra-op thread, as the gateway serves) and scored on the validation split. Then the choice under
 three budgets (tight, middle, loose) from the same measurements. Writes
-bench/results/budget_search.json and the plots bench/results/budget_search_<model>.svg.
+bench/results/budget_search.json and the plots bench/results/budget_search_<model>_{latency,size}.svg.
 
     python bench/budget_search.py [--images 3000] [--epochs 4]
 """
@@ -125,7 +125,7 @@ def main() -> None:
     headline = {f"{name}_{label}": (r["choices"][label]["chosen"], r["choices"][label]["accuracy_vs_fp32_points"])
                 for name, r in results.items() for label in ("tight", "middle")}  # fmt: skip
     write_result("budget_search", {"load_average_at_start": load_at_start, "headline": headline,
-                                   "method": "CPU provider, 1 intra-op thread, batch 1, median of --repeats calls; "
+                                   "method": "CPU provider, 1 intra-op thread, batch 1, median calling-thread CPU time of --repeats calls; "
                                              "accuracy on the validation split", "models": results},
                  ("headline",))
 

@@ -1,8 +1,10 @@
 """docs/own-model.md's two-lap walk runs as written: its ``<!-- walk -->`` bash blocks, in order, in one shell.
 
 Only what the doc says may change is substituted: the port (8765) and the database URL (here a
-PostgreSQL database; the other two-lap test runs on SQLite). The blocks start and stop their own
-``shiftwatch serve``; afterwards the CLI reads back what they did.
+PostgreSQL database; the demo's tests run the loop on SQLite). The blocks start and stop their own
+``shiftwatch serve``; afterwards the CLI reads back what they did: both promotions approved without
+``--force``, monitoring handed over to each new version, the retired versions' alerts closed, and
+users' answers right again after each fix.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.databases import create_pg_database, drop_pg_database, pg_unavailable_reason
-from tests.support.walk import REPO, new_port
+from tests.support.servers import free_port
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
-DOC = REPO / "docs" / "own-model.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "own-model.md"
 MARK = "<!-- walk -->"
 DOC_PORT = "8765"
 DOC_DATABASE = "sqlite:///$PWD/walk.db"
@@ -54,7 +56,7 @@ def test_the_doc_marks_five_walk_blocks_that_name_what_may_be_substituted() -> N
 
 
 def test_the_two_lap_walk_in_docs_own_model_runs_as_written(tmp_path: Path, database_url: str) -> None:
-    port = str(new_port())
+    port = str(free_port())
     blocks = [block.replace(DOC_PORT, port).replace(DOC_DATABASE, database_url) for block in walk_blocks(DOC.read_text())]
     # The harness's own lines: stop at the first failing command, and never leave the server running.
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + "\n".join(blocks) + "\n"
@@ -79,6 +81,10 @@ def test_the_two_lap_walk_in_docs_own_model_runs_as_written(tmp_path: Path, data
     rollouts = cli("rollout", "status")
     assert [r["state"] for r in rollouts] == ["production", "production"]  # type: ignore[union-attr,index]
     assert not any(entry["forced"] for r in rollouts for entry in r["audit"])  # type: ignore[union-attr,index]
+    # Each promotion handed monitoring over: v3 is watched as v1 was, the retired versions' alerts are closed.
+    assert [c["detector"] for c in cli("detectors", "list", "--model", "glyphs", "--version", "v3")] == ["mmd"]  # type: ignore[union-attr,index]
+    for retired in ("v1", "v2"):
+        assert cli("alerts", "list", "--model", "glyphs", "--version", retired, "--state", "open") == [], retired
     # The send lines: clean traffic right, each shift wrong, each fix right again.
     right = [(world, int(share)) for world, share in re.findall(r"(\w+): \d+ requests, (\d+)% answered right", done.stdout)]
     assert right[0][0] == "clean" and right[0][1] >= 90, right
