@@ -47,7 +47,7 @@ ROUNDS = (1, 2, 1, 2)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def worker(url: str, data_dir: Path, threads: int | None) -> WorkerProcess:
+def start_worker(url: str, data_dir: Path, threads: int | None) -> WorkerProcess:
     """A detector worker process, its math libraries capped at ``threads`` threads when given."""
     process = WorkerProcess(url, data_dir, detector_tick_seconds=str(TICK_S))
     if threads is not None:
@@ -58,7 +58,7 @@ def worker(url: str, data_dir: Path, threads: int | None) -> WorkerProcess:
 def one_round(db: Database, url: str, data_dir: Path, version_ids: list[int], n_workers: int, number: int,
               threads: int | None) -> dict:
     """One tick of every version, worked by ``n_workers`` processes; its wall time and who ran what."""
-    workers = [worker(url, data_dir / f"round{number}-worker{i}", threads) for i in range(n_workers)]
+    workers = [start_worker(url, data_dir / f"round{number}-worker{i}", threads) for i in range(n_workers)]
     try:
         for worker in workers:
             worker.wait_for_ticks(1, timeout=120)  # started and idle: they wake at the same tick boundaries
