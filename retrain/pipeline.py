@@ -168,7 +168,7 @@ def retrain(
                 "since": since.isoformat() if since else None,
             },
             hyperparameters=config.hyperparameters(),
-            compress_steps=list(config.compress.steps),
+            compress_steps=["budget"] if config.budget else list(config.compress.steps),  # the recipe is chosen later
         )
         session.add(run)
         session.flush()

@@ -302,4 +302,4 @@ def test_nothing_within_budget_is_a_recorded_refusal_naming_the_closest_candidat
     with db.session() as session:
         assert [v.version for v in registry.versions_in_state(session, "digits", "candidate")] == []
         run = session.get(TrainingRun, outcome.run_id)
-        assert run is not None and run.status == "rejected" and run.error == refusal
+        assert run is not None and run.status == "rejected" and run.error == refusal and run.compress_steps == ["budget"]
