@@ -178,7 +178,13 @@ def test_alert_is_acknowledged_then_resolved_from_its_page(page, live_server, db
     assert page.locator("iframe.report").count() == 1  # the Evidently report, inline
     # ...and loaded: every other answer says X-Frame-Options DENY, this route SAMEORIGIN.
     report_frame = page.locator("iframe.report").element_handle().content_frame()
-    assert report_frame is not None and report_frame.url.startswith(live_server.url)
+    assert report_frame is not None
+    for _ in range(600):  # the report is a few MB: under load its navigation starts after the page's load event
+        if report_frame.url.startswith(live_server.url):
+            break
+        page.wait_for_timeout(100)
+    report_frame.wait_for_load_state("load")
+    assert report_frame.url.startswith(live_server.url), report_frame.url
     assert "Share of Drifted Columns" in report_frame.content()
     screenshot(page, tmp_path, "alert-open")
     page.click("text=Acknowledge")
