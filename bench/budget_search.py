@@ -17,7 +17,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from torch import nn
 from shiftwatch.console.pareto_plot import charts
 from shiftwatch.examples import resnet, textured_digits
 from shiftwatch.examples.digits import stratified_split
-from shiftwatch.retrain.budget import DEFAULT_GRID, Budget, Recipe, SearchResult, search
+from shiftwatch.retrain.budget import DEFAULT_GRID, Budget, Recipe, search
 from shiftwatch.retrain.compress import CompressConfig, CompressionResult, compress
 from shiftwatch.retrain.contract import InputSpec
 from shiftwatch.retrain.contract_family import ContractFamily, DistillConfig, PruneConfig
@@ -90,16 +89,14 @@ def measure_model(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     # Three budgets from the measurements: the fp32 model's latency and size halved, at 0.8x, and fp32's own.
     choices, plotted = {}, found
     for label, factor in (("tight", 0.5), ("middle", 0.8), ("loose", 1.0)):
-        budget = Budget(latency_ms=round(fp32.latency_ms * factor, 3), size_mb=round(fp32.size_mb * factor, 4))
-        again = SearchResult(budget, tuple(replace(m, misses=budget.misses(m.latency_ms, m.size_mb)) for m in rows))
-        fitting = [m for m in again.candidates if m.fits]
-        best = max(fitting, key=lambda m: (m.accuracy, -m.latency_ms, -m.size_mb), default=None)
-        choices[label] = {"budget": budget.describe(), "chosen": best.recipe if best else None,
+        again = found.under(Budget(latency_ms=round(fp32.latency_ms * factor, 3), size_mb=round(fp32.size_mb * factor, 4)))
+        best = next((m for m in again.candidates if m.recipe == again.chosen), None)
+        choices[label] = {"budget": again.budget.describe(), "chosen": again.chosen,
                           "accuracy": best.accuracy if best else None,
                           "accuracy_vs_fp32_points": round(100 * (best.accuracy - fp32.accuracy), 2) if best else None,
                           "refusal": None if best else again.refusal()}  # fmt: skip
         if label == "middle":
-            plotted = replace(again, chosen=best.recipe if best else None)
+            plotted = again
     plots = []
     for axis, chart in zip(("latency", "size"), charts(plotted.as_dict()), strict=True):  # the middle budget's choice
         plots.append(Path(__file__).parent / "results" / f"budget_search_{name}_{axis}.svg")

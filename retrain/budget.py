@@ -144,6 +144,12 @@ class SearchResult:
     skipped: dict[str, str] = field(default_factory=dict)  # recipe -> why it could not run for this model
     chosen: str | None = None
 
+    def under(self, budget: Budget) -> SearchResult:
+        """The same measurements judged against another budget, with its choice (no recipe is run again)."""
+        judged = tuple(replace(m, misses=budget.misses(m.latency_ms, m.size_mb)) for m in self.candidates)
+        best = choose(judged)
+        return SearchResult(budget, judged, self.skipped, best.recipe if best else None)
+
     def closest(self) -> Measured | None:
         """The candidate nearest the budget (smallest overshoot), for a refusal that says how far off it is."""
         return min(self.candidates, key=lambda m: self.budget.overshoot(m.latency_ms, m.size_mb), default=None)
@@ -235,6 +241,10 @@ def search(
         progress("budget", len(grid), len(grid))
     flags = pareto_flags([(m.accuracy, m.latency_ms, m.size_mb) for m in measured])
     measured = [replace(m, pareto=flag) for m, flag in zip(measured, flags, strict=True)]
-    fitting = [m for m in measured if m.fits]
-    best = max(fitting, key=lambda m: (m.accuracy, -m.latency_ms, -m.size_mb), default=None)
+    best = choose(measured)
     return SearchResult(budget, tuple(measured), skipped, best.recipe if best else None), results
+
+
+def choose(candidates: Sequence[Measured]) -> Measured | None:
+    """The most accurate candidate that fits; ties go to the faster, then the smaller."""
+    return max((m for m in candidates if m.fits), key=lambda m: (m.accuracy, -m.latency_ms, -m.size_mb), default=None)

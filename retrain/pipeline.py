@@ -193,8 +193,9 @@ def retrain(
         )  # fmt: skip
         if packaged is None:  # nothing within budget: a recorded refusal that names the closest candidate
             assert searched is not None
-            report = {"budget_search": searched.as_dict(), "budget_refusal": searched.refusal(), "training_run_id": run_id}
-            finish_run(db, run_id, started, status="rejected", metrics=report, error=searched.refusal())
+            refusal = searched.refusal()
+            report = {"budget_search": searched.as_dict(), "budget_refusal": refusal, "training_run_id": run_id}
+            finish_run(db, run_id, started, status="rejected", metrics=report, error=refusal)
             return RetrainOutcome(run_id, "rejected", None, None, None, report)
         with db.session() as session:
             base = session.get(ModelVersion, base_id)  # type: ignore[assignment]  # production_base found it above

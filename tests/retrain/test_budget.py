@@ -61,3 +61,12 @@ def test_the_plots_draw_every_recipe_the_budget_and_each_axis_own_front() -> Non
         assert svg.count("<circle") == 4 and "int8 (chosen)" in svg and ">fp32<" in svg
     assert "budget: 10 ms" in latency and "budget: 2 MB" in size
     assert charts({}) == []
+
+
+def test_the_same_measurements_judged_under_another_budget_choose_without_running_again() -> None:
+    budget = Budget(latency_ms=10.0, size_mb=1.0)
+    found = SearchResult(budget, (measured("fp32", 0.97, 30.0, 4.0, budget), measured("int8", 0.96, 12.0, 1.1, budget)))
+    looser = found.under(Budget(latency_ms=15.0, size_mb=2.0))
+    assert looser.chosen == "int8" and [m.fits for m in looser.candidates] == [False, True]
+    assert found.under(Budget(latency_ms=40.0, size_mb=5.0)).chosen == "fp32"  # the more accurate, once it fits
+    assert found.under(Budget(size_mb=0.5)).chosen is None
