@@ -12,7 +12,15 @@ Per window: every estimator's point (CBPE, ATC, DoC, average confidence) with it
 bootstrap interval, the default's interval widened by the others (``detectors.label_free``),
 whether the reliability check flags it, and the prediction-powered interval from 100 random
 labels of the window (the per-sample CBPE as the predictor) beside the labels' exact interval.
-Truth is the window's realized accuracy. A case is *calibrated* when the reference's
+The labeled intervals are cheap, so they get their own, larger count of windows per case
+(``--labeled-trials``, default 300), enough to tell 0.93 coverage from 0.95. Truth is the window's
+realized accuracy.
+
+Why PPI is not narrower: its variance over the labels' alone is 1 - R^2 * N/(N + n), R^2 the
+squared correlation of the predictor with each sample's correctness. Per case the bench measures
+that R^2 on the case's bank for CBPE's per-sample P(correct) and for the best linear mix of it with
+the margin, the entropy and the log of one minus the confidence, fitted in-sample on the bank (an
+upper bound), and writes the width ratio each allows. A case is *calibrated* when the reference's
 calibration map holds on its image bank (|CBPE - accuracy| of the whole bank <= 2 points,
 measured with the bank's labels). Writes bench/results/accuracy_estimators.json.
 
@@ -116,24 +124,54 @@ def one_window(reference: Window, window: Window, rng: np.random.Generator) -> d
     out["reliability"] = lf.reliability.to_dict()
     ref_conf, cur_conf = np.sort(reference[0].max(axis=1)), probs.max(axis=1)
     out["low_share_by_support"] = {k: float(np.mean(cur_conf < ref_conf[k - 1])) for k in (5, 10, 20, 50)}
+    return out | labeled_window(reference, window, rng)
+
+
+def labeled_window(reference: Window, window: Window, rng: np.random.Generator) -> dict:
+    """The prediction-powered interval from LABELS random labels of the window, and the labels' own exact one."""
+    probs, labels = window
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
     labeled = rng.choice(WINDOW, LABELS, replace=False)
     rest = np.setdiff1d(np.arange(WINDOW), labeled)
     f = AccuracyEstimator("cbpe").fit(*reference).predicted_correct(probs)
     powered = prediction_powered_accuracy(f[rest], f[labeled], correct[labeled])
-    out["powered"] = (powered.estimate, *powered.interval)
-    out["labels_only"] = (powered.labels_only_estimate, *proportion_interval(correct[labeled].sum(), LABELS))
-    return out
+    return {"truth": float(correct.mean()), "powered": (powered.estimate, *powered.interval),
+            "labels_only": (powered.labels_only_estimate, *proportion_interval(correct[labeled].sum(), LABELS))}
 
 
-def summarize(case: str, records: list[dict], calibrated: bool) -> dict:
-    """Coverage, mean error and width per estimator; flag rate; covered-or-flagged for the default."""
+def interval_cell(records: list[dict], key: str) -> dict:
+    """Coverage of the window's realized accuracy, mean absolute error, bias and width of one interval, in points."""
     truth = np.array([r["truth"] for r in records])
-    cell: dict = {"calibrated": calibrated, "true_accuracy": float(truth.mean()), "windows": len(records)}
-    for key in (*METHODS, "label_free", "powered", "labels_only"):
-        values = np.array([r[key] for r in records])
-        held = (values[:, 1] <= truth) & (truth <= values[:, 2])
-        cell[key] = {"coverage": float(held.mean()), "mae_points": float(100 * np.mean(np.abs(values[:, 0] - truth))),
-                     "bias_points": float(100 * np.mean(values[:, 0] - truth)), "width_points": float(100 * np.mean(values[:, 2] - values[:, 1]))}
+    values = np.array([r[key] for r in records])
+    held = (values[:, 1] <= truth) & (truth <= values[:, 2])
+    return {"coverage": float(held.mean()), "mae_points": float(100 * np.mean(np.abs(values[:, 0] - truth))),
+            "bias_points": float(100 * np.mean(values[:, 0] - truth)), "width_points": float(100 * np.mean(values[:, 2] - values[:, 1]))}
+
+
+def predictability(reference: Window, bank: Window) -> dict:
+    """R^2 of per-sample correctness on the case's bank: CBPE alone, and the best in-sample linear mix with more signals."""
+    probs, labels = bank
+    y = (probs.argmax(axis=1) == labels).astype(np.float64)
+    f = AccuracyEstimator("cbpe").fit(*reference).predicted_correct(probs)
+    top = np.sort(probs, axis=1)
+    entropy = -(np.clip(probs, 1e-12, 1) * np.log(np.clip(probs, 1e-12, 1))).sum(axis=1)
+    mix = np.column_stack([np.ones(len(y)), f, top[:, -1] - top[:, -2], entropy, np.log(np.clip(1 - top[:, -1], 1e-9, 1))])
+    fitted = mix @ np.linalg.lstsq(mix, y, rcond=None)[0]
+    r2 = {"cbpe": _r2(y, f), "best_mix_in_sample": _r2(y, fitted)}
+    share = (WINDOW - LABELS) / WINDOW  # N / (N + n)
+    return {"r2": r2, "width_ratio_floor": {k: float(np.sqrt(max(1 - v * share, 0.0))) for k, v in r2.items()}}
+
+
+def _r2(y: np.ndarray, g: np.ndarray) -> float:
+    return 0.0 if np.std(y) == 0 or np.std(g) == 0 else float(np.corrcoef(y, g)[0, 1] ** 2)
+
+
+def summarize(records: list[dict], labeled: list[dict], calibrated: bool) -> dict:
+    """Coverage, mean error and width per estimator; flag rate; covered-or-flagged for the default; the labeled intervals."""
+    truth = np.array([r["truth"] for r in records])
+    cell: dict = {"calibrated": calibrated, "true_accuracy": float(truth.mean()), "windows": len(records), "labeled_windows": len(labeled)}
+    cell |= {key: interval_cell(records, key) for key in (*METHODS, "label_free")}
+    cell |= {key: interval_cell(labeled, key) for key in ("powered", "labels_only")}
     flagged = np.array([not r["reliability"]["reliable"] for r in records])
     values = np.array([r["label_free"] for r in records])
     held = (values[:, 1] <= truth) & (truth <= values[:, 2])
@@ -147,6 +185,7 @@ def summarize(case: str, records: list[dict], calibrated: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--labeled-trials", type=int, default=300, help="windows per case for the labeled intervals")
     parser.add_argument("--raw", help="also write every window's record here (JSON), to study the thresholds")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -161,7 +200,9 @@ def main() -> None:
         calibrated = bool(abs(100 * (bank_cbpe - bank_accuracy)) <= CALIBRATED_POINTS)
         records = [one_window(reference, sampler(np.random.default_rng([number, t])), np.random.default_rng([number, t, 1]))
                    for t in range(args.trials)]
-        cases[case] = summarize(case, records, calibrated)
+        labeled = [labeled_window(reference, sampler(np.random.default_rng([number, t, 2])), np.random.default_rng([number, t, 3]))
+                   for t in range(args.labeled_trials)]
+        cases[case] = summarize(records, labeled, calibrated) | predictability(reference, banks[case])
         raw[case] = {"calibrated": calibrated, "records": records}
         if args.raw:  # as it goes: a slow machine still leaves the cases it finished
             Path(args.raw).write_text(json.dumps(raw))
@@ -169,7 +210,7 @@ def main() -> None:
         print(f"{case:18} acc {100 * c['true_accuracy']:5.1f} cal {calibrated!s:5} | " + " ".join(
             f"{m} {c[m]['coverage']:.2f}/{c[m]['mae_points']:4.1f}" for m in (*METHODS, "label_free"))
               + f" | flag {c['flag_rate']:.2f} cov|flag {c['covered_or_flagged']:.2f} | ppi {c['powered']['coverage']:.2f} "
-              f"x{c['powered_width_ratio']:.2f} | {c['signals']}", flush=True)
+              f"x{c['powered_width_ratio']:.2f} (floor {c['width_ratio_floor']['best_mix_in_sample']:.2f}) | {c['signals']}", flush=True)
     calibrated_cases = [c for c in cases.values() if c["calibrated"]]
     broken = [c for c in cases.values() if not c["calibrated"]]
     summary = {
@@ -190,11 +231,15 @@ def main() -> None:
         "labels_only_worst_coverage": min(c["labels_only"]["coverage"] for c in cases.values()),
         "powered_width_ratio_calibrated": float(np.mean([c["powered_width_ratio"] for c in calibrated_cases])),
         "powered_width_ratio_all": float(np.mean([c["powered_width_ratio"] for c in cases.values()])),
+        "powered_width_ratio_best_calibrated": min(c["powered_width_ratio"] for c in calibrated_cases),
+        # The narrowest PPI any predictor built from the probabilities allows (in-sample R^2 on each bank).
+        "width_ratio_floor_calibrated": float(np.mean([c["width_ratio_floor"]["best_mix_in_sample"] for c in calibrated_cases])),
+        "best_r2_calibrated": max(c["r2"]["best_mix_in_sample"] for c in calibrated_cases),
     }
     print(summary)
     write_result("accuracy_estimators", {
         "summary": summary, "cases": cases,
-        "setup": {"window": WINDOW, "labels": LABELS, "trials": args.trials, "bank": BANK, "corruptions": CORRUPTIONS, "severities": SEVERITIES,
+        "setup": {"window": WINDOW, "labels": LABELS, "trials": args.trials, "labeled_trials": args.labeled_trials, "bank": BANK, "corruptions": CORRUPTIONS, "severities": SEVERITIES,
                   "label_shift_share": LABEL_SHIFT_SHARE, "unseen_share": UNSEEN_SHARE, "calibrated_points": CALIBRATED_POINTS,
                   "thresholds": {"max_spread_points": label_free.MAX_SPREAD_POINTS,
                                  "max_low_confidence_share": label_free.MAX_LOW_CONFIDENCE_SHARE,

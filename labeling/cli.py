@@ -1,4 +1,4 @@
-"""``shiftwatch labeling status|select|push|pull|export|import|retire``: the queue, its sync with Label Studio, labels as
+"""``shiftwatch labeling status|select|audit|push|pull|export|import|retire``: the queue, its sync with Label Studio, labels as
 files, and labels retired when a label definition changes.
 
 The database and labeling's modules are imported inside the commands: building the CLI (``shiftwatch
@@ -72,6 +72,24 @@ def select(
         result = select_for_labeling(
             session, model, Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
+    _print([asdict(result)], as_json)
+
+
+@app.command("audit")
+def audit(
+    alert: int = typer.Option(..., "--alert", help="the alert whose window to draw from"),
+    labels: int | None = typer.Option(None, min=1, help="how many to draw (default: what the alert's harm asks for)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Queue the labels an alert asks for: a uniform draw of its window, the random slice its accuracy is measured on."""
+    from shiftwatch.db import utcnow
+    from shiftwatch.labeling.alert_audit import queue_alert_audit
+    from shiftwatch.labeling.policy import Budget
+
+    settings = settings_or_exit()
+    db = open_db(settings.database_url, migrate=False)
+    with db.session() as session:
+        result = queue_alert_audit(session, alert, labels, lambda model: Budget.of(settings, model), utcnow())
     _print([asdict(result)], as_json)
 
 

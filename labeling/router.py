@@ -16,11 +16,14 @@ from shiftwatch.db import utcnow
 from shiftwatch.dependencies import DbDep, Labeler, Operator, Reader, SettingsDep
 from shiftwatch.errors import Forbidden, Unauthorized, Unavailable
 from shiftwatch.labeling import policy, queue, sync
+from shiftwatch.labeling.alert_audit import queue_alert_audit
 from shiftwatch.labeling.input_links import ROUTE as INPUTS_ROUTE
 from shiftwatch.labeling.input_links import InputLinks
 from shiftwatch.labeling.label_import import LabelRow, import_labels
 from shiftwatch.labeling.retire import retire_labels
 from shiftwatch.labeling.schemas import (
+    AlertAuditIn,
+    AlertAuditOut,
     ImportOut,
     LabelsIn,
     PushOut,
@@ -131,6 +134,14 @@ def select(
             session, model, policy.Budget.of(settings, model, batch_size), start=utcnow() - timedelta(hours=hours)
         )
     return SelectionOut(**asdict(result))
+
+
+@router.post("/labeling/audit", response_model=AlertAuditOut)
+def audit_alert(body: AlertAuditIn, db: DbDep, settings: SettingsDep, _: Operator) -> AlertAuditOut:
+    """Queue the labels an alert asks for: a uniform draw of its window, as the random slice its accuracy is measured on."""
+    with db.session() as session:
+        result = queue_alert_audit(session, body.alert_id, body.labels, lambda model: policy.Budget.of(settings, model), utcnow())
+    return AlertAuditOut(**asdict(result))
 
 
 @router.post("/labeling/push", response_model=PushOut)

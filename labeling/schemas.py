@@ -52,6 +52,24 @@ class SelectionOut(BaseModel):
     budget_left: int
 
 
+class AlertAuditIn(BaseModel):
+    alert_id: int = Field(..., ge=1, description="the alert whose window to draw from")
+    labels: int | None = Field(None, ge=1, le=100_000, description="how many to draw (default: what the alert's harm asks for)")
+
+
+class AlertAuditOut(BaseModel):
+    alert_id: int
+    model_version_id: int
+    window: int = Field(..., description="predictions in the alert's window with a stored input")
+    asked: int
+    drawn: int
+    queued: int = Field(..., description="new tasks")
+    joined: int = Field(..., description="drawn rows queued before for another reason, now in the random slice")
+    in_slice: int
+    budget_left: int
+    note: str
+
+
 class PushOut(BaseModel):
     model: str
     sent: int

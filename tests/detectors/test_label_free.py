@@ -72,3 +72,12 @@ def test_an_unreliable_estimate_says_so_and_asks_for_the_labels_that_would_settl
     assert harm.from_dict(stated.to_dict()) == stated
     # The label-free default outranks a confidence drop, and a measured accuracy outranks both.
     assert harm.best([], np.full(10, 0.99), probs.max(axis=1), estimate) == stated
+
+
+def test_a_reliable_estimate_still_names_what_no_label_free_check_can_see() -> None:
+    rng = np.random.default_rng(5)
+    ref_probs, ref_labels = calibrated_outputs(rng, 2000, 0.1)
+    probs, _ = calibrated_outputs(rng, 1000, 0.1)
+    stated = harm.from_label_free(label_free.estimate(ref_probs, ref_labels, probs))
+    assert stated.reliable is True and "UNRELIABLE" not in stated.headline()
+    assert "unseen class at 10 %" in stated.sentence() and "random-slice labels" in stated.sentence()
