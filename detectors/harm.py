@@ -32,8 +32,9 @@ from shiftwatch.detectors.label_free import LabelFree
 MEDIUM_HARM_POINTS = 2.0
 HIGH_HARM_POINTS = 5.0
 NO_INTERVAL_FOR_CONFIDENCE = (
-    "no interval: mean confidence is not accuracy and moves more or less than it; labels of the random "
-    "slice, or an accuracy_drop detector on a labeled reference, give an accuracy with an interval"
+    "no interval: mean confidence is not accuracy and moves more or less than it; a reference with labels "
+    "(set_reference(..., labels=...)) gives a label-free accuracy estimate with an interval, and with it the random "
+    "slice's labels (shiftwatch labeling audit --alert ID) a measured one"
 )
 SETTLE_POINTS = 5.0  # the half-width the ask for labels aims at
 # What passes every reliability check and is still wrong (bench/accuracy_estimators.py, unseen_class/2).

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from shiftwatch.demo.oracle import served_since
 from shiftwatch.demo.stage import Scale, Service, Stage, Subject, has_module
 from shiftwatch.demo.traffic import Drift, GatewayServing, Traffic
 
@@ -139,17 +140,24 @@ def wait_until_stored(stage: Stage, traffic: Traffic, timeout_s: float = 30.0) -
 
 
 def watch_reference(stage: Stage, traffic: Traffic, version: str, since: datetime) -> None:
-    """Pin the clean traffic as ``version``'s reference and start a drift detector on it (act 3, and the
+    """Pin the clean traffic, labeled, as ``version``'s reference and start a drift detector on it (act 3, and the
     fallback of a later lap when promotion did not carry them over)."""
     wait_until_stored(stage, traffic)
-    path = f"/v1/models/{stage.model}/versions/{version}/reference"
-    window = {"start": since.isoformat(), "end": datetime.now(UTC).isoformat()}
-    reference = stage.api.call("PUT", path, json=window)
+    path = f"/v1/models/{stage.model}/versions/{version}/reference/upload"
+    # What docs/own-model-monitoring.md ("Set the reference") asks for: the model's outputs on data it is
+    # right about at the known rate, with their labels; here the clean traffic, labeled by the oracle.
+    served = served_since(stage, traffic, version, since, vectors=True)
+    reference = stage.api.put_arrays(path, {
+        "probabilities": np.asarray([p["probabilities"] for p in served], dtype=np.float32),
+        "embeddings": np.asarray([p["embedding"] for p in served], dtype=np.float32),
+        "labels": np.asarray([traffic.truth[p["request_id"]] for p in served], dtype=np.int64)})
     config = stage.api.post("/v1/detector-configs", {
         "model": stage.model, "version": version, "detector": "mmd", "window_last_n": stage.scale.detector_window,
         "schedule_seconds": 1, "confirm_runs": 2, "alpha": 0.01})
-    stage.say(f"Pinned the last {reference['n']} production predictions as {version}'s reference "
-              f"([bold]PUT {path}[/]). Watching {version} with [bold]{config['detector']}[/] on embeddings over the "
+    stage.say(f"Pinned the {reference['n']} clean production predictions as {version}'s reference, with their labels "
+              f"(the oracle stands in for the team that labels what it calls normal; [bold]PUT {path}[/]): with "
+              "labels, an alert can say what a drift costs in accuracy. Watching "
+              f"{version} with [bold]{config['detector']}[/] on embeddings over the "
               f"last {config['window_last_n']} predictions (alpha {config['alpha']}, {config['confirm_runs']} confirming "
               "runs before an alert; [bold]POST /v1/detector-configs[/]); the server's detector job runs it every second.")
 

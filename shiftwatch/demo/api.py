@@ -6,10 +6,12 @@ through here or through ``shell.py`` (the CLI); it never opens the server's data
 
 from __future__ import annotations
 
+import io
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import numpy as np
 
 
 class DemoApiError(RuntimeError):
@@ -38,6 +40,18 @@ class Api:
             raise DemoApiError(response.status_code, method, path, detail)
         if "json" not in response.headers.get("content-type", ""):
             return response.text
+        return response.json()
+
+    def put_arrays(self, path: str, arrays: dict[str, np.ndarray]) -> Any:
+        """PUT arrays as .npy parts of a multipart form (the reference upload)."""
+        files = {}
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.save(buffer, array)
+            files[name] = (f"{name}.npy", buffer.getvalue(), "application/octet-stream")
+        response = self.client.put(path, files=files)
+        if response.status_code >= 400:
+            raise DemoApiError(response.status_code, "PUT", path, response.text[:500])
         return response.json()
 
     def get(self, path: str, **params: Any) -> Any:

@@ -89,6 +89,10 @@ def describe_run(run: dict[str, Any]) -> str:
     return f"statistic {statistic}, p-value {p_value}, decision {decision}"
 
 
+# Random-slice labels the demo asks for each alert's window: an interval of about ±10 points at 50-90 % accuracy.
+ALERT_AUDIT_LABELS = 100
+
+
 def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     """Act 6: the labeling policy queues what changed (and its uniform audit slice); the labels come back as a file."""
     hours = (datetime.now(UTC) - drift_started_at).total_seconds() / 3600 + 1 / 60
@@ -98,6 +102,9 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     stage.say(f"[bold]POST /v1/labeling/select[/] queued {selected['queued']} samples ({reasons}); "
               f"{selected['budget_left']} left in today's labeling budget. The 'random' ones are the audit slice: "
               "drawn uniformly, they are the only labels that may judge accuracy (unbiased).")
+    alert_id = stage.facts.get(stage.lap_key("alert_id"))
+    if alert_id is not None:
+        audit_alert_window(stage, int(alert_id))
     if stage.settings.label_studio_url:
         push_to_label_studio(stage, service.api_url)
     else:
@@ -118,10 +125,20 @@ def label(stage: Stage, service: Service, drift_started_at: datetime) -> bool:
     stage.timeline.mark(stage.lap_label("labeled"))
     stage.facts["labels_stored"] = status["labels"]
     stage.say(f"{status['labels']} labels stored for {stage.model} (GET /v1/labeling/status).")
-    alert_id = stage.facts.get(stage.lap_key("alert_id"))
     if alert_id is not None:
         harm_against_truth(stage, stage.api.get(f"/v1/alerts/{alert_id}"), "now that random-slice labels came in")
     return status["labels"] > 0
+
+
+def audit_alert_window(stage: Stage, alert_id: int) -> None:
+    """The labels the alert asks for, drawn uniformly from its window (``shiftwatch labeling audit``), so its accuracy
+    is measured, not estimated; fewer than it asks (``ALERT_AUDIT_LABELS``): the demo's budget is a day's."""
+    ran = stage.shell.run("labeling", "audit", "--alert", str(alert_id), "--labels", str(ALERT_AUDIT_LABELS), "--json",
+                          show_output=False)
+    drawn = ran.json()
+    drawn = drawn[0] if isinstance(drawn, list) else drawn
+    stage.say(f"[bold]shiftwatch labeling audit --alert {alert_id}[/]: {drawn['note']}. Their labels measure the "
+              "alert's accuracy (prediction-powered, valid whatever the shift).")
 
 
 def true_drop(stage: Stage) -> float | None:

@@ -48,6 +48,20 @@ def write_and_import(stage: Stage, rows: list[tuple[str, int]], show: bool) -> P
     return path
 
 
+def served_since(stage: Stage, traffic: Traffic, version: str, since: datetime, vectors: bool = False) -> list[dict[str, Any]]:
+    """``version``'s production predictions since ``since`` that the demo knows the truth of (GET /v1/predictions;
+    with their probabilities and embeddings if ``vectors``)."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = stage.api.get("/v1/predictions", model=stage.model, version=version, route="production",
+                             start=since.isoformat(), limit=PAGE, cursor=cursor, include_vectors=vectors or None)
+        found += [p for p in page["items"] if p.get("request_id") in traffic.truth]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
 def label_sample(stage: Stage, traffic: Traffic, version: str, since: datetime, size: int,
                  predicted: int | None = None) -> int:
     """Label ``size`` of ``version``'s production predictions since ``since`` (only those of class ``predicted``, if
@@ -56,16 +70,7 @@ def label_sample(stage: Stage, traffic: Traffic, version: str, since: datetime, 
     What a team does when the queue is short: a model that is confidently wrong gives the policy few
     uncertain samples, yet a fix needs a few hundred labels of the new traffic.
     """
-    found: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        page = stage.api.get("/v1/predictions", model=stage.model, version=version, route="production",
-                             start=since.isoformat(), limit=PAGE, cursor=cursor)
-        found += [p for p in page["items"] if p.get("request_id") in traffic.truth
-                  and predicted in (None, p["predicted_class"])]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
+    found = [p for p in served_since(stage, traffic, version, since) if predicted in (None, p["predicted_class"])]
     picks = np.random.default_rng(len(found)).permutation(len(found))[:size]
     rows = [(found[i]["id"], traffic.truth[found[i]["request_id"]]) for i in picks]
     if rows:

@@ -58,7 +58,7 @@ def demo_settings(out_dir: Path, receiver: WebhookReceiver, scale: Scale, laps: 
         # at fleet volume: docs/scaling.md, "Embeddings kept where they pay").
         "embedding_keep_rate": 1.0,
         # Each lap's post-alert batch and the canary's audit rounds, in one day, with room to spare.
-        "labeling_daily_budget": 4 * scale.labels * laps,
+        "labeling_daily_budget": (4 * scale.labels + loop.ALERT_AUDIT_LABELS) * laps,
         "labeling_batch_size": scale.labels,
         **(concept_lap.labeling_settings(wanted_budget=4 * scale.labels * laps) if concept else {}),
     }
