@@ -11,7 +11,9 @@ class 9 at 10, 30, 50 % of the window).
 Per window: every estimator's point (CBPE, ATC, DoC, average confidence) with its 95 %
 bootstrap interval, the default's interval widened by the others (``detectors.label_free``),
 whether the reliability check flags it, and the prediction-powered interval from 100 random
-labels of the window (the per-sample CBPE as the predictor) beside the labels' exact interval.
+labels of the window (the per-sample CBPE as the predictor) beside the labels' exact interval, and
+the interval of a weighted draw of about 100 (``intervals.weighted_draw``: half uniform, half where
+CBPE is least sure; what ``shiftwatch labeling audit`` draws where the label-free estimate is reliable).
 The labeled intervals are cheap, so they get their own, larger count of windows per case
 (``--labeled-trials``, default 300), enough to tell 0.93 coverage from 0.95. Truth is the window's
 realized accuracy.
@@ -41,7 +43,7 @@ from machine import write_result
 
 from shiftwatch.detectors import label_free
 from shiftwatch.detectors.accuracy import AccuracyEstimator
-from shiftwatch.detectors.intervals import prediction_powered_accuracy, proportion_interval
+from shiftwatch.detectors.intervals import prediction_powered_accuracy, proportion_interval, weighted_accuracy, weighted_draw
 from shiftwatch.examples import digits
 from shiftwatch.examples.digits_cnn import train_reference
 
@@ -135,8 +137,12 @@ def labeled_window(reference: Window, window: Window, rng: np.random.Generator) 
     rest = np.setdiff1d(np.arange(WINDOW), labeled)
     f = AccuracyEstimator("cbpe").fit(*reference).predicted_correct(probs)
     powered = prediction_powered_accuracy(f[rest], f[labeled], correct[labeled])
+    inclusion = weighted_draw(f, LABELS)
+    drawn = np.flatnonzero(rng.random(WINDOW) < inclusion)
+    weighted = weighted_accuracy(f, inclusion, drawn, correct[drawn], len(drawn))
     return {"truth": float(correct.mean()), "powered": (powered.estimate, *powered.interval),
-            "labels_only": (powered.labels_only_estimate, *proportion_interval(correct[labeled].sum(), LABELS))}
+            "labels_only": (powered.labels_only_estimate, *proportion_interval(correct[labeled].sum(), LABELS)),
+            "weighted": (weighted.estimate, *weighted.interval), "weighted_labels": len(drawn)}
 
 
 def interval_cell(records: list[dict], key: str) -> dict:
@@ -171,7 +177,8 @@ def summarize(records: list[dict], labeled: list[dict], calibrated: bool) -> dic
     truth = np.array([r["truth"] for r in records])
     cell: dict = {"calibrated": calibrated, "true_accuracy": float(truth.mean()), "windows": len(records), "labeled_windows": len(labeled)}
     cell |= {key: interval_cell(records, key) for key in (*METHODS, "label_free")}
-    cell |= {key: interval_cell(labeled, key) for key in ("powered", "labels_only")}
+    cell |= {key: interval_cell(labeled, key) for key in ("powered", "labels_only", "weighted")}
+    cell["weighted_mean_labels"] = float(np.mean([r["weighted_labels"] for r in labeled]))
     flagged = np.array([not r["reliability"]["reliable"] for r in records])
     values = np.array([r["label_free"] for r in records])
     held = (values[:, 1] <= truth) & (truth <= values[:, 2])
@@ -179,6 +186,7 @@ def summarize(records: list[dict], labeled: list[dict], calibrated: bool) -> dic
     cell["covered_or_flagged"] = float(np.mean(held | flagged))
     cell["signals"] = {k: float(np.median([r["reliability"][k] for r in records])) for k in ("spread_points", "low_confidence_share", "predicted_class_shift")}
     cell["powered_width_ratio"] = cell["powered"]["width_points"] / cell["labels_only"]["width_points"]
+    cell["weighted_width_ratio"] = cell["weighted"]["width_points"] / cell["labels_only"]["width_points"]
     return cell
 
 
@@ -210,7 +218,7 @@ def main() -> None:
         print(f"{case:18} acc {100 * c['true_accuracy']:5.1f} cal {calibrated!s:5} | " + " ".join(
             f"{m} {c[m]['coverage']:.2f}/{c[m]['mae_points']:4.1f}" for m in (*METHODS, "label_free"))
               + f" | flag {c['flag_rate']:.2f} cov|flag {c['covered_or_flagged']:.2f} | ppi {c['powered']['coverage']:.2f} "
-              f"x{c['powered_width_ratio']:.2f} (floor {c['width_ratio_floor']['best_mix_in_sample']:.2f}) | {c['signals']}", flush=True)
+              f"x{c['powered_width_ratio']:.2f} weighted {c['weighted']['coverage']:.2f} x{c['weighted_width_ratio']:.2f} (floor {c['width_ratio_floor']['best_mix_in_sample']:.2f}) | {c['signals']}", flush=True)
     calibrated_cases = [c for c in cases.values() if c["calibrated"]]
     broken = [c for c in cases.values() if not c["calibrated"]]
     summary = {
@@ -235,6 +243,10 @@ def main() -> None:
         # The narrowest PPI any predictor built from the probabilities allows (in-sample R^2 on each bank).
         "width_ratio_floor_calibrated": float(np.mean([c["width_ratio_floor"]["best_mix_in_sample"] for c in calibrated_cases])),
         "best_r2_calibrated": max(c["r2"]["best_mix_in_sample"] for c in calibrated_cases),
+        "weighted_worst_coverage": min(c["weighted"]["coverage"] for c in cases.values()),
+        "weighted_width_ratio_calibrated": float(np.mean([c["weighted_width_ratio"] for c in calibrated_cases])),
+        "weighted_width_ratio_worst_calibrated": max(c["weighted_width_ratio"] for c in calibrated_cases),
+        "weighted_mean_labels": float(np.mean([c["weighted_mean_labels"] for c in cases.values()])),
     }
     print(summary)
     write_result("accuracy_estimators", {

@@ -94,7 +94,7 @@ class PoweredInterval:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "method": POWERED_METHOD if self.tuning > 0 else PROPORTION_METHOD,
+            "method": WEIGHTED_METHOD if self.source == "weighted_draw" else POWERED_METHOD if self.tuning > 0 else PROPORTION_METHOD,
             "estimated_accuracy": self.estimate,
             "interval": list(self.interval),
             "labels_only_accuracy": self.labels_only_estimate,
@@ -150,4 +150,69 @@ def prediction_powered_accuracy(
         n_unlabeled=big_n,
         tuning=tuning,
         n_effective=n_effective,
+    )
+
+
+WEIGHTED_METHOD = "difference estimator on a weighted draw, clopper_pearson at the effective sample size"
+# Half of a weighted draw's probability is uniform: every row can be drawn, and a predictor that is wrong
+# somewhere costs at most a factor of two in that region's weight (bench/accuracy_estimators.py: coverage).
+UNIFORM_SHARE = 0.5
+
+
+def weighted_draw(predicted: np.ndarray, size: float, uniform_share: float = UNIFORM_SHARE) -> np.ndarray:
+    """Inclusion probabilities of a Poisson draw of about ``size`` rows: more where ``f``'s verdict is least sure.
+
+    Neyman's allocation for a mean of 0/1 outcomes: a row's share grows with its outcome's standard
+    deviation under ``f``, ``sqrt(f(1 - f))``; active inference (Zrnic & Candès 2024) draws labels this way.
+    """
+    f = np.clip(np.asarray(predicted, dtype=np.float64), 0.0, 1.0)
+    spread = np.sqrt(np.clip(f * (1 - f), 1e-4, None))
+    share = (1 - uniform_share) * spread / spread.sum() + uniform_share / len(f)
+    return np.minimum(size * share, 1.0)
+
+
+def weighted_accuracy(
+    predicted: np.ndarray,
+    inclusion: np.ndarray,
+    labeled: np.ndarray,
+    correct: np.ndarray,
+    drawn: int,
+    confidence_level: float = 0.95,
+) -> PoweredInterval:
+    """Accuracy of a window from a weighted draw: mean ``f`` over the window plus the inclusion-weighted mean error.
+
+    ``predicted``: ``f`` on every row of the window; ``inclusion``: each row's draw probability;
+    ``labeled``: the rows of the draw that have labels, ``correct`` their 0/1 outcomes; ``drawn``: how
+    many the draw took. Labels missing from the draw are taken as missing at random (the response
+    rate scales every inclusion probability). Unbiased whatever ``f`` is (Horvitz-Thompson on ``y - f``);
+    ``f`` only buys width. The interval is Clopper-Pearson at the effective sample size, as PPI++'s.
+    """
+    f = np.asarray(predicted, dtype=np.float64)
+    rows = np.asarray(labeled, dtype=np.int64)
+    y = np.asarray(correct, dtype=np.float64)
+    if len(rows) != len(y):
+        raise Invalid("labels", f"has {len(y)} outcomes for {len(rows)} labeled rows")
+    if len(y) < MIN_LABELS:
+        raise Invalid("labels", f"needs at least {MIN_LABELS} labels of the draw, got {len(y)}")
+    big_n = len(f)
+    p = np.clip(np.asarray(inclusion, dtype=np.float64)[rows] * len(y) / max(drawn, len(y)), 1e-9, 1.0)
+
+    def estimate(values: np.ndarray, offset: float) -> tuple[float, float]:
+        point = float(np.clip(offset + np.sum(values / p) / big_n, 0.0, 1.0))
+        variance = float(np.sum((1 - p) / p**2 * values**2)) / big_n**2
+        return point, variance
+
+    def interval(point: float, variance: float) -> tuple[float, float, float]:
+        n_effective = float(big_n) if variance <= 0 else min(point * (1 - point) / variance, float(big_n))
+        n_effective = max(n_effective, 1.0)
+        return (*proportion_interval(point * n_effective, n_effective, confidence_level), n_effective)
+
+    point, variance = estimate(y - f[rows], float(f.mean()))
+    low, high, n_effective = interval(point, variance)
+    alone, alone_variance = estimate(y, 0.0)
+    alone_low, alone_high, _ = interval(alone, alone_variance)
+    return PoweredInterval(
+        estimate=point, interval=(low, high), labels_only_estimate=alone, labels_only_interval=(alone_low, alone_high),
+        confidence_level=confidence_level, n_labeled=len(y), n_unlabeled=big_n - len(y), tuning=1.0,
+        n_effective=n_effective, source="weighted_draw",
     )

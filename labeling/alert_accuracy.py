@@ -1,10 +1,12 @@
-"""The alert's accuracy from labels as they arrive (issue 24): prediction-powered on its window's random slice.
+"""The alert's accuracy from labels as they arrive (issue 24): from the draw made for it, else its window's random slice.
 
 A label-free estimate (or a confidence drop) is what an alert has when it opens. As soon as the
-labeling queue's uniformly drawn (``random``) rows of the alert's window carry labels, the alert's
-harm becomes the measured one: PPI++ (CBPE's per-sample P(correct) on the whole window, corrected
-by the labeled slice; ``detectors.intervals``) with 20 or more labels and a labeled reference with
-probabilities, the labels' own exact interval otherwise, against the labeled reference's accuracy
+rows ``shiftwatch labeling audit`` drew for it with weights (``alert_audit``), or the queue's
+uniformly drawn (``random``) rows of its window, carry labels, the alert's harm becomes the
+measured one: from a weighted draw, the difference estimator (``intervals.weighted_accuracy``); from
+the random slice, PPI++ (CBPE's per-sample P(correct) on the whole window, corrected by the labeled
+slice; ``detectors.intervals``) with 20 or more labels and a labeled reference with
+probabilities, the labels' own exact interval otherwise; against the labeled reference's accuracy
 (its interval too: the drop's interval squares and adds both). Each new label refreshes it.
 """
 
@@ -17,23 +19,27 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.queries import window
+from shiftwatch.collector.queries import Window, window
 from shiftwatch.detectors import alerts, references
 from shiftwatch.detectors.accuracy import AccuracyEstimator
 from shiftwatch.detectors.harm import Harm
-from shiftwatch.detectors.intervals import MIN_LABELS, difference_interval, proportion_interval
+from shiftwatch.detectors.intervals import MIN_LABELS, difference_interval, proportion_interval, weighted_accuracy
 from shiftwatch.detectors.tables import Alert, DriftRun
-from shiftwatch.labeling.queries import LabeledOutcomes, labeled_outcomes
+from shiftwatch.labeling.queries import labeled_draw, labeled_outcomes
 
 
-def _accuracy(
-    session: Session, run: DriftRun, audit: LabeledOutcomes, reference: references.ReferenceData
-) -> tuple[float, tuple[float, float], str]:
-    """The window's accuracy, its 95 % interval and the method: PPI++ where it can run, else the labels alone."""
+def _random_slice(
+    session: Session, run: DriftRun, reference: references.ReferenceData
+) -> tuple[float, tuple[float, float], str] | None:
+    """The window's accuracy from its random slice, its 95 % interval and the method: PPI++ where it can run, else the
+    labels alone; None without random-slice labels."""
+    assert run.window_start is not None and run.window_end is not None
+    audit = labeled_outcomes(session, run.model_version_id, start=run.window_start).random_slice(run.window_start, run.window_end)
     n = len(audit)
+    if n == 0:
+        return None
     if n >= MIN_LABELS and reference.probabilities is not None and reference.labels is not None:
-        assert run.window_start is not None and run.window_end is not None
-        current = window(session, run.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
+        current = _window(session, run)
         position = {pid: i for i, pid in enumerate(current.ids)}
         found = [(position[pid], label) for pid, label in zip(audit.prediction_ids, audit.label) if pid in position]
         if current.probabilities is not None and len(found) >= MIN_LABELS and len(current) >= 2:
@@ -46,18 +52,52 @@ def _accuracy(
     return hits / n, proportion_interval(hits, n), f"measured: {n} random-slice labels alone, exact interval"
 
 
+def _weighted(
+    session: Session, alert_id: int, run: DriftRun, reference: references.ReferenceData
+) -> tuple[float, tuple[float, float], str] | None:
+    """The window's accuracy from the labels of the alert's weighted draw (``alert_audit``); None under MIN_LABELS."""
+    assert run.window_start is not None and run.window_end is not None
+    draws = labeled_draw(session, run.model_version_id, alert_id, run.window_start, run.window_end)
+    if len(draws) < MIN_LABELS or reference.probabilities is None or reference.labels is None:
+        return None
+    current = _window(session, run)
+    usable = [i for i in range(len(current)) if current.input_ref[i] is not None]
+    if current.probabilities is None or not usable:
+        return None
+    position = {current.ids[i]: k for k, i in enumerate(usable)}
+    found = [(position[d.prediction_id], d) for d in draws if d.prediction_id in position]
+    if len(found) < MIN_LABELS:
+        return None
+    f = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels).predicted_correct(current.probabilities[usable])
+    inclusion = np.zeros(len(usable))
+    for k, d in found:
+        inclusion[k] = d.inclusion
+    rows = np.asarray([k for k, _ in found])
+    correct = np.asarray([float(d.predicted_class == d.label) for _, d in found])
+    measured = weighted_accuracy(f, inclusion, rows, correct, drawn=max(d.drawn for _, d in found))
+    return measured.estimate, measured.interval, f"measured: {len(found)} labels of a weighted draw (CBPE-guided), difference estimator"
+
+
+def _window(session: Session, run: DriftRun) -> Window:
+    assert run.window_start is not None and run.window_end is not None
+    return window(session, run.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
+
+
 def labeled_harm(session: Session, alert: Alert) -> Harm | None:
-    """The alert's window's accuracy from its random-slice labels against the labeled reference's; None without both."""
+    """The alert's window's accuracy from its labels (a weighted draw's, else the random slice's) against the labeled
+    reference's; None without both."""
     run = session.get(DriftRun, alert.last_run_id)
     if run is None or run.window_start is None or run.window_end is None:
         return None
-    audit = labeled_outcomes(session, alert.model_version_id, start=run.window_start).random_slice(run.window_start, run.window_end)
     reference = references.load(session, alert.model_version_id)
-    if len(audit) == 0 or reference is None or reference.labels is None:
+    if reference is None or reference.labels is None:
+        return None
+    measured = _weighted(session, alert.id, run, reference) or _random_slice(session, run, reference)
+    if measured is None:
         return None
     reference_hits = int(np.sum(reference.predicted_class == reference.labels))
     reference_accuracy = reference_hits / len(reference.labels)
-    accuracy, (low, high), method = _accuracy(session, run, audit, reference)
+    accuracy, (low, high), method = measured
     drop, drop_low, drop_high = difference_interval(
         (reference_accuracy, *proportion_interval(reference_hits, len(reference.labels))), (accuracy, low, high)
     )

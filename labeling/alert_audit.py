@@ -1,14 +1,22 @@
-"""The labels an alert asks for, queued in one call: a uniform draw of the alert's window as its audit slice (issue 24).
+"""The labels an alert asks for, queued in one call: a draw of the alert's window its accuracy is then measured on (issue 24).
 
 An alert's harm says how many random-slice labels of its window would measure the accuracy to
-±5 points. ``queue_alert_audit`` draws that many of the window's predictions uniformly (those
-with a stored input: a person must see it) and queues them with reason ``random``. As their labels
-arrive, ``alert_accuracy.refresh`` turns the alert's harm into the prediction-powered one.
+±5 points. ``queue_alert_audit`` draws about that many of the window's predictions (those with a
+stored input: a person must see it); as their labels arrive, ``alert_accuracy.refresh`` turns the
+alert's harm into the measured one. Two designs:
+
+- ``weighted`` (where the alert's label-free estimate passed its reliability checks): each row is
+  drawn with a known probability, half uniform, half where CBPE is least sure of its verdict
+  (``intervals.weighted_draw``), and measured by the difference estimator. On the bench its
+  interval is far narrower than the same number of uniform labels' (bench/accuracy_estimators.py).
+- ``uniform`` (otherwise: a predictor that is wrong would steer the draw): the rows join the random
+  slice (reason ``random``) and PPI++ measures them.
 
 The draw is over the *whole* window, rows already queued for another reason included: leaving
-them out would bias the slice (the policy queues the uncertain rows first, and those are the
-wrong ones). A drawn row already queued keeps its one task, now marked ``random`` (its old reason
-stays in the evidence), so its label counts in the slice, as the draw says it must.
+them out would bias it (the policy queues the uncertain rows first, and those are the wrong ones).
+A drawn row already queued keeps its one task: a uniform draw marks it ``random`` (its old reason
+stays in the evidence), a weighted one records its probability in the evidence. Rows are taken in
+a random order until the daily budget stops the draw: what is left is a random part of it.
 """
 
 from __future__ import annotations
@@ -16,36 +24,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.queries import window
+from shiftwatch.collector.queries import Window, window
 from shiftwatch.collector.tables import Model, ModelVersion
+from shiftwatch.detectors import references
+from shiftwatch.detectors.accuracy import AccuracyEstimator
+from shiftwatch.detectors.intervals import weighted_draw
 from shiftwatch.detectors.tables import Alert, DriftRun
 from shiftwatch.errors import Invalid, NotFound
 from shiftwatch.labeling.audit import WindowCandidates
 from shiftwatch.labeling.policy import Budget
+from shiftwatch.labeling.queries import DRAWS_KEY
 from shiftwatch.labeling.queue import insert_candidates, queued_today
 from shiftwatch.labeling.selection import PRIORITY_BASE
 from shiftwatch.labeling.tables import UNIFORM_REASONS, LabelTask
 
 DEFAULT_LABELS = 100  # when the alert's harm names no number to ask for
+Design = Literal["auto", "weighted", "uniform"]
 
 
 @dataclass(frozen=True, slots=True)
 class AlertAudit:
-    """What one call queued for an alert: how many drawn, new tasks, tasks joined to the slice, and the budget left."""
+    """What one call queued for an alert: its design, how many drawn, new tasks, tasks joined, and the budget left."""
 
     alert_id: int
     model_version_id: int
+    design: str  # weighted | uniform
     window: int  # predictions in the alert's window with a stored input
     asked: int
     drawn: int
     queued: int  # new tasks
-    joined: int  # drawn rows queued before for another reason, now in the random slice
-    in_slice: int  # drawn rows that were in the random slice already
+    joined: int  # drawn rows queued before for another reason, now part of this draw
+    in_slice: int  # drawn rows that were in the random slice already (uniform design)
     budget_left: int
     note: str
 
@@ -59,14 +74,31 @@ def labels_asked(alert: Alert) -> int:
     return int(words[-1]) if words and words[-1].isdigit() else DEFAULT_LABELS
 
 
+def _reliable_estimate(alert: Alert) -> bool:
+    """Whether the alert's harm is a label-free estimate that passed its reliability checks (``detectors.label_free``)."""
+    stored = (alert.evidence or {}).get("harm") or {}
+    return stored.get("source") == "accuracy_estimate" and stored.get("reliable") is True
+
+
+def _predicted_correct(session: Session, alert: Alert, win: Window, usable: np.ndarray) -> np.ndarray | None:
+    """CBPE's P(correct) of each usable row, from the version's labeled reference; None without one."""
+    reference = references.load(session, alert.model_version_id)
+    if reference is None or reference.labels is None or reference.probabilities is None or win.probabilities is None:
+        return None
+    estimator = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels)
+    return estimator.predicted_correct(win.probabilities[usable])
+
+
 def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budget_of: Callable[[str], Budget],
-                      now: datetime, seed: int | None = None) -> AlertAudit:
-    """Draw ``labels`` (default: what the alert asks for) of the alert's window uniformly and queue them as its audit slice."""
+                      now: datetime, seed: int | None = None, design: Design = "auto") -> AlertAudit:
+    """Draw about ``labels`` (default: what the alert asks for) of the alert's window and queue them for its accuracy."""
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"alert {alert_id} not found")
     if labels is not None and labels < 1:
         raise Invalid("labels", f"must be at least 1, got {labels}")
+    if design not in ("auto", "weighted", "uniform"):
+        raise Invalid("design", f"must be auto, weighted or uniform, got {design!r}")
     run = session.get(DriftRun, alert.last_run_id)
     if run is None or run.window_start is None or run.window_end is None:
         raise Invalid("alert", f"alert {alert_id}'s run records no window to draw from")
@@ -74,39 +106,71 @@ def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budge
     # The same rows alert_accuracy reads back: the run's window, both ends in.
     win = window(session, alert.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
     usable = np.asarray([i for i in range(len(win)) if win.input_ref[i] is not None], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    f = None if design == "uniform" or (design == "auto" and not _reliable_estimate(alert)) else (
+        _predicted_correct(session, alert, win, usable))
+    if design == "weighted" and f is None:
+        raise Invalid("design", "a weighted draw needs the version's reference with labels and probabilities")
+    if f is None:
+        inclusion = None
+        order = rng.permutation(usable)[: min(asked, len(usable))]
+    else:
+        inclusion = dict(zip(usable.tolist(), weighted_draw(f, asked).tolist(), strict=True))
+        taken = usable[rng.random(len(usable)) < np.asarray([inclusion[int(i)] for i in usable])]
+        order = rng.permutation(taken)
+    return _queue(session, alert, win, usable, order, inclusion, asked, budget_of, now)
+
+
+def _queue(session: Session, alert: Alert, win: Window, usable: np.ndarray, order: np.ndarray,
+           inclusion: dict[int, float] | None, asked: int, budget_of: Callable[[str], Budget], now: datetime) -> AlertAudit:
+    """Queue the drawn rows in ``order`` until the budget stops it (a prefix of a random order is a random part)."""
     version = session.get(ModelVersion, alert.model_version_id)
     model = None if version is None else session.get(Model, version.model_id)
     assert version is not None and model is not None  # the alert's foreign keys
     room = max(budget_of(model.name).daily - queued_today(session, model.id, now), 0)
-    ids = [win.ids[int(i)] for i in usable]
+    ids = [win.ids[int(i)] for i in order]
     tasks = {t.prediction_id: t for t in session.scalars(select(LabelTask).where(LabelTask.prediction_id.in_(ids)))} if ids else {}
-    # A prefix of a random order is a uniform sample: walk it, and stop (not skip) at the first row the budget cannot take.
     picks, fresh = [], []
-    for i in np.random.default_rng(seed).permutation(usable).tolist():
-        if len(picks) == asked or (win.ids[i] not in tasks and len(fresh) == room):
-            break
+    for i in order.tolist():
+        if win.ids[i] not in tasks and len(fresh) == room:
+            break  # stop, not skip: skipping would keep the rows already queued and bias what is left
         picks.append(i)
         if win.ids[i] not in tasks:
             fresh.append(i)
-    drawn_tasks = [tasks[win.ids[i]] for i in picks if win.ids[i] in tasks]
-    evidence = {"slice": "audit", "alert": alert_id, "version": version.version}
+    design = "uniform" if inclusion is None else "weighted"
+    mark: dict = {"slice": "audit", "alert": alert.id, "version": version.version}
+    reason = "random" if inclusion is None else "weighted"
+
+    def evidence(i: int, before: dict) -> dict:
+        if inclusion is None:
+            return {**before, **mark}
+        draws = {**(before.get(DRAWS_KEY) or {}), str(alert.id): {"p": inclusion[i], "drawn": len(order)}}
+        return {**before, DRAWS_KEY: draws}
+
     candidates = WindowCandidates(win, usable, alert.model_version_id)
-    queued = insert_candidates(session, [candidates.at(i, "random", PRIORITY_BASE["random"], evidence) for i in fresh], now)
+    queued = insert_candidates(session, [candidates.at(i, reason, PRIORITY_BASE[reason], evidence(i, mark)) for i in fresh], now)
     joined = in_slice = 0
-    for task in drawn_tasks:
-        if task.reason in UNIFORM_REASONS:
+    for i in picks:
+        task = tasks.get(win.ids[i])
+        if task is None:
+            continue
+        if inclusion is None and task.reason in UNIFORM_REASONS:
             in_slice += 1
             continue
-        task.evidence = {**(task.evidence or {}), "also": task.reason, **evidence}
-        task.reason, joined = "random", joined + 1
+        if inclusion is None:
+            task.evidence, task.reason = {**evidence(i, task.evidence or {}), "also": task.reason}, "random"
+        else:
+            task.evidence = evidence(i, task.evidence or {})
+        joined += 1
     session.flush()
-    short = min(asked, len(usable)) - len(picks)
-    note = (f"drew {len(picks)} of the window's {len(usable)} predictions with a stored input uniformly: {queued} queued, "
-            f"{joined} already queued for another reason now count in the random slice, {in_slice} were in it already")
+    short = len(order) - len(picks)
+    note = (f"drew {len(order)} of the window's {len(usable)} predictions with a stored input ({design}): {queued} queued, "
+            f"{joined} already queued for another reason now count in the draw"
+            + (f", {in_slice} were in the random slice already" if inclusion is None else ""))
     if short > 0:
         note += f"; {short} not queued: the daily labeling budget is spent (SHIFTWATCH_LABELING_DAILY_BUDGET)"
     if len(usable) < asked:
         note += f"; the window holds fewer than the {asked} asked for"
-    return AlertAudit(alert_id=alert_id, model_version_id=alert.model_version_id, window=len(usable), asked=asked,
-                      drawn=len(picks), queued=queued, joined=joined, in_slice=in_slice,
+    return AlertAudit(alert_id=alert.id, model_version_id=alert.model_version_id, design=design, window=len(usable),
+                      asked=asked, drawn=len(picks), queued=queued, joined=joined, in_slice=in_slice,
                       budget_left=max(room - queued, 0), note=note)

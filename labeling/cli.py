@@ -79,6 +79,8 @@ def select(
 def audit(
     alert: int = typer.Option(..., "--alert", help="the alert whose window to draw from"),
     labels: int | None = typer.Option(None, min=1, help="how many to draw (default: what the alert's harm asks for)"),
+    design: str = typer.Option("auto", help="weighted (where CBPE is least sure, measured by the difference estimator), "
+                               "uniform (the random slice), or auto: weighted where the alert's label-free estimate is reliable"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Queue the labels an alert asks for: a uniform draw of its window, the random slice its accuracy is measured on."""
@@ -89,7 +91,8 @@ def audit(
     settings = settings_or_exit()
     db = open_db(settings.database_url, migrate=False)
     with db.session() as session:
-        result = queue_alert_audit(session, alert, labels, lambda model: Budget.of(settings, model), utcnow())
+        result = queue_alert_audit(session, alert, labels, lambda model: Budget.of(settings, model), utcnow(),
+                                   design=design)  # type: ignore[arg-type]  # checked there, named in the error
     _print([asdict(result)], as_json)
 
 

@@ -15,6 +15,8 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 
+DRAWS_KEY = "alert_draws"  # a task's evidence: {alert id: {"p": inclusion probability, "drawn": rows drawn}}
+
 
 def is_uniform(reasons: np.ndarray) -> np.ndarray:
     """Per row, whether its queue reason drew it uniformly (``UNIFORM_REASONS``): the rows an unbiased rate may use."""
@@ -131,3 +133,29 @@ def labeled_outcomes(
         label=np.asarray([label.label for label, _ in rows], dtype=np.int64),
         reason=np.asarray([task.reason for _, task in rows], dtype=np.str_),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnLabel:
+    """A labeled row of a weighted draw made for one alert: its outcome and the probability it was drawn with."""
+
+    prediction_id: uuid.UUID
+    predicted_class: int
+    label: int
+    inclusion: float
+    drawn: int  # rows the draw took (its labels may come in part)
+
+
+def labeled_draw(session: Session, model_version_id: int, alert_id: int, start: datetime, end: datetime) -> list[DrawnLabel]:
+    """The labeled rows of the weighted draw ``alert_audit`` made for ``alert_id`` in [start, end] (retired ones left out)."""
+    stmt = (
+        select(Label, LabelTask)
+        .join(LabelTask, LabelTask.id == Label.task_id)
+        .where(Label.model_version_id == model_version_id, Label.retired_at.is_(None), LabelTask.ts >= start, LabelTask.ts <= end)
+    )
+    found = []
+    for label, task in session.execute(stmt).tuples():
+        draw = ((task.evidence or {}).get(DRAWS_KEY) or {}).get(str(alert_id))
+        if draw is not None:
+            found.append(DrawnLabel(task.prediction_id, task.predicted_class, label.label, float(draw["p"]), int(draw["drawn"])))
+    return found

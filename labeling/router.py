@@ -140,7 +140,8 @@ def select(
 def audit_alert(body: AlertAuditIn, db: DbDep, settings: SettingsDep, _: Operator) -> AlertAuditOut:
     """Queue the labels an alert asks for: a uniform draw of its window, as the random slice its accuracy is measured on."""
     with db.session() as session:
-        result = queue_alert_audit(session, body.alert_id, body.labels, lambda model: policy.Budget.of(settings, model), utcnow())
+        result = queue_alert_audit(session, body.alert_id, body.labels, lambda model: policy.Budget.of(settings, model), utcnow(),
+                                   design=body.design)
     return AlertAuditOut(**asdict(result))
 
 

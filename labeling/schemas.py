@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,16 +55,19 @@ class SelectionOut(BaseModel):
 class AlertAuditIn(BaseModel):
     alert_id: int = Field(..., ge=1, description="the alert whose window to draw from")
     labels: int | None = Field(None, ge=1, le=100_000, description="how many to draw (default: what the alert's harm asks for)")
+    design: Literal["auto", "weighted", "uniform"] = Field(
+        "auto", description="weighted where the alert's label-free estimate is reliable (auto), or say which")
 
 
 class AlertAuditOut(BaseModel):
     alert_id: int
     model_version_id: int
+    design: str
     window: int = Field(..., description="predictions in the alert's window with a stored input")
     asked: int
     drawn: int
     queued: int = Field(..., description="new tasks")
-    joined: int = Field(..., description="drawn rows queued before for another reason, now in the random slice")
+    joined: int = Field(..., description="drawn rows queued before for another reason, now part of the draw")
     in_slice: int
     budget_left: int
     note: str

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-PRIORITY_BASE = {"disagreement": 3.0, "flagged": 2.0, "uncertain": 1.0, "random": 0.5}
+PRIORITY_BASE = {"disagreement": 3.0, "flagged": 2.0, "uncertain": 1.0, "random": 0.5, "weighted": 0.5}
 # A margin of 0.5 means top-1 beats top-2 by 50 points: above it a label rarely changes the model.
 MARGIN_THRESHOLD = 0.5
 # Share of each batch drawn uniformly at random (for unbiased label-based metrics).

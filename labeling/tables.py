@@ -19,7 +19,8 @@ from shiftwatch.db import Base, Float32Vector, UtcDateTime, utcnow
 
 # Why a sample is in the queue; also the order of precedence when two sources pick the same one.
 # ``imported``: nobody queued it; a label arrived for it through ``labeling import`` or POST /v1/labels.
-REASONS = ("disagreement", "flagged", "uncertain", "random", "imported")
+# ``weighted``: drawn for an alert's accuracy with a known probability (labeling.alert_audit), not uniformly.
+REASONS = ("disagreement", "flagged", "uncertain", "random", "imported", "weighted")
 # The reasons whose rows were drawn uniformly from the traffic (the audit slice): only labels on
 # these estimate an accuracy without bias; the others were picked because they looked hard, and
 # ``imported`` ones because someone chose to label them. ``audit`` is the name Label Studio and

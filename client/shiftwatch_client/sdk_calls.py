@@ -228,10 +228,10 @@ class ServerCalls:
         query = {k: v for k, v in {"model": model, "version": version, "state": state, "limit": limit}.items() if v}
         return self._call("GET", "/v1/alerts?" + urlencode(query))
 
-    def audit_alert(self, alert_id: int, labels: int | None = None) -> dict[str, Any]:
-        """Queue the labels an alert asks for (``POST /v1/labeling/audit``, scope ``operate``): a uniform draw of
-        its window, the random slice its accuracy is then measured on; ``labels`` defaults to the alert's ask."""
-        return self._call("POST", "/v1/labeling/audit", {"alert_id": alert_id, "labels": labels})
+    def audit_alert(self, alert_id: int, labels: int | None = None, design: str = "auto") -> dict[str, Any]:
+        """Queue the labels an alert asks for (``POST /v1/labeling/audit``, scope ``operate``): a draw of its window
+        its accuracy is then measured on; ``labels`` defaults to the alert's ask; ``design``: auto, weighted, uniform."""
+        return self._call("POST", "/v1/labeling/audit", {"alert_id": alert_id, "labels": labels, "design": design})
 
     def send_labels(self, model: str, labels: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Labels given outside Label Studio (``POST /v1/labels``, scope ``label``): all stored, or none.

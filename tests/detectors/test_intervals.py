@@ -1,4 +1,5 @@
-"""Labeled accuracy intervals (issue 29): they hold near 100 % and are never a point, over many seeded windows."""
+"""Labeled accuracy intervals (issues 29, 24): they hold near 100 % and whatever the predictor, and are never a point,
+over many seeded windows."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from shiftwatch.detectors.intervals import labels_to_settle, prediction_powered_accuracy, proportion_interval
+from shiftwatch.detectors.intervals import (
+    labels_to_settle,
+    prediction_powered_accuracy,
+    proportion_interval,
+    weighted_accuracy,
+    weighted_draw,
+)
 from shiftwatch.detectors.labeled_windows import Cell, run
+from shiftwatch.errors import Invalid
 
 
 @pytest.mark.parametrize(
@@ -56,3 +64,36 @@ def test_labels_to_settle_is_the_fewest_labels_whose_exact_interval_is_within_5_
         n = labels_to_settle(accuracy)
         assert half(accuracy, n) <= 0.05 < half(accuracy, n - 1)
     assert labels_to_settle(0.5) > labels_to_settle(0.9) > labels_to_settle(0.99)  # fewer near the boundary
+
+
+def _weighted_windows(miscalibrated: bool, trials: int = 400) -> tuple[float, float, int]:
+    """Coverage of the weighted draw's interval, its mean width over 100 uniform labels' exact one, and zero widths."""
+    held, ratios, points = [], [], 0
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        f = np.where(rng.random(500) < 0.8, rng.beta(60, 1, 500), rng.uniform(0.4, 0.95, 500))  # mostly sure
+        truth_p = np.where(f < 0.9, 0.5 * f, f) if miscalibrated else f  # the unsure rows far worse than f says
+        y = (rng.random(500) < truth_p).astype(float)
+        inclusion = weighted_draw(f, 100)
+        drawn = np.flatnonzero(rng.random(500) < inclusion)
+        measured = weighted_accuracy(f, inclusion, drawn, y[drawn], len(drawn))
+        low, high = measured.interval
+        held.append(low <= y.mean() <= high)
+        points += high - low <= 0
+        uniform = rng.choice(500, 100, replace=False)
+        alone = proportion_interval(y[uniform].sum(), 100)
+        ratios.append((high - low) / (alone[1] - alone[0]))
+    return float(np.mean(held)), float(np.mean(ratios)), points
+
+
+def test_a_weighted_draw_covers_whatever_the_predictor_and_is_far_narrower_where_it_is_calibrated() -> None:
+    covered, ratio, points = _weighted_windows(miscalibrated=False)
+    assert covered >= 0.93 and points == 0, (covered, points)
+    assert ratio <= 0.75, ratio  # the issue's goal: >= 25 % narrower than 100 uniform labels (measured ~0.5)
+    covered, _, points = _weighted_windows(miscalibrated=True)
+    assert covered >= 0.93 and points == 0, covered  # unbiased whatever f says: f only buys width
+
+
+def test_a_weighted_draw_refuses_too_few_labels_by_name() -> None:
+    with pytest.raises(Invalid, match="at least 20 labels"):
+        weighted_accuracy(np.full(100, 0.9), np.full(100, 0.1), np.arange(5), np.ones(5), 5)

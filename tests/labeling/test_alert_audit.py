@@ -55,7 +55,8 @@ def test_the_draw_is_uniform_over_the_whole_window_not_over_what_the_queue_left(
     shares, joined = [], []
     for seed in range(40):  # each draw rolled back: the draw's own distribution, over many seeds
         with db.session() as session:
-            result = queue_alert_audit(session, alert_id, ASKED, lambda m: Budget.of(settings, m), utcnow(), seed=seed)
+            result = queue_alert_audit(session, alert_id, ASKED, lambda m: Budget.of(settings, m), utcnow(), seed=seed,
+                                       design="uniform")
             drawn = session.scalars(select(LabelTask.input_ref).where(LabelTask.reason == "random")).all()
             shares.append(np.mean([right[ref] for ref in drawn]))
             joined.append(result.joined)
@@ -67,10 +68,10 @@ def test_the_draw_is_uniform_over_the_whole_window_not_over_what_the_queue_left(
 
 def test_over_http_the_alert_measures_its_accuracy_on_the_labels_it_asked_for(db, api, alerted) -> None:
     alert_id, start, right, predicted = alerted
-    answer = api.post("/v1/labeling/audit", json={"alert_id": alert_id, "labels": ASKED})
+    answer = api.post("/v1/labeling/audit", json={"alert_id": alert_id, "labels": ASKED, "design": "uniform"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["drawn"] == ASKED == body["queued"] + body["joined"] + body["in_slice"] and body["window"] == WINDOW
+    assert body["design"] == "uniform" and body["drawn"] == ASKED == body["queued"] + body["joined"] + body["in_slice"] and body["window"] == WINDOW
     with db.session() as session:
         label_with_oracle(session, "digits", lambda ref: predicted[ref] if right[ref] else (predicted[ref] + 1) % 10)
     with db.session() as session:
@@ -78,6 +79,25 @@ def test_over_http_the_alert_measures_its_accuracy_on_the_labels_it_asked_for(db
         measured = alert.evidence["harm"]
         audit = labeled_outcomes(session, alert.model_version_id).random_slice(start, start + timedelta(minutes=8))
     assert len(audit) == ASKED and measured["source"] == "labeled" and f"{ASKED} random-slice labels" in measured["method"]
+    low, high = measured["accuracy_interval"]
+    assert low <= float(np.mean(list(right.values()))) <= high
+
+
+def test_a_weighted_draw_is_measured_by_its_own_estimator_and_holds_the_windows_accuracy(db, api, alerted) -> None:
+    alert_id, start, right, predicted = alerted
+    answer = api.post("/v1/labeling/audit", json={"alert_id": alert_id, "labels": ASKED, "design": "weighted"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["design"] == "weighted" and body["joined"] > 0 and abs(body["drawn"] - ASKED) < 25
+    with db.session() as session:
+        label_with_oracle(session, "digits", lambda ref: predicted[ref] if right[ref] else (predicted[ref] + 1) % 10)
+    with db.session() as session:
+        alert = session.get(Alert, alert_id)
+        measured = alert.evidence["harm"]
+        weighted = session.scalars(select(LabelTask).where(LabelTask.reason == "weighted")).all()
+        random_rows = labeled_outcomes(session, alert.model_version_id).random_slice(start, start + timedelta(minutes=8))
+    assert len(random_rows) == 0 and weighted  # the weighted rows are not the uniform slice: no rate reads them as one
+    assert measured["source"] == "labeled" and "weighted draw" in measured["method"], measured
     low, high = measured["accuracy_interval"]
     assert low <= float(np.mean(list(right.values()))) <= high
 
@@ -92,7 +112,7 @@ def test_the_default_is_the_alerts_own_ask_and_the_budget_stops_the_draw_saying_
     with db.session() as session:
         before = session.scalar(select(func.count()).select_from(LabelTask))
         spent = Budget(daily=before + 5, batch=200)  # room for 5 new tasks today
-        result = queue_alert_audit(session, alert_id, ASKED, lambda m: spent, utcnow(), seed=0)
+        result = queue_alert_audit(session, alert_id, ASKED, lambda m: spent, utcnow(), seed=0, design="uniform")
     assert result.queued == 5 and result.drawn < ASKED and result.budget_left == 0
     assert "daily labeling budget is spent" in result.note
 
@@ -102,9 +122,12 @@ def test_a_bad_request_is_refused_by_name(db, settings, api, alerted) -> None:
     assert missing.status_code == 404 and "alert 999" in missing.text
     zero = api.post("/v1/labeling/audit", json={"alert_id": alerted[0], "labels": 0})
     assert zero.status_code == 422 and "labels" in zero.text
+    odd = api.post("/v1/labeling/audit", json={"alert_id": alerted[0], "design": "stratified"})
+    assert odd.status_code == 422 and "design" in odd.text
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIFTWATCH_")}
     env |= {"SHIFTWATCH_DATABASE_URL": settings.database_url, "SHIFTWATCH_DATA_DIR": str(settings.data_dir)}
-    for args, says in [(("--alert", "999"), "alert 999 not found"), (("--alert", str(alerted[0]), "--labels", "0"), "--labels")]:
+    for args, says in [(("--alert", "999"), "alert 999 not found"), (("--alert", str(alerted[0]), "--labels", "0"), "--labels"),
+                        (("--alert", str(alerted[0]), "--design", "stratified"), "design: must be auto, weighted or uniform")]:
         done = subprocess.run([sys.executable, "-c", "from shiftwatch.cli import main; main()", "labeling", "audit", *args],
                               capture_output=True, text=True, env=env, timeout=120)
         assert done.returncode == 2 and says in done.stderr, (args, done.stderr)
