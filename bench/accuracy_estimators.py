@@ -43,7 +43,12 @@ from machine import write_result
 
 from shiftwatch.detectors import label_free
 from shiftwatch.detectors.accuracy import AccuracyEstimator
-from shiftwatch.detectors.intervals import prediction_powered_accuracy, proportion_interval, weighted_accuracy, weighted_draw
+from shiftwatch.detectors.intervals import (
+    prediction_powered_accuracy,
+    proportion_interval,
+    weighted_accuracy,
+    weighted_draw,
+)
 from shiftwatch.examples import digits
 from shiftwatch.examples.digits_cnn import train_reference
 

@@ -130,7 +130,8 @@ def _queue(session: Session, alert: Alert, win: Window, usable: np.ndarray, orde
     room = max(budget_of(model.name).daily - queued_today(session, model.id, now), 0)
     ids = [win.ids[int(i)] for i in order]
     tasks = {t.prediction_id: t for t in session.scalars(select(LabelTask).where(LabelTask.prediction_id.in_(ids)))} if ids else {}
-    picks, fresh = [], []
+    picks: list[int] = []
+    fresh: list[int] = []
     for i in order.tolist():
         if win.ids[i] not in tasks and len(fresh) == room:
             break  # stop, not skip: skipping would keep the rows already queued and bias what is left

@@ -12,6 +12,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from sqlalchemy import func, select
+
 from shiftwatch.db import utcnow
 from shiftwatch.detectors.runs import run_due_detectors
 from shiftwatch.detectors.tables import Alert
