@@ -165,13 +165,16 @@ def _queue(session: Session, alert: Alert, win: Window, usable: np.ndarray, orde
         joined += 1
     session.flush()
     short = len(order) - len(picks)
-    note = (f"drew {len(order)} of the window's {len(usable)} predictions with a stored input ({design}): {queued} queued, "
+    expected = "" if inclusion is None else f", each row with its own probability, {sum(inclusion.values()):.0f} expected"
+    note = (f"drew {len(order)} of the window's {len(usable)} predictions with a stored input ({design}{expected}): {queued} queued, "
             f"{joined} already queued for another reason now count in the draw"
             + (f", {in_slice} were in the random slice already" if inclusion is None else ""))
     if short > 0:
         note += f"; {short} not queued: the daily labeling budget is spent (SHIFTWATCH_LABELING_DAILY_BUDGET)"
     if len(usable) < asked:
         note += f"; the window holds fewer than the {asked} asked for"
+    if len(usable) < len(win):
+        note += f"; {len(win) - len(usable)} of its predictions were logged without an input_ref and cannot be shown to a person"
     return AlertAudit(alert_id=alert.id, model_version_id=alert.model_version_id, design=design, window=len(usable),
                       asked=asked, drawn=len(picks), queued=queued, joined=joined, in_slice=in_slice,
                       budget_left=max(room - queued, 0), note=note)
