@@ -108,6 +108,14 @@ class PoweredInterval:
         }
 
 
+def _check_labels(n_labeled: int, y: np.ndarray, field: str, source: str) -> None:
+    """One outcome per labeled prediction, and at least MIN_LABELS of them (fewer: the variance is not trusted)."""
+    if n_labeled != len(y):
+        raise Invalid(field, f"has {len(y)} labels for {n_labeled} labeled predictions")
+    if len(y) < MIN_LABELS:
+        raise Invalid(field, f"needs at least {MIN_LABELS} labels of {source}, got {len(y)}")
+
+
 def prediction_powered_accuracy(
     predicted_unlabeled: np.ndarray,
     predicted_labeled: np.ndarray,
@@ -118,10 +126,7 @@ def prediction_powered_accuracy(
     f_unlabeled = np.asarray(predicted_unlabeled, dtype=np.float64)
     f_labeled = np.asarray(predicted_labeled, dtype=np.float64)
     y = np.asarray(correct_labeled, dtype=np.float64)
-    if len(f_labeled) != len(y):
-        raise Invalid("slice_labels", f"has {len(y)} labels for {len(f_labeled)} labeled predictions")
-    if len(y) < MIN_LABELS:
-        raise Invalid("slice_labels", f"needs at least {MIN_LABELS} labels of the random slice, got {len(y)}")
+    _check_labels(len(f_labeled), y, "slice_labels", "the random slice")
     if len(f_unlabeled) < 2:
         raise Invalid("current", "needs at least 2 unlabeled predictions")
     n, big_n = len(y), len(f_unlabeled)
@@ -190,10 +195,7 @@ def weighted_accuracy(
     f = np.asarray(predicted, dtype=np.float64)
     rows = np.asarray(labeled, dtype=np.int64)
     y = np.asarray(correct, dtype=np.float64)
-    if len(rows) != len(y):
-        raise Invalid("labels", f"has {len(y)} outcomes for {len(rows)} labeled rows")
-    if len(y) < MIN_LABELS:
-        raise Invalid("labels", f"needs at least {MIN_LABELS} labels of the draw, got {len(y)}")
+    _check_labels(len(rows), y, "labels", "the draw")
     big_n = len(f)
     p = np.clip(np.asarray(inclusion, dtype=np.float64)[rows] * len(y) / max(drawn, len(y)), 1e-9, 1.0)
 

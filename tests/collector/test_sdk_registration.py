@@ -166,14 +166,18 @@ def test_the_whole_own_model_loop_reaches_an_alert_through_the_sdk(client: Clien
                          embeddings=rng.normal(size=(400, 32)), labels=rng.integers(0, 5, size=400))  # fmt: skip
     config = client.add_detector("parts", "v1", "mmd", window_last_n=300, schedule_seconds=1, confirm_runs=1)
     assert (config["detector"], config["window_last_n"], config["enabled"]) == ("mmd", 300, True)
-    for _ in range(300):
+    for i in range(300):
         probs = rng.dirichlet(np.ones(5))
         client.log("parts", "v1", int(probs.argmax()), float(probs.max()), embedding=rng.normal(0.8, 1.0, size=32),
-                   probabilities=probs)  # fmt: skip
+                   probabilities=probs, input_ref=f"inputs/{i:064x}.png" if i % 2 else None)  # fmt: skip
     assert client.flush(timeout=30) and client.stats.stored == 300
     assert client.list_alerts(model="parts") == []
     runs.run_due_detectors(db, settings, utcnow())
     (alert,) = client.list_alerts(model="parts", version="v1", state="open")
     assert (alert["detector"], alert["config_id"], alert["model"]) == ("mmd", config["id"], "parts")
+    # Step 9: the labels the alert asks for, drawn from its window (only rows logged with an input_ref can be shown).
+    drawn = client.audit_alert(alert["id"], labels=40, design="uniform")
+    assert (drawn["design"], drawn["drawn"], drawn["queued"], drawn["window"]) == ("uniform", 40, 40, 150)
+    assert "150 of its predictions were logged without an input_ref" in drawn["note"]
     with pytest.raises(ApiError, match="unknown detector"):
         client.add_detector("parts", "v1", "nope")
