@@ -100,7 +100,10 @@ def tell(stage: Stage, service: Service) -> tuple[int | None, bool]:
 def redefine(stage: Stage, service: Service, production: str) -> Redefinition:
     """Label production's reference window (old definition), watch it with ``labeled_accuracy``, then change the labels."""
     reference = stage.api.get(f"/v1/models/{stage.model}/versions/{production}/reference")
-    label_round(stage, service, datetime.fromisoformat(reference["start"]), "the reference window's audit slice")
+    # Labels of the traffic the reference stands for, given under the old definition: a reference pinned from traffic
+    # is scored on them; an uploaded one carries its own, and these are what the redefinition will retire.
+    since = datetime.fromisoformat(reference["start"]) if reference.get("start") else stage.started_at
+    label_round(stage, service, since, "the reference traffic's audit slice")
     config = stage.api.post("/v1/detector-configs", {
         "model": stage.model, "version": production, "detector": "labeled_accuracy", "name": "labeled_accuracy",
         "window_last_n": stage.scale.drift_requests, "schedule_seconds": 1, "confirm_runs": 1, "alpha": 0.01,
@@ -110,7 +113,7 @@ def redefine(stage: Stage, service: Service, production: str) -> Redefinition:
     stage.say(f"Watching {production}'s accuracy on the audit slice's labels too: [bold]labeled_accuracy[/] "
               f"(#{config['id']}, POST /v1/detector-configs) over its last {config['window_last_n']} predictions, "
               f"paging for a drop of at least {MIN_EFFECT_POINTS:g} points at alpha {config['alpha']}; its reference "
-              f"is the labels of {production}'s reference window.")
+              f"is the labels of {production}'s reference, given under the old definition.")
     traffic = service.traffic
     traffic.labels = np.where(traffic.labels == OLD_CLASS, NEW_CLASS, traffic.labels)
     changed_at = datetime.now(UTC)
