@@ -57,7 +57,7 @@ def _weighted(
 ) -> tuple[float, tuple[float, float], str] | None:
     """The window's accuracy from the labels of the alert's weighted draw (``alert_audit``); None under MIN_LABELS."""
     assert run.window_start is not None and run.window_end is not None
-    draws = labeled_draw(session, run.model_version_id, alert_id, run.window_start, run.window_end)
+    draws = labeled_draw(session, run.model_version_id, alert_id, run.id, run.window_start, run.window_end)
     if len(draws) < MIN_LABELS or reference.probabilities is None or reference.labels is None:
         return None
     current = _window(session, run)

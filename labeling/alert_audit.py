@@ -145,7 +145,8 @@ def _queue(session: Session, alert: Alert, win: Window, usable: np.ndarray, orde
     def evidence(i: int, before: dict) -> dict:
         if inclusion is None:
             return {**before, **mark}
-        draws = {**(before.get(DRAWS_KEY) or {}), str(alert.id): {"p": inclusion[i], "drawn": len(order)}}
+        drawn = {"p": inclusion[i], "drawn": len(order), "run": alert.last_run_id}  # its window's population only
+        draws = {**(before.get(DRAWS_KEY) or {}), str(alert.id): drawn}
         return {**before, DRAWS_KEY: draws}
 
     candidates = WindowCandidates(win, usable, alert.model_version_id)

@@ -15,7 +15,7 @@ from shiftwatch.collector import registry
 from shiftwatch.collector.tables import ModelVersion
 from shiftwatch.labeling.tables import UNIFORM_REASONS, Label, LabelTask
 
-DRAWS_KEY = "alert_draws"  # a task's evidence: {alert id: {"p": inclusion probability, "drawn": rows drawn}}
+DRAWS_KEY = "alert_draws"  # a task's evidence: {alert id: {"p": inclusion probability, "drawn": rows drawn, "run": its run}}
 
 
 def is_uniform(reasons: np.ndarray) -> np.ndarray:
@@ -146,8 +146,9 @@ class DrawnLabel:
     drawn: int  # rows the draw took (its labels may come in part)
 
 
-def labeled_draw(session: Session, model_version_id: int, alert_id: int, start: datetime, end: datetime) -> list[DrawnLabel]:
-    """The labeled rows of the weighted draw ``alert_audit`` made for ``alert_id`` in [start, end] (retired ones left out)."""
+def labeled_draw(session: Session, model_version_id: int, alert_id: int, run_id: int, start: datetime, end: datetime) -> list[DrawnLabel]:
+    """The labeled rows of the weighted draw ``alert_audit`` made for ``alert_id`` from run ``run_id``'s window [start, end]
+    (retired ones left out): a draw's probabilities hold for the window it was made from, not a later run's."""
     stmt = (
         select(Label, LabelTask)
         .join(LabelTask, LabelTask.id == Label.task_id)
@@ -156,6 +157,6 @@ def labeled_draw(session: Session, model_version_id: int, alert_id: int, start: 
     found = []
     for label, task in session.execute(stmt).tuples():
         draw = ((task.evidence or {}).get(DRAWS_KEY) or {}).get(str(alert_id))
-        if draw is not None:
+        if draw is not None and draw.get("run") == run_id:
             found.append(DrawnLabel(task.prediction_id, task.predicted_class, label.label, float(draw["p"]), int(draw["drawn"])))
     return found
