@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
          "dashboards", "token", "models", "alerts", "detectors", "replay-rejected", "ingest-worker", "ingest"),
     "db": ("upgrade",),
     "ingest": ("dead-letters",),
-    "labeling": ("status", "select", "push", "pull", "export", "import", "retire"),
+    "labeling": ("status", "select", "audit", "push", "pull", "export", "import", "retire"),
     "retrain": ("bootstrap", "runs", "split-reference", "register", "quantize"),
     "rollout": ("start", "retry", "list", "status", "approve", "reject", "tick"),
     "dashboards": ("push",),
