@@ -16,7 +16,9 @@ The draw is over the *whole* window, rows already queued for another reason incl
 them out would bias it (the policy queues the uncertain rows first, and those are the wrong ones).
 A drawn row already queued keeps its one task: a uniform draw marks it ``random`` (its old reason
 stays in the evidence), a weighted one records its probability in the evidence. Rows are taken in
-a random order until the daily budget stops the draw: what is left is a random part of it.
+a random order until the daily budget stops the draw: what is left is a random part of it. An
+alert gets one weighted draw per window (a second is refused: the two would overlap with
+probabilities neither records); uniform draws add up.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from shiftwatch.detectors import references
 from shiftwatch.detectors.accuracy import AccuracyEstimator
 from shiftwatch.detectors.intervals import weighted_draw
 from shiftwatch.detectors.tables import Alert, DriftRun
-from shiftwatch.errors import Invalid, NotFound
+from shiftwatch.errors import Conflict, Invalid, NotFound
 from shiftwatch.labeling.audit import WindowCandidates
 from shiftwatch.labeling.policy import Budget
 from shiftwatch.labeling.queries import DRAWS_KEY
@@ -115,10 +117,23 @@ def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budge
         inclusion = None
         order = rng.permutation(usable)[: min(asked, len(usable))]
     else:
+        _refuse_a_second_weighted_draw(session, alert, win)
         inclusion = dict(zip(usable.tolist(), weighted_draw(f, asked).tolist(), strict=True))
         taken = usable[rng.random(len(usable)) < np.asarray([inclusion[int(i)] for i in usable])]
         order = rng.permutation(taken)
     return _queue(session, alert, win, usable, order, inclusion, asked, budget_of, now)
+
+
+def _refuse_a_second_weighted_draw(session: Session, alert: Alert, win: Window) -> None:
+    """One weighted draw per alert and window: two would overlap with probabilities neither records."""
+    if not len(win):
+        return
+    tasks = session.scalars(select(LabelTask).where(LabelTask.prediction_id.in_(list(win.ids))))
+    draws = [((t.evidence or {}).get(DRAWS_KEY) or {}).get(str(alert.id)) or {} for t in tasks]
+    mine = sum(1 for draw in draws if draw.get("run") == alert.last_run_id)
+    if mine:
+        raise Conflict(f"alert {alert.id} already has a weighted draw of this window ({mine} rows queued): label those, "
+                       "or add uniform labels with --design uniform")
 
 
 def _queue(session: Session, alert: Alert, win: Window, usable: np.ndarray, order: np.ndarray,

@@ -164,6 +164,15 @@ def test_the_default_is_the_alerts_own_ask_and_the_budget_stops_the_draw_saying_
     assert "daily labeling budget is spent" in result.note
 
 
+def test_a_second_weighted_draw_of_the_same_window_is_refused_and_uniform_labels_may_still_be_added(api, alerted) -> None:
+    first = api.post("/v1/labeling/audit", json={"alert_id": alerted[0], "labels": 30, "design": "weighted"})
+    assert first.status_code == 200, first.text
+    again = api.post("/v1/labeling/audit", json={"alert_id": alerted[0], "labels": 30, "design": "weighted"})
+    assert again.status_code == 409 and "already has a weighted draw" in again.text and "--design uniform" in again.text
+    more = api.post("/v1/labeling/audit", json={"alert_id": alerted[0], "labels": 30, "design": "uniform"})
+    assert more.status_code == 200 and more.json()["drawn"] == 30
+
+
 def test_a_bad_request_is_refused_by_name(db, settings, api, alerted) -> None:
     missing = api.post("/v1/labeling/audit", json={"alert_id": 999})
     assert missing.status_code == 404 and "alert 999" in missing.text
