@@ -13,6 +13,7 @@ probabilities, the labels' own exact interval otherwise; against the labeled ref
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -39,7 +40,7 @@ def _random_slice(
     if n == 0:
         return None
     if n >= MIN_LABELS and reference.probabilities is not None and reference.labels is not None:
-        current = _window(session, run)
+        current = population(session, run, None).window
         position = {pid: i for i, pid in enumerate(current.ids)}
         found = [(position[pid], label) for pid, label in zip(audit.prediction_ids, audit.label) if pid in position]
         if current.probabilities is not None and len(found) >= MIN_LABELS and len(current) >= 2:
@@ -52,35 +53,51 @@ def _random_slice(
     return hits / n, proportion_interval(hits, n), f"measured: {n} random-slice labels alone, exact interval"
 
 
+@dataclass(frozen=True, slots=True)
+class Population:
+    """What an alert's draw is made from and measured on: its run's window, the rows with a stored input (a person
+    must see them), and CBPE's P(correct) of each of those (None without a labeled reference with probabilities)."""
+
+    window: Window
+    usable: np.ndarray  # positions in ``window``
+    predicted: np.ndarray | None
+
+
+def population(session: Session, run: DriftRun, reference: references.ReferenceData | None) -> Population:
+    """The draw's population; ``alert_audit`` draws from it and ``_weighted`` measures on it, so both see the same rows."""
+    assert run.window_start is not None and run.window_end is not None
+    current = window(session, run.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
+    usable = np.asarray([i for i in range(len(current)) if current.input_ref[i] is not None], dtype=np.int64)
+    predicted = None
+    if reference is not None and reference.labels is not None and reference.probabilities is not None \
+            and current.probabilities is not None and len(usable):
+        estimator = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels)
+        predicted = estimator.predicted_correct(current.probabilities[usable])
+    return Population(current, usable, predicted)
+
+
 def _weighted(
     session: Session, alert_id: int, run: DriftRun, reference: references.ReferenceData
 ) -> tuple[float, tuple[float, float], str] | None:
     """The window's accuracy from the labels of the alert's weighted draw (``alert_audit``); None under MIN_LABELS."""
     assert run.window_start is not None and run.window_end is not None
     draws = labeled_draw(session, run.model_version_id, alert_id, run.id, run.window_start, run.window_end)
-    if len(draws) < MIN_LABELS or reference.probabilities is None or reference.labels is None:
+    if len(draws) < MIN_LABELS:
         return None
-    current = _window(session, run)
-    usable = [i for i in range(len(current)) if current.input_ref[i] is not None]
-    if current.probabilities is None or not usable:
+    rows = population(session, run, reference)
+    if rows.predicted is None:
         return None
-    position = {current.ids[i]: k for k, i in enumerate(usable)}
+    position = {rows.window.ids[int(i)]: k for k, i in enumerate(rows.usable)}
     found = [(position[d.prediction_id], d) for d in draws if d.prediction_id in position]
     if len(found) < MIN_LABELS:
         return None
-    f = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels).predicted_correct(current.probabilities[usable])
-    inclusion = np.zeros(len(usable))
+    inclusion = np.zeros(len(rows.usable))
     for k, d in found:
         inclusion[k] = d.inclusion
-    rows = np.asarray([k for k, _ in found])
+    labeled = np.asarray([k for k, _ in found])
     correct = np.asarray([float(d.predicted_class == d.label) for _, d in found])
-    measured = weighted_accuracy(f, inclusion, rows, correct, drawn=max(d.drawn for _, d in found))
+    measured = weighted_accuracy(rows.predicted, inclusion, labeled, correct, drawn=max(d.drawn for _, d in found))
     return measured.estimate, measured.interval, f"measured: {len(found)} labels of a weighted draw (CBPE-guided), difference estimator"
-
-
-def _window(session: Session, run: DriftRun) -> Window:
-    assert run.window_start is not None and run.window_end is not None
-    return window(session, run.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
 
 
 def labeled_harm(session: Session, alert: Alert) -> Harm | None:

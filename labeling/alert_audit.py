@@ -25,20 +25,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shiftwatch.collector.queries import Window, window
+from shiftwatch.collector.queries import Window
 from shiftwatch.collector.tables import Model, ModelVersion
 from shiftwatch.detectors import references
-from shiftwatch.detectors.accuracy import AccuracyEstimator
 from shiftwatch.detectors.intervals import weighted_draw
 from shiftwatch.detectors.tables import Alert, DriftRun
 from shiftwatch.errors import Conflict, Invalid, NotFound
+from shiftwatch.labeling.alert_accuracy import population
 from shiftwatch.labeling.audit import WindowCandidates
 from shiftwatch.labeling.policy import Budget
 from shiftwatch.labeling.queries import DRAWS_KEY
@@ -82,15 +82,6 @@ def _reliable_estimate(alert: Alert) -> bool:
     return stored.get("source") == "accuracy_estimate" and stored.get("reliable") is True
 
 
-def _predicted_correct(session: Session, alert: Alert, win: Window, usable: np.ndarray) -> np.ndarray | None:
-    """CBPE's P(correct) of each usable row, from the version's labeled reference; None without one."""
-    reference = references.load(session, alert.model_version_id)
-    if reference is None or reference.labels is None or reference.probabilities is None or win.probabilities is None:
-        return None
-    estimator = AccuracyEstimator("cbpe").fit(reference.probabilities, reference.labels)
-    return estimator.predicted_correct(win.probabilities[usable])
-
-
 def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budget_of: Callable[[str], Budget],
                       now: datetime, seed: int | None = None, design: Design = "auto") -> AlertAudit:
     """Draw about ``labels`` (default: what the alert asks for) of the alert's window and queue them for its accuracy."""
@@ -105,12 +96,12 @@ def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budge
     if run is None or run.window_start is None or run.window_end is None:
         raise Invalid("alert", f"alert {alert_id}'s run records no window to draw from")
     asked = labels or labels_asked(alert)
-    # The same rows alert_accuracy reads back: the run's window, both ends in.
-    win = window(session, alert.model_version_id, start=run.window_start, end=run.window_end + timedelta(microseconds=1))
-    usable = np.asarray([i for i in range(len(win)) if win.input_ref[i] is not None], dtype=np.int64)
+    weighted = design == "weighted" or (design == "auto" and _reliable_estimate(alert))
+    # The same rows, and the same CBPE, alert_accuracy measures the draw on.
+    rows = population(session, run, references.load(session, alert.model_version_id) if weighted else None)
+    win, usable = rows.window, rows.usable
     rng = np.random.default_rng(seed)
-    f = None if design == "uniform" or (design == "auto" and not _reliable_estimate(alert)) else (
-        _predicted_correct(session, alert, win, usable))
+    f = rows.predicted  # None unless weighted (no reference was read) or without a labeled reference
     if design == "weighted" and f is None:
         raise Invalid("design", "a weighted draw needs the version's reference with labels and probabilities")
     if f is None:
@@ -118,9 +109,9 @@ def queue_alert_audit(session: Session, alert_id: int, labels: int | None, budge
         order = rng.permutation(usable)[: min(asked, len(usable))]
     else:
         _refuse_a_second_weighted_draw(session, alert, win)
-        inclusion = dict(zip(usable.tolist(), weighted_draw(f, asked).tolist(), strict=True))
-        taken = usable[rng.random(len(usable)) < np.asarray([inclusion[int(i)] for i in usable])]
-        order = rng.permutation(taken)
+        probability = weighted_draw(f, asked)
+        inclusion = dict(zip(usable.tolist(), probability.tolist(), strict=True))
+        order = rng.permutation(usable[rng.random(len(usable)) < probability])
     return _queue(session, alert, win, usable, order, inclusion, asked, budget_of, now)
 
 
